@@ -1,0 +1,242 @@
+"""Frozen value types shared by every layer: no I/O, no policy.
+
+Vocabulary is the kernel's (snake_case): transport, traddr, trsvcid, subsysnqn, host_traddr,
+host_iface, host_nqn. Hyphenated spellings exist only in configuration files and in the
+D-Bus dictionaries that nvme-stas 2.x clients expect (see ``TransportId.as_dbus_dict``).
+
+These types travel over IPC (``stas.ipc``), so every field is plain data: str, int, bool,
+float, None, tuples, enums or other dataclasses of this module.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+from dataclasses import dataclass, field
+from typing import Optional, Tuple
+
+WELL_KNOWN_DISC_NQN = 'nqn.2014-08.org.nvmexpress.discovery'
+DEFAULT_TRSVCID = {'tcp': '8009', 'rdma': '4420'}
+TRANSPORTS = ('tcp', 'rdma', 'fc', 'loop')
+IP_TRANSPORTS = ('tcp', 'rdma')
+NQN_MAX_LEN = 223
+
+# Discovery Log Page Change notice, as the kernel reports it in NVME_AEN:
+# log page 0x70, info 0xf0 (discovery log change), type 2 (notice).
+AEN_DISCOVERY_LOG_CHANGE = 0x70F002
+
+
+class Role(str, enum.Enum):
+    """What a controller is to us: a discovery controller or an I/O controller."""
+
+    DC = 'dc'
+    IOC = 'ioc'
+
+
+class Origin(str, enum.Enum):
+    """Where a discovery controller came from, by precedence (configured wins)."""
+
+    CONFIGURED = 'configured'
+    REFERRAL = 'referral'
+    DISCOVERED = 'discovered'
+
+    @property
+    def rank(self) -> int:
+        return _ORIGIN_RANK[self]
+
+
+_ORIGIN_RANK = {Origin.CONFIGURED: 0, Origin.REFERRAL: 1, Origin.DISCOVERED: 2}
+
+
+class CtrlState(str, enum.Enum):
+    """Lifecycle of one controller as its worker sees it."""
+
+    IDLE = 'idle'  # known, nothing attempted yet
+    CONNECTING = 'connecting'  # a kernel connect (or adoption) is in flight
+    CONNECTED = 'connected'  # the kernel device exists and is live
+    BACKOFF = 'backoff'  # last attempt failed; a retry timer is armed
+    GAVE_UP = 'gave-up'  # retries exhausted (NCC limit); waits for a reload
+    DISCONNECTING = 'disconnecting'  # a kernel disconnect is in flight
+
+
+@dataclass(frozen=True)
+class WorkerKey:
+    """One fabric interface: the unit of isolation (one worker process each).
+
+    ``host_iface`` is '' for transports that are not bound to a network interface
+    (fc, loop) and for controllers whose interface the routing table could not tell.
+    """
+
+    transport: str
+    host_iface: str = ''
+
+    def __str__(self) -> str:
+        return f'{self.host_iface or "-"}/{self.transport}'
+
+
+@dataclass(frozen=True)
+class HostIdentity:
+    """The host as sys.conf (or /etc/nvme) describes it."""
+
+    hostnqn: str
+    hostid: str
+    hostkey: Optional[str] = None
+    symname: Optional[str] = None
+
+
+@dataclass(frozen=True)
+class ConnectOptions:
+    """Connection parameters handed to the kernel; None means "kernel default".
+
+    The same fields exist in [Global] and as per-controller overrides in ``controller=``.
+    """
+
+    kato: Optional[int] = None
+    queue_size: Optional[int] = None
+    hdr_digest: Optional[bool] = None
+    data_digest: Optional[bool] = None
+    nr_io_queues: Optional[int] = None
+    nr_write_queues: Optional[int] = None
+    nr_poll_queues: Optional[int] = None
+    reconnect_delay: Optional[int] = None
+    ctrl_loss_tmo: Optional[int] = None
+    disable_sqflow: Optional[bool] = None
+    dhchap_secret: Optional[str] = None
+    dhchap_ctrl_secret: Optional[str] = None
+
+    def overridden_by(self, other: ConnectOptions) -> ConnectOptions:
+        """These options with every field that ``other`` sets taking precedence."""
+        changes = {f.name: getattr(other, f.name) for f in dataclasses.fields(other)}
+        return dataclasses.replace(self, **{k: v for k, v in changes.items() if v is not None})
+
+    def as_dict(self) -> dict:
+        """The fields that are set, in declaration order."""
+        return {
+            f.name: getattr(self, f.name)
+            for f in dataclasses.fields(self)
+            if getattr(self, f.name) is not None
+        }
+
+
+@dataclass(frozen=True)
+class TransportId:
+    """The identity of a controller connection (upstream's "TID").
+
+    Two TIDs are the same controller when all seven fields are equal. Construction does
+    not apply defaults; ``stas.fabric.tid`` builds normalised TIDs from config, log pages
+    and sysfs. The looser "may this existing kernel connection be reused" rule lives in
+    ``stas.fabric.tid`` too.
+    """
+
+    transport: str
+    traddr: str
+    trsvcid: str = ''
+    subsysnqn: str = ''
+    host_traddr: str = ''
+    host_iface: str = ''
+    host_nqn: str = ''
+
+    def __str__(self) -> str:
+        # Same shape as nvme-stas 2.x log lines: (transport, traddr, trsvcid[, nqn][, iface][, host-traddr])
+        parts = [self.transport, self.traddr, self.trsvcid]
+        parts += [p for p in (self.subsysnqn, self.host_iface, self.host_traddr) if p]
+        return '(' + ', '.join(parts) + ')'
+
+    def as_dbus_dict(self) -> dict:
+        """The nvme-stas 2.x ``controller_id_dict`` key order and spelling (without device)."""
+        return {
+            'traddr': self.traddr,
+            'trsvcid': self.trsvcid,
+            'transport': self.transport,
+            'subsysnqn': self.subsysnqn,
+            'host-iface': self.host_iface,
+            'host-traddr': self.host_traddr,
+            'host-nqn': self.host_nqn,
+        }
+
+
+@dataclass(frozen=True)
+class ControllerSpec:
+    """A controller some worker should keep connected, with how to connect it."""
+
+    tid: TransportId
+    role: Role
+    options: ConnectOptions = ConnectOptions()
+    origin: Optional[Origin] = None
+    # Pass host_iface to the kernel? False when ``ignore-iface`` is set: the worker is still
+    # chosen by interface, but the kernel connection is not pinned to it.
+    pin_iface: bool = True
+
+
+@dataclass(frozen=True)
+class LogEntry:
+    """One discovery log page entry (DLPE), validated and stripped.
+
+    Field values are the strings nvme-stas 2.x shows on D-Bus (``trtype='tcp'``,
+    ``subtype='nvme'``, numbers as decimal strings); ``stas.fabric.dlpe`` builds them.
+    """
+
+    trtype: str
+    adrfam: str
+    subtype: str
+    treq: str
+    portid: str
+    trsvcid: str
+    subnqn: str
+    traddr: str
+    cntlid: str = ''
+    asqsz: str = ''
+    eflags: str = '0'
+    tsas: str = ''
+
+    def as_dbus_dict(self) -> dict:
+        return {k: v for k, v in dataclasses.asdict(self).items() if v != '' or k in _DLPE_ALWAYS}
+
+
+_DLPE_ALWAYS = frozenset({'trtype', 'adrfam', 'subtype', 'treq', 'portid', 'trsvcid', 'subnqn', 'traddr'})
+
+
+@dataclass(frozen=True)
+class ErrorInfo:
+    """An error as data: a stable code (see ``stas.errors``) and a human message."""
+
+    code: str
+    message: str
+
+
+@dataclass(frozen=True)
+class ControllerStatus:
+    """A worker's level snapshot of one controller."""
+
+    tid: TransportId
+    role: Role
+    state: CtrlState
+    device: str = ''  # 'nvme3', or '' when no kernel device
+    attempts: int = 0
+    last_error: Optional[ErrorInfo] = None
+    # Kernel-reported attributes (sysfs), '' when unknown.
+    attrs: Tuple[Tuple[str, str], ...] = field(default=())
+
+
+@dataclass(frozen=True)
+class KernelController:
+    """What sysfs and udev say of one existing kernel nvme controller (``/sys/class/nvme/nvmeX``).
+
+    Values are the kernel's, unprocessed: the kernel writes ``none`` for an unset address
+    field, and ``stas.fabric.reuse`` reads ``none`` (any case) like ''. ``src_addr`` comes
+    from the ``address`` attribute (kernel >= 6.1, tcp). ``cntrltype``/``dctype`` are ''
+    before kernel 5.18. ``has_namespaces`` says whether the device has child namespaces.
+    """
+
+    device: str  # 'nvme3'
+    transport: str
+    traddr: str = ''
+    trsvcid: str = ''
+    host_traddr: str = ''
+    host_iface: str = ''
+    src_addr: str = ''
+    subsysnqn: str = ''
+    hostnqn: str = ''
+    cntrltype: str = ''
+    dctype: str = ''
+    has_namespaces: bool = False
