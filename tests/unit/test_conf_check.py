@@ -1,0 +1,234 @@
+"""The file edge (load_*) and check_config(): exit codes 0/1/2 for --check-config."""
+
+from __future__ import annotations
+
+import pathlib
+
+import pytest
+
+from stas.conf import (
+    STAFD_CONF,
+    SYS_CONF,
+    CheckReport,
+    StacdConfig,
+    StafdConfig,
+    UnreadableConfig,
+    check_config,
+    load_daemon_config,
+    load_stacd,
+    load_stafd,
+    load_sysconf,
+    read_config,
+)
+from stas.conf.problems import Code, Problem, Severity
+from stas.errors import ConfigError, InvalidArgument
+
+UUID = '5a1c4e4b-8f1e-4b7a-9a52-0c1b3b1e2f00'
+NQN = f'nqn.2014-08.org.nvmexpress:uuid:{UUID}'
+
+
+@pytest.fixture
+def host(tmp_path: pathlib.Path) -> pathlib.Path:
+    """A sys.conf whose file:// values point at valid files under tmp_path."""
+    (tmp_path / 'hostnqn').write_text(NQN + '\n')
+    (tmp_path / 'hostid').write_text(UUID + '\n')
+    sys_conf = tmp_path / 'sys.conf'
+    sys_conf.write_text(
+        f'[Host]\nnqn=file://{tmp_path}/hostnqn\nid=file://{tmp_path}/hostid\nkey=file://{tmp_path}/hostkey\n'
+    )
+    return sys_conf
+
+
+def write(tmp_path: pathlib.Path, name: str, text: str) -> str:
+    path = tmp_path / name
+    path.write_text(text)
+    return str(path)
+
+
+# -- Problem rendering ----------------------------------------------------------------------------------
+
+
+def test_problem_str():
+    assert (
+        str(Problem('/etc/stas/stafd.conf', 12, Severity.WARNING, 'x=1: bad'))
+        == '/etc/stas/stafd.conf:12: x=1: bad'
+    )
+    assert (
+        str(Problem('/etc/stas/sys.conf', None, Severity.ERROR, 'no host NQN'))
+        == '/etc/stas/sys.conf: no host NQN'
+    )
+
+
+# -- check_config ----------------------------------------------------------------------------------------
+
+
+def test_clean_configuration_exits_0(tmp_path, host):
+    conf = write(tmp_path, 'stafd.conf', '[Global]\nkato=20\n')
+    report = check_config('stafd', conf, str(host))
+    assert (report.problems, report.unreadable, report.exit_code) == ([], [], 0)
+    assert report.lines() == []
+
+
+def test_problems_exit_1_with_file_line_messages(tmp_path, host):
+    conf = write(tmp_path, 'stacd.conf', '[Global]\nqueue-size=8\n')
+    report = check_config('stacd', conf, str(host))
+    assert report.exit_code == 1
+    assert report.unreadable == []
+    assert report.lines() == [
+        f'{conf}:2: [Global] queue-size=8: out of range, default used (not set: the kernel decides); '
+        'accepted: an integer in 16..1024'
+    ]
+
+
+def test_sys_conf_problems_are_included(tmp_path):
+    conf = write(tmp_path, 'stafd.conf', '')
+    sys_conf = write(tmp_path, 'sys.conf', f'[Host]\nnqn=host1\nid=file://{tmp_path}/hostid\n')
+    report = check_config('stafd', conf, sys_conf, read_file=_no_default_key)
+    assert report.exit_code == 1
+    assert [(p.line, p.severity) for p in report.problems] == [(2, Severity.ERROR), (3, Severity.ERROR)]
+    assert 'does not start with "nqn."' in report.problems[0].message
+    assert 'cannot read' in report.problems[1].message and 'No such file' in report.problems[1].message
+
+
+def test_explicit_missing_conf_file_exits_2(tmp_path, host):
+    missing = str(tmp_path / 'nope.conf')
+    report = check_config('stafd', missing, str(host))
+    assert report.unreadable == [(missing, 'No such file or directory')]
+    assert report.exit_code == 2
+    assert report.lines() == [f'{missing}: No such file or directory']
+
+
+def test_explicit_missing_sys_conf_exits_2(tmp_path):
+    conf = write(tmp_path, 'stafd.conf', '')
+    missing = str(tmp_path / 'sys.conf')
+    report = check_config('stafd', conf, missing)
+    assert report.unreadable == [(missing, 'No such file or directory')]
+    assert report.exit_code == 2
+
+
+def test_directory_and_non_utf8_are_unreadable(tmp_path, host):
+    report = check_config('stacd', str(tmp_path), str(host))
+    assert report.exit_code == 2
+    assert report.unreadable == [(str(tmp_path), 'Is a directory')]
+
+    bad = tmp_path / 'bad.conf'
+    bad.write_bytes(b'[Global]\ntron=\xe9\n')
+    report = check_config('stacd', str(bad), str(host))
+    assert report.unreadable == [(str(bad), 'line 2: not UTF-8 text (byte 0xe9 at offset 14)')]
+    assert report.exit_code == 2
+
+
+def test_unreadable_file_url_target_exits_2(tmp_path):
+    conf = write(tmp_path, 'stafd.conf', '')
+    (tmp_path / 'hostnqn').write_text(NQN)
+    (tmp_path / 'hostid').mkdir()  # exists, cannot be read as a file
+    sys_conf = write(
+        tmp_path, 'sys.conf', f'[Host]\nnqn=file://{tmp_path}/hostnqn\nid=file://{tmp_path}/hostid\n'
+    )
+    report = check_config('stafd', conf, sys_conf, read_file=_no_default_key)
+    assert report.unreadable == [(str(tmp_path / 'hostid'), 'Is a directory')]
+    assert report.problems == []  # not reported twice
+    assert report.exit_code == 2
+
+
+def _no_default_key(path: str) -> str:
+    # keep the test independent of the machine's real /etc/nvme/hostkey
+    if path == '/etc/nvme/hostkey':
+        raise FileNotFoundError(2, 'No such file or directory', path)
+    with open(path) as f:
+        return f.read()
+
+
+def test_missing_default_files_are_fine_and_defaults_apply():
+    # Nothing exists except the /etc/nvme files the sys.conf defaults point at.
+    files = {'/etc/nvme/hostnqn': NQN + '\n', '/etc/nvme/hostid': UUID + '\n'}
+
+    def reader(path: str) -> str:
+        if path in files:
+            return files[path]
+        raise FileNotFoundError(2, 'No such file or directory', path)
+
+    for daemon in ('stafd', 'stacd'):
+        report = check_config(daemon, read_file=reader)
+        assert (report.problems, report.unreadable, report.exit_code) == ([], [], 0)
+        report = check_config(daemon, STAFD_CONF if daemon == 'stafd' else None, SYS_CONF, read_file=reader)
+        assert report.exit_code == 0
+
+
+def test_missing_default_sys_conf_and_missing_hostnqn_is_a_problem():
+    def reader(path: str) -> str:
+        if path == '/etc/nvme/hostid':
+            return UUID
+        raise FileNotFoundError(2, 'No such file or directory', path)
+
+    report = check_config('stacd', read_file=reader)
+    assert report.unreadable == []
+    assert report.exit_code == 1
+    assert [str(p) for p in report.problems] == [
+        '/etc/stas/sys.conf: [Host] nqn=file:///etc/nvme/hostnqn (default): cannot read /etc/nvme/hostnqn: '
+        'No such file or directory; create it with: stasadm hostnqn -f /etc/nvme/hostnqn'
+    ]
+
+
+def test_unknown_daemon():
+    with pytest.raises(InvalidArgument):
+        check_config('nvmed')
+
+
+def test_report_exit_code_precedence():
+    problem = Problem('f', 1, Severity.WARNING, 'm', Code.BAD_VALUE)
+    assert CheckReport().exit_code == 0
+    assert CheckReport(problems=[problem]).exit_code == 1
+    assert CheckReport(problems=[problem], unreadable=[('f', 'why')]).exit_code == 2
+
+
+# -- load_* (daemon start and SIGHUP) ---------------------------------------------------------------------
+
+
+def test_load_stafd_and_stacd(tmp_path):
+    config, problems = load_stafd(write(tmp_path, 'stafd.conf', '[Global]\nkato=20\nbogus=1\n'))
+    assert isinstance(config, StafdConfig) and config.options.kato == 20
+    assert [(p.line, p.code) for p in problems] == [(3, Code.UNKNOWN_KEY)]
+    config2, problems2 = load_stacd(write(tmp_path, 'stacd.conf', '[Global]\nnr-io-queues=2\n'))
+    assert isinstance(config2, StacdConfig) and config2.options.nr_io_queues == 2 and problems2 == []
+
+
+def test_load_missing_explicit_path_runs_on_defaults_with_a_warning(tmp_path):
+    missing = str(tmp_path / 'custom.conf')
+    config, problems = load_daemon_config('stacd', missing)
+    assert config == StacdConfig()
+    assert [str(p) for p in problems] == [f'{missing}: no such file; running on defaults']
+    assert problems[0].code == Code.MISSING
+
+
+def test_load_unreadable_raises_the_typed_error(tmp_path):
+    with pytest.raises(UnreadableConfig) as info:
+        load_stafd(str(tmp_path))
+    assert isinstance(info.value, ConfigError)
+    assert str(info.value) == f'{tmp_path}: cannot read: Is a directory'
+
+
+def test_read_config_missing_is_none(tmp_path):
+    assert read_config(str(tmp_path / 'none')) is None
+    assert read_config(write(tmp_path, 'x.conf', 'abc')) == 'abc'
+
+
+def test_load_sysconf(tmp_path, host):
+    identity, problems = load_sysconf(str(host))
+    assert problems == []
+    assert identity is not None and (identity.hostnqn, identity.hostid, identity.hostkey) == (NQN, UUID, None)
+
+
+def test_load_sysconf_missing_explicit_path(tmp_path):
+    missing = str(tmp_path / 'sys.conf')
+
+    files = {'/etc/nvme/hostnqn': NQN, '/etc/nvme/hostid': UUID}
+
+    def reader(path: str) -> str:
+        if path in files:
+            return files[path]
+        raise FileNotFoundError(2, 'No such file or directory', path)
+
+    identity, problems = load_sysconf(missing, read_file=reader)
+    assert identity is not None
+    assert [str(p) for p in problems] == [f'{missing}: no such file; the defaults apply']

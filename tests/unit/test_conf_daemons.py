@@ -1,0 +1,697 @@
+"""stafd.conf / stacd.conf: every key, its default and range, deprecated keys, whole files."""
+
+from __future__ import annotations
+
+import pathlib
+import re
+
+import pytest
+
+from stas.conf import (
+    DisconnectScope,
+    StacdConfig,
+    StafdConfig,
+    default_config,
+    parse_daemon_config,
+    parse_stacd,
+    parse_stafd,
+)
+from stas.conf.problems import Code, Severity
+from stas.conf.schema import option_specs
+from stas.errors import InvalidArgument
+from stas.model import ConnectOptions
+
+DATA = pathlib.Path(__file__).resolve().parents[1] / 'data' / 'conf'
+
+
+def load(daemon: str, name: str):
+    path = DATA / name
+    return parse_daemon_config(daemon, path.read_text(), str(path))
+
+
+def messages(problems):
+    return [p.message for p in problems]
+
+
+# -- defaults ----------------------------------------------------------------------------------------
+
+
+def test_stafd_defaults_are_nvme_stas_defaults():
+    config, problems = parse_stafd(None, '/etc/stas/stafd.conf')
+    assert problems == []
+    assert config == StafdConfig()
+    assert config.tron is False and config.ignore_iface is False and config.ip_family == (4, 6)
+    assert config.pleo is True and config.zeroconf is True and config.persistent_connections is True
+    assert config.zeroconf_persistence_s == 259200.0
+    assert config.options == ConnectOptions(kato=30, hdr_digest=False, data_digest=False)
+    assert config.controllers == () and config.excluded == ()
+
+
+def test_stacd_defaults_are_nvme_stas_defaults():
+    config, problems = parse_stacd('', '/etc/stas/stacd.conf')
+    assert problems == []
+    assert config == StacdConfig()
+    assert config.options.kato is None  # stacd sends no kato unless configured
+    assert config.options == ConnectOptions(hdr_digest=False, data_digest=False)
+    assert config.disconnect_scope is DisconnectScope.ONLY_STAS_CONNECTIONS
+    assert config.disconnect_scope == 'only-stas-connections'
+    assert config.disconnect_trtypes == ('tcp',)
+    assert config.connect_attempts_on_ncc == 0
+
+
+def test_default_config_helper_and_bad_daemon():
+    assert default_config('stafd') == StafdConfig()
+    assert default_config('stacd') == StacdConfig()
+    with pytest.raises(InvalidArgument, match="daemon='nvmed'"):
+        parse_daemon_config('nvmed', '', 'x')
+
+
+@pytest.mark.parametrize(
+    'daemon, keys',
+    [
+        (
+            'stafd',
+            {
+                ('Global', 'tron'),
+                ('Global', 'hdr-digest'),
+                ('Global', 'data-digest'),
+                ('Global', 'kato'),
+                ('Global', 'queue-size'),
+                ('Global', 'reconnect-delay'),
+                ('Global', 'ctrl-loss-tmo'),
+                ('Global', 'disable-sqflow'),
+                ('Global', 'ignore-iface'),
+                ('Global', 'ip-family'),
+                ('Global', 'pleo'),
+                ('Service Discovery', 'zeroconf'),
+                ('Discovery controller connection management', 'persistent-connections'),
+                ('Discovery controller connection management', 'zeroconf-connections-persistence'),
+                ('Controllers', 'controller'),
+                ('Controllers', 'exclude'),
+            },
+        ),
+        (
+            'stacd',
+            {
+                ('Global', 'tron'),
+                ('Global', 'hdr-digest'),
+                ('Global', 'data-digest'),
+                ('Global', 'kato'),
+                ('Global', 'nr-io-queues'),
+                ('Global', 'nr-write-queues'),
+                ('Global', 'nr-poll-queues'),
+                ('Global', 'queue-size'),
+                ('Global', 'reconnect-delay'),
+                ('Global', 'ctrl-loss-tmo'),
+                ('Global', 'disable-sqflow'),
+                ('Global', 'ignore-iface'),
+                ('Global', 'ip-family'),
+                ('I/O controller connection management', 'disconnect-scope'),
+                ('I/O controller connection management', 'disconnect-trtypes'),
+                ('I/O controller connection management', 'connect-attempts-on-ncc'),
+                ('Controllers', 'controller'),
+                ('Controllers', 'exclude'),
+            },
+        ),
+    ],
+)
+def test_key_sets_match_nvme_stas(daemon, keys):
+    assert set(option_specs(daemon)) == keys
+
+
+# -- upstream's shipped files ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize('daemon', ['stafd', 'stacd'])
+def test_shipped_file_gives_no_problem_and_the_defaults(daemon):
+    config, problems = load(daemon, f'{daemon}.conf')
+    assert problems == []
+    assert config == default_config(daemon)
+
+
+@pytest.mark.parametrize('daemon', ['stafd', 'stacd'])
+def test_shipped_file_with_every_key_uncommented_gives_the_defaults(daemon):
+    text = (DATA / f'{daemon}.conf').read_text()
+    uncommented = re.sub(r'^#([a-z-]+=\S.*)$', r'\1', text, flags=re.M)
+    config, problems = parse_daemon_config(daemon, uncommented, 'u.conf')
+    # duplicate-connect is listed (commented) in stafd.conf but nvme-stas never used it
+    expected = ['[Global] duplicate-connect=true: deprecated, not used by nvme-stas; ignored; remove it']
+    assert messages(problems) == (expected if daemon == 'stafd' else [])
+    # the uncommented values are the defaults, or the kernel's defaults where stas sets none
+    kernel = {'queue_size': 128, 'reconnect_delay': 10, 'ctrl_loss_tmo': 600, 'disable_sqflow': False}
+    if daemon == 'stacd':
+        kernel['kato'] = 30  # the shipped comment says 30; stacd itself sends none by default
+    default = default_config(daemon)
+    assert config.options == ConnectOptions(**{**default.options.as_dict(), **kernel})
+    for field in ('tron', 'ignore_iface', 'ip_family'):
+        assert getattr(config, field) == getattr(default, field)
+
+
+def _shipped_examples():
+    found = []
+    for daemon in ('stafd', 'stacd'):
+        for line in (DATA / f'{daemon}.conf').read_text().splitlines():
+            m = re.match(r'^#\s+((?:controller|exclude) = (?!transport=[\[<]).*)$', line)
+            if m:
+                found.append((daemon, m.group(1)))
+    return found
+
+
+_FC = 'nn-0x204600a098cbcac6:pn-0x204700a098cbcac6'
+_DELL_NQN = 'nqn.1988-11.com.dell:PowerSANxxx:01:20210225100113-454f73093ceb4847a7bdfc6e34ae8e28'
+_HOST_TRADDR_MISSING = (
+    '[Controllers] controller: missing host-traddr= (the kernel needs the local FC port for fc, '
+    'nn-0x<16 hex digits>:pn-0x<16 hex digits>); controller ignored'
+)
+
+# Every example of the comments of nvme-stas's shipped stafd.conf and stacd.conf, and what it gives.
+SHIPPED_EXAMPLES = [
+    (
+        'stafd',
+        'controller = transport=tcp;traddr=localhost;trsvcid=8009',
+        {'transport': 'tcp', 'traddr': 'localhost', 'trsvcid': '8009'},
+        None,
+    ),
+    (
+        'stafd',
+        'controller = transport=tcp;traddr=2001:db8::370:7334;host-iface=enp0s8',
+        {'transport': 'tcp', 'traddr': '2001:db8::370:7334', 'host-iface': 'enp0s8'},
+        None,
+    ),
+    # The documented fc example cannot work: the kernel requires host-traddr for fc.
+    ('stafd', f'controller = transport=fc;traddr={_FC}', None, _HOST_TRADDR_MISSING),
+    (
+        'stafd',
+        'exclude = transport=tcp;traddr=fe80::2c6e:dee7:857:26bb # Eliminate a specific address',
+        {'transport': 'tcp', 'traddr': 'fe80::2c6e:dee7:857:26bb'},
+        None,
+    ),
+    (
+        'stafd',
+        'exclude = host-iface=enp0s8                             # Eliminate everything on this interface',
+        {'host-iface': 'enp0s8'},
+        None,
+    ),
+    (
+        'stacd',
+        f'controller = transport=tcp;traddr=localhost;nqn={_DELL_NQN}',
+        {'transport': 'tcp', 'traddr': 'localhost', 'subsysnqn': _DELL_NQN},
+        None,
+    ),
+    (
+        'stacd',
+        'controller = transport=tcp;traddr=2001:db8::370:7334;host-iface=enp0s8;nqn=nqn.starship-enterprise',
+        {
+            'transport': 'tcp',
+            'traddr': '2001:db8::370:7334',
+            'host-iface': 'enp0s8',
+            'subsysnqn': 'nqn.starship-enterprise',
+        },
+        None,
+    ),
+    ('stacd', f'controller = transport=fc;traddr={_FC};nqn=nqn.romulan-empire', None, _HOST_TRADDR_MISSING),
+    (
+        'stacd',
+        'exclude = transport=tcp;traddr=fe80::2c6e:dee7:857:26bb # Eliminate a specific address',
+        {'transport': 'tcp', 'traddr': 'fe80::2c6e:dee7:857:26bb'},
+        None,
+    ),
+    (
+        'stacd',
+        'exclude = host-iface=enp0s8                             # Eliminate everything on this interface',
+        {'host-iface': 'enp0s8'},
+        None,
+    ),
+]
+
+
+def test_the_example_table_covers_every_example_of_the_shipped_files():
+    assert sorted(_shipped_examples()) == sorted((d, line) for d, line, _, _ in SHIPPED_EXAMPLES)
+
+
+@pytest.mark.parametrize('daemon, line, fields, problem', SHIPPED_EXAMPLES)
+def test_shipped_examples(daemon, line, fields, problem):
+    config, problems = parse_daemon_config(daemon, f'[Controllers]\n{line}\n', 'ex.conf')
+    found = config.controllers if line.startswith('controller') else config.excluded
+    if fields is None:
+        assert found == ()
+    else:
+        assert [dict(e) for e in found] == [fields]
+        assert found[0].line == 2
+    assert messages(problems) == ([problem] if problem else [])
+
+
+def test_fc_example_works_with_host_traddr():
+    text = f'[Controllers]\ncontroller = transport=fc;traddr={_FC};host-traddr=nn-0x1000:pn-0x2000\n'
+    config, problems = parse_stafd(text, 'fc.conf')
+    assert problems == []
+    assert [c.transport for c in config.controllers] == ['fc']
+
+
+# -- whole valid files -------------------------------------------------------------------------------------
+
+
+def test_valid_stafd_file():
+    config, problems = load('stafd', 'stafd-valid.conf')
+    assert problems == []
+    assert isinstance(config, StafdConfig)
+    assert (config.tron, config.ignore_iface, config.ip_family, config.pleo) == (True, True, (6,), False)
+    assert config.options == ConnectOptions(
+        kato=45,
+        queue_size=256,
+        hdr_digest=True,
+        data_digest=True,
+        reconnect_delay=5,
+        ctrl_loss_tmo=-1,
+        disable_sqflow=True,
+    )
+    assert (config.zeroconf, config.persistent_connections) == (False, False)
+    assert config.zeroconf_persistence_s == 3 * 86400 + 5 * 3600
+    assert [(c.transport, c.line) for c in config.controllers] == [
+        ('tcp', 23),
+        ('rdma', 24),
+        ('fc', 25),
+        ('loop', 26),
+    ]
+    first = config.controllers[0]
+    assert config.options_for(first) == config.options.overridden_by(ConnectOptions(kato=20))
+    assert config.options_for(first).kato == 20 and config.options_for(config.controllers[1]).kato == 45
+    assert config.pleo_for(first) is True and config.pleo_for(config.controllers[1]) is False
+    assert config.controllers[1].subsysnqn == 'nqn.2014-08.org.nvmexpress.discovery'
+    assert [(dict(e), e.line) for e in config.excluded] == [
+        ({'transport': 'tcp', 'traddr': '192.168.1.99'}, 27),
+        ({'host-iface': 'wlan0'}, 28),
+    ]
+
+
+def test_valid_stacd_file():
+    config, problems = load('stacd', 'stacd-valid.conf')
+    assert problems == []
+    assert isinstance(config, StacdConfig)
+    assert config.options == ConnectOptions(
+        kato=120,
+        queue_size=1024,
+        hdr_digest=True,
+        data_digest=True,
+        nr_io_queues=8,
+        nr_write_queues=2,
+        nr_poll_queues=1,
+        reconnect_delay=1,
+        ctrl_loss_tmo=0,
+        disable_sqflow=False,
+    )
+    assert config.disconnect_scope is DisconnectScope.ALL_CONNECTIONS_MATCHING_DISCONNECT_TRTYPES
+    assert config.disconnect_trtypes == ('tcp', 'rdma', 'fc')
+    assert config.connect_attempts_on_ncc == 3
+    c1, c2, c3 = config.controllers
+    assert config.options_for(c1) == ConnectOptions(
+        kato=10,
+        queue_size=64,
+        hdr_digest=True,
+        data_digest=False,
+        nr_io_queues=4,
+        nr_write_queues=1,
+        nr_poll_queues=1,
+        reconnect_delay=2,
+        ctrl_loss_tmo=-1,
+        disable_sqflow=True,
+    )
+    assert c2.options.dhchap_secret is not None and c2.options.dhchap_secret.endswith('==:')
+    assert c2.options.dhchap_ctrl_secret is not None and c2.options.dhchap_ctrl_secret.endswith('=:')
+    assert (config.ip_family_for(c3), config.ignore_iface_for(c3), config.tron_for(c3)) == (
+        (6,),
+        False,
+        False,
+    )
+    assert (config.ip_family_for(c1), config.ignore_iface_for(c1), config.tron_for(c1)) == ((4,), True, True)
+    assert [dict(e) for e in config.excluded] == [
+        {'subsysnqn': 'nqn.2014-08.org.example:old'},
+        {'transport': 'rdma', 'trsvcid': '4420'},
+    ]
+
+
+# -- bad values: problem + default -----------------------------------------------------------------------
+
+
+def test_bad_value_message_names_file_line_value_and_range():
+    path = DATA / 'stafd-bad-values.conf'
+    config, problems = parse_stafd(path.read_text(), str(path))
+    assert str(problems[4]) == (
+        f'{path}:6: [Global] queue-size=8: out of range, default used (not set: the kernel decides); '
+        'accepted: an integer in 16..1024'
+    )
+    assert config.options.queue_size is None
+    assert all(p.severity is Severity.WARNING and p.code == Code.BAD_VALUE for p in problems)
+
+
+@pytest.mark.parametrize(
+    'line, text',
+    [
+        (2, '[Global] tron=yes: not a boolean, default used (false); accepted: true, false'),
+        (3, '[Global] hdr-digest=1: not a boolean, default used (false); accepted: true, false'),
+        (4, '[Global] data-digest=on: not a boolean, default used (false); accepted: true, false'),
+        (5, '[Global] kato=-5: out of range, default used (30); accepted: an integer >= 0'),
+        (7, '[Global] reconnect-delay=0: out of range, default used (not set: the kernel decides); '
+            'accepted: an integer >= 1'),
+        (8, '[Global] ctrl-loss-tmo=-2: out of range, default used (not set: the kernel decides); '
+            'accepted: an integer >= -1 (-1 = retry forever)'),
+        (9, '[Global] disable-sqflow=maybe: not a boolean, default used (not set: the kernel decides); '
+            'accepted: true, false'),
+        (10, '[Global] ignore-iface=: not a boolean, default used (false); accepted: true, false'),
+        (11, '[Global] ip-family=IPv4: not an IP family, default used (ipv4+ipv6); '
+             'accepted: ipv4, ipv6, ipv4+ipv6, ipv6+ipv4'),
+        (12, '[Global] pleo=true: not enabled/disabled, default used (enabled); accepted: enabled, disabled'),
+        (15, '[Service Discovery] zeroconf=on: not enabled/disabled, default used (enabled); '
+             'accepted: enabled, disabled'),
+        (18, '[Discovery controller connection management] persistent-connections=sometimes: not a boolean, '
+             'default used (true); accepted: true, false'),
+        (19, '[Discovery controller connection management] zeroconf-connections-persistence=soon: '
+             'not a time span, default used (72hours); accepted: seconds (-1 = never, 0 = at once) '
+             'or a span such as 72hours, "3 days 5 hours", 1:30'),
+    ],
+)  # fmt: skip
+def test_stafd_bad_values(line, text):
+    _, problems = load('stafd', 'stafd-bad-values.conf')
+    assert text in [p.message for p in problems if p.line == line]
+
+
+def test_stafd_bad_values_fall_back_to_defaults():
+    config, problems = load('stafd', 'stafd-bad-values.conf')
+    assert len(problems) == 14
+    assert config == StafdConfig()
+
+
+@pytest.mark.parametrize(
+    'line, text',
+    [
+        (2, '[Global] kato=thirty: not an integer, default used (not set: the kernel decides); '
+            'accepted: an integer >= 0'),
+        (3, '[Global] nr-io-queues=0: out of range'),
+        (4, '[Global] nr-write-queues=-1: out of range'),
+        (5, '[Global] nr-poll-queues=1.5: not an integer'),
+        (6, '[Global] queue-size=2048: out of range, default used (not set: the kernel decides); '
+            'accepted: an integer in 16..1024'),
+        (9, '[I/O controller connection management] disconnect-scope=everything: '
+            'not one of the accepted values, default used (only-stas-connections); '
+            'accepted: only-stas-connections, all-connections-matching-disconnect-trtypes, no-disconnect'),
+        (10, '[I/O controller connection management] disconnect-trtypes=pcie: names no known transport, '
+             'default used (tcp)'),
+        (11, '[I/O controller connection management] connect-attempts-on-ncc=-3: out of range, '
+             'default used (0)'),
+    ],
+)  # fmt: skip
+def test_stacd_bad_values(line, text):
+    config, problems = load('stacd', 'stacd-bad-values.conf')
+    assert any(p.message.startswith(text) for p in problems if p.line == line), messages(problems)
+    assert config == StacdConfig()
+    assert len(problems) == 8
+
+
+def test_unparseable_zeroconf_persistence_falls_back_to_72_hours():
+    # nvme-stas 2.x returned None here and crashed later comparing None >= 0.
+    config, problems = parse_stafd(
+        '[Discovery controller connection management]\nzeroconf-connections-persistence=3 fortnights\n',
+        'z.conf',
+    )
+    assert config.zeroconf_persistence_s == 259200.0
+    assert [p.line for p in problems] == [2]
+
+
+@pytest.mark.parametrize(
+    'value, seconds',
+    [
+        ('-1', -1.0),
+        ('0', 0.0),
+        ('72hours', 259200.0),
+        ('1:01', 61.0),
+        ('1 minute, 24 secs', 84.0),
+        ('90', 90.0),
+    ],
+)
+def test_zeroconf_persistence_values(value, seconds):
+    config, problems = parse_stafd(
+        f'[Discovery controller connection management]\nzeroconf-connections-persistence={value}\n', 'z.conf'
+    )
+    assert problems == []
+    assert config.zeroconf_persistence_s == seconds
+    assert isinstance(config.zeroconf_persistence_s, float)
+
+
+@pytest.mark.parametrize(
+    'value, expected, problem',
+    [
+        ('tcp', ('tcp',), None),
+        ('rdma+tcp', ('tcp', 'rdma'), None),
+        ('fc+fc', ('fc',), None),
+        ('tcp+pcie', ('tcp',), '"pcie" ignored, using tcp'),
+        ('tcp + rdma', ('tcp',), 'names no known transport, default used (tcp)'),  # no spaces allowed
+        ('rdma+tcp +fc', ('rdma', 'fc'), '"tcp " ignored, using rdma+fc'),
+        ('pcie', ('tcp',), 'names no known transport, default used (tcp)'),
+        ('', ('tcp',), 'names no known transport'),
+    ],
+)
+def test_disconnect_trtypes(value, expected, problem):
+    config, problems = parse_stacd(
+        f'[I/O controller connection management]\ndisconnect-trtypes={value}\n', 's.conf'
+    )
+    assert config.disconnect_trtypes == expected
+    if problem is None:
+        assert problems == []
+    else:
+        assert len(problems) == 1 and problem in problems[0].message
+
+
+@pytest.mark.parametrize(
+    'value, expected, code',
+    [('0', 0, None), ('1', 2, Code.ADJUSTED), ('2', 2, None), ('10', 10, None), ('x', 0, Code.BAD_VALUE)],
+)
+def test_connect_attempts_on_ncc(value, expected, code):
+    config, problems = parse_stacd(
+        f'[I/O controller connection management]\nconnect-attempts-on-ncc={value}\n', 's'
+    )
+    assert config.connect_attempts_on_ncc == expected
+    assert [p.code for p in problems] == ([code] if code else [])
+
+
+@pytest.mark.parametrize(
+    'value, expected',
+    [('ipv4', (4,)), ('ipv6', (6,)), ('ipv4+ipv6', (4, 6)), ('ipv6+ipv4', (4, 6))],
+)
+def test_ip_family(value, expected):
+    config, problems = parse_stafd(f'[Global]\nip-family={value}\n', 'f')
+    assert (config.ip_family, problems) == (expected, [])
+
+
+@pytest.mark.parametrize('value, expected', [('true', True), ('TRUE', True), ('False', False)])
+def test_booleans_are_case_insensitive(value, expected):
+    config, problems = parse_stacd(f'[Global]\ntron={value}\n', 'f')
+    assert (config.tron, problems) == (expected, [])
+
+
+def test_repeated_scalar_last_wins_with_a_warning():
+    config, problems = parse_stafd('[Global]\nkato=10\nkato=abc\n\n[Global]\nkato=20\n', 'r.conf')
+    assert config.options.kato == 20
+    assert [str(p) for p in problems] == [
+        'r.conf:2: [Global] kato=10: overridden by line 6 (the last kato= wins)',
+        'r.conf:3: [Global] kato=abc: overridden by line 6 (the last kato= wins)',
+    ]
+
+
+def test_last_bad_value_gives_the_default_not_an_earlier_good_one():
+    config, problems = parse_stafd('[Global]\nkato=10\nkato=abc\n', 'r.conf')
+    assert config.options.kato == 30
+    assert [p.code for p in problems] == [Code.REPEATED, Code.BAD_VALUE]
+
+
+def test_inline_comments_are_stripped_from_values():
+    text = (
+        '[Global]\nkato=40 # seconds\ntron=true\t# debugging\n'
+        '[Discovery controller connection management]\nzeroconf-connections-persistence=1 day # one day\n'
+    )
+    config, problems = parse_stafd(text, 'c.conf')
+    assert problems == []
+    assert (config.options.kato, config.tron, config.zeroconf_persistence_s) == (40, True, 86400.0)
+
+
+# -- unknown sections and keys -------------------------------------------------------------------------------
+
+
+def test_unknown_sections_and_keys():
+    path = DATA / 'unknown.conf'
+    config, problems = parse_stafd(path.read_text(), 'unknown.conf')
+    assert config.options.kato == 10 and config.tron is False and config.zeroconf is True
+    assert config.options.nr_io_queues is None
+    assert [(p.line, p.code) for p in problems] == [
+        (3, Code.UNKNOWN_KEY),
+        (4, Code.UNKNOWN_KEY),
+        (5, Code.UNKNOWN_KEY),
+        (7, Code.UNKNOWN_SECTION),
+        (10, Code.UNKNOWN_SECTION),
+        (13, Code.UNKNOWN_SECTION),
+    ]
+    text = messages(problems)
+    assert text[0].startswith(
+        '[Global] katoo=10: unknown key (did you mean kato?), ignored; accepted: ctrl-loss-tmo,'
+    )
+    assert text[1].startswith(
+        '[Global] zeroconf=disabled: this key belongs in [Service Discovery], ignored here'
+    )
+    assert text[2].startswith('[Global] nr-io-queues=4: a stacd option, ignored by stafd')
+    assert text[3].startswith(
+        '[global]: unknown section (section names are case-sensitive: did you mean [Global]?)'
+    )
+    assert text[4].startswith('[I/O controller connection management]: a stacd section, ignored by stafd')
+    assert text[5] == (
+        '[Whatever]: unknown section, ignored with its keys; accepted: [Global], [Service Discovery], '
+        '[Discovery controller connection management], [Controllers]'
+    )
+
+
+def test_stafd_only_keys_in_stacd():
+    config, problems = parse_stacd(
+        '[Global]\npleo=disabled\n[Service Discovery]\nzeroconf=enabled\n', 's.conf'
+    )
+    assert config == StacdConfig()
+    assert messages(problems) == [
+        '[Global] pleo=disabled: a stafd option, ignored by stacd; accepted: ctrl-loss-tmo, data-digest, '
+        'disable-sqflow, hdr-digest, ignore-iface, ip-family, kato, nr-io-queues, nr-poll-queues, '
+        'nr-write-queues, queue-size, reconnect-delay, tron',
+        '[Service Discovery]: a stafd section, ignored by stacd; accepted: [Global], '
+        '[I/O controller connection management], [Controllers]',
+    ]
+
+
+def test_garbage_file_reports_every_line_and_still_gives_a_config():
+    config, problems = load('stafd', 'garbage.conf')
+    assert [p.line for p in problems] == [1, 2, 3, 4, 5, 6, 7, 8, 8, 11, 11]
+    assert config.options.kato == 30  # the continuation made the last kato= "indented continuation"
+    assert [c.traddr for c in config.controllers] == ['10.1.1.1']
+
+
+# -- deprecated keys ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    'legacy, new, expected',
+    [
+        ('false', None, False),
+        ('true', None, True),
+        ('true', 'false', True),
+        ('false', 'true', True),
+        ('false', 'false', False),
+    ],
+)
+def test_legacy_persistent_connections_is_honoured_as_in_2x(legacy, new, expected):
+    text = f'[Global]\npersistent-connections={legacy}\n'
+    if new is not None:
+        text += f'[Discovery controller connection management]\npersistent-connections={new}\n'
+    config, problems = parse_stafd(text, 'p.conf')
+    assert config.persistent_connections is expected
+    assert [(p.line, p.code) for p in problems] == [(2, Code.DEPRECATED)]
+    assert problems[0].message == (
+        f'[Global] persistent-connections={legacy}: deprecated, moved to [Discovery controller connection '
+        f'management] in nvme-stas 2.1; honoured (persistent-connections is {str(expected).lower()}); '
+        'move it to [Discovery controller connection management]'
+    )
+
+
+def test_legacy_persistent_connections_with_a_bad_value_is_ignored():
+    config, problems = parse_stafd('[Global]\npersistent-connections=nah\n', 'p.conf')
+    assert config.persistent_connections is True
+    assert 'deprecated' in problems[0].message and 'not a boolean; ignored' in problems[0].message
+
+
+def test_stafd_deprecated_file():
+    config, problems = load('stafd', 'stafd-deprecated.conf')
+    assert config.persistent_connections is False
+    assert [dict(e) for e in config.excluded] == [
+        {'transport': 'tcp', 'traddr': '10.9.9.9'},
+        {'host-iface': 'eth3'},
+    ]
+    assert [(p.line, p.code) for p in problems] == [
+        (2, Code.DEPRECATED),
+        (3, Code.DEPRECATED),
+        (4, Code.DEPRECATED),
+        (7, Code.DEPRECATED),
+    ]
+    assert problems[1].message.startswith(
+        '[Global] udev-rule=disabled: deprecated, not used since nvme-stas 2.1.3'
+    )
+    assert problems[3].message == (
+        '[Controllers] blacklist=: deprecated since nvme-stas 2.0, read as exclude=; rename it to exclude='
+    )
+
+
+def test_empty_blacklist_does_not_exclude_everything_either():
+    config, problems = parse_stacd('[Controllers]\nblacklist=\n', 'b.conf')
+    assert config.excluded == ()
+    assert [p.code for p in problems] == [Code.DEPRECATED, Code.MISSING]
+
+
+@pytest.mark.parametrize(
+    'sticky, scope, expected',
+    [
+        ('enabled', None, DisconnectScope.NO_DISCONNECT),
+        ('disabled', None, DisconnectScope.ALL_CONNECTIONS_MATCHING_DISCONNECT_TRTYPES),
+        ('Enabled', None, DisconnectScope.NO_DISCONNECT),
+        ('enabled', 'only-stas-connections', DisconnectScope.ONLY_STAS_CONNECTIONS),
+        ('maybe', None, DisconnectScope.ONLY_STAS_CONNECTIONS),
+    ],
+)
+def test_sticky_connections_migration(sticky, scope, expected):
+    text = f'[Global]\nsticky-connections={sticky}\n'
+    if scope:
+        text += f'[I/O controller connection management]\ndisconnect-scope={scope}\n'
+    config, problems = parse_stacd(text, 's.conf')
+    assert config.disconnect_scope is expected
+    assert [(p.line, p.code) for p in problems] == [(2, Code.DEPRECATED)]
+    if scope:
+        assert problems[0].message.endswith('ignored because disconnect-scope is set')
+    elif sticky != 'maybe':
+        assert problems[0].message.endswith(f'read as disconnect-scope={expected.value}')
+
+
+def test_stacd_sticky_file():
+    config, problems = load('stacd', 'stacd-sticky.conf')
+    assert config.disconnect_scope is DisconnectScope.NO_DISCONNECT
+    assert [dict(e) for e in config.excluded] == [{'host-iface': 'eth9'}]
+    assert [p.line for p in problems] == [2, 3, 6]
+
+
+def test_sticky_connections_is_not_a_stafd_key():
+    _, problems = parse_stafd('[Global]\nsticky-connections=enabled\n', 's.conf')
+    assert [p.code for p in problems] == [Code.UNKNOWN_KEY]
+
+
+# -- controllers inside whole files --------------------------------------------------------------------------
+
+
+def test_controller_and_exclude_problems_carry_the_file_line():
+    text = (
+        '[Controllers]\n'
+        'controller = transport=tcp;traddr=1.1.1.1;queue-size=4\n'
+        'exclude =\n'
+        'exclude = host-traddr=1.1.1.2;transport=tcp\n'
+        'controller = traddr=1.1.1.3\n'
+    )
+    config, problems = parse_stafd(text, '/etc/stas/stafd.conf')
+    assert [str(p) for p in problems] == [
+        '/etc/stas/stafd.conf:2: [Controllers] controller: queue-size=4: out of range, override dropped; '
+        'accepted: an integer in 16..1024',
+        '/etc/stas/stafd.conf:3: [Controllers] exclude: empty exclude= ignored '
+        '(it would exclude every controller)',
+        '/etc/stas/stafd.conf:4: [Controllers] exclude: host-traddr=1.1.1.2 does not apply to exclude= '
+        'and is removed',
+        '/etc/stas/stafd.conf:5: [Controllers] controller: missing transport= (tcp, rdma, fc or loop); '
+        'controller ignored',
+    ]
+    assert [(c.traddr, c.line) for c in config.controllers] == [('1.1.1.1', 2)]
+    assert [(dict(e), e.line) for e in config.excluded] == [({'transport': 'tcp'}, 4)]
+
+
+def test_bytes_input_and_non_utf8():
+    config, problems = parse_stafd(b'[Global]\nkato=12\n', 'b.conf')
+    assert config.options.kato == 12 and problems == []
+    with pytest.raises(Exception) as info:
+        parse_stafd(b'[Global]\nkato=\xff\n', 'b.conf')
+    assert type(info.value).__name__ == 'UnreadableConfig'
