@@ -1,0 +1,466 @@
+"""stas.fabric.dlpe: libnvme dict and raw log page conversion to LogEntry, plus queries."""
+
+from __future__ import annotations
+
+import struct
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from stas.errors import InvalidArgument
+from stas.fabric import dlpe
+from stas.model import LogEntry
+
+IOC_NQN = 'nqn.1988-11.com.example:subsys-1'
+DC2_NQN = 'nqn.2014-08.com.example:dc-2'
+
+
+def libnvme_item(**over):
+    """An item shaped like libnvme 1.x ctrl.discover() output (tcp, with eflags and tsas)."""
+    item = {
+        'trtype': 'tcp',
+        'adrfam': 'ipv4',
+        'traddr': '10.0.0.20',
+        'trsvcid': '4420',
+        'subnqn': IOC_NQN,
+        'subtype': 'nvme',
+        'treq': 'not specified',
+        'tsas': {'sectype': 'none'},
+        'portid': 1,
+        'cntlid': 65535,
+        'asqsz': 32,
+        'eflags': 0,
+    }
+    item.update(over)
+    return item
+
+
+# ---- libnvme dicts -----------------------------------------------------------------------------
+
+
+def test_libnvme_item_converted_to_strings():
+    assert dlpe.log_entry_from_libnvme(libnvme_item()) == LogEntry(
+        trtype='tcp',
+        adrfam='ipv4',
+        subtype='nvme',
+        treq='not specified',
+        portid='1',
+        trsvcid='4420',
+        subnqn=IOC_NQN,
+        traddr='10.0.0.20',
+        cntlid='65535',
+        asqsz='32',
+        eflags='0',
+        tsas="{'sectype': 'none'}",
+    )
+
+
+def test_numbers_as_strings_and_trailing_spaces_give_the_same_entry():
+    as_str = libnvme_item(
+        traddr='10.0.0.20   ',
+        trsvcid=' 4420 ',
+        subnqn=IOC_NQN + ' ',
+        portid='1',
+        cntlid=' 65535',
+        asqsz='32',
+        eflags='0',
+        tsas="{'sectype': 'none'} ",
+    )
+    assert dlpe.log_entry_from_libnvme(as_str) == dlpe.log_entry_from_libnvme(libnvme_item())
+
+
+def test_unnamed_codes_are_numbers_and_known_codes_get_names():
+    e = dlpe.log_entry_from_libnvme(libnvme_item(trtype=9, adrfam=254, subtype=7, treq=6))
+    assert (e.trtype, e.adrfam, e.subtype, e.treq) == ('9', '254', '7', '6')
+    e = dlpe.log_entry_from_libnvme(libnvme_item(trtype='3', subtype=1, treq=4))
+    assert (e.trtype, e.subtype, e.treq) == ('tcp', 'referral', 'disable sqflow')
+
+
+def test_old_libnvme_without_eflags_and_tsas():
+    item = libnvme_item()
+    del item['eflags'], item['tsas'], item['cntlid'], item['asqsz']
+    e = dlpe.log_entry_from_libnvme(item)
+    assert (e.eflags, e.tsas, e.cntlid, e.asqsz) == ('', '', '', '')
+    assert dlpe.entry_as_dbus_dict(e) == {
+        'trtype': 'tcp',
+        'adrfam': 'ipv4',
+        'traddr': '10.0.0.20',
+        'trsvcid': '4420',
+        'subnqn': IOC_NQN,
+        'subtype': 'nvme',
+        'treq': 'not specified',
+        'portid': '1',
+    }
+
+
+def test_rdma_tsas_dict():
+    e = dlpe.log_entry_from_libnvme(
+        libnvme_item(trtype='rdma', tsas={'qptype': 'connected', 'prtype': 'roce', 'cms': 'cm'})
+    )
+    assert e.tsas == "{'qptype': 'connected', 'prtype': 'roce', 'cms': 'cm'}"
+
+
+def test_dbus_dict_has_upstream_keys_in_libnvme_order():
+    d = dlpe.entry_as_dbus_dict(dlpe.log_entry_from_libnvme(libnvme_item(eflags=4)))
+    assert list(d) == [
+        'trtype',
+        'adrfam',
+        'traddr',
+        'trsvcid',
+        'subnqn',
+        'subtype',
+        'treq',
+        'tsas',
+        'portid',
+        'cntlid',
+        'asqsz',
+        'eflags',
+    ]
+    assert d['eflags'] == '4'
+    assert all(isinstance(v, str) for v in d.values())
+    # and it converts back to the same entry (stacd receives these dicts from stafd)
+    assert dlpe.log_entry_from_libnvme(d) == dlpe.log_entry_from_libnvme(libnvme_item(eflags=4))
+
+
+@pytest.mark.parametrize(
+    ('over', 'message'),
+    [
+        ({'traddr': None}, 'traddr=None is not a string'),
+        ({'traddr': 'a' * 257}, 'longer than 256 bytes'),
+        ({'subnqn': 'n' * 257}, 'longer than 256 bytes'),
+        ({'trsvcid': '1' * 33}, 'longer than 32 bytes'),
+        ({'traddr': '10.0.0.1,hostnqn=evil'}, 'contains a comma'),
+        ({'subnqn': 'nqn.x,traddr=1.2.3.4'}, 'contains a comma'),
+        ({'traddr': '10.0.0.1\x00x'}, 'non-printable'),
+        ({'trsvcid': '44 20'}, "trsvcid='44 20'"),
+        ({'portid': 70000}, 'portid=70000 is out of range 0..65535'),
+        ({'portid': -1}, 'portid=-1 is out of range'),
+        ({'portid': 'one'}, "portid='one' is not a number"),
+        ({'portid': True}, 'portid=True is neither a number nor a string'),
+        ({'eflags': 1.5}, 'eflags=1.5 is neither'),
+        ({'trtype': 300}, 'trtype=300 is out of range 0..255'),
+        ({'trtype': ''}, "trtype='' is not a known name or a number"),
+        ({'subtype': 'x' * 40}, 'is not a known name or a number'),
+        ({'tsas': ['none']}, 'tsas=[' + "'none'] is neither a dict nor a string"),
+        ({'tsas': {'sectype': None}}, 'tsas item'),
+        ({'tsas': {str(i): 'x' for i in range(9)}}, 'tsas has 9 items'),
+    ],
+)
+def test_malformed_items_raise_invalid_argument_naming_field(over, message):
+    with pytest.raises(InvalidArgument) as info:
+        dlpe.log_entry_from_libnvme(libnvme_item(**over))
+    assert message in info.value.message
+
+
+def test_missing_keys_and_non_dicts():
+    item = libnvme_item()
+    del item['traddr'], item['portid']
+    with pytest.raises(InvalidArgument, match='has no portid, traddr'):
+        dlpe.log_entry_from_libnvme(item)
+    with pytest.raises(InvalidArgument, match='is not a dict'):
+        dlpe.log_entry_from_libnvme(['trtype'])
+
+
+@pytest.mark.parametrize(
+    ('over', 'dropped'),
+    [
+        ({'traddr': ''}, True),
+        ({'traddr': '   '}, True),
+        ({'traddr': '0.0.0.0'}, True),
+        ({'traddr': '::'}, True),
+        ({'traddr': '0:0::0', 'adrfam': 'ipv6'}, True),
+        ({'traddr': '10.0.0.20'}, False),
+        ({'trtype': 'fc', 'adrfam': 'fc', 'traddr': ''}, True),
+        ({'trtype': 'fc', 'adrfam': 'fc', 'traddr': 'nn-0x1:pn-0x2'}, False),
+        ({'trtype': 'loop', 'adrfam': 254, 'traddr': ''}, False),
+    ],
+)
+def test_unusable_addresses_are_dropped_with_a_reason(over, dropped):
+    entry, reason = dlpe.screen_log_entry(libnvme_item(**over))
+    assert (entry is None) is dropped
+    assert bool(reason) is dropped
+
+
+def test_convert_log_page_keeps_going_past_bad_entries():
+    items = [libnvme_item(), libnvme_item(traddr='0.0.0.0'), {'junk': 1}, libnvme_item(subtype='referral')]
+    entries, dropped = dlpe.convert_log_page(items)
+    assert [e.subtype for e in entries] == ['nvme', 'referral']
+    assert len(dropped) == 2
+    assert dropped[0].startswith('entry 1: nvme entry for')
+    assert "unspecified traddr '0.0.0.0'" in dropped[0]
+    assert dropped[1].startswith('entry 2: log page entry has no trtype')
+
+
+def test_convert_log_page_bounds():
+    with pytest.raises(InvalidArgument, match='3 entries .at most 2 accepted'):
+        dlpe.convert_log_page([libnvme_item()] * 3, max_entries=2)
+    with pytest.raises(InvalidArgument, match='is not a list'):
+        dlpe.convert_log_page({'a': 1})
+
+
+# ---- queries -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ('eflags', 'expected'), [(0, False), (4, True), (5, True), (3, False), (0xFFFF, True), (None, False)]
+)
+def test_ncc(eflags, expected):
+    item = libnvme_item()
+    if eflags is None:
+        del item['eflags']
+    else:
+        item['eflags'] = eflags
+    assert dlpe.ncc(dlpe.log_entry_from_libnvme(item)) is expected
+
+
+def test_ncc_without_entry():
+    assert dlpe.ncc(None) is False
+
+
+def test_referrals_and_io_entries():
+    entries, _ = dlpe.convert_log_page(
+        [
+            libnvme_item(subtype='nvme'),
+            libnvme_item(subtype='referral', subnqn=DC2_NQN),
+            libnvme_item(subtype='discovery'),
+            libnvme_item(subtype=9),
+        ]
+    )
+    assert [e.subnqn for e in dlpe.referrals(entries)] == [DC2_NQN]
+    assert [e.subtype for e in dlpe.io_entries(entries)] == ['nvme']
+
+
+# ---- raw log pages -----------------------------------------------------------------------------
+
+
+def _field(text: bytes, size: int, pad: bytes = b'\0') -> bytes:
+    assert len(text) <= size
+    return text + pad * (size - len(text))
+
+
+def raw_record(codes, numbers, trsvcid, subnqn, traddr, *, tsas=b''):
+    """One 1024-byte nvmf_disc_log_entry, field by field at its spec offsets.
+
+    codes: (trtype, adrfam, subtype, treq); numbers: (portid, cntlid, asqsz, eflags).
+    """
+    rec = bytes(codes)  # 0..3
+    rec += struct.pack('<HHHH', *numbers)  # 4..11
+    rec += bytes(20)  # 12..31 reserved
+    rec += _field(trsvcid, 32, b' ')  # 32..63, space padded as some targets do
+    rec += bytes(192)  # 64..255 reserved
+    rec += _field(subnqn, 256)  # 256..511
+    rec += _field(traddr, 256, b' ')  # 512..767
+    rec += _field(tsas, 256)  # 768..1023
+    assert len(rec) == 1024
+    return rec
+
+
+def raw_page(genctr, records, numrec=None, recfmt=0):
+    header = struct.pack('<QQH', genctr, len(records) if numrec is None else numrec, recfmt)
+    header += bytes(1024 - len(header))
+    return header + b''.join(records)
+
+
+GOLDEN_RECORDS = [
+    # tcp IOC, TLS 1.3 required
+    raw_record((3, 1, 2, 1), (1, 0xFFFF, 32, 0), b'4420', IOC_NQN.encode(), b'10.0.0.20', tsas=bytes([2])),
+    # tcp referral to another DC over IPv6, NCC set
+    raw_record((3, 2, 1, 4), (2, 0xFFFF, 32, 4), b'8009', DC2_NQN.encode(), b'fe80::20', tsas=bytes([0])),
+    # rdma IOC: RoCEv2, connected, rdma_cm
+    raw_record(
+        (1, 1, 2, 2), (3, 0xFFFE, 128, 0), b'4420', IOC_NQN.encode(), b'192.168.1.20', tsas=bytes([1, 4, 1])
+    ),
+]
+GOLDEN = raw_page(0x1_0000_0002, GOLDEN_RECORDS)
+
+
+def test_golden_page_header():
+    assert dlpe.parse_log_header(GOLDEN) == (0x1_0000_0002, 3, 0)
+    assert dlpe.parse_log_header(GOLDEN[:18]) == (0x1_0000_0002, 3, 0)
+
+
+def test_golden_page_records_match_libnvme_shape():
+    genctr, records = dlpe.parse_log_page_records(GOLDEN)
+    assert genctr == 0x1_0000_0002
+    assert records[0] == {
+        'trtype': 'tcp',
+        'adrfam': 'ipv4',
+        'traddr': '10.0.0.20',
+        'trsvcid': '4420',
+        'subnqn': IOC_NQN,
+        'subtype': 'nvme',
+        'treq': 'required',
+        'tsas': {'sectype': 'tls1.3'},
+        'portid': 1,
+        'cntlid': 65535,
+        'asqsz': 32,
+        'eflags': 0,
+    }
+    assert list(records[0]) == list(dlpe._DBUS_ORDER)
+
+
+def test_golden_page_entries():
+    page = dlpe.parse_log_page(GOLDEN)
+    assert page.genctr == 0x1_0000_0002
+    assert page.dropped == ()
+    assert page.entries == (
+        LogEntry(
+            'tcp',
+            'ipv4',
+            'nvme',
+            'required',
+            '1',
+            '4420',
+            IOC_NQN,
+            '10.0.0.20',
+            '65535',
+            '32',
+            '0',
+            "{'sectype': 'tls1.3'}",
+        ),  # fmt: skip
+        LogEntry(
+            'tcp',
+            'ipv6',
+            'referral',
+            'disable sqflow',
+            '2',
+            '8009',
+            DC2_NQN,
+            'fe80::20',
+            '65535',
+            '32',
+            '4',
+            "{'sectype': 'none'}",
+        ),  # fmt: skip
+        LogEntry(
+            'rdma',
+            'ipv4',
+            'nvme',
+            'not required',
+            '3',
+            '4420',
+            IOC_NQN,
+            '192.168.1.20',
+            '65534',
+            '128',
+            '0',
+            "{'qptype': 'connected', 'prtype': 'rocev2', 'cms': 'cm'}",
+        ),  # fmt: skip
+    )
+    assert [dlpe.ncc(e) for e in page.entries] == [False, True, False]
+    assert [e.subnqn for e in dlpe.referrals(page.entries)] == [DC2_NQN]
+
+
+def test_raw_page_unknown_codes_and_unusable_entries():
+    records = [
+        raw_record((9, 7, 8, 6), (1, 1, 1, 0), b'1', b'nqn.x', b'10.0.0.1'),  # all codes unnamed
+        raw_record((3, 1, 2, 0), (1, 1, 1, 0), b'4420', b'nqn.x', b'0.0.0.0'),  # unspecified address
+        raw_record((2, 4, 2, 0), (1, 1, 1, 0), b'', b'nqn.x', b'nn-0x1:pn-0x2'),  # fc: no tsas
+    ]
+    page = dlpe.parse_log_page(raw_page(5, records))
+    assert [(e.trtype, e.adrfam, e.subtype, e.treq, e.tsas) for e in page.entries] == [
+        ('9', '7', '8', '6', ''),
+        ('fc', 'fc', 'nvme', 'not specified', ''),
+    ]
+    assert len(page.dropped) == 1 and page.dropped[0].startswith('entry 1:')
+
+
+def test_raw_page_extra_bytes_after_last_record_ignored():
+    assert dlpe.parse_log_page(GOLDEN + b'\xff' * 100).entries == dlpe.parse_log_page(GOLDEN).entries
+
+
+def test_empty_page():
+    page = dlpe.parse_log_page(raw_page(0, []))
+    assert (page.genctr, page.entries, page.dropped) == (0, (), ())
+
+
+@pytest.mark.parametrize(
+    ('buf', 'message'),
+    [
+        (GOLDEN[:1000], 'log page of 1000 bytes is shorter than its 1024-byte header'),
+        (GOLDEN[:-1], 'log page of 4095 bytes cannot hold NUMREC=3 records (4096 bytes)'),
+        (raw_page(1, GOLDEN_RECORDS[:1], numrec=2), 'cannot hold NUMREC=2 records'),
+        (raw_page(1, [], numrec=2**64 - 1), f'NUMREC={2**64 - 1} exceeds the 4096 records accepted'),
+        (raw_page(1, [], numrec=4097), 'NUMREC=4097 exceeds'),
+        ('not bytes', 'is not bytes'),
+    ],
+)
+def test_truncated_and_oversize_pages(buf, message):
+    with pytest.raises(InvalidArgument) as info:
+        dlpe.parse_log_page(buf)
+    assert message in info.value.message
+
+
+def test_short_header_read():
+    with pytest.raises(InvalidArgument, match='header of 17 bytes is shorter than 18'):
+        dlpe.parse_log_header(GOLDEN[:17])
+
+
+def test_max_entries_is_a_parameter():
+    with pytest.raises(InvalidArgument, match='NUMREC=3 exceeds the 2 records accepted'):
+        dlpe.parse_log_page(GOLDEN, max_entries=2)
+    assert len(dlpe.parse_log_page(bytearray(GOLDEN), max_entries=3).entries) == 3
+    assert len(dlpe.parse_log_page(memoryview(GOLDEN)).entries) == 3
+
+
+# ---- fuzzing -----------------------------------------------------------------------------------
+
+_SCALARS = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(min_value=-(2**70), max_value=2**70),
+    st.floats(),
+    st.text(max_size=300),
+)
+_VALUES = st.one_of(_SCALARS, st.dictionaries(st.text(max_size=5), _SCALARS, max_size=10), st.lists(_SCALARS))
+_KEYS = st.sampled_from(list(dlpe._DBUS_ORDER) + ['other'])
+
+
+@given(st.one_of(st.dictionaries(_KEYS, _VALUES, max_size=14), _VALUES))
+def test_fuzz_converter_raises_only_invalid_argument(item):
+    try:
+        e = dlpe.log_entry_from_libnvme(item)
+    except InvalidArgument:
+        return
+    for value in (e.traddr, e.trsvcid, e.subnqn):
+        assert ',' not in value and value.isprintable()
+    assert len(e.traddr.encode('utf-8', 'surrogatepass')) <= 256
+
+
+@given(st.builds(libnvme_item, traddr=st.text(max_size=20), eflags=st.integers(0, 0xFFFF)))
+def test_fuzz_screen_never_raises(item):
+    entry, reason = dlpe.screen_log_entry(item)
+    assert (entry is None) == bool(reason)
+
+
+@settings(max_examples=200)
+@given(st.binary(max_size=4096))
+def test_fuzz_raw_page_raises_only_invalid_argument(data):
+    try:
+        page = dlpe.parse_log_page(data)
+    except InvalidArgument:
+        return
+    _genctr, numrec, _recfmt = dlpe.parse_log_header(data)
+    assert 1024 + numrec * 1024 <= len(data)
+    assert len(page.entries) + len(page.dropped) == numrec
+
+
+@given(
+    st.lists(
+        st.tuples(
+            st.integers(0, 255),
+            st.integers(0, 255),
+            st.integers(0, 255),
+            st.integers(0, 255),
+            st.binary(min_size=1024 - 4, max_size=1024 - 4),
+        ),
+        max_size=4,
+    ),
+    st.integers(0, 2**64 - 1),
+)
+def test_fuzz_raw_records_with_valid_header(recs, genctr):
+    data = raw_page(genctr, [bytes(r[:4]) + r[4] for r in recs])
+    page = dlpe.parse_log_page(data)
+    assert page.genctr == genctr
+    assert len(page.entries) + len(page.dropped) == len(recs)
