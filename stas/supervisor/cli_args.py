@@ -1,0 +1,90 @@
+"""Command line of the stafd and stacd daemons.
+
+The options of nvme-stas 2.x are kept (``-f/--conf-file``, ``-s/--syslog``, ``--tron``,
+``-v/--version``, ``-h``); the unit files run ``stafd --syslog`` and keep working. Added:
+
+* ``--check-config``: load and validate the daemon's configuration file and sys.conf, report
+  problems and exit, without touching D-Bus or the kernel (for packaging scripts and admins
+  before ``systemctl reload``).
+* ``--sys-conf FILE``: where the host identity is read from (default /etc/stas/sys.conf).
+* ``--runtime-dir DIR``: where state that must survive a daemon restart is kept (cached discovery
+  log pages, last known configuration). Defaults to ``$RUNTIME_DIRECTORY`` as systemd sets it for
+  ``RuntimeDirectory=``, else ``/run/<prog>``, the directory the 2.x unit files use.
+
+Unlike 2.x, the arguments are parsed in ``main()``, never at import time, and parsing imports
+only the standard library: ``--help`` and ``--version`` do not load asyncio, sdbus, libnvme,
+pyudev or pyroute2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from typing import Mapping, Optional, Sequence
+
+from ..cli.version import VersionAction
+
+DAEMONS = ('stafd', 'stacd')
+DEFAULT_SYS_CONF = '/etc/stas/sys.conf'
+
+_DESCRIPTIONS = {
+    'stafd': 'STorage Appliance Finder (STAF): finds discovery controllers and caches their log pages',
+    'stacd': 'STorage Appliance Connector (STAC): connects the I/O controllers the log pages list',
+}
+
+
+def default_runtime_dir(prog: str, environ: Optional[Mapping[str, str]] = None) -> str:
+    """``$RUNTIME_DIRECTORY`` (its first entry: systemd joins several with ':'), else /run/<prog>."""
+    env = os.environ if environ is None else environ
+    first = env.get('RUNTIME_DIRECTORY', '').split(':')[0]
+    return first or f'/run/{prog}'
+
+
+def build_daemon_parser(prog: str, environ: Optional[Mapping[str, str]] = None) -> argparse.ArgumentParser:
+    """The parser for ``prog`` ('stafd' or 'stacd'); ``environ`` defaults to os.environ."""
+    if prog not in DAEMONS:
+        raise ValueError(f'unknown daemon {prog!r}; expected one of {", ".join(DAEMONS)}')
+    parser = argparse.ArgumentParser(prog=prog, description=_DESCRIPTIONS[prog])
+    parser.add_argument(
+        '-f',
+        '--conf-file',
+        default=f'/etc/stas/{prog}.conf',
+        metavar='FILE',
+        help='Configuration file (default: %(default)s)',
+    )
+    parser.add_argument(
+        '-s',
+        '--syslog',
+        action='store_true',
+        default=False,
+        help='Send logs to syslog/journald instead of stderr',
+    )
+    parser.add_argument('--tron', action='store_true', default=False, help='Trace ON (debug logging)')
+    parser.add_argument('-v', '--version', action=VersionAction)
+    parser.add_argument(
+        '--check-config',
+        action='store_true',
+        default=False,
+        help='Check the configuration file and sys.conf, report problems, then exit',
+    )
+    parser.add_argument(
+        '--sys-conf',
+        default=DEFAULT_SYS_CONF,
+        metavar='FILE',
+        help='Host identity configuration file (default: %(default)s)',
+    )
+    parser.add_argument(
+        '--runtime-dir',
+        default=default_runtime_dir(prog, environ),
+        metavar='DIR',
+        help='Directory for state kept across restarts (default: $RUNTIME_DIRECTORY or /run/%(prog)s; '
+        'here %(default)s)',
+    )
+    return parser
+
+
+def parse_daemon_args(
+    prog: str, argv: Optional[Sequence[str]] = None, environ: Optional[Mapping[str, str]] = None
+) -> argparse.Namespace:
+    """Parse ``argv`` (default: sys.argv[1:]) for ``prog``; exits like argparse on bad options."""
+    return build_daemon_parser(prog, environ).parse_args(None if argv is None else list(argv))
