@@ -1,0 +1,374 @@
+"""Worker slots: the lifecycle of the one worker process that serves one fabric interface.
+
+A pure state machine in the style of supervisord (STARTING, RUNNING, BACKOFF, FATAL) with
+gunicorn's two-step kill: ``WorkerSlot.handle(event, now)`` takes a past-tense fact and returns
+the imperative effects the supervisor must carry out. It reads no clock and touches no process,
+so every edge is a unit test.
+
+Restart rules:
+- A worker that dies after it has been healthy for ``fast_failure_s`` is restarted at once:
+  admins expect a crash to be repaired in milliseconds, and the kernel connections it served
+  are still there for the replacement to adopt.
+- A worker that dies sooner (or never says hello) failed fast. Fast failures back off
+  1, 2, 4 ... 60 s; after ``max_fast_failures`` in a row the slot is FATAL and stays down until
+  a reload, a link change or an explicit restart resets it.
+- A worker that stops sending heartbeats (hung, or SIGSTOPped) is sent SIGTERM, then SIGKILL
+  after ``kill_grace_s``; its exit is then handled like any other.
+"""
+
+from __future__ import annotations
+
+import enum
+import signal
+from dataclasses import dataclass
+from typing import List, Optional, Tuple, Union
+
+from ..model import WorkerKey
+
+
+class SlotState(str, enum.Enum):
+    STARTING = 'starting'  # spawned, waiting for hello
+    RUNNING = 'running'  # hello received, heartbeats arriving
+    TERMINATING = 'terminating'  # faulty (hung, protocol error): being killed, will be restarted
+    BACKOFF = 'backoff'  # failed fast; waiting before the next start
+    FATAL = 'fatal'  # failed fast too often; waits for a reset
+    STOPPING = 'stopping'  # asked to shut down; will not be restarted
+    STOPPED = 'stopped'
+
+
+@dataclass(frozen=True)
+class RestartPolicy:
+    backoff_s: Tuple[float, ...] = (1, 2, 4, 8, 16, 32, 60)
+    fast_failure_s: float = 10.0
+    max_fast_failures: int = 5
+    hello_timeout_s: float = 30.0
+    heartbeat_timeout_s: float = 10.0
+    kill_grace_s: float = 3.0
+    shutdown_grace_s: float = 5.0
+
+    def scaled(self, factor: float) -> RestartPolicy:
+        """Timeouts stretched by ``factor`` (an emulated guest runs Python 20x slower)."""
+        return RestartPolicy(
+            backoff_s=self.backoff_s,
+            fast_failure_s=self.fast_failure_s * factor,
+            max_fast_failures=self.max_fast_failures,
+            hello_timeout_s=self.hello_timeout_s * factor,
+            heartbeat_timeout_s=self.heartbeat_timeout_s * factor,
+            kill_grace_s=self.kill_grace_s * factor,
+            shutdown_grace_s=self.shutdown_grace_s * factor,
+        )
+
+
+# ---- how a worker ended ------------------------------------------------------------------------
+_SIGNAL_HINTS = {
+    signal.SIGKILL: 'OOM?',
+    signal.SIGSEGV: 'native crash?',
+    signal.SIGBUS: 'native crash?',
+    signal.SIGABRT: 'native crash?',
+    signal.SIGILL: 'native crash?',
+}
+
+
+@dataclass(frozen=True)
+class ExitInfo:
+    """A process's end as the OS reports it: an exit status or a signal (Popen convention:
+    a negative returncode is a signal)."""
+
+    returncode: Optional[int]
+
+    def describe(self) -> str:
+        rc = self.returncode
+        if rc is None:
+            return 'vanished (exit status unknown)'
+        if rc >= 0:
+            return f'exited with status {rc}'
+        try:
+            name = signal.Signals(-rc).name
+        except ValueError:
+            name = f'signal {-rc}'
+        hint = _SIGNAL_HINTS.get(-rc)
+        return f'killed by {name}' + (f' ({hint})' if hint else '')
+
+
+# ---- events (facts) ----------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Start:
+    """The supervisor wants this slot's worker to run."""
+
+
+@dataclass(frozen=True)
+class Spawned:
+    pid: int
+
+
+@dataclass(frozen=True)
+class HelloReceived:
+    pid: int
+
+
+@dataclass(frozen=True)
+class HeartbeatReceived:
+    pass
+
+
+@dataclass(frozen=True)
+class Faulted:
+    """The worker broke the protocol (malformed frame, wrong version, bad reply)."""
+
+    reason: str
+
+
+@dataclass(frozen=True)
+class Exited:
+    info: ExitInfo
+
+
+@dataclass(frozen=True)
+class DeadlineReached:
+    """The slot's deadline (``WorkerSlot.deadline``) has passed."""
+
+
+@dataclass(frozen=True)
+class RestartRequested:
+    """An admin asked for a restart (D-Bus), or a reload/link change resets a FATAL slot."""
+
+    reason: str = 'restart requested'
+
+
+@dataclass(frozen=True)
+class StopRequested:
+    pass
+
+
+Event = Union[
+    Start,
+    Spawned,
+    HelloReceived,
+    HeartbeatReceived,
+    Faulted,
+    Exited,
+    DeadlineReached,
+    RestartRequested,
+    StopRequested,
+]
+
+
+# ---- effects (orders) --------------------------------------------------------------------------
+@dataclass(frozen=True)
+class SpawnWorker:
+    pass
+
+
+@dataclass(frozen=True)
+class SendShutdown:
+    """Ask the worker to exit on its own (it keeps kernel connections)."""
+
+
+@dataclass(frozen=True)
+class SendSignal:
+    signum: int
+
+
+@dataclass(frozen=True)
+class LogEvent:
+    level: str  # 'info', 'warning', 'error'
+    message: str
+
+
+Effect = Union[SpawnWorker, SendShutdown, SendSignal, LogEvent]
+
+
+class IllegalTransition(Exception):
+    """An event that cannot happen in the slot's state: a bug in the driver."""
+
+
+class WorkerSlot:
+    """One interface's worker: its state, deadline and history."""
+
+    def __init__(self, key: WorkerKey, policy: RestartPolicy = RestartPolicy()):
+        self.key = key
+        self.policy = policy
+        self.state = SlotState.STOPPED
+        self.pid: Optional[int] = None
+        self.deadline: Optional[float] = None
+        self.started_at: Optional[float] = None  # when the current process was spawned
+        self.running_since: Optional[float] = None  # when it said hello
+        self.restarts = 0
+        self.fast_failures = 0
+        self.last_exit: str = ''
+        self._fault: str = ''  # why we are killing it (hang, protocol error)
+        self._restart_after_exit = False
+
+    # -- public ------------------------------------------------------------------------------
+    def handle(self, event: Event, now: float) -> List[Effect]:
+        handler = getattr(self, f'_on_{type(event).__name__}', None)
+        if handler is None:
+            raise IllegalTransition(f'{self.key}: unknown event {event!r}')
+        return handler(event, now)
+
+    def uptime_s(self, now: float) -> float:
+        return now - self.running_since if self.running_since is not None else 0.0
+
+    @property
+    def alive(self) -> bool:
+        """A process exists (or is being created) for this slot."""
+        return self.state in (
+            SlotState.STARTING,
+            SlotState.RUNNING,
+            SlotState.TERMINATING,
+            SlotState.STOPPING,
+        )
+
+    # -- transitions -------------------------------------------------------------------------
+    def _illegal(self, event: Event) -> List[Effect]:
+        raise IllegalTransition(f'{self.key}: {type(event).__name__} in state {self.state.value}')
+
+    def _spawn(self, now: float) -> List[Effect]:
+        self.state = SlotState.STARTING
+        self.pid = None
+        self.started_at = now
+        self.running_since = None
+        self._fault = ''
+        self._restart_after_exit = False
+        self.deadline = now + self.policy.hello_timeout_s
+        return [SpawnWorker()]
+
+    def _on_Start(self, event: Start, now: float) -> List[Effect]:
+        if self.state in (SlotState.STOPPED,):
+            return self._spawn(now)
+        if self.state == SlotState.STOPPING:
+            # wanted again before the old process is gone: restart once it has exited
+            self._restart_after_exit = True
+            return []
+        return []  # already running, backing off or fatal: nothing to do
+
+    def _on_Spawned(self, event: Spawned, now: float) -> List[Effect]:
+        if self.state != SlotState.STARTING:
+            return self._illegal(event)
+        self.pid = event.pid
+        return []
+
+    def _on_HelloReceived(self, event: HelloReceived, now: float) -> List[Effect]:
+        if self.state != SlotState.STARTING:
+            return self._illegal(event)
+        self.pid = event.pid
+        self.state = SlotState.RUNNING
+        self.running_since = now
+        self.deadline = now + self.policy.heartbeat_timeout_s
+        return []
+
+    def _on_HeartbeatReceived(self, event: HeartbeatReceived, now: float) -> List[Effect]:
+        if self.state == SlotState.RUNNING:
+            self.deadline = now + self.policy.heartbeat_timeout_s
+        # late heartbeats from a process we are already stopping or killing are harmless
+        return []
+
+    def _on_Faulted(self, event: Faulted, now: float) -> List[Effect]:
+        if self.state not in (SlotState.STARTING, SlotState.RUNNING, SlotState.STOPPING):
+            return []  # already being killed, or gone
+        return self._terminate(event.reason, now)
+
+    def _terminate(self, reason: str, now: float) -> List[Effect]:
+        self.state = SlotState.TERMINATING
+        self._fault = reason
+        self.deadline = now + self.policy.kill_grace_s
+        return [
+            LogEvent('error', f'worker {self.key} pid {self.pid}: {reason}; terminating it'),
+            SendSignal(signal.SIGTERM),
+        ]
+
+    def _on_DeadlineReached(self, event: DeadlineReached, now: float) -> List[Effect]:
+        if self.deadline is None or now < self.deadline:
+            return []
+        if self.state == SlotState.STARTING:
+            return self._terminate(f'no hello within {self.policy.hello_timeout_s:g} s', now)
+        if self.state == SlotState.RUNNING:
+            return self._terminate(f'no heartbeat for {self.policy.heartbeat_timeout_s:g} s (hung?)', now)
+        if self.state in (SlotState.TERMINATING, SlotState.STOPPING):
+            self.deadline = None  # SIGKILL cannot be refused: the exit will follow
+            return [
+                LogEvent('warning', f'worker {self.key} pid {self.pid} did not exit; sending SIGKILL'),
+                SendSignal(signal.SIGKILL),
+            ]
+        if self.state == SlotState.BACKOFF:
+            self.restarts += 1
+            return self._spawn(now)
+        return []
+
+    def _on_Exited(self, event: Exited, now: float) -> List[Effect]:
+        if not self.alive:
+            return self._illegal(event)
+        how = event.info.describe()
+        self.last_exit = f'{how}: {self._fault}' if self._fault else how
+        pid = self.pid
+        if self.state == SlotState.STOPPING and not self._restart_after_exit:
+            self.state = SlotState.STOPPED
+            self.pid = self.deadline = self.running_since = None
+            return [LogEvent('info', f'worker {self.key} pid {pid} stopped ({how})')]
+        if self._restart_after_exit:
+            # an explicit restart: not a failure
+            self.fast_failures = 0
+            self.restarts += 1
+            return [
+                LogEvent('info', f'worker {self.key} pid {pid} {how}; restarting as requested'),
+                *self._spawn(now),
+            ]
+        healthy_for = now - self.running_since if self.running_since is not None else None
+        if healthy_for is not None and healthy_for >= self.policy.fast_failure_s:
+            self.fast_failures = 0
+            self.restarts += 1
+            return [
+                LogEvent('error', f'worker {self.key} pid {pid} {self.last_exit}; restarting it'),
+                *self._spawn(now),
+            ]
+        self.fast_failures += 1
+        self.pid = self.running_since = None
+        if self.fast_failures >= self.policy.max_fast_failures:
+            self.state = SlotState.FATAL
+            self.deadline = None
+            return [
+                LogEvent(
+                    'error',
+                    f'worker {self.key} pid {pid} {self.last_exit}; it failed '
+                    f'{self.fast_failures} times in a row: giving up until a reload, '
+                    'a link change or an explicit restart',
+                )
+            ]
+        delay = self.policy.backoff_s[min(self.fast_failures, len(self.policy.backoff_s)) - 1]
+        self.state = SlotState.BACKOFF
+        self.deadline = now + delay
+        return [
+            LogEvent(
+                'error',
+                f'worker {self.key} pid {pid} {self.last_exit}; '
+                f'restarting in {delay:g} s (failure {self.fast_failures})',
+            )
+        ]
+
+    def _on_RestartRequested(self, event: RestartRequested, now: float) -> List[Effect]:
+        if self.state in (SlotState.FATAL, SlotState.BACKOFF, SlotState.STOPPED):
+            self.fast_failures = 0
+            self.restarts += 1
+            return [LogEvent('info', f'worker {self.key}: {event.reason}'), *self._spawn(now)]
+        if self.state in (SlotState.STARTING, SlotState.RUNNING):
+            self.state = SlotState.STOPPING
+            self._restart_after_exit = True
+            self.deadline = now + self.policy.shutdown_grace_s
+            return [LogEvent('info', f'worker {self.key} pid {self.pid}: {event.reason}'), SendShutdown()]
+        # TERMINATING or STOPPING: it is on its way out; make sure it comes back
+        self._restart_after_exit = True
+        return []
+
+    def _on_StopRequested(self, event: StopRequested, now: float) -> List[Effect]:
+        if self.state in (SlotState.FATAL, SlotState.BACKOFF, SlotState.STOPPED):
+            self.state = SlotState.STOPPED
+            self.deadline = None
+            return []
+        self._restart_after_exit = False
+        if self.state in (SlotState.STARTING, SlotState.RUNNING):
+            self.state = SlotState.STOPPING
+            self.deadline = now + self.policy.shutdown_grace_s
+            return [SendShutdown()]
+        if self.state == SlotState.TERMINATING:
+            self.state = SlotState.STOPPING  # keep the kill deadline already armed
+        return []

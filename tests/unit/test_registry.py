@@ -1,0 +1,234 @@
+"""Worker-slot lifecycle: one test per edge, then a sweep over every (state, event) pair."""
+
+from __future__ import annotations
+
+import signal
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from stas.model import WorkerKey
+from stas.supervisor.registry import (
+    DeadlineReached,
+    Exited,
+    ExitInfo,
+    Faulted,
+    HeartbeatReceived,
+    HelloReceived,
+    IllegalTransition,
+    LogEvent,
+    RestartPolicy,
+    RestartRequested,
+    SendShutdown,
+    SendSignal,
+    SlotState,
+    Spawned,
+    SpawnWorker,
+    Start,
+    StopRequested,
+    WorkerSlot,
+)
+
+KEY = WorkerKey('tcp', 'eth0')
+POLICY = RestartPolicy()
+
+
+def orders(effects):
+    return [e for e in effects if not isinstance(e, LogEvent)]
+
+
+def running_slot(now=0.0) -> WorkerSlot:
+    slot = WorkerSlot(KEY, POLICY)
+    slot.handle(Start(), now)
+    slot.handle(Spawned(100), now)
+    slot.handle(HelloReceived(100), now)
+    return slot
+
+
+def test_start_spawns_and_waits_for_hello():
+    slot = WorkerSlot(KEY, POLICY)
+    assert orders(slot.handle(Start(), 5.0)) == [SpawnWorker()]
+    assert slot.state == SlotState.STARTING
+    assert slot.deadline == 5.0 + POLICY.hello_timeout_s
+
+
+def test_hello_makes_it_running_with_a_heartbeat_deadline():
+    slot = running_slot(now=1.0)
+    assert slot.state == SlotState.RUNNING
+    assert slot.pid == 100
+    assert slot.deadline == 1.0 + POLICY.heartbeat_timeout_s
+
+
+def test_heartbeat_pushes_the_deadline():
+    slot = running_slot()
+    slot.handle(HeartbeatReceived(), 7.0)
+    assert slot.deadline == 7.0 + POLICY.heartbeat_timeout_s
+
+
+def test_deadline_not_yet_reached_does_nothing():
+    slot = running_slot()
+    assert slot.handle(DeadlineReached(), POLICY.heartbeat_timeout_s - 0.1) == []
+    assert slot.state == SlotState.RUNNING
+
+
+def test_missed_heartbeats_mean_sigterm_then_sigkill():
+    slot = running_slot()
+    effects = slot.handle(DeadlineReached(), POLICY.heartbeat_timeout_s)
+    assert orders(effects) == [SendSignal(signal.SIGTERM)]
+    assert slot.state == SlotState.TERMINATING
+    effects = slot.handle(DeadlineReached(), POLICY.heartbeat_timeout_s + POLICY.kill_grace_s)
+    assert orders(effects) == [SendSignal(signal.SIGKILL)]
+
+
+def test_no_hello_in_time_is_a_fault():
+    slot = WorkerSlot(KEY, POLICY)
+    slot.handle(Start(), 0.0)
+    effects = slot.handle(DeadlineReached(), POLICY.hello_timeout_s)
+    assert orders(effects) == [SendSignal(signal.SIGTERM)]
+    assert 'no hello' in effects[0].message
+
+
+def test_a_crash_after_a_healthy_run_restarts_at_once():
+    slot = running_slot(now=0.0)
+    now = POLICY.fast_failure_s + 1
+    effects = slot.handle(Exited(ExitInfo(-signal.SIGKILL)), now)
+    assert orders(effects) == [SpawnWorker()]
+    assert slot.state == SlotState.STARTING
+    assert slot.restarts == 1
+    assert slot.last_exit == 'killed by SIGKILL (OOM?)'
+
+
+def test_fast_failures_back_off_then_go_fatal():
+    slot = WorkerSlot(KEY, POLICY)
+    slot.handle(Start(), 0.0)
+    now = 0.0
+    delays = []
+    for _ in range(POLICY.max_fast_failures - 1):
+        slot.handle(Exited(ExitInfo(1)), now)
+        assert slot.state == SlotState.BACKOFF
+        delays.append(slot.deadline - now)
+        now = slot.deadline
+        assert orders(slot.handle(DeadlineReached(), now)) == [SpawnWorker()]
+    assert delays == [1, 2, 4, 8]
+    slot.handle(Exited(ExitInfo(1)), now)
+    assert slot.state == SlotState.FATAL
+    assert slot.deadline is None
+
+
+def test_backoff_caps_at_sixty_seconds():
+    policy = RestartPolicy(max_fast_failures=100)
+    slot = WorkerSlot(KEY, policy)
+    slot.handle(Start(), 0.0)
+    now = 0.0
+    for _ in range(10):
+        slot.handle(Exited(ExitInfo(1)), now)
+        last = slot.deadline - now
+        now = slot.deadline
+        slot.handle(DeadlineReached(), now)
+    assert last == 60
+
+
+def test_restart_request_clears_fatal():
+    slot = WorkerSlot(KEY, RestartPolicy(max_fast_failures=1))
+    slot.handle(Start(), 0.0)
+    slot.handle(Exited(ExitInfo(-signal.SIGSEGV)), 0.5)
+    assert slot.state == SlotState.FATAL
+    assert 'native crash?' in slot.last_exit
+    assert orders(slot.handle(RestartRequested(), 9.0)) == [SpawnWorker()]
+    assert slot.state == SlotState.STARTING
+    assert slot.fast_failures == 0
+
+
+def test_restart_of_a_running_worker_asks_it_to_exit_then_respawns():
+    slot = running_slot()
+    assert orders(slot.handle(RestartRequested(), 1.0)) == [SendShutdown()]
+    assert slot.state == SlotState.STOPPING
+    effects = slot.handle(Exited(ExitInfo(0)), 1.2)
+    assert orders(effects) == [SpawnWorker()]
+    assert slot.fast_failures == 0
+    assert slot.restarts == 1
+
+
+def test_stop_of_a_running_worker_is_graceful_then_forced():
+    slot = running_slot()
+    assert orders(slot.handle(StopRequested(), 1.0)) == [SendShutdown()]
+    assert orders(slot.handle(DeadlineReached(), 1.0 + POLICY.shutdown_grace_s)) == [
+        SendSignal(signal.SIGKILL)
+    ]
+    slot.handle(Exited(ExitInfo(-signal.SIGKILL)), 9.0)
+    assert slot.state == SlotState.STOPPED
+    assert slot.pid is None
+
+
+def test_stop_in_backoff_or_fatal_is_immediate():
+    slot = WorkerSlot(KEY, POLICY)
+    slot.handle(Start(), 0.0)
+    slot.handle(Exited(ExitInfo(2)), 0.1)
+    assert slot.handle(StopRequested(), 0.2) == []
+    assert slot.state == SlotState.STOPPED
+
+
+def test_protocol_fault_kills_and_says_why():
+    slot = running_slot()
+    effects = slot.handle(Faulted('frame of 9000000 bytes exceeds the 8388608-byte cap'), 1.0)
+    assert orders(effects) == [SendSignal(signal.SIGTERM)]
+    slot.handle(Exited(ExitInfo(-signal.SIGTERM)), 2.0)
+    assert 'exceeds the 8388608-byte cap' in slot.last_exit
+
+
+def test_exit_of_a_stopped_slot_is_a_driver_bug():
+    slot = WorkerSlot(KEY, POLICY)
+    with pytest.raises(IllegalTransition):
+        slot.handle(Exited(ExitInfo(0)), 0.0)
+
+
+def test_hello_while_running_is_a_driver_bug():
+    slot = running_slot()
+    with pytest.raises(IllegalTransition):
+        slot.handle(HelloReceived(100), 1.0)
+
+
+def test_exit_descriptions():
+    assert ExitInfo(0).describe() == 'exited with status 0'
+    assert ExitInfo(-signal.SIGTERM).describe() == 'killed by SIGTERM'
+    assert ExitInfo(None).describe() == 'vanished (exit status unknown)'
+
+
+EVENTS = st.sampled_from(
+    [
+        Start(),
+        Spawned(7),
+        HelloReceived(7),
+        HeartbeatReceived(),
+        Faulted('x'),
+        Exited(ExitInfo(1)),
+        Exited(ExitInfo(-9)),
+        DeadlineReached(),
+        RestartRequested(),
+        StopRequested(),
+    ]
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(EVENTS, st.floats(min_value=0, max_value=100)), max_size=40))
+def test_any_event_sequence_keeps_the_slot_consistent(steps):
+    slot = WorkerSlot(KEY, POLICY)
+    now = 0.0
+    for event, dt in steps:
+        now += dt
+        try:
+            effects = slot.handle(event, now)
+        except IllegalTransition:
+            continue
+        # invariants after every accepted event
+        assert slot.fast_failures <= POLICY.max_fast_failures
+        if slot.state in (SlotState.STOPPED, SlotState.FATAL):
+            assert slot.deadline is None
+        if slot.state in (SlotState.STARTING, SlotState.RUNNING, SlotState.BACKOFF):
+            assert slot.deadline is not None  # a timer always guards these states
+        if slot.state == SlotState.STOPPED:
+            assert slot.pid is None
+        if any(isinstance(e, SpawnWorker) for e in effects):
+            assert slot.state == SlotState.STARTING
