@@ -1,0 +1,48 @@
+"""Fault injection for the supervisor's own tests and benchmarks.
+
+The supervisor reads ``STAS_WORKER_FAULTS`` once at start, e.g.
+``STAS_WORKER_FAULTS="tb1=crash-at-start,tb2=hang-after-hello"``, and hands the fault named for
+an interface to that interface's workers in ``WorkerSpec.fault``. Production never sets it.
+
+Faults:
+- ``crash-at-start``: the worker exits with status 3 before saying hello (a broken install).
+- ``segfault-at-start``: the worker dies of SIGSEGV before saying hello (a native crash).
+- ``hang-after-hello``: the worker says hello, then its loop blocks for good (a stuck call).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from typing import Dict
+
+from ..errors import ConfigError
+
+KNOWN = ('crash-at-start', 'segfault-at-start', 'hang-after-hello')
+
+
+def parse(text: str) -> Dict[str, str]:
+    """``iface=fault,...`` -> {iface: fault}; an unknown fault is refused by name."""
+    faults: Dict[str, str] = {}
+    for item in filter(None, (p.strip() for p in text.split(','))):
+        iface, sep, fault = item.partition('=')
+        if not sep or not iface or fault not in KNOWN:
+            raise ConfigError(
+                f'STAS_WORKER_FAULTS item {item!r}: expected IFACE=FAULT with FAULT in {", ".join(KNOWN)}'
+            )
+        faults[iface] = fault
+    return faults
+
+
+def before_hello(fault: str) -> None:
+    if fault == 'crash-at-start':
+        os._exit(3)
+    if fault == 'segfault-at-start':
+        os.kill(os.getpid(), signal.SIGSEGV)
+
+
+def after_hello(fault: str) -> None:
+    if fault == 'hang-after-hello':
+        while True:  # a blocked event loop: no heartbeats, no replies
+            time.sleep(3600)

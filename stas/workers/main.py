@@ -1,0 +1,41 @@
+"""Entry point of a worker process (the target the supervisor's spawner starts)."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+
+from .. import logsetup
+from . import faults
+from .runtime import WorkerRuntime, ignore_supervisor_signals
+from .spec import WorkerSpec
+
+
+def set_process_title(title: str) -> None:
+    """Show ``stafd:eth0/tcp`` in ps/top (the kernel keeps 15 bytes of it)."""
+    try:
+        with open('/proc/self/comm', 'w') as f:
+            f.write(title[:15])
+    except OSError:
+        pass
+
+
+def build_engine(spec: WorkerSpec):
+    # Imported here, not at module level: the idle engine must not pay for libnvme/pyudev.
+    if spec.daemon == 'idle':
+        from .idle import IdleEngine
+
+        return IdleEngine()
+    raise ValueError(f'no worker engine for daemon {spec.daemon!r}')
+
+
+def worker_process_main(spec: WorkerSpec, sock: socket.socket) -> None:
+    ignore_supervisor_signals()
+    set_process_title(spec.title)
+    logsetup.setup(spec.daemon, worker=str(spec.key), level=spec.log_level, target=spec.log_target)
+    faults.before_hello(spec.fault)
+    engine = build_engine(spec)
+    runtime = WorkerRuntime(spec, sock, engine)
+    if spec.fault:
+        runtime.after_hello = lambda: faults.after_hello(spec.fault)
+    asyncio.run(runtime.run())

@@ -1,0 +1,28 @@
+"""What a worker process is told when it is started: plain data, pickled once at spawn.
+
+Everything else (host identity, options, controllers) arrives later over IPC in ``Configure``,
+so a configuration reload never needs a new process.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..model import WorkerKey
+
+
+@dataclass(frozen=True)
+class WorkerSpec:
+    key: WorkerKey
+    daemon: str  # 'stafd', 'stacd' or 'idle' (a worker with no mechanism, for tests and benches)
+    heartbeat_s: float = 1.0
+    log_level: str = 'INFO'
+    log_target: str = 'stderr'  # 'stderr' or 'journal'
+    runtime_dir: str = ''
+    # Fault injection for the supervisor's own tests (see stas.workers.faults); '' in production.
+    fault: str = ''
+
+    @property
+    def title(self) -> str:
+        """What ``ps`` shows for this worker, e.g. ``stafd:eth0/tcp``."""
+        return f'{self.daemon}:{self.key}'
