@@ -1,0 +1,177 @@
+"""Fixtures for the end-to-end tests: the real kernel NVMe-oF stack inside the test guest.
+
+``tools/e2e`` boots the guest once and runs ``pytest -m e2e tests/e2e`` in it. Outside the guest
+every test here is skipped (so ``pytest tests`` on a workstation runs unit and integration tests
+only); inside it nothing is skipped: missing kernel support fails the tests.
+
+Session fixtures (one per guest boot): ``nvmet``, ``host_identity``, ``dbus_system_bus``, ``udevd``.
+Per test: ``fabric`` (interfaces, nvmet ports, subsystems, referrals; afterwards every kernel
+controller is deleted and nvmet is emptied, so tests do not depend on each other) and
+``uevents`` (nvme uevents from the start of the test).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+
+from stas.model import HostIdentity
+
+from .fabric import Fabric
+from .guest import IN_GUEST, SKIP_REASON, missing_kernel_support, scaled, wait_for
+from .initiator import (
+    HOSTID,
+    HOSTNQN,
+    UeventMonitor,
+    controllers,
+    delete_all_controllers,
+    describe_controllers,
+)
+from .nvmet import Nvmet
+
+HERE = Path(__file__).resolve().parent
+UDEVD = '/lib/systemd/systemd-udevd'
+
+# A system bus of our own: the message bus type 'system' (what daemons connect to), a socket in a
+# temporary directory, no activation, and a policy that lets the test user (root in the guest)
+# own and call anything: the tests are about the daemons, not about the policy.
+SYSTEM_BUS_CONFIG = """<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-BUS Bus Configuration 1.0//EN"
+ "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
+<busconfig>
+  <type>system</type>
+  <listen>unix:path={socket}</listen>
+  <auth>EXTERNAL</auth>
+  <policy context="default">
+    <allow user="*"/>
+    <allow own="*"/>
+    <allow send_destination="*" eavesdrop="true"/>
+    <allow receive_sender="*"/>
+  </policy>
+</busconfig>
+"""
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list) -> None:
+    """Mark everything under tests/e2e as e2e (before -m selects), and skip it off the guest."""
+    for item in items:
+        if HERE not in Path(str(item.fspath)).resolve().parents:
+            continue
+        item.add_marker(pytest.mark.e2e)
+        if not IN_GUEST:
+            item.add_marker(pytest.mark.skip(reason=SKIP_REASON))
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Iterator[None]:
+    """When an e2e test fails in the guest, add what the kernel had at that moment to the report
+    (before the fixtures tear it down)."""
+    outcome = yield
+    report = outcome.get_result()
+    if not (IN_GUEST and report.failed and report.when == 'call'):
+        return
+    if HERE not in Path(str(item.fspath)).resolve().parents:
+        return
+    lines = ['controllers:'] + ['  ' + line for line in describe_controllers() or ['(none)']]
+    if os.path.isdir('/sys/kernel/config/nvmet'):
+        lines += ['nvmet:'] + ['  ' + line for line in Nvmet().describe() or ['(empty)']]
+    report.sections.append(('guest state at failure', '\n'.join(lines)))
+
+
+@pytest.fixture(scope='session')
+def nvmet() -> Nvmet:
+    """The guest's nvmet configfs tree, empty at the start of the session."""
+    missing = missing_kernel_support()
+    if missing:
+        pytest.fail('the guest lacks ' + ', '.join(missing) + ' (see the guest console)', pytrace=False)
+    target = Nvmet()
+    target.clear()
+    return target
+
+
+@pytest.fixture(scope='session')
+def host_identity() -> HostIdentity:
+    """The NVMe host identity of the tests, also written to /etc/nvme (the guest's overlay: the
+    host's files are untouched) so that tools reading the defaults agree with the tests."""
+    if IN_GUEST:
+        os.makedirs('/etc/nvme', exist_ok=True)
+        for name, value in (('hostnqn', HOSTNQN), ('hostid', HOSTID)):
+            with open(f'/etc/nvme/{name}', 'w') as f:
+                f.write(value + '\n')
+    return HostIdentity(hostnqn=HOSTNQN, hostid=HOSTID)
+
+
+@pytest.fixture
+def fabric(nvmet: Nvmet) -> Iterator[Fabric]:
+    """Build a fabric in the test; afterwards delete all controllers and empty nvmet."""
+    if controllers() or not nvmet.is_clear():
+        # a previous test failed to clean up and reported it; start from a clean slate anyway
+        delete_all_controllers(scaled(5))
+        nvmet.clear()
+    built = Fabric(nvmet)
+    yield built
+    problems = []
+    try:
+        delete_all_controllers(scaled(5))
+    except TimeoutError as e:
+        problems.append(str(e))
+    try:
+        built.cleanup()
+    except RuntimeError as e:
+        problems.append(str(e))
+    if problems:
+        pytest.fail('teardown: ' + '; '.join(problems), pytrace=False)
+
+
+@pytest.fixture
+def uevents() -> Iterator[UeventMonitor]:
+    """nvme uevents straight from the kernel, collected from the start of the test."""
+    monitor = UeventMonitor('nvme', source='kernel')
+    yield monitor
+    monitor.close()
+
+
+@pytest.fixture(scope='session')
+def dbus_system_bus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A private dbus-daemon with a system-bus configuration; DBUS_SYSTEM_BUS_ADDRESS points to it
+    for the rest of the session (this process and every child). Yields the address."""
+    workdir = tmp_path_factory.mktemp('system-bus')
+    socket_path = workdir / 'system_bus_socket'
+    config = workdir / 'system.conf'
+    config.write_text(SYSTEM_BUS_CONFIG.format(socket=socket_path))
+    daemon = subprocess.Popen(
+        ['dbus-daemon', f'--config-file={config}', '--nofork', '--nopidfile', '--print-address'],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,  # it warns that it cannot raise its fd limit: harmless
+        text=True,
+    )
+    printed = daemon.stdout.readline().strip()  # printed once it listens
+    if not printed:
+        daemon.wait()
+        pytest.fail(f'dbus-daemon with {config} exited ({daemon.returncode}) without listening')
+    address = f'unix:path={socket_path}'
+    saved = os.environ.get('DBUS_SYSTEM_BUS_ADDRESS')
+    os.environ['DBUS_SYSTEM_BUS_ADDRESS'] = address
+    yield address
+    if saved is None:
+        os.environ.pop('DBUS_SYSTEM_BUS_ADDRESS', None)
+    else:
+        os.environ['DBUS_SYSTEM_BUS_ADDRESS'] = saved
+    daemon.terminate()
+    daemon.wait(timeout=scaled(5))
+
+
+@pytest.fixture(scope='session')
+def udevd() -> None:
+    """systemd-udevd running in the guest (pyudev's 'udev' source, which the daemons use). Started
+    at boot by ``tools/e2e --udevd``, or here on first use (about 0.5 s)."""
+    if os.path.exists('/run/udev/control'):
+        return
+    if not os.access(UDEVD, os.X_OK):
+        pytest.fail(f'{UDEVD} is missing: install Debian package udev (tools/e2e-deps)', pytrace=False)
+    subprocess.run([UDEVD, '--daemon'], check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    wait_for(lambda: os.path.exists('/run/udev/control'), scaled(2), 'systemd-udevd to listen')
