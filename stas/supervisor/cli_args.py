@@ -80,6 +80,9 @@ def build_daemon_parser(prog: str, environ: Optional[Mapping[str, str]] = None) 
         help='Directory for state kept across restarts (default: $RUNTIME_DIRECTORY or /run/%(prog)s; '
         'here %(default)s)',
     )
+    # Run workers with a different engine: 'idle' workers manage nothing, which is how the
+    # supervisor's own tests and benchmarks exercise the process model without NVMe.
+    parser.add_argument('--worker-engine', choices=('idle',), default='', help=argparse.SUPPRESS)
     return parser
 
 

@@ -309,6 +309,7 @@ def test_daemon_defaults(prog):
         'check_config': False,
         'sys_conf': '/etc/stas/sys.conf',
         'runtime_dir': f'/run/{prog}',
+        'worker_engine': '',
     }
 
 
@@ -323,6 +324,7 @@ def test_daemon_options():
         'check_config': True,
         'sys_conf': '/tmp/sys.conf',
         'runtime_dir': '/tmp/run',
+        'worker_engine': '',
     }
     args = parse_daemon_args('stacd', ['--conf-file=/x.conf', '--syslog'], environ={})
     assert (args.conf_file, args.syslog) == ('/x.conf', True)

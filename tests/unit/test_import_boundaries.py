@@ -1,0 +1,92 @@
+"""The import boundaries of DESIGN.md section 3, checked by importing every module of the
+package in a fresh interpreter and looking at what it pulled in.
+
+Pure layers must stay pure (no I/O libraries, no event loop), the supervisor never loads libnvme
+or pyudev (a native crash there would take the whole daemon down), and the CLI stays light so
+`stafctl ls` starts fast.
+"""
+
+from __future__ import annotations
+
+import json
+import pathlib
+import subprocess
+import sys
+
+import pytest
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+PACKAGE = ROOT / 'stas'
+
+IO_LIBS = {'asyncio', 'socket', 'subprocess', 'sdbus', 'pyroute2', 'libnvme', 'pyudev', 'multiprocess'}
+
+# module-name prefix -> modules it must never import (directly or indirectly)
+RULES = {
+    'stas.model': IO_LIBS | {'msgpack'},
+    'stas.errors': IO_LIBS | {'msgpack'},
+    'stas.fabric': IO_LIBS | {'msgpack'},
+    'stas.conf': IO_LIBS | {'msgpack'},
+    'stas.ipc.codec': IO_LIBS,
+    'stas.ipc.messages': IO_LIBS,
+    'stas.supervisor': {'libnvme', 'pyudev'},
+    'stas.cli': {'libnvme', 'pyudev', 'pyroute2', 'multiprocess', 'asyncio', 'sdbus'},
+}
+
+# msgpack is the codec's business alone
+MSGPACK_OWNER = 'stas.ipc.codec'
+
+
+def all_modules() -> list[str]:
+    mods = []
+    for path in sorted(PACKAGE.rglob('*.py')):
+        rel = path.relative_to(ROOT).with_suffix('')
+        parts = list(rel.parts)
+        if parts[-1] == '__init__':
+            parts = parts[:-1]
+        mods.append('.'.join(parts))
+    return mods
+
+
+def forbidden_for(module: str) -> set[str]:
+    banned: set[str] = set()
+    for prefix, libs in RULES.items():
+        if module == prefix or module.startswith(prefix + '.'):
+            banned |= libs
+    return banned
+
+
+def imported_top_levels(module: str) -> set[str]:
+    code = (
+        'import importlib, json, sys\n'
+        f'importlib.import_module({module!r})\n'
+        'print(json.dumps(sorted({m.split(".")[0] for m in sys.modules})))\n'
+    )
+    out = subprocess.run(
+        [sys.executable, '-c', code], cwd=ROOT, capture_output=True, text=True, check=False, timeout=60
+    )
+    assert out.returncode == 0, f'importing {module} failed:\n{out.stderr}'
+    return set(json.loads(out.stdout.strip().splitlines()[-1]))
+
+
+@pytest.mark.parametrize('module', [m for m in all_modules() if forbidden_for(m)])
+def test_module_respects_its_import_boundary(module):
+    pulled = imported_top_levels(module) & forbidden_for(module)
+    assert not pulled, f'{module} imports {sorted(pulled)}'
+
+
+@pytest.mark.parametrize(
+    'module', [m for m in all_modules() if m != MSGPACK_OWNER and not m.startswith('stas.ipc')]
+)
+def test_only_the_codec_imports_msgpack(module):
+    source = ROOT / (module.replace('.', '/') + '.py')
+    if not source.exists():
+        source = ROOT / module.replace('.', '/') / '__init__.py'
+    text = source.read_text()
+    assert 'import msgpack' not in text and 'from msgpack' not in text, module
+
+
+def test_the_rules_cover_real_modules():
+    # a renamed package must not silently escape its rule
+    mods = all_modules()
+    for prefix in RULES:
+        assert any(m == prefix or m.startswith(prefix + '.') for m in mods), prefix
