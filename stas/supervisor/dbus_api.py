@@ -1,0 +1,620 @@
+"""The D-Bus objects of stafd and stacd (python-sdbus, asyncio).
+
+Bus names, object paths, interfaces and member names are those of nvme-stas 2.x
+(``org.nvmexpress.staf`` at ``/org/nvmexpress/staf``, ``org.nvmexpress.stac`` at
+``/org/nvmexpress/stac``), so existing clients keep working:
+
+=============================== ===========================================================
+``org.nvmexpress.<svc>.debug``  ``tron`` (b, read-write), ``log_level`` (s),
+                                ``process_info() -> s``, ``controller_info(sssssss) -> s``
+``org.nvmexpress.staf``         ``list_controllers(b) -> aa{ss}``, ``get_log_pages(sssssss)
+                                -> aa{ss}``, ``get_all_log_pages(b) -> s``, signals
+                                ``log_pages_changed(ssssssss)`` and ``dc_removed()``
+``org.nvmexpress.stac``         ``list_controllers(b) -> aa{ss}``
+``org.nvmexpress.<svc>.workers`` (new) ``list_workers() -> a(ssisuds)`` (interface, transport,
+                                pid, state, restarts, uptime_s, last_exit),
+                                ``restart_worker(ss) -> as``, ``config_problems`` (as)
+=============================== ===========================================================
+
+The objects are thin: they check arguments, ask the ``SupervisorApi`` and translate its
+``StasError``s into named errors ``org.nvmexpress.<svc>.Error.<code>`` (``dbus_errors``).
+
+Who is calling matters (a security fix over 2.x, where any local user could read every
+DH-HMAC-CHAP secret): the caller's uid comes from the bus (``GetConnectionUnixUser`` on the
+message's sender). Non-root callers get ``caller_is_root=False`` passed to the api, which leaves
+the secrets out, and ``process_info`` (whose api method takes no such flag) has its ``hostkey``
+replaced here. Setting ``tron`` and ``restart_worker`` are root-only: the D-Bus policy file
+says so, and the code refuses them too (``...Error.PermissionDenied``), so a policy file that
+was edited or not installed does not open them to everybody.
+
+sd-bus itself lets only callers with the daemon's uid (or CAP_SYS_ADMIN) call methods and set
+properties unless they are flagged unprivileged. Every member here is flagged so: who may do what
+is decided by the policy file and by the checks above, which answer with named errors.
+
+sdbus calls a property setter with the value only. ``tron`` therefore uses a property whose
+bound form checks the Set message's sender before the setter runs (``_CallerCheckedProperty``);
+that lookup is one synchronous round trip to the bus daemon. sdbus sends a refused Set back
+with the right error name but an empty message (its C layer does not copy the text), and
+asyncio logs the refusal as an exception in the bus callback.
+
+Differences from nvme-stas 2.x:
+
+* ``controller_info`` and ``get_log_pages`` check their arguments (``tid_from_request``): a bad
+  transport, address, port or NQN is ``...Error.InvalidArgument`` naming the value, where 2.x
+  answered '{}' or []. Addresses are compared in canonical form (``FE80::1`` is ``fe80::1``).
+* Errors have names and messages instead of Python exception names.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import logging
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
+
+import sdbus
+from sdbus import (
+    DbusInterfaceCommonAsync,
+    DbusUnprivilegedFlag,
+    dbus_method_async,
+    dbus_property_async,
+    dbus_signal_async,
+    get_current_message,
+)
+from sdbus.dbus_proxy_async_property import DbusLocalPropertyAsync, DbusPropertyAsync
+from sdbus.exceptions import SdBusBaseError, SdBusRequestNameError
+
+from ..errors import InvalidArgument, PermissionDenied, StasError, Unavailable
+from ..fabric.tid import IFNAME_MAX_LEN, tid_from_request
+from ..model import TRANSPORTS, Role
+from .api import SupervisorApi
+from .dbus_errors import to_dbus_error
+
+log = logging.getLogger(__name__)
+
+SERVICE_OF_DAEMON = {'stafd': 'staf', 'stacd': 'stac'}
+
+# Keys whose values non-root callers never see, whatever the api returns.
+SECRET_KEYS = frozenset(
+    {'hostkey', 'dhchap-secret', 'dhchap-ctrl-secret', 'dhchap_secret', 'dhchap_ctrl_secret'}
+)
+REDACTED = '(hidden: root only)'
+
+# The 7 strings that name a controller in controller_info, get_log_pages and log_pages_changed,
+# in their D-Bus order, with the hyphenated key each has in the dictionaries.
+TID_ARGS = ('transport', 'traddr', 'trsvcid', 'subsysnqn', 'host_traddr', 'host_iface', 'host_nqn')
+TID_KEYS = ('transport', 'traddr', 'trsvcid', 'subsysnqn', 'host-traddr', 'host-iface', 'host-nqn')
+
+_DBUS = ('org.freedesktop.DBus', '/org/freedesktop/DBus', 'org.freedesktop.DBus')
+
+# Given a D-Bus sender (unique name, None when unknown), its uid or None. Tests pass one in.
+UidLookup = Callable[[Optional[str]], Optional[int]]
+
+
+def bus_name(daemon: str) -> str:
+    return f'org.nvmexpress.{_service(daemon)}'
+
+
+def object_path(daemon: str) -> str:
+    return f'/org/nvmexpress/{_service(daemon)}'
+
+
+def _service(daemon: str) -> str:
+    try:
+        return SERVICE_OF_DAEMON[daemon]
+    except KeyError:
+        raise ValueError(f'daemon {daemon!r} is not one of {", ".join(SERVICE_OF_DAEMON)}') from None
+
+
+# ---------------------------------------------------------------------------------------------
+# Value shaping (pure)
+
+
+def redact_secrets(value: Any) -> Any:
+    """``value`` with every non-empty secret (see ``SECRET_KEYS``) replaced by ``REDACTED``,
+    at any depth of dicts and lists. Returns new containers; ``value`` is not changed."""
+    if isinstance(value, Mapping):
+        return {
+            k: (REDACTED if k in SECRET_KEYS and v not in (None, '') else redact_secrets(v))
+            for k, v in value.items()
+        }
+    if isinstance(value, (list, tuple)):
+        return [redact_secrets(v) for v in value]
+    return value
+
+
+def string_dicts(items: Any) -> List[Dict[str, str]]:
+    """An ``aa{ss}`` value: every key and value a string (``str()`` of others, as in 2.x)."""
+    return [
+        {str(k): v if isinstance(v, str) else str(v) for k, v in dict(item).items()} for item in items or ()
+    ]
+
+
+def to_json(value: Any) -> str:
+    return json.dumps(value, default=str)
+
+
+def request_fields(service: str, args: Sequence[str]) -> Dict[str, str]:
+    """The 7 D-Bus strings of a controller as checked, normalised hyphenated fields.
+
+    stafd names discovery controllers (an empty subsysnqn is the well-known discovery NQN),
+    stacd I/O controllers (subsysnqn required). An empty trsvcid is 8009 (tcp) or 4420 (rdma),
+    as in 2.x; an empty host-nqn stays empty. Raises ``InvalidArgument`` naming a bad value.
+    """
+    raw = dict(zip(TID_KEYS, args))
+    role = Role.DC if service == 'staf' else Role.IOC
+    tid = tid_from_request(raw, role=role, hostnqn='')
+    return tid.as_dbus_dict()
+
+
+def worker_target(interface: str, transport: str) -> Tuple[str, str]:
+    """Check ``restart_worker``'s arguments: (host_iface, transport).
+
+    ``interface`` '' or '-' is the interface-less worker of a transport (fc, loop); ``transport``
+    '' means every transport of the interface.
+    """
+    iface = '' if interface == '-' else interface
+    if transport and transport not in TRANSPORTS:
+        raise InvalidArgument(
+            f'transport {transport!r} is not one of {", ".join(TRANSPORTS)} (or "" for all)'
+        )
+    if not iface and not transport:
+        raise InvalidArgument('name an interface, a transport ("-" as interface: fc, loop) or both')
+    if iface and (
+        len(iface.encode('utf-8', 'surrogatepass')) > IFNAME_MAX_LEN
+        or not iface.isprintable()
+        or any(c in iface for c in '/ \t')
+        or iface in ('.', '..')
+    ):
+        raise InvalidArgument(
+            f'interface {interface!r} is not an interface name (1..{IFNAME_MAX_LEN} bytes, no "/" or spaces)'
+        )
+    return iface, transport
+
+
+async def _resolved(value: Any) -> Any:
+    """Let the api answer with a value or an awaitable."""
+    if inspect.isawaitable(value):
+        return await value
+    return value
+
+
+def _current_sender() -> Optional[str]:
+    try:
+        return get_current_message().sender
+    except LookupError:  # called directly, not through the bus
+        return None
+
+
+# ---------------------------------------------------------------------------------------------
+# A property whose setter knows who is calling
+
+
+class _CallerCheckedLocalProperty(DbusLocalPropertyAsync):
+    def _dbus_reply_set(self, message) -> None:
+        obj = self.local_object_ref()
+        if obj is not None:
+            obj._authorize_property_set(self.dbus_property.property_name, message.sender)
+        super()._dbus_reply_set(message)
+
+
+class _CallerCheckedProperty(DbusPropertyAsync):
+    """A read-write property: a Set over the bus first goes through the object's
+    ``_authorize_property_set(name, sender)``, which raises to refuse it."""
+
+    def __get__(self, obj, obj_class=None):
+        bound = super().__get__(obj, obj_class)
+        if type(bound) is DbusLocalPropertyAsync:
+            return _CallerCheckedLocalProperty(self, obj)
+        return bound
+
+
+# ---------------------------------------------------------------------------------------------
+# The object
+
+
+class _ServedObject:
+    """What every interface of the object shares: the api, the service, the caller's identity
+    and the translation of errors. The interface classes below call these helpers."""
+
+    def _setup(self, api: SupervisorApi, service: str, uid_of: Optional[UidLookup]) -> None:
+        self._api = api
+        self._service = service
+        self._uid_of = uid_of
+        self._bus = None  # set once exported
+
+    # -- who is calling ---------------------------------------------------------------------------
+    async def _caller_uid(self) -> Optional[int]:
+        sender = _current_sender()
+        if self._uid_of is not None:
+            return self._uid_of(sender)
+        if not sender or self._bus is None:
+            return None
+        try:
+            reply = await self._bus.call_async(self._uid_request(sender))
+            return int(reply.get_contents())
+        except (SdBusBaseError, TypeError, ValueError) as exc:
+            log.warning('cannot tell the user of D-Bus caller %s: %s', sender, exc)
+            return None
+
+    def _caller_uid_sync(self, sender: Optional[str]) -> Optional[int]:
+        if self._uid_of is not None:
+            return self._uid_of(sender)
+        if not sender or self._bus is None:
+            return None
+        try:
+            return int(self._bus.call(self._uid_request(sender)).get_contents())
+        except (SdBusBaseError, TypeError, ValueError) as exc:
+            log.warning('cannot tell the user of D-Bus caller %s: %s', sender, exc)
+            return None
+
+    def _uid_request(self, sender: str):
+        msg = self._bus.new_method_call_message(*_DBUS, 'GetConnectionUnixUser')
+        msg.append_data('s', sender)
+        return msg
+
+    def _refuse_unless_root(self, uid: Optional[int], what: str) -> None:
+        if uid != 0:
+            who = 'an unknown user' if uid is None else f'uid {uid}'
+            raise PermissionDenied(f'{what} is for root only; the caller is {who}')
+
+    def _authorize_property_set(self, name: str, sender: Optional[str]) -> None:
+        try:
+            self._refuse_unless_root(self._caller_uid_sync(sender), f'setting {name}')
+        except StasError as exc:
+            log.warning('D-Bus Set %s from %s refused: %s', name, sender, exc.message)
+            raise to_dbus_error(self._service, exc, f'Set {name}') from None
+
+    # -- calling the api ----------------------------------------------------------------------
+    async def _serve(self, member: str, call: Callable[[bool], Any]) -> Any:
+        """Run ``call(caller_is_root)`` and translate whatever it raises."""
+        try:
+            uid = await self._caller_uid()
+            return await _resolved(call(uid == 0))
+        except Exception as exc:  # noqa: BLE001 - every failure leaves as a named D-Bus error
+            raise to_dbus_error(self._service, exc, member) from None
+
+    async def _serve_as_root(self, member: str, what: str, call: Callable[[], Any]) -> Any:
+        try:
+            uid = await self._caller_uid()
+            self._refuse_unless_root(uid, what)
+            return await _resolved(call())
+        except Exception as exc:  # noqa: BLE001 - every failure leaves as a named D-Bus error
+            raise to_dbus_error(self._service, exc, member) from None
+
+    def _read(self, member: str, read: Callable[[], Any]) -> Any:
+        try:
+            return read()
+        except Exception as exc:  # noqa: BLE001 - every failure leaves as a named D-Bus error
+            raise to_dbus_error(self._service, exc, member) from None
+
+    # -- member bodies shared by staf and stac --------------------------------------------------
+    def _set_tron(self, value: bool) -> None:
+        value = bool(value)
+        self._read('Set tron', lambda: self._api.set_tron(value))
+        log.info('tron set to %s over D-Bus', value)
+
+    async def _process_info(self) -> str:
+        # the api's process_info takes no caller flag: its hostkey is hidden here
+        return to_json(await self._serve_redacted('process_info', lambda _is_root: self._api.process_info()))
+
+    async def _controller_info(self, args: Sequence[str]) -> str:
+        def call(is_root: bool) -> Any:
+            return self._api.controller_info(request_fields(self._service, args), is_root)
+
+        info = await self._serve_redacted('controller_info', call)
+        return to_json(info) if info else '{}'
+
+    async def _list_controllers(self, detailed: bool) -> List[Dict[str, str]]:
+        def call(is_root: bool) -> Any:
+            return self._api.list_controllers(bool(detailed), is_root)
+
+        return string_dicts(await self._serve_redacted('list_controllers', call))
+
+    async def _serve_redacted(self, member: str, call: Callable[[bool], Any]) -> Any:
+        """``_serve``, and the api's own redaction checked once more for non-root callers."""
+
+        def checked(is_root: bool) -> Any:
+            result = call(is_root)
+            if inspect.isawaitable(result):
+                return _redacted_later(result, is_root)
+            return result if is_root else redact_secrets(result)
+
+        return await self._serve(member, checked)
+
+    def _list_workers(self) -> List[Tuple[str, str, int, str, int, float, str]]:
+        return [
+            (
+                w.interface,
+                w.transport,
+                int(w.pid or 0),
+                str(w.state),
+                max(0, int(w.restarts)),
+                float(w.uptime_s),
+                str(w.last_exit or ''),
+            )
+            for w in self._api.workers()
+        ]
+
+    async def _restart_worker(self, interface: str, transport: str) -> List[str]:
+        def call() -> Any:
+            iface, trans = worker_target(interface, transport)
+            keys = self._api.restart_worker(iface, trans)
+            log.info('restart of worker(s) %s requested over D-Bus', ', '.join(str(k) for k in keys or ()))
+            return keys
+
+        keys = await self._serve_as_root('restart_worker', 'restarting a worker', call)
+        return [str(k) for k in keys or ()]
+
+
+async def _redacted_later(result: Any, is_root: bool) -> Any:
+    value = await result
+    return value if is_root else redact_secrets(value)
+
+
+# The interface classes are made per service (the interface names differ) and once per
+# process: sdbus refuses a second class with the same interface name.
+_OBJECT_CLASSES: Dict[str, type] = {}
+
+
+def _debug_interface(service: str) -> type:
+    class DebugInterface(DbusInterfaceCommonAsync, interface_name=f'org.nvmexpress.{service}.debug'):
+        def _tron_get(self) -> bool:
+            return bool(self._read('Get tron', lambda: self._api.tron))
+
+        tron = _CallerCheckedProperty('tron', 'b', _tron_get, _ServedObject._set_tron, DbusUnprivilegedFlag)
+
+        @dbus_property_async('s', property_name='log_level')
+        def log_level(self) -> str:
+            return str(self._read('Get log_level', lambda: self._api.log_level))
+
+        @dbus_method_async(
+            result_signature='s',
+            result_args_names=('info_json',),
+            flags=DbusUnprivilegedFlag,
+            method_name='process_info',
+        )
+        async def process_info(self) -> str:
+            return await self._process_info()
+
+        @dbus_method_async(
+            input_signature='sssssss',
+            result_signature='s',
+            input_args_names=TID_ARGS,
+            result_args_names=('info_json',),
+            flags=DbusUnprivilegedFlag,
+            method_name='controller_info',
+        )
+        async def controller_info(
+            self,
+            transport: str,
+            traddr: str,
+            trsvcid: str,
+            subsysnqn: str,
+            host_traddr: str,
+            host_iface: str,
+            host_nqn: str,
+        ) -> str:
+            return await self._controller_info(
+                (transport, traddr, trsvcid, subsysnqn, host_traddr, host_iface, host_nqn)
+            )
+
+    return DebugInterface
+
+
+def _workers_interface(service: str) -> type:
+    class WorkersInterface(DbusInterfaceCommonAsync, interface_name=f'org.nvmexpress.{service}.workers'):
+        @dbus_method_async(
+            result_signature='a(ssisuds)',
+            result_args_names=('workers',),
+            flags=DbusUnprivilegedFlag,
+            method_name='list_workers',
+        )
+        async def list_workers(self) -> List[Tuple[str, str, int, str, int, float, str]]:
+            return await self._serve('list_workers', lambda _is_root: self._list_workers())
+
+        @dbus_method_async(
+            input_signature='ss',
+            result_signature='as',
+            input_args_names=('interface', 'transport'),
+            result_args_names=('restarted',),
+            flags=DbusUnprivilegedFlag,
+            method_name='restart_worker',
+        )
+        async def restart_worker(self, interface: str, transport: str) -> List[str]:
+            return await self._restart_worker(interface, transport)
+
+        @dbus_property_async('as', property_name='config_problems')
+        def config_problems(self) -> List[str]:
+            return self._read('Get config_problems', lambda: [str(p) for p in self._api.config_problems()])
+
+    return WorkersInterface
+
+
+def _staf_interface() -> type:
+    class StafInterface(DbusInterfaceCommonAsync, interface_name='org.nvmexpress.staf'):
+        @dbus_method_async(
+            input_signature='b',
+            result_signature='aa{ss}',
+            input_args_names=('detailed',),
+            result_args_names=('controller_list',),
+            flags=DbusUnprivilegedFlag,
+            method_name='list_controllers',
+        )
+        async def list_controllers(self, detailed: bool) -> List[Dict[str, str]]:
+            return await self._list_controllers(detailed)
+
+        @dbus_method_async(
+            input_signature='sssssss',
+            result_signature='aa{ss}',
+            input_args_names=TID_ARGS,
+            result_args_names=('log_pages',),
+            flags=DbusUnprivilegedFlag,
+            method_name='get_log_pages',
+        )
+        async def get_log_pages(
+            self,
+            transport: str,
+            traddr: str,
+            trsvcid: str,
+            subsysnqn: str,
+            host_traddr: str,
+            host_iface: str,
+            host_nqn: str,
+        ) -> List[Dict[str, str]]:
+            args = (transport, traddr, trsvcid, subsysnqn, host_traddr, host_iface, host_nqn)
+
+            def call(_is_root: bool) -> Any:
+                return self._api.get_log_pages(request_fields('staf', args))
+
+            return string_dicts(await self._serve('get_log_pages', call))
+
+        @dbus_method_async(
+            input_signature='b',
+            result_signature='s',
+            input_args_names=('detailed',),
+            result_args_names=('log_pages_json',),
+            flags=DbusUnprivilegedFlag,
+            method_name='get_all_log_pages',
+        )
+        async def get_all_log_pages(self, detailed: bool) -> str:
+            def call(is_root: bool) -> Any:
+                return self._api.get_all_log_pages(bool(detailed), is_root)
+
+            return to_json(await self._serve_redacted('get_all_log_pages', call))
+
+        @dbus_signal_async(
+            'ssssssss', signal_args_names=(*TID_ARGS, 'device'), signal_name='log_pages_changed'
+        )
+        def log_pages_changed(self) -> Tuple[str, str, str, str, str, str, str, str]:
+            raise NotImplementedError
+
+        @dbus_signal_async('', signal_name='dc_removed')
+        def dc_removed(self) -> None:
+            raise NotImplementedError
+
+    return StafInterface
+
+
+def _stac_interface() -> type:
+    class StacInterface(DbusInterfaceCommonAsync, interface_name='org.nvmexpress.stac'):
+        @dbus_method_async(
+            input_signature='b',
+            result_signature='aa{ss}',
+            input_args_names=('detailed',),
+            result_args_names=('controller_list',),
+            flags=DbusUnprivilegedFlag,
+            method_name='list_controllers',
+        )
+        async def list_controllers(self, detailed: bool) -> List[Dict[str, str]]:
+            return await self._list_controllers(detailed)
+
+    return StacInterface
+
+
+def object_class(service: str) -> type:
+    """The class of the object served at ``/org/nvmexpress/<service>`` ('staf' or 'stac')."""
+    cls = _OBJECT_CLASSES.get(service)
+    if cls is None:
+        if service not in SERVICE_OF_DAEMON.values():
+            raise ValueError(f'service {service!r} is not one of {", ".join(SERVICE_OF_DAEMON.values())}')
+        main = _staf_interface() if service == 'staf' else _stac_interface()
+        debug = _debug_interface(service)
+        workers = _workers_interface(service)
+
+        def __init__(self, api: SupervisorApi, uid_of: Optional[UidLookup] = None) -> None:
+            DbusInterfaceCommonAsync.__init__(self)
+            self._setup(api, service, uid_of)
+
+        cls = type(
+            f'{service.capitalize()}Object', (_ServedObject, debug, main, workers), {'__init__': __init__}
+        )
+        _OBJECT_CLASSES[service] = cls
+    return cls
+
+
+def new_object(api: SupervisorApi, uid_of: Optional[UidLookup] = None):
+    """The D-Bus object for ``api.daemon``, not yet exported (tests call its members directly)."""
+    return object_class(_service(api.daemon))(api, uid_of)
+
+
+# ---------------------------------------------------------------------------------------------
+# Publishing
+
+
+class DbusPublisher:
+    """The exported object, its name on the bus, and the signals the supervisor emits
+    (``stas.supervisor.api.Publisher``). Call from the event loop's thread."""
+
+    def __init__(self, obj, handle, bus, own_bus: bool, name: str):
+        self.object = obj
+        self.bus = bus
+        self.name = name
+        self._handle = handle
+        self._own_bus = own_bus
+        self._closed = False
+
+    def log_pages_changed(self, fields: Mapping[str, str], device: str) -> None:
+        """stafd: a DC's log pages were fetched. ``fields`` has the TID keys (hyphenated or
+        snake_case); stacd has no such signal and ignores the call."""
+        if self._closed or not hasattr(self.object, 'log_pages_changed'):
+            return
+        values = tuple(str(fields.get(k, fields.get(a, '')) or '') for k, a in zip(TID_KEYS, TID_ARGS))
+        self.object.log_pages_changed.emit((*values, str(device or '')))
+
+    def dc_removed(self) -> None:
+        if self._closed or not hasattr(self.object, 'dc_removed'):
+            return
+        self.object.dc_removed.emit(None)
+
+    def close(self) -> None:
+        """Withdraw the object and give the name up (closing the bus if ``publish`` opened it)."""
+        if self._closed:
+            return
+        self._closed = True
+        self._handle.stop()
+        try:
+            if self._own_bus:
+                self.bus.close()
+            else:
+                msg = self.bus.new_method_call_message(*_DBUS, 'ReleaseName')
+                msg.append_data('s', self.name)
+                self.bus.call(msg)
+        except SdBusBaseError as exc:
+            log.warning('giving up %s on D-Bus: %s', self.name, exc)
+
+
+async def publish(api: SupervisorApi, bus=None, *, uid_of: Optional[UidLookup] = None) -> DbusPublisher:
+    """Export the object of ``api.daemon`` on the system bus (or ``bus``), then own its name.
+
+    Raises ``Unavailable`` when there is no system bus or the name is taken (another daemon).
+    ``uid_of`` replaces the bus lookup of callers' uids (tests).
+    """
+    name, path = bus_name(api.daemon), object_path(api.daemon)
+    own_bus = bus is None
+    if own_bus:
+        try:
+            bus = sdbus.sd_bus_open_system()
+        except (SdBusBaseError, OSError) as exc:
+            raise Unavailable(f'cannot connect to the system bus: {exc}') from None
+    obj = new_object(api, uid_of)
+    handle = obj.export_to_dbus(path, bus)
+    obj._bus = bus
+    try:
+        await bus.request_name_async(name, 0)
+    except SdBusRequestNameError:
+        _undo(handle, bus, own_bus)
+        raise Unavailable(
+            f'{name} is already owned on the system bus: is another {api.daemon} running?'
+        ) from None
+    except SdBusBaseError as exc:
+        _undo(handle, bus, own_bus)
+        raise Unavailable(f'cannot own {name} on the system bus: {exc}') from None
+    log.info('serving %s at %s on D-Bus', name, path)
+    return DbusPublisher(obj, handle, bus, own_bus, name)
+
+
+def _undo(handle, bus, own_bus: bool) -> None:
+    handle.stop()
+    if own_bus:
+        bus.close()

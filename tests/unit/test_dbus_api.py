@@ -1,0 +1,327 @@
+"""The D-Bus layer of the supervisor without a bus: error names, argument checks, redaction,
+and the served members called directly with a fake api and a fake caller uid."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Dict, List
+
+import pytest
+from sdbus import DbusFailedError
+
+from stas.errors import (
+    ConfigError,
+    InvalidArgument,
+    KernelError,
+    NotFound,
+    PermissionDenied,
+    ProtocolError,
+    StasError,
+    Timeout,
+    Unavailable,
+)
+from stas.model import WELL_KNOWN_DISC_NQN, WorkerKey
+from stas.supervisor.dbus_api import (
+    REDACTED,
+    bus_name,
+    new_object,
+    object_path,
+    redact_secrets,
+    request_fields,
+    string_dicts,
+    worker_target,
+)
+from stas.supervisor.dbus_errors import error_class, error_name, to_dbus_error
+from stas.supervisor.pool import WorkerInfo
+
+SECRET = 'DHHC-1:00:ia6zGodOr1SEG8yiHlZ0bUy3wfLgNrWiLW0qR1VhHQF8c7bi:'
+
+# ---------------------------------------------------------------------------------------------
+# Error names
+
+
+@pytest.mark.parametrize(
+    ('exc', 'code'),
+    [
+        (StasError('x'), 'Failed'),
+        (ConfigError('x'), 'InvalidConfig'),
+        (InvalidArgument('x'), 'InvalidArgument'),
+        (NotFound('x'), 'NotFound'),
+        (PermissionDenied('x'), 'PermissionDenied'),
+        (ProtocolError('x'), 'ProtocolError'),
+        (Timeout('x'), 'Timeout'),
+        (KernelError('x'), 'KernelError'),
+        (Unavailable('x'), 'Unavailable'),
+    ],
+)
+@pytest.mark.parametrize('service', ['staf', 'stac'])
+def test_stas_errors_map_to_named_dbus_errors(service, exc, code):
+    err = to_dbus_error(service, type(exc)(f'{code} happened to eth0'), 'list_workers')
+    assert isinstance(err, DbusFailedError)
+    assert type(err).dbus_error_name == f'org.nvmexpress.{service}.Error.{code}'
+    assert err.args == (f'{code} happened to eth0',)
+
+
+def test_error_class_is_made_once_per_service_and_code():
+    assert error_class('staf', 'NotFound') is error_class('staf', 'NotFound')
+    assert error_class('staf', 'NotFound') is not error_class('stac', 'NotFound')
+    assert error_class('stac', 'NotFound').dbus_error_name == 'org.nvmexpress.stac.Error.NotFound'
+
+
+def test_error_name_refuses_unknown_service_and_bad_code():
+    assert error_name('staf', 'Timeout') == 'org.nvmexpress.staf.Error.Timeout'
+    with pytest.raises(ValueError, match="'stax'"):
+        error_name('stax', 'Timeout')
+    with pytest.raises(ValueError, match="'Not.Found'"):
+        error_name('staf', 'Not.Found')
+
+
+def test_unexpected_exception_is_failed_with_a_short_message_and_logged(caplog):
+    caplog.set_level(logging.ERROR, logger='stas.supervisor.dbus_errors')
+    try:
+        raise ZeroDivisionError('division by zero')
+    except ZeroDivisionError as exc:
+        err = to_dbus_error('staf', exc, 'get_all_log_pages')
+    assert type(err).dbus_error_name == 'org.nvmexpress.staf.Error.Failed'
+    assert err.args == (
+        'stafd could not answer get_all_log_pages: internal error (details in the stafd log)',
+    )
+    assert 'ZeroDivision' not in err.args[0]
+    [record] = caplog.records
+    assert record.exc_info[0] is ZeroDivisionError
+
+
+def test_translated_error_passes_through_unchanged():
+    err = error_class('staf', 'NotFound')('gone')
+    assert to_dbus_error('staf', err, 'x') is err
+
+
+def test_bus_names_and_paths():
+    assert (bus_name('stafd'), object_path('stafd')) == ('org.nvmexpress.staf', '/org/nvmexpress/staf')
+    assert (bus_name('stacd'), object_path('stacd')) == ('org.nvmexpress.stac', '/org/nvmexpress/stac')
+    with pytest.raises(ValueError, match="'stasadm'"):
+        bus_name('stasadm')
+
+
+# ---------------------------------------------------------------------------------------------
+# Value shaping
+
+
+def test_redact_secrets_replaces_nonempty_secrets_at_any_depth():
+    value = {
+        'hostkey': SECRET,
+        'symname': None,
+        'controllers': [{'dhchap-secret': SECRET, 'dhchap-ctrl-secret': '', 'traddr': '1.2.3.4'}],
+        'nested': {'x': [{'dhchap_ctrl_secret': SECRET}]},
+    }
+    assert redact_secrets(value) == {
+        'hostkey': REDACTED,
+        'symname': None,
+        'controllers': [{'dhchap-secret': REDACTED, 'dhchap-ctrl-secret': '', 'traddr': '1.2.3.4'}],
+        'nested': {'x': [{'dhchap_ctrl_secret': REDACTED}]},
+    }
+    assert value['hostkey'] == SECRET  # the input is left alone
+    assert redact_secrets({'hostkey': None}) == {'hostkey': None}  # no key configured: nothing to hide
+
+
+def test_string_dicts_makes_every_value_a_string_as_upstream_does():
+    assert string_dicts([{'a': 1, 'b': None, 'c': True, 'd': 'x'}]) == [
+        {'a': '1', 'b': 'None', 'c': 'True', 'd': 'x'}
+    ]
+    assert string_dicts(None) == []
+
+
+def test_request_fields_normalise_and_apply_upstream_defaults():
+    assert request_fields('staf', ('TCP', 'FE80::1%eth0', '', '', '', 'eth0', '')) == {
+        'traddr': 'fe80::1%eth0',
+        'trsvcid': '8009',
+        'transport': 'tcp',
+        'subsysnqn': WELL_KNOWN_DISC_NQN,
+        'host-iface': 'eth0',
+        'host-traddr': '',
+        'host-nqn': '',
+    }
+    assert request_fields('stac', ('rdma', '10.0.0.1', '', 'nqn.x:y', '', '', 'nqn.h'))['trsvcid'] == '4420'
+
+
+@pytest.mark.parametrize(
+    ('service', 'args', 'named'),
+    [
+        ('staf', ('udp', '1.2.3.4', '', '', '', '', ''), "'udp'"),
+        ('staf', ('tcp', '1.2.3.4', '70000', '', '', '', ''), "'70000'"),
+        ('staf', ('tcp', '1.2.3.4', '', '', 'not-an-ip', '', ''), "'not-an-ip'"),
+        ('staf', ('tcp', '1.2.3.4', '', '', '', 'eth0,x', ''), "'eth0,x'"),
+        ('stac', ('tcp', '1.2.3.4', '4420', '', '', '', ''), 'subsysnqn'),
+    ],
+)
+def test_request_fields_refuse_bad_values_naming_them(service, args, named):
+    with pytest.raises(InvalidArgument) as raised:
+        request_fields(service, args)
+    assert named in raised.value.message
+
+
+def test_worker_target():
+    assert worker_target('eth0', '') == ('eth0', '')
+    assert worker_target('eth0', 'tcp') == ('eth0', 'tcp')
+    assert worker_target('-', 'fc') == ('', 'fc')
+    assert worker_target('', 'loop') == ('', 'loop')
+    for iface, transport, named in (
+        ('eth0', 'udp', "'udp'"),
+        ('', '', 'name an interface'),
+        ('-', '', 'name an interface'),
+        ('a' * 16, '', "'aaaaaaaaaaaaaaaa'"),
+        ('eth0/tcp', '', "'eth0/tcp'"),
+        ('eth 0', '', "'eth 0'"),
+    ):
+        with pytest.raises(InvalidArgument) as raised:
+            worker_target(iface, transport)
+        assert named in raised.value.message
+
+
+# ---------------------------------------------------------------------------------------------
+# The members, called directly
+
+
+class RecordingApi:
+    def __init__(self, daemon: str = 'stafd'):
+        self.daemon = daemon
+        self.calls: List[tuple] = []
+        self.tron = False
+        self.log_level = 'INFO'
+
+    def set_tron(self, value: bool) -> None:
+        self.calls.append(('set_tron', value))
+        self.tron = value
+
+    def process_info(self) -> dict:
+        return {'tron': self.tron, 'hostkey': SECRET}
+
+    def controller_info(self, fields: Dict[str, str], caller_is_root: bool) -> dict:
+        self.calls.append(('controller_info', fields['traddr'], caller_is_root))
+        return {} if fields['traddr'] == '10.0.0.9' else {'traddr': fields['traddr'], 'dhchap-secret': SECRET}
+
+    def list_controllers(self, detailed: bool, caller_is_root: bool) -> List[Dict[str, str]]:
+        self.calls.append(('list_controllers', detailed, caller_is_root))
+        return [{'traddr': '1.2.3.4', 'dhchap-secret': SECRET, 'kato': 30}]
+
+    def get_log_pages(self, fields: Dict[str, str]) -> List[Dict[str, str]]:
+        raise NotFound(f'no discovery controller {fields["traddr"]}')
+
+    async def get_all_log_pages(self, detailed: bool, caller_is_root: bool) -> list:
+        self.calls.append(('get_all_log_pages', detailed, caller_is_root))
+        return [{'discovery-controller': {'dhchap-secret': SECRET}, 'log-pages': []}]
+
+    def workers(self) -> List[WorkerInfo]:
+        return [
+            WorkerInfo('eth0', 'tcp', 77, 'running', 2, 1.5, ''),
+            WorkerInfo('', 'fc', 0, 'fatal', 5, 0.0, 'rc 1'),
+        ]
+
+    def restart_worker(self, iface: str, transport: str) -> List[WorkerKey]:
+        self.calls.append(('restart_worker', iface, transport))
+        return [WorkerKey('tcp', iface)]
+
+    def config_problems(self) -> List[str]:
+        return ['a: b']
+
+
+def run(coro):
+    return asyncio.run(coro)
+
+
+@pytest.fixture
+def api():
+    return RecordingApi()
+
+
+def test_root_caller_gets_everything(api):
+    obj = new_object(api, uid_of=lambda sender: 0)
+    assert run(obj.list_controllers(True)) == [{'traddr': '1.2.3.4', 'dhchap-secret': SECRET, 'kato': '30'}]
+    assert run(obj.process_info()) == f'{{"tron": false, "hostkey": "{SECRET}"}}'
+    assert api.calls == [('list_controllers', True, True)]
+
+
+def test_non_root_caller_gets_flag_and_no_secret(api):
+    obj = new_object(api, uid_of=lambda sender: 1000)
+    assert run(obj.list_controllers(False)) == [
+        {'traddr': '1.2.3.4', 'dhchap-secret': REDACTED, 'kato': '30'}
+    ]
+    assert SECRET not in run(obj.process_info())
+    assert SECRET not in run(obj.get_all_log_pages(True))  # an async api method works too
+    assert SECRET not in run(obj.controller_info('tcp', '1.2.3.4', '', '', '', '', ''))
+    assert api.calls == [
+        ('list_controllers', False, False),
+        ('get_all_log_pages', True, False),
+        ('controller_info', '1.2.3.4', False),
+    ]
+
+
+def test_unknown_caller_is_not_root(api):
+    obj = new_object(api, uid_of=lambda sender: None)
+    run(obj.list_controllers(False))
+    assert api.calls == [('list_controllers', False, False)]
+
+
+def test_controller_info_without_match_is_empty_json_object(api):
+    obj = new_object(api, uid_of=lambda sender: 0)
+    assert run(obj.controller_info('tcp', '10.0.0.9', '', '', '', '', '')) == '{}'
+
+
+def test_bad_argument_is_invalid_argument_and_api_not_called(api):
+    obj = new_object(api, uid_of=lambda sender: 0)
+    with pytest.raises(DbusFailedError) as raised:
+        run(obj.controller_info('tcp', '1.2.3.4', 'port', '', '', '', ''))
+    assert type(raised.value).dbus_error_name == 'org.nvmexpress.staf.Error.InvalidArgument'
+    assert raised.value.args == ("trsvcid='port' is not a port number (1..65535)",)
+    assert api.calls == []
+
+
+def test_api_error_keeps_its_code(api):
+    obj = new_object(api, uid_of=lambda sender: 0)
+    with pytest.raises(DbusFailedError) as raised:
+        run(obj.get_log_pages('tcp', '1.2.3.4', '', '', '', '', ''))
+    assert type(raised.value).dbus_error_name == 'org.nvmexpress.staf.Error.NotFound'
+    assert raised.value.args == ('no discovery controller 1.2.3.4',)
+
+
+def test_list_workers_rows(api):
+    obj = new_object(api, uid_of=lambda sender: 1000)  # not secret: anybody may list
+    assert run(obj.list_workers()) == [
+        ('eth0', 'tcp', 77, 'running', 2, 1.5, ''),
+        ('', 'fc', 0, 'fatal', 5, 0.0, 'rc 1'),
+    ]
+
+
+def test_restart_worker_is_root_only(api):
+    user, root = new_object(api, uid_of=lambda sender: 1000), new_object(api, uid_of=lambda sender: 0)
+    with pytest.raises(DbusFailedError) as raised:
+        run(user.restart_worker('eth0', ''))
+    assert type(raised.value).dbus_error_name == 'org.nvmexpress.staf.Error.PermissionDenied'
+    assert raised.value.args == ('restarting a worker is for root only; the caller is uid 1000',)
+    assert api.calls == []
+    assert run(root.restart_worker('eth0', '')) == ['eth0/tcp']
+    assert api.calls == [('restart_worker', 'eth0', '')]
+
+
+def test_setting_tron_is_root_only(api):
+    obj = new_object(api, uid_of=lambda sender: 1000 if sender == ':1.7' else 0)
+    with pytest.raises(DbusFailedError) as raised:
+        obj._authorize_property_set('tron', ':1.7')
+    assert type(raised.value).dbus_error_name == 'org.nvmexpress.staf.Error.PermissionDenied'
+    obj._authorize_property_set('tron', ':1.8')  # root: allowed
+    run(obj.tron.set_async(True))
+    assert api.calls == [('set_tron', True)]
+    assert run(obj.tron.get_async()) is True
+    assert run(obj.log_level.get_async()) == 'INFO'
+    assert run(obj.config_problems.get_async()) == ['a: b']
+
+
+def test_stacd_object_has_no_discovery_members():
+    obj = new_object(RecordingApi('stacd'), uid_of=lambda sender: 0)
+    assert not hasattr(obj, 'get_log_pages')
+    assert not hasattr(obj, 'log_pages_changed')
+    assert run(obj.list_controllers(False))[0]['traddr'] == '1.2.3.4'
+    with pytest.raises(DbusFailedError) as raised:
+        run(obj.controller_info('tcp', '1.2.3.4', '', '', '', '', ''))  # an IOC needs its NQN
+    assert type(raised.value).dbus_error_name == 'org.nvmexpress.stac.Error.InvalidArgument'
