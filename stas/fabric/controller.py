@@ -1,0 +1,666 @@
+"""The life of one controller (a DC for stafd, an IOC for stacd) inside its worker.
+
+A pure state machine: ``ControllerMachine.handle(event, now)`` takes a past-tense fact
+(``stas.fabric.controller_events``) and returns the effects the worker must carry out. It reads
+no clock, does no I/O, and keeps no reference to the worker, so every edge is a unit test.
+
+Phases (``Phase``; reported as ``stas.model.CtrlState``)::
+
+    IDLE --Start--> CONNECTING --Connected--> CONNECTED --Unwanted--> DISCONNECTING --> REMOVED
+                       |  ^                      |                                   (Released)
+          ConnectFailed|  |TimerFired            |DeviceRemoved
+                       v  |                      v
+                     BACKOFF <-------------------+
+                       |
+                       v (IOC, NCC set, N failures)
+                     GAVE_UP --Reload / NCC cleared--> CONNECTING
+
+Rules, and why:
+
+* At most one kernel operation (connect, disconnect, register, supported log pages, get log
+  page) is in flight. They all go through the same admin queue, and a disconnect that overtakes
+  the connect it is meant to undo leaves a connection nobody tracks. A request that arrives
+  while an op runs is remembered as an intent and started when the op completes:
+  ``Unwanted`` during a connect disconnects once the connect is done (or just releases with
+  ``keep_connection``); wanted again during a disconnect connects again afterwards; a resync
+  (NVME_EVENT, reload) during any DC op restarts the DC sequence afterwards; a DLP-change AEN
+  during a log page read causes exactly one more read after it (any number of AENs coalesce),
+  and during an earlier step of the sequence nothing (the sequence ends with a read anyway).
+* An op is never "killed": the kernel finishes it on an executor thread whatever we think.
+  When the device is removed while an op runs, the op is orphaned: its result is discarded,
+  but it still counts as in flight, so the reconnect waits for it.
+* A DC, once connected (or adopted), runs: DIM registration when supported; then, with PLEO
+  enabled and a DC that is not a CDC, Supported Log Pages, which picks the LSP (2 when the DC
+  has PLEOS, else 0); then Get Log Page with that LSP. The LSP is kept for later AEN-triggered
+  and periodic reads. Every successful read is published, changed or not, as nvme-stas emits
+  ``log_pages_changed`` after every read. A removed device keeps the last log page: the engine
+  goes on serving it while the DC reconnects.
+* Connect failures back off 3 s, then 60 s (``RetryPolicy``). An IOC whose log page entry has
+  NCC set gives up after ``connect_attempts_on_ncc`` failures (GAVE_UP) until a reload or the
+  NCC bit clears; both start over with a fresh attempt count.
+* Timers carry a token: a ``TimerFired`` for a timer that was cancelled or re-armed since
+  is stale and ignored.
+* Logs are effects too, throttled like nvme-stas: a connect failure is an ERROR on the second
+  consecutive failure only (INFO on the first, DEBUG after), a registration / supported log
+  pages / log page failure on the first consecutive failure only.
+
+What is ignored rather than refused (events that legitimately race with the machine):
+  - a stale ``TimerFired`` (unknown name or old token), in any phase but REMOVED;
+  - ``DeviceRemoved``, ``AenReceived``, ``NvmeEventReceived`` when the machine holds no device
+    or another one (a late uevent for a device already forgotten, or the removal that our own
+    disconnect causes), and AENs and events an IOC does not act on;
+  - ``Reload`` where it has nothing to do; ``NccChanged`` outside BACKOFF / GAVE_UP (recorded);
+  - the result of an op completed after ``Unwanted`` (a ``LogPageRead`` is not published) or
+    after the device was removed (orphaned): the completion ends the op, its content is dropped.
+What raises ``IllegalTransition`` (a bug in the worker, which must fail loudly):
+  - any event after ``Released`` (the worker must have dropped the machine);
+  - a completion (``Connected`` ... ``LogPageFailed``) for an op that is not in flight;
+  - ``Start`` other than in IDLE; ``Rewanted`` naming another controller; ``NccChanged`` for a DC.
+An illegal event changes nothing.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from typing import Callable, Dict, List, Optional, Tuple
+
+from ..model import (
+    AEN_DISCOVERY_LOG_CHANGE,
+    ControllerSpec,
+    ControllerStatus,
+    CtrlState,
+    ErrorInfo,
+    LogEntry,
+    Role,
+)
+from .controller_events import (
+    COMPLETES,
+    LSP_NONE,
+    LSP_PLEO,
+    OP_CONNECT,
+    OP_DISCONNECT,
+    OP_LOG_PAGE,
+    OP_REGISTER,
+    OP_SUPPORTED,
+    RESYNC_EVENTS,
+    TIMER_CONNECT,
+    TIMER_REFRESH,
+    AenReceived,
+    ArmTimer,
+    CancelTimer,
+    Connected,
+    ConnectFailed,
+    DeviceRemoved,
+    Disconnected,
+    DisconnectFailed,
+    Effect,
+    Event,
+    LogEvent,
+    LogPageFailed,
+    LogPageRead,
+    NccChanged,
+    NvmeEventReceived,
+    PublishLogPage,
+    PublishStatus,
+    Registered,
+    RegistrationFailed,
+    Released,
+    Reload,
+    Rewanted,
+    Start,
+    StartConnect,
+    StartDisconnect,
+    StartGetLogPage,
+    StartRegister,
+    StartSupportedLogPages,
+    SupportedLogPagesFailed,
+    SupportedLogPagesRead,
+    TimerFired,
+    Unwanted,
+)
+from .controller_policy import RetryPolicy
+
+__all__ = ['ControllerMachine', 'IllegalTransition', 'Phase', 'RetryPolicy']
+
+
+class Phase(str, enum.Enum):
+    IDLE = 'idle'  # created, Start not yet handled
+    CONNECTING = 'connecting'  # a kernel connect or adoption is in flight
+    CONNECTED = 'connected'  # holds a kernel device (DC: its sequence may be running)
+    BACKOFF = 'backoff'  # no device; the connect timer is armed (or an orphaned op must end first)
+    GAVE_UP = 'gave-up'  # IOC with NCC: attempt limit reached; waits for a reload or NCC change
+    DISCONNECTING = 'disconnecting'  # a kernel disconnect is in flight
+    REMOVED = 'removed'  # terminal: Released was returned
+
+    @property
+    def ctrl_state(self) -> CtrlState:
+        return _CTRL_STATE[self]
+
+
+# REMOVED is never reported (the worker reports the controller gone instead): IDLE stands in.
+_CTRL_STATE = {
+    Phase.IDLE: CtrlState.IDLE,
+    Phase.CONNECTING: CtrlState.CONNECTING,
+    Phase.CONNECTED: CtrlState.CONNECTED,
+    Phase.BACKOFF: CtrlState.BACKOFF,
+    Phase.GAVE_UP: CtrlState.GAVE_UP,
+    Phase.DISCONNECTING: CtrlState.DISCONNECTING,
+    Phase.REMOVED: CtrlState.IDLE,
+}
+
+
+class IllegalTransition(Exception):
+    """An event that cannot happen in the machine's state: a bug in the worker."""
+
+
+@dataclass
+class _Armed:
+    token: int
+    delay_s: float
+    deadline: float
+
+
+@dataclass
+class _Step:
+    """Debug record of one DC step (register, supported, log_page) on the current connection."""
+
+    fail_count: int = 0  # consecutive failures; the first one is logged
+    error: str = ''  # message of the last failure, '' after a success
+    retry_s: float = 0.0
+
+
+_STEP_TITLES = (  # info() keys, in nvme-stas's order
+    (OP_LOG_PAGE, 'get log page operation'),
+    (OP_REGISTER, 'register operation'),
+    (OP_SUPPORTED, 'get supported log page operation'),
+)
+_STEP_WHAT = {
+    OP_REGISTER: 'register with Discovery Controller',
+    OP_SUPPORTED: 'get supported log pages from Discovery Controller',
+    OP_LOG_PAGE: 'retrieve log pages',
+}
+
+
+class ControllerMachine:
+    """One DC or IOC: its phase, its kernel device, the op in flight and its timers."""
+
+    def __init__(
+        self,
+        spec: ControllerSpec,
+        policy: RetryPolicy = RetryPolicy(),
+        *,
+        pleo: bool = True,
+        ncc: bool = False,
+    ):
+        self.spec = spec
+        self.policy = policy
+        self.pleo = pleo  # DCs: ask non-CDC DCs for port-local entries only
+        self.ncc = ncc  # IOCs: the NCC bit of the controller's log page entry
+        self.phase = Phase.IDLE
+        self.device = ''
+        self.attempts = 0  # connect attempts since the last success (or reset)
+        self.last_error: Optional[ErrorInfo] = None
+        self.wanted = True
+        self.keep_connection = False  # with wanted False: release without disconnecting
+        self.dctype = ''
+        self.registration_supported = False
+        self.lsp: Optional[int] = None  # DC: chosen by the last sequence, reused by later reads
+        self.log_page: Optional[Tuple[int, Tuple[LogEntry, ...]]] = None  # last (genctr, entries) read
+        self._op: Optional[str] = None
+        self._op_since = 0.0
+        self._orphaned = False  # the op in flight belongs to a device that is gone
+        self._retry_step: Optional[str] = None  # DC step waiting on its retry timer
+        self._want_resync = False  # DC: restart the sequence once the op in flight ends
+        self._want_read = False  # DC: read the log page once more after the read in flight
+        self._connect_deferred = False  # connect as soon as the (orphaned) op in flight ends
+        self._timers: Dict[str, _Armed] = {}
+        self._tokens = 0
+        self._connect_interval_s = policy.connect_backoff_s[-1]
+        self._steps: Dict[str, _Step] = {}
+        self._handlers: Dict[type, Callable[[Event, float], List[Effect]]] = {
+            Start: self._on_start,
+            Unwanted: self._on_unwanted,
+            Rewanted: self._on_rewanted,
+            Connected: self._on_connected,
+            ConnectFailed: self._on_connect_failed,
+            Disconnected: self._on_disconnect_done,
+            DisconnectFailed: self._on_disconnect_done,
+            DeviceRemoved: self._on_device_removed,
+            AenReceived: self._on_aen,
+            NvmeEventReceived: self._on_nvme_event,
+            Registered: self._on_step_done,
+            RegistrationFailed: self._on_step_done,
+            SupportedLogPagesRead: self._on_step_done,
+            SupportedLogPagesFailed: self._on_step_done,
+            LogPageRead: self._on_step_done,
+            LogPageFailed: self._on_step_done,
+            TimerFired: self._on_timer,
+            Reload: self._on_reload,
+            NccChanged: self._on_ncc,
+        }
+
+    # ---- public --------------------------------------------------------------------------------
+    @property
+    def is_dc(self) -> bool:
+        return self.spec.role == Role.DC
+
+    @property
+    def op_in_flight(self) -> Optional[str]:
+        """The kernel operation running now ('connect', 'log_page', ...), or None."""
+        return self._op
+
+    def op_age_s(self, now: float) -> float:
+        """How long the op in flight has been running (0 when none)."""
+        return now - self._op_since if self._op is not None else 0.0
+
+    @property
+    def armed_timers(self) -> Dict[str, int]:
+        """Timer name -> token of every timer the worker should have running."""
+        return {name: armed.token for name, armed in self._timers.items()}
+
+    def handle(self, event: Event, now: float) -> List[Effect]:
+        if self.phase is Phase.REMOVED:
+            raise IllegalTransition(
+                f'{self.spec.tid}: {type(event).__name__} after the controller was released'
+            )
+        handler = self._handlers.get(type(event))
+        if handler is None:
+            raise IllegalTransition(f'{self.spec.tid}: unknown event {event!r}')
+        op = COMPLETES.get(type(event))
+        if op is not None and op != self._op:
+            raise IllegalTransition(
+                f'{self.spec.tid}: {type(event).__name__} in phase {self.phase.value} '
+                f'with {self._op or "no"} operation in flight'
+            )
+        before = self.status()
+        effects = handler(event, now)
+        if self.phase is not Phase.REMOVED and self.status() != before:
+            effects.append(PublishStatus())
+        return effects
+
+    def status(self) -> ControllerStatus:
+        return ControllerStatus(
+            tid=self.spec.tid,
+            role=self.spec.role,
+            state=self.phase.ctrl_state,
+            device=self.device,
+            attempts=self.attempts,
+            last_error=self.last_error,
+        )
+
+    def info(self, now: float) -> Dict[str, str]:
+        """nvme-stas's debug fields for ``controller_info`` (every value a string)."""
+        info = {
+            'connect attempts': str(self.attempts),
+            'retry connect timer': self._timer_text(TIMER_CONNECT, self._connect_interval_s, now),
+        }
+        if self._op == OP_CONNECT:
+            info['connect operation'] = str({'fail count': 0, 'completed': False, 'alive': True})
+        for name, title in _STEP_TITLES:
+            step = self._steps.get(name)
+            if step is None:
+                continue
+            fields: Dict[str, object] = {
+                'fail count': step.fail_count,
+                'completed': self._op != name,
+                'alive': True,
+            }
+            if step.fail_count:
+                fields['retry timer'] = self._timer_text(name, step.retry_s, now)
+            if step.error:
+                fields['error'] = step.error
+            info[title] = str(fields)
+        return info
+
+    # ---- helpers -------------------------------------------------------------------------------
+    def _log(self, level: str, text: str) -> LogEvent:
+        where = f'{self.spec.tid} | {self.device}' if self.device else f'{self.spec.tid}'
+        return LogEvent(level, f'{where} - {text}')
+
+    def _timer_text(self, name: str, interval_s: float, now: float) -> str:
+        armed = self._timers.get(name)
+        if armed is None:
+            return f'{float(interval_s)}s [off]'
+        return f'{float(armed.delay_s)}s [{round(max(0.0, armed.deadline - now), 3)}s]'
+
+    def _arm(self, name: str, delay_s: float, now: float) -> List[Effect]:
+        self._tokens += 1
+        self._timers[name] = _Armed(self._tokens, delay_s, now + delay_s)
+        return [ArmTimer(name, delay_s, self._tokens)]
+
+    def _cancel(self, name: str) -> List[Effect]:
+        if self._timers.pop(name, None) is None:
+            return []
+        if name == self._retry_step:
+            self._retry_step = None
+        return [CancelTimer(name)]
+
+    def _cancel_all(self) -> List[Effect]:
+        effects: List[Effect] = []
+        for name in list(self._timers):
+            effects += self._cancel(name)
+        self._retry_step = None
+        return effects
+
+    def _begin(self, op: str, now: float) -> None:
+        assert self._op is None, f'{op} while {self._op} is in flight'
+        self._op = op
+        self._op_since = now
+        self._orphaned = False
+
+    def _end(self) -> bool:
+        """End the op in flight; True if its result is to be discarded (device gone)."""
+        orphaned = self._orphaned
+        self._op = None
+        self._orphaned = False
+        return orphaned
+
+    def _holds(self, device: str) -> bool:
+        return bool(self.device) and device in ('', self.device)
+
+    # ---- connect / release -------------------------------------------------------------------------
+    def _connect(self, now: float) -> List[Effect]:
+        if self._op is not None:  # an orphaned op must end first
+            self._connect_deferred = True
+            return []
+        self._connect_deferred = False
+        self.attempts += 1
+        self.phase = Phase.CONNECTING
+        self._begin(OP_CONNECT, now)
+        return [StartConnect(self.spec)]
+
+    def _release(self) -> List[Effect]:
+        effects = self._cancel_all()
+        self.phase = Phase.REMOVED
+        return [*effects, Released()]
+
+    def _leave(self, now: float) -> List[Effect]:
+        """Unwanted and no op in flight: disconnect, or release what we hold."""
+        effects = self._cancel_all()
+        if self.device and not self.keep_connection:
+            self.phase = Phase.DISCONNECTING
+            self._begin(OP_DISCONNECT, now)
+            return [*effects, self._log('info', 'Disconnect initiated'), StartDisconnect(self.device)]
+        if self.device:
+            effects.append(self._log('info', 'No longer wanted; the kernel connection is kept'))
+        return [*effects, *self._release()]
+
+    def _on_start(self, event: Start, now: float) -> List[Effect]:
+        if self.phase is not Phase.IDLE:
+            raise IllegalTransition(f'{self.spec.tid}: Start in phase {self.phase.value}')
+        return self._connect(now)
+
+    def _on_unwanted(self, event: Unwanted, now: float) -> List[Effect]:
+        self.wanted = False
+        if self.phase is Phase.DISCONNECTING:
+            return []  # already on its way out
+        self.keep_connection = event.keep_connection
+        if self.phase in (Phase.IDLE, Phase.GAVE_UP):
+            return self._release()
+        if self.phase is Phase.BACKOFF:
+            self._connect_deferred = False
+            effects = self._cancel(TIMER_CONNECT)
+            return effects if self._op is not None else [*effects, *self._release()]
+        if self.phase is Phase.CONNECTED and self._op is None:
+            return self._leave(now)
+        return []  # CONNECTING, or CONNECTED with an op in flight: act when it completes
+
+    def _on_rewanted(self, event: Rewanted, now: float) -> List[Effect]:
+        if event.spec.tid != self.spec.tid or event.spec.role != self.spec.role:
+            raise IllegalTransition(
+                f'{self.spec.tid} ({self.spec.role.value}): Rewanted for another controller: '
+                f'{event.spec.tid} ({event.spec.role.value})'
+            )
+        self.spec = event.spec
+        if event.pleo is not None:
+            self.pleo = event.pleo
+        if event.policy is not None:
+            self.policy = event.policy
+        was_wanted, self.wanted = self.wanted, True
+        if not was_wanted and self.phase is Phase.BACKOFF and TIMER_CONNECT not in self._timers:
+            # Unwanted had cancelled the retry while an orphaned op ran out: reconnect after it.
+            self._connect_deferred = True
+        return []
+
+    def _on_connected(self, event: Connected, now: float) -> List[Effect]:
+        if not event.device:
+            raise IllegalTransition(f'{self.spec.tid}: Connected without a device name')
+        self._end()
+        self.phase = Phase.CONNECTED
+        self.device = event.device
+        self.attempts = 0
+        self.last_error = None
+        self.dctype = event.dctype
+        self.registration_supported = event.registration_supported
+        self.lsp = None
+        self._steps = {}
+        self._want_resync = self._want_read = False
+        how = 'Adopted existing kernel connection' if event.adopted else 'Connection established'
+        effects: List[Effect] = [self._log('info', how)]
+        if not self.wanted:
+            return [*effects, *self._leave(now)]
+        if self.is_dc:
+            effects += self._start_sequence(now)
+        return effects
+
+    def _on_connect_failed(self, event: ConnectFailed, now: float) -> List[Effect]:
+        self._end()
+        self.last_error = event.error
+        failures = self.attempts
+        if not self.wanted:
+            return self._release()
+        delay = self.policy.connect_delay_s(failures)
+        limit = self.policy.attempt_limit(self.ncc)
+        text = f'Failed to connect to controller ({event.error.code}: {event.error.message})'
+        level = 'info' if failures <= 1 else 'error' if failures == 2 else 'debug'
+        if limit and failures >= limit:
+            self.phase = Phase.GAVE_UP
+            return [
+                self._log(level, text),
+                self._log(
+                    'warning',
+                    f'Giving up after {failures} failed attempts (NCC set in the discovery log page entry); '
+                    'a reload or an NCC change restarts attempts',
+                ),
+            ]
+        self.phase = Phase.BACKOFF
+        self._connect_interval_s = delay
+        return [self._log(level, f'{text}; retry in {delay:g} s'), *self._arm(TIMER_CONNECT, delay, now)]
+
+    def _on_disconnect_done(self, event: Event, now: float) -> List[Effect]:
+        self._end()
+        effects: List[Effect] = []
+        if isinstance(event, DisconnectFailed):
+            self.last_error = event.error
+            effects.append(
+                self._log('error', f'Disconnect failed. {event.error.code}: {event.error.message}')
+            )
+        else:
+            effects.append(self._log('debug', 'Disconnected'))
+        self.device = ''
+        if self.wanted:  # wanted again meanwhile: connect (adopting the device if it survived)
+            return [*effects, *self._connect(now)]
+        return [*effects, *self._release()]
+
+    def _on_device_removed(self, event: DeviceRemoved, now: float) -> List[Effect]:
+        if self.phase is not Phase.CONNECTED or not self._holds(event.device):
+            return []  # not ours (any more), or the removal our own disconnect causes
+        effects: List[Effect] = [self._log('info', 'Received "remove" event')]
+        effects += self._cancel_all()
+        self.device = ''
+        self.attempts = 0
+        self.lsp = None
+        self._steps = {}
+        self._want_resync = self._want_read = False
+        self._orphaned = self._op is not None
+        self.phase = Phase.BACKOFF
+        if not self.wanted:
+            return effects if self._op is not None else [*effects, *self._release()]
+        delay = self.policy.after_removal_s
+        self._connect_interval_s = delay
+        return [*effects, *self._arm(TIMER_CONNECT, delay, now)]
+
+    # ---- DC sequence: register -> supported log pages -> get log page --------------------------
+    def _step_after_register(self) -> str:
+        if self.pleo and self.dctype != 'cdc':
+            return OP_SUPPORTED
+        self.lsp = LSP_NONE
+        return OP_LOG_PAGE
+
+    def _start_sequence(self, now: float) -> List[Effect]:
+        effects = self._cancel(self._retry_step) if self._retry_step else []
+        self._want_resync = self._want_read = False
+        first = OP_REGISTER if self.registration_supported else self._step_after_register()
+        return [*effects, *self._start_step(first, now)]
+
+    def _start_step(self, step: str, now: float) -> List[Effect]:
+        self._begin(step, now)
+        self._steps.setdefault(step, _Step())
+        if step == OP_REGISTER:
+            return [StartRegister(self.device)]
+        if step == OP_SUPPORTED:
+            return [StartSupportedLogPages(self.device)]
+        return [StartGetLogPage(self.device, self.lsp if self.lsp is not None else LSP_NONE)]
+
+    def _step_failed(self, step: str, error: ErrorInfo, retry_s: float, now: float) -> List[Effect]:
+        record = self._steps[step]
+        record.fail_count += 1
+        record.error = error.message
+        record.retry_s = retry_s
+        self.last_error = error
+        level = 'error' if record.fail_count == 1 else 'debug'
+        text = f'Failed to {_STEP_WHAT[step]} ({error.code}: {error.message})'
+        if self._want_resync:  # the kernel reconnected meanwhile: that may be why; start over now
+            return [self._log(level, f'{text}; resync'), *self._start_sequence(now)]
+        self._want_read = False  # the retry reads anyway
+        self._retry_step = step
+        return [self._log(level, f'{text}; retry in {retry_s:g} s'), *self._arm(step, retry_s, now)]
+
+    def _step_succeeded(self, step: str, now: float) -> List[Effect]:
+        record = self._steps[step]
+        record.fail_count = 0
+        record.error = ''
+        if self._want_resync:
+            return self._start_sequence(now)
+        if step == OP_REGISTER:
+            return self._start_step(self._step_after_register(), now)
+        if step == OP_SUPPORTED:
+            return self._start_step(OP_LOG_PAGE, now)
+        if self._want_read:  # a change notice arrived during the read
+            self._want_read = False
+            return self._start_step(OP_LOG_PAGE, now)
+        if self.policy.refresh_s > 0:
+            return self._arm(TIMER_REFRESH, self.policy.refresh_s, now)
+        return []
+
+    def _on_step_done(self, event: Event, now: float) -> List[Effect]:
+        step = COMPLETES[type(event)]
+        if self._end():  # the device went away while this ran
+            return self._after_orphan(now)
+        if not self.wanted:  # the result no longer matters
+            return self._leave(now)
+        if isinstance(event, Registered):
+            return self._step_succeeded(step, now)
+        if isinstance(event, RegistrationFailed):
+            if event.retryable:
+                return self._step_failed(step, event.error, self.policy.register_retry_s, now)
+            record = self._steps[step]
+            record.error = event.error.message
+            warning = self._log('warning', f'Registration error. {event.error.code}: {event.error.message}')
+            if self._want_resync:
+                return [warning, *self._start_sequence(now)]
+            return [warning, *self._start_step(self._step_after_register(), now)]
+        if isinstance(event, SupportedLogPagesRead):
+            self.lsp = LSP_PLEO if event.pleos else LSP_NONE
+            return self._step_succeeded(step, now)
+        if isinstance(event, SupportedLogPagesFailed):
+            return self._step_failed(step, event.error, self.policy.supported_retry_s, now)
+        if isinstance(event, LogPageFailed):
+            return self._step_failed(step, event.error, self.policy.log_page_retry_s, now)
+        assert isinstance(event, LogPageRead)
+        self.log_page = (event.genctr, tuple(event.entries))
+        self.last_error = None
+        effects: List[Effect] = [
+            self._log('info', f'Received discovery log pages (num records={len(event.entries)})'),
+            PublishLogPage(event.genctr, tuple(event.entries)),
+        ]
+        return [*effects, *self._step_succeeded(step, now)]
+
+    def _after_orphan(self, now: float) -> List[Effect]:
+        if not self.wanted:
+            return self._release()
+        if self._connect_deferred:
+            return self._connect(now)
+        return []  # the connect timer is still running
+
+    def _request_resync(self, now: float) -> List[Effect]:
+        if self._op is not None:
+            self._want_resync = True
+            return []
+        return self._start_sequence(now)
+
+    def _request_read(self, now: float) -> List[Effect]:
+        if self._op is not None:
+            if self._op == OP_LOG_PAGE:
+                self._want_read = True
+            return []  # an earlier step is running: the sequence ends with a read
+        if self._retry_step == OP_LOG_PAGE:
+            return [*self._cancel(OP_LOG_PAGE), *self._start_step(OP_LOG_PAGE, now)]
+        if self._retry_step is not None:
+            return []  # an earlier step is waiting to be retried: same
+        return self._start_step(OP_LOG_PAGE, now)
+
+    def _dc_acts(self) -> bool:
+        return self.is_dc and self.phase is Phase.CONNECTED and self.wanted
+
+    def _on_aen(self, event: AenReceived, now: float) -> List[Effect]:
+        if self.phase is not Phase.CONNECTED or not self._holds(event.device):
+            return []
+        effects: List[Effect] = [self._log('info', f'Received AEN: {event.code:#08x}')]
+        if self._dc_acts() and event.code == AEN_DISCOVERY_LOG_CHANGE:
+            effects += self._request_read(now)
+        return effects
+
+    def _on_nvme_event(self, event: NvmeEventReceived, now: float) -> List[Effect]:
+        if self.phase is not Phase.CONNECTED or not self._holds(event.device):
+            return []
+        if not self._dc_acts() or event.name not in RESYNC_EVENTS:
+            return []
+        return [self._log('debug', f'Received "{event.name}" event: resync'), *self._request_resync(now)]
+
+    # ---- timers, reload, NCC -------------------------------------------------------------------
+    def _on_timer(self, event: TimerFired, now: float) -> List[Effect]:
+        armed = self._timers.get(event.name)
+        if armed is None or armed.token != event.token:
+            return []  # cancelled or re-armed since: stale
+        del self._timers[event.name]
+        if event.name == TIMER_CONNECT:
+            assert self.phase is Phase.BACKOFF, self.phase
+            return self._connect(now)
+        if event.name == TIMER_REFRESH:
+            if self._dc_acts() and self._op is None and self._retry_step is None:
+                return self._start_step(OP_LOG_PAGE, now)
+            return []  # busy: whatever runs ends with a read
+        assert self._retry_step == event.name and self._op is None, (event.name, self._retry_step, self._op)
+        self._retry_step = None
+        return self._start_step(event.name, now)
+
+    def _on_reload(self, event: Reload, now: float) -> List[Effect]:
+        if self.phase is Phase.GAVE_UP:
+            self.attempts = 0
+            return [self._log('info', 'Reload: retrying to connect'), *self._connect(now)]
+        if self._dc_acts():
+            return self._request_resync(now)
+        return []  # not connected with a retry pending, connecting, or an IOC that is connected
+
+    def _on_ncc(self, event: NccChanged, now: float) -> List[Effect]:
+        if self.is_dc:
+            raise IllegalTransition(f'{self.spec.tid}: NccChanged for a discovery controller')
+        cleared = self.ncc and not event.ncc
+        self.ncc = event.ncc
+        if not cleared or not self.wanted or self.phase not in (Phase.BACKOFF, Phase.GAVE_UP):
+            return []
+        self.attempts = 0
+        effects = self._cancel(TIMER_CONNECT)
+        return [*effects, self._log('info', 'NCC cleared: connecting now'), *self._connect(now)]

@@ -1,0 +1,53 @@
+"""Retry timers of one controller, with nvme-stas 2.x's values as defaults (upstream.md 5.13).
+
+Connect: 3 s after the first failure (a fast second try rides out a target that was just
+starting), then 60 s; 3 s after the kernel removed the device (a fresh start). DIM registration
+and Supported Log Pages are retried every 5 s, Get Log Page every 20 s.
+
+``refresh_s`` is new: a DC's log page is re-read when nothing was read for that long. A lost
+AEN (udev netlink overflow, a uevent that raced a worker restart) otherwise leaves the cache
+stale until the next kernel reconnect, and because a DC masks further change notices until
+the host reads the log (RAE=0), one lost notice silences every later one. Reading resets that.
+600 s bounds the staleness of that rare failure to ten minutes while a CDC serving a thousand
+hosts sees under two extra reads per second; 0 turns it off.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Tuple
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    # Delay after the n-th consecutive connect failure: the n-th value, the last one repeating.
+    connect_backoff_s: Tuple[float, ...] = (3.0, 60.0)
+    after_removal_s: float = 3.0
+    register_retry_s: float = 5.0
+    supported_retry_s: float = 5.0
+    log_page_retry_s: float = 20.0
+    refresh_s: float = 600.0  # 0 = no periodic read
+    # I/O controllers whose log page entry has NCC set: stop after this many failed attempts
+    # (0 = never stop; 1 acts as 2, as in nvme-stas, so a fast retry always happens).
+    connect_attempts_on_ncc: int = 0
+
+    def __post_init__(self) -> None:
+        if not self.connect_backoff_s or any(d <= 0 for d in self.connect_backoff_s):
+            raise ValueError(f'connect_backoff_s={self.connect_backoff_s!r}: need at least one delay > 0')
+        for name in ('after_removal_s', 'register_retry_s', 'supported_retry_s', 'log_page_retry_s'):
+            if getattr(self, name) <= 0:
+                raise ValueError(f'{name}={getattr(self, name)!r} must be > 0')
+        if self.refresh_s < 0:
+            raise ValueError(f'refresh_s={self.refresh_s!r} must be >= 0 (0 disables)')
+        if self.connect_attempts_on_ncc < 0:
+            raise ValueError(f'connect_attempts_on_ncc={self.connect_attempts_on_ncc} must be >= 0')
+
+    def connect_delay_s(self, failures: int) -> float:
+        """The wait after ``failures`` consecutive failed connect attempts (>= 1)."""
+        return self.connect_backoff_s[min(max(failures, 1), len(self.connect_backoff_s)) - 1]
+
+    def attempt_limit(self, ncc: bool) -> int:
+        """How many failed attempts before giving up; 0 = unlimited."""
+        if not ncc or self.connect_attempts_on_ncc == 0:
+            return 0
+        return max(2, self.connect_attempts_on_ncc)

@@ -1,0 +1,1424 @@
+"""The per-controller state machine (stas.fabric.controller): one named test per edge, the
+retry schedule, the one-op-in-flight rule, and a Hypothesis sweep over event sequences."""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from typing import Dict, List, Optional, Tuple
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from stas.fabric.controller import ControllerMachine, IllegalTransition, Phase, RetryPolicy
+from stas.fabric.controller_events import (
+    COMPLETES,
+    AenReceived,
+    ArmTimer,
+    CancelTimer,
+    Connected,
+    ConnectFailed,
+    DeviceRemoved,
+    Disconnected,
+    DisconnectFailed,
+    LogEvent,
+    LogPageFailed,
+    LogPageRead,
+    NccChanged,
+    NvmeEventReceived,
+    PublishLogPage,
+    PublishStatus,
+    Registered,
+    RegistrationFailed,
+    Released,
+    Reload,
+    Rewanted,
+    Start,
+    StartConnect,
+    StartDisconnect,
+    StartGetLogPage,
+    StartRegister,
+    StartSupportedLogPages,
+    SupportedLogPagesFailed,
+    SupportedLogPagesRead,
+    TimerFired,
+    Unwanted,
+)
+from stas.model import (
+    AEN_DISCOVERY_LOG_CHANGE,
+    WELL_KNOWN_DISC_NQN,
+    ConnectOptions,
+    ControllerSpec,
+    CtrlState,
+    ErrorInfo,
+    LogEntry,
+    Role,
+    TransportId,
+)
+
+DC_TID = TransportId('tcp', '192.168.1.10', '8009', WELL_KNOWN_DISC_NQN, host_iface='eth0')
+IOC_TID = TransportId('tcp', '192.168.1.20', '4420', 'nqn.2014-08.com.example:sub1', host_iface='eth0')
+DC = ControllerSpec(DC_TID, Role.DC)
+IOC = ControllerSpec(IOC_TID, Role.IOC)
+ERR = ErrorInfo('KernelError', 'Connection refused')
+ENTRY = LogEntry(
+    'tcp', 'ipv4', 'nvme', 'not specified', '1', '4420', 'nqn.2014-08.com.example:sub1', '192.168.1.20'
+)
+ENTRIES = (ENTRY,)
+OTHER_AEN = 0x10002  # a SMART notice: not a discovery log change
+
+
+class Harness:
+    """A machine, a clock that only moves when told, and the tokens of the timers it armed."""
+
+    def __init__(self, spec: ControllerSpec = DC, policy: RetryPolicy = RetryPolicy(), **kw):
+        self.m = ControllerMachine(spec, policy, **kw)
+        self.now = 1000.0
+        self.armed: Dict[str, ArmTimer] = {}
+
+    def __call__(self, event, advance: float = 0.0) -> list:
+        self.now += advance
+        effects = self.m.handle(event, self.now)
+        for e in effects:
+            if isinstance(e, ArmTimer):
+                self.armed[e.name] = e
+        return effects
+
+    def fire(self, name: str) -> list:
+        armed = self.armed[name]
+        return self(TimerFired(name, armed.token), advance=armed.delay_s)
+
+
+def real(effects: list) -> list:
+    """The effects without log lines."""
+    return [e for e in effects if not isinstance(e, LogEvent)]
+
+
+def logs(effects: list) -> List[Tuple[str, str]]:
+    return [(e.level, e.message) for e in effects if isinstance(e, LogEvent)]
+
+
+def levels(effects: list) -> List[str]:
+    return [e.level for e in effects if isinstance(e, LogEvent)]
+
+
+def connected_dc(h: Harness, reg: bool = True, dctype: str = 'ddc', pleos: bool = True) -> list:
+    """Drive a DC through its whole first sequence; return the effects of the final read."""
+    h(Start())
+    h(Connected('nvme3', dctype=dctype, registration_supported=reg))
+    if reg:
+        h(Registered())
+    if h.m.op_in_flight == 'supported':
+        h(SupportedLogPagesRead(pleos))
+    assert h.m.op_in_flight == 'log_page'
+    return h(LogPageRead(7, ENTRIES))
+
+
+def connected_ioc(h: Harness) -> None:
+    h(Start())
+    h(Connected('nvme5'))
+
+
+def fail_connect(h: Harness) -> list:
+    """One failed attempt from BACKOFF or IDLE: fire/start, then fail."""
+    if h.m.phase is Phase.IDLE:
+        h(Start())
+    else:
+        h.fire('connect')
+    return h(ConnectFailed(ERR))
+
+
+# ---- IDLE ---------------------------------------------------------------------------------------
+def test_start_connects_and_publishes_status():
+    h = Harness()
+    assert h(Start()) == [StartConnect(DC), PublishStatus()]
+    assert h.m.phase is Phase.CONNECTING
+    assert h.m.status().state is CtrlState.CONNECTING
+    assert h.m.attempts == 1
+    assert h.m.op_in_flight == 'connect'
+
+
+def test_unwanted_in_idle_releases():
+    h = Harness()
+    assert h(Unwanted()) == [Released()]
+    assert h.m.phase is Phase.REMOVED
+
+
+def test_rewanted_in_idle_keeps_the_new_options():
+    h = Harness()
+    spec = ControllerSpec(DC_TID, Role.DC, ConnectOptions(kato=30))
+    assert h(Rewanted(spec)) == []
+    assert h(Start()) == [StartConnect(spec), PublishStatus()]
+
+
+@pytest.mark.parametrize(
+    'event',
+    [Reload(), DeviceRemoved(), AenReceived(AEN_DISCOVERY_LOG_CHANGE), NvmeEventReceived('rediscover')],
+)
+def test_events_without_a_device_are_ignored_in_idle(event):
+    h = Harness()
+    assert h(event) == []
+    assert h.m.phase is Phase.IDLE
+
+
+COMPLETIONS = [
+    Connected('nvme1'),
+    ConnectFailed(ERR),
+    Disconnected(),
+    DisconnectFailed(ERR),
+    Registered(),
+    RegistrationFailed(ERR),
+    SupportedLogPagesRead(True),
+    SupportedLogPagesFailed(ERR),
+    LogPageRead(1, ENTRIES),
+    LogPageFailed(ERR),
+]
+
+
+@pytest.mark.parametrize('event', COMPLETIONS, ids=lambda e: type(e).__name__)
+def test_completion_without_its_op_raises_and_changes_nothing(event):
+    h = Harness()
+    h(Start())
+    if isinstance(event, (Connected, ConnectFailed)):
+        h(ConnectFailed(ERR))  # now in BACKOFF: no op in flight
+    before = copy.deepcopy({k: v for k, v in vars(h.m).items() if k != '_handlers'})
+    with pytest.raises(IllegalTransition):
+        h(event)
+    assert {k: v for k, v in vars(h.m).items() if k != '_handlers'} == before
+
+
+def test_start_outside_idle_raises():
+    h = Harness()
+    h(Start())
+    with pytest.raises(IllegalTransition, match='Start in phase connecting'):
+        h(Start())
+
+
+# ---- CONNECTING ---------------------------------------------------------------------------------
+def test_ioc_connected_reports_the_device():
+    h = Harness(IOC)
+    h(Start())
+    effects = h(Connected('nvme5'))
+    assert real(effects) == [PublishStatus()]
+    assert logs(effects) == [('info', f'{IOC_TID} | nvme5 - Connection established')]
+    status = h.m.status()
+    assert (status.state, status.device, status.attempts, status.last_error) == (
+        CtrlState.CONNECTED,
+        'nvme5',
+        0,
+        None,
+    )
+    assert h.m.op_in_flight is None
+
+
+def test_adoption_is_logged_as_such():
+    h = Harness(IOC)
+    h(Start())
+    assert logs(h(Connected('nvme5', adopted=True))) == [
+        ('info', f'{IOC_TID} | nvme5 - Adopted existing kernel connection')
+    ]
+
+
+def test_connected_without_a_device_raises():
+    h = Harness()
+    h(Start())
+    with pytest.raises(IllegalTransition, match='without a device'):
+        h(Connected(''))
+    assert h.m.op_in_flight == 'connect'
+
+
+def test_unwanted_during_connect_waits_then_disconnects():
+    h = Harness()
+    h(Start())
+    assert h(Unwanted()) == []
+    assert h.m.op_in_flight == 'connect'
+    effects = h(Connected('nvme3', registration_supported=True))
+    assert real(effects) == [StartDisconnect('nvme3'), PublishStatus()]
+    assert h.m.phase is Phase.DISCONNECTING
+    assert real(h(Disconnected())) == [Released()]
+    assert h.m.phase is Phase.REMOVED
+
+
+def test_unwanted_keep_connection_during_connect_releases_after_it():
+    h = Harness(IOC)
+    h(Start())
+    h(Unwanted(keep_connection=True))
+    effects = h(Connected('nvme5'))
+    assert real(effects) == [Released()]
+    assert ('info', f'{IOC_TID} | nvme5 - No longer wanted; the kernel connection is kept') in logs(effects)
+
+
+def test_unwanted_during_connect_then_failure_releases():
+    h = Harness()
+    h(Start())
+    h(Unwanted())
+    assert real(h(ConnectFailed(ERR))) == [Released()]
+
+
+def test_unwanted_then_rewanted_during_connect_carries_on():
+    h = Harness()
+    h(Start())
+    h(Unwanted())
+    h(Rewanted(DC))
+    effects = h(Connected('nvme3', registration_supported=True))
+    assert real(effects) == [StartRegister('nvme3'), PublishStatus()]
+
+
+@pytest.mark.parametrize(
+    'event',
+    [DeviceRemoved(), AenReceived(AEN_DISCOVERY_LOG_CHANGE), NvmeEventReceived('rediscover'), Reload()],
+)
+def test_device_events_and_reload_during_connect_are_ignored(event):
+    h = Harness()
+    h(Start())
+    assert h(event) == []
+    assert h.m.op_in_flight == 'connect'
+
+
+# ---- connect retry schedule ----------------------------------------------------------------------
+def test_connect_retry_schedule_is_3_then_60():
+    h = Harness(IOC)
+    delays, lvls = [], []
+    for _ in range(4):
+        effects = fail_connect(h)
+        delays += [e.delay_s for e in effects if isinstance(e, ArmTimer)]
+        lvls += levels(effects)
+    assert delays == [3.0, 60.0, 60.0, 60.0]
+    assert lvls == ['info', 'error', 'debug', 'debug']  # ERROR on the 2nd consecutive failure only
+    assert h.m.attempts == 4
+    assert h.m.status().state is CtrlState.BACKOFF
+    assert h.m.status().last_error == ERR
+
+
+def test_connect_failure_message_names_the_error_and_the_retry():
+    h = Harness(IOC)
+    h(Start())
+    assert logs(h(ConnectFailed(ERR))) == [
+        (
+            'info',
+            f'{IOC_TID} - Failed to connect to controller (KernelError: Connection refused); retry in 3 s',
+        )
+    ]
+
+
+def test_backoff_timer_starts_the_next_attempt():
+    h = Harness(IOC)
+    fail_connect(h)
+    assert h.fire('connect') == [StartConnect(IOC), PublishStatus()]
+    assert h.m.attempts == 2
+
+
+def test_success_resets_the_count_and_the_schedule():
+    h = Harness(IOC)
+    fail_connect(h)
+    fail_connect(h)
+    h.fire('connect')
+    h(Connected('nvme5'))
+    assert h.m.attempts == 0
+    assert h.m.status().last_error is None
+    h(DeviceRemoved())
+    effects = fail_connect(h)
+    assert [e.delay_s for e in effects if isinstance(e, ArmTimer)] == [3.0]
+    assert levels(effects) == ['info']
+
+
+def test_custom_backoff_schedule():
+    h = Harness(IOC, RetryPolicy(connect_backoff_s=(1.0, 2.0, 4.0)))
+    delays = []
+    for _ in range(4):
+        delays += [e.delay_s for e in fail_connect(h) if isinstance(e, ArmTimer)]
+    assert delays == [1.0, 2.0, 4.0, 4.0]
+
+
+# ---- NCC -----------------------------------------------------------------------------------------
+def test_ncc_gives_up_after_n_failures():
+    h = Harness(IOC, RetryPolicy(connect_attempts_on_ncc=3), ncc=True)
+    fail_connect(h)
+    fail_connect(h)
+    effects = fail_connect(h)
+    assert not [e for e in effects if isinstance(e, ArmTimer)]
+    assert h.m.phase is Phase.GAVE_UP
+    assert h.m.status().state is CtrlState.GAVE_UP
+    assert h.m.armed_timers == {}
+    assert levels(effects) == ['debug', 'warning']
+    assert 'Giving up after 3 failed attempts' in logs(effects)[-1][1]
+
+
+def test_ncc_limit_of_one_acts_as_two():
+    h = Harness(IOC, RetryPolicy(connect_attempts_on_ncc=1), ncc=True)
+    assert [e.delay_s for e in fail_connect(h) if isinstance(e, ArmTimer)] == [3.0]
+    assert h.m.phase is Phase.BACKOFF
+    fail_connect(h)
+    assert h.m.phase is Phase.GAVE_UP
+
+
+def test_ncc_limit_zero_never_gives_up():
+    h = Harness(IOC, RetryPolicy(connect_attempts_on_ncc=0), ncc=True)
+    for _ in range(10):
+        fail_connect(h)
+    assert h.m.phase is Phase.BACKOFF
+
+
+def test_limit_does_not_apply_without_ncc():
+    h = Harness(IOC, RetryPolicy(connect_attempts_on_ncc=2), ncc=False)
+    for _ in range(5):
+        fail_connect(h)
+    assert h.m.phase is Phase.BACKOFF
+
+
+def test_ncc_cleared_in_gave_up_connects_with_a_fresh_count():
+    h = Harness(IOC, RetryPolicy(connect_attempts_on_ncc=2), ncc=True)
+    fail_connect(h)
+    fail_connect(h)
+    assert h.m.phase is Phase.GAVE_UP
+    assert real(h(NccChanged(False))) == [StartConnect(IOC), PublishStatus()]
+    assert h.m.attempts == 1
+    effects = h(ConnectFailed(ERR))  # first failure of a new series: fast retry, INFO
+    assert [e.delay_s for e in effects if isinstance(e, ArmTimer)] == [3.0]
+    assert levels(effects) == ['info']
+
+
+def test_ncc_cleared_in_backoff_cancels_the_timer_and_connects_now():
+    h = Harness(IOC, RetryPolicy(connect_attempts_on_ncc=5), ncc=True)
+    fail_connect(h)
+    fail_connect(h)
+    old_token = h.armed['connect'].token
+    effects = h(NccChanged(False))
+    assert real(effects) == [CancelTimer('connect'), StartConnect(IOC), PublishStatus()]
+    assert h.m.attempts == 1
+    assert h(TimerFired('connect', old_token)) == []  # stale
+
+
+def test_ncc_set_again_or_unchanged_does_nothing():
+    h = Harness(IOC, RetryPolicy(connect_attempts_on_ncc=2), ncc=False)
+    fail_connect(h)
+    assert h(NccChanged(False)) == []
+    assert h(NccChanged(True)) == []
+    assert h.m.ncc is True
+    fail_connect(h)  # the new bit applies at the next failure
+    assert h.m.phase is Phase.GAVE_UP
+
+
+def test_ncc_cleared_while_connected_is_only_recorded():
+    h = Harness(IOC, ncc=True)
+    connected_ioc(h)
+    assert h(NccChanged(False)) == []
+    assert h.m.ncc is False
+    assert h.m.phase is Phase.CONNECTED
+
+
+def test_ncc_changed_for_a_dc_raises():
+    h = Harness(DC)
+    with pytest.raises(IllegalTransition, match='NccChanged for a discovery controller'):
+        h(NccChanged(True))
+
+
+def test_reload_in_gave_up_restarts_with_a_fresh_count():
+    h = Harness(IOC, RetryPolicy(connect_attempts_on_ncc=2), ncc=True)
+    fail_connect(h)
+    fail_connect(h)
+    assert real(h(Reload())) == [StartConnect(IOC), PublishStatus()]
+    assert h.m.attempts == 1
+    h(ConnectFailed(ERR))
+    assert h.m.phase is Phase.BACKOFF  # a full new series of N attempts, not one
+
+
+def test_ioc_reload_in_backoff_waits_for_the_timer():
+    h = Harness(IOC)
+    fail_connect(h)
+    assert h(Reload()) == []
+    assert h.m.phase is Phase.BACKOFF
+
+
+def test_ioc_reload_while_connected_does_nothing():
+    h = Harness(IOC)
+    connected_ioc(h)
+    assert h(Reload()) == []
+
+
+def test_rewanted_can_change_the_ncc_limit():
+    h = Harness(IOC, RetryPolicy(connect_attempts_on_ncc=0), ncc=True)
+    fail_connect(h)
+    h(Rewanted(IOC, policy=RetryPolicy(connect_attempts_on_ncc=2)))
+    fail_connect(h)
+    assert h.m.phase is Phase.GAVE_UP
+
+
+# ---- DC sequence, PLEO ---------------------------------------------------------------------------
+def test_dc_sequence_register_supported_then_pleo_read():
+    h = Harness(DC)
+    h(Start())
+    assert real(h(Connected('nvme3', dctype='ddc', registration_supported=True))) == [
+        StartRegister('nvme3'),
+        PublishStatus(),
+    ]
+    assert h(Registered()) == [StartSupportedLogPages('nvme3')]
+    assert h(SupportedLogPagesRead(pleos=True)) == [StartGetLogPage('nvme3', 2)]
+    effects = h(LogPageRead(7, ENTRIES))
+    assert real(effects) == [PublishLogPage(7, ENTRIES), ArmTimer('refresh', 600.0, h.armed['refresh'].token)]
+    assert logs(effects) == [('info', f'{DC_TID} | nvme3 - Received discovery log pages (num records=1)')]
+    assert h.m.log_page == (7, ENTRIES)
+    assert h.m.lsp == 2
+
+
+def test_dc_without_pleos_reads_with_lsp_0():
+    h = Harness(DC)
+    h(Start())
+    h(Connected('nvme3', dctype='ddc', registration_supported=True))
+    h(Registered())
+    assert h(SupportedLogPagesRead(pleos=False)) == [StartGetLogPage('nvme3', 0)]
+
+
+def test_cdc_skips_supported_log_pages():
+    h = Harness(DC)
+    h(Start())
+    h(Connected('nvme3', dctype='cdc', registration_supported=True))
+    assert h(Registered()) == [StartGetLogPage('nvme3', 0)]
+    assert h.m.lsp == 0
+
+
+def test_pleo_disabled_skips_supported_log_pages():
+    h = Harness(DC, pleo=False)
+    h(Start())
+    h(Connected('nvme3', dctype='ddc', registration_supported=True))
+    assert h(Registered()) == [StartGetLogPage('nvme3', 0)]
+
+
+@pytest.mark.parametrize('dctype', ['', 'none', 'ddc'])
+def test_any_dctype_but_cdc_counts_as_a_ddc_for_pleo(dctype):
+    h = Harness(DC)
+    h(Start())
+    assert real(h(Connected('nvme3', dctype=dctype, registration_supported=False))) == [
+        StartSupportedLogPages('nvme3'),
+        PublishStatus(),
+    ]
+
+
+def test_no_registration_support_goes_straight_to_the_log_page():
+    h = Harness(DC, pleo=False)
+    h(Start())
+    assert real(h(Connected('nvme3', dctype='', registration_supported=False))) == [
+        StartGetLogPage('nvme3', 0),
+        PublishStatus(),
+    ]
+
+
+def test_adopted_dc_registers_too():
+    h = Harness(DC)
+    h(Start())
+    assert StartRegister('nvme3') in h(Connected('nvme3', adopted=True, registration_supported=True))
+
+
+def test_pleo_lsp_is_reused_by_aen_reads():
+    h = Harness(DC)
+    connected_dc(h, pleos=True)
+    assert real(h(AenReceived(AEN_DISCOVERY_LOG_CHANGE))) == [StartGetLogPage('nvme3', 2)]
+
+
+def test_pleo_change_applies_at_the_next_resync():
+    h = Harness(DC)
+    connected_dc(h, reg=False, pleos=True)
+    h(Rewanted(DC, pleo=False))
+    assert real(h(NvmeEventReceived('rediscover'))) == [StartGetLogPage('nvme3', 0)]
+    assert h.m.lsp == 0
+
+
+# ---- DC step failures ----------------------------------------------------------------------------
+def test_registration_exchange_failure_retries_every_5s_and_logs_once():
+    h = Harness(DC)
+    h(Start())
+    h(Connected('nvme3', dctype='ddc', registration_supported=True))
+    first = h(RegistrationFailed(ERR, retryable=True))
+    assert [e.delay_s for e in first if isinstance(e, ArmTimer)] == [5.0]
+    assert levels(first) == ['error']
+    assert h.fire('register') == [StartRegister('nvme3')]
+    second = h(RegistrationFailed(ERR, retryable=True))
+    assert levels(second) == ['debug']
+    h.fire('register')
+    assert h(Registered()) == [StartSupportedLogPages('nvme3')]
+
+
+def test_registration_rejected_by_the_dc_warns_and_discovery_goes_on():
+    h = Harness(DC)
+    h(Start())
+    h(Connected('nvme3', dctype='ddc', registration_supported=True))
+    effects = h(RegistrationFailed(ErrorInfo('KernelError', 'status 0x2'), retryable=False))
+    assert real(effects) == [StartSupportedLogPages('nvme3')]
+    assert logs(effects) == [('warning', f'{DC_TID} | nvme3 - Registration error. KernelError: status 0x2')]
+    assert h.m.armed_timers == {}
+
+
+def test_supported_log_pages_failure_retries_every_5s():
+    h = Harness(DC)
+    h(Start())
+    h(Connected('nvme3', dctype='ddc'))
+    effects = h(SupportedLogPagesFailed(ERR))
+    assert [e.delay_s for e in effects if isinstance(e, ArmTimer)] == [5.0]
+    assert levels(effects) == ['error']
+    assert h.fire('supported') == [StartSupportedLogPages('nvme3')]
+
+
+def test_log_page_failure_retries_every_20s_and_logs_the_first_only():
+    h = Harness(DC, pleo=False)
+    h(Start())
+    h(Connected('nvme3'))
+    first = h(LogPageFailed(ERR))
+    assert [e.delay_s for e in first if isinstance(e, ArmTimer)] == [20.0]
+    assert levels(first) == ['error']
+    assert h.m.status().last_error == ERR
+    assert PublishStatus() in first
+    assert h.fire('log_page') == [StartGetLogPage('nvme3', 0)]
+    assert levels(h(LogPageFailed(ERR))) == ['debug']
+    h.fire('log_page')
+    effects = h(LogPageRead(3, ()))
+    assert PublishLogPage(3, ()) in effects
+    assert h.m.status().last_error is None
+    assert PublishStatus() in effects
+
+
+def test_log_page_failures_log_again_after_a_success():
+    h = Harness(DC, pleo=False)
+    connected_dc(h, reg=False)
+    h(AenReceived(AEN_DISCOVERY_LOG_CHANGE))
+    assert levels(h(LogPageFailed(ERR))) == ['error']
+
+
+def test_every_read_is_published_even_unchanged():
+    h = Harness(DC)
+    connected_dc(h)
+    for _ in range(2):
+        h(AenReceived(AEN_DISCOVERY_LOG_CHANGE))
+        assert PublishLogPage(7, ENTRIES) in h(LogPageRead(7, ENTRIES))
+
+
+# ---- AEN -------------------------------------------------------------------------------------------
+def test_dlp_change_aen_reads_the_log_page_not_registration():
+    h = Harness(DC)
+    connected_dc(h)
+    effects = h(AenReceived(AEN_DISCOVERY_LOG_CHANGE))
+    assert real(effects) == [StartGetLogPage('nvme3', 2)]
+    assert logs(effects) == [('info', f'{DC_TID} | nvme3 - Received AEN: 0x70f002')]
+
+
+def test_other_aen_is_only_logged():
+    h = Harness(DC)
+    connected_dc(h)
+    effects = h(AenReceived(OTHER_AEN))
+    assert real(effects) == []
+    assert levels(effects) == ['info']
+
+
+def test_aens_during_a_read_cause_exactly_one_more_read():
+    h = Harness(DC)
+    connected_dc(h)
+    h(AenReceived(AEN_DISCOVERY_LOG_CHANGE))
+    for _ in range(3):
+        assert real(h(AenReceived(AEN_DISCOVERY_LOG_CHANGE))) == []
+    effects = h(LogPageRead(8, ENTRIES))
+    assert [e for e in effects if isinstance(e, StartGetLogPage)] == [StartGetLogPage('nvme3', 2)]
+    assert PublishLogPage(8, ENTRIES) in effects
+    effects = h(LogPageRead(9, ENTRIES))
+    assert not [e for e in effects if isinstance(e, StartGetLogPage)]
+    assert h.m.op_in_flight is None
+
+
+def test_aen_during_a_read_that_fails_is_satisfied_by_the_retry():
+    h = Harness(DC)
+    connected_dc(h)
+    h(AenReceived(AEN_DISCOVERY_LOG_CHANGE))
+    h(AenReceived(AEN_DISCOVERY_LOG_CHANGE))
+    assert not [e for e in h(LogPageFailed(ERR)) if isinstance(e, StartGetLogPage)]
+    assert h.fire('log_page') == [StartGetLogPage('nvme3', 2)]
+    effects = h(LogPageRead(8, ENTRIES))
+    assert not [e for e in effects if isinstance(e, StartGetLogPage)]
+    assert h.m.op_in_flight is None
+
+
+def test_aen_during_registration_is_absorbed_by_the_sequence():
+    h = Harness(DC)
+    h(Start())
+    h(Connected('nvme3', dctype='ddc', registration_supported=True))
+    assert real(h(AenReceived(AEN_DISCOVERY_LOG_CHANGE))) == []
+    h(Registered())
+    h(SupportedLogPagesRead(True))
+    effects = h(LogPageRead(1, ENTRIES))
+    assert not [e for e in effects if isinstance(e, StartGetLogPage)]
+
+
+def test_aen_while_a_log_page_retry_is_pending_reads_now():
+    h = Harness(DC)
+    connected_dc(h)
+    h(AenReceived(AEN_DISCOVERY_LOG_CHANGE))
+    h(LogPageFailed(ERR))
+    assert real(h(AenReceived(AEN_DISCOVERY_LOG_CHANGE))) == [
+        CancelTimer('log_page'),
+        StartGetLogPage('nvme3', 2),
+    ]
+
+
+def test_aen_while_a_registration_retry_is_pending_is_absorbed():
+    h = Harness(DC)
+    h(Start())
+    h(Connected('nvme3', dctype='ddc', registration_supported=True))
+    h(RegistrationFailed(ERR))
+    assert real(h(AenReceived(AEN_DISCOVERY_LOG_CHANGE))) == []
+    assert 'register' in h.m.armed_timers
+
+
+def test_aen_for_another_device_is_ignored():
+    h = Harness(DC)
+    connected_dc(h)
+    assert h(AenReceived(AEN_DISCOVERY_LOG_CHANGE, device='nvme9')) == []
+    assert real(h(AenReceived(AEN_DISCOVERY_LOG_CHANGE, device='nvme3'))) == [StartGetLogPage('nvme3', 2)]
+
+
+def test_ioc_aen_is_only_logged():
+    h = Harness(IOC)
+    connected_ioc(h)
+    effects = h(AenReceived(AEN_DISCOVERY_LOG_CHANGE))
+    assert real(effects) == []
+    assert levels(effects) == ['info']
+
+
+def test_aen_after_device_removal_is_ignored():
+    h = Harness(DC)
+    connected_dc(h)
+    h(DeviceRemoved())
+    assert h(AenReceived(AEN_DISCOVERY_LOG_CHANGE, device='nvme3')) == []
+    assert h(AenReceived(AEN_DISCOVERY_LOG_CHANGE)) == []
+
+
+# ---- NVME_EVENT, reload: resync ------------------------------------------------------------------
+@pytest.mark.parametrize('name', ['connected', 'rediscover'])
+def test_kernel_reconnect_event_resyncs_from_registration(name):
+    h = Harness(DC)
+    connected_dc(h)
+    assert real(h(NvmeEventReceived(name))) == [StartRegister('nvme3')]
+
+
+def test_other_nvme_event_is_ignored():
+    h = Harness(DC)
+    connected_dc(h)
+    assert h(NvmeEventReceived('something-else')) == []
+
+
+def test_ioc_ignores_nvme_events():
+    h = Harness(IOC)
+    connected_ioc(h)
+    assert h(NvmeEventReceived('rediscover')) == []
+
+
+def test_resync_without_registration_restarts_at_supported_log_pages():
+    h = Harness(DC)
+    connected_dc(h, reg=False)
+    assert real(h(NvmeEventReceived('rediscover'))) == [StartSupportedLogPages('nvme3')]
+
+
+def test_resyncs_during_an_op_coalesce_into_one_after_it():
+    h = Harness(DC)
+    connected_dc(h)
+    h(AenReceived(AEN_DISCOVERY_LOG_CHANGE))
+    assert real(h(NvmeEventReceived('connected'))) == []
+    assert real(h(NvmeEventReceived('rediscover'))) == []
+    effects = h(LogPageRead(8, ENTRIES))
+    assert real(effects) == [PublishLogPage(8, ENTRIES), StartRegister('nvme3')]
+    h(Registered())
+    h(SupportedLogPagesRead(True))
+    assert not [e for e in h(LogPageRead(8, ENTRIES)) if isinstance(e, (StartRegister, StartGetLogPage))]
+
+
+def test_resync_cancels_a_pending_retry():
+    h = Harness(DC)
+    connected_dc(h)
+    h(AenReceived(AEN_DISCOVERY_LOG_CHANGE))
+    h(LogPageFailed(ERR))
+    assert real(h(Reload())) == [CancelTimer('log_page'), StartRegister('nvme3')]
+
+
+def test_failure_with_a_pending_resync_restarts_at_once():
+    h = Harness(DC)
+    connected_dc(h)
+    h(AenReceived(AEN_DISCOVERY_LOG_CHANGE))
+    h(NvmeEventReceived('rediscover'))
+    effects = h(LogPageFailed(ERR))
+    assert real(effects) == [StartRegister('nvme3'), PublishStatus()]
+    assert 'log_page' not in h.m.armed_timers
+
+
+def test_dc_reload_in_backoff_does_nothing():
+    h = Harness(DC)
+    fail_connect(h)
+    assert h(Reload()) == []
+
+
+# ---- periodic refresh ----------------------------------------------------------------------------
+def test_refresh_timer_reads_the_log_page():
+    h = Harness(DC)
+    connected_dc(h)
+    assert h.fire('refresh') == [StartGetLogPage('nvme3', 2)]
+    effects = h(LogPageRead(7, ENTRIES))
+    assert ArmTimer('refresh', 600.0, h.armed['refresh'].token) in effects
+
+
+def test_refresh_disabled_with_zero():
+    h = Harness(DC, RetryPolicy(refresh_s=0))
+    effects = connected_dc(h)
+    assert not [e for e in effects if isinstance(e, ArmTimer)]
+    assert h.m.armed_timers == {}
+
+
+def test_refresh_while_busy_is_ignored():
+    h = Harness(DC)
+    connected_dc(h)
+    token = h.armed['refresh'].token
+    h(AenReceived(AEN_DISCOVERY_LOG_CHANGE))
+    assert h(TimerFired('refresh', token), advance=600) == []
+    effects = h(LogPageRead(7, ENTRIES))
+    assert not [e for e in effects if isinstance(e, StartGetLogPage)]
+
+
+def test_each_read_rearms_the_refresh_and_old_tokens_go_stale():
+    h = Harness(DC)
+    connected_dc(h)
+    old = h.armed['refresh'].token
+    h(AenReceived(AEN_DISCOVERY_LOG_CHANGE))
+    h(LogPageRead(7, ENTRIES))
+    assert h.armed['refresh'].token > old
+    assert h(TimerFired('refresh', old)) == []
+
+
+# ---- device removed ------------------------------------------------------------------------------
+def test_device_removed_keeps_the_log_page_and_retries_in_3s():
+    h = Harness(DC)
+    connected_dc(h)
+    effects = h(DeviceRemoved('nvme3'))
+    assert real(effects) == [
+        CancelTimer('refresh'),
+        ArmTimer('connect', 3.0, h.armed['connect'].token),
+        PublishStatus(),
+    ]
+    assert not [e for e in effects if isinstance(e, PublishLogPage)]
+    assert h.m.log_page == (7, ENTRIES)
+    status = h.m.status()
+    assert (status.state, status.device, status.attempts) == (CtrlState.BACKOFF, '', 0)
+    assert h.fire('connect') == [StartConnect(DC), PublishStatus()]
+
+
+def test_device_removed_then_failures_follow_the_schedule():
+    h = Harness(IOC)
+    connected_ioc(h)
+    h(DeviceRemoved())
+    delays = []
+    for _ in range(3):
+        delays += [e.delay_s for e in fail_connect(h) if isinstance(e, ArmTimer)]
+    assert delays == [3.0, 60.0, 60.0]
+
+
+def test_removal_of_another_device_is_ignored():
+    h = Harness(IOC)
+    connected_ioc(h)
+    assert h(DeviceRemoved('nvme1')) == []
+    assert h.m.phase is Phase.CONNECTED
+
+
+def test_device_removed_during_an_op_waits_for_it_then_connects():
+    h = Harness(DC)
+    connected_dc(h)
+    h(AenReceived(AEN_DISCOVERY_LOG_CHANGE))
+    h(DeviceRemoved())
+    assert h.m.op_in_flight == 'log_page'  # the kernel still runs it
+    assert h.fire('connect') == []  # deferred: one op at a time
+    effects = h(LogPageRead(8, ENTRIES))
+    assert real(effects) == [StartConnect(DC), PublishStatus()]  # result discarded
+    assert h.m.log_page == (7, ENTRIES)
+
+
+def test_orphaned_op_ending_before_the_timer_changes_nothing():
+    h = Harness(DC)
+    connected_dc(h)
+    h(AenReceived(AEN_DISCOVERY_LOG_CHANGE))
+    h(DeviceRemoved())
+    assert h(LogPageFailed(ERR)) == []
+    assert h.fire('connect') == [StartConnect(DC), PublishStatus()]
+
+
+def test_device_removed_while_unwanted_releases_after_the_op():
+    h = Harness(DC)
+    connected_dc(h)
+    h(AenReceived(AEN_DISCOVERY_LOG_CHANGE))
+    h(Unwanted())
+    effects = h(DeviceRemoved())
+    assert not [e for e in effects if isinstance(e, (ArmTimer, Released))]
+    assert real(h(LogPageRead(8, ENTRIES))) == [Released()]
+
+
+def test_rewanted_after_unwanted_during_orphan_reconnects_after_it():
+    h = Harness(DC)
+    connected_dc(h)
+    h(AenReceived(AEN_DISCOVERY_LOG_CHANGE))
+    h(Unwanted())
+    h(DeviceRemoved())
+    h(Rewanted(DC))
+    assert real(h(LogPageRead(8, ENTRIES))) == [StartConnect(DC), PublishStatus()]
+
+
+def test_device_removed_while_disconnecting_is_ignored():
+    h = Harness(IOC)
+    connected_ioc(h)
+    h(Unwanted())
+    assert h(DeviceRemoved('nvme5')) == []
+    assert real(h(Disconnected())) == [Released()]
+
+
+# ---- unwanted, rewanted, disconnect --------------------------------------------------------------
+def test_unwanted_connected_dc_cancels_timers_and_disconnects():
+    h = Harness(DC)
+    connected_dc(h)
+    effects = h(Unwanted())
+    assert real(effects) == [CancelTimer('refresh'), StartDisconnect('nvme3'), PublishStatus()]
+    assert logs(effects) == [('info', f'{DC_TID} | nvme3 - Disconnect initiated')]
+    assert h.m.status().state is CtrlState.DISCONNECTING
+    assert real(h(Disconnected())) == [Released()]
+
+
+def test_unwanted_keep_connection_releases_without_disconnect():
+    h = Harness(IOC)
+    connected_ioc(h)
+    assert real(h(Unwanted(keep_connection=True))) == [Released()]
+
+
+def test_unwanted_during_a_read_waits_and_drops_its_result():
+    h = Harness(DC)
+    connected_dc(h)
+    h(AenReceived(AEN_DISCOVERY_LOG_CHANGE))
+    assert h(Unwanted()) == []
+    effects = h(LogPageRead(8, ENTRIES))
+    assert real(effects) == [CancelTimer('refresh'), StartDisconnect('nvme3'), PublishStatus()]
+    assert h.m.log_page == (7, ENTRIES)
+
+
+def test_unwanted_in_backoff_cancels_the_timer_and_releases():
+    h = Harness(IOC)
+    fail_connect(h)
+    assert h(Unwanted()) == [CancelTimer('connect'), Released()]
+
+
+def test_unwanted_in_gave_up_releases():
+    h = Harness(IOC, RetryPolicy(connect_attempts_on_ncc=2), ncc=True)
+    fail_connect(h)
+    fail_connect(h)
+    assert h(Unwanted()) == [Released()]
+
+
+def test_wanted_again_during_disconnect_connects_after_it():
+    h = Harness(IOC)
+    connected_ioc(h)
+    h(Unwanted())
+    assert h(Rewanted(IOC)) == []
+    assert h(Unwanted()) == []  # and changing its mind twice more is fine
+    h(Rewanted(IOC))
+    effects = h(Disconnected())
+    assert real(effects) == [StartConnect(IOC), PublishStatus()]
+    assert h.m.attempts == 1
+
+
+def test_disconnect_failure_releases_with_an_error_log():
+    h = Harness(IOC)
+    connected_ioc(h)
+    h(Unwanted())
+    effects = h(DisconnectFailed(ERR))
+    assert real(effects) == [Released()]
+    assert levels(effects) == ['error']
+
+
+def test_disconnect_failure_when_wanted_again_reconnects_to_adopt():
+    h = Harness(IOC)
+    connected_ioc(h)
+    h(Unwanted())
+    h(Rewanted(IOC))
+    assert real(h(DisconnectFailed(ERR))) == [StartConnect(IOC), PublishStatus()]
+
+
+def test_rewanted_for_another_controller_raises():
+    h = Harness(IOC)
+    with pytest.raises(IllegalTransition, match='another controller'):
+        h(Rewanted(DC))
+
+
+def test_rewanted_options_apply_to_the_next_connection_only():
+    h = Harness(IOC)
+    connected_ioc(h)
+    spec = ControllerSpec(IOC_TID, Role.IOC, ConnectOptions(queue_size=64))
+    assert h(Rewanted(spec)) == []
+    assert h.m.phase is Phase.CONNECTED
+    h(DeviceRemoved())
+    assert h.fire('connect') == [StartConnect(spec), PublishStatus()]
+
+
+@pytest.mark.parametrize(
+    'event',
+    [
+        Start(),
+        Unwanted(),
+        Rewanted(IOC),
+        Reload(),
+        NccChanged(False),
+        DeviceRemoved(),
+        AenReceived(AEN_DISCOVERY_LOG_CHANGE),
+        TimerFired('connect', 1),
+        Disconnected(),
+    ],
+    ids=lambda e: type(e).__name__,
+)
+def test_every_event_after_release_raises(event):
+    h = Harness(IOC)
+    h(Unwanted())
+    with pytest.raises(IllegalTransition, match='after the controller was released'):
+        h(event)
+
+
+# ---- timers --------------------------------------------------------------------------------------
+def test_stale_timers_are_ignored():
+    h = Harness(IOC)
+    fail_connect(h)
+    token = h.armed['connect'].token
+    assert h(TimerFired('connect', token + 1)) == []
+    assert h(TimerFired('refresh', token)) == []
+    assert h(TimerFired('bogus', token)) == []
+    assert h.m.phase is Phase.BACKOFF
+    assert h(TimerFired('connect', token)) == [StartConnect(IOC), PublishStatus()]
+    assert h(TimerFired('connect', token)) == []  # fired once already
+
+
+def test_timer_tokens_increase():
+    h = Harness(IOC)
+    tokens = []
+    for _ in range(3):
+        tokens += [e.token for e in fail_connect(h) if isinstance(e, ArmTimer)]
+    assert tokens == sorted(set(tokens))
+    assert len(tokens) == 3
+
+
+# ---- status and info -------------------------------------------------------------------------------
+def test_status_is_published_only_when_it_changes():
+    h = Harness(DC)
+    connected_dc(h)
+    assert h(Rewanted(DC)) == []
+    assert PublishStatus() not in h(AenReceived(AEN_DISCOVERY_LOG_CHANGE))
+
+
+def test_info_shows_the_retry_timer_and_attempts():
+    h = Harness(IOC)
+    assert h.m.info(h.now) == {'connect attempts': '0', 'retry connect timer': '60.0s [off]'}
+    h(Start())
+    assert h.m.info(h.now)['connect operation'] == "{'fail count': 0, 'completed': False, 'alive': True}"
+    h(ConnectFailed(ERR))
+    assert h.m.info(h.now) == {'connect attempts': '1', 'retry connect timer': '3.0s [3.0s]'}
+    assert h.m.info(h.now + 1.25)['retry connect timer'] == '3.0s [1.75s]'
+    h.fire('connect')
+    h(ConnectFailed(ERR))
+    assert h.m.info(h.now + 100)['retry connect timer'] == '60.0s [0.0s]'
+
+
+def test_info_shows_the_dc_operations():
+    h = Harness(DC)
+    h(Start())
+    h(Connected('nvme3', dctype='ddc', registration_supported=True))
+    h(RegistrationFailed(ERR))
+    info = h.m.info(h.now + 2)
+    assert info['register operation'] == (
+        "{'fail count': 1, 'completed': True, 'alive': True, 'retry timer': '5.0s [3.0s]', "
+        "'error': 'Connection refused'}"
+    )
+    assert 'get log page operation' not in info
+    h.fire('register')
+    h(Registered())
+    info = h.m.info(h.now)
+    assert info['register operation'] == "{'fail count': 0, 'completed': True, 'alive': True}"
+    assert info['get supported log page operation'] == "{'fail count': 0, 'completed': False, 'alive': True}"
+
+
+def test_op_age():
+    h = Harness(IOC)
+    assert h.m.op_age_s(h.now) == 0.0
+    h(Start())
+    assert h.m.op_age_s(h.now + 2.5) == 2.5
+
+
+@pytest.mark.parametrize(
+    'phase,state',
+    [
+        (Phase.IDLE, CtrlState.IDLE),
+        (Phase.CONNECTING, CtrlState.CONNECTING),
+        (Phase.CONNECTED, CtrlState.CONNECTED),
+        (Phase.BACKOFF, CtrlState.BACKOFF),
+        (Phase.GAVE_UP, CtrlState.GAVE_UP),
+        (Phase.DISCONNECTING, CtrlState.DISCONNECTING),
+        (Phase.REMOVED, CtrlState.IDLE),
+    ],
+)
+def test_phase_maps_onto_the_reported_state(phase, state):
+    assert phase.ctrl_state is state
+
+
+# ---- RetryPolicy -----------------------------------------------------------------------------------
+def test_policy_defaults_are_upstreams():
+    p = RetryPolicy()
+    assert [p.connect_delay_s(n) for n in (1, 2, 3, 10)] == [3.0, 60.0, 60.0, 60.0]
+    assert (p.after_removal_s, p.register_retry_s, p.supported_retry_s, p.log_page_retry_s) == (3, 5, 5, 20)
+    assert p.refresh_s == 600.0
+    assert p.attempt_limit(True) == 0
+
+
+@pytest.mark.parametrize(
+    'n,ncc,limit', [(0, True, 0), (1, True, 2), (2, True, 2), (5, True, 5), (5, False, 0)]
+)
+def test_policy_attempt_limit(n, ncc, limit):
+    assert RetryPolicy(connect_attempts_on_ncc=n).attempt_limit(ncc) == limit
+
+
+@pytest.mark.parametrize(
+    'kwargs,match',
+    [
+        ({'connect_backoff_s': ()}, 'connect_backoff_s'),
+        ({'connect_backoff_s': (3.0, 0.0)}, 'connect_backoff_s'),
+        ({'register_retry_s': 0}, 'register_retry_s=0'),
+        ({'refresh_s': -1}, 'refresh_s=-1'),
+        ({'connect_attempts_on_ncc': -1}, 'connect_attempts_on_ncc=-1'),
+    ],
+)
+def test_policy_rejects_bad_values(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        RetryPolicy(**kwargs)
+
+
+# ---- sweeps over (state, event) pairs and random sequences ----------------------------------------
+# Both drive the machine the way a worker would and check, after every event, what the worker
+# can see (effects) against what the machine says (op in flight, armed timers, status).
+
+STARTS = {
+    StartConnect: 'connect',
+    StartDisconnect: 'disconnect',
+    StartRegister: 'register',
+    StartSupportedLogPages: 'supported',
+    StartGetLogPage: 'log_page',
+}
+DC_OPS = ('register', 'supported', 'log_page')
+
+
+class World:
+    """The worker's view, built from the effects alone."""
+
+    def __init__(self, m: ControllerMachine):
+        self.m = m
+        self.now = 0.0
+        self.op: Optional[str] = None
+        self.timers: Dict[str, int] = {}
+        self.old_tokens: List[int] = [0]
+        self.last_token = 0
+        self.released = False
+        self.published = m.status()
+
+    def expect_illegal(self, event) -> bool:
+        if self.released:
+            return True
+        op = COMPLETES.get(type(event))
+        if op is not None:
+            return op != self.op
+        if isinstance(event, Start):
+            return self.m.phase is not Phase.IDLE
+        if isinstance(event, NccChanged):
+            return self.m.spec.role is Role.DC
+        return False
+
+    def drive(self, event, advance: float = 0.0) -> None:
+        """Hand ``event`` to the machine, check the outcome, and update this view."""
+        m = self.m
+        self.now += advance
+        illegal = self.expect_illegal(event)
+        before = _snapshot(m)
+        status_before = m.status()
+        try:
+            effects = m.handle(event, self.now)
+        except IllegalTransition:
+            assert illegal, f'{event!r} raised in {m.phase}'
+            assert _snapshot(m) == before  # an illegal event changes nothing
+            return
+        assert not illegal, f'{event!r} accepted in {before["phase"]}'
+        if type(event) in COMPLETES:
+            self.op = None
+        if isinstance(event, TimerFired) and self.timers.get(event.name) == event.token:
+            del self.timers[event.name]
+        for i, effect in enumerate(effects):
+            self._apply(effect, last=i == len(effects) - 1, status_before=status_before)
+        self.check()
+
+    def _apply(self, effect, last: bool, status_before) -> None:
+        m = self.m
+        if type(effect) in STARTS:
+            assert self.op is None, f'{effect!r} while {self.op} is in flight'
+            self.op = STARTS[type(effect)]
+        elif isinstance(effect, ArmTimer):
+            assert effect.token > self.last_token
+            assert effect.delay_s > 0
+            self.last_token = effect.token
+            if effect.name in self.timers:
+                self.old_tokens.append(self.timers[effect.name])
+            self.timers[effect.name] = effect.token
+        elif isinstance(effect, CancelTimer):
+            assert effect.name in self.timers
+            self.old_tokens.append(self.timers.pop(effect.name))
+        elif isinstance(effect, Released):
+            assert last
+            self.released = True
+        elif isinstance(effect, PublishStatus):
+            assert last
+            assert m.status() != status_before
+            self.published = m.status()
+        elif isinstance(effect, PublishLogPage):
+            assert m.spec.role is Role.DC and m.wanted and m.phase is Phase.CONNECTED
+        else:
+            assert isinstance(effect, LogEvent)
+            assert effect.level in ('debug', 'info', 'warning', 'error')
+
+    def fire(self, name: str) -> None:
+        self.drive(TimerFired(name, self.timers[name]))
+
+    def check(self) -> None:
+        m = self.m
+        assert m.op_in_flight == self.op
+        assert m.armed_timers == self.timers
+        if self.released:
+            assert m.phase is Phase.REMOVED
+            assert self.op is None
+            assert self.timers == {}
+            return
+        assert m.status() == self.published  # no change went unpublished
+        phase = m.phase
+        if phase is Phase.CONNECTED:
+            assert m.device
+            assert self.op in (None, *DC_OPS)
+            assert 'connect' not in self.timers
+        else:
+            assert not set(self.timers) & {'register', 'supported', 'log_page', 'refresh'}
+        if phase is Phase.CONNECTING:
+            assert self.op == 'connect'
+            assert self.timers == {}
+        if phase is Phase.DISCONNECTING:
+            assert self.op == 'disconnect'
+            assert m.device
+            assert self.timers == {}
+        if phase is Phase.BACKOFF:  # a retry is armed, or an orphaned op must end first
+            assert not m.device
+            assert 'connect' in self.timers or self.op in DC_OPS
+        if phase in (Phase.IDLE, Phase.GAVE_UP):
+            assert self.op is None
+            assert self.timers == {}
+        if phase is Phase.GAVE_UP:
+            assert m.spec.role is Role.IOC and m.ncc and m.policy.attempt_limit(True) > 0
+        if self.op in DC_OPS or set(self.timers) - {'connect'}:
+            assert m.spec.role is Role.DC
+
+
+def _snapshot(m: ControllerMachine) -> dict:
+    return copy.deepcopy({k: v for k, v in vars(m).items() if k != '_handlers'})
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """A named situation reached from a fresh machine; 'fire:NAME' fires the armed timer NAME."""
+
+    name: str
+    spec: ControllerSpec
+    steps: tuple
+    ncc: bool = False
+    limit: int = 0
+
+    def build(self) -> World:
+        w = World(ControllerMachine(self.spec, RetryPolicy(connect_attempts_on_ncc=self.limit), ncc=self.ncc))
+        for step in self.steps:
+            if isinstance(step, str):
+                w.fire(step.split(':', 1)[1])
+            else:
+                w.drive(step)
+            assert not w.released or step is self.steps[-1]
+        return w
+
+
+AEN = AenReceived(AEN_DISCOVERY_LOG_CHANGE)
+DC_UP = (Start(), Connected('nvme3', dctype='ddc', registration_supported=True), Registered())
+DC_UP += (SupportedLogPagesRead(True), LogPageRead(7, ENTRIES))
+DC_READING = (*DC_UP, AEN)
+IOC_UP = (Start(), Connected('nvme5'))
+IOC_GAVE_UP = (Start(), ConnectFailed(ERR), 'fire:connect', ConnectFailed(ERR))
+SCENARIOS = [
+    Scenario('dc-idle', DC, ()),
+    Scenario('dc-connecting', DC, (Start(),)),
+    Scenario('dc-connecting-unwanted', DC, (Start(), Unwanted())),
+    Scenario('dc-connecting-unwanted-keep', DC, (Start(), Unwanted(keep_connection=True))),
+    Scenario('dc-backoff', DC, (Start(), ConnectFailed(ERR))),
+    Scenario('dc-registering', DC, DC_UP[:2]),
+    Scenario('dc-register-retry', DC, (*DC_UP[:2], RegistrationFailed(ERR))),
+    Scenario('dc-supported', DC, DC_UP[:3]),
+    Scenario('dc-supported-retry', DC, (*DC_UP[:3], SupportedLogPagesFailed(ERR))),
+    Scenario('dc-synced', DC, DC_UP),
+    Scenario('dc-reading', DC, DC_READING),
+    Scenario('dc-reading-again', DC, (*DC_READING, AEN)),
+    Scenario('dc-reading-resync', DC, (*DC_READING, NvmeEventReceived('rediscover'))),
+    Scenario('dc-read-retry', DC, (*DC_READING, LogPageFailed(ERR))),
+    Scenario('dc-reading-unwanted', DC, (*DC_READING, Unwanted())),
+    Scenario('dc-orphan', DC, (*DC_READING, DeviceRemoved())),
+    Scenario('dc-orphan-deferred', DC, (*DC_READING, DeviceRemoved(), 'fire:connect')),
+    Scenario('dc-orphan-unwanted', DC, (*DC_READING, DeviceRemoved(), Unwanted())),
+    Scenario('dc-removed-device', DC, (*DC_UP, DeviceRemoved())),
+    Scenario('dc-disconnecting', DC, (*DC_UP, Unwanted())),
+    Scenario('dc-disconnecting-rewanted', DC, (*DC_UP, Unwanted(), Rewanted(DC))),
+    Scenario('dc-released', DC, (Unwanted(),)),
+    Scenario('ioc-idle', IOC, ()),
+    Scenario('ioc-connecting', IOC, (Start(),)),
+    Scenario('ioc-backoff', IOC, (Start(), ConnectFailed(ERR)), ncc=True, limit=3),
+    Scenario('ioc-connected', IOC, IOC_UP, ncc=True, limit=2),
+    Scenario('ioc-gave-up', IOC, IOC_GAVE_UP, ncc=True, limit=2),
+    Scenario('ioc-disconnecting', IOC, (*IOC_UP, Unwanted())),
+    Scenario('ioc-released-keep', IOC, (*IOC_UP, Unwanted(keep_connection=True))),
+]
+PROBES = [
+    Start(),
+    Unwanted(),
+    Unwanted(keep_connection=True),
+    Rewanted(DC),
+    Rewanted(IOC),
+    *COMPLETIONS,
+    RegistrationFailed(ERR, retryable=False),
+    SupportedLogPagesRead(False),
+    DeviceRemoved(),
+    DeviceRemoved('nvme99'),
+    AEN,
+    AenReceived(OTHER_AEN),
+    NvmeEventReceived('connected'),
+    NvmeEventReceived('rediscover'),
+    NvmeEventReceived('other'),
+    Reload(),
+    NccChanged(False),
+    NccChanged(True),
+    *[f'fire:{name}' for name in ('connect', 'register', 'supported', 'log_page', 'refresh')],
+    TimerFired('connect', 0),
+    TimerFired('refresh', 0),
+]
+
+
+def test_scenarios_reach_every_phase():
+    reached = {(s.spec.role, s.build().m.phase) for s in SCENARIOS}
+    for role in (Role.DC, Role.IOC):
+        for phase in Phase:
+            if (role, phase) != (Role.DC, Phase.GAVE_UP):
+                assert (role, phase) in reached, (role, phase)
+
+
+@pytest.mark.parametrize('scenario', SCENARIOS, ids=lambda s: s.name)
+def test_every_event_in_every_state(scenario):
+    """Each probe from a fresh copy of the scenario: legal ones keep every invariant, and the
+    illegal ones (exactly those the rules name) raise and change nothing."""
+    fired = 0
+    for probe in PROBES:
+        w = scenario.build()
+        if isinstance(probe, str):
+            name = probe.split(':', 1)[1]
+            if name not in w.timers:
+                continue
+            w.fire(name)
+            fired += 1
+        elif isinstance(probe, Rewanted) and probe.spec.role is not scenario.spec.role:
+            with pytest.raises(IllegalTransition):
+                w.m.handle(probe, w.now)
+        else:
+            w.drive(probe)
+    if 'backoff' in scenario.name or 'retry' in scenario.name or scenario.name == 'dc-synced':
+        assert fired >= 1  # the timer probes did run
+
+
+# Weighted by repetition: completions and timers often, the end of life (unwanted) rarely, so
+# that sequences get deep before they end.
+ACTIONS = (
+    ('ok',) * 6
+    + ('fail',) * 4
+    + ('fire',) * 3
+    + ('aen',) * 2
+    + ('nvme_event',) * 2
+    + ('ncc',) * 2
+    + ('start', 'fire_stale', 'unwanted', 'rewanted', 'removed', 'reload', 'bogus')
+)
+
+
+def _success(op: str, n: int, flag: bool):
+    if op == 'connect':
+        return Connected(
+            f'nvme{n}', adopted=flag, dctype=('ddc', 'cdc', 'none', '')[n], registration_supported=flag
+        )
+    if op == 'disconnect':
+        return Disconnected()
+    if op == 'register':
+        return Registered() if flag else RegistrationFailed(ERR, retryable=False)
+    if op == 'supported':
+        return SupportedLogPagesRead(flag)
+    return LogPageRead(n, ENTRIES if flag else ())
+
+
+FAILURES = {
+    'connect': ConnectFailed(ERR),
+    'disconnect': DisconnectFailed(ERR),
+    'register': RegistrationFailed(ERR, retryable=True),
+    'supported': SupportedLogPagesFailed(ERR),
+    'log_page': LogPageFailed(ERR),
+}
+
+
+def _event_for(action: str, n: int, flag: bool, w: World):
+    m = w.m
+    if action == 'start':
+        return Start()
+    if action in ('ok', 'fail', 'bogus'):
+        if w.op is None or action == 'bogus':
+            return COMPLETIONS[(n * 3 + flag) % len(COMPLETIONS)]
+        return _success(w.op, n, flag) if action == 'ok' else FAILURES[w.op]
+    if action == 'fire':
+        if not w.timers:
+            return TimerFired('connect', 10**6)
+        name = sorted(w.timers)[n % len(w.timers)]
+        return TimerFired(name, w.timers[name])
+    if action == 'fire_stale':
+        return TimerFired(('connect', 'register', 'log_page', 'refresh')[n], w.old_tokens[-1])
+    if action == 'unwanted':
+        return Unwanted(keep_connection=flag)
+    if action == 'rewanted':
+        return Rewanted(m.spec, pleo=flag if n == 0 else None)
+    if action == 'aen':
+        return AenReceived(AEN_DISCOVERY_LOG_CHANGE if flag else OTHER_AEN, device='' if n < 2 else m.device)
+    if action == 'nvme_event':
+        return NvmeEventReceived(('connected', 'rediscover', 'other', 'rediscover')[n])
+    if action == 'removed':
+        return DeviceRemoved(m.device if flag else ('', 'nvme99', '', m.device)[n])
+    if action == 'reload':
+        return Reload()
+    assert action == 'ncc'
+    return NccChanged(flag)
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    scenario=st.sampled_from(SCENARIOS),
+    refresh=st.sampled_from([0.0, 600.0]),
+    steps=st.lists(
+        st.tuples(
+            st.sampled_from(ACTIONS), st.integers(0, 3), st.booleans(), st.sampled_from([0.0, 1.0, 30.0])
+        ),
+        min_size=5,
+        max_size=100,
+    ),
+)
+def test_sweep_random_event_sequences(scenario, refresh, steps):
+    w = scenario.build()
+    w.m.policy = RetryPolicy(refresh_s=refresh, connect_attempts_on_ncc=scenario.limit)
+    for action, n, flag, advance in steps:
+        w.drive(_event_for(action, n, flag, w), advance)
