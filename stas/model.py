@@ -166,6 +166,11 @@ class ControllerSpec:
     # Pass host_iface to the kernel? False when ``ignore-iface`` is set: the worker is still
     # chosen by interface, but the kernel connection is not pinned to it.
     pin_iface: bool = True
+    # DCs: ask for port-local entries only (TP8010 PLEO) when the DC supports it; None = the
+    # daemon-wide setting.
+    pleo: Optional[bool] = None
+    # IOCs: the NCC bit of the controller's discovery log page entry (upstream.md 5.5).
+    ncc: bool = False
 
 
 @dataclass(frozen=True)

@@ -161,8 +161,8 @@ class SlotDriver:
         self._pending.clear()
         self.hello = None
         self.exited.set()
-        self._on_gone(self.key)
         self.handle(Exited(ExitInfo(rc)))
+        self._on_gone(self.key)
 
     async def _read(self, proc: WorkerProcess) -> None:
         try:
@@ -259,11 +259,17 @@ class WorkerPool:
         self._on_report = on_report
         self._on_gone = on_gone
         self._policy = policy
+        self._wanted: set = set()
         self.drivers: Dict[WorkerKey, SlotDriver] = {}
+
+    def _worker_gone(self, key: WorkerKey) -> None:
+        self._on_gone(key)
+        self.forget_stopped(self._wanted)  # an unwanted worker that has exited leaves the table
 
     def ensure(self, wanted: Iterable[WorkerKey]) -> None:
         """Run exactly the wanted workers: start missing ones, stop the others."""
         wanted = set(wanted)
+        self._wanted = wanted
         for key in sorted(wanted, key=str):
             driver = self.drivers.get(key)
             if driver is None:
@@ -273,7 +279,7 @@ class WorkerPool:
                     self._make_spec,
                     self._on_hello,
                     self._on_report,
-                    self._on_gone,
+                    self._worker_gone,
                 )
                 self.drivers[key] = driver
             if driver.slot.state in (SlotState.STOPPED, SlotState.STOPPING):

@@ -47,9 +47,10 @@ class RestartPolicy:
     shutdown_grace_s: float = 5.0
 
     def scaled(self, factor: float) -> RestartPolicy:
-        """Timeouts stretched by ``factor`` (an emulated guest runs Python 20x slower)."""
+        """Timers stretched by ``factor``: > 1 for an emulated guest that runs Python 20x
+        slower, < 1 for tests that want to see a hang or a backoff quickly."""
         return RestartPolicy(
-            backoff_s=self.backoff_s,
+            backoff_s=tuple(b * factor for b in self.backoff_s),
             fast_failure_s=self.fast_failure_s * factor,
             max_fast_failures=self.max_fast_failures,
             hello_timeout_s=self.hello_timeout_s * factor,

@@ -1,0 +1,455 @@
+"""The supervisor process of stafd and stacd: one runtime, two roles.
+
+It owns the configuration (load, validate, SIGHUP reload), the interface inventory, the
+worker table and its restart policy, the D-Bus name and objects, and systemd's view of the
+service (sd_notify, watchdog). It never imports libnvme or pyudev: workers do the NVMe work
+and report level snapshots back.
+
+Reload rules: a new configuration that cannot be read, has unparseable lines, or leaves the
+host without a usable identity is refused as a whole; the old one stays in force and the
+reasons are logged and published (``config_problems`` on D-Bus, ``stafctl status``). Bad
+values inside an otherwise readable file fall back to their defaults with a warning, as in
+nvme-stas 2.x.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import time
+from typing import Dict, List, Mapping, Optional, Sequence
+
+from .. import __version__, logsetup
+from ..conf import (
+    Code,
+    ConfiguredController,
+    Problem,
+    Severity,
+    UnreadableConfig,
+    load_daemon_config,
+    load_sysconf,
+)
+from ..errors import InvalidArgument, NotFound
+from ..ipc.messages import OP_SET_LOG_LEVEL, Configure, Hello, Message, WorkerOptions
+from ..model import HostIdentity, WorkerKey
+from ..workers import faults
+from ..workers.spec import WorkerSpec
+from . import netlink, sdnotify
+from .policy import InterfaceState, WorkerPlan, plan_workers
+from .pool import SlotDriver, WorkerInfo, WorkerPool
+from .registry import RestartPolicy
+from .spawner import Spawner
+
+log = logging.getLogger(__name__)
+
+REFUSING_CODES = {Code.SYNTAX, Code.UNREADABLE}
+
+
+class ConfigRefused(Exception):
+    def __init__(self, reasons: Sequence[str]):
+        super().__init__('; '.join(reasons))
+        self.reasons = list(reasons)
+
+
+class Supervisor:
+    """Implements ``SupervisorApi`` for the D-Bus layer."""
+
+    def __init__(
+        self,
+        daemon: str,
+        conf_file: str,
+        sys_conf: str,
+        runtime_dir: str,
+        *,
+        tron: bool = False,
+        log_target: str = 'stderr',
+        engine: str = '',
+        environ: Mapping[str, str] = os.environ,
+    ):
+        self.daemon = daemon
+        self.conf_file = conf_file
+        self.sys_conf = sys_conf
+        self.runtime_dir = runtime_dir
+        self._cli_tron = tron
+        self._log_target = log_target
+        self._engine = engine or daemon
+        scale = float(environ.get('STAS_TIMEOUT_SCALE', '1') or 1)
+        self._restart_policy = RestartPolicy().scaled(scale)
+        self._faults = faults.parse(environ.get('STAS_WORKER_FAULTS', ''))
+        # read the watchdog first: unset=True removes NOTIFY_SOCKET and WATCHDOG_* from our
+        # environment so worker processes never talk to systemd on the supervisor's behalf
+        self._watchdog_s = sdnotify.watchdog_interval_s(environ)
+        self._notifier = sdnotify.Notifier.from_environ(environ, unset=environ is os.environ)
+        self.config = None
+        self.host: Optional[HostIdentity] = None
+        self._config_problems: List[str] = []
+        self._refused: List[str] = []
+        self._tron = False
+        self._generation = 0
+        self._plans: Dict[WorkerKey, WorkerPlan] = {}
+        self._interfaces: Dict[str, InterfaceState] = {}
+        self._routes: Dict[str, str] = {}
+        self._reports: Dict[WorkerKey, Dict[str, Message]] = {}
+        self._stop = asyncio.Event()
+        self._reload_requested = asyncio.Event()
+        self._started = time.monotonic()
+        self.pool: Optional[WorkerPool] = None
+        self._publisher = None
+        self._monitor = None
+
+    # ---- configuration -------------------------------------------------------------------------
+    def _load(self):
+        """Read and validate the configuration; raises ConfigRefused with the reasons."""
+        try:
+            config, problems = load_daemon_config(self.daemon, self.conf_file)
+        except UnreadableConfig as exc:
+            raise ConfigRefused([str(exc)]) from None
+        try:
+            host, sys_problems = load_sysconf(self.sys_conf)
+        except UnreadableConfig as exc:
+            raise ConfigRefused([str(exc)]) from None
+        problems = list(problems) + list(sys_problems)
+        fatal = [p for p in problems if p.severity == Severity.ERROR or p.code in REFUSING_CODES]
+        if host is None and not fatal:
+            fatal = [
+                Problem(self.sys_conf, None, Severity.ERROR, 'no usable host NQN and host ID', Code.MISSING)
+            ]
+        if fatal:
+            raise ConfigRefused([str(p) for p in fatal])
+        return config, host, [str(p) for p in problems]
+
+    def _apply(self, config, host: HostIdentity, problems: List[str]) -> None:
+        self.config, self.host = config, host
+        self._config_problems = problems
+        self._refused = []
+        for p in problems:
+            log.warning('%s', p)
+        self.set_tron(self._cli_tron or config.tron)
+        self._generation += 1
+
+    async def reload(self) -> None:
+        self._notifier.reloading()
+        try:
+            config, host, problems = self._load()
+        except ConfigRefused as exc:
+            self._refused = exc.reasons
+            for reason in exc.reasons:
+                log.error('reload refused, previous configuration stays in force: %s', reason)
+        else:
+            # SIGHUP re-reads tron from the file, as nvme-stas 2.x: --tron applies to the start only
+            self._cli_tron = False
+            self._apply(config, host, problems)
+            log.info('configuration reloaded (generation %d)', self._generation)
+            await self._replan()
+            assert self.pool is not None
+            self.pool.reset_fatal('configuration reloaded')
+            await self._configure_all()
+        self._notifier.ready()
+        self._notify_status()
+
+    # ---- workers -------------------------------------------------------------------------------
+    def _make_spec(self, key: WorkerKey) -> WorkerSpec:
+        return WorkerSpec(
+            key=key,
+            daemon=self._engine,
+            log_level='DEBUG' if self._tron else 'INFO',
+            log_target=self._log_target,
+            runtime_dir=self.runtime_dir,
+            fault=self._faults.get(key.host_iface, ''),
+        )
+
+    def _worker_options(self, plan: WorkerPlan) -> WorkerOptions:
+        return WorkerOptions(trace=self._tron)
+
+    def _configure_msg(self, key: WorkerKey) -> Configure:
+        plan = self._plans.get(key, WorkerPlan(key))
+        assert self.host is not None
+        return Configure(
+            generation=self._generation,
+            host=self.host,
+            options=self._worker_options(plan),
+            controllers=plan.controllers,
+        )
+
+    async def _on_hello(self, driver: SlotDriver, hello: Hello) -> None:
+        log.info('worker %s up: pid %d', driver.key, hello.pid, extra={'stas_worker': str(driver.key)})
+        await driver.send(self._configure_msg(driver.key))
+        self._notify_status()
+
+    def _on_report(self, key: WorkerKey, msg: Message) -> None:
+        self._reports.setdefault(key, {})[msg.TAG] = msg
+
+    def _on_gone(self, key: WorkerKey) -> None:
+        self._notify_status()
+
+    async def _configure_all(self) -> None:
+        assert self.pool is not None
+        for key, driver in self.pool.drivers.items():
+            if driver.hello is not None:
+                await driver.send(self._configure_msg(key))
+
+    async def _replan(self) -> None:
+        assert self.pool is not None and self.config is not None and self.host is not None
+        await self._refresh_routes()
+        plans, problems = plan_workers(self.daemon, self.config, self.host, self._interfaces, self._routes)
+        for p in problems:
+            log.warning('%s', p)
+        self._plans = plans
+        self.pool.ensure(plans)
+
+    async def _refresh_routes(self) -> None:
+        """Look up the interface of every configured address that has no host-iface."""
+        assert self.config is not None
+        wanted = set()
+        for ctrl in self.config.controllers:
+            if (
+                isinstance(ctrl, ConfiguredController)
+                and ctrl.transport in ('tcp', 'rdma')
+                and not ctrl.host_iface
+            ):
+                wanted.add(ctrl.traddr)
+        routes = {}
+        for addr in wanted:
+            iface = await netlink.route_iface(addr)
+            if iface:
+                routes[addr] = iface
+        self._routes = routes
+
+    async def _on_interfaces_changed(self, old, new) -> None:
+        self._interfaces = {name: _interface_state(i) for name, i in new.items()}
+        changed = {n for n in set(old) | set(new) if old.get(n) != new.get(n)}
+        for name in sorted(changed):
+            log.info(
+                'interface %s %s',
+                name,
+                'changed' if name in new and name in old else ('appeared' if name in new else 'disappeared'),
+            )
+        await self._replan()
+        assert self.pool is not None
+        for name in changed:
+            if name in new:
+                self.pool.reset_fatal(f'interface {name} changed', iface=name)
+
+    # ---- SupervisorApi -------------------------------------------------------------------------
+    @property
+    def tron(self) -> bool:
+        return self._tron
+
+    def set_tron(self, value: bool) -> None:
+        self._tron = bool(value)
+        logging.getLogger().setLevel(logging.DEBUG if self._tron else logging.INFO)
+        if self.pool is not None:
+            level = 'DEBUG' if self._tron else 'INFO'
+            for driver in self.pool.drivers.values():
+                if driver.hello is not None:
+                    asyncio.ensure_future(_quietly(driver.request(OP_SET_LOG_LEVEL, {'level': level})))
+
+    @property
+    def log_level(self) -> str:
+        return logging.getLevelName(logging.getLogger().getEffectiveLevel())
+
+    def process_info(self) -> dict:
+        host = self.host
+        info = {
+            'tron': self._tron,
+            'log-level': self.log_level,
+            'hostnqn': host.hostnqn if host else None,
+            'hostid': host.hostid if host else None,
+            # the host key is a secret: say whether one is configured, never what it is
+            'hostkey': ('(set)' if host.hostkey else None) if host else None,
+            'symname': host.symname if host else None,
+            'version': __version__,
+            'pid': os.getpid(),
+            'uptime': round(time.monotonic() - self._started, 1),
+            'config file': self.conf_file,
+            'config generation': self._generation,
+            'config problems': list(self.config_problems()),
+            'runtime directory': self.runtime_dir,
+            'workers': [_worker_dict(w) for w in self.workers()],
+        }
+        return info
+
+    def controller_info(self, fields: Dict[str, str], caller_is_root: bool) -> dict:
+        return {}
+
+    def list_controllers(self, detailed: bool, caller_is_root: bool) -> List[Dict[str, str]]:
+        return []
+
+    def get_log_pages(self, fields: Dict[str, str]) -> List[Dict[str, str]]:
+        if self.daemon != 'stafd':
+            raise NotFound('log pages are served by stafd')
+        return []
+
+    def get_all_log_pages(self, detailed: bool, caller_is_root: bool) -> list:
+        if self.daemon != 'stafd':
+            raise NotFound('log pages are served by stafd')
+        return []
+
+    def workers(self) -> List[WorkerInfo]:
+        return self.pool.infos() if self.pool is not None else []
+
+    def restart_worker(self, iface: str, transport: str) -> List[WorkerKey]:
+        if self.pool is None:
+            raise NotFound('no workers yet')
+        if not isinstance(iface, str) or not isinstance(transport, str):
+            raise InvalidArgument('interface and transport must be strings')
+        iface = '' if iface == '-' else iface
+        keys = self.pool.restart(iface, transport, reason='restart requested by an administrator')
+        return keys
+
+    def config_problems(self) -> Sequence[str]:
+        refused = [f'reload refused: {r}' for r in self._refused]
+        return refused + self._config_problems
+
+    # ---- lifecycle -----------------------------------------------------------------------------
+    def _notify_status(self) -> None:
+        infos = self.workers()
+        running = sum(1 for w in infos if w.state == 'running')
+        failing = sum(1 for w in infos if w.state in ('backoff', 'fatal'))
+        text = f'{running} of {len(infos)} workers running'
+        if failing:
+            text += f', {failing} failing'
+        if self._refused:
+            text += ', last reload refused'
+        self._notifier.status(text)
+
+    async def _wait_workers_up(self, timeout_s: float) -> None:
+        end = time.monotonic() + timeout_s
+        while time.monotonic() < end:
+            assert self.pool is not None
+            if all(
+                d.hello is not None or d.slot.state.value in ('backoff', 'fatal')
+                for d in self.pool.drivers.values()
+            ):
+                return
+            await asyncio.sleep(0.02)
+
+    def request_stop(self) -> None:
+        self._stop.set()
+
+    def request_reload(self) -> None:
+        self._reload_requested.set()
+
+    async def run(self) -> int:
+        try:
+            config, host, problems = self._load()
+        except ConfigRefused as exc:
+            for reason in exc.reasons:
+                log.error('%s', reason)
+            log.error(
+                '%s cannot start: fix the configuration (check it with `%s --check-config`)',
+                self.daemon,
+                self.daemon,
+            )
+            return 1
+        self._apply(config, host, problems)
+        os.makedirs(self.runtime_dir, exist_ok=True)
+        loop = asyncio.get_running_loop()
+        loop.add_signal_handler(signal.SIGTERM, self.request_stop)
+        loop.add_signal_handler(signal.SIGINT, self.request_stop)
+        loop.add_signal_handler(signal.SIGHUP, self.request_reload)
+
+        spawner = Spawner(self._engine)
+        spawner.warm_up()
+        self.pool = WorkerPool(
+            spawner,
+            self._make_spec,
+            self._on_hello,
+            self._on_report,
+            self._on_gone,
+            policy=self._restart_policy,
+        )
+        self._monitor = netlink.InterfaceMonitor(self._on_interfaces_changed)
+        inventory = await self._monitor.start()
+        self._interfaces = {name: _interface_state(i) for name, i in inventory.items()}
+        await self._replan()
+
+        from .dbus_api import publish  # sdbus (and its asyncio glue) only in the daemon
+
+        self._publisher = await publish(self)
+        await self._wait_workers_up(self._restart_policy.hello_timeout_s)
+        self._notifier.ready()
+        self._notify_status()
+        log.info('%s %s ready: %d workers', self.daemon, __version__, len(self.workers()))
+
+        watchdog = asyncio.ensure_future(self._watchdog()) if self._watchdog_s else None
+        try:
+            while not self._stop.is_set():
+                waiters = [
+                    asyncio.ensure_future(self._stop.wait()),
+                    asyncio.ensure_future(self._reload_requested.wait()),
+                ]
+                await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+                for w in waiters:
+                    w.cancel()
+                if self._reload_requested.is_set() and not self._stop.is_set():
+                    self._reload_requested.clear()
+                    await self.reload()
+        finally:
+            if watchdog is not None:
+                watchdog.cancel()
+            await self._shutdown()
+        return 0
+
+    async def _watchdog(self) -> None:
+        assert self._watchdog_s
+        while True:
+            self._notifier.watchdog()
+            await asyncio.sleep(self._watchdog_s)
+
+    async def _shutdown(self) -> None:
+        self._notifier.stopping()
+        log.info('%s stopping', self.daemon)
+        if self._monitor is not None:
+            await self._monitor.stop()
+        if self.pool is not None:
+            await self.pool.stop_all(
+                self._restart_policy.shutdown_grace_s + self._restart_policy.kill_grace_s
+            )
+        if self._publisher is not None:
+            self._publisher.close()
+
+
+def _interface_state(iface) -> InterfaceState:
+    return InterfaceState(
+        name=iface.name,
+        up=iface.up,
+        addrs=tuple(iface.addrs),
+        loopback=iface.name == 'lo' or getattr(iface, 'loopback', False),
+    )
+
+
+def _worker_dict(w: WorkerInfo) -> dict:
+    return {
+        'interface': w.interface,
+        'transport': w.transport,
+        'pid': w.pid,
+        'state': w.state,
+        'restarts': w.restarts,
+        'uptime': w.uptime_s,
+        'last exit': w.last_exit,
+    }
+
+
+async def _quietly(awaitable) -> None:
+    try:
+        await awaitable
+    except Exception as exc:  # noqa: BLE001 - best effort: a worker may be restarting
+        log.debug('ignored: %s', exc)
+
+
+def run_daemon(daemon: str, args) -> int:
+    target = 'journal' if (args.syslog or logsetup.under_systemd()) else 'stderr'
+    logsetup.setup(daemon, level='DEBUG' if args.tron else 'INFO', target=target)
+    sup = Supervisor(
+        daemon,
+        args.conf_file,
+        args.sys_conf,
+        args.runtime_dir,
+        tron=args.tron,
+        log_target=target,
+        engine=getattr(args, 'worker_engine', '') or '',
+    )
+    return asyncio.run(sup.run())

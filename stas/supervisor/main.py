@@ -1,0 +1,52 @@
+"""Entry points of the stafd and stacd daemons.
+
+``--help``, ``--version`` and ``--check-config`` answer without starting anything heavy (no
+asyncio, D-Bus or netlink imports) so they are fast and safe to run anywhere.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Optional, Sequence
+
+from .cli_args import parse_daemon_args
+
+
+def check_config(daemon: str, args) -> int:
+    from ..conf import check_config as check
+
+    report = check(daemon, args.conf_file, args.sys_conf)
+    for line in report.lines():
+        print(line)
+    if report.exit_code == 0:
+        print(f'{daemon}: {args.conf_file} and {args.sys_conf}: no problems')
+    return report.exit_code
+
+
+def preflight(daemon: str) -> Optional[str]:
+    """Why this daemon cannot run here, or None."""
+    if os.geteuid() != 0:
+        return f'{daemon}: permission denied: root privileges are needed to manage NVMe connections'
+    return None
+
+
+def main(daemon: str, argv: Optional[Sequence[str]] = None) -> int:
+    args = parse_daemon_args(daemon, argv)
+    if args.check_config:
+        return check_config(daemon, args)
+    problem = preflight(daemon)
+    if problem:
+        print(problem, file=sys.stderr)
+        return 1
+    from .daemon import run_daemon
+
+    return run_daemon(daemon, args)
+
+
+def stafd_main(argv: Optional[Sequence[str]] = None) -> int:
+    return main('stafd', argv)
+
+
+def stacd_main(argv: Optional[Sequence[str]] = None) -> int:
+    return main('stacd', argv)

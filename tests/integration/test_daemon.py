@@ -1,0 +1,406 @@
+"""stafd and stacd as users start them: real supervisor and worker processes, a private system
+bus, sd_notify on a socket of the test's own, signals, and the CLI reading it all back.
+
+Workers run the idle engine (``--worker-engine idle``): these tests are about the process
+model (isolation, restart, reload, interfaces), not NVMe, which the e2e tests cover.
+Timers are scaled down (STAS_TIMEOUT_SCALE) so hangs and backoffs show within seconds.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Dict, Iterator, List, Optional
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+HOSTNQN = 'nqn.2014-08.org.nvmexpress:uuid:0c5d3f4e-1111-4222-8333-944455556666'
+HOSTID = '0c5d3f4e-1111-4222-8333-944455556666'
+SCALE = 0.2  # heartbeat deadline 2 s, backoff 0.2, 0.4, 0.8 ... s
+
+
+def wait_until(predicate, timeout_s: float, what: str):
+    end = time.monotonic() + timeout_s
+    last = None
+    while time.monotonic() < end:
+        last = predicate()
+        if last:
+            return last
+        time.sleep(0.05)
+    raise AssertionError(f'timed out after {timeout_s} s waiting for {what} (last: {last!r})')
+
+
+class Notifications:
+    """A NOTIFY_SOCKET of our own: collects what the daemon tells systemd."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.sock.bind(str(path))
+        self.sock.setblocking(False)
+        self.messages: List[Dict[str, str]] = []
+
+    def poll(self) -> List[Dict[str, str]]:
+        while True:
+            try:
+                data = self.sock.recv(65536)
+            except BlockingIOError:
+                return self.messages
+            self.messages.append(
+                dict(line.split('=', 1) for line in data.decode().splitlines() if '=' in line)
+            )
+
+    def seen(self, key: str, value: Optional[str] = None) -> bool:
+        return any(key in m and (value is None or m[key] == value) for m in self.poll())
+
+    def close(self):
+        self.sock.close()
+
+
+class Daemon:
+    def __init__(
+        self,
+        name: str,
+        workdir: Path,
+        bus: str,
+        conf: str,
+        env_extra: Optional[dict] = None,
+        netns: Optional[str] = None,
+    ):
+        self.name = name
+        self.workdir = workdir
+        self.conf = workdir / f'{name}.conf'
+        self.conf.write_text(conf)
+        (workdir / 'sys.conf').write_text(f'[Host]\nnqn={HOSTNQN}\nid={HOSTID}\n')
+        self.notify = Notifications(workdir / 'notify.sock')
+        self.env = dict(
+            os.environ,
+            DBUS_SYSTEM_BUS_ADDRESS=bus,
+            NOTIFY_SOCKET=str(self.notify.path),
+            STAS_TIMEOUT_SCALE=str(SCALE),
+            PYTHONPATH=str(ROOT),
+        )
+        self.env.update(env_extra or {})
+        argv = [
+            sys.executable,
+            '-m',
+            'stas.supervisor',
+            name,
+            '-f',
+            str(self.conf),
+            '--sys-conf',
+            str(workdir / 'sys.conf'),
+            '--runtime-dir',
+            str(workdir / 'run'),
+            '--worker-engine',
+            'idle',
+        ]
+        if netns:
+            argv = ['ip', 'netns', 'exec', netns] + argv
+        self.log = open(workdir / 'daemon.log', 'w')  # noqa: SIM115 - closed in close()
+        self.proc = subprocess.Popen(
+            argv, env=self.env, stdout=self.log, stderr=subprocess.STDOUT, cwd=workdir
+        )
+        wait_until(
+            lambda: self.notify.seen('READY', '1') or self.proc.poll() is not None, 30, f'{name} READY=1'
+        )
+        assert self.proc.poll() is None, self.logs()
+
+    def logs(self) -> str:
+        self.log.flush()
+        return (self.workdir / 'daemon.log').read_text()
+
+    def ctl(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+        tool = 'stafctl' if self.name == 'stafd' else 'stacctl'
+        done = subprocess.run(
+            [sys.executable, '-m', f'stas.cli.{tool}', *args],
+            env=self.env,
+            capture_output=True,
+            check=False,
+            text=True,
+            timeout=30,
+        )
+        if check:
+            assert done.returncode == 0, f'{tool} {args}: {done.returncode}\n{done.stderr}\n{self.logs()}'
+        return done
+
+    def workers(self) -> Dict[str, dict]:
+        return {w['interface']: w for w in json.loads(self.ctl('workers', '--json').stdout)}
+
+    def signal(self, signum: int):
+        self.proc.send_signal(signum)
+
+    def stop(self) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        return self.proc.returncode
+
+    def close(self):
+        self.stop()
+        self.notify.close()
+        self.log.close()
+
+
+@pytest.fixture
+def workdir(tmp_path) -> Path:
+    return tmp_path
+
+
+@contextlib.contextmanager
+def running(name, workdir, bus, conf, **kw) -> Iterator[Daemon]:
+    d = Daemon(name, workdir, bus, conf, **kw)
+    try:
+        yield d
+    finally:
+        d.close()
+
+
+TWO_IFACES = (
+    '[Controllers]\ncontroller=transport=tcp;traddr=192.0.2.1;host-iface=tbA\n'
+    'controller=transport=tcp;traddr=192.0.2.2;host-iface=tbB\n'
+)
+STAFD_NO_ZEROCONF = '[Service Discovery]\nzeroconf=disabled\n'
+
+
+def test_one_worker_per_interface_and_kill_9_is_repaired_in_isolation(workdir, module_system_bus):
+    with running('stafd', workdir, module_system_bus, STAFD_NO_ZEROCONF + TWO_IFACES) as d:
+        before = wait_until(
+            lambda: (w := d.workers()) and all(x['state'] == 'running' for x in w.values()) and w,
+            10,
+            'workers running',
+        )
+        assert sorted(before) == ['tbA', 'tbB']
+        t0 = time.monotonic()
+        os.kill(before['tbA']['pid'], signal.SIGKILL)
+        after = wait_until(
+            lambda: (
+                (w := d.workers())['tbA']['pid'] != before['tbA']['pid']
+                and w['tbA']['state'] == 'running'
+                and w
+            ),
+            2,
+            'tbA replaced',
+        )
+        assert time.monotonic() - t0 < 2
+        assert after['tbA']['restarts'] == 1 and 'SIGKILL' in after['tbA']['last_exit']
+        assert after['tbB']['pid'] == before['tbB']['pid'] and after['tbB']['restarts'] == 0
+        assert after['tbB']['uptime_s'] >= before['tbB']['uptime_s']
+        # the CLI's JSON is what the daemon's typed D-Bus member reports
+        raw = subprocess.run(
+            [
+                'busctl',
+                f'--address={module_system_bus}',
+                '--json=short',
+                'call',
+                'org.nvmexpress.staf',
+                '/org/nvmexpress/staf',
+                'org.nvmexpress.staf.workers',
+                'list_workers',
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        rows = json.loads(raw.stdout)['data'][0]
+        cli = d.workers()
+        assert sorted((r[0], r[2], r[3]) for r in rows) == sorted(
+            (k, w['pid'], w['state']) for k, w in cli.items()
+        )
+        assert d.stop() == 0
+        assert d.notify.seen('STOPPING', '1')
+        for w in after.values():
+            with pytest.raises(ProcessLookupError):
+                os.kill(w['pid'], 0)
+
+
+def test_a_hung_worker_is_detected_and_replaced(workdir, module_system_bus):
+    with running(
+        'stacd',
+        workdir,
+        module_system_bus,
+        TWO_IFACES.replace(
+            'controller=transport=tcp;', 'controller=transport=tcp;nqn=nqn.2024-01.com.example:s1;'
+        ),
+    ) as d:
+        before = wait_until(
+            lambda: (w := d.workers()) and all(x['state'] == 'running' for x in w.values()) and w,
+            10,
+            'workers running',
+        )
+        os.kill(before['tbB']['pid'], signal.SIGSTOP)
+        after = wait_until(
+            lambda: (
+                (w := d.workers())['tbB']['pid'] != before['tbB']['pid']
+                and w['tbB']['state'] == 'running'
+                and w
+            ),
+            10,
+            'hung tbB replaced',
+        )
+        assert 'no heartbeat' in after['tbB']['last_exit']
+        assert after['tbA']['pid'] == before['tbA']['pid']
+
+
+def test_a_worker_crashing_at_start_goes_fatal_and_restart_clears_it(workdir, module_system_bus):
+    env = {'STAS_WORKER_FAULTS': 'tbA=crash-at-start'}
+    with running('stafd', workdir, module_system_bus, STAFD_NO_ZEROCONF + TWO_IFACES, env_extra=env) as d:
+        fatal = wait_until(lambda: (w := d.workers())['tbA']['state'] == 'fatal' and w, 15, 'tbA fatal')
+        assert fatal['tbA']['last_exit'] == 'exited with status 3'
+        assert fatal['tbB']['state'] == 'running'
+        assert 'failing' in d.notify.poll()[-1].get('STATUS', '') or any(
+            'failing' in m.get('STATUS', '') for m in d.notify.poll()
+        )
+        out = d.ctl('restart', 'tbA')
+        assert 'tbA/tcp' in out.stdout
+        states = wait_until(
+            lambda: (w := d.workers())['tbA']['state'] != 'fatal' and w, 5, 'tbA leaves fatal'
+        )
+        assert states['tbA']['restarts'] > fatal['tbA']['restarts']
+        bad = d.ctl('restart', 'nosuch0', check=False)
+        assert bad.returncode == 1 and 'nosuch0' in bad.stderr
+
+
+def test_sighup_with_a_broken_config_keeps_the_old_one_and_says_why(workdir, module_system_bus):
+    with running('stafd', workdir, module_system_bus, STAFD_NO_ZEROCONF + TWO_IFACES) as d:
+        wait_until(lambda: sorted(d.workers()) == ['tbA', 'tbB'], 10, 'two workers')
+        d.conf.write_text('[Global]\nthis line is not an option\n[Controllers\n')
+        d.signal(signal.SIGHUP)
+        status = wait_until(
+            lambda: (s := json.loads(d.ctl('status', '--json').stdout))['config problems'] and s,
+            10,
+            'reload refused',
+        )
+        assert any(p.startswith('reload refused:') and ':2:' in p for p in status['config problems'])
+        assert sorted(d.workers()) == ['tbA', 'tbB']
+        assert d.notify.seen('RELOADING', '1')
+        # a good configuration is taken, workers follow it
+        d.conf.write_text(
+            STAFD_NO_ZEROCONF + '[Controllers]\ncontroller=transport=tcp;traddr=192.0.2.3;host-iface=tbC\n'
+        )
+        d.signal(signal.SIGHUP)
+        wait_until(lambda: sorted(d.workers()) == ['tbC'], 10, 'workers follow the new configuration')
+        status = json.loads(d.ctl('status', '--json').stdout)
+        assert status['config problems'] == []
+        assert status['config generation'] == 2
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or shutil.which('ip') is None, reason='needs root and iproute2')
+def test_an_interface_appearing_and_going_gets_and_loses_its_worker(workdir, module_system_bus):
+    ns = f'stas-it-{os.getpid()}'
+    subprocess.run(['ip', 'netns', 'add', ns], check=True)
+    try:
+        subprocess.run(['ip', '-n', ns, 'link', 'set', 'lo', 'up'], check=True)
+        # zeroconf (the default) wants a worker on every up interface with an address
+        with running('stafd', workdir, module_system_bus, '[Global]\n', netns=ns) as d:
+            assert d.workers() == {}
+            subprocess.run(
+                ['ip', '-n', ns, 'link', 'add', 'tbv0', 'type', 'veth', 'peer', 'name', 'tbv1'], check=True
+            )
+            subprocess.run(['ip', '-n', ns, 'addr', 'add', '198.51.100.1/24', 'dev', 'tbv0'], check=True)
+            subprocess.run(['ip', '-n', ns, 'link', 'set', 'tbv0', 'up'], check=True)
+            w = wait_until(
+                lambda: (w := d.workers()).get('tbv0', {}).get('state') == 'running' and w,
+                10,
+                'worker for tbv0',
+            )
+            assert sorted(w) == ['tbv0']
+            subprocess.run(['ip', '-n', ns, 'link', 'del', 'tbv0'], check=True)
+            wait_until(lambda: d.workers() == {}, 10, 'worker for tbv0 gone')
+            assert 'interface tbv0 appeared' in d.logs() and 'interface tbv0 disappeared' in d.logs()
+    finally:
+        subprocess.run(['ip', 'netns', 'del', ns], check=False)
+
+
+def test_no_daemon_means_exit_69(workdir, module_system_bus):
+    env = dict(os.environ, DBUS_SYSTEM_BUS_ADDRESS=module_system_bus, PYTHONPATH=str(ROOT))
+    done = subprocess.run(
+        [sys.executable, '-m', 'stas.cli.stacctl', 'workers'],
+        env=env,
+        capture_output=True,
+        check=False,
+        text=True,
+        timeout=30,
+    )
+    assert done.returncode == 69
+    assert 'stacd' in done.stderr
+
+
+def test_check_config_reports_file_and_line(workdir):
+    conf = workdir / 'stafd.conf'
+    conf.write_text('[Global]\nkato=30\nqueue-size=8\n')
+    sysconf = workdir / 'sys.conf'
+    sysconf.write_text(f'[Host]\nnqn={HOSTNQN}\nid={HOSTID}\n')
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    done = subprocess.run(
+        [
+            sys.executable,
+            '-m',
+            'stas.supervisor',
+            'stafd',
+            '--check-config',
+            '-f',
+            str(conf),
+            '--sys-conf',
+            str(sysconf),
+        ],
+        env=env,
+        capture_output=True,
+        check=False,
+        text=True,
+        timeout=30,
+    )
+    assert done.returncode == 1, done
+    assert f'{conf}:3: [Global] queue-size=8' in done.stdout and '16..1024' in done.stdout
+    conf.write_text('[Global]\nkato=30\n')
+    done = subprocess.run(
+        [
+            sys.executable,
+            '-m',
+            'stas.supervisor',
+            'stafd',
+            '--check-config',
+            '-f',
+            str(conf),
+            '--sys-conf',
+            str(sysconf),
+        ],
+        env=env,
+        capture_output=True,
+        check=False,
+        text=True,
+        timeout=30,
+    )
+    assert done.returncode == 0 and 'no problems' in done.stdout
+    done = subprocess.run(
+        [
+            sys.executable,
+            '-m',
+            'stas.supervisor',
+            'stafd',
+            '--check-config',
+            '-f',
+            str(workdir / 'missing.conf'),
+            '--sys-conf',
+            str(sysconf),
+        ],
+        env=env,
+        capture_output=True,
+        check=False,
+        text=True,
+        timeout=30,
+    )
+    assert done.returncode == 2
