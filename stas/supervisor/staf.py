@@ -86,8 +86,9 @@ class StafView:
             if why:
                 problems.append(f'referral {tid} skipped: {why}')
                 continue
-            chosen.setdefault(endpoint_key(tid) + (tid.subsysnqn,),
-                              replace(referral_spec, tid=tid, origin=Origin.REFERRAL))
+            chosen.setdefault(
+                endpoint_key(tid) + (tid.subsysnqn,), replace(referral_spec, tid=tid, origin=Origin.REFERRAL)
+            )
         return list(chosen.values()), problems
 
     def apply(self, specs: Iterable[ControllerSpec]) -> Changes:
@@ -163,4 +164,3 @@ class StafView:
 
     def _sorted(self) -> List[DcRecord]:
         return [self.dcs[t] for t in sorted(self.dcs, key=str)]
-

@@ -29,8 +29,19 @@ def dc(traddr, iface='tb0', origin=Origin.CONFIGURED):
 
 
 def entry(subtype, traddr, subnqn, trsvcid='8009'):
-    return LogEntry(trtype='tcp', adrfam='ipv4', subtype=subtype, treq='not specified', portid='1',
-                    trsvcid=trsvcid, subnqn=subnqn, traddr=traddr, cntlid='65535', asqsz='32', eflags='0')
+    return LogEntry(
+        trtype='tcp',
+        adrfam='ipv4',
+        subtype=subtype,
+        treq='not specified',
+        portid='1',
+        trsvcid=trsvcid,
+        subnqn=subnqn,
+        traddr=traddr,
+        cntlid='65535',
+        asqsz='32',
+        eflags='0',
+    )
 
 
 REFERRAL_TEMPLATE = dc('0.0.0.0', origin=Origin.REFERRAL)
@@ -38,7 +49,9 @@ SUB1 = 'nqn.2024-01.com.example:sub1'
 
 
 def desired(view, roots, excluded=(), families=(4, 6)):
-    specs, problems = view.desired(roots, excluded=excluded, ip_families=families, referral_spec=REFERRAL_TEMPLATE)
+    specs, problems = view.desired(
+        roots, excluded=excluded, ip_families=families, referral_spec=REFERRAL_TEMPLATE
+    )
     return {s.tid.traddr: s for s in specs}, problems
 
 
@@ -54,8 +67,9 @@ def test_referrals_are_followed_and_inherit_the_interface():
     view = StafView()
     root = dc('192.0.2.1')
     view.apply([root])
-    assert view.on_log_page(root.tid, 3, (entry('nvme', '192.0.2.1', SUB1), entry('referral', '192.0.2.2',
-                                                                                 WELL_KNOWN_DISC_NQN)))
+    assert view.on_log_page(
+        root.tid, 3, (entry('nvme', '192.0.2.1', SUB1), entry('referral', '192.0.2.2', WELL_KNOWN_DISC_NQN))
+    )
     specs, problems = desired(view, [root])
     assert problems == []
     ref = specs['192.0.2.2']
@@ -89,9 +103,17 @@ def test_excluded_and_wrong_family_referrals_are_left_out():
     view = StafView()
     root = dc('192.0.2.1')
     view.apply([root])
-    view.on_log_page(root.tid, 1, (entry('referral', '192.0.2.9', WELL_KNOWN_DISC_NQN),
-                                   entry('referral', '2001:db8::9', WELL_KNOWN_DISC_NQN)))
-    specs, problems = desired(view, [root], excluded=[normalize_exclusion({'traddr': '192.0.2.9'})], families=(4,))
+    view.on_log_page(
+        root.tid,
+        1,
+        (
+            entry('referral', '192.0.2.9', WELL_KNOWN_DISC_NQN),
+            entry('referral', '2001:db8::9', WELL_KNOWN_DISC_NQN),
+        ),
+    )
+    specs, problems = desired(
+        view, [root], excluded=[normalize_exclusion({'traddr': '192.0.2.9'})], families=(4,)
+    )
     assert sorted(specs) == ['192.0.2.1']
     assert len(problems) == 1 and '2001:db8::9' in problems[0]
 
@@ -134,10 +156,25 @@ def test_controller_dict_has_the_2x_keys_in_order():
     view = StafView()
     root = dc('192.0.2.1')
     view.apply([root])
-    view.on_status(ControllerStatus(root.tid, Role.DC, CtrlState.CONNECTED, device='nvme3',
-                                    attrs=(('model', 'Linux'), ('dctype', 'ddc'))))
-    assert list(view.list_controllers(False)[0]) == ['traddr', 'trsvcid', 'transport', 'subsysnqn', 'host-iface',
-                                                     'host-traddr', 'host-nqn', 'device']
+    view.on_status(
+        ControllerStatus(
+            root.tid,
+            Role.DC,
+            CtrlState.CONNECTED,
+            device='nvme3',
+            attrs=(('model', 'Linux'), ('dctype', 'ddc')),
+        )
+    )
+    assert list(view.list_controllers(False)[0]) == [
+        'traddr',
+        'trsvcid',
+        'transport',
+        'subsysnqn',
+        'host-iface',
+        'host-traddr',
+        'host-nqn',
+        'device',
+    ]
     detailed = view.list_controllers(True)[0]
     assert detailed['device'] == 'nvme3' and detailed['connected'] == 'True'
     assert detailed['model'] == 'Linux' and detailed['dctype'] == 'ddc' and detailed['serial'] == ''
@@ -155,8 +192,9 @@ def test_cache_round_trip(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ['log-pages.json']
 
 
-@pytest.mark.parametrize('content', ['', 'not json', json.dumps({'version': 99}),
-                                     json.dumps({'version': 1, 'dcs': [{'tid': {}}]})])
+@pytest.mark.parametrize(
+    'content', ['', 'not json', json.dumps({'version': 99}), json.dumps({'version': 1, 'dcs': [{'tid': {}}]})]
+)
 def test_a_bad_cache_is_ignored_with_a_reason(tmp_path, content):
     (tmp_path / 'log-pages.json').write_text(content)
     loaded, problem = cache.load(str(tmp_path))
