@@ -275,7 +275,13 @@ def test_a_worker_crashing_at_start_goes_fatal_and_restart_clears_it(workdir, mo
 
 
 def test_sighup_with_a_broken_config_keeps_the_old_one_and_says_why(workdir, module_system_bus):
-    with running('stafd', workdir, module_system_bus, STAFD_NO_ZEROCONF + TWO_IFACES) as d:
+    # systemd's watchdog asks for a ping at least every 0.4 s
+    env = {'WATCHDOG_USEC': '400000'}
+    with running('stafd', workdir, module_system_bus, STAFD_NO_ZEROCONF + TWO_IFACES, env_extra=env) as d:
+        wait_until(lambda: d.notify.seen('WATCHDOG', '1'), 5, 'WATCHDOG=1')
+        assert any(m.get('STATUS') == '2 of 2 workers running' for m in d.notify.poll()) or wait_until(
+            lambda: any(m.get('STATUS') == '2 of 2 workers running' for m in d.notify.poll()), 5, 'STATUS'
+        )
         wait_until(lambda: sorted(d.workers()) == ['tbA', 'tbB'], 10, 'two workers')
         d.conf.write_text('[Global]\nthis line is not an option\n[Controllers\n')
         d.signal(signal.SIGHUP)
