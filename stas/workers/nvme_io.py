@@ -1,0 +1,685 @@
+"""The worker's libnvme edge: connect, adopt, discover, register and disconnect controllers.
+
+This is the only module of nvme-stas that imports libnvme. It targets the libnvme 1.x Python
+binding (``from libnvme import nvme``; PyPI 1.16.2 is what the project builds and tests). Every
+method blocks (a kernel connect writes /dev/nvme-fabrics and waits for the whole fabric
+handshake, seconds when a target does not answer), so the worker calls them through
+``loop.run_in_executor``. Errors leave as ``stas.errors`` exceptions: ``KernelError`` with
+libnvme's message and the controller's TID or device, ``NotFound`` for a device this object does
+not manage. An expected failure is data for the caller, never a crash.
+
+Facts about the 1.16.2 binding this module is built on (read in its nvme.i, checked in the test
+guest; tests/e2e/test_nvme_io.py pins them):
+
+* ``nvme.root()`` scans all of sysfs into a tree of hosts, subsystems and controllers; the
+  ``host``/``ctrl`` proxies point into that tree and free their C object when collected.
+  ``ctrl`` keeps no reference to its root, so a root collected before its controllers leaves
+  them dangling (the known GC-order crashes). The tree is not thread-safe, and
+  ``ctrl.connect`` runs ``nvmf_add_ctrl`` with the GIL released, which links objects into it.
+* ``ctrl.connect(host, cfg)`` reads only these cfg keys: nr_io_queues, reconnect_delay,
+  ctrl_loss_tmo, keep_alive_tmo, nr_write_queues, nr_poll_queues, tos, duplicate_connect,
+  disable_sqflow, hdr_digest, data_digest (and host_traddr/host_iface, which it would read as
+  bytes: they go to the ``ctrl`` constructor instead). **``queue_size`` is silently ignored**:
+  it cannot reach the kernel through this binding, so ``ConnectResult.ignored_options`` names it.
+  Defaults the binding fills in: ``tos=-1``, ``ctrl_loss_tmo=600``. The kernel rounds
+  ctrl_loss_tmo up to a multiple of reconnect_delay.
+* DH-CHAP: ``ctrl.dhchap_host_key`` is the host secret (kernel ``dhchap_secret``) and
+  ``ctrl.dhchap_key`` the controller secret (kernel ``dhchap_ctrl_secret``); a key set on the
+  ``host`` object wins over the controller's. libnvme 1.x sends no DH-CHAP secret for discovery
+  controllers, so for a DC they are reported in ``ignored_options``.
+* Setting an attribute the proxy does not define silently creates a Python attribute (the 1.x
+  proxies are not "non-dynamic"), so every attribute is set through ``_set_property``, which
+  refuses names the binding lacks.
+* ``ctrl.persistent`` is only a flag libnvme stores for nvme-cli's JSON config: it changes
+  nothing in a connect or a free (``ctrl`` objects never disconnect when collected), so it is
+  not used here.
+* The failure flags of ``connect``/``disconnect`` and of ``discover`` are C statics shared by
+  every thread: a failure in one thread makes a concurrent success in another raise (seen in
+  the guest: a connect that created its controller raised "unrecognized"). So a connect is
+  judged by ``ctrl.name`` (the kernel's answer) and a disconnect by sysfs, not by the exception.
+* ``ctrl.discover(lsp)`` returns entry dicts without the generation counter, and
+  ``ctrl.supported_log_pages()`` returns uninitialised memory when the controller answers with
+  an error status (nvmet 6.1 does: it has no Supported Log Pages page) and crashes on a ctrl
+  that is not connected. Both log pages are therefore read here with plain
+  NVME_IOCTL_ADMIN_CMD Get Log Page commands on /dev/nvmeN, whose status is known, in 4 KiB
+  pieces, with libnvme's GENCTR consistency check; ``stas.fabric.dlpe`` decodes the bytes into
+  the same ``LogEntry`` values libnvme's dicts give (checked against libnvme in the guest).
+* ``registration_ctlr(tas)`` always sends TAS=register whatever ``tas`` says, and returns None or
+  an error string ("Status:0xffffffff - Operation not supported" when the DC is no CDC/DDC).
+* Errors are RuntimeError (libnvme's message, e.g. "failed to write to nvme-fabrics device":
+  the kernel's errno is not kept) or AttributeError ("Existing controller connection", "No
+  controller connection").
+
+The kernel serialises every connect on the host (``nvmf_dev_mutex`` is held across the whole
+/dev/nvme-fabrics write), so a target that does not answer delays all connects, of every
+process, until its TCP handshake times out: parallel connects cannot be faster than serial ones.
+
+Threading model, which follows from the above:
+
+* One long-lived root per ``NvmeIo`` (one per worker process) holds the controllers this worker
+  manages. Adding to or removing from that tree (adopting with ``ctrl.init``, freeing a ctrl)
+  happens under ``self._tree_lock`` and is quick (sysfs reads).
+* A connect, the one call that blocks for long, runs on a private root created for that attempt
+  and destroyed right after it (nvme-stas 2.x likewise gives every controller its own context),
+  then the new controller is adopted into the long-lived tree. So a slow connect never holds the
+  lock, and adoption, discovery, registration and disconnects of other controllers go on.
+* Per-controller calls (discover, register, log pages, disconnect) take no lock: the caller runs
+  at most one operation per controller at a time (DESIGN.md section 4 rule 3), and ``forget`` or
+  ``disconnect`` of a device must not overlap another call on that device.
+* Objects are freed explicitly, children first (ctrl, then host, then root), under the lock for
+  the long-lived tree: a proxy kept alive by a stored exception's traceback is then inert and can
+  never free tree memory late, in the wrong order or on the wrong thread.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import dataclasses
+import fcntl
+import logging
+import os
+import struct
+import threading
+from dataclasses import dataclass
+from typing import Any, Dict, List, Mapping, Optional, Tuple
+
+from ..errors import InvalidArgument, KernelError, NotFound
+from ..fabric.dlpe import (
+    ENTRY_SIZE,
+    HEADER_SIZE,
+    MAX_LOG_ENTRIES,
+    convert_log_page,
+    parse_log_header,
+    parse_log_page_records,
+)
+from ..model import ConnectOptions, ControllerSpec, HostIdentity, LogEntry, Role, TransportId
+from . import sysfs_io
+
+log = logging.getLogger(__name__)
+
+LOG_LEVELS = ('debug', 'info', 'notice', 'warning', 'err', 'crit', 'alert', 'emerg')
+
+# NVMe constants (NVMe Base 2.0 and TP8010), as libnvme's types.h names them.
+NVMF_LOG_DISC_LSP_PLEO = 2
+LID_SUPPORTED_LOG_PAGES = 0x00
+LID_DISCOVERY = 0x70
+PLEOS_BIT = 0x2  # in bits 31:16 of the discovery log page's Supported Log Pages entry
+NSID_NONE = 0
+NSID_ALL = 0xFFFFFFFF
+
+# ConnectOptions field -> key of libnvme 1.x's ``struct nvme_fabrics_config`` typemap.
+_CFG_KEYS = (
+    ('kato', 'keep_alive_tmo'),
+    ('hdr_digest', 'hdr_digest'),
+    ('data_digest', 'data_digest'),
+    ('nr_io_queues', 'nr_io_queues'),
+    ('nr_write_queues', 'nr_write_queues'),
+    ('nr_poll_queues', 'nr_poll_queues'),
+    ('reconnect_delay', 'reconnect_delay'),
+    ('ctrl_loss_tmo', 'ctrl_loss_tmo'),
+    ('disable_sqflow', 'disable_sqflow'),
+)
+_BOOL_KEYS = frozenset({'hdr_digest', 'data_digest', 'disable_sqflow'})
+# Options libnvme 1.x's Python typemap drops without a word.
+_CFG_UNSUPPORTED = ('queue_size',)
+
+
+def libnvme_version() -> str:
+    """The installed libnvme binding's version ('1.16.2'), or 'unknown'.
+
+    Read from the distribution metadata, falling back to ``libnvme.__version__`` (a source
+    build on the path has no metadata).
+    """
+    try:
+        from importlib import metadata
+
+        return metadata.version('libnvme')
+    except Exception:  # noqa: BLE001 (no metadata: try the module itself)
+        pass
+    try:
+        import libnvme
+
+        return str(libnvme.__version__)
+    except Exception:  # noqa: BLE001 (not installed or broken: the hello message says so)
+        return 'unknown'
+
+
+def libnvme_cfg(options: ConnectOptions) -> Tuple[Dict[str, object], Tuple[str, ...]]:
+    """``(cfg, ignored)``: the ``ctrl.connect`` cfg dict for ``options`` (unset options omitted)
+    and the names of set options that libnvme 1.x cannot pass to the kernel."""
+    cfg: Dict[str, object] = {}
+    for field, key in _CFG_KEYS:
+        value = getattr(options, field)
+        if value is not None:
+            cfg[key] = bool(value) if key in _BOOL_KEYS else int(value)
+    ignored = tuple(name for name in _CFG_UNSUPPORTED if getattr(options, name) is not None)
+    return cfg, ignored
+
+
+@dataclass(frozen=True)
+class ConnectResult:
+    """What ``NvmeIo.connect`` did.
+
+    ``dctype``: the kernel's ``dctype`` of a discovery controller ('none', 'ddc', 'cdc'; '' when
+    unknown or for an I/O controller). ``ignored_options``: options that were set but could not
+    be applied (e.g. 'queue_size', see the module docstring; 'host_iface' when the kernel cannot
+    pin a connection to an interface), so the caller can say so once.
+    """
+
+    device: str
+    adopted: bool
+    dctype: str = ''
+    registration_supported: bool = False
+    ignored_options: Tuple[str, ...] = ()
+
+
+@dataclass
+class _Managed:
+    ctrl: Any
+    role: Role
+    tid: TransportId
+    fingerprint: Tuple[str, ...]  # sysfs_io.connection_fingerprint when attached
+
+
+# ---- raw admin commands -------------------------------------------------------------------------
+
+# struct nvme_passthru_cmd (linux/nvme_ioctl.h): opcode, flags, rsvd1, nsid, cdw2, cdw3, metadata,
+# addr, metadata_len, data_len, cdw10..cdw15, timeout_ms, result: 72 bytes.
+_PASSTHRU = struct.Struct('<BBHIIIQQIIIIIIIIII')
+_NVME_IOCTL_ADMIN_CMD = (3 << 30) | (_PASSTHRU.size << 16) | (ord('N') << 8) | 0x41  # _IOWR('N', 0x41, ..)
+_ADMIN_GET_LOG_PAGE = 0x02
+LOG_CHUNK = 4096  # bytes per command: within any controller's MDTS (libnvme uses the same)
+DISCOVERY_HEADER_LEN = 20  # GENCTR, NUMREC, RECFMT (18 bytes) rounded up to dwords, as libnvme reads it
+
+
+def _get_log_page_fd(
+    fd: int, lid: int, offset: int, length: int, lsp: int, rae: bool, nsid: int
+) -> Tuple[int, bytes]:
+    buf = ctypes.create_string_buffer(length)
+    numd = length // 4 - 1
+    cdw10 = lid | (lsp & 0x7F) << 8 | int(rae) << 15 | (numd & 0xFFFF) << 16
+    cdw11 = numd >> 16
+    # fmt: off
+    cmd = bytearray(_PASSTHRU.pack(
+        _ADMIN_GET_LOG_PAGE, 0, 0, nsid, 0, 0, 0, ctypes.addressof(buf), 0, length,
+        cdw10, cdw11, offset & 0xFFFFFFFF, offset >> 32, 0, 0, 0, 0,
+    ))
+    # fmt: on
+    status = fcntl.ioctl(fd, _NVME_IOCTL_ADMIN_CMD, cmd, True)
+    return status, buf.raw
+
+
+def get_log_page(
+    dev_path: str,
+    lid: int,
+    length: int,
+    lsp: int = 0,
+    rae: bool = True,
+    nsid: int = NSID_NONE,
+    offset: int = 0,
+) -> Tuple[int, bytes]:
+    """Get Log Page through NVME_IOCTL_ADMIN_CMD: ``(status, data)``.
+
+    ``status`` is 0 on success, else the NVMe status the controller answered with (``data`` is
+    then all zeros, never stale memory). An ioctl failure (no such device, permission, transport
+    down) raises OSError. ``length`` must be a positive multiple of 4. One command: the caller
+    keeps ``length`` within the controller's transfer size (``LOG_CHUNK`` always is).
+    """
+    if length <= 0 or length % 4:
+        raise ValueError(f'log page length {length} must be a positive multiple of 4')
+    fd = os.open(dev_path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        return _get_log_page_fd(fd, lid, offset, length, lsp, rae, nsid)
+    finally:
+        os.close(fd)
+
+
+def _read_log(fd: int, device: str, offset: int, length: int, lsp: int, rae: bool) -> bytes:
+    """``length`` bytes of the discovery log page from ``offset``, in ``LOG_CHUNK`` pieces; every
+    piece but the last retains the AEN (RAE=1), the last one uses ``rae``."""
+    parts = []
+    done = 0
+    while done < length:
+        size = min(LOG_CHUNK, length - done)
+        last = done + size == length
+        status, data = _get_log_page_fd(
+            fd, LID_DISCOVERY, offset + done, size, lsp, rae if last else True, NSID_NONE
+        )
+        if status != 0:
+            raise KernelError(
+                f'{device}: Get Log Page 70h at offset {offset + done} answered NVMe status 0x{status:x}'
+            )
+        parts.append(data)
+        done += size
+    return b''.join(parts)
+
+
+def read_discovery_log(dev_path: str, device: str, lsp: int = 0, max_retries: int = 6) -> Tuple[int, bytes]:
+    """``(genctr, page)``: a consistent discovery log page (1024-byte header, NUMREC records).
+
+    As libnvme reads it: the header, the records (in 4 KiB commands), the header again; when
+    GENCTR or NUMREC moved meanwhile, start over, at most ``max_retries`` times. Everything is read
+    with RAE=1 except the final header, read with RAE=0: only once the page is held does the
+    controller get leave to send the next Discovery Log Change AEN. Raises ``KernelError``.
+    """
+    fd = os.open(dev_path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        for _attempt in range(max(1, max_retries)):
+            header = _read_log(fd, device, 0, DISCOVERY_HEADER_LEN, lsp, rae=True)
+            genctr, numrec, _recfmt = parse_log_header(header)
+            if numrec > MAX_LOG_ENTRIES:
+                raise KernelError(
+                    f'{device}: discovery log NUMREC={numrec} exceeds the {MAX_LOG_ENTRIES} accepted'
+                )
+            records = (
+                _read_log(fd, device, HEADER_SIZE, numrec * ENTRY_SIZE, lsp, rae=True) if numrec else b''
+            )
+            check = _read_log(fd, device, 0, DISCOVERY_HEADER_LEN, lsp, rae=False)
+            if parse_log_header(check)[:2] == (genctr, numrec):
+                return genctr, header.ljust(HEADER_SIZE, b'\0') + records
+            log.debug('%s: discovery log changed while being read (GENCTR %d)', device, genctr)
+    finally:
+        os.close(fd)
+    raise KernelError(f'{device}: discovery log changed on each of {max(1, max_retries)} reads')
+
+
+# ---- libnvme object helpers ---------------------------------------------------------------------
+
+
+def _set_property(obj: Any, name: str, value: object) -> None:
+    """Set a SWIG property, refusing names the binding does not define (which the 1.x proxies
+    would otherwise accept as plain Python attributes, silently doing nothing)."""
+    prop = getattr(type(obj), name, None)
+    if not isinstance(prop, property) or prop.fset is None:
+        raise KernelError(
+            f'libnvme {libnvme_version()} has no settable {type(obj).__name__}.{name}: '
+            'this nvme-stas needs the libnvme 1.x Python binding'
+        )
+    setattr(obj, name, value)
+
+
+def _destroy(obj: Any) -> None:
+    """Free a SWIG proxy's C object now (and disown it, so collecting the proxy later is a no-op)."""
+    if obj is None:
+        return
+    try:
+        if obj.thisown:
+            type(obj).__swig_destroy__(obj)
+    except Exception as exc:  # noqa: BLE001 (a failed free is logged, not fatal)
+        log.warning('freeing libnvme %s failed: %s', type(obj).__name__, exc)
+
+
+def _text(value: object) -> str:
+    return '' if value is None else str(value).strip()
+
+
+class NvmeIo:
+    """libnvme for one worker: the controllers it manages, by kernel device name.
+
+    ``sysfs_root``/``dev_root``/``fabrics_path`` locate the kernel's files; ``log_level`` is
+    libnvme's own logging (to stderr: 'err' normally, 'debug' when tracing); ``nvme_module``
+    replaces ``libnvme.nvme`` (tests). Creating the object does no I/O; the long-lived libnvme
+    tree is built on first use. Call ``close()`` when done (no call may be in flight then).
+    """
+
+    def __init__(
+        self,
+        *,
+        sysfs_root: str = sysfs_io.SYSFS_ROOT,
+        dev_root: str = '/dev',
+        fabrics_path: str = sysfs_io.FABRICS_DEVICE,
+        log_level: str = 'err',
+        nvme_module: Any = None,
+    ) -> None:
+        if nvme_module is None:
+            from libnvme import nvme as nvme_module
+        self._nvme = nvme_module
+        self._check_log_level(log_level)
+        self._log_level = log_level
+        self._sysfs_root = sysfs_root
+        self._dev_root = dev_root
+        self._fabrics_path = fabrics_path
+        self._tree_lock = threading.Lock()
+        self._root: Any = None
+        self._hosts: Dict[Tuple[str, str], Tuple[Any, Optional[str]]] = {}
+        self._ctrls: Dict[str, _Managed] = {}
+        self._caps: Optional[Tuple[Tuple[str, ...], str]] = None
+        self._closed = False
+
+    # ---- facts ----------------------------------------------------------------------------------
+    def kernel_caps(self) -> Tuple[Tuple[str, ...], str]:
+        """``(option names, reason)`` of /dev/nvme-fabrics, read once (see ``sysfs_io.kernel_caps``)."""
+        if self._caps is None or not self._caps[0]:  # unknown: maybe nvme-fabrics was loaded since
+            self._caps = sysfs_io.kernel_caps(self._fabrics_path)
+        return self._caps
+
+    def managed(self) -> Tuple[str, ...]:
+        """The devices this object holds a libnvme controller for."""
+        return tuple(sorted(self._ctrls, key=lambda d: int(d[4:])))
+
+    def set_log_level(self, level: str) -> None:
+        """libnvme's own log level for the long-lived tree and every later connect."""
+        self._check_log_level(level)
+        self._log_level = level
+        with self._tree_lock:
+            if self._root is not None:
+                self._root.log_level(level)
+
+    @staticmethod
+    def _check_log_level(level: str) -> None:
+        if level not in LOG_LEVELS:
+            raise InvalidArgument(f'libnvme log level {level!r}: accepted are {", ".join(LOG_LEVELS)}')
+
+    # ---- the long-lived tree (call with the lock held) ---------------------------------------------
+    def _shared_root(self) -> Any:
+        if self._closed:
+            raise KernelError('libnvme access is closed (the worker is stopping)')
+        if self._root is None:
+            self._root = self._nvme.root()
+            self._root.log_level(self._log_level)
+        return self._root
+
+    def _new_host(self, root: Any, identity: HostIdentity) -> Any:
+        host = self._nvme.host(
+            root,
+            hostnqn=identity.hostnqn,
+            hostid=identity.hostid or None,
+            hostsymname=identity.symname or None,
+        )
+        # The host key goes on each controller (so a per-controller secret can win over it); a
+        # key on the host object would take precedence in libnvme.
+        _set_property(host, 'dhchap_key', None)
+        return host
+
+    def _shared_host(self, identity: HostIdentity) -> Any:
+        # One proxy per C host: nvme.host() returns the same C object for the same NQN and ID,
+        # and two proxies owning it would free it twice.
+        key = (identity.hostnqn, identity.hostid)
+        cached = self._hosts.get(key)
+        if cached is None:
+            host = self._new_host(self._shared_root(), identity)
+            self._hosts[key] = (host, identity.symname)
+            return host
+        host, symname = cached
+        if symname != identity.symname:
+            host.set_symname(identity.symname or None)
+            self._hosts[key] = (host, identity.symname)
+        return host
+
+    def _drop(self, device: str) -> None:
+        managed = self._ctrls.pop(device, None)
+        if managed is not None:
+            _destroy(managed.ctrl)
+
+    # ---- connect ----------------------------------------------------------------------------------
+    def _new_ctrl(self, root: Any, spec: ControllerSpec, host_iface: str) -> Any:
+        tid = spec.tid
+        ctrl = self._nvme.ctrl(
+            root,
+            subsysnqn=tid.subsysnqn,
+            transport=tid.transport,
+            traddr=tid.traddr or None,
+            trsvcid=tid.trsvcid or None,
+            host_traddr=tid.host_traddr or None,
+            host_iface=host_iface or None,
+        )
+        if spec.role is Role.DC:
+            _set_property(ctrl, 'discovery_ctrl', True)
+        return ctrl
+
+    def connect(
+        self, spec: ControllerSpec, host: HostIdentity, iface_addrs: Mapping[str, object]
+    ) -> ConnectResult:
+        """Make sure the kernel has a controller for ``spec``: adopt a matching existing one
+        (a previous run's, nvme-cli's), else connect a new one. Raises ``KernelError``.
+
+        ``host`` is the identity to connect with; adoption looks for a kernel controller with the
+        same host NQN, since that is what a new connect would create. ``iface_addrs`` (interface
+        -> addresses, primary first) is what adoption needs to tell which interface a kernel
+        controller's source address belongs to.
+        """
+        tid = spec.tid
+        for device, managed in list(self._ctrls.items()):
+            if managed.tid == tid and managed.role is spec.role:
+                if self._still_ours(device, managed):
+                    return self._result(device, spec.role, adopted=True, ignored=())
+                self.forget(device)  # the kernel deleted it: connect again
+        caps, _reason = self.kernel_caps()
+        ignored: List[str] = []
+        host_iface = tid.host_iface if spec.pin_iface else ''
+        if host_iface and caps and 'host_iface' not in caps:
+            ignored.append('host_iface')
+            host_iface = ''
+        # Unpinned, the kernel picks the source by routing: any source is then "the same" connection.
+        match_tid = dataclasses.replace(tid, host_iface=host_iface, host_nqn=host.hostnqn)
+
+        device = sysfs_io.find_adoptable(
+            match_tid, spec.role, iface_addrs, self._sysfs_root, exclude=set(self._ctrls)
+        )
+        if device is not None:
+            try:
+                with self._tree_lock:
+                    self._attach(device, spec, host, host_iface)
+            except KernelError as exc:
+                log.info('%s: adopting %s failed (%s); connecting anew', tid, device, exc.message)
+                device = None
+            else:
+                log.info('%s: adopted existing kernel controller %s', tid, device)
+        adopted = device is not None
+        if device is None:
+            device, connect_ignored = self._connect_new(spec, host, host_iface)
+            ignored += connect_ignored
+            with self._tree_lock:
+                self._attach(device, spec, host, host_iface)
+            log.info('%s: connected as %s', tid, device)
+
+        return self._result(device, spec.role, adopted, tuple(dict.fromkeys(ignored)))
+
+    def _result(self, device: str, role: Role, adopted: bool, ignored: Tuple[str, ...]) -> ConnectResult:
+        if role is not Role.DC:
+            return ConnectResult(device, adopted, ignored_options=ignored)
+        ctrl = self._ctrls[device].ctrl
+        try:
+            registration_supported = bool(ctrl.is_registration_supported())
+        except Exception as exc:  # noqa: BLE001 (unknown means "do not register"; the caller may ask again)
+            log.warning('%s: cannot tell whether it takes registration: %s', device, exc)
+            registration_supported = False
+        return ConnectResult(device, adopted, _text(ctrl.dctype), registration_supported, ignored)
+
+    def _attach(self, device: str, spec: ControllerSpec, identity: HostIdentity, host_iface: str) -> None:
+        """Add the kernel controller ``device`` to the long-lived tree (lock held)."""
+        if device in self._ctrls:
+            raise KernelError(f'{spec.tid}: {device} is already managed by this worker')
+        host = self._shared_host(identity)
+        ctrl = self._new_ctrl(self._shared_root(), spec, host_iface)
+        try:
+            ok = ctrl.init(host, int(device[4:]))
+            name = _text(ctrl.name)
+        except Exception as exc:  # noqa: BLE001 (libnvme raises plain exceptions)
+            _destroy(ctrl)
+            raise KernelError(f'{spec.tid}: cannot attach to {device}: {exc}') from None
+        fingerprint = sysfs_io.connection_fingerprint(device, self._sysfs_root)
+        if not ok or name != device or fingerprint is None:
+            _destroy(ctrl)
+            raise KernelError(f'{spec.tid}: cannot attach to {device} (libnvme init failed; is it gone?)')
+        self._ctrls[device] = _Managed(ctrl, spec.role, spec.tid, fingerprint)
+
+    def _connect_new(
+        self, spec: ControllerSpec, identity: HostIdentity, host_iface: str
+    ) -> Tuple[str, Tuple[str, ...]]:
+        """Connect on a private libnvme tree (no lock: this blocks); returns the new device."""
+        tid, options = spec.tid, spec.options
+        caps, _reason = self.kernel_caps()
+        cfg, ignored = libnvme_cfg(options)
+        root = host = ctrl = None
+        try:
+            root = self._nvme.root()
+            root.log_level(self._log_level)
+            host = self._new_host(root, identity)
+            ctrl = self._new_ctrl(root, spec, host_iface)
+            ignored += self._apply_secrets(ctrl, spec, identity, caps)
+            error = ''
+            try:
+                ctrl.connect(host, cfg)
+            except Exception as exc:  # noqa: BLE001 (RuntimeError or AttributeError from the binding)
+                error = str(exc) or type(exc).__name__
+            device = _text(ctrl.name)
+            if not sysfs_io.is_controller_name(device):
+                raise KernelError(f'{tid}: connect failed: {error or "libnvme named no controller"}')
+            if error:
+                # The binding's failure flag is a C static: another thread's failed connect or
+                # disconnect can make this successful one raise. The kernel named the device.
+                log.debug('%s: connected as %s despite libnvme reporting "%s"', tid, device, error)
+            return device, ignored
+        finally:
+            # children first: the connected ctrl is linked into a subsystem of ``host``
+            _destroy(ctrl)
+            _destroy(host)
+            _destroy(root)
+
+    def _apply_secrets(
+        self, ctrl: Any, spec: ControllerSpec, identity: HostIdentity, caps: Tuple[str, ...]
+    ) -> Tuple[str, ...]:
+        options = spec.options
+        host_key = options.dhchap_secret or identity.hostkey
+        ctrl_key = options.dhchap_ctrl_secret
+        configured = tuple(
+            name for name in ('dhchap_secret', 'dhchap_ctrl_secret') if getattr(options, name) is not None
+        )
+        if spec.role is Role.DC:
+            return configured  # libnvme 1.x passes no secret for discovery controllers
+        if caps and 'dhchap_secret' not in caps:
+            return configured  # the kernel has no DH-CHAP: as nvme-stas 2.x, connect without
+        if host_key:
+            _set_property(ctrl, 'dhchap_host_key', host_key)
+        if ctrl_key:
+            _set_property(ctrl, 'dhchap_key', ctrl_key)
+        return ()
+
+    # ---- per-controller operations --------------------------------------------------------------
+    def _managed(self, device: str) -> _Managed:
+        managed = self._ctrls.get(device)
+        if managed is None:
+            raise NotFound(f'{device} is not a controller this worker manages')
+        return managed
+
+    def _dev_path(self, device: str) -> str:
+        if not sysfs_io.is_controller_name(device):
+            raise InvalidArgument(f'{device!r} is not an nvme controller name (nvme0, nvme1, ...)')
+        return os.path.join(self._dev_root, device)
+
+    def read_genctr(self, device: str) -> int:
+        """The discovery log page's generation counter now, or -1 if it cannot be read.
+
+        A header-only Get Log Page with RAE=1: it leaves the controller's AEN state alone.
+        """
+        try:
+            status, data = get_log_page(self._dev_path(device), LID_DISCOVERY, DISCOVERY_HEADER_LEN, rae=True)
+        except OSError as exc:
+            log.debug('%s: reading the discovery log header failed: %s', device, exc)
+            return -1
+        if status != 0:
+            log.debug('%s: discovery log header: NVMe status 0x%x', device, status)
+            return -1
+        return parse_log_header(data)[0]
+
+    def discover(
+        self, device: str, lsp: int = 0, max_retries: int = 6
+    ) -> Tuple[int, Tuple[LogEntry, ...], List[str]]:
+        """Read the discovery log page: ``(genctr, entries, dropped)``.
+
+        ``lsp`` is the log specific field (``NVMF_LOG_DISC_LSP_PLEO`` for port-local entries).
+        The page is read with ``read_discovery_log`` (a consistent snapshot; the last read has
+        RAE=0, which re-arms the Discovery Log Change AEN) and decoded by ``stas.fabric.dlpe``;
+        ``dropped`` says why entries were left out. Not ``ctrl.discover()``: libnvme 1.x returns
+        no GENCTR, and its failure flag is a C static shared by all threads, so a discover that
+        fails on one controller can make another thread's successful one raise.
+        """
+        managed = self._managed(device)
+        try:
+            genctr, page = read_discovery_log(self._dev_path(device), device, lsp, max_retries)
+        except OSError as exc:
+            raise KernelError(f'{device} {managed.tid}: Get Log Page failed: {exc}') from None
+        try:
+            _genctr, records = parse_log_page_records(page)
+            for record in records:
+                # some FC targets separate WWNN and WWPN with a comma; libnvme rewrites it to ':'
+                traddr = record.get('traddr')
+                if record.get('trtype') == 'fc' and isinstance(traddr, str):
+                    record['traddr'] = traddr.replace(',', ':', 1)
+            entries, dropped = convert_log_page(records)
+        except InvalidArgument as exc:
+            raise KernelError(f'{device} {managed.tid}: discovery log page rejected: {exc.message}') from None
+        return genctr, tuple(entries), dropped
+
+    def supported_log_pages(self, device: str) -> bool:
+        """True when the controller supports the Port Local Entries Only LSP (TP8010 PLEOS).
+
+        From the Supported Log Pages page (LID 00h), entry 70h, bit 1 of its LID-specific field.
+        A controller that answers the command with an error status (nvmet does: it has no such
+        page) supports no PLEO: False. An ioctl failure raises ``KernelError``.
+        """
+        managed = self._managed(device)
+        try:
+            status, data = get_log_page(
+                self._dev_path(device), LID_SUPPORTED_LOG_PAGES, 1024, rae=True, nsid=NSID_ALL
+            )
+        except OSError as exc:
+            raise KernelError(f'{device} {managed.tid}: Supported Log Pages failed: {exc}') from None
+        if status != 0:
+            log.debug('%s: Supported Log Pages answered NVMe status 0x%x: no PLEO', device, status)
+            return False
+        word = struct.unpack_from('<I', data, LID_DISCOVERY * 4)[0]
+        return bool((word >> 16) & PLEOS_BIT)
+
+    def is_registration_supported(self, device: str) -> bool:
+        """True when the controller takes explicit registration (TP8010 DIM: a CDC or DDC)."""
+        managed = self._managed(device)
+        try:
+            return bool(managed.ctrl.is_registration_supported())
+        except Exception as exc:  # noqa: BLE001
+            raise KernelError(f'{device} {managed.tid}: registration support unknown: {exc}') from None
+
+    def register(self, device: str) -> Optional[str]:
+        """Send a DIM register (TAS=0): None on success, the controller's error message otherwise."""
+        managed = self._managed(device)
+        try:
+            result = managed.ctrl.registration_ctlr(self._nvme.NVMF_DIM_TAS_REGISTER)
+        except Exception as exc:  # noqa: BLE001
+            raise KernelError(f'{device} {managed.tid}: registration failed: {exc}') from None
+        return None if result is None else str(result)
+
+    def _still_ours(self, device: str, managed: _Managed) -> bool:
+        return sysfs_io.connection_fingerprint(device, self._sysfs_root) == managed.fingerprint
+
+    def disconnect(self, device: str) -> None:
+        """Delete the kernel controller and forget it. A device the kernel already removed is
+        not an error, and neither is one whose name now belongs to another connection (the
+        kernel reuses instance numbers): that one is left alone. Raises ``NotFound`` for a
+        device not managed here, ``KernelError`` when the kernel refuses."""
+        managed = self._managed(device)
+        if self._still_ours(device, managed):
+            try:
+                managed.ctrl.disconnect()
+            except Exception as exc:  # noqa: BLE001
+                if sysfs_io.device_exists(device, self._sysfs_root):
+                    raise KernelError(f'{device} {managed.tid}: disconnect failed: {exc}') from None
+        with self._tree_lock:
+            self._drop(device)
+
+    def forget(self, device: str) -> None:
+        """Stop managing ``device`` and leave the kernel controller as it is (no error if unknown)."""
+        with self._tree_lock:
+            self._drop(device)
+
+    def close(self) -> None:
+        """Free every libnvme object (controllers, hosts, then the tree); kernel controllers stay."""
+        with self._tree_lock:
+            for device in list(self._ctrls):
+                self._drop(device)
+            for host, _symname in self._hosts.values():
+                _destroy(host)
+            self._hosts.clear()
+            _destroy(self._root)
+            self._root = None
+            self._closed = True

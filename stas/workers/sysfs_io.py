@@ -1,0 +1,248 @@
+"""What the kernel says about its NVMe controllers, read from sysfs and /dev/nvme-fabrics.
+
+Pure standard-library file reading, no libnvme: a worker that starts (or restarts) scans
+``/sys/class/nvme`` to find the controllers it may adopt, and the supervisor-facing status of a
+controller comes from the same attributes. Every reader tolerates a controller that disappears
+while it is being read (the kernel deletes controllers at any time): a missing or unreadable
+attribute reads as ''.
+
+Layout read (kernel 6.1; older kernels lack some files, which then read as ''):
+
+* ``/sys/class/nvme/nvmeN/{transport,address,subsysnqn,hostnqn,cntrltype,dctype,state,...}``;
+  ``address`` is ``traddr=..,trsvcid=..[,host_traddr=..][,host_iface=..][,src_addr=..]``.
+* namespaces: ``nvmeNnM`` (no native multipath) or the hidden per-path ``nvmeNcXnY`` below the
+  controller, or the ``nvmeXnY`` heads of its subsystem in ``/sys/class/nvme-subsystem/*/``.
+* ``/dev/nvme-fabrics``: reading it lists the connect options the kernel accepts (5.17+), e.g.
+  ``instance=-1,cntlid=-1,transport=%s,...,host_iface=%s,...,discovery,dhchap_secret=%s``.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import re
+from typing import Collection, Dict, Iterable, List, Mapping, Optional, Tuple
+
+from ..fabric.reuse import kernel_ctrl_matches, parse_sysfs_address
+from ..model import KernelController, Role, TransportId
+
+SYSFS_ROOT = '/sys'
+FABRICS_DEVICE = '/dev/nvme-fabrics'
+
+_CTRL_NAME = re.compile(r'nvme(\d+)')
+# nvmeNnM (namespace of this controller) or nvmeNcXnY (one path of a multipath namespace)
+_CTRL_NAMESPACE = re.compile(r'nvme\d+(?:c\d+)?n\d+')
+_HEAD_NAMESPACE = re.compile(r'nvme\d+n\d+')
+
+# Controller states in which a kernel controller is on its way out: never adopt those.
+GOING_AWAY_STATES = frozenset({'deleting', 'deleting (no io)', 'dead'})
+
+# Attributes worth reporting in a controller status (ControllerStatus.attrs).
+STATUS_ATTRS = ('state', 'cntrltype', 'dctype', 'kato', 'ctrl_loss_tmo', 'reconnect_delay', 'queue_count')
+
+
+def is_controller_name(device: str) -> bool:
+    """True for 'nvme0', 'nvme12': the only names these functions accept as a device."""
+    return bool(_CTRL_NAME.fullmatch(device))
+
+
+def _instance(device: str) -> int:
+    m = _CTRL_NAME.fullmatch(device)
+    return int(m.group(1)) if m else -1
+
+
+def _class_dir(sysfs_root: str) -> str:
+    return os.path.join(sysfs_root, 'class', 'nvme')
+
+
+def controller_dir(device: str, sysfs_root: str = SYSFS_ROOT) -> str:
+    """``/sys/class/nvme/<device>``; ValueError for a name that is not ``nvmeN``."""
+    if not is_controller_name(device):
+        raise ValueError(f'{device!r} is not an nvme controller name (nvme0, nvme1, ...)')
+    return os.path.join(_class_dir(sysfs_root), device)
+
+
+def read_attr(device: str, name: str, sysfs_root: str = SYSFS_ROOT) -> str:
+    """One attribute of a controller, stripped; '' when missing or unreadable.
+
+    Reading fails in ordinary ways (the controller was just deleted: ENOENT or ENODEV; an
+    attribute the kernel version lacks; EIO from a dying device), none of which is an error
+    for a scan.
+    """
+    try:
+        with open(os.path.join(controller_dir(device, sysfs_root), name), 'rb') as f:
+            data = f.read(4096)
+    except OSError:
+        return ''
+    return data.decode('utf-8', 'replace').strip()
+
+
+def read_attrs(
+    device: str, names: Iterable[str] = STATUS_ATTRS, sysfs_root: str = SYSFS_ROOT
+) -> Dict[str, str]:
+    """``{name: value}`` for the given attributes (missing ones are '')."""
+    return {name: read_attr(device, name, sysfs_root) for name in names}
+
+
+def controller_state(device: str, sysfs_root: str = SYSFS_ROOT) -> str:
+    """The kernel's state of the controller ('live', 'connecting', 'deleting', ...), '' if gone."""
+    return read_attr(device, 'state', sysfs_root)
+
+
+def device_exists(device: str, sysfs_root: str = SYSFS_ROOT) -> bool:
+    """True while the kernel still has the controller."""
+    return os.path.isdir(controller_dir(device, sysfs_root))
+
+
+def list_controllers(sysfs_root: str = SYSFS_ROOT) -> List[str]:
+    """The kernel's controller names, by instance number ('nvme2' before 'nvme10')."""
+    try:
+        names = os.listdir(_class_dir(sysfs_root))
+    except OSError:
+        return []
+    return sorted((n for n in names if is_controller_name(n)), key=_instance)
+
+
+def _listdir(path: str) -> List[str]:
+    try:
+        return os.listdir(path)
+    except OSError:
+        return []
+
+
+def _subsystem_namespaces(sysfs_root: str) -> Dict[str, bool]:
+    """Controller name -> whether its subsystem has namespace heads (native multipath)."""
+    found: Dict[str, bool] = {}
+    base = os.path.join(sysfs_root, 'class', 'nvme-subsystem')
+    for subsys in _listdir(base):
+        entries = _listdir(os.path.join(base, subsys))
+        heads = any(_HEAD_NAMESPACE.fullmatch(e) for e in entries)
+        for entry in entries:
+            if is_controller_name(entry):
+                found[entry] = found.get(entry, False) or heads
+    return found
+
+
+def _has_own_namespaces(device: str, sysfs_root: str) -> bool:
+    return any(_CTRL_NAMESPACE.fullmatch(e) for e in _listdir(controller_dir(device, sysfs_root)))
+
+
+def read_controller(
+    device: str, sysfs_root: str = SYSFS_ROOT, subsystem_namespaces: Optional[Mapping[str, bool]] = None
+) -> Optional[KernelController]:
+    """The ``KernelController`` for one device, or None when the kernel no longer has it."""
+    if not device_exists(device, sysfs_root):
+        return None
+    if subsystem_namespaces is None:
+        subsystem_namespaces = _subsystem_namespaces(sysfs_root)
+    address = parse_sysfs_address(read_attr(device, 'address', sysfs_root))
+    kctrl = KernelController(
+        device=device,
+        transport=read_attr(device, 'transport', sysfs_root),
+        traddr=address.get('traddr', ''),
+        trsvcid=address.get('trsvcid', ''),
+        host_traddr=address.get('host_traddr', ''),
+        host_iface=address.get('host_iface', ''),
+        src_addr=address.get('src_addr', ''),
+        subsysnqn=read_attr(device, 'subsysnqn', sysfs_root),
+        hostnqn=read_attr(device, 'hostnqn', sysfs_root),
+        cntrltype=read_attr(device, 'cntrltype', sysfs_root),
+        dctype=read_attr(device, 'dctype', sysfs_root),
+        has_namespaces=_has_own_namespaces(device, sysfs_root) or subsystem_namespaces.get(device, False),
+    )
+    # Deleted while we read it: every attribute came back '' and the directory is gone.
+    return kctrl if device_exists(device, sysfs_root) else None
+
+
+def connection_fingerprint(device: str, sysfs_root: str = SYSFS_ROOT) -> Optional[Tuple[str, ...]]:
+    """What identifies the connection behind ``device`` (None when the kernel has no such device).
+
+    The kernel reuses instance numbers: once nvme3 is deleted, the next controller made on the
+    host may be nvme3 again. Comparing fingerprints tells "still the controller we attached" from
+    "another connection under the same name". The source address is left out (a reconnect may
+    pick another one), and so is cntlid (the target assigns a new one on each reconnect).
+    """
+    if not device_exists(device, sysfs_root):
+        return None
+    address = parse_sysfs_address(read_attr(device, 'address', sysfs_root))
+    fingerprint = (
+        read_attr(device, 'transport', sysfs_root),
+        read_attr(device, 'subsysnqn', sysfs_root),
+        read_attr(device, 'hostnqn', sysfs_root),
+        address.get('traddr', ''),
+        address.get('trsvcid', ''),
+        address.get('host_traddr', ''),
+        address.get('host_iface', ''),
+    )
+    return fingerprint if device_exists(device, sysfs_root) else None
+
+
+def scan_controllers(sysfs_root: str = SYSFS_ROOT) -> List[KernelController]:
+    """Every controller the kernel has now, by instance number."""
+    subsystem_namespaces = _subsystem_namespaces(sysfs_root)
+    found = []
+    for device in list_controllers(sysfs_root):
+        kctrl = read_controller(device, sysfs_root, subsystem_namespaces)
+        if kctrl is not None:
+            found.append(kctrl)
+    return found
+
+
+def find_adoptable(
+    tid: TransportId,
+    role: Optional[Role],
+    iface_addrs: Mapping[str, object],
+    sysfs_root: str = SYSFS_ROOT,
+    exclude: Collection[str] = (),
+) -> Optional[str]:
+    """The device name of an existing kernel controller that may be adopted for ``tid``, or None.
+
+    Matching is ``stas.fabric.reuse.kernel_ctrl_matches`` (with the DC/IOC check for ``role``).
+    Controllers named in ``exclude`` (already managed) and controllers being deleted are
+    skipped. When several match, a live one wins over one the kernel is reconnecting, then the
+    lowest instance number, so the choice is stable across restarts.
+    """
+    candidates: List[Tuple[int, int, str]] = []
+    for kctrl in scan_controllers(sysfs_root):
+        if kctrl.device in exclude or not kernel_ctrl_matches(tid, kctrl, iface_addrs, role):
+            continue
+        state = controller_state(kctrl.device, sysfs_root).lower()
+        if not state or state in GOING_AWAY_STATES:
+            continue
+        candidates.append((0 if state == 'live' else 1, _instance(kctrl.device), kctrl.device))
+    return min(candidates)[2] if candidates else None
+
+
+def kernel_caps(path: str = FABRICS_DEVICE) -> Tuple[Tuple[str, ...], str]:
+    """``(option names, '')`` the kernel accepts in a connect, or ``((), reason)`` when unknown.
+
+    The names are the tokens of the first line of ``/dev/nvme-fabrics``, each cut at its '='
+    (``host_iface=%s`` gives ``host_iface``; flags such as ``discovery`` stand alone), in the
+    kernel's order without repeats. Kernels before 5.17 cannot be read (EINVAL); a missing
+    device means the nvme-fabrics module is not loaded.
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return (), f'{path} does not exist (is the nvme-fabrics module loaded?)'
+    except PermissionError:
+        return (), f'{path}: permission denied (root is needed to read it)'
+    except OSError as e:
+        return (), f'{path}: {e.strerror}'
+    try:
+        data = os.read(fd, 4096)  # the device cannot seek: one read returns the whole list
+    except OSError as e:
+        if e.errno == errno.EINVAL:
+            return (), f'{path} does not list its options (kernel older than 5.17)'
+        return (), f'{path}: {e.strerror}'
+    finally:
+        os.close(fd)
+    line = data.decode('ascii', 'replace').splitlines()[0] if data.strip() else ''
+    names: List[str] = []
+    for token in line.split(','):
+        name = token.split('=', 1)[0].strip()
+        if name and name not in names:
+            names.append(name)
+    if not names:
+        return (), f'{path} returned no options'
+    return tuple(names), ''

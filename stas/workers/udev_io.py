@@ -1,0 +1,226 @@
+"""The worker's uevent edge: nvme uevents from pyudev, delivered on the asyncio loop.
+
+This is the only module of nvme-stas that imports pyudev (lazily, in ``UdevMonitor.start``, so
+the plain ``NvmeUevent`` value can be used without it). What a worker learns here:
+
+* ``change`` with ``NVME_AEN=0x70f002`` on a discovery controller: its discovery log page
+  changed (nvmet, and TP8010 DCs, send no further AEN until the page is read with RAE=0);
+* ``change`` with ``NVME_EVENT=connected`` / ``rediscover``: the kernel (re)connected it;
+* ``add`` / ``remove``: a controller appeared or went away (also ones this worker did not make).
+
+Source: udevd's rebroadcast ('udev', what nvme-stas 2.x listens to) when systemd-udevd runs
+(``/run/udev/control`` exists), else the kernel's own netlink group ('kernel'), so a host or test
+guest without udevd still gets every event. The socket is watched with ``loop.add_reader``; each
+wake-up drains what is pending with ``poll(timeout=0)`` (bounded per wake-up so a storm cannot
+starve the loop: the reader fires again while data is left). No exception escapes into the loop:
+receive and callback errors are logged, at most once per 2 s (as nvme-stas 2.x), and counted.
+When the kernel drops events because the socket buffer overflowed (ENOBUFS), ``on_lost`` is
+called: a level-triggered worker then rescans sysfs instead of trusting its event history.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import os
+import time
+from dataclasses import dataclass
+from typing import Any, Callable, Optional, Tuple
+
+from ..fabric.reuse import kernel_value
+
+log = logging.getLogger(__name__)
+
+UDEV_CONTROL = '/run/udev/control'
+SUBSYSTEM = 'nvme'
+KEPT_PROPERTIES = (
+    'NVME_AEN',
+    'NVME_EVENT',
+    'NVME_TRTYPE',
+    'NVME_TRADDR',
+    'NVME_TRSVCID',
+    'NVME_HOST_TRADDR',
+    'NVME_HOST_IFACE',
+)
+MAX_EVENTS_PER_WAKEUP = 256
+ERROR_LOG_INTERVAL_S = 2.0
+RECEIVE_BUFFER_BYTES = 4 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class NvmeUevent:
+    """One uevent of the nvme class: action, kernel device name and the NVME_* properties.
+
+    ``properties`` holds the ``KEPT_PROPERTIES`` that were present, in that order, with
+    surrounding white space removed and the kernel's 'none' (any case) read as ''.
+    """
+
+    action: str
+    device: str
+    properties: Tuple[Tuple[str, str], ...] = ()
+
+    def get(self, key: str, default: str = '') -> str:
+        for name, value in self.properties:
+            if name == key:
+                return value
+        return default
+
+    def has(self, key: str) -> bool:
+        return any(name == key for name, _ in self.properties)
+
+    @property
+    def aen(self) -> Optional[int]:
+        """NVME_AEN as a number (``0x70f002`` -> 7401474), None when absent or not hexadecimal."""
+        text = self.get('NVME_AEN')
+        try:
+            return int(text, 16) if text else None
+        except ValueError:
+            return None
+
+    @property
+    def event(self) -> str:
+        """NVME_EVENT ('connected', 'rediscover'), '' when absent."""
+        return self.get('NVME_EVENT')
+
+
+def uevent_from_device(device: Any) -> NvmeUevent:
+    """An ``NvmeUevent`` from a pyudev Device (anything with action, sys_name and properties)."""
+    props = device.properties
+    kept = tuple((key, kernel_value(str(props[key]))) for key in KEPT_PROPERTIES if key in props)
+    return NvmeUevent(action=str(device.action or ''), device=str(device.sys_name or ''), properties=kept)
+
+
+def default_source(udev_control: str = UDEV_CONTROL) -> str:
+    """'udev' when systemd-udevd is running (its control socket exists), else 'kernel'."""
+    return 'udev' if os.path.exists(udev_control) else 'kernel'
+
+
+class _Throttle:
+    """Lets one message through per ``interval_s``; counts the ones it held back."""
+
+    def __init__(self, interval_s: float, clock: Callable[[], float]) -> None:
+        self.interval_s = interval_s
+        self.clock = clock
+        self.next_at = float('-inf')
+        self.suppressed = 0
+
+    def allow(self) -> bool:
+        now = self.clock()
+        if now >= self.next_at:
+            self.next_at = now + self.interval_s
+            return True
+        self.suppressed += 1
+        return False
+
+
+class UdevMonitor:
+    """Calls ``callback(NvmeUevent)`` on the loop for every nvme uevent, from ``start`` to ``stop``.
+
+    ``source``: 'udev', 'kernel' or None (``default_source()``). ``on_lost(reason)`` is called
+    when events were lost. ``monitor_factory(source)`` replaces the pyudev monitor (tests); it
+    must return an object with ``fileno()`` and ``poll(timeout)``, already receiving.
+    """
+
+    def __init__(
+        self,
+        callback: Callable[[NvmeUevent], None],
+        *,
+        source: Optional[str] = None,
+        on_lost: Optional[Callable[[str], None]] = None,
+        clock: Callable[[], float] = time.monotonic,
+        monitor_factory: Optional[Callable[[str], Any]] = None,
+    ) -> None:
+        if source not in (None, 'udev', 'kernel'):
+            raise ValueError(f'uevent source {source!r}: accepted are udev, kernel or None (automatic)')
+        self._callback = callback
+        self._on_lost = on_lost
+        self._requested_source = source
+        self._factory = monitor_factory or _pyudev_monitor
+        self._throttle = _Throttle(ERROR_LOG_INTERVAL_S, clock)
+        self._monitor: Any = None
+        self._loop: Any = None
+        self._fd = -1
+        self.source = ''
+        self.delivered = 0
+        self.errors = 0
+
+    @property
+    def running(self) -> bool:
+        return self._monitor is not None
+
+    def start(self, loop: Any) -> None:
+        """Open the netlink socket and watch it on ``loop`` (an asyncio event loop)."""
+        if self._monitor is not None:
+            raise RuntimeError('UdevMonitor is already started')
+        self.source = self._requested_source or default_source()
+        self._monitor = self._factory(self.source)
+        self._fd = self._monitor.fileno()
+        self._loop = loop
+        loop.add_reader(self._fd, self._on_readable)
+        log.debug('listening to nvme uevents from %s (fd %d)', self.source, self._fd)
+
+    def stop(self) -> None:
+        """Stop watching and drop the socket (pyudev closes it when the monitor is freed)."""
+        if self._monitor is None:
+            return
+        try:
+            self._loop.remove_reader(self._fd)
+        finally:
+            self._monitor = None
+            self._loop = None
+            self._fd = -1
+
+    def _log_error(self, what: str, exc: BaseException) -> None:
+        self.errors += 1
+        if self._throttle.allow():
+            held = self._throttle.suppressed
+            self._throttle.suppressed = 0
+            extra = f' ({held} more since the last report)' if held else ''
+            log.error('nvme uevents: %s: %s%s', what, exc, extra, exc_info=not isinstance(exc, OSError))
+
+    def _on_readable(self) -> None:
+        """Drain pending events (called by the loop; never raises)."""
+        for _ in range(MAX_EVENTS_PER_WAKEUP):
+            monitor = self._monitor
+            if monitor is None:  # stopped by a callback
+                return
+            try:
+                device = monitor.poll(timeout=0)
+            except OSError as exc:
+                if exc.errno == errno.ENOBUFS:
+                    self._lost('the kernel dropped nvme uevents (receive buffer overflow)')
+                    continue
+                self._log_error('receiving failed', exc)
+                return
+            except Exception as exc:  # noqa: BLE001 (pyudev can raise on a malformed message)
+                self._log_error('receiving failed', exc)
+                continue
+            if device is None:
+                return
+            try:
+                event = uevent_from_device(device)
+                self.delivered += 1
+                self._callback(event)
+            except Exception as exc:  # noqa: BLE001 (a consumer bug must not kill the loop's reader)
+                self._log_error('handling an event failed', exc)
+
+    def _lost(self, reason: str) -> None:
+        log.warning('%s', reason)
+        if self._on_lost is not None:
+            try:
+                self._on_lost(reason)
+            except Exception as exc:  # noqa: BLE001
+                self._log_error('handling lost events failed', exc)
+
+
+def _pyudev_monitor(source: str) -> Any:
+    import pyudev
+
+    monitor = pyudev.Monitor.from_netlink(pyudev.Context(), source=source)
+    monitor.filter_by(SUBSYSTEM)
+    try:
+        monitor.set_receive_buffer_size(RECEIVE_BUFFER_BYTES)  # SO_RCVBUFFORCE: root only
+    except Exception as exc:  # noqa: BLE001 (the default buffer works; overflow is handled)
+        log.debug('cannot enlarge the uevent receive buffer: %s', exc)
+    monitor.start()
+    return monitor
