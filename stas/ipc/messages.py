@@ -252,6 +252,9 @@ class Configure(Message):
     host: HostIdentity
     options: WorkerOptions = WorkerOptions()
     controllers: Tuple[ControllerSpec, ...] = ()
+    # The host's interfaces and their addresses (primary first per family): what a worker
+    # needs to tell which interface an existing kernel connection's source address is on.
+    interfaces: Dict[str, Tuple[str, ...]] = field(default_factory=dict)
 
 
 # Request.op values the workers understand; an unknown op is answered with InvalidArgument.

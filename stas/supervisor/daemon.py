@@ -27,11 +27,12 @@ from ..conf import (
     ConfiguredController,
     Problem,
     Severity,
+    StafdConfig,
     UnreadableConfig,
     load_daemon_config,
     load_sysconf,
 )
-from ..errors import InvalidArgument, NotFound
+from ..errors import InvalidArgument, NotFound, Unavailable
 from ..ipc.messages import OP_SET_LOG_LEVEL, Configure, Hello, Message, WorkerOptions
 from ..model import HostIdentity, WorkerKey
 from ..workers import faults
@@ -40,6 +41,7 @@ from . import netlink, sdnotify
 from .policy import InterfaceState, WorkerPlan, plan_workers
 from .pool import SlotDriver, WorkerInfo, WorkerPool
 from .registry import RestartPolicy
+from .roles import make_role
 from .spawner import Spawner
 
 log = logging.getLogger(__name__)
@@ -91,13 +93,14 @@ class Supervisor:
         self._plans: Dict[WorkerKey, WorkerPlan] = {}
         self._interfaces: Dict[str, InterfaceState] = {}
         self._routes: Dict[str, str] = {}
-        self._reports: Dict[WorkerKey, Dict[str, Message]] = {}
         self._stop = asyncio.Event()
         self._reload_requested = asyncio.Event()
         self._started = time.monotonic()
         self.pool: Optional[WorkerPool] = None
         self._publisher = None
         self._monitor = None
+        self.role = make_role(daemon, runtime_dir)
+        self._replan_soon: Optional[asyncio.TimerHandle] = None
 
     # ---- configuration -------------------------------------------------------------------------
     def _load(self):
@@ -161,7 +164,7 @@ class Supervisor:
         )
 
     def _worker_options(self, plan: WorkerPlan) -> WorkerOptions:
-        return WorkerOptions(trace=self._tron)
+        return self.role.worker_options(self.config, self._tron)
 
     def _configure_msg(self, key: WorkerKey) -> Configure:
         plan = self._plans.get(key, WorkerPlan(key))
@@ -171,6 +174,7 @@ class Supervisor:
             host=self.host,
             options=self._worker_options(plan),
             controllers=plan.controllers,
+            interfaces={name: i.addrs for name, i in self._interfaces.items()},
         )
 
     async def _on_hello(self, driver: SlotDriver, hello: Hello) -> None:
@@ -179,7 +183,21 @@ class Supervisor:
         self._notify_status()
 
     def _on_report(self, key: WorkerKey, msg: Message) -> None:
-        self._reports.setdefault(key, {})[msg.TAG] = msg
+        if self.role.on_report(key, msg):
+            self._schedule_replan()
+
+    def _schedule_replan(self, delay_s: float = 0.05) -> None:
+        """Replan shortly: a burst of reports (referrals from several DCs) costs one pass."""
+        if self._replan_soon is None:
+            self._replan_soon = asyncio.get_running_loop().call_later(delay_s, self._replan_now)
+
+    def _replan_now(self) -> None:
+        self._replan_soon = None
+        asyncio.ensure_future(self._replan_and_configure())
+
+    async def _replan_and_configure(self) -> None:
+        await self._replan()
+        await self._configure_all()
 
     def _on_gone(self, key: WorkerKey) -> None:
         self._notify_status()
@@ -193,11 +211,12 @@ class Supervisor:
     async def _replan(self) -> None:
         assert self.pool is not None and self.config is not None and self.host is not None
         await self._refresh_routes()
-        plans, problems = plan_workers(self.daemon, self.config, self.host, self._interfaces, self._routes)
+        specs, problems = self.role.specs(self.config, self.host)
         for p in problems:
             log.warning('%s', p)
-        self._plans = plans
-        self.pool.ensure(plans)
+        zeroconf = isinstance(self.config, StafdConfig) and self.config.zeroconf
+        self._plans = plan_workers(specs, self._interfaces, self._routes, zeroconf=zeroconf)
+        self.pool.ensure(self._plans)
 
     async def _refresh_routes(self) -> None:
         """Look up the interface of every configured address that has no host-iface."""
@@ -227,6 +246,7 @@ class Supervisor:
                 'changed' if name in new and name in old else ('appeared' if name in new else 'disappeared'),
             )
         await self._replan()
+        await self._configure_all()
         assert self.pool is not None
         for name in changed:
             if name in new:
@@ -272,20 +292,16 @@ class Supervisor:
         return info
 
     def controller_info(self, fields: Dict[str, str], caller_is_root: bool) -> dict:
-        return {}
+        return self.role.controller_info(fields, self.host, caller_is_root)
 
     def list_controllers(self, detailed: bool, caller_is_root: bool) -> List[Dict[str, str]]:
-        return []
+        return self.role.list_controllers(detailed, caller_is_root)
 
     def get_log_pages(self, fields: Dict[str, str]) -> List[Dict[str, str]]:
-        if self.daemon != 'stafd':
-            raise NotFound('log pages are served by stafd')
-        return []
+        return self.role.get_log_pages(fields, self.host)
 
     def get_all_log_pages(self, detailed: bool, caller_is_root: bool) -> list:
-        if self.daemon != 'stafd':
-            raise NotFound('log pages are served by stafd')
-        return []
+        return self.role.get_all_log_pages(detailed, caller_is_root)
 
     def workers(self) -> List[WorkerInfo]:
         return self.pool.infos() if self.pool is not None else []
@@ -346,6 +362,7 @@ class Supervisor:
             return 1
         self._apply(config, host, problems)
         os.makedirs(self.runtime_dir, exist_ok=True)
+        self.role.restore()
         loop = asyncio.get_running_loop()
         loop.add_signal_handler(signal.SIGTERM, self.request_stop)
         loop.add_signal_handler(signal.SIGINT, self.request_stop)
@@ -368,7 +385,13 @@ class Supervisor:
 
         from .dbus_api import publish  # sdbus (and its asyncio glue) only in the daemon
 
-        self._publisher = await publish(self)
+        try:
+            self._publisher = await publish(self)
+        except Unavailable as exc:
+            log.error('%s', exc)
+            await self._shutdown()
+            return 1
+        self.role.publisher = self._publisher
         await self._wait_workers_up(self._restart_policy.hello_timeout_s)
         self._notifier.ready()
         self._notify_status()

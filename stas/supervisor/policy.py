@@ -18,9 +18,9 @@ Rules (DESIGN.md section 1):
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Dict, List, Mapping, Tuple
+from typing import Dict, List, Mapping, Sequence, Tuple
 
-from ..conf import ConfiguredController, StacdConfig, StafdConfig
+from ..conf import ConfiguredController
 from ..errors import StasError
 from ..fabric.addr import normalize_ip
 from ..fabric.exclusion import is_excluded
@@ -86,30 +86,28 @@ def configured_specs(
 
 
 def plan_workers(
-    daemon: str,
-    config,
-    host: HostIdentity,
+    specs: Sequence[ControllerSpec],
     interfaces: Mapping[str, InterfaceState],
     routes: Mapping[str, str],
-    extra: Tuple[ControllerSpec, ...] = (),
-) -> Tuple[Dict[WorkerKey, WorkerPlan], List[str]]:
-    """Every worker the daemon needs, with its controllers; plus problems worth a log line.
+    *,
+    zeroconf: bool = False,
+) -> Dict[WorkerKey, WorkerPlan]:
+    """Every worker the daemon needs, with its controllers.
 
-    ``extra`` are controllers policy elsewhere derived (referrals, mDNS, log page entries).
+    ``zeroconf``: also one worker (for mDNS browsing) per up, addressed, non-loopback interface.
     """
-    specs, problems = configured_specs(daemon, config, host)
     by_key: Dict[WorkerKey, List[ControllerSpec]] = {}
-    for spec in [s for s, _ in specs] + list(extra):
+    for spec in specs:
         by_key.setdefault(worker_key_for(spec.tid, routes), []).append(spec)
     mdns_keys = set()
-    if isinstance(config, StafdConfig) and config.zeroconf:
+    if zeroconf:
         for iface in interfaces.values():
             if iface.up and iface.addrs and not iface.loopback:
                 mdns_keys.add(WorkerKey('tcp', iface.name))
-    plans = {}
-    for key in set(by_key) | mdns_keys:
-        plans[key] = WorkerPlan(key=key, controllers=tuple(by_key.get(key, ())), mdns=key in mdns_keys)
-    return plans, problems
+    return {
+        key: WorkerPlan(key=key, controllers=tuple(by_key.get(key, ())), mdns=key in mdns_keys)
+        for key in set(by_key) | mdns_keys
+    }
 
 
-__all__ = ['InterfaceState', 'StacdConfig', 'StafdConfig', 'WorkerPlan', 'plan_workers', 'worker_key_for']
+__all__ = ['InterfaceState', 'WorkerPlan', 'configured_specs', 'plan_workers', 'worker_key_for']

@@ -89,6 +89,7 @@ class SlotDriver:
         self._req_ids = itertools.count(1)
         self._pending: Dict[int, asyncio.Future] = {}
         self.hello: Optional[Hello] = None
+        self.keep_connections_on_stop = True
         self.exited = asyncio.Event()
         self.exited.set()
 
@@ -108,7 +109,9 @@ class SlotDriver:
         elif isinstance(effect, SpawnWorker):
             self._spawn()
         elif isinstance(effect, SendShutdown):
-            self._send_soon(Shutdown(keep_connections=True))
+            # a restart or an unwanted worker keeps connections (its successor adopts them);
+            # only a daemon stop with persistent-connections=false lets them go
+            self._send_soon(Shutdown(keep_connections=self.keep_connections_on_stop))
         elif isinstance(effect, SendSignal):
             if self._proc is not None:
                 self._proc.signal(effect.signum)
@@ -326,8 +329,9 @@ class WorkerPool:
     def infos(self) -> List[WorkerInfo]:
         return [self.drivers[k].info() for k in sorted(self.drivers, key=str)]
 
-    async def stop_all(self, timeout_s: float) -> None:
+    async def stop_all(self, timeout_s: float, keep_connections: bool = True) -> None:
         for d in self.drivers.values():
+            d.keep_connections_on_stop = keep_connections
             if d.slot.state not in (SlotState.STOPPED, SlotState.STOPPING):
                 d.handle(StopRequested())
         waits = [d.exited.wait() for d in self.drivers.values()]

@@ -26,8 +26,19 @@ from ..workers.main import worker_process_main
 from ..workers.spec import WorkerSpec
 
 # What each kind of worker imports; preloaded once in the forkserver.
+_COMMON = ('asyncio', 'stas.ipc.channel', 'stas.workers.main')
+_NVME = (
+    *_COMMON,
+    'stas.workers.controllers',
+    'stas.workers.nvme_io',
+    'stas.workers.udev_io',
+    'libnvme.nvme',
+    'pyudev',
+)
 PRELOAD = {
-    'idle': ('stas.workers.main', 'stas.workers.idle', 'stas.ipc.channel', 'asyncio'),
+    'idle': (*_COMMON, 'stas.workers.idle'),
+    'stafd': _NVME,
+    'stacd': _NVME,
 }
 
 

@@ -26,6 +26,10 @@ def build_engine(spec: WorkerSpec):
         from .idle import IdleEngine
 
         return IdleEngine()
+    if spec.daemon in ('stafd', 'stacd'):
+        from .controllers import ControllerEngine
+
+        return ControllerEngine(spec.daemon)
     raise ValueError(f'no worker engine for daemon {spec.daemon!r}')
 
 
