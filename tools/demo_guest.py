@@ -24,18 +24,13 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from stas.testing.bus import start_system_bus, stop_system_bus  # noqa: E402
 from tests.e2e.fabric import Fabric  # noqa: E402
 from tests.e2e.nvmet import Nvmet  # noqa: E402
 
 BIN = Path(sys.executable).parent
 HOSTNQN = 'nqn.2014-08.org.nvmexpress:uuid:3f9b6a52-0d0e-4c51-9a9d-6c1b2e7f8a90'
 HOSTID = '3f9b6a52-0d0e-4c51-9a9d-6c1b2e7f8a90'
-BUS_CONFIG = """<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-BUS Bus Configuration 1.0//EN"
- "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
-<busconfig><type>system</type><listen>unix:path={socket}</listen><auth>EXTERNAL</auth>
-<policy context="default"><allow user="*"/><allow own="*"/><allow send_destination="*"/>
-<allow receive_sender="*"/></policy></busconfig>
-"""
 T0 = time.monotonic()
 
 
@@ -100,19 +95,9 @@ def main() -> int:
     p2.link(subs[2])
     p3.link(subs[3])
     p1.add_referral(p2)
-    say(
-        'fabric ready: ports 192.0.2.1, 192.0.2.2 (referral from .1) on tb0, 198.51.100.1 on tb1'
-    )
+    say('fabric ready: ports 192.0.2.1, 192.0.2.2 (referral from .1) on tb0, 198.51.100.1 on tb1')
 
-    (work / 'bus.conf').write_text(BUS_CONFIG.format(socket=work / 'bus'))
-    bus = subprocess.Popen(
-        ['dbus-daemon', f'--config-file={work / "bus.conf"}', '--nofork', '--print-address'],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-    )
-    bus.stdout.readline()
-    os.environ['DBUS_SYSTEM_BUS_ADDRESS'] = f'unix:path={work / "bus"}'
+    bus, os.environ['DBUS_SYSTEM_BUS_ADDRESS'] = start_system_bus(work / 'bus')
     (work / 'sys.conf').write_text(f'[Host]\nnqn={HOSTNQN}\nid={HOSTID}\n')
     (work / 'stafd.conf').write_text(
         '[Service Discovery]\nzeroconf=disabled\n[Controllers]\n'
@@ -156,7 +141,7 @@ def main() -> int:
     for ctrl in os.listdir('/sys/class/nvme'):
         Path(f'/sys/class/nvme/{ctrl}/delete_controller').write_text('1')
     fabric.cleanup()
-    bus.terminate()
+    stop_system_bus(bus)
     shutil.rmtree(work, ignore_errors=True)
     say('demo ' + ('done' if ok else 'FAILED'))
     return 0 if ok else 1

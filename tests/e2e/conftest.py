@@ -20,6 +20,7 @@ from typing import Iterator
 import pytest
 
 from stas.model import HostIdentity
+from stas.testing.bus import BusError, start_system_bus, stop_system_bus
 
 from .fabric import Fabric
 from .guest import IN_GUEST, SKIP_REASON, missing_kernel_support, scaled, wait_for
@@ -39,20 +40,6 @@ UDEVD = '/lib/systemd/systemd-udevd'
 # A system bus of our own: the message bus type 'system' (what daemons connect to), a socket in a
 # temporary directory, no activation, and a policy that lets the test user (root in the guest)
 # own and call anything: the tests are about the daemons, not about the policy.
-SYSTEM_BUS_CONFIG = """<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-BUS Bus Configuration 1.0//EN"
- "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
-<busconfig>
-  <type>system</type>
-  <listen>unix:path={socket}</listen>
-  <auth>EXTERNAL</auth>
-  <policy context="default">
-    <allow user="*"/>
-    <allow own="*"/>
-    <allow send_destination="*" eavesdrop="true"/>
-    <allow receive_sender="*"/>
-  </policy>
-</busconfig>
-"""
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -139,21 +126,10 @@ def uevents() -> Iterator[UeventMonitor]:
 def dbus_system_bus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A private dbus-daemon with a system-bus configuration; DBUS_SYSTEM_BUS_ADDRESS points to it
     for the rest of the session (this process and every child). Yields the address."""
-    workdir = tmp_path_factory.mktemp('system-bus')
-    socket_path = workdir / 'system_bus_socket'
-    config = workdir / 'system.conf'
-    config.write_text(SYSTEM_BUS_CONFIG.format(socket=socket_path))
-    daemon = subprocess.Popen(
-        ['dbus-daemon', f'--config-file={config}', '--nofork', '--nopidfile', '--print-address'],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,  # it warns that it cannot raise its fd limit: harmless
-        text=True,
-    )
-    printed = daemon.stdout.readline().strip()  # printed once it listens
-    if not printed:
-        daemon.wait()
-        pytest.fail(f'dbus-daemon with {config} exited ({daemon.returncode}) without listening')
-    address = f'unix:path={socket_path}'
+    try:
+        daemon, address = start_system_bus(tmp_path_factory.mktemp('system-bus'))
+    except BusError as exc:
+        pytest.fail(str(exc), pytrace=False)
     saved = os.environ.get('DBUS_SYSTEM_BUS_ADDRESS')
     os.environ['DBUS_SYSTEM_BUS_ADDRESS'] = address
     yield address
@@ -161,8 +137,7 @@ def dbus_system_bus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         os.environ.pop('DBUS_SYSTEM_BUS_ADDRESS', None)
     else:
         os.environ['DBUS_SYSTEM_BUS_ADDRESS'] = saved
-    daemon.terminate()
-    daemon.wait(timeout=scaled(5))
+    stop_system_bus(daemon, timeout_s=scaled(5))
 
 
 @pytest.fixture(scope='session')

@@ -15,29 +15,15 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
-import subprocess
 import tempfile
 from pathlib import Path
 from typing import Iterator
 
 import pytest
 
-HERE = Path(__file__).resolve().parent
+from stas.testing.bus import BusError, start_system_bus, stop_system_bus
 
-SYSTEM_BUS_CONFIG = """<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-BUS Bus Configuration 1.0//EN"
- "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
-<busconfig>
-  <type>system</type>
-  <listen>unix:path={socket}</listen>
-  <auth>EXTERNAL</auth>
-  <policy context="default">
-    <allow user="*"/>
-    <allow own="*"/>
-    <allow send_destination="*" eavesdrop="true"/>
-    <allow receive_sender="*"/>
-  </policy>
-</busconfig>
-"""
+HERE = Path(__file__).resolve().parent
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -50,29 +36,16 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list) -> None:
 @contextlib.contextmanager
 def running_system_bus() -> Iterator[str]:
     """Run a private dbus-daemon (system bus configuration) until the block ends; yield its address."""
-    if shutil.which('dbus-daemon') is None:
-        pytest.fail('dbus-daemon is not installed (Debian package dbus-daemon)', pytrace=False)
     workdir = Path(tempfile.mkdtemp(prefix='stas-bus-'))
-    workdir.chmod(0o755)  # an unprivileged caller must reach the socket
-    socket_path = workdir / 'system_bus_socket'
-    config = workdir / 'system.conf'
-    config.write_text(SYSTEM_BUS_CONFIG.format(socket=socket_path))
-    daemon = subprocess.Popen(
-        ['dbus-daemon', f'--config-file={config}', '--nofork', '--nopidfile', '--print-address'],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,  # it warns that it cannot raise its fd limit: harmless
-        text=True,
-    )
     try:
-        printed = daemon.stdout.readline().strip()  # printed once it listens
-        if not printed:
-            daemon.wait(timeout=5)
-            pytest.fail(f'dbus-daemon with {config} exited ({daemon.returncode}) without listening')
-        yield f'unix:path={socket_path}'
+        daemon, address = start_system_bus(workdir)
+    except BusError as exc:
+        shutil.rmtree(workdir, ignore_errors=True)
+        pytest.fail(str(exc), pytrace=False)
+    try:
+        yield address
     finally:
-        daemon.kill()
-        daemon.wait(timeout=5)
-        daemon.stdout.close()
+        stop_system_bus(daemon)
         shutil.rmtree(workdir, ignore_errors=True)
 
 
