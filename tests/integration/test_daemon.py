@@ -345,68 +345,37 @@ def test_no_daemon_means_exit_69(workdir, module_system_bus):
     assert 'stacd' in done.stderr
 
 
+def check_config(conf: Path, sysconf: Path) -> subprocess.CompletedProcess:
+    """``stafd --check-config`` as an admin runs it."""
+    return subprocess.run(
+        [
+            sys.executable,
+            '-m',
+            'stas.supervisor',
+            'stafd',
+            '--check-config',
+            '-f',
+            str(conf),
+            '--sys-conf',
+            str(sysconf),
+        ],
+        env=dict(os.environ, PYTHONPATH=str(ROOT)),
+        capture_output=True,
+        check=False,
+        text=True,
+        timeout=30,
+    )
+
+
 def test_check_config_reports_file_and_line(workdir):
     conf = workdir / 'stafd.conf'
     conf.write_text('[Global]\nkato=30\nqueue-size=8\n')
     sysconf = workdir / 'sys.conf'
     sysconf.write_text(f'[Host]\nnqn={HOSTNQN}\nid={HOSTID}\n')
-    env = dict(os.environ, PYTHONPATH=str(ROOT))
-    done = subprocess.run(
-        [
-            sys.executable,
-            '-m',
-            'stas.supervisor',
-            'stafd',
-            '--check-config',
-            '-f',
-            str(conf),
-            '--sys-conf',
-            str(sysconf),
-        ],
-        env=env,
-        capture_output=True,
-        check=False,
-        text=True,
-        timeout=30,
-    )
+    done = check_config(conf, sysconf)
     assert done.returncode == 1, done
     assert f'{conf}:3: [Global] queue-size=8' in done.stdout and '16..1024' in done.stdout
     conf.write_text('[Global]\nkato=30\n')
-    done = subprocess.run(
-        [
-            sys.executable,
-            '-m',
-            'stas.supervisor',
-            'stafd',
-            '--check-config',
-            '-f',
-            str(conf),
-            '--sys-conf',
-            str(sysconf),
-        ],
-        env=env,
-        capture_output=True,
-        check=False,
-        text=True,
-        timeout=30,
-    )
+    done = check_config(conf, sysconf)
     assert done.returncode == 0 and 'no problems' in done.stdout
-    done = subprocess.run(
-        [
-            sys.executable,
-            '-m',
-            'stas.supervisor',
-            'stafd',
-            '--check-config',
-            '-f',
-            str(workdir / 'missing.conf'),
-            '--sys-conf',
-            str(sysconf),
-        ],
-        env=env,
-        capture_output=True,
-        check=False,
-        text=True,
-        timeout=30,
-    )
-    assert done.returncode == 2
+    assert check_config(workdir / 'missing.conf', sysconf).returncode == 2
