@@ -127,20 +127,21 @@ _CFG_UNSUPPORTED = ('queue_size',)
 def libnvme_version() -> str:
     """The installed libnvme binding's version ('1.16.2'), or 'unknown'.
 
-    Read from the distribution metadata, falling back to ``libnvme.__version__`` (a source
-    build on the path has no metadata).
+    ``libnvme.__version__`` first: the module is already loaded in a worker (preloaded by the
+    forkserver), while reading the distribution metadata costs ~13 ms, a quarter of a worker
+    replacement. The metadata is the fallback for a binding without the attribute.
     """
-    try:
-        from importlib import metadata
-
-        return metadata.version('libnvme')
-    except Exception:  # noqa: BLE001 (no metadata: try the module itself)
-        pass
     try:
         import libnvme
 
         return str(libnvme.__version__)
-    except Exception:  # noqa: BLE001 (not installed or broken: the hello message says so)
+    except Exception:  # noqa: BLE001 (no attribute, not installed or broken: try the metadata)
+        pass
+    try:
+        from importlib import metadata
+
+        return metadata.version('libnvme')
+    except Exception:  # noqa: BLE001 (the hello message says 'unknown')
         return 'unknown'
 
 
