@@ -379,3 +379,26 @@ def test_check_config_reports_file_and_line(workdir):
     done = check_config(conf, sysconf)
     assert done.returncode == 0 and 'no problems' in done.stdout
     assert check_config(workdir / 'missing.conf', sysconf).returncode == 2
+
+
+def test_workers_exit_when_their_supervisor_dies(workdir, module_system_bus):
+    with running('stafd', workdir, module_system_bus, STAFD_NO_ZEROCONF + TWO_IFACES) as d:
+        workers = wait_until(
+            lambda: (w := d.workers()) and all(x['state'] == 'running' for x in w.values()) and w,
+            10,
+            'workers running',
+        )
+        d.signal(signal.SIGKILL)
+        d.proc.wait(timeout=10)
+
+        def all_gone():
+            for w in workers.values():
+                try:
+                    os.kill(w['pid'], 0)
+                except ProcessLookupError:
+                    continue
+                return False
+            return True
+
+        # their channel closes with the supervisor: each worker exits on its own
+        wait_until(all_gone, 10, 'orphaned workers to exit')
