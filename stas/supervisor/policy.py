@@ -13,16 +13,26 @@ Rules (DESIGN.md section 1):
 - fc and loop controllers have their own interface-less workers.
 - stafd with ``zeroconf`` enabled runs a worker (for mDNS browsing) on every interface that is
   up, has an address and is not loopback.
+
+Configured controllers and ``ip-family`` (nvme-stas 2.x rules, upstream.md 1.2): a tcp/rdma
+``traddr`` given as a host name is resolved by the supervisor before each planning pass
+(``names_to_resolve`` says which, ``with_resolved_names`` puts the answers in; the lookup
+itself is ``stas.supervisor.resolver``). Of a name's addresses the first IPv4 one is taken when
+the controller's ip-family enables IPv4, else the first IPv6 one; a name that does not resolve
+to an enabled family is dropped and named in a problem. ``exclude=`` is applied to the name
+before resolution (so a host name can be excluded) and to the address after. An IP literal of
+a family ip-family does not enable is dropped too. fc and loop pass through.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Dict, List, Mapping, Sequence, Tuple
 
 from ..conf import ConfiguredController
 from ..errors import StasError
-from ..fabric.addr import normalize_ip
+from ..fabric.addr import address_problem, ip_version, needs_resolution, normalize_ip
 from ..fabric.exclusion import is_excluded
 from ..fabric.tid import tid_from_config
 from ..model import ControllerSpec, HostIdentity, Origin, Role, TransportId, WorkerKey
@@ -53,11 +63,15 @@ def worker_key_for(tid: TransportId, routes: Mapping[str, str]) -> WorkerKey:
     return WorkerKey(tid.transport, routes.get(normalize_ip(tid.traddr) or tid.traddr, ''))
 
 
+def _role_of(daemon: str) -> Role:
+    return Role.DC if daemon == 'stafd' else Role.IOC
+
+
 def configured_specs(
     daemon: str, config, host: HostIdentity
 ) -> Tuple[List[Tuple[ControllerSpec, ConfiguredController]], List[str]]:
     """The controllers of ``controller=`` as specs, minus the excluded ones, plus problems."""
-    role = Role.DC if daemon == 'stafd' else Role.IOC
+    role = _role_of(daemon)
     specs: List[Tuple[ControllerSpec, ConfiguredController]] = []
     problems: List[str] = []
     for ctrl in config.controllers:
@@ -69,6 +83,10 @@ def configured_specs(
             continue
         entry = is_excluded(tid, config.excluded)
         if entry is not None:
+            continue
+        why = address_problem(tid.transport, tid.traddr, config.ip_family_for(ctrl))
+        if why:
+            problems.append(f'controller= at line {ctrl.line}: {why}; skipped')
             continue
         specs.append(
             (
@@ -83,6 +101,78 @@ def configured_specs(
             )
         )
     return specs, problems
+
+
+# A host name's lookup result: its addresses in resolver order, or '' and why it failed.
+Resolved = Tuple[Tuple[str, ...], str]
+
+
+def names_to_resolve(daemon: str, config, host: HostIdentity) -> List[str]:
+    """The host names among the configured tcp/rdma traddrs, in config order, once each.
+
+    Entries that do not form a TID (reported by ``configured_specs``) and entries excluded by
+    name are left out: an excluded name is never looked up."""
+    names: List[str] = []
+    for ctrl in config.controllers:
+        try:
+            tid = tid_from_config(ctrl, role=_role_of(daemon), hostnqn=host.hostnqn, ignore_iface=False)
+        except StasError:
+            continue
+        if (
+            needs_resolution(tid.transport, tid.traddr)
+            and is_excluded(tid, config.excluded) is None
+            and tid.traddr not in names
+        ):
+            names.append(tid.traddr)
+    return names
+
+
+def pick_address(addresses: Sequence[str], families: Sequence[int]) -> str:
+    """nvme-stas's choice among a name's addresses: the first IPv4 one when ip-family enables
+    IPv4, else the first IPv6 one when it enables IPv6; '' when none fits."""
+    for family in (4, 6):
+        if family in families:
+            for address in addresses:
+                if ip_version(address) == family:
+                    return normalize_ip(address) or ''
+    return ''
+
+
+def with_resolved_names(daemon: str, config, host: HostIdentity, answers: Mapping[str, Resolved]):
+    """``(config, problems)``: ``config`` with every configured host name replaced by the
+    address picked for it (``pick_address`` with that controller's ip-family), and without
+    the controllers whose name did not resolve (each named in a problem). Names that were not
+    looked up (excluded by name) stay as they are; ``configured_specs`` drops them."""
+    kept = []
+    problems: List[str] = []
+    changed = False
+    for ctrl in config.controllers:
+        try:
+            tid = tid_from_config(ctrl, role=_role_of(daemon), hostnqn=host.hostnqn, ignore_iface=False)
+        except StasError:
+            kept.append(ctrl)  # configured_specs reports it
+            continue
+        if tid.traddr not in answers:
+            kept.append(ctrl)
+            continue
+        addresses, error = answers[tid.traddr]
+        families = config.ip_family_for(ctrl)
+        address = pick_address(addresses, families)
+        changed = True
+        if not address:
+            if error:
+                why = f'cannot resolve host name {tid.traddr!r}: {error}'
+            else:
+                fams = ', '.join(f'IPv{f}' for f in families)
+                found = ', '.join(addresses) or 'no address'
+                why = f'host name {tid.traddr!r} has no {fams} address (found {found})'
+            problems.append(f'controller= at line {ctrl.line}: {why}; skipped')
+            continue
+        fields = tuple((k, address if k == 'traddr' else v) for k, v in ctrl.fields)
+        kept.append(dataclasses.replace(ctrl, fields=fields))
+    if not changed:
+        return config, problems
+    return dataclasses.replace(config, controllers=tuple(kept)), problems
 
 
 def plan_workers(
@@ -110,4 +200,14 @@ def plan_workers(
     }
 
 
-__all__ = ['InterfaceState', 'WorkerPlan', 'configured_specs', 'plan_workers', 'worker_key_for']
+__all__ = [
+    'InterfaceState',
+    'Resolved',
+    'WorkerPlan',
+    'configured_specs',
+    'names_to_resolve',
+    'pick_address',
+    'plan_workers',
+    'with_resolved_names',
+    'worker_key_for',
+]

@@ -1,0 +1,397 @@
+"""stacd's policy and view: which I/O controllers to keep connected, and why.
+
+Pure: no I/O, no clock (callers pass ``now``). The supervisor's stacd role feeds it what stafd
+says over D-Bus (``staf_client``) and the configuration; it answers with the IOC specs to hand
+to the workers, the options that carry ``disconnect-scope`` to them, and the data of the D-Bus
+API.
+
+Desired I/O controllers (upstream.md 1.4) = ``controller=`` of stacd.conf + every log page entry
+of subtype ``nvme`` that stafd reports, each inheriting host-traddr, host-iface and host-nqn
+from the DC that listed it (``stas.fabric.tid.tid_from_io_entry``), minus ``exclude=``, minus
+addresses of a family ``ip-family`` does not enable. A configured controller that a log page
+also lists keeps its configured options and takes the entry's NCC bit.
+
+The rule that matters most (ecosystem.md D: "stacd disconnected everything when stafd was slow"):
+stafd being absent, restarting or slow is never read as "nothing discovered". The log page
+entries stacd last trusted are kept, and persisted in its runtime directory (``dump``/``parse``),
+until stafd is on the bus *and has answered*. Even then an answer is read with care:
+
+* a DC that stafd lists with an empty log page keeps the entries stacd had for it, unless stafd
+  read that DC's page while stacd was watching (a ``log_pages_changed`` signal for it): a page
+  just read and found empty is real (its last subsystem was withdrawn), an empty page of a DC
+  stafd has not read yet (just added, not connected) is not;
+* a DC missing from the answer drops its entries when this stafd instance (its unique bus name)
+  listed it before, i.e. stafd removed it; a DC the instance has never listed (stafd restarted
+  without its cache and has not yet followed the referral or seen the mDNS announcement that
+  leads to it) is kept for ``settle_s`` after the instance's first answer, then dropped.
+
+Deviations from nvme-stas 2.x, on purpose: 2.x read "stafd not on the bus" and "the D-Bus call
+failed" as "no log pages", so any config pass run then (a SIGHUP, stacd's start before stafd
+owned its name) disconnected every discovered IOC; and it dropped a DC's IOCs on any empty
+answer.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import json
+from dataclasses import dataclass
+from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Set, Tuple
+
+from ..conf import DisconnectScope
+from ..errors import InvalidArgument, StasError
+from ..fabric.addr import address_problem
+from ..fabric.dlpe import entry_as_dbus_dict, io_entries, ncc, screen_log_entry
+from ..fabric.exclusion import is_excluded
+from ..fabric.tid import tid_from_io_entry, tid_from_request
+from ..ipc.messages import WorkerOptions
+from ..model import ConnectOptions, ControllerSpec, LogEntry, Role, TransportId, WorkerKey
+
+# How long a stafd instance that does not (yet) list a DC may take to list it again before the
+# IOCs found through that DC are let go: long enough for a fresh stafd to connect its DCs,
+# retry a failed connect once (3 s), follow referrals and hear mDNS announcements.
+STAFD_SETTLE_S = 60.0
+STATE_VERSION = 1
+
+# The seven fields that name a controller on D-Bus, hyphenated as in the dictionaries.
+TID_KEYS = ('transport', 'traddr', 'trsvcid', 'subsysnqn', 'host-traddr', 'host-iface', 'host-nqn')
+
+
+class StafdState(str, enum.Enum):
+    """What stacd knows of stafd."""
+
+    UNKNOWN = 'unknown'  # stacd just started and has not asked the bus yet
+    ABSENT = 'absent'  # org.nvmexpress.staf has no owner
+    WAITING = 'waiting'  # stafd is on the bus, its answer is still to come
+    ANSWERED = 'answered'  # the log pages of record are stafd's latest answer
+
+
+@dataclass(frozen=True)
+class DcLogPage:
+    """One item of ``get_all_log_pages``: a DC and its log page entries."""
+
+    dc: TransportId
+    entries: Tuple[LogEntry, ...] = ()
+
+
+@dataclass(frozen=True)
+class IocSource:
+    """Where a log-page-derived IOC comes from: the entry and the DC that listed it."""
+
+    tid: TransportId
+    entry: LogEntry
+    dc: TransportId
+
+
+@dataclass(frozen=True)
+class Answer:
+    """What an answer of stafd changed. ``recheck_in_s``: ask stafd again after this long, to
+    let go of DCs kept only because the instance is young (None: nothing is waiting)."""
+
+    changed: bool
+    kept_missing: Tuple[TransportId, ...] = ()
+    recheck_in_s: Optional[float] = None
+
+
+# ---- reading stafd's answers ---------------------------------------------------------------------
+
+
+def dc_tid_of(fields: Mapping[str, object]) -> TransportId:
+    """The TID of a DC named by stafd (a ``discovery-controller`` dict or the arguments of
+    ``log_pages_changed``), normalised like every TID here. An absent host-nqn (stafd before it
+    had one) stays '' and is filled with the host's NQN when IOCs are derived.
+    Raises ``InvalidArgument``."""
+    if not isinstance(fields, Mapping):
+        raise InvalidArgument(f'discovery controller {fields!r} is not a dict')
+    values = {k: fields.get(k, '') for k in TID_KEYS}
+    return tid_from_request(values, role=Role.DC, hostnqn='')
+
+
+def parse_all_log_pages(text: str) -> Tuple[List[DcLogPage], List[str]]:
+    """stafd's ``get_all_log_pages`` JSON as ``(pages, problems)``.
+
+    Raises ``InvalidArgument`` when the text is not the expected list at all (the answer is then
+    ignored: nothing is known). A DC or an entry that cannot be read is skipped with a problem.
+    """
+    try:
+        doc = json.loads(text)
+    except (TypeError, ValueError) as exc:
+        raise InvalidArgument(f'get_all_log_pages answer is not JSON: {exc}') from None
+    if not isinstance(doc, list):
+        raise InvalidArgument(f'get_all_log_pages answer is a {type(doc).__name__}, not a list')
+    pages: List[DcLogPage] = []
+    problems: List[str] = []
+    for index, item in enumerate(doc):
+        if not isinstance(item, Mapping):
+            problems.append(f'item {index} is not a dict')
+            continue
+        try:
+            dc = dc_tid_of(item.get('discovery-controller'))
+        except StasError as exc:
+            problems.append(f'item {index}: {exc.message}')
+            continue
+        raw = item.get('log-pages') or []
+        if not isinstance(raw, list):
+            problems.append(f'DC {dc}: log-pages is not a list')
+            raw = []
+        entries = []
+        for i, e in enumerate(raw):
+            entry, reason = screen_log_entry(e)
+            if entry is None:
+                problems.append(f'DC {dc}: entry {i}: {reason}')
+            else:
+                entries.append(entry)
+        pages.append(DcLogPage(dc, tuple(entries)))
+    return pages, problems
+
+
+# ---- the view -----------------------------------------------------------------------------------
+
+
+class StacView:
+    """The log page entries of record, per DC, and what stacd knows of stafd."""
+
+    def __init__(self, settle_s: float = STAFD_SETTLE_S) -> None:
+        self.settle_s = settle_s
+        self.pages: Dict[TransportId, Tuple[LogEntry, ...]] = {}  # nvme entries only
+        self.state = StafdState.UNKNOWN
+        self.owner = ''  # stafd's unique bus name, '' when absent
+        self.answers = 0  # answers of the current owner
+        self.first_answer_at: Optional[float] = None
+        self.last_answer_at: Optional[float] = None
+        self.listed: Set[TransportId] = set()  # DCs the current owner has listed
+        self.read: Set[TransportId] = set()  # DCs the current owner read while we watched
+        self.restored = False
+
+    # ---- stafd comes and goes -------------------------------------------------------------------
+    def stafd_appeared(self, owner: str) -> bool:
+        """stafd owns its name now (``owner`` is its unique name). True when that is news."""
+        if self.owner == owner and self.state in (StafdState.WAITING, StafdState.ANSWERED):
+            return False
+        self._new_instance(owner)
+        self.state = StafdState.WAITING
+        return True
+
+    def stafd_vanished(self) -> bool:
+        """stafd left the bus: nothing it said is withdrawn. True when that is news."""
+        if self.state is StafdState.ABSENT:
+            return False
+        self._new_instance('')
+        self.state = StafdState.ABSENT
+        return True
+
+    def _new_instance(self, owner: str) -> None:
+        self.owner = owner
+        self.answers = 0
+        self.first_answer_at = None
+        self.listed = set()
+        self.read = set()
+
+    def dc_read(self, dc: TransportId) -> None:
+        """stafd read ``dc``'s log page (``log_pages_changed``): its next page is trusted even
+        when empty."""
+        self.read.add(dc)
+
+    @property
+    def authoritative(self) -> bool:
+        """True when the entries of record are stafd's current word (not a memory of it)."""
+        return self.state is StafdState.ANSWERED
+
+    # ---- answers ------------------------------------------------------------------------------------
+    def on_answer(self, owner: str, pages: Sequence[DcLogPage], now: float) -> Answer:
+        """Take stafd's answer to ``get_all_log_pages`` (rules in the module docstring)."""
+        if owner != self.owner or self.state not in (StafdState.WAITING, StafdState.ANSWERED):
+            self._new_instance(owner)  # an instance whose arrival we did not see
+        if self.first_answer_at is None:
+            self.first_answer_at = now
+        self.answers += 1
+        self.last_answer_at = now
+        listed_before = set(self.listed)
+        new: Dict[TransportId, Tuple[LogEntry, ...]] = {}
+        for page in pages:
+            self.listed.add(page.dc)
+            if page.entries or page.dc in self.read:
+                new[page.dc] = tuple(io_entries(page.entries))
+            else:
+                new[page.dc] = self.pages.get(page.dc, ())  # not read yet: keep what we had
+        age = now - self.first_answer_at
+        kept: List[TransportId] = []
+        for dc, entries in self.pages.items():
+            if dc in new or dc in listed_before or age >= self.settle_s:
+                continue
+            new[dc] = entries
+            kept.append(dc)
+        changed = new != self.pages
+        self.pages = new
+        self.state = StafdState.ANSWERED
+        recheck = max(0.0, self.settle_s - age) if kept else None
+        return Answer(changed, tuple(sorted(kept, key=str)), recheck)
+
+    # ---- what follows from the pages -------------------------------------------------------------
+    def log_page_iocs(self, default_hostnqn: str = '') -> Tuple[Dict[TransportId, IocSource], List[str]]:
+        """Every IOC the pages of record name, with its source, and entries that name none.
+
+        When several DCs list the same controller, the DC that sorts last wins (nvme-stas: the
+        last one reported).
+        """
+        found: Dict[TransportId, IocSource] = {}
+        problems: List[str] = []
+        for dc in sorted(self.pages, key=str):
+            dc_tid = dc if dc.host_nqn else dataclasses.replace(dc, host_nqn=default_hostnqn)
+            for entry in self.pages[dc]:
+                try:
+                    tid = tid_from_io_entry(entry, dc_tid)
+                except StasError as exc:
+                    problems.append(f'DC {dc}: entry for {entry.subnqn!r} skipped: {exc.message}')
+                    continue
+                found[tid] = IocSource(tid, entry, dc)
+        return found, problems
+
+    def summary(self) -> Dict[str, object]:
+        """What ``process_info`` shows of stafd and of the entries of record."""
+        return {
+            'state': self.state.value,
+            'owner': self.owner,
+            'answers': self.answers,
+            'discovery controllers': len(self.pages),
+            'log page entries': sum(len(e) for e in self.pages.values()),
+            'restored from runtime directory': self.restored,
+        }
+
+    # ---- persistence (the text; the role writes the file) -------------------------------------
+    def dump(self) -> str:
+        return json.dumps(
+            {
+                'version': STATE_VERSION,
+                'dcs': [
+                    {
+                        'dc': dataclasses.asdict(dc),
+                        'log-pages': [entry_as_dbus_dict(e) for e in self.pages[dc]],
+                    }
+                    for dc in sorted(self.pages, key=str)
+                ],
+            },
+            indent=1,
+        )
+
+    def restore(self, text: str) -> None:
+        """Take the entries of a previous run (``dump``); raises ValueError naming the problem."""
+        self.pages = parse_state(text)
+        self.restored = True
+
+
+def parse_state(text: str) -> Dict[TransportId, Tuple[LogEntry, ...]]:
+    """The pages of a ``StacView.dump``; raises ValueError naming what is wrong."""
+    doc = json.loads(text)
+    if not isinstance(doc, dict) or doc.get('version') != STATE_VERSION:
+        raise ValueError(f'not a version {STATE_VERSION} stacd state file')
+    pages: Dict[TransportId, Tuple[LogEntry, ...]] = {}
+    for i, item in enumerate(doc.get('dcs', [])):
+        try:
+            dc = TransportId(**{k: str(v) for k, v in item['dc'].items()})
+            entries = []
+            for e in item['log-pages']:
+                entry, reason = screen_log_entry(e)
+                if entry is None:
+                    raise ValueError(reason)
+                entries.append(entry)
+            pages[dc] = tuple(io_entries(entries))
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise ValueError(f'entry {i}: {exc}') from None
+    return pages
+
+
+# ---- policy ---------------------------------------------------------------------------------------
+
+
+def desired_iocs(
+    configured: Iterable[ControllerSpec],
+    sources: Mapping[TransportId, IocSource],
+    *,
+    excluded: Sequence,
+    ip_families: Tuple[int, ...],
+    options: ConnectOptions,
+    pin_iface: bool,
+) -> Tuple[List[ControllerSpec], List[str]]:
+    """The IOCs to keep: ``configured`` (already filtered) and the log page IOCs ``sources``
+    that are neither excluded nor of a disabled address family. Returns (specs, problems)."""
+    chosen: Dict[TransportId, ControllerSpec] = {}
+    for spec in configured:
+        source = sources.get(spec.tid)
+        chosen[spec.tid] = dataclasses.replace(spec, ncc=ncc(source.entry) if source else False)
+    problems: List[str] = []
+    for tid in sorted(sources, key=str):
+        if tid in chosen or is_excluded(tid, excluded) is not None:
+            continue
+        why = address_problem(tid.transport, tid.traddr, ip_families)
+        if why:
+            problems.append(f'log page entry {tid} skipped: {why}')
+            continue
+        chosen[tid] = ControllerSpec(
+            tid=tid, role=Role.IOC, options=options, pin_iface=pin_iface, ncc=ncc(sources[tid].entry)
+        )
+    return list(chosen.values()), problems
+
+
+def worker_options(
+    key: Optional[WorkerKey],
+    *,
+    scope: DisconnectScope,
+    trtypes: Tuple[str, ...],
+    connect_attempts_on_ncc: int,
+    trace: bool,
+    audit: bool,
+) -> WorkerOptions:
+    """What ``disconnect-scope`` means to the worker of ``key`` (upstream.md 5.4).
+
+    only-stas-connections: controllers that leave the desired set are disconnected.
+    no-disconnect: they are only forgotten. all-connections-matching-disconnect-trtypes: they
+    are disconnected when their transport is in ``disconnect-trtypes`` (else forgotten), and the
+    worker audits the kernel's other I/O controllers of those transports, disconnecting the ones
+    nobody wants. ``audit`` is False while stafd's word is not known: an audit against a desired
+    set that lacks the log page entries would disconnect everything discovered.
+    """
+    adopt: Tuple[str, ...] = ()
+    if scope is DisconnectScope.NO_DISCONNECT:
+        disconnect = False
+    elif scope is DisconnectScope.ALL_CONNECTIONS_MATCHING_DISCONNECT_TRTYPES:
+        disconnect = key is None or key.transport in trtypes
+        # each worker audits its own transport only: the fc and rdma workers have no interface
+        # either, and would audit each other's connections
+        adopt = tuple(t for t in trtypes if key is None or t == key.transport) if audit else ()
+    else:
+        disconnect = True
+    return WorkerOptions(
+        trace=trace,
+        connect_attempts_on_ncc=connect_attempts_on_ncc,
+        disconnect_unwanted=disconnect,
+        adopt_trtypes=adopt,
+    )
+
+
+def audit_worker_keys(interfaces: Mapping[str, object], trtypes: Iterable[str]) -> List[WorkerKey]:
+    """The workers an audit needs besides those with controllers: one per up, addressed,
+    non-loopback interface for tcp and rdma, one interface-less worker for fc (the kernel
+    names the interface of neither rdma nor fc connections, so those audit from '')."""
+    keys: List[WorkerKey] = []
+    for transport in trtypes:
+        if transport == 'tcp':
+            for name in sorted(interfaces):
+                iface = interfaces[name]
+                if (
+                    getattr(iface, 'up', False)
+                    and getattr(iface, 'addrs', ())
+                    and not getattr(iface, 'loopback', False)
+                ):
+                    keys.append(WorkerKey('tcp', name))
+        elif transport in ('rdma', 'fc'):
+            keys.append(WorkerKey(transport, ''))
+    return keys
+
+
+def ioc_dbus_extras(source: Optional[IocSource]) -> Dict[str, str]:
+    """The ``dlpe`` and ``dlpe.eflags.ncc`` keys of a detailed IOC (upstream.md 2.5)."""
+    if source is None:
+        return {'dlpe': 'None', 'dlpe.eflags.ncc': 'False'}
+    return {'dlpe': str(entry_as_dbus_dict(source.entry)), 'dlpe.eflags.ncc': str(ncc(source.entry))}

@@ -1,0 +1,418 @@
+"""stacd's pure policy and view (stas.supervisor.stac): reading stafd's answers, keeping what
+stafd said while it is away, the desired IOC set, and what disconnect-scope tells workers."""
+
+from __future__ import annotations
+
+import json
+from typing import Dict, List, Tuple
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from stas.conf import DisconnectScope
+from stas.errors import InvalidArgument
+from stas.fabric.exclusion import normalize_exclusion
+from stas.fabric.tid import tid_from_io_entry
+from stas.model import (
+    WELL_KNOWN_DISC_NQN,
+    ConnectOptions,
+    ControllerSpec,
+    LogEntry,
+    Role,
+    TransportId,
+    WorkerKey,
+)
+from stas.supervisor.policy import InterfaceState
+from stas.supervisor.stac import (
+    DcLogPage,
+    StacView,
+    StafdState,
+    audit_worker_keys,
+    dc_tid_of,
+    desired_iocs,
+    ioc_dbus_extras,
+    parse_all_log_pages,
+    parse_state,
+    worker_options,
+)
+
+HOSTNQN = 'nqn.2014-08.org.nvmexpress:uuid:0c5d3f4e-1111-4222-8333-944455556666'
+NQN = 'nqn.2024-01.com.example:'
+SETTLE = 60.0
+
+
+def dc(traddr: str = '192.0.2.1', iface: str = 'tb0', host_nqn: str = HOSTNQN) -> TransportId:
+    return TransportId('tcp', traddr, '8009', WELL_KNOWN_DISC_NQN, '', iface, host_nqn)
+
+
+def entry(sub: str, traddr: str = '192.0.2.1', subtype: str = 'nvme', eflags: str = '0') -> LogEntry:
+    return LogEntry(
+        trtype='tcp',
+        adrfam='ipv4',
+        subtype=subtype,
+        treq='not specified',
+        portid='1',
+        trsvcid='4420',
+        subnqn=NQN + sub,
+        traddr=traddr,
+        cntlid='65535',
+        asqsz='32',
+        eflags=eflags,
+    )
+
+
+def subs(view: StacView) -> List[str]:
+    return sorted(t.subsysnqn[len(NQN) :] for t in view.log_page_iocs(HOSTNQN)[0])
+
+
+DC_A, DC_B = dc('192.0.2.1', 'tb0'), dc('198.51.100.1', 'tb1')
+
+
+def answered(view: StacView, owner: str = ':1.1', now: float = 0.0, **pages) -> None:
+    view.stafd_appeared(owner)
+    view.on_answer(owner, [DcLogPage(d, tuple(e)) for d, e in pages.get('pages', [])], now)
+
+
+# ---- reading answers ----------------------------------------------------------------------------
+
+
+def test_an_answer_is_parsed_into_normalised_dcs_and_usable_entries():
+    text = json.dumps(
+        [
+            {
+                'discovery-controller': {
+                    'traddr': '192.0.2.1',
+                    'trsvcid': '',
+                    'transport': 'TCP',
+                    'subsysnqn': '',
+                    'host-iface': 'tb0',
+                    'host-traddr': '',
+                    'host-nqn': HOSTNQN,
+                    'device': 'nvme0',
+                    'kato': '30',
+                },
+                'log-pages': [
+                    {
+                        'trtype': 'tcp',
+                        'adrfam': 'ipv4',
+                        'traddr': '192.0.2.1',
+                        'trsvcid': '4420',
+                        'subnqn': NQN + 's1',
+                        'subtype': 'nvme',
+                        'treq': 'not specified',
+                        'portid': '1',
+                        'eflags': '4',
+                    },
+                    {'trtype': 'tcp'},
+                ],
+            },
+            {'discovery-controller': {'transport': 'xyz', 'traddr': '1.2.3.4'}, 'log-pages': []},
+            'junk',
+        ]
+    )
+    pages, problems = parse_all_log_pages(text)
+    assert [p.dc for p in pages] == [dc('192.0.2.1', 'tb0')]
+    assert [e.subnqn for e in pages[0].entries] == [NQN + 's1'] and pages[0].entries[0].eflags == '4'
+    assert len(problems) == 3
+    assert 'entry 1' in problems[0] and 'xyz' in problems[1] and 'item 2' in problems[2]
+
+
+@pytest.mark.parametrize('text', ['', 'nope', '{"a": 1}', '3'])
+def test_an_answer_that_is_not_a_list_is_refused_as_a_whole(text):
+    with pytest.raises(InvalidArgument):
+        parse_all_log_pages(text)
+
+
+def test_a_dc_named_by_a_signal_is_normalised_like_a_dc_of_an_answer():
+    keys = ('transport', 'traddr', 'trsvcid', 'subsysnqn', 'host-traddr', 'host-iface', 'host-nqn')
+    fields = dict(zip(keys, ('tcp', '192.0.2.1', '8009', WELL_KNOWN_DISC_NQN, '', 'tb0', HOSTNQN)))
+    assert dc_tid_of(fields) == DC_A
+    with pytest.raises(InvalidArgument):
+        dc_tid_of('not a dict')
+
+
+# ---- log page IOCs ------------------------------------------------------------------------------
+
+
+def test_log_page_iocs_inherit_the_dc_interface_and_host_nqn_and_keep_the_entry_port():
+    view = StacView()
+    answered(view, pages=[(DC_A, [entry('s1'), entry('ref', subtype='referral')])])
+    iocs, problems = view.log_page_iocs('nqn.other')
+    [(tid, source)] = iocs.items()
+    assert tid == TransportId('tcp', '192.0.2.1', '4420', NQN + 's1', '', 'tb0', HOSTNQN)
+    assert source.dc == DC_A and problems == []
+
+
+def test_a_dc_without_host_nqn_lends_the_host_nqn_of_sys_conf():
+    view = StacView()
+    answered(view, pages=[(dc(host_nqn=''), [entry('s1')])])
+    [tid] = view.log_page_iocs(HOSTNQN)[0]
+    assert tid.host_nqn == HOSTNQN
+
+
+def test_an_entry_that_names_no_controller_is_a_problem_not_an_ioc():
+    view = StacView()
+    answered(view, pages=[(DC_A, [entry('s1', traddr='not-an-ip')])])
+    iocs, problems = view.log_page_iocs(HOSTNQN)
+    assert iocs == {} and 'not-an-ip' in problems[0]
+
+
+# ---- stafd comes and goes -----------------------------------------------------------------------
+
+
+def test_stafd_leaving_keeps_everything_and_its_return_alone_changes_nothing():
+    view = StacView()
+    answered(view, pages=[(DC_A, [entry('s1'), entry('s2')])])
+    assert view.state is StafdState.ANSWERED and view.authoritative
+    assert view.stafd_vanished() is True and view.stafd_vanished() is False
+    assert subs(view) == ['s1', 's2'] and view.state is StafdState.ABSENT and not view.authoritative
+    assert view.stafd_appeared(':1.7') is True and view.stafd_appeared(':1.7') is False
+    assert subs(view) == ['s1', 's2'] and view.state is StafdState.WAITING and not view.authoritative
+
+
+def test_a_returning_stafd_is_believed_for_the_dcs_it_lists_with_entries():
+    view = StacView()
+    answered(view, pages=[(DC_A, [entry('s1'), entry('s2')])])
+    view.stafd_vanished()
+    outcome = view.on_answer(':1.9', [DcLogPage(DC_A, (entry('s1'),))], 5.0)
+    assert outcome.changed and outcome.kept_missing == () and subs(view) == ['s1']
+
+
+def test_an_empty_page_stafd_has_not_read_keeps_the_dc_iocs_and_one_it_read_drops_them():
+    view = StacView()
+    answered(view, pages=[(DC_A, [entry('s1')]), (DC_B, [entry('s3', '198.51.100.1')])])
+    outcome = view.on_answer(':1.1', [DcLogPage(DC_A, ()), DcLogPage(DC_B, ())], 1.0)
+    assert not outcome.changed and subs(view) == ['s1', 's3']
+    view.dc_read(DC_B)
+    outcome = view.on_answer(':1.1', [DcLogPage(DC_A, ()), DcLogPage(DC_B, ())], 2.0)
+    assert outcome.changed and subs(view) == ['s1']
+
+
+def test_a_page_of_referrals_only_is_a_real_page():
+    view = StacView()
+    answered(view, pages=[(DC_A, [entry('s1')])])
+    view.on_answer(':1.1', [DcLogPage(DC_A, (entry('x', subtype='referral'),))], 1.0)
+    assert subs(view) == []
+
+
+def test_a_dc_the_same_stafd_stops_listing_was_removed_by_it():
+    view = StacView()
+    answered(view, pages=[(DC_A, [entry('s1')]), (DC_B, [entry('s3', '198.51.100.1')])])
+    outcome = view.on_answer(':1.1', [DcLogPage(DC_A, (entry('s1'),))], 1.0)
+    assert outcome.changed and outcome.kept_missing == () and subs(view) == ['s1']
+
+
+def test_a_new_stafd_that_does_not_list_a_dc_yet_gets_the_settle_time():
+    view = StacView(settle_s=SETTLE)
+    answered(view, pages=[(DC_A, [entry('s1')]), (DC_B, [entry('s3', '198.51.100.1')])])
+    view.stafd_vanished()
+    view.stafd_appeared(':1.2')
+    outcome = view.on_answer(':1.2', [DcLogPage(DC_A, (entry('s1'),))], 100.0)
+    assert outcome.kept_missing == (DC_B,) and outcome.recheck_in_s == SETTLE and not outcome.changed
+    assert subs(view) == ['s1', 's3']
+    outcome = view.on_answer(':1.2', [DcLogPage(DC_A, (entry('s1'),))], 100.0 + SETTLE - 1)
+    assert outcome.kept_missing == (DC_B,) and outcome.recheck_in_s == pytest.approx(1.0)
+    outcome = view.on_answer(':1.2', [DcLogPage(DC_A, (entry('s1'),))], 100.0 + SETTLE)
+    assert outcome.changed and outcome.kept_missing == () and outcome.recheck_in_s is None
+    assert subs(view) == ['s1']
+
+
+def test_an_answer_from_an_instance_whose_arrival_was_missed_starts_a_new_instance():
+    view = StacView(settle_s=SETTLE)
+    answered(view, pages=[(DC_A, [entry('s1')]), (DC_B, [entry('s3', '198.51.100.1')])])
+    view.dc_read(DC_B)
+    outcome = view.on_answer(':1.5', [DcLogPage(DC_A, ()), DcLogPage(DC_B, ())], 1.0)
+    assert view.owner == ':1.5' and outcome.kept_missing == ()
+    assert subs(view) == ['s1', 's3']  # neither empty page was read by this instance
+
+
+# ---- persistence -------------------------------------------------------------------------------
+
+
+def test_the_pages_survive_a_dump_and_restore_and_wait_for_stafd():
+    view = StacView()
+    answered(view, pages=[(DC_A, [entry('s1', eflags='4'), entry('r', subtype='referral')])])
+    text = view.dump()
+    again = StacView()
+    again.restore(text)
+    assert again.pages == {DC_A: (entry('s1', eflags='4'),)}
+    assert again.restored and again.state is StafdState.UNKNOWN and not again.authoritative
+    assert again.summary()['log page entries'] == 1
+
+
+@pytest.mark.parametrize(
+    'text',
+    [
+        '{"version": 2, "dcs": []}',
+        '[]',
+        '{"version": 1, "dcs": [{"dc": {"transport": "tcp"}, "log-pages": [{"trtype": "tcp"}]}]}',
+        '{"version": 1, "dcs": [{"log-pages": []}]}',
+    ],
+)
+def test_a_foreign_state_file_is_refused_with_a_reason(text):
+    with pytest.raises(ValueError):
+        parse_state(text)
+
+
+# ---- policy ---------------------------------------------------------------------------------------
+
+
+def configured(sub: str, **kw) -> ControllerSpec:
+    tid = TransportId('tcp', '192.0.2.1', '4420', NQN + sub, '', 'tb0', HOSTNQN)
+    return ControllerSpec(tid=tid, role=Role.IOC, options=ConnectOptions(kato=7), **kw)
+
+
+def test_desired_iocs_merge_configuration_and_log_pages():
+    view = StacView()
+    answered(
+        view,
+        pages=[
+            (DC_A, [entry('s1', eflags='4'), entry('s2')]),
+            (DC_B, [entry('s3', '198.51.100.1'), entry('s6', '2001:db8::1')]),
+        ],
+    )
+    sources, _ = view.log_page_iocs(HOSTNQN)
+    specs, problems = desired_iocs(
+        [configured('s1'), configured('c9')],
+        sources,
+        excluded=[normalize_exclusion({'host-iface': 'tb1', 'traddr': '198.51.100.1'})],
+        ip_families=(4,),
+        options=ConnectOptions(hdr_digest=True),
+        pin_iface=False,
+    )
+    got = {s.tid.subsysnqn[len(NQN) :]: s for s in specs}
+    assert sorted(got) == ['c9', 's1', 's2']  # s3 excluded, s6 of a disabled family
+    assert got['s1'].options == ConnectOptions(kato=7) and got['s1'].ncc is True  # configured + NCC
+    assert got['c9'].ncc is False and got['c9'].pin_iface is True
+    assert got['s2'].options == ConnectOptions(hdr_digest=True) and got['s2'].pin_iface is False
+    assert len(problems) == 1 and '2001:db8::1' in problems[0] and 'IPv6' in problems[0]
+
+
+ONLY_STAS = DisconnectScope.ONLY_STAS_CONNECTIONS
+ALL_MATCHING = DisconnectScope.ALL_CONNECTIONS_MATCHING_DISCONNECT_TRTYPES
+TB0 = WorkerKey('tcp', 'tb0')
+
+
+@pytest.mark.parametrize(
+    'scope, key, audit, disconnect, adopt',
+    [
+        (ONLY_STAS, TB0, True, True, ()),
+        (DisconnectScope.NO_DISCONNECT, TB0, True, False, ()),
+        (ALL_MATCHING, TB0, True, True, ('tcp',)),
+        (ALL_MATCHING, TB0, False, True, ()),
+        (ALL_MATCHING, WorkerKey('fc'), True, False, ()),
+        (ALL_MATCHING, WorkerKey('rdma'), True, True, ('rdma',)),
+        (ALL_MATCHING, None, True, True, ('tcp', 'rdma')),
+    ],
+)
+def test_disconnect_scope_becomes_per_worker_options(scope, key, audit, disconnect, adopt):
+    options = worker_options(
+        key, scope=scope, trtypes=('tcp', 'rdma'), connect_attempts_on_ncc=3, trace=True, audit=audit
+    )
+    assert (options.disconnect_unwanted, options.adopt_trtypes) == (disconnect, adopt)
+    assert options.connect_attempts_on_ncc == 3 and options.trace is True
+
+
+def test_an_audit_needs_a_worker_on_every_usable_interface():
+    interfaces = {
+        'tb0': InterfaceState('tb0', True, ('192.0.2.5',)),
+        'tb1': InterfaceState('tb1', False, ('198.51.100.5',)),
+        'tb2': InterfaceState('tb2', True, ()),
+        'lo': InterfaceState('lo', True, ('127.0.0.1',), loopback=True),
+    }
+    assert audit_worker_keys(interfaces, ('tcp', 'fc', 'rdma')) == [
+        WorkerKey('tcp', 'tb0'),
+        WorkerKey('fc', ''),
+        WorkerKey('rdma', ''),
+    ]
+
+
+def test_the_dlpe_keys_of_a_detailed_ioc():
+    view = StacView()
+    answered(view, pages=[(DC_A, [entry('s1', eflags='4')])])
+    [source] = view.log_page_iocs(HOSTNQN)[0].values()
+    extras = ioc_dbus_extras(source)
+    assert extras['dlpe.eflags.ncc'] == 'True'
+    assert extras['dlpe'].startswith("{'trtype': 'tcp', 'adrfam': 'ipv4', 'traddr': '192.0.2.1'")
+    assert ioc_dbus_extras(None) == {'dlpe': 'None', 'dlpe.eflags.ncc': 'False'}
+
+
+# ---- Hypothesis: nothing is dropped while stafd's word is not known --------------------------------
+
+DCS = [dc('192.0.2.1', 'tb0'), dc('192.0.2.2', 'tb0'), dc('198.51.100.1', 'tb1')]
+SUBS = ['s1', 's2', 's3']
+
+
+def _entries(d: TransportId, which: Tuple[int, ...]) -> Tuple[LogEntry, ...]:
+    # each DC lists its subsystems at its own address: TIDs never collide across DCs
+    return tuple(entry(SUBS[i], d.traddr) for i in sorted(set(which)))
+
+
+event = st.one_of(
+    st.tuples(st.just('appear'), st.integers(1, 3)),
+    st.tuples(st.just('vanish')),
+    st.tuples(st.just('read'), st.integers(0, 2)),
+    st.tuples(st.just('restart')),
+    st.tuples(st.just('wait'), st.floats(0, 100)),
+    st.tuples(
+        st.just('answer'),
+        st.lists(st.tuples(st.integers(0, 2), st.lists(st.integers(0, 2), max_size=3)), max_size=3),
+    ),
+)
+
+
+def _by_dc(view: StacView) -> Dict[TransportId, set]:
+    out: Dict[TransportId, set] = {}
+    for tid, source in view.log_page_iocs(HOSTNQN)[0].items():
+        out.setdefault(source.dc, set()).add(tid)
+    return out
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(event, max_size=30))
+def test_no_ioc_is_dropped_while_stafd_is_absent_restarting_or_slow(events):
+    view = StacView(settle_s=SETTLE)
+    now = 0.0
+    owners = 0
+    listed_by: Dict[str, set] = {}  # owner -> DCs that owner listed (the test's own account)
+    first_answer: Dict[str, float] = {}
+    for ev in events:
+        before = _by_dc(view)
+        kind = ev[0]
+        if kind == 'appear':
+            owners += 1
+            view.stafd_appeared(f':1.{owners}')
+        elif kind == 'vanish':
+            view.stafd_vanished()
+        elif kind == 'read':
+            if view.owner:
+                view.dc_read(DCS[ev[1]])
+        elif kind == 'restart':  # stacd restarts: only the state file survives
+            text = view.dump()
+            view = StacView(settle_s=SETTLE)
+            view.restore(text)
+        elif kind == 'wait':
+            now += ev[1]
+        elif kind == 'answer':
+            if not view.owner:
+                continue  # nobody to answer
+            owner, read = view.owner, set(view.read)
+            pages = {}
+            for i, which in ev[1]:
+                pages[DCS[i]] = _entries(DCS[i], tuple(which))
+            first = first_answer.setdefault(owner, now)
+            outcome = view.on_answer(owner, [DcLogPage(d, e) for d, e in pages.items()], now)
+            after = _by_dc(view)
+            for d, tids in before.items():
+                if d in pages:
+                    if pages[d] or d in read:  # stafd's word counts
+                        assert after.get(d, set()) == {tid_from_io_entry(e, d) for e in pages[d]}
+                    else:
+                        assert after.get(d) == tids, 'an empty page stafd did not read dropped IOCs'
+                elif d not in listed_by.get(owner, set()) and now - first < SETTLE:
+                    assert after.get(d) == tids, 'a young stafd instance dropped a DC it never listed'
+                    assert d in outcome.kept_missing
+            listed_by.setdefault(owner, set()).update(pages)
+            continue
+        assert _by_dc(view) == before, f'{kind} changed the IOCs of record'
