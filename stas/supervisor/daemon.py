@@ -15,6 +15,7 @@ nvme-stas 2.x.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import os
 import signal
@@ -37,8 +38,8 @@ from ..ipc.messages import OP_SET_LOG_LEVEL, Configure, Hello, Message, WorkerOp
 from ..model import HostIdentity, WorkerKey
 from ..workers import faults
 from ..workers.spec import WorkerSpec
-from . import netlink, sdnotify
-from .policy import InterfaceState, WorkerPlan, plan_workers
+from . import netlink, resolver, sdnotify
+from .policy import InterfaceState, WorkerPlan, names_to_resolve, plan_workers, with_resolved_names
 from .pool import SlotDriver, WorkerInfo, WorkerPool
 from .registry import RestartPolicy
 from .roles import make_role
@@ -101,6 +102,11 @@ class Supervisor:
         self._monitor = None
         self.role = make_role(daemon, runtime_dir)
         self._replan_soon: Optional[asyncio.TimerHandle] = None
+        # a planning pass the role asked for at a time of its own (role.next_wakeup_s)
+        self._role_wakeup: Optional[asyncio.TimerHandle] = None
+        bind = getattr(self.role, 'bind', None)  # a role that learns of changes by itself (stacd)
+        if bind is not None:
+            bind(self)
 
     # ---- configuration -------------------------------------------------------------------------
     def _load(self):
@@ -149,8 +155,17 @@ class Supervisor:
             assert self.pool is not None
             self.pool.reset_fatal('configuration reloaded')
             await self._configure_all()
+            self._request_all(getattr(self.role, 'reload_ops', ()))
         self._notifier.ready()
         self._notify_status()
+
+    def _request_all(self, ops: Sequence[str]) -> None:
+        """Ask every running worker to do ``ops`` (stafd on SIGHUP: resync every DC, as 2.x)."""
+        assert self.pool is not None
+        for driver in self.pool.drivers.values():
+            if driver.hello is not None:
+                for op in ops:
+                    asyncio.ensure_future(_quietly(driver.request(op, {})))
 
     # ---- workers -------------------------------------------------------------------------------
     def _make_spec(self, key: WorkerKey) -> WorkerSpec:
@@ -164,7 +179,15 @@ class Supervisor:
         )
 
     def _worker_options(self, plan: WorkerPlan) -> WorkerOptions:
-        return self.role.worker_options(self.config, self._tron)
+        per_worker = getattr(self.role, 'worker_options_for', None)  # options that differ by worker
+        if per_worker is not None:
+            options = per_worker(plan.key, self.config, self._tron)
+        else:
+            options = self.role.worker_options(self.config, self._tron)
+        if options.mdns_stypes and not plan.mdns:
+            # only the workers planned for mDNS browse: one browser per interface
+            options = dataclasses.replace(options, mdns_stypes=())
+        return options
 
     def _configure_msg(self, key: WorkerKey) -> Configure:
         plan = self._plans.get(key, WorkerPlan(key))
@@ -186,6 +209,11 @@ class Supervisor:
         if self.role.on_report(key, msg):
             self._schedule_replan()
 
+    def request_replan(self) -> None:
+        """Plan again soon: for a role that learns of changes other than by worker reports."""
+        if self.pool is not None:
+            self._schedule_replan()
+
     def _schedule_replan(self, delay_s: float = 0.05) -> None:
         """Replan shortly: a burst of reports (referrals from several DCs) costs one pass."""
         if self._replan_soon is None:
@@ -200,6 +228,9 @@ class Supervisor:
         await self._configure_all()
 
     def _on_gone(self, key: WorkerKey) -> None:
+        gone = getattr(self.role, 'on_worker_gone', None)
+        if gone is not None:
+            gone(key)
         self._notify_status()
 
     async def _configure_all(self) -> None:
@@ -210,25 +241,52 @@ class Supervisor:
 
     async def _replan(self) -> None:
         assert self.pool is not None and self.config is not None and self.host is not None
-        await self._refresh_routes()
-        specs, problems = self.role.specs(self.config, self.host)
-        for p in problems:
+        config, problems = await self._resolve_names(self.config, self.host)
+        await self._refresh_routes(config)
+        specs, more = self.role.specs(config, self.host)
+        for p in problems + more:
             log.warning('%s', p)
         zeroconf = isinstance(self.config, StafdConfig) and self.config.zeroconf
         self._plans = plan_workers(specs, self._interfaces, self._routes, zeroconf=zeroconf)
+        extra = getattr(self.role, 'extra_worker_keys', None)  # workers with nothing to connect
+        for key in extra(self._interfaces) if extra is not None else ():
+            self._plans.setdefault(key, WorkerPlan(key))
         self.pool.ensure(self._plans)
+        self._arm_role_wakeup()
 
-    async def _refresh_routes(self) -> None:
+    def _arm_role_wakeup(self) -> None:
+        """Plan again when the role says something changes by itself (a lost DC ages out)."""
+        if self._role_wakeup is not None:
+            self._role_wakeup.cancel()
+            self._role_wakeup = None
+        next_wakeup_s = getattr(self.role, 'next_wakeup_s', None)
+        delay_s = next_wakeup_s() if next_wakeup_s is not None else None
+        if delay_s is not None:
+            self._role_wakeup = asyncio.get_running_loop().call_later(delay_s, self._schedule_replan)
+
+    async def _resolve_names(self, config, host: HostIdentity):
+        """``config`` with its host-name traddrs resolved (off the loop, once per pass)."""
+        names = names_to_resolve(self.daemon, config, host)
+        if not names:
+            return config, []
+        answers = await resolver.lookup(names)
+        for name, (addresses, error) in answers.items():
+            log.debug('host name %r: %s', name, ', '.join(addresses) or error)
+        return with_resolved_names(self.daemon, config, host, answers)
+
+    async def _refresh_routes(self, config) -> None:
         """Look up the interface of every configured address that has no host-iface."""
-        assert self.config is not None
         wanted = set()
-        for ctrl in self.config.controllers:
+        for ctrl in config.controllers:
             if (
                 isinstance(ctrl, ConfiguredController)
                 and ctrl.transport in ('tcp', 'rdma')
                 and not ctrl.host_iface
             ):
                 wanted.add(ctrl.traddr)
+        more = getattr(self.role, 'addresses_to_route', None)  # stacd: IOCs from log pages
+        if more is not None:
+            wanted.update(more())
         routes = {}
         for addr in wanted:
             iface = await netlink.route_iface(addr)
@@ -289,6 +347,9 @@ class Supervisor:
             'runtime directory': self.runtime_dir,
             'workers': [_worker_dict(w) for w in self.workers()],
         }
+        extra = getattr(self.role, 'process_info_extra', None)
+        if extra is not None:
+            info.update(extra())
         return info
 
     def controller_info(self, fields: Dict[str, str], caller_is_root: bool) -> dict:
@@ -428,8 +489,10 @@ class Supervisor:
         if self._monitor is not None:
             await self._monitor.stop()
         if self.pool is not None:
+            keep = True if self.config is None else self.role.keep_connections_on_stop(self.config)
             await self.pool.stop_all(
-                self._restart_policy.shutdown_grace_s + self._restart_policy.kill_grace_s
+                self._restart_policy.shutdown_grace_s + self._restart_policy.kill_grace_s,
+                keep_connections=keep,
             )
         if self._publisher is not None:
             self._publisher.close()

@@ -7,21 +7,60 @@ do with workers' reports, and the data behind their D-Bus members.
 - ``on_report(key, msg)`` -> True when the answer of ``specs`` may have changed (replan);
 - ``worker_options(config)``, ``keep_connections_on_stop(config)``;
 - ``restore()`` at start, and the D-Bus data methods.
+
+Optional hooks, called when a role has them: ``bind(supervisor)`` (a role that learns of changes
+by itself asks ``supervisor.request_replan()``), ``worker_options_for(key, config, trace)``,
+``extra_worker_keys(interfaces)`` (workers to run without controllers), ``on_worker_gone(key)``,
+``process_info_extra()``, ``next_wakeup_s()``, ``reload_ops``, ``addresses_to_route()``.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
-from typing import Dict, List, Optional, Tuple
+import os
+import tempfile
+import time
+from dataclasses import replace
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
-from ..conf import StacdConfig, StafdConfig
-from ..errors import NotFound
-from ..fabric.exclusion import is_excluded
-from ..ipc.messages import CtrlGone, CtrlStatus, LogPages, Message, WorkerOptions
-from ..model import ControllerSpec, HostIdentity, Origin, Role, TransportId, WorkerKey
+from ..conf import DisconnectScope, StacdConfig, StafdConfig
+from ..errors import NotFound, StasError
+from ..fabric.tid import CONFIG_TID_KEYS
+from ..ipc.messages import (
+    OP_REDISCOVER,
+    CtrlGone,
+    CtrlStatus,
+    LogPages,
+    MdnsServices,
+    Message,
+    WorkerOptions,
+)
+from ..model import (
+    ControllerSpec,
+    ControllerStatus,
+    CtrlState,
+    HostIdentity,
+    Origin,
+    Role,
+    TransportId,
+    WorkerKey,
+)
 from . import cache
 from .policy import configured_specs
+from .stac import (
+    IocSource,
+    StacView,
+    audit_worker_keys,
+    dc_tid_of,
+    desired_iocs,
+    ioc_dbus_extras,
+    parse_all_log_pages,
+)
+from .stac import worker_options as stac_worker_options
 from .staf import DcRecord, StafView
+from .zeroconf import ZeroconfDcs
 
 log = logging.getLogger(__name__)
 
@@ -55,11 +94,18 @@ def options_dict(spec: ControllerSpec, caller_is_root: bool) -> Dict[str, str]:
 class StafdRole:
     daemon = 'stafd'
     role = Role.DC
+    # asked of every worker after a SIGHUP: each DC re-registers and re-reads its log page (2.x)
+    reload_ops = (OP_REDISCOVER,)
 
     def __init__(self, runtime_dir: str):
         self.runtime_dir = runtime_dir
         self.view = StafView()
         self.publisher = None
+        # the keys of each configured DC's controller= entry beyond its TID, as written: 2.x
+        # shows them in the DC's dict (the [Global] defaults are not shown)
+        self._extras: Dict[TransportId, Tuple[Tuple[str, str], ...]] = {}
+        # zero-touch discovery: the DCs mDNS found, their aging (stas.supervisor.zeroconf)
+        self.zeroconf = ZeroconfDcs()
 
     # ---- planning -------------------------------------------------------------------------------
     def restore(self) -> None:
@@ -70,6 +116,8 @@ class StafdRole:
         for tid, origin, genctr, entries in cached:
             spec = ControllerSpec(tid=tid, role=Role.DC, origin=origin)
             self.view.dcs[tid] = DcRecord(spec, genctr=genctr, entries=entries, has_log_page=True)
+            if origin == Origin.DISCOVERED:
+                self.zeroconf.restore(tid)
         if cached:
             log.info(
                 'restored the log pages of %d discovery controllers from %s',
@@ -79,7 +127,14 @@ class StafdRole:
 
     def specs(self, config: StafdConfig, host: HostIdentity) -> Tuple[List[ControllerSpec], List[str]]:
         roots, problems = configured_specs('stafd', config, host)
-        root_specs = [s for s, _ in roots]
+        root_specs = [s if ctrl.pleo is None else replace(s, pleo=config.pleo_for(ctrl)) for s, ctrl in roots]
+        self._extras = {
+            s.tid: tuple((k, v) for k, v in ctrl.fields if k not in CONFIG_TID_KEYS) for s, ctrl in roots
+        }
+        # zeroconf: the DCs mDNS found and that have not aged out, after the configured ones
+        found, zc_problems = self.zeroconf.roots(config, host, self._dc_connected)
+        root_specs += found
+        problems = problems + zc_problems
         template = ControllerSpec(
             tid=TransportId('tcp', ''),
             role=Role.DC,
@@ -102,7 +157,13 @@ class StafdRole:
         return specs, problems + more
 
     def worker_options(self, config: StafdConfig, trace: bool) -> WorkerOptions:
-        return WorkerOptions(trace=trace, pleo=config.pleo, disconnect_unwanted=True)
+        return WorkerOptions(
+            trace=trace,
+            pleo=config.pleo,
+            disconnect_unwanted=True,
+            mdns_stypes=self.zeroconf.stypes(config),
+            ip_families=self.zeroconf.ip_families(config),
+        )
 
     def keep_connections_on_stop(self, config: StafdConfig) -> bool:
         return config.persistent_connections
@@ -111,8 +172,12 @@ class StafdRole:
     def on_report(self, key: WorkerKey, msg: Message) -> bool:
         if isinstance(msg, CtrlStatus):
             self.view.on_status(msg.status)
+            return self.zeroconf.on_connected(msg.status.tid, msg.status.state == CtrlState.CONNECTED)
         elif isinstance(msg, CtrlGone):
             self.view.on_gone(msg.tid)
+            return self.zeroconf.on_connected(msg.tid, False)
+        elif isinstance(msg, MdnsServices):
+            return self.zeroconf.on_services(key, msg)
         elif isinstance(msg, LogPages):
             referrals_changed = self.view.on_log_page(msg.dc, msg.genctr, msg.entries)
             if msg.dc in self.view.dcs:
@@ -138,17 +203,30 @@ class StafdRole:
         return self.view.find(tid_of(fields, host))
 
     def controller_dict(self, rec: DcRecord, detailed: bool, caller_is_root: bool) -> Dict[str, str]:
-        d = self.view.controller_dict(rec, detailed)
-        extra = options_dict(rec.spec, caller_is_root)
-        ordered = {k: v for k, v in d.items() if k not in ('host-nqn', 'device')}
-        ordered.update(extra)
-        ordered['host-nqn'] = d['host-nqn']
-        ordered['device'] = d['device']
-        ordered.update({k: v for k, v in d.items() if k not in ordered})
-        return ordered
+        extras = {
+            k: REDACTED if (k in SECRET_KEYS and v and not caller_is_root) else v
+            for k, v in self._extras.get(rec.tid, ())
+        }
+        d = self.view.controller_dict(rec, detailed, extras)
+        if detailed:
+            d.update(self.zeroconf.controller_info(rec.tid))
+        return d
 
     def list_controllers(self, detailed: bool, caller_is_root: bool) -> List[Dict[str, str]]:
         return [self.controller_dict(r, detailed, caller_is_root) for r in self.view._sorted()]
+
+    # ---- zeroconf hooks (the Supervisor calls them when a role has them) ---------------------------
+    def _dc_connected(self, tid: TransportId) -> bool:
+        rec = self.view.dcs.get(tid)
+        return bool(rec and rec.status and rec.status.state == CtrlState.CONNECTED)
+
+    def process_info_extra(self) -> dict:
+        """stafd's own part of process_info: Avahi, as nvme-stas 2.x shows it."""
+        return {'avahi': self.zeroconf.process_info()}
+
+    def next_wakeup_s(self):
+        """Seconds until a planning pass is due without any report (a lost DC ages out)."""
+        return self.zeroconf.next_wakeup_s()
 
     def controller_info(self, fields: Dict[str, str], host, caller_is_root: bool) -> dict:
         rec = self._record(fields, host)
@@ -169,72 +247,298 @@ class StafdRole:
 
 
 class StacdRole:
-    """stacd: the I/O controllers of stacd.conf (log page entries from stafd arrive with the
-    stacd connector work)."""
+    """stacd: the I/O controllers of stacd.conf and of stafd's log pages (``stas.supervisor.stac``).
+
+    Besides the common hooks it has these, which the Supervisor calls when a role has them:
+    ``bind(supervisor)`` (to ask for a replan when stafd says something), ``worker_options_for``
+    (disconnect-scope differs by transport), ``extra_worker_keys`` (workers that still have
+    controllers to let go of, or an audit to run), ``on_worker_gone`` and ``process_info_extra``.
+    It follows stafd once its D-Bus object is published (``publisher`` is set).
+
+    The log page entries of record survive a stacd restart in ``STATE_FILE`` of the runtime
+    directory (JSON, written atomically after every change), so a stacd restarted while stafd
+    is away still wants, and so re-adopts, every controller it had.
+    """
 
     daemon = 'stacd'
     role = Role.IOC
+    STATE_FILE = 'stafd-log-pages.json'
 
-    def __init__(self, runtime_dir: str):
+    def __init__(
+        self,
+        runtime_dir: str,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        follower_factory: Optional[Callable[..., Any]] = None,
+    ):
         self.runtime_dir = runtime_dir
-        self.publisher = None
+        self.view = StacView()
+        self._clock = clock
+        self._follower_factory = follower_factory
+        self.follower: Any = None
+        self._publisher: Any = None
+        self._request_replan: Optional[Callable[[], None]] = None
+        self.config: Optional[StacdConfig] = None
         self.specs_by_tid: Dict[TransportId, ControllerSpec] = {}
-        self.status: Dict[TransportId, CtrlStatus] = {}
+        self.sources: Dict[TransportId, IocSource] = {}
+        self._extras: Dict[TransportId, Tuple[Tuple[str, str], ...]] = {}
+        self.status: Dict[TransportId, ControllerStatus] = {}
+        self.reported_by: Dict[TransportId, WorkerKey] = {}
+        self._told: set = set()  # log page problems already logged
+        self._audit_on = False  # what the last plan told workers about the audit
 
+    # ---- wiring ---------------------------------------------------------------------------------
+    def bind(self, supervisor: Any) -> None:
+        self._request_replan = supervisor.request_replan
+
+    @property
+    def publisher(self) -> Any:
+        return self._publisher
+
+    @publisher.setter
+    def publisher(self, value: Any) -> None:
+        """Set once the D-Bus object is published: the time to start following stafd."""
+        self._publisher = value
+        if value is not None and self.follower is None:
+            factory = self._follower_factory
+            if factory is None:
+                from .staf_client import StafFollower
+
+                factory = StafFollower
+            self.follower = factory(self)
+            asyncio.ensure_future(self.follower.start())
+
+    def _replan(self) -> None:
+        if self._request_replan is not None:
+            self._request_replan()
+
+    # ---- stafd (StafFollower's listener) --------------------------------------------------------
+    def stafd_appeared(self, owner: str) -> None:
+        if self.view.stafd_appeared(owner):
+            log.info('waiting for the log pages of stafd (%s)', owner)
+
+    def stafd_vanished(self) -> None:
+        if self.view.stafd_vanished():
+            log.info(
+                'stafd is not on the bus: the %d I/O controllers found in its log pages stay wanted '
+                'until it is back and has answered',
+                len(self.view.log_page_iocs()[0]),
+            )
+            if self._audit_on:
+                self._replan()  # stop the audit: stafd's word is not known any more
+
+    def stafd_dc_read(self, fields: Dict[str, str]) -> None:
+        try:
+            self.view.dc_read(dc_tid_of(fields))
+        except StasError as exc:
+            log.debug('log_pages_changed names no usable DC: %s', exc)
+
+    def stafd_answered(self, owner: str, text: str) -> Optional[float]:
+        try:
+            pages, problems = parse_all_log_pages(text)
+        except StasError as exc:
+            log.warning('ignoring the answer of stafd: %s', exc.message)
+            return None
+        for p in problems:
+            log.debug('stafd answer: %s', p)
+        outcome = self.view.on_answer(owner, pages, self._clock())
+        if self.view.answers == 1:
+            log.info(
+                'stafd (%s) answered: %d discovery controllers, %d log page entries of record',
+                owner,
+                len(self.view.pages),
+                sum(len(e) for e in self.view.pages.values()),
+            )
+        if outcome.kept_missing:
+            log.info(
+                'stafd does not list %s (yet): keeping the I/O controllers found through them for '
+                'up to %g s more',
+                ', '.join(str(t) for t in outcome.kept_missing),
+                outcome.recheck_in_s or 0,
+            )
+        if outcome.changed:
+            self._persist()
+        if outcome.changed or not self._audit_on and self._audit_wanted():
+            self._replan()
+        return outcome.recheck_in_s
+
+    # ---- planning -------------------------------------------------------------------------------
     def restore(self) -> None:
-        return None
+        """Take the log page entries of record of the previous run (kept until stafd answers)."""
+        path = os.path.join(self.runtime_dir, self.STATE_FILE)
+        try:
+            with open(path) as f:
+                text = f.read()
+        except FileNotFoundError:
+            return
+        except OSError as exc:
+            log.warning('cannot read %s: %s', path, exc.strerror)
+            return
+        try:
+            self.view.restore(text)
+        except ValueError as exc:
+            log.warning('ignoring %s: %s', path, exc)
+            return
+        log.info(
+            'restored %d log page entries of %d discovery controllers from %s',
+            sum(len(e) for e in self.view.pages.values()),
+            len(self.view.pages),
+            path,
+        )
+
+    def _persist(self) -> None:
+        try:
+            os.makedirs(self.runtime_dir, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=self.runtime_dir, prefix='.stafd-log-pages.')
+            try:
+                with os.fdopen(fd, 'w') as f:
+                    f.write(self.view.dump())
+                os.replace(tmp, os.path.join(self.runtime_dir, self.STATE_FILE))
+            except BaseException:
+                with contextlib.suppress(OSError):
+                    os.unlink(tmp)
+                raise
+        except OSError as exc:
+            log.error('cannot save the log page entries in %s: %s', self.runtime_dir, exc.strerror or exc)
 
     def specs(self, config: StacdConfig, host: HostIdentity) -> Tuple[List[ControllerSpec], List[str]]:
+        self.config = config
         roots, problems = configured_specs('stacd', config, host)
-        specs = [s for s, _ in roots if is_excluded(s.tid, config.excluded) is None]
-        self.specs_by_tid = {s.tid: s for s in specs}
+        self._extras = {
+            s.tid: tuple((k, v) for k, v in ctrl.fields if k not in CONFIG_TID_KEYS) for s, ctrl in roots
+        }
+        sources, told = self.view.log_page_iocs(host.hostnqn)
+        specs, more = desired_iocs(
+            [s for s, _ in roots],
+            sources,
+            excluded=config.excluded,
+            ip_families=config.ip_family,
+            options=config.options,
+            pin_iface=not config.ignore_iface,
+        )
+        told = set(told + more)
+        for p in sorted(told - self._told):
+            log.warning('%s', p)
+        self._told = told
+        wanted = {s.tid: s for s in specs}
+        for tid in sorted(set(wanted) - set(self.specs_by_tid), key=str):
+            log.info('I/O controller %s wanted (%s)', tid, 'log page' if tid in sources else 'configured')
+        for tid in sorted(set(self.specs_by_tid) - set(wanted), key=str):
+            log.info('I/O controller %s no longer wanted', tid)
+        self.specs_by_tid = wanted
+        self.sources = sources
+        self._audit_on = self._audit_wanted()
         return specs, problems
 
-    def worker_options(self, config: StacdConfig, trace: bool) -> WorkerOptions:
-        return WorkerOptions(
-            trace=trace,
-            connect_attempts_on_ncc=config.connect_attempts_on_ncc,
-            disconnect_unwanted=config.disconnect_scope.value != 'no-disconnect',
+    def addresses_to_route(self) -> List[str]:
+        """The addresses of log page IOCs without host-iface (their DC had none): the routing
+        table picks their worker, as for configured controllers without host-iface."""
+        return sorted(
+            {
+                t.traddr
+                for t in self.view.log_page_iocs()[0]
+                if not t.host_iface and t.transport in ('tcp', 'rdma')
+            }
         )
+
+    def _audit_wanted(self) -> bool:
+        return (
+            self.config is not None
+            and self.config.disconnect_scope is DisconnectScope.ALL_CONNECTIONS_MATCHING_DISCONNECT_TRTYPES
+            and self.view.authoritative
+        )
+
+    def worker_options_for(self, key: Optional[WorkerKey], config: StacdConfig, trace: bool) -> WorkerOptions:
+        return stac_worker_options(
+            key,
+            scope=config.disconnect_scope,
+            trtypes=config.disconnect_trtypes,
+            connect_attempts_on_ncc=config.connect_attempts_on_ncc,
+            trace=trace,
+            audit=self._audit_on,
+        )
+
+    def worker_options(self, config: StacdConfig, trace: bool) -> WorkerOptions:
+        return self.worker_options_for(None, config, trace)
 
     def keep_connections_on_stop(self, config: StacdConfig) -> bool:
         return True  # stacd never disconnects on its own shutdown
 
+    def extra_worker_keys(self, interfaces: Dict[str, Any]) -> List[WorkerKey]:
+        """Workers to keep without a controller to connect: those still letting controllers go
+        (a worker stopped now would keep them connected), and, while the audit runs, one for
+        every interface and transport it covers."""
+        keys = {
+            self.reported_by[t] for t in self.status if t not in self.specs_by_tid and t in self.reported_by
+        }
+        if self._audit_on and self.config is not None:
+            keys.update(audit_worker_keys(interfaces, self.config.disconnect_trtypes))
+        return sorted(keys, key=str)
+
+    # ---- reports --------------------------------------------------------------------------------
     def on_report(self, key: WorkerKey, msg: Message) -> bool:
         if isinstance(msg, CtrlStatus):
-            self.status[msg.status.tid] = msg
+            self.status[msg.status.tid] = msg.status
+            self.reported_by[msg.status.tid] = key
         elif isinstance(msg, CtrlGone):
             self.status.pop(msg.tid, None)
+            self.reported_by.pop(msg.tid, None)
+            return msg.tid not in self.specs_by_tid  # let go of: its worker may not be needed
         return False
 
-    def controller_dict(self, spec: ControllerSpec, detailed: bool, caller_is_root: bool) -> Dict[str, str]:
-        d = spec.tid.as_dbus_dict()
-        nqn = d.pop('host-nqn')
-        d.update(options_dict(spec, caller_is_root))
-        d['host-nqn'] = nqn
-        report = self.status.get(spec.tid)
-        status = report.status if report else None
+    def on_worker_gone(self, key: WorkerKey) -> None:
+        """A worker exited: what it reported is history (its successor reports afresh)."""
+        gone = [t for t, k in self.reported_by.items() if k == key]
+        for tid in gone:
+            self.status.pop(tid, None)
+            del self.reported_by[tid]
+        if any(t not in self.specs_by_tid for t in gone):
+            self._replan()
+
+    def process_info_extra(self) -> dict:
+        return {'stafd': self.view.summary()}
+
+    # ---- D-Bus data -----------------------------------------------------------------------------
+    def _listed(self) -> List[TransportId]:
+        return sorted(set(self.specs_by_tid) | set(self.status), key=str)
+
+    def controller_dict(self, tid: TransportId, detailed: bool, caller_is_root: bool) -> Dict[str, str]:
+        """nvme-stas 2.x's IOC dict (upstream.md 2.5): the TID keys, the controller's own
+        ``controller=`` keys, host-nqn, device; detailed: info(), details(), ``connected``,
+        ``dlpe`` and ``dlpe.eflags.ncc``, then what is new here (``state``, ``last error``)."""
+        d = tid.as_dbus_dict()
+        host_nqn = d.pop('host-nqn')
+        for k, v in self._extras.get(tid, ()):
+            d[k] = REDACTED if (k in SECRET_KEYS and v and not caller_is_root) else v
+        d['host-nqn'] = host_nqn
+        status = self.status.get(tid)
         d['device'] = status.device if status and status.device else 'nvme?'
-        if detailed:
-            d['connected'] = str(bool(status and status.state.value == 'connected'))
-            d['state'] = status.state.value if status else 'idle'
-            d['connect attempts'] = str(status.attempts if status else 0)
-            attrs = dict(status.attrs) if status else {}
-            for key in ('hostid', 'hostnqn', 'model', 'serial', 'dctype', 'cntrltype'):
-                d[key] = attrs.get(key, '')
-            for key, value in attrs.items():
-                d.setdefault(key, value)
+        if not detailed:
+            return d
+        attrs = dict(status.attrs) if status else {}
+        d['connect attempts'] = str(status.attempts if status else 0)
+        for key in ('retry connect timer', 'connect operation'):
+            if key in attrs:
+                d[key] = attrs[key]
+        for key in ('hostid', 'hostnqn', 'model', 'serial', 'dctype', 'cntrltype'):
+            d[key] = attrs.get(key, '')
+        d['connected'] = str(bool(status and status.state == CtrlState.CONNECTED))
+        d.update(ioc_dbus_extras(self.sources.get(tid)))
+        d['state'] = status.state.value if status else CtrlState.IDLE.value
+        if status and status.last_error:
+            d['last error'] = status.last_error.message
+        for key, value in attrs.items():
+            d.setdefault(key, value)
         return d
 
     def list_controllers(self, detailed: bool, caller_is_root: bool) -> List[Dict[str, str]]:
-        return [
-            self.controller_dict(self.specs_by_tid[t], detailed, caller_is_root)
-            for t in sorted(self.specs_by_tid, key=str)
-        ]
+        return [self.controller_dict(t, detailed, caller_is_root) for t in self._listed()]
 
     def controller_info(self, fields: Dict[str, str], host, caller_is_root: bool) -> dict:
-        spec = self.specs_by_tid.get(tid_of(fields, host))
-        return {} if spec is None else self.controller_dict(spec, True, caller_is_root)
+        tid = tid_of(fields, host)
+        if tid not in self.specs_by_tid and tid not in self.status:
+            return {}
+        return self.controller_dict(tid, True, caller_is_root)
 
     def get_log_pages(self, fields, host):
         raise NotFound('log pages are served by stafd')

@@ -17,13 +17,18 @@ serving its last log page, so stacd never disconnects because a DC was briefly u
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from typing import Dict, Iterable, List, Optional, Sequence, Tuple
+from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
 from ..fabric.addr import address_problem
 from ..fabric.dlpe import entry_as_dbus_dict
 from ..fabric.exclusion import is_excluded
 from ..fabric.referrals import endpoint_key, reachable_referrals, referral_tids
 from ..model import ControllerSpec, ControllerStatus, CtrlState, LogEntry, Origin, TransportId
+
+# detailed dict keys in nvme-stas 2.x's order: info() (after the id keys), then details()
+_INFO_KEYS = ('retry connect timer', 'connect operation')
+_OPERATION_KEYS = ('get log page operation', 'register operation', 'get supported log page operation')
+_DETAIL_KEYS = ('hostid', 'hostnqn', 'model', 'serial', 'dctype', 'cntrltype')
 
 
 @dataclass
@@ -132,22 +137,38 @@ class StafView:
     def find(self, tid: TransportId) -> Optional[DcRecord]:
         return self.dcs.get(tid)
 
-    def controller_dict(self, rec: DcRecord, detailed: bool) -> Dict[str, str]:
+    def controller_dict(
+        self, rec: DcRecord, detailed: bool, extras: Optional[Mapping[str, str]] = None
+    ) -> Dict[str, str]:
+        """nvme-stas 2.x's controller dict: ``controller_id_dict`` (TID keys, then ``extras``,
+        the controller's own ``controller=`` keys, then host-nqn and device), and when
+        ``detailed`` its ``info()`` and ``details()`` keys, then what is new here (the
+        worker's phase as ``state``, ``last error``, other attributes the worker reported)."""
         d = rec.tid.as_dbus_dict()
+        host_nqn = d.pop('host-nqn')
+        d.update(extras or {})
+        d['host-nqn'] = host_nqn
         d['device'] = rec.device or 'nvme?'
-        if detailed:
-            status = rec.status
-            d['origin'] = rec.spec.origin.value if rec.spec.origin else 'None'
-            d['connected'] = str(bool(status and status.state == CtrlState.CONNECTED))
-            d['state'] = status.state.value if status else CtrlState.IDLE.value
-            d['connect attempts'] = str(status.attempts if status else 0)
-            if status and status.last_error:
-                d['last error'] = status.last_error.message
-            attrs = dict(status.attrs) if status else {}
-            for key in ('hostid', 'hostnqn', 'model', 'serial', 'dctype', 'cntrltype'):
-                d[key] = attrs.get(key, '')
-            for key, value in attrs.items():
-                d.setdefault(key, value)
+        if not detailed:
+            return d
+        status = rec.status
+        attrs = dict(status.attrs) if status else {}
+        d['connect attempts'] = str(status.attempts if status else 0)
+        for key in _INFO_KEYS:
+            if key in attrs:
+                d[key] = attrs[key]
+        d['origin'] = rec.spec.origin.value if rec.spec.origin else 'None'
+        for key in _OPERATION_KEYS:
+            if key in attrs:
+                d[key] = attrs[key]
+        for key in _DETAIL_KEYS:
+            d[key] = attrs.get(key, '')
+        d['connected'] = str(bool(status and status.state == CtrlState.CONNECTED))
+        d['state'] = status.state.value if status else CtrlState.IDLE.value
+        if status and status.last_error:
+            d['last error'] = status.last_error.message
+        for key, value in attrs.items():
+            d.setdefault(key, value)  # the kernel's own 'state' stays out: 'state' is the phase
         return d
 
     def list_controllers(self, detailed: bool) -> List[Dict[str, str]]:

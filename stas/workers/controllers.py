@@ -22,11 +22,14 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import dataclasses
+import glob
 import logging
+import os
 import time
-from typing import Any, Callable, Dict, Optional, Tuple
+from typing import Any, Callable, Collection, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from ..errors import InvalidArgument, StasError
+from ..fabric.addr import interface_of
 from ..fabric.controller import ControllerMachine
 from ..fabric.controller_events import (
     AenReceived,
@@ -61,8 +64,9 @@ from ..fabric.controller_events import (
     Unwanted,
 )
 from ..fabric.controller_policy import RetryPolicy
+from ..fabric.reuse import kernel_ctrl_matches, kernel_value, looks_like_ioc
 from ..ipc.messages import OP_DUMP, OP_REDISCOVER, Configure, CtrlGone, CtrlStatus, LogPages, WorkerOptions
-from ..model import ControllerSpec, ErrorInfo, HostIdentity, Role, TransportId
+from ..model import ControllerSpec, ErrorInfo, HostIdentity, KernelController, Role, TransportId
 from . import sysfs_io
 from .nvme_io import NvmeIo, libnvme_version
 from .udev_io import NvmeUevent, UdevMonitor
@@ -75,6 +79,12 @@ STATUS_ATTRS = ('hostid', 'hostnqn', 'model', 'serial', 'dctype', 'cntrltype', '
 # page reads and registrations of other controllers should not wait behind a slow connect
 IO_THREADS = 4
 SHUTDOWN_GRACE_S = 10.0
+
+# stacd: kernel connections owned by others (see "stacd: the audit" at the end of this module)
+REGISTRY_DIR = '/run/nvme/registry'
+NBFT_GLOB = '/sys/firmware/acpi/tables/NBFT*'
+OWN_REGISTRY_OWNERS = frozenset({'stas', 'nvme-stas', 'stacd'})
+AUDIT_SOAK_S = 1.0  # after a udev 'add', as nvme-stas: a burst of new devices costs one audit
 
 
 def _error(exc: BaseException) -> ErrorInfo:
@@ -92,6 +102,10 @@ class ControllerEngine:
         udev_factory: Optional[Callable[..., Any]] = None,
         sysfs_root: str = sysfs_io.SYSFS_ROOT,
         clock: Callable[[], float] = time.monotonic,
+        host_iface: str = '',
+        mdns_factory: Optional[Callable[..., Any]] = None,
+        registry_dir: str = REGISTRY_DIR,
+        nbft_glob: str = NBFT_GLOB,
     ):
         self.daemon = daemon
         self._io = io if io is not None else NvmeIo()
@@ -113,6 +127,19 @@ class ControllerEngine:
         self._emit: Any = None
         self._loop: Optional[asyncio.AbstractEventLoop] = None
         self._released = asyncio.Event()
+        # zeroconf: the worker's interface and its Avahi browser (stas.workers.mdns_io), if any
+        self._host_iface = host_iface
+        self._mdns_factory = mdns_factory
+        self._mdns: Any = None
+        # stacd: connections it did not make (see "stacd: the audit" below)
+        self._registry_dir = registry_dir
+        self._nbft_glob = nbft_glob
+        self._generation: Optional[int] = None
+        self._desired: Tuple[ControllerSpec, ...] = ()
+        self._audit_timer: Optional[asyncio.TimerHandle] = None
+        self._audit_busy = False
+        self._audit_again = False
+        self._audit_told: Dict[str, str] = {}  # device -> why it stays (logged once)
 
     # ---- Engine protocol -------------------------------------------------------------------------
     async def start(self, emit) -> None:
@@ -145,6 +172,8 @@ class ControllerEngine:
                 self._feed(machine, Rewanted(spec, pleo=pleo, policy=policy))
                 if spec.ncc != machine.ncc:
                     self._feed(machine, NccChanged(spec.ncc))
+        self._sync_mdns(msg.options)
+        self._configure_stacd(msg)
 
     async def request(self, op: str, args: Dict[str, str]) -> Dict[str, str]:
         if op == OP_DUMP:
@@ -173,6 +202,9 @@ class ControllerEngine:
                     await asyncio.wait_for(self._released.wait(), max(0.0, end - self._clock()))
                 except asyncio.TimeoutError:
                     break
+        if self._mdns is not None:
+            await self._mdns.close()
+            self._mdns = None
         if self._udev is not None:
             self._udev.stop()
         for handle in self._timers.values():
@@ -209,9 +241,7 @@ class ControllerEngine:
                 ConnectFailed,
             )
         elif isinstance(effect, StartDisconnect):
-            self._run(
-                m, lambda: self._io.disconnect(effect.device), lambda _r: Disconnected(), DisconnectFailed
-            )
+            self._run(m, lambda: self._disconnect(effect.device), lambda _r: Disconnected(), DisconnectFailed)
         elif isinstance(effect, StartRegister):
             self._run(m, lambda: self._io.register(effect.device), _registration_outcome, RegistrationFailed)
         elif isinstance(effect, StartSupportedLogPages):
@@ -243,6 +273,8 @@ class ControllerEngine:
             for name in [n for (t, n) in self._timers if t == tid]:
                 self._cancel(tid, name)
             del self._machines[tid]
+            if m.device:  # released with its connection kept: libnvme lets go of it too
+                self._forget_soon(m.device)
             self._send(CtrlGone(tid=tid, role=m.spec.role))
             self._released.set()
         else:  # pragma: no cover - the machine only produces the effects above
@@ -293,13 +325,11 @@ class ControllerEngine:
             handle.cancel()
 
     def _status_of(self, m: ControllerMachine):
-        status = m.status()
-        if not m.device:
-            return status
-        attrs = sysfs_io.read_attrs(m.device, STATUS_ATTRS, self._sysfs_root)
+        # the debug fields (retry timer, operations) matter most while there is no device
+        attrs = sysfs_io.read_attrs(m.device, STATUS_ATTRS, self._sysfs_root) if m.device else {}
         info = m.info(self._clock())
         pairs = tuple(sorted({**attrs, **info}.items()))
-        return dataclasses.replace(status, attrs=pairs)
+        return dataclasses.replace(m.status(), attrs=pairs)
 
     def _send(self, msg) -> None:
         if self._emit is None:
@@ -307,8 +337,137 @@ class ControllerEngine:
         task = asyncio.ensure_future(self._emit(msg))
         task.add_done_callback(_log_send_failure)
 
+    # ---- zeroconf (mDNS) -------------------------------------------------------------------------
+    def _sync_mdns(self, options: WorkerOptions) -> None:
+        """Browse the service types the supervisor asks for on this worker's interface; an
+        empty list stops browsing (the browser then reports an empty list once)."""
+        stypes = options.mdns_stypes if self._host_iface else ()
+        if self._mdns is None:
+            if not stypes:
+                return
+            if self._mdns_factory is None:
+                from .mdns_io import AvahiBrowser  # sdbus only in workers that browse
+
+                self._mdns_factory = AvahiBrowser
+            self._mdns = self._mdns_factory(
+                self._host_iface, self._send, discovery_nqn_supported='discovery' in self.kernel_caps
+            )
+        self._mdns.configure(stypes, options.ip_families)
+
+    # ---- stacd: reload, disconnect-scope audit, connections owned by others ----------------------
+    def _configure_stacd(self, msg: Configure) -> None:
+        """A new configuration generation (SIGHUP) retries the IOCs that gave up (NCC limit), as
+        nvme-stas does; ``adopt_trtypes`` asks for an audit of the kernel's other IOCs."""
+        if self.daemon != 'stacd':
+            return
+        if self._generation is not None and msg.generation != self._generation:
+            for m in list(self._machines.values()):
+                if m.wanted and m.spec.role is Role.IOC:
+                    self._feed(m, Reload())
+        self._generation = msg.generation
+        self._desired = tuple(msg.controllers)
+        if msg.options.adopt_trtypes:
+            self._audit_soon(0.0)
+
+    def _audit_soon(self, delay_s: float) -> None:
+        if self._loop is None:
+            return
+        if self._audit_timer is not None:
+            self._audit_timer.cancel()
+        self._audit_timer = self._loop.call_later(delay_s, self._audit)
+
+    def _audit(self) -> None:
+        self._audit_timer = None
+        trtypes = self._options.adopt_trtypes
+        if not trtypes or self._host is None or self._loop is None:
+            return
+        if self._audit_busy:
+            self._audit_again = True
+            return
+        self._audit_busy = True
+        held = {m.device for m in self._machines.values() if m.device}
+        desired, hostnqn, addrs = self._desired, self._host.hostnqn, dict(self._interfaces)
+        try:
+            future = self._loop.run_in_executor(
+                self._executor, lambda: self._audit_pass(trtypes, desired, hostnqn, held, addrs)
+            )
+        except RuntimeError:  # shutting down
+            self._audit_busy = False
+            return
+
+        def done(fut: asyncio.Future) -> None:
+            self._audit_busy = False
+            if fut.exception() is not None:
+                log.error('audit of kernel I/O controllers failed: %s', fut.exception())
+            if self._audit_again:
+                self._audit_again = False
+                self._audit_soon(AUDIT_SOAK_S)
+
+        future.add_done_callback(done)
+
+    def _audit_pass(
+        self,
+        trtypes: Tuple[str, ...],
+        desired: Sequence[ControllerSpec],
+        hostnqn: str,
+        held: Collection[str],
+        iface_addrs: Mapping[str, Any],
+    ) -> None:
+        """On an executor thread: disconnect the kernel IOCs of ``trtypes`` on this interface
+        that nobody wants and nobody else owns."""
+        kctrls = sysfs_io.scan_controllers(self._sysfs_root)
+        verdicts = audit_verdicts(
+            kctrls,
+            host_iface=self._host_iface,
+            trtypes=trtypes,
+            desired=desired,
+            hostnqn=hostnqn,
+            held=held,
+            iface_addrs=iface_addrs,
+            owner_of=lambda k: foreign_owner(k, self._registry_dir, glob.glob(self._nbft_glob)),
+        )
+        for kctrl, why in verdicts:
+            if why:
+                if self._audit_told.get(kctrl.device) != why:
+                    self._audit_told[kctrl.device] = why
+                    level = logging.DEBUG if why.startswith('wanted') else logging.INFO
+                    log.log(level, 'audit: %s (%s) left alone: %s', kctrl.device, kctrl.subsysnqn, why)
+                continue
+            if sysfs_io.connection_fingerprint(kctrl.device, self._sysfs_root) != _fingerprint(kctrl):
+                continue  # gone, or its name already belongs to another connection
+            log.info(
+                'audit: disconnecting %s (%s at %s): not wanted (disconnect-scope=%s)',
+                kctrl.device,
+                kctrl.subsysnqn,
+                kctrl.traddr,
+                'all-connections-matching-disconnect-trtypes',
+            )
+            delete_kernel_controller(kctrl.device, self._sysfs_root)
+
+    def _forget_soon(self, device: str) -> None:
+        assert self._loop is not None
+        try:
+            self._loop.run_in_executor(self._executor, self._io.forget, device)
+        except RuntimeError:  # the executor is shut down: the process is ending anyway
+            pass
+
+    def _disconnect(self, device: str) -> None:
+        """On an executor thread: disconnect a controller a machine let go of; stacd leaves a
+        connection the nvme-cli registry gives to another owner, or that the firmware's NBFT
+        made at boot, as it is."""
+        if self.daemon == 'stacd':
+            kctrl = sysfs_io.read_controller(device, self._sysfs_root)
+            why = foreign_owner(kctrl, self._registry_dir, glob.glob(self._nbft_glob)) if kctrl else ''
+            if why:
+                log.warning('%s: not disconnecting it: %s', device, why)
+                self._io.forget(device)
+                return
+        self._io.disconnect(device)
+
     # ---- udev ------------------------------------------------------------------------------------
     def _on_uevent(self, ev: NvmeUevent) -> None:
+        if ev.action == 'add' and self._options.adopt_trtypes:
+            self._audit_soon(AUDIT_SOAK_S)  # a connection made by someone else, maybe
         for m in [m for m in self._machines.values() if m.device and m.device == ev.device]:
             if ev.action == 'remove':
                 self._feed(m, DeviceRemoved(ev.device))
@@ -328,3 +487,119 @@ def _registration_outcome(error: Optional[str]):
 def _log_send_failure(task: asyncio.Future) -> None:
     if not task.cancelled() and task.exception() is not None:
         log.debug('report not sent: %s', task.exception())
+
+
+# ---- stacd: the audit ---------------------------------------------------------------------------
+#
+# disconnect-scope=all-connections-matching-disconnect-trtypes (upstream.md 5.4) makes stacd
+# responsible for every kernel I/O controller of the transports in disconnect-trtypes, not only
+# for the ones it connected: at each Configure that asks for it (``adopt_trtypes``) and 1 s after
+# a udev 'add', a worker scans sysfs and disconnects the IOCs on its interface that match no
+# controller of its desired set. One that matches is left to the machine that adopts it.
+#
+# Never touched, whatever the scope (best effort, as nothing obliges other tools to say so):
+# * a controller the nvme-cli registry gives to another owner. Format assumed (nvme-cli 3.x,
+#   libnvme/design/REGISTRY.md): a directory /run/nvme/registry/<nvmeN>/ per controller with a
+#   text file ``owner`` holding the owner's name on one line (and ``seqnum``, not read here); a
+#   udev rule removes the directory with the device. An owner of ours (OWN_REGISTRY_OWNERS) or an
+#   empty file does not protect.
+# * a controller to a subsystem the firmware's NBFT names (/sys/firmware/acpi/tables/NBFT*): the
+#   boot disk. The table is not decoded: a subsystem NQN that appears in its bytes (the NQNs sit
+#   in its heap as plain text) protects every connection to that subsystem, over any path. A
+#   table that cannot be read protects everything (it exists, so a boot disk may be at stake).
+
+
+def _fingerprint(kctrl: KernelController) -> Tuple[str, ...]:
+    """``sysfs_io.connection_fingerprint``'s fields, as read into ``kctrl``."""
+    return (
+        kctrl.transport,
+        kctrl.subsysnqn,
+        kctrl.hostnqn,
+        kctrl.traddr,
+        kctrl.trsvcid,
+        kctrl.host_traddr,
+        kctrl.host_iface,
+    )
+
+
+def _read_small(path: str, limit: int = 1 << 20) -> Optional[bytes]:
+    """The bytes of a small file; None when it cannot be read (missing: b'')."""
+    try:
+        with open(path, 'rb') as f:
+            return f.read(limit)
+    except FileNotFoundError:
+        return b''
+    except OSError:
+        return None
+
+
+def foreign_owner(kctrl: KernelController, registry_dir: str, nbft_paths: Sequence[str]) -> str:
+    """Why stacd must leave ``kctrl`` alone ('' when nothing says so): see above."""
+    raw = _read_small(os.path.join(registry_dir, kctrl.device, 'owner'))
+    owner = (raw or b'').decode('utf-8', 'replace').strip()
+    if owner and owner not in OWN_REGISTRY_OWNERS:
+        return f'owned by {owner!r} per {registry_dir}'
+    nqn = kernel_value(kctrl.subsysnqn).encode()
+    for path in nbft_paths:
+        data = _read_small(path)
+        if data is None:
+            return f'{path} cannot be read: it may describe this boot connection'
+        if nqn and nqn in data:
+            return f'boot connection: its subsystem is in {path}'
+    return ''
+
+
+def audit_verdicts(
+    kctrls: Sequence[KernelController],
+    *,
+    host_iface: str,
+    trtypes: Collection[str],
+    desired: Sequence[ControllerSpec],
+    hostnqn: str,
+    held: Collection[str],
+    iface_addrs: Mapping[str, Any],
+    owner_of: Callable[[KernelController], str],
+) -> List[Tuple[KernelController, str]]:
+    """The kernel IOCs this worker audits, each with why it stays ('' = disconnect it).
+
+    Audited: I/O controllers of ``trtypes`` that no machine holds (``held``) and that are on this
+    worker's interface (tcp: the kernel's host_iface, else the interface owning its source
+    address; other transports: the interface-less worker). They stay when they match a desired
+    controller (as ``NvmeIo.connect`` would adopt them), when the kernel is deleting them, or
+    when ``owner_of`` names a reason.
+    """
+    out: List[Tuple[KernelController, str]] = []
+    for kctrl in kctrls:
+        transport = kernel_value(kctrl.transport).lower()
+        if kctrl.device in held or transport not in trtypes or not looks_like_ioc(kctrl):
+            continue
+        if transport == 'tcp':
+            iface = kernel_value(kctrl.host_iface) or interface_of(kernel_value(kctrl.src_addr), iface_addrs)
+            if iface != host_iface:
+                continue
+        elif host_iface:
+            continue
+        why = ''
+        for spec in desired:
+            pinned = spec.tid.host_iface if spec.pin_iface else ''
+            tid = dataclasses.replace(spec.tid, host_iface=pinned, host_nqn=hostnqn)
+            if kernel_ctrl_matches(tid, kctrl, iface_addrs, Role.IOC):
+                why = f'wanted as {spec.tid}'
+                break
+        why = why or owner_of(kctrl)
+        out.append((kctrl, why))
+    return out
+
+
+def delete_kernel_controller(device: str, sysfs_root: str = sysfs_io.SYSFS_ROOT) -> bool:
+    """Ask the kernel to delete a controller no machine holds (what libnvme's disconnect does).
+    False when it was already gone or the kernel refused (logged)."""
+    try:
+        with open(os.path.join(sysfs_io.controller_dir(device, sysfs_root), 'delete_controller'), 'w') as f:
+            f.write('1')
+    except FileNotFoundError:
+        return False
+    except OSError as exc:
+        log.warning('audit: cannot delete %s: %s', device, exc.strerror or exc)
+        return False
+    return True

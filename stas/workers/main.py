@@ -29,7 +29,7 @@ def build_engine(spec: WorkerSpec):
     if spec.daemon in ('stafd', 'stacd'):
         from .controllers import ControllerEngine
 
-        return ControllerEngine(spec.daemon)
+        return ControllerEngine(spec.daemon, host_iface=spec.key.host_iface)
     raise ValueError(f'no worker engine for daemon {spec.daemon!r}')
 
 

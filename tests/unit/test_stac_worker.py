@@ -1,0 +1,344 @@
+"""The stacd side of the worker engine (stas.workers.controllers): the disconnect-scope audit,
+connections owned by others (nvme-cli registry, NBFT), reload retries, forgetting what is kept.
+
+The engine runs on a real event loop with a fake libnvme edge, a fake udev and a fake /sys; its
+kernel operations run inline (``InlineExecutor``), so nothing here waits on a clock.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+from pathlib import Path
+from typing import Dict, List, Optional
+
+from stas.errors import KernelError
+from stas.fabric.controller import Phase
+from stas.ipc.messages import Configure, CtrlGone, WorkerOptions
+from stas.model import ControllerSpec, HostIdentity, KernelController, Role, TransportId
+from stas.workers import controllers
+from stas.workers.controllers import ControllerEngine, audit_verdicts, delete_kernel_controller, foreign_owner
+from stas.workers.nvme_io import ConnectResult
+
+HOSTNQN = 'nqn.2014-08.org.nvmexpress:uuid:0c5d3f4e-1111-4222-8333-944455556666'
+HOST = HostIdentity(HOSTNQN, '0c5d3f4e-1111-4222-8333-944455556666')
+NQN = 'nqn.2024-01.com.example:'
+IFACES = {'tb0': ('192.0.2.5',), 'tb1': ('198.51.100.5',)}
+
+
+def kctrl(device: str, sub: str, **kw: str) -> KernelController:
+    values = dict(
+        device=device,
+        transport='tcp',
+        traddr='192.0.2.1',
+        trsvcid='4420',
+        host_iface='tb0',
+        src_addr='192.0.2.5',
+        subsysnqn=NQN + sub,
+        hostnqn=HOSTNQN,
+        cntrltype='io',
+    )
+    values.update(kw)
+    return KernelController(**values)
+
+
+def spec(sub: str, iface: str = 'tb0', ncc: bool = False) -> ControllerSpec:
+    tid = TransportId('tcp', '192.0.2.1', '4420', NQN + sub, '', iface, HOSTNQN)
+    return ControllerSpec(tid=tid, role=Role.IOC, ncc=ncc)
+
+
+# ---- pure decisions -----------------------------------------------------------------------------
+
+
+def test_audit_verdicts_pick_the_unwanted_iocs_of_this_interface_and_transport():
+    found = [
+        kctrl('nvme1', 'gone'),
+        kctrl('nvme2', 'wanted'),
+        kctrl('nvme3', 'other-iface', host_iface='', src_addr='198.51.100.5'),
+        kctrl('nvme4', 'dc', cntrltype='discovery'),
+        kctrl('nvme5', 'held'),
+        kctrl('nvme6', 'rdma', transport='rdma', host_iface=''),
+        kctrl('nvme7', 'owned'),
+        kctrl('nvme8', 'unpinned-match', host_iface='', src_addr='192.0.2.5'),
+    ]
+    verdicts = audit_verdicts(
+        found,
+        host_iface='tb0',
+        trtypes=('tcp',),
+        desired=[spec('wanted'), spec('unpinned-match')],
+        hostnqn=HOSTNQN,
+        held={'nvme5'},
+        iface_addrs=IFACES,
+        owner_of=lambda k: 'owned by x' if k.device == 'nvme7' else '',
+    )
+    got = {k.device: why for k, why in verdicts}
+    assert got == {
+        'nvme1': '',
+        'nvme2': f'wanted as {spec("wanted").tid}',
+        'nvme7': 'owned by x',
+        'nvme8': f'wanted as {spec("unpinned-match").tid}',
+    }
+
+
+def test_the_interface_less_worker_audits_the_other_transports():
+    verdicts = audit_verdicts(
+        [kctrl('nvme6', 'r', transport='rdma', host_iface=''), kctrl('nvme1', 't')],
+        host_iface='',
+        trtypes=('rdma', 'tcp'),
+        desired=[],
+        hostnqn=HOSTNQN,
+        held=(),
+        iface_addrs=IFACES,
+        owner_of=lambda k: '',
+    )
+    assert [(k.device, why) for k, why in verdicts] == [('nvme6', '')]
+
+
+def test_the_registry_protects_connections_of_other_owners(tmp_path: Path):
+    registry = tmp_path / 'registry'
+    for device, owner in (('nvme1', 'nvme-cli\n'), ('nvme2', 'stas\n'), ('nvme3', '')):
+        (registry / device).mkdir(parents=True)
+        (registry / device / 'owner').write_text(owner)
+    assert foreign_owner(kctrl('nvme1', 'a'), str(registry), []) == f"owned by 'nvme-cli' per {registry}"
+    assert foreign_owner(kctrl('nvme2', 'a'), str(registry), []) == ''  # ours
+    assert foreign_owner(kctrl('nvme3', 'a'), str(registry), []) == ''  # empty
+    assert foreign_owner(kctrl('nvme4', 'a'), str(registry), []) == ''  # not registered
+    assert foreign_owner(kctrl('nvme4', 'a'), str(tmp_path / 'no-registry'), []) == ''
+
+
+def test_the_nbft_protects_every_connection_to_a_boot_subsystem(tmp_path: Path):
+    nbft = tmp_path / 'NBFT'
+    nbft.write_bytes(b'NBFT\x00\x01' + b'\x00' * 60 + (NQN + 'boot').encode() + b'\x00' * 8)
+    assert (
+        foreign_owner(kctrl('nvme1', 'boot'), str(tmp_path), [str(nbft)])
+        == f'boot connection: its subsystem is in {nbft}'
+    )
+    assert foreign_owner(kctrl('nvme2', 'data'), str(tmp_path), [str(nbft)]) == ''
+    missing = str(tmp_path / 'NBFT1')
+    assert foreign_owner(kctrl('nvme2', 'data'), str(tmp_path), [missing]) == ''
+
+
+def test_an_nbft_that_cannot_be_read_protects_everything(tmp_path: Path):
+    nbft = tmp_path / 'NBFT'
+    nbft.mkdir()  # reading it fails whoever we are (a mode of 0 would not stop root)
+    assert 'cannot be read' in foreign_owner(kctrl('nvme2', 'data'), str(tmp_path), [str(nbft)])
+
+
+def test_deleting_a_kernel_controller_writes_its_delete_file(tmp_path: Path):
+    ctl = tmp_path / 'class' / 'nvme' / 'nvme4'
+    ctl.mkdir(parents=True)
+    assert delete_kernel_controller('nvme4', str(tmp_path)) is True
+    assert (ctl / 'delete_controller').read_text() == '1'
+    assert delete_kernel_controller('nvme9', str(tmp_path)) is False
+
+
+# ---- the engine ----------------------------------------------------------------------------------
+
+
+class InlineExecutor(concurrent.futures.Executor):
+    """Runs each call at once in the caller's thread: kernel operations complete in order."""
+
+    def submit(self, fn, *args, **kwargs):
+        future: concurrent.futures.Future = concurrent.futures.Future()
+        try:
+            future.set_result(fn(*args, **kwargs))
+        except BaseException as exc:  # noqa: BLE001 - handed to the caller, as a pool would
+            future.set_exception(exc)
+        return future
+
+    def shutdown(self, wait=True, **kwargs):
+        return None
+
+
+class FakeIo:
+    def __init__(self) -> None:
+        self.calls: List[tuple] = []
+        self.devices: Dict[TransportId, str] = {}
+        self.fail: Optional[str] = None
+
+    def kernel_caps(self):
+        return (('host_iface', 'dhchap_secret'), '')
+
+    def connect(self, spec, host, interfaces):
+        self.calls.append(('connect', spec.tid.subsysnqn[len(NQN) :]))
+        if self.fail or spec.tid not in self.devices:
+            raise KernelError(self.fail or 'no such target')
+        return ConnectResult(self.devices[spec.tid], adopted=False)
+
+    def disconnect(self, device):
+        self.calls.append(('disconnect', device))
+
+    def forget(self, device):
+        self.calls.append(('forget', device))
+
+    def close(self):
+        self.calls.append(('close',))
+
+
+class FakeUdev:
+    def __init__(self, callback) -> None:
+        self.callback = callback
+
+    def start(self, loop) -> None:
+        pass
+
+    def stop(self) -> None:
+        pass
+
+
+class FakeSys:
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        (root / 'class' / 'nvme').mkdir(parents=True)
+
+    def controller(self, device: str, sub: str, address: str, cntrltype: str = 'io', hostnqn: str = HOSTNQN):
+        path = self.root / 'class' / 'nvme' / device
+        path.mkdir()
+        for name, value in (
+            ('transport', 'tcp'),
+            ('address', address),
+            ('subsysnqn', NQN + sub),
+            ('hostnqn', hostnqn),
+            ('cntrltype', cntrltype),
+            ('state', 'live'),
+        ):
+            (path / name).write_text(value + '\n')
+        return path
+
+
+TB0_ADDRESS = 'traddr=192.0.2.1,trsvcid=4420,host_iface=tb0,src_addr=192.0.2.5'
+
+
+class Harness:
+    def __init__(self, tmp_path: Path) -> None:
+        self.io = FakeIo()
+        self.sys = FakeSys(tmp_path / 'sys')
+        self.registry = tmp_path / 'registry'
+        self.sent: list = []
+        self.engine = ControllerEngine(
+            'stacd',
+            io=self.io,
+            udev_factory=FakeUdev,
+            sysfs_root=str(self.sys.root),
+            host_iface='tb0',
+            registry_dir=str(self.registry),
+            nbft_glob=str(tmp_path / 'NBFT*'),
+        )
+        self.engine._executor = InlineExecutor()  # noqa: SLF001 - operations complete inline
+        self.generation = 1
+
+    async def emit(self, msg) -> None:
+        self.sent.append(msg)
+
+    async def start(self) -> None:
+        await self.engine.start(self.emit)
+
+    async def configure(self, *specs: ControllerSpec, new_generation: bool = False, **options) -> None:
+        if new_generation:
+            self.generation += 1
+        msg = Configure(
+            generation=self.generation,
+            host=HOST,
+            options=WorkerOptions(**options),
+            controllers=tuple(specs),
+            interfaces=IFACES,
+        )
+        await self.engine.configure(msg)
+        await settle()
+
+    def machine(self, sub: str):
+        return next(m for t, m in self.engine._machines.items() if t.subsysnqn == NQN + sub)  # noqa: SLF001
+
+
+async def settle() -> None:
+    for _ in range(20):  # completions come back through call_soon: a few turns of the loop
+        await asyncio.sleep(0)
+
+
+def run(coro):
+    return asyncio.run(coro)
+
+
+def test_a_controller_owned_by_another_tool_is_forgotten_not_disconnected(tmp_path):
+    async def scenario():
+        h = Harness(tmp_path)
+        await h.start()
+        a, b = spec('a'), spec('b')
+        h.io.devices = {a.tid: 'nvme1', b.tid: 'nvme2'}
+        h.sys.controller('nvme1', 'a', TB0_ADDRESS)
+        h.sys.controller('nvme2', 'b', TB0_ADDRESS)
+        (h.registry / 'nvme1').mkdir(parents=True)
+        (h.registry / 'nvme1' / 'owner').write_text('nvme-discoverd\n')
+        await h.configure(a, b)
+        assert h.machine('a').phase is Phase.CONNECTED and h.machine('b').phase is Phase.CONNECTED
+        await h.configure()
+        assert ('forget', 'nvme1') in h.io.calls and ('disconnect', 'nvme1') not in h.io.calls
+        assert ('disconnect', 'nvme2') in h.io.calls
+        assert sorted(m.tid.subsysnqn for m in h.sent if isinstance(m, CtrlGone)) == [NQN + 'a', NQN + 'b']
+
+    run(scenario())
+
+
+def test_no_disconnect_forgets_and_lets_libnvme_go_of_the_device(tmp_path):
+    async def scenario():
+        h = Harness(tmp_path)
+        await h.start()
+        a = spec('a')
+        h.io.devices = {a.tid: 'nvme1'}
+        await h.configure(a, disconnect_unwanted=False)
+        await h.configure(disconnect_unwanted=False)
+        assert h.io.calls == [('connect', 'a'), ('forget', 'nvme1')]
+
+    run(scenario())
+
+
+def test_a_new_generation_retries_an_ioc_that_gave_up(tmp_path):
+    async def scenario():
+        h = Harness(tmp_path)
+        await h.start()
+        a = spec('a', ncc=True)
+        h.io.devices = {a.tid: 'nvme1'}
+        h.io.fail = 'refused'
+        await h.configure(a, connect_attempts_on_ncc=2)
+        m = h.machine('a')
+        assert m.phase is Phase.BACKOFF
+        h.engine._timer_fired(m, 'connect', m.armed_timers['connect'])  # noqa: SLF001 - the 3 s retry
+        await settle()
+        assert m.phase is Phase.GAVE_UP
+        await h.configure(a, connect_attempts_on_ncc=2)  # a replan: same generation, no retry
+        assert m.phase is Phase.GAVE_UP
+        h.io.fail = None
+        await h.configure(a, connect_attempts_on_ncc=2, new_generation=True)  # SIGHUP
+        assert m.phase is Phase.CONNECTED and h.io.calls.count(('connect', 'a')) == 3
+
+    run(scenario())
+
+
+def test_the_audit_disconnects_unwanted_iocs_and_leaves_the_rest(tmp_path):
+    async def scenario():
+        h = Harness(tmp_path)
+        await h.start()
+        a = spec('a')
+        h.io.devices = {a.tid: 'nvme1'}
+        h.sys.controller('nvme1', 'a', TB0_ADDRESS)  # ours, held by a machine
+        stray = h.sys.controller('nvme2', 'stray', TB0_ADDRESS, hostnqn='nqn.other')
+        wanted = h.sys.controller('nvme3', 'b', TB0_ADDRESS)  # matches a desired spec
+        other = h.sys.controller('nvme4', 'c', 'traddr=198.51.100.1,trsvcid=4420,src_addr=198.51.100.5')
+        dc = h.sys.controller('nvme5', 'd', TB0_ADDRESS, cntrltype='discovery')
+        owned = h.sys.controller('nvme6', 'e', TB0_ADDRESS)
+        (h.registry / 'nvme6').mkdir(parents=True)
+        (h.registry / 'nvme6' / 'owner').write_text('nbft\n')
+        await h.configure(a, spec('b'), adopt_trtypes=())
+        assert not (stray / 'delete_controller').exists()  # no audit without adopt_trtypes
+        await h.configure(a, spec('b'), adopt_trtypes=('tcp',))
+        # the audit ran at once; b's connect is still failing, so nvme3 is no machine's yet
+        assert (stray / 'delete_controller').read_text() == '1'
+        for path in (wanted, other, dc, owned, h.sys.root / 'class' / 'nvme' / 'nvme1'):
+            assert not (path / 'delete_controller').exists(), path.name
+
+    run(scenario())
+
+
+def test_the_module_names_the_registry_and_nbft_locations():
+    assert controllers.REGISTRY_DIR == '/run/nvme/registry'
+    assert controllers.NBFT_GLOB == '/sys/firmware/acpi/tables/NBFT*'
