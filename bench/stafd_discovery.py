@@ -1,0 +1,424 @@
+"""stafd discovery figures against the real kernel: start to log pages, AEN to signal, idle cost.
+
+    bench/run-in-guest -- bench/stafd_discovery.py [--starts N] [--links N] [--idle S] [--ls N]
+
+Runs in the e2e test guest only (``bench/run-in-guest`` boots it once for the whole run). It
+builds a fabric with ``tests/e2e/fabric.py`` (two interfaces; a configured DC on each, one
+of them referring to a third DC; several subsystems), starts the real ``stafd`` on a private
+system bus and prints:
+
+- the time from starting stafd to its D-Bus name, and to every DC's log page being served by
+  ``get_all_log_pages`` (a cold start: no kernel DC, no cache), for each of ``--starts`` runs;
+- the time from linking a subsystem on the target (a Discovery Log Change AEN) to the
+  ``log_pages_changed`` signal of that DC (median and spread of ``--links`` links);
+- the CPU time (clock ticks of utime+stime from /proc/PID/stat, per minute) that the
+  supervisor, each worker and the other helper processes use while idle for ``--idle`` s;
+- the PSS (/proc/PID/smaps_rollup) of each of those processes;
+- the wall time of ``stafctl ls`` (median of ``--ls`` runs).
+
+A benchmark prints figures and asserts nothing. Everything runs under TCG emulation: compare
+runs with each other, not with bare metal.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence, Tuple
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from tests.e2e.fabric import Fabric  # noqa: E402 - after the path set-up above
+from tests.e2e.guest import IN_GUEST, missing_kernel_support  # noqa: E402
+from tests.e2e.initiator import HOSTID, HOSTNQN, delete_all_controllers  # noqa: E402
+from tests.e2e.nvmet import Nvmet  # noqa: E402
+
+BIN = Path(sys.executable).parent
+BUS_NAME = 'org.nvmexpress.staf'
+STAF_PATH = '/org/nvmexpress/staf'
+STAF_IFACE = 'org.nvmexpress.staf'
+WORKERS_IFACE = 'org.nvmexpress.staf.workers'
+BUS_CONFIG = """<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-BUS Bus Configuration 1.0//EN"
+ "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
+<busconfig>
+  <type>system</type>
+  <listen>unix:path={socket}</listen>
+  <auth>EXTERNAL</auth>
+  <policy context="default">
+    <allow user="*"/><allow own="*"/><allow send_destination="*"/><allow receive_sender="*"/>
+  </policy>
+</busconfig>
+"""
+CLK_TCK = os.sysconf('SC_CLK_TCK')
+
+
+# ---- the set-up ---------------------------------------------------------------------------------
+
+
+class Bench:
+    def __init__(self, workdir: Path) -> None:
+        self.workdir = workdir
+        self.fabric = Fabric(Nvmet())
+        self.bus_proc: Optional[subprocess.Popen] = None
+        self.stafd: Optional[subprocess.Popen] = None
+        self.conn = None
+        self.expected: Dict[str, List[str]] = {}  # DC traddr -> its subsystem NQNs
+        self.port_a = None
+        self.extra_subsystems = 0
+
+    # -- private system bus ----------------------------------------------------------------------
+    def start_bus(self) -> None:
+        sock = self.workdir / 'system_bus_socket'
+        conf = self.workdir / 'system.conf'
+        conf.write_text(BUS_CONFIG.format(socket=sock))
+        self.bus_proc = subprocess.Popen(
+            ['dbus-daemon', f'--config-file={conf}', '--nofork', '--nopidfile', '--print-address'],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+        )
+        if not self.bus_proc.stdout.readline().strip():
+            raise SystemExit('dbus-daemon did not start')
+        os.environ['DBUS_SYSTEM_BUS_ADDRESS'] = f'unix:path={sock}'
+
+        from jeepney import MatchRule
+        from jeepney.bus_messages import message_bus
+        from jeepney.io.blocking import open_dbus_connection
+
+        self.conn = open_dbus_connection(bus='SYSTEM')
+        self.pages_rule = MatchRule(
+            type='signal', path=STAF_PATH, interface=STAF_IFACE, member='log_pages_changed'
+        )
+        self.owner_rule = MatchRule(
+            type='signal', interface='org.freedesktop.DBus', member='NameOwnerChanged'
+        )
+        self.owner_rule.add_arg_condition(0, BUS_NAME)
+        for rule in (self.pages_rule, self.owner_rule):
+            self.conn.send_and_get_reply(message_bus.AddMatch(rule))
+        self.pages = self.conn.filter(self.pages_rule, bufsize=10000).queue
+        self.owners = self.conn.filter(self.owner_rule, bufsize=100).queue
+
+    # -- target side -----------------------------------------------------------------------------
+    def build_fabric(self, subsystems: int) -> str:
+        """Two interfaces; DC A (tb0) refers to DC B (tb0, second address); DC C on tb1.
+        Returns the stafd.conf text."""
+        f = self.fabric
+        f.interface('tb0', '192.0.2.1/24', '192.0.2.2/24')
+        f.interface('tb1', '198.51.100.1/24')
+        a, b, c = f.port('192.0.2.1'), f.port('192.0.2.2'), f.port('198.51.100.1')
+        a.add_referral(b)
+        per_port = max(1, subsystems // 3)
+        n = 0
+        for port in (a, b, c):
+            nqns = []
+            for _ in range(per_port):
+                n += 1
+                sub = f.subsystem(f'bench{n}', size_mb=1)
+                port.link(sub)
+                nqns.append(sub.nqn)
+            self.expected[port.traddr] = sorted(nqns)
+        self.port_a = a
+        return (
+            '[Service Discovery]\nzeroconf=disabled\n'
+            '[Controllers]\n'
+            'controller=transport=tcp;traddr=192.0.2.1;host-iface=tb0\n'
+            'controller=transport=tcp;traddr=198.51.100.1;host-iface=tb1\n'
+        )
+
+    # -- stafd -----------------------------------------------------------------------------------
+    def start_stafd(self, conf: str, run: int) -> float:
+        d = self.workdir / f'run{run}'
+        d.mkdir()
+        (d / 'stafd.conf').write_text(conf)
+        (d / 'sys.conf').write_text(f'[Host]\nnqn={HOSTNQN}\nid={HOSTID}\n')
+        self.log_path = d / 'stafd.log'
+        log = open(self.log_path, 'w')  # noqa: SIM115 - the child owns it
+        t0 = time.monotonic()
+        self.stafd = subprocess.Popen(
+            [
+                str(BIN / 'stafd'),
+                '-f',
+                str(d / 'stafd.conf'),
+                '--sys-conf',
+                str(d / 'sys.conf'),
+                '--runtime-dir',
+                str(d / 'run'),
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        log.close()
+        return t0
+
+    def stop_stafd(self) -> None:
+        if self.stafd is not None and self.stafd.poll() is None:
+            self.stafd.send_signal(signal.SIGTERM)
+            try:
+                self.stafd.wait(timeout=120)
+            except subprocess.TimeoutExpired:
+                self.stafd.kill()
+                self.stafd.wait()
+        self.stafd = None
+
+    # -- D-Bus client ----------------------------------------------------------------------------
+    def call(self, interface: str, member: str, signature: str = '', body: tuple = ()):
+        from jeepney import DBusAddress, new_method_call
+
+        addr = DBusAddress(STAF_PATH, bus_name=BUS_NAME, interface=interface)
+        reply = self.conn.send_and_get_reply(new_method_call(addr, member, signature, body), timeout=60)
+        return reply.body
+
+    def served_pages(self) -> Dict[str, List[str]]:
+        [text] = self.call(STAF_IFACE, 'get_all_log_pages', 'b', (False,))
+        return {
+            p['discovery-controller']['traddr']: sorted(
+                e['subnqn'] for e in p['log-pages'] if e['subtype'] == 'nvme'
+            )
+            for p in json.loads(text)
+        }
+
+    def pump(self, timeout: float) -> bool:
+        """Read one message (filters sort it into the queues); False on timeout."""
+        try:
+            self.conn.recv_messages(timeout=timeout)
+        except TimeoutError:
+            return False
+        return True
+
+    def workers(self) -> List[Tuple[str, int]]:
+        [rows] = self.call(WORKERS_IFACE, 'list_workers')
+        return [(f'worker {iface or "-"}/{transport}', pid) for iface, transport, pid, *_ in rows]
+
+
+# ---- measurements ---------------------------------------------------------------------------------
+
+
+def measure_start(bench: Bench, conf: str, run: int, timeout: float) -> Tuple[float, float]:
+    """(seconds to the bus name, seconds to every DC's log page being served)."""
+    bench.pages.clear()
+    bench.owners.clear()
+    t0 = bench.start_stafd(conf, run)
+    t_name = None
+    deadline = t0 + timeout
+    while time.monotonic() < deadline:
+        if t_name is None and any(m.body[2] for m in bench.owners):
+            t_name = time.monotonic() - t0
+        if bench.pages:  # a DC's page was read: is everything served now?
+            bench.pages.clear()
+            if bench.served_pages() == bench.expected:
+                return (t_name if t_name is not None else float('nan')), time.monotonic() - t0
+        if bench.stafd.poll() is not None:
+            raise SystemExit(f'stafd exited ({bench.stafd.returncode}); see {bench.log_path}')
+        bench.pump(0.5)
+    raise SystemExit(
+        f'not every log page within {timeout:.0f} s: {bench.served_pages()}; see {bench.log_path}'
+    )
+
+
+def measure_links(bench: Bench, count: int, timeout: float) -> List[float]:
+    """Seconds from a subsystem link on port A to the log_pages_changed signal of DC A."""
+    latencies = []
+    for _ in range(count):
+        settle(bench, 1.0)
+        bench.extra_subsystems += 1
+        sub = bench.fabric.subsystem(f'link{bench.extra_subsystems}', size_mb=1)
+        bench.pages.clear()
+        t0 = time.monotonic()
+        bench.port_a.link(sub)
+        latency = None
+        while latency is None:
+            while bench.pages and latency is None:
+                if bench.pages.popleft().body[1] == '192.0.2.1':
+                    latency = time.monotonic() - t0
+            if latency is None:
+                if time.monotonic() - t0 > timeout:
+                    raise SystemExit(f'no log_pages_changed within {timeout:.0f} s of a link')
+                bench.pump(0.5)
+        latencies.append(latency)
+        bench.expected['192.0.2.1'] = sorted(bench.expected['192.0.2.1'] + [sub.nqn])
+    return latencies
+
+
+def settle(bench: Bench, quiet_s: float) -> None:
+    """Wait until no log_pages_changed arrived for ``quiet_s``."""
+    while bench.pump(quiet_s):
+        bench.pages.clear()
+    bench.pages.clear()
+
+
+def descendants(pid: int) -> List[int]:
+    children: Dict[int, List[int]] = {}
+    for entry in os.listdir('/proc'):
+        if entry.isdigit():
+            try:
+                with open(f'/proc/{entry}/stat') as f:
+                    ppid = int(f.read().rsplit(')', 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(ppid, []).append(int(entry))
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        todo.extend(children.get(p, []))
+    return out
+
+
+def cpu_ticks(pid: int) -> int:
+    with open(f'/proc/{pid}/stat') as f:
+        fields = f.read().rsplit(')', 1)[1].split()
+    return int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15 of stat)
+
+
+def pss_kib(pid: int) -> int:
+    with open(f'/proc/{pid}/smaps_rollup') as f:
+        for line in f:
+            if line.startswith('Pss:'):
+                return int(line.split()[1])
+    return -1
+
+
+def comm(pid: int) -> str:
+    """A short name for a helper process of the supervisor (the worker start machinery)."""
+    with open(f'/proc/{pid}/cmdline', 'rb') as f:
+        text = f.read().replace(b'\0', b' ').decode(errors='replace')
+    for marker in ('forkserver', 'resource_tracker', 'semaphore_tracker'):
+        if marker in text:
+            return f'multiprocess {marker}'
+    return text if len(text) <= 50 else text[:47] + '...'
+
+
+def process_labels(bench: Bench) -> List[Tuple[str, int]]:
+    assert bench.stafd is not None
+    sup = bench.stafd.pid
+    labelled = [('supervisor', sup)] + bench.workers()
+    known = {pid for _, pid in labelled}
+    others = [(f'other: {comm(p)}', p) for p in descendants(sup) if p not in known]
+    return labelled + others
+
+
+def measure_idle(bench: Bench, seconds: float) -> List[Tuple[str, int, float]]:
+    procs = process_labels(bench)
+    before = {pid: cpu_ticks(pid) for _, pid in procs}
+    time.sleep(seconds)
+    out = []
+    for label, pid in procs:
+        try:
+            ticks = cpu_ticks(pid) - before[pid]
+        except OSError:
+            ticks = -1
+        out.append((label, pid, ticks * 60.0 / seconds))
+    return out
+
+
+def measure_ls(runs: int) -> List[float]:
+    times = []
+    for _ in range(runs):
+        t0 = time.monotonic()
+        done = subprocess.run([str(BIN / 'stafctl'), 'ls'], capture_output=True, text=True, check=False)
+        times.append(time.monotonic() - t0)
+        if done.returncode != 0:
+            raise SystemExit(f'stafctl ls failed ({done.returncode}): {done.stderr}')
+    return times
+
+
+def spread(values: Sequence[float], unit: float = 1000.0, suffix: str = 'ms') -> str:
+    v = [x * unit for x in values]
+    return (
+        f'median {statistics.median(v):.0f} {suffix}, min {min(v):.0f}, max {max(v):.0f} '
+        f'(n={len(v)}: {", ".join(f"{x:.0f}" for x in v)})'
+    )
+
+
+# ---- main -----------------------------------------------------------------------------------------
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument('--starts', type=int, default=3, help='cold starts of stafd to time (default 3)')
+    ap.add_argument('--subsystems', type=int, default=9, help='subsystems over the 3 DCs (default 9)')
+    ap.add_argument('--links', type=int, default=10, help='subsystem links to time (default 10)')
+    ap.add_argument('--idle', type=float, default=30.0, help='seconds of idle CPU sampling (default 30)')
+    ap.add_argument('--ls', type=int, default=5, help='stafctl ls runs to time (default 5)')
+    ap.add_argument('--timeout', type=float, default=600.0, help='per-step timeout in s (default 600)')
+    args = ap.parse_args()
+    if not IN_GUEST:
+        print(
+            'bench/stafd_discovery.py runs in the test guest: bench/run-in-guest -- bench/stafd_discovery.py'
+        )
+        return 2
+    missing = missing_kernel_support()
+    if missing:
+        print('the guest lacks ' + ', '.join(missing))
+        return 1
+    os.makedirs('/etc/nvme', exist_ok=True)
+    Path('/etc/nvme/hostnqn').write_text(HOSTNQN + '\n')
+    Path('/etc/nvme/hostid').write_text(HOSTID + '\n')
+
+    with tempfile.TemporaryDirectory(prefix='stafd-bench.') as tmp:
+        bench = Bench(Path(tmp))
+        bench.fabric.nvmet.clear()
+        bench.start_bus()
+        try:
+            conf = bench.build_fabric(args.subsystems)
+            print(f'kernel {os.uname().release}, {os.cpu_count()} vCPUs (qemu TCG), clock ticks {CLK_TCK}/s')
+            print(
+                f'fabric: 2 interfaces, 3 DCs (2 configured, 1 referral), '
+                f'{sum(len(v) for v in bench.expected.values())} subsystems'
+            )
+            starts = []
+            for run in range(args.starts):
+                if run:
+                    bench.stop_stafd()
+                    delete_all_controllers(60)  # a cold start: no kernel DC to adopt, new runtime dir
+                starts.append(measure_start(bench, conf, run, args.timeout))
+                print(
+                    f'  start {run + 1}: D-Bus name after {starts[-1][0] * 1000:.0f} ms, '
+                    f'all 3 DC log pages served after {starts[-1][1] * 1000:.0f} ms'
+                )
+            print('stafd start -> D-Bus name: ' + spread([s[0] for s in starts]))
+            print('stafd start -> all DC log pages on D-Bus: ' + spread([s[1] for s in starts]))
+
+            latencies = measure_links(bench, args.links, args.timeout)
+            print('subsystem link on the target -> log_pages_changed: ' + spread(latencies))
+            final = bench.served_pages()
+            print(f'  log pages after the links match the target: {final == bench.expected}')
+
+            settle(bench, 2.0)
+            idle = measure_idle(bench, args.idle)
+            print(f'idle CPU over {args.idle:g} s (clock ticks per minute, utime+stime):')
+            for label, pid, per_min in idle:
+                print(
+                    f'  {label} (pid {pid}): {per_min:.1f} ticks/min = {per_min * 1000 / CLK_TCK:.0f} ms/min'
+                )
+            print('PSS:')
+            total = 0
+            for label, pid in process_labels(bench):
+                kib = pss_kib(pid)
+                total += max(kib, 0)
+                print(f'  {label} (pid {pid}): {kib / 1024:.1f} MiB')
+            print(f'  total: {total / 1024:.1f} MiB')
+            print('stafctl ls wall time: ' + spread(measure_ls(args.ls)))
+        finally:
+            bench.stop_stafd()
+            try:
+                delete_all_controllers(60)
+                bench.fabric.cleanup()
+            finally:
+                if bench.bus_proc is not None:
+                    bench.bus_proc.terminate()
+                    bench.bus_proc.wait(timeout=30)
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
