@@ -12,6 +12,7 @@ Run by ``tools/demo``; not meant to be run on a machine without nvmet.
 from __future__ import annotations
 
 import json
+import re
 import os
 import shutil
 import signal
@@ -50,7 +51,7 @@ def show(title: str, *argv: str) -> None:
 def block_devices() -> str:
     lines = []
     for name in sorted(os.listdir('/sys/block')):
-        if not name.startswith('nvme'):
+        if not re.fullmatch(r'nvme\d+n\d+', name):  # hidden per-path nodes (nvmeXcYnZ) left out
             continue
         size = int(Path(f'/sys/block/{name}/size').read_text()) * 512
         nqn = ''

@@ -172,6 +172,7 @@ class Supervisor:
         return WorkerSpec(
             key=key,
             daemon=self._engine,
+            heartbeat_s=self._restart_policy.heartbeat_interval_s,
             log_level='DEBUG' if self._tron else 'INFO',
             log_target=self._log_target,
             runtime_dir=self.runtime_dir,
@@ -442,8 +443,9 @@ class Supervisor:
         self._monitor = netlink.InterfaceMonitor(self._on_interfaces_changed)
         inventory = await self._monitor.start()
         self._interfaces = {name: _interface_state(i) for name, i in inventory.items()}
-        await self._replan()
 
+        # On the bus first: cached log pages are served at once, and the D-Bus import overlaps
+        # with the forkserver importing the workers' modules on another CPU.
         from .dbus_api import publish  # sdbus (and its asyncio glue) only in the daemon
 
         try:
@@ -453,6 +455,7 @@ class Supervisor:
             await self._shutdown()
             return 1
         self.role.publisher = self._publisher
+        await self._replan()
         await self._wait_workers_up(self._restart_policy.hello_timeout_s)
         self._notifier.ready()
         self._notify_status()

@@ -131,17 +131,28 @@ class SlotDriver:
 
     # -- the process ------------------------------------------------------------------------------
     def _spawn(self) -> None:
+        # The fork happens in the spawner's thread: the first one waits for the forkserver to
+        # finish importing libnvme & co. (seconds in an emulated guest), and the event loop must
+        # keep serving D-Bus and the other workers meanwhile.
         spec = self._make_spec(self.key)
-        try:
-            proc = self._spawner.spawn(spec)
-        except Exception as exc:  # noqa: BLE001 - a failed start is a failed worker, not a dead daemon
-            log.error('cannot start worker %s: %s', self.key, exc, extra={'stas_worker': str(self.key)})
-            self._loop.call_soon(self.handle, Exited(ExitInfo(None)))
-            return
-        self._proc = proc
         self.hello = None
         self.exited.clear()
+        future = self._loop.run_in_executor(self._spawner.executor, self._spawner.spawn, spec)
+        future.add_done_callback(self._spawned)
+
+    def _spawned(self, future: asyncio.Future) -> None:
+        try:
+            proc = future.result()
+        except Exception as exc:  # noqa: BLE001 - a failed start is a failed worker, not a dead daemon
+            log.error('cannot start worker %s: %s', self.key, exc, extra={'stas_worker': str(self.key)})
+            self.exited.set()
+            self.handle(Exited(ExitInfo(None)))
+            return
+        self._proc = proc
         self._loop.add_reader(proc.sentinel, self._process_exited)
+        if self.slot.state != SlotState.STARTING:
+            proc.signal(signal.SIGKILL)  # stopped while it was being forked: its exit ends the slot
+            return
         self._reader = asyncio.ensure_future(self._read(proc))
         self.handle(Spawned(proc.pid))
 

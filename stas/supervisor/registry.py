@@ -42,7 +42,12 @@ class RestartPolicy:
     fast_failure_s: float = 10.0
     max_fast_failures: int = 5
     hello_timeout_s: float = 30.0
-    heartbeat_timeout_s: float = 10.0
+    # Workers prove their loop turns every heartbeat_interval_s; a worker silent for
+    # heartbeat_timeout_s (two and a half beats) is hung. Rare beats keep an idle daemon idle
+    # (each costs a wakeup of the worker and of the supervisor); a hang is still caught within
+    # a minute and a quarter.
+    heartbeat_interval_s: float = 30.0
+    heartbeat_timeout_s: float = 75.0
     kill_grace_s: float = 3.0
     shutdown_grace_s: float = 5.0
 
@@ -54,6 +59,7 @@ class RestartPolicy:
             fast_failure_s=self.fast_failure_s * factor,
             max_fast_failures=self.max_fast_failures,
             hello_timeout_s=self.hello_timeout_s * factor,
+            heartbeat_interval_s=self.heartbeat_interval_s * factor,
             heartbeat_timeout_s=self.heartbeat_timeout_s * factor,
             kill_grace_s=self.kill_grace_s * factor,
             shutdown_grace_s=self.shutdown_grace_s * factor,

@@ -16,6 +16,7 @@ SCM_RIGHTS) and a ``WorkerSpec``: plain data.
 
 from __future__ import annotations
 
+import concurrent.futures
 import os
 import socket
 from typing import Optional, Sequence
@@ -77,6 +78,8 @@ class Spawner:
         # bytecode cache) to rebuild __mp_main__; loaded once in the forkserver, the forked
         # children already have it and skip that (about 15 ms of every worker start)
         self._ctx.set_forkserver_preload([*(preload or PRELOAD.get(daemon, ())), '__main__'])
+        # one thread: starts are serialised (the forkserver serves one request at a time anyway)
+        self.executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix='spawner')
 
     def spawn(self, spec: WorkerSpec) -> WorkerProcess:
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)

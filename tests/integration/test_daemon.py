@@ -248,7 +248,7 @@ def test_a_hung_worker_is_detected_and_replaced(workdir, module_system_bus):
                 and w['tbB']['state'] == 'running'
                 and w
             ),
-            10,
+            30,  # heartbeat deadline: 75 s x 0.2
             'hung tbB replaced',
         )
         assert 'no heartbeat' in after['tbB']['last_exit']
