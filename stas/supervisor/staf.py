@@ -78,11 +78,22 @@ class StafView:
             tids, probs = referral_tids(tid, rec.entries)
             graph[tid] = tids
             problems += [f'DC {tid}: {p}' for p in probs]
+        referred = reachable_referrals(graph, [s.tid for s in roots])
+        # every DC some kept DC refers to, roots included (the walk above skips roots)
+        kept = {endpoint_key(t) for t in referred} | {endpoint_key(s.tid) for s in roots}
+        referred_endpoints = {
+            endpoint_key(t) for dc, tids in graph.items() if endpoint_key(dc) in kept for t in tids
+        }
         chosen: Dict[Tuple, ControllerSpec] = {}
-        for spec in roots:
+        for root in roots:
+            spec = root
+            if root.origin == Origin.DISCOVERED and endpoint_key(root.tid) in referred_endpoints:
+                # precedence configured > referral > discovered (nvme-stas 2.x): a DC that
+                # another DC refers to is a referral even if mDNS also announces it
+                spec = replace(root, origin=Origin.REFERRAL)
             chosen.setdefault(endpoint_key(spec.tid) + (spec.tid.subsysnqn,), spec)
         root_endpoints = {endpoint_key(s.tid) for s in roots}
-        for tid in sorted(reachable_referrals(graph, [s.tid for s in roots]), key=str):
+        for tid in sorted(referred, key=str):
             if endpoint_key(tid) in root_endpoints:
                 continue  # a configured or discovered DC is not also a referral
             if is_excluded(tid, excluded) is not None:

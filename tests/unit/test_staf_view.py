@@ -203,3 +203,18 @@ def test_a_bad_cache_is_ignored_with_a_reason(tmp_path, content):
 
 def test_a_missing_cache_is_no_problem(tmp_path):
     assert cache.load(str(tmp_path)) == ([], '')
+
+
+def test_a_discovered_dc_that_is_also_referred_to_is_a_referral():
+    view = StafView()
+    root = dc('192.0.2.1')
+    mdns = dc('192.0.2.2', origin=Origin.DISCOVERED)
+    view.apply([root, mdns])
+    view.on_log_page(root.tid, 1, (entry('referral', '192.0.2.2', WELL_KNOWN_DISC_NQN),))
+    specs, _ = desired(view, [root, mdns])
+    assert specs['192.0.2.2'].origin == Origin.REFERRAL
+    assert specs['192.0.2.1'].origin == Origin.CONFIGURED
+    # without the referral it is what mDNS says it is
+    view.on_log_page(root.tid, 2, ())
+    specs, _ = desired(view, [root, mdns])
+    assert specs['192.0.2.2'].origin == Origin.DISCOVERED
