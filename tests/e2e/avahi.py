@@ -24,20 +24,7 @@ import time
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
-BUS_CONFIG = """<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-BUS Bus Configuration 1.0//EN"
- "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
-<busconfig>
-  <type>system</type>
-  <listen>unix:path={socket}</listen>
-  <auth>EXTERNAL</auth>
-  <policy context="default">
-    <allow user="*"/>
-    <allow own="*"/>
-    <allow send_destination="*" eavesdrop="true"/>
-    <allow receive_sender="*"/>
-  </policy>
-</busconfig>
-"""
+from stas.testing.bus import CONFIG as BUS_CONFIG  # the same permissive system-bus setup
 
 AVAHI_CONFIG = """[server]
 host-name={host_name}
