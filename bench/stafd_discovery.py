@@ -25,40 +25,35 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import signal
-import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Tuple
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from _guest import (
+    BIN,
+    CLK_TCK,
+    cpu_ticks,
+    daemon_workers,
+    dbus_call,
+    guest_problem,
+    process_labels,
+    pss_kib,
+    spawn_daemon,
+    spread,
+    stop_process,
+)
 
-from tests.e2e.fabric import Fabric  # noqa: E402 - after the path set-up above
-from tests.e2e.guest import IN_GUEST, missing_kernel_support  # noqa: E402
-from tests.e2e.initiator import HOSTID, HOSTNQN, delete_all_controllers  # noqa: E402
-from tests.e2e.nvmet import Nvmet  # noqa: E402
+from stas.testing.bus import start_system_bus, stop_system_bus
+from tests.e2e.fabric import Fabric
+from tests.e2e.initiator import delete_all_controllers
+from tests.e2e.nvmet import Nvmet
 
-BIN = Path(sys.executable).parent
 BUS_NAME = 'org.nvmexpress.staf'
 STAF_PATH = '/org/nvmexpress/staf'
 STAF_IFACE = 'org.nvmexpress.staf'
-WORKERS_IFACE = 'org.nvmexpress.staf.workers'
-BUS_CONFIG = """<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-BUS Bus Configuration 1.0//EN"
- "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
-<busconfig>
-  <type>system</type>
-  <listen>unix:path={socket}</listen>
-  <auth>EXTERNAL</auth>
-  <policy context="default">
-    <allow user="*"/><allow own="*"/><allow send_destination="*"/><allow receive_sender="*"/>
-  </policy>
-</busconfig>
-"""
-CLK_TCK = os.sysconf('SC_CLK_TCK')
 
 
 # ---- the set-up ---------------------------------------------------------------------------------
@@ -77,18 +72,7 @@ class Bench:
 
     # -- private system bus ----------------------------------------------------------------------
     def start_bus(self) -> None:
-        sock = self.workdir / 'system_bus_socket'
-        conf = self.workdir / 'system.conf'
-        conf.write_text(BUS_CONFIG.format(socket=sock))
-        self.bus_proc = subprocess.Popen(
-            ['dbus-daemon', f'--config-file={conf}', '--nofork', '--nopidfile', '--print-address'],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
-            text=True,
-        )
-        if not self.bus_proc.stdout.readline().strip():
-            raise SystemExit('dbus-daemon did not start')
-        os.environ['DBUS_SYSTEM_BUS_ADDRESS'] = f'unix:path={sock}'
+        self.bus_proc, os.environ['DBUS_SYSTEM_BUS_ADDRESS'] = start_system_bus(self.workdir / 'bus')
 
         from jeepney import MatchRule
         from jeepney.bus_messages import message_bus
@@ -136,46 +120,17 @@ class Bench:
 
     # -- stafd -----------------------------------------------------------------------------------
     def start_stafd(self, conf: str, run: int) -> float:
-        d = self.workdir / f'run{run}'
-        d.mkdir()
-        (d / 'stafd.conf').write_text(conf)
-        (d / 'sys.conf').write_text(f'[Host]\nnqn={HOSTNQN}\nid={HOSTID}\n')
-        self.log_path = d / 'stafd.log'
-        log = open(self.log_path, 'w')  # noqa: SIM115 - the child owns it
         t0 = time.monotonic()
-        self.stafd = subprocess.Popen(
-            [
-                str(BIN / 'stafd'),
-                '-f',
-                str(d / 'stafd.conf'),
-                '--sys-conf',
-                str(d / 'sys.conf'),
-                '--runtime-dir',
-                str(d / 'run'),
-            ],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-        log.close()
+        self.stafd, self.log_path = spawn_daemon('stafd', self.workdir / f'run{run}', conf)
         return t0
 
     def stop_stafd(self) -> None:
-        if self.stafd is not None and self.stafd.poll() is None:
-            self.stafd.send_signal(signal.SIGTERM)
-            try:
-                self.stafd.wait(timeout=120)
-            except subprocess.TimeoutExpired:
-                self.stafd.kill()
-                self.stafd.wait()
+        stop_process(self.stafd)
         self.stafd = None
 
     # -- D-Bus client ----------------------------------------------------------------------------
     def call(self, interface: str, member: str, signature: str = '', body: tuple = ()):
-        from jeepney import DBusAddress, new_method_call
-
-        addr = DBusAddress(STAF_PATH, bus_name=BUS_NAME, interface=interface)
-        reply = self.conn.send_and_get_reply(new_method_call(addr, member, signature, body), timeout=60)
-        return reply.body
+        return dbus_call(self.conn, 'staf', interface, member, signature, body)
 
     def served_pages(self) -> Dict[str, List[str]]:
         [text] = self.call(STAF_IFACE, 'get_all_log_pages', 'b', (False,))
@@ -195,8 +150,7 @@ class Bench:
         return True
 
     def workers(self) -> List[Tuple[str, int]]:
-        [rows] = self.call(WORKERS_IFACE, 'list_workers')
-        return [(f'worker {iface or "-"}/{transport}', pid) for iface, transport, pid, *_ in rows]
+        return daemon_workers(self.conn, 'staf')
 
 
 # ---- measurements ---------------------------------------------------------------------------------
@@ -255,59 +209,13 @@ def settle(bench: Bench, quiet_s: float) -> None:
     bench.pages.clear()
 
 
-def descendants(pid: int) -> List[int]:
-    children: Dict[int, List[int]] = {}
-    for entry in os.listdir('/proc'):
-        if entry.isdigit():
-            try:
-                with open(f'/proc/{entry}/stat') as f:
-                    ppid = int(f.read().rsplit(')', 1)[1].split()[1])
-            except (OSError, IndexError, ValueError):
-                continue
-            children.setdefault(ppid, []).append(int(entry))
-    out, todo = [], [pid]
-    while todo:
-        p = todo.pop()
-        out.append(p)
-        todo.extend(children.get(p, []))
-    return out
-
-
-def cpu_ticks(pid: int) -> int:
-    with open(f'/proc/{pid}/stat') as f:
-        fields = f.read().rsplit(')', 1)[1].split()
-    return int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15 of stat)
-
-
-def pss_kib(pid: int) -> int:
-    with open(f'/proc/{pid}/smaps_rollup') as f:
-        for line in f:
-            if line.startswith('Pss:'):
-                return int(line.split()[1])
-    return -1
-
-
-def comm(pid: int) -> str:
-    """A short name for a helper process of the supervisor (the worker start machinery)."""
-    with open(f'/proc/{pid}/cmdline', 'rb') as f:
-        text = f.read().replace(b'\0', b' ').decode(errors='replace')
-    for marker in ('forkserver', 'resource_tracker', 'semaphore_tracker'):
-        if marker in text:
-            return f'multiprocess {marker}'
-    return text if len(text) <= 50 else text[:47] + '...'
-
-
-def process_labels(bench: Bench) -> List[Tuple[str, int]]:
+def stafd_processes(bench: Bench) -> List[Tuple[str, int]]:
     assert bench.stafd is not None
-    sup = bench.stafd.pid
-    labelled = [('supervisor', sup)] + bench.workers()
-    known = {pid for _, pid in labelled}
-    others = [(f'other: {comm(p)}', p) for p in descendants(sup) if p not in known]
-    return labelled + others
+    return process_labels(bench.stafd.pid, bench.workers())
 
 
 def measure_idle(bench: Bench, seconds: float) -> List[Tuple[str, int, float]]:
-    procs = process_labels(bench)
+    procs = stafd_processes(bench)
     before = {pid: cpu_ticks(pid) for _, pid in procs}
     time.sleep(seconds)
     out = []
@@ -331,14 +239,6 @@ def measure_ls(runs: int) -> List[float]:
     return times
 
 
-def spread(values: Sequence[float], unit: float = 1000.0, suffix: str = 'ms') -> str:
-    v = [x * unit for x in values]
-    return (
-        f'median {statistics.median(v):.0f} {suffix}, min {min(v):.0f}, max {max(v):.0f} '
-        f'(n={len(v)}: {", ".join(f"{x:.0f}" for x in v)})'
-    )
-
-
 # ---- main -----------------------------------------------------------------------------------------
 
 
@@ -351,18 +251,9 @@ def main() -> int:
     ap.add_argument('--ls', type=int, default=5, help='stafctl ls runs to time (default 5)')
     ap.add_argument('--timeout', type=float, default=600.0, help='per-step timeout in s (default 600)')
     args = ap.parse_args()
-    if not IN_GUEST:
-        print(
-            'bench/stafd_discovery.py runs in the test guest: bench/run-in-guest -- bench/stafd_discovery.py'
-        )
-        return 2
-    missing = missing_kernel_support()
-    if missing:
-        print('the guest lacks ' + ', '.join(missing))
-        return 1
-    os.makedirs('/etc/nvme', exist_ok=True)
-    Path('/etc/nvme/hostnqn').write_text(HOSTNQN + '\n')
-    Path('/etc/nvme/hostid').write_text(HOSTID + '\n')
+    problem = guest_problem('bench/stafd_discovery.py')
+    if problem is not None:
+        return problem
 
     with tempfile.TemporaryDirectory(prefix='stafd-bench.') as tmp:
         bench = Bench(Path(tmp))
@@ -402,7 +293,7 @@ def main() -> int:
                 )
             print('PSS:')
             total = 0
-            for label, pid in process_labels(bench):
+            for label, pid in stafd_processes(bench):
                 kib = pss_kib(pid)
                 total += max(kib, 0)
                 print(f'  {label} (pid {pid}): {kib / 1024:.1f} MiB')
@@ -415,8 +306,7 @@ def main() -> int:
                 bench.fabric.cleanup()
             finally:
                 if bench.bus_proc is not None:
-                    bench.bus_proc.terminate()
-                    bench.bus_proc.wait(timeout=30)
+                    stop_system_bus(bench.bus_proc)
     return 0
 
 
