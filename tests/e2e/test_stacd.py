@@ -32,6 +32,10 @@ pytestmark = pytest.mark.e2e
 
 OTHER_HOSTID = '7b0e9a36-2f41-4c55-8f6e-1d2c3b4a5968'
 OTHER_HOSTNQN = f'nqn.2014-08.org.nvmexpress:uuid:{OTHER_HOSTID}'
+# a connection another tool made and registered as its own in nvme-cli's registry
+TOOL_HOSTID = '2c6f1b84-9a3d-4e7f-b1c2-5d6e7f8a9b0c'
+TOOL_HOSTNQN = f'nqn.2014-08.org.nvmexpress:uuid:{TOOL_HOSTID}'
+REGISTRY = '/run/nvme/registry'
 
 STAFD_CONF = (
     '[Service Discovery]\nzeroconf=disabled\n'
@@ -213,15 +217,38 @@ def test_iocs_follow_the_fabric_under_each_disconnect_scope(fabric, daemons):
     stays(lambda: sorted(kernel_iocs().values()) == ['s2', 's5', 's6'], scaled(0.1), 's5 kept off tb1')
     clock.step('a subsystem linked on the excluded interface stays off')
 
-    # all-connections-matching-disconnect-trtypes: every tcp IOC nobody wants goes, whoever made it
-    reload(
-        stacd,
-        '[Controllers]\nexclude=host-iface=tb1\n'
-        + SCOPE.format('all-connections-matching-disconnect-trtypes'),
+    # all-connections-matching-disconnect-trtypes: every tcp IOC nobody wants goes, whoever made
+    # it, except one that nvme-cli's registry gives to another tool
+    s6.allow_host(TOOL_HOSTNQN)
+    owned = fabrics_connect(
+        transport='tcp',
+        traddr='198.51.100.1',
+        trsvcid='8009',
+        nqn=s6.nqn,
+        hostnqn=TOOL_HOSTNQN,
+        hostid=TOOL_HOSTID,
     )
-    wait_for(lambda: list(kernel_iocs().values()) == ['s5'], scaled(3), 'the audit to disconnect s2 and s6')
-    clock.step('reload to the audit disconnecting')
-    assert connected(stacd) == {'s5': devices['s5']}
+    os.makedirs(f'{REGISTRY}/{owned}', exist_ok=True)
+    with open(f'{REGISTRY}/{owned}/owner', 'w') as f:
+        f.write('nvme-cli\n')
+    try:
+        reload(
+            stacd,
+            '[Controllers]\nexclude=host-iface=tb1\n'
+            + SCOPE.format('all-connections-matching-disconnect-trtypes'),
+        )
+        wait_for(
+            lambda: sorted(kernel_iocs()) == sorted([devices['s5'], owned]),
+            scaled(3),
+            'the audit to disconnect s2 and the unregistered s6, and to leave the registered one',
+        )
+        clock.step('reload to the audit disconnecting')
+        assert connected(stacd) == {'s5': devices['s5']}
+        assert hand not in kernel_iocs()
+    finally:
+        for name in os.listdir(REGISTRY):
+            os.unlink(f'{REGISTRY}/{name}/owner')
+            os.rmdir(f'{REGISTRY}/{name}')
 
 
 def test_stafd_away_stacd_restarts_and_a_killed_worker_drop_nothing(fabric, daemons):
