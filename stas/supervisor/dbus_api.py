@@ -68,6 +68,7 @@ from ..errors import InvalidArgument, PermissionDenied, StasError, Unavailable
 from ..fabric.tid import IFNAME_MAX_LEN, tid_from_request
 from ..model import TRANSPORTS, Role
 from .api import SupervisorApi
+from .ctrl_dicts import REDACTED
 from .dbus_errors import to_dbus_error
 
 log = logging.getLogger(__name__)
@@ -78,7 +79,6 @@ SERVICE_OF_DAEMON = {'stafd': 'staf', 'stacd': 'stac'}
 SECRET_KEYS = frozenset(
     {'hostkey', 'dhchap-secret', 'dhchap-ctrl-secret', 'dhchap_secret', 'dhchap_ctrl_secret'}
 )
-REDACTED = '(hidden: root only)'
 
 # The 7 strings that name a controller in controller_info, get_log_pages and log_pages_changed,
 # in their D-Bus order, with the hyphenated key each has in the dictionaries.

@@ -48,6 +48,7 @@ from ..model import (
     WorkerKey,
 )
 from . import cache
+from .ctrl_dicts import add_details, controller_id_dict, visible_extras
 from .policy import configured_specs
 from .stac import (
     IocSource,
@@ -64,9 +65,6 @@ from .zeroconf import ZeroconfDcs
 
 log = logging.getLogger(__name__)
 
-REDACTED = '(hidden: root only)'
-SECRET_KEYS = ('dhchap-secret', 'dhchap-ctrl-secret')
-
 
 def tid_of(fields: Dict[str, str], host: Optional[HostIdentity]) -> TransportId:
     """The TID a D-Bus caller named (fields already normalised by the bus layer)."""
@@ -80,15 +78,6 @@ def tid_of(fields: Dict[str, str], host: Optional[HostIdentity]) -> TransportId:
         # nvme-stas 2.x fills an empty host NQN with sys.conf's
         host_nqn=fields.get('host-nqn', '') or (host.hostnqn if host else ''),
     )
-
-
-def options_dict(spec: ControllerSpec, caller_is_root: bool) -> Dict[str, str]:
-    """The per-connection options of a controller, in nvme-stas 2.x spelling."""
-    out = {}
-    for key, value in spec.options.as_dict().items():
-        name = key.replace('_', '-')
-        out[name] = REDACTED if (name in SECRET_KEYS and not caller_is_root) else str(value)
-    return out
 
 
 class StafdRole:
@@ -203,17 +192,14 @@ class StafdRole:
         return self.view.find(tid_of(fields, host))
 
     def controller_dict(self, rec: DcRecord, detailed: bool, caller_is_root: bool) -> Dict[str, str]:
-        extras = {
-            k: REDACTED if (k in SECRET_KEYS and v and not caller_is_root) else v
-            for k, v in self._extras.get(rec.tid, ())
-        }
+        extras = visible_extras(self._extras.get(rec.tid, ()), caller_is_root)
         d = self.view.controller_dict(rec, detailed, extras)
         if detailed:
             d.update(self.zeroconf.controller_info(rec.tid))
         return d
 
     def list_controllers(self, detailed: bool, caller_is_root: bool) -> List[Dict[str, str]]:
-        return [self.controller_dict(r, detailed, caller_is_root) for r in self.view._sorted()]
+        return [self.controller_dict(r, detailed, caller_is_root) for r in self.view.records()]
 
     # ---- zeroconf hooks (the Supervisor calls them when a role has them) ---------------------------
     def _dc_connected(self, tid: TransportId) -> bool:
@@ -242,7 +228,7 @@ class StafdRole:
                 'discovery-controller': self.controller_dict(r, detailed, caller_is_root),
                 'log-pages': self.view.log_pages_of(r),
             }
-            for r in self.view._sorted()
+            for r in self.view.records()
         ]
 
 
@@ -506,30 +492,12 @@ class StacdRole:
         """nvme-stas 2.x's IOC dict (upstream.md 2.5): the TID keys, the controller's own
         ``controller=`` keys, host-nqn, device; detailed: info(), details(), ``connected``,
         ``dlpe`` and ``dlpe.eflags.ncc``, then what is new here (``state``, ``last error``)."""
-        d = tid.as_dbus_dict()
-        host_nqn = d.pop('host-nqn')
-        for k, v in self._extras.get(tid, ()):
-            d[k] = REDACTED if (k in SECRET_KEYS and v and not caller_is_root) else v
-        d['host-nqn'] = host_nqn
         status = self.status.get(tid)
-        d['device'] = status.device if status and status.device else 'nvme?'
+        extras = visible_extras(self._extras.get(tid, ()), caller_is_root)
+        d = controller_id_dict(tid, extras, status.device if status else '')
         if not detailed:
             return d
-        attrs = dict(status.attrs) if status else {}
-        d['connect attempts'] = str(status.attempts if status else 0)
-        for key in ('retry connect timer', 'connect operation'):
-            if key in attrs:
-                d[key] = attrs[key]
-        for key in ('hostid', 'hostnqn', 'model', 'serial', 'dctype', 'cntrltype'):
-            d[key] = attrs.get(key, '')
-        d['connected'] = str(bool(status and status.state == CtrlState.CONNECTED))
-        d.update(ioc_dbus_extras(self.sources.get(tid)))
-        d['state'] = status.state.value if status else CtrlState.IDLE.value
-        if status and status.last_error:
-            d['last error'] = status.last_error.message
-        for key, value in attrs.items():
-            d.setdefault(key, value)
-        return d
+        return add_details(d, status, after_connected=ioc_dbus_extras(self.sources.get(tid)))
 
     def list_controllers(self, detailed: bool, caller_is_root: bool) -> List[Dict[str, str]]:
         return [self.controller_dict(t, detailed, caller_is_root) for t in self._listed()]

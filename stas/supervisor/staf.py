@@ -24,11 +24,9 @@ from ..fabric.dlpe import entry_as_dbus_dict
 from ..fabric.exclusion import is_excluded
 from ..fabric.referrals import endpoint_key, reachable_referrals, referral_tids
 from ..model import ControllerSpec, ControllerStatus, CtrlState, LogEntry, Origin, TransportId
+from .ctrl_dicts import add_details, controller_id_dict
 
 # detailed dict keys in nvme-stas 2.x's order: info() (after the id keys), then details()
-_INFO_KEYS = ('retry connect timer', 'connect operation')
-_OPERATION_KEYS = ('get log page operation', 'register operation', 'get supported log page operation')
-_DETAIL_KEYS = ('hostid', 'hostnqn', 'model', 'serial', 'dctype', 'cntrltype')
 
 
 @dataclass
@@ -151,39 +149,15 @@ class StafView:
     def controller_dict(
         self, rec: DcRecord, detailed: bool, extras: Optional[Mapping[str, str]] = None
     ) -> Dict[str, str]:
-        """nvme-stas 2.x's controller dict: ``controller_id_dict`` (TID keys, then ``extras``,
-        the controller's own ``controller=`` keys, then host-nqn and device), and when
-        ``detailed`` its ``info()`` and ``details()`` keys, then what is new here (the
-        worker's phase as ``state``, ``last error``, other attributes the worker reported)."""
-        d = rec.tid.as_dbus_dict()
-        host_nqn = d.pop('host-nqn')
-        d.update(extras or {})
-        d['host-nqn'] = host_nqn
-        d['device'] = rec.device or 'nvme?'
+        """nvme-stas 2.x's dict of one DC (``ctrl_dicts``); ``extras``: its controller= keys."""
+        d = controller_id_dict(rec.tid, extras or {}, rec.device)
         if not detailed:
             return d
-        status = rec.status
-        attrs = dict(status.attrs) if status else {}
-        d['connect attempts'] = str(status.attempts if status else 0)
-        for key in _INFO_KEYS:
-            if key in attrs:
-                d[key] = attrs[key]
-        d['origin'] = rec.spec.origin.value if rec.spec.origin else 'None'
-        for key in _OPERATION_KEYS:
-            if key in attrs:
-                d[key] = attrs[key]
-        for key in _DETAIL_KEYS:
-            d[key] = attrs.get(key, '')
-        d['connected'] = str(bool(status and status.state == CtrlState.CONNECTED))
-        d['state'] = status.state.value if status else CtrlState.IDLE.value
-        if status and status.last_error:
-            d['last error'] = status.last_error.message
-        for key, value in attrs.items():
-            d.setdefault(key, value)  # the kernel's own 'state' stays out: 'state' is the phase
-        return d
+        origin = rec.spec.origin.value if rec.spec.origin else 'None'
+        return add_details(d, rec.status, after_info={'origin': origin})
 
     def list_controllers(self, detailed: bool) -> List[Dict[str, str]]:
-        return [self.controller_dict(r, detailed) for r in self._sorted()]
+        return [self.controller_dict(r, detailed) for r in self.records()]
 
     def log_pages_of(self, rec: DcRecord) -> List[Dict[str, str]]:
         return [entry_as_dbus_dict(e) for e in rec.entries]
@@ -191,8 +165,9 @@ class StafView:
     def all_log_pages(self, detailed: bool) -> list:
         return [
             {'discovery-controller': self.controller_dict(r, detailed), 'log-pages': self.log_pages_of(r)}
-            for r in self._sorted()
+            for r in self.records()
         ]
 
-    def _sorted(self) -> List[DcRecord]:
+    def records(self) -> List[DcRecord]:
+        """The DCs of record in a stable order (their TID strings)."""
         return [self.dcs[t] for t in sorted(self.dcs, key=str)]

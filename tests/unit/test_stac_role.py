@@ -12,8 +12,9 @@ import pytest
 from stas.conf import DisconnectScope, parse_daemon_config
 from stas.ipc.messages import CtrlGone, CtrlStatus
 from stas.model import ControllerStatus, CtrlState, ErrorInfo, HostIdentity, Role, TransportId, WorkerKey
+from stas.supervisor.ctrl_dicts import REDACTED
 from stas.supervisor.policy import InterfaceState
-from stas.supervisor.roles import REDACTED, StacdRole
+from stas.supervisor.roles import StacdRole
 from stas.supervisor.stac import StafdState
 
 HOSTNQN = 'nqn.2014-08.org.nvmexpress:uuid:0c5d3f4e-1111-4222-8333-944455556666'

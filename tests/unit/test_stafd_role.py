@@ -20,8 +20,9 @@ from stas.model import (
     WorkerKey,
 )
 from stas.supervisor import cache
+from stas.supervisor.ctrl_dicts import REDACTED
 from stas.supervisor.dbus_api import request_fields
-from stas.supervisor.roles import REDACTED, StafdRole
+from stas.supervisor.roles import StafdRole
 
 HOST = HostIdentity(
     hostnqn='nqn.2014-08.org.nvmexpress:uuid:0c5d3f4e-1111-4222-8333-944455556666',

@@ -1,0 +1,68 @@
+"""The controller dictionaries of the D-Bus API, shared by stafd and stacd (pure).
+
+nvme-stas 2.x clients read these ``aa{ss}`` dicts by key and often print them in order, so both
+daemons build them here, one way (upstream.md 2.5):
+
+- ``controller_id_dict``: the TID keys, the controller's own ``controller=`` keys, host-nqn,
+  device ('nvme?' without a kernel device);
+- ``add_details``: then, for ``detailed``, the info() keys (connect attempts, retry connect timer,
+  connect operation), the role's own keys (stafd: origin), the DC operation keys, the sysfs
+  details, ``connected``, more role keys (stacd: dlpe), then what is new here (the worker's
+  phase as ``state``, ``last error``, other attributes the worker reported).
+"""
+
+from __future__ import annotations
+
+from typing import Dict, Iterable, Mapping, Optional, Tuple
+
+from ..model import ControllerStatus, CtrlState, TransportId
+
+REDACTED = '(hidden: root only)'
+# controller= keys whose values non-root callers never see
+SECRET_KEYS = ('dhchap-secret', 'dhchap-ctrl-secret')
+
+_INFO_KEYS = ('retry connect timer', 'connect operation')
+_OPERATION_KEYS = ('get log page operation', 'register operation', 'get supported log page operation')
+_DETAIL_KEYS = ('hostid', 'hostnqn', 'model', 'serial', 'dctype', 'cntrltype')
+
+
+def visible_extras(pairs: Iterable[Tuple[str, str]], caller_is_root: bool) -> Dict[str, str]:
+    """A controller's own ``controller=`` keys, secrets hidden from non-root callers."""
+    return {k: REDACTED if (k in SECRET_KEYS and v and not caller_is_root) else v for k, v in pairs}
+
+
+def controller_id_dict(tid: TransportId, extras: Mapping[str, str], device: str) -> Dict[str, str]:
+    d = tid.as_dbus_dict()
+    host_nqn = d.pop('host-nqn')
+    d.update(extras)
+    d['host-nqn'] = host_nqn
+    d['device'] = device or 'nvme?'
+    return d
+
+
+def add_details(
+    d: Dict[str, str],
+    status: Optional[ControllerStatus],
+    *,
+    after_info: Mapping[str, str] = {},  # noqa: B006 - read only
+    after_connected: Mapping[str, str] = {},  # noqa: B006 - read only
+) -> Dict[str, str]:
+    attrs = dict(status.attrs) if status else {}
+    d['connect attempts'] = str(status.attempts if status else 0)
+    for key in _INFO_KEYS:
+        if key in attrs:
+            d[key] = attrs[key]
+    d.update(after_info)
+    for key in _OPERATION_KEYS:
+        if key in attrs:
+            d[key] = attrs[key]
+    for key in _DETAIL_KEYS:
+        d[key] = attrs.get(key, '')
+    d['connected'] = str(bool(status and status.state == CtrlState.CONNECTED))
+    d.update(after_connected)
+    d['state'] = status.state.value if status else CtrlState.IDLE.value
+    if status and status.last_error:
+        d['last error'] = status.last_error.message
+    for key, value in attrs.items():
+        d.setdefault(key, value)  # the kernel's own 'state' stays out: 'state' is the phase
+    return d
