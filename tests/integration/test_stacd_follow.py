@@ -297,7 +297,8 @@ def test_stafd_absent_or_restarting_drops_nothing_and_its_answers_count_once_bac
     d.stop()
     d.start()
     assert sorted(d.iocs()) == ['conf1', 's1', 's2', 's3']
-    state = d.stafd_state()
+    # 'unknown' until the first GetNameOwner answer, which races the name claim d.start() waits for
+    state = wait_until(lambda: (s := d.stafd_state())['state'] != 'unknown' and s, 10, 'stacd to ask the bus')
     assert state['state'] == 'absent' and state['restored from runtime directory'] is True
 
     # stafd back: DC A lost s2 (counts); DC B listed with a page stafd has not read (kept)
