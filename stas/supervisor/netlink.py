@@ -47,6 +47,8 @@ class Interface:
     up: bool  # administratively up (IFF_UP)
     addrs: Tuple[str, ...]
     carrier: bool = False  # lower layer up (IFF_LOWER_UP): the link can pass traffic
+    mac: str = ''  # link-layer address, lower case 'aa:bb:cc:dd:ee:ff' ('' when it has none)
+    vlan: int = 0  # the 802.1Q id when this is a VLAN interface, else 0
 
 
 Inventory = Dict[str, Interface]
@@ -226,13 +228,23 @@ class _Requester:
 
 
 # ---- the inventory state ------------------------------------------------------------------------
-class _Link:
-    __slots__ = ('carrier', 'name', 'up')
+def _vlan_id(msg: Any) -> int:
+    """The 802.1Q id of a VLAN link (IFLA_LINKINFO kind 'vlan'), else 0. Boot firmware tables
+    name a host interface by MAC and VLAN, and a VLAN interface shares its parent's MAC."""
+    if msg.get_nested('IFLA_LINKINFO', 'IFLA_INFO_KIND') != 'vlan':
+        return 0
+    return int(msg.get_nested('IFLA_LINKINFO', 'IFLA_INFO_DATA', 'IFLA_VLAN_ID') or 0)
 
-    def __init__(self, name: str, up: bool, carrier: bool):
+
+class _Link:
+    __slots__ = ('carrier', 'mac', 'name', 'up', 'vlan')
+
+    def __init__(self, name: str, up: bool, carrier: bool, mac: str = '', vlan: int = 0):
         self.name = name
         self.up = up
         self.carrier = carrier
+        self.mac = mac
+        self.vlan = vlan
 
 
 class _Addr:
@@ -262,14 +274,18 @@ class _State:
                 self.links.pop(index, None)
                 self.addrs.pop(index, None)
                 return
+            known = self.links.get(index)
             name = msg.get_attr('IFLA_IFNAME')
             if name is None:  # a change notice without the name: keep what we know
-                link = self.links.get(index)
-                if link is None:
+                if known is None:
                     return
-                name = link.name
+                name = known.name
+            mac = msg.get_attr('IFLA_ADDRESS')
+            mac = str(mac).lower() if mac else (known.mac if known is not None else '')
             flags = msg['flags']
-            self.links[index] = _Link(name, bool(flags & _IFF_UP), bool(flags & _IFF_LOWER_UP))
+            self.links[index] = _Link(
+                name, bool(flags & _IFF_UP), bool(flags & _IFF_LOWER_UP), mac, _vlan_id(msg)
+            )
         elif msg_type in (_RTM_NEWADDR, _RTM_DELADDR):
             msg = self._codecs.ifaddrmsg(message)
             msg.decode()
@@ -311,7 +327,9 @@ class _State:
             for addr in sorted(self.addrs.get(index, {}).values(), key=lambda a: (a.rank, a.order)):
                 if addr.address not in addrs:
                     addrs.append(addr.address)
-            inv[link.name] = Interface(link.name, index, link.up, tuple(addrs), link.carrier)
+            inv[link.name] = Interface(
+                link.name, index, link.up, tuple(addrs), link.carrier, link.mac, link.vlan
+            )
         return inv
 
 

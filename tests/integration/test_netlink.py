@@ -68,8 +68,19 @@ def run_in(netns: str, scenario: str) -> Any:
     return json.loads(proc.stdout)
 
 
-def iface(name, index, up, addrs, carrier):
-    return {'name': name, 'index': index, 'up': up, 'addrs': list(addrs), 'carrier': carrier}
+MACS = {'lo': '00:00:00:00:00:00', 'veth0': '02:00:5e:00:53:a0', 'veth1': '02:00:5e:00:53:a1'}
+
+
+def iface(name, index, up, addrs, carrier, mac=None):
+    return {
+        'name': name,
+        'index': index,
+        'up': up,
+        'addrs': list(addrs),
+        'carrier': carrier,
+        'mac': MACS[name] if mac is None else mac,
+        'vlan': 0,
+    }
 
 
 def test_monitor_follows_a_veth_pair_through_its_life(netns):
@@ -118,7 +129,7 @@ def test_monitor_follows_a_veth_pair_through_its_life(netns):
 
     renamed = steps['rename veth0 to stas0']['inventory']
     assert 'veth0' not in renamed
-    assert renamed['stas0'] == iface('stas0', v0, False, ('192.0.2.1', '2001:db8::1'), False)
+    assert renamed['stas0'] == iface('stas0', v0, False, ('192.0.2.1', '2001:db8::1'), False, MACS['veth0'])
 
     assert steps['delete the pair']['inventory'] == {'lo': lo}
     assert rec['resyncs'] == 0
@@ -216,7 +227,8 @@ async def _lifecycle() -> Dict[str, Any]:
             return lambda inv: name in inv and inv[name].addrs
 
         steps = [
-            ('add veth pair', ['link', 'add', 'veth0', 'type', 'veth', 'peer', 'name', 'veth1'],
+            ('add veth pair', ['link', 'add', 'veth0', 'address', '02:00:5e:00:53:a0', 'type', 'veth',
+                               'peer', 'name', 'veth1', 'address', '02:00:5E:00:53:A1'],
              lambda inv: 'veth0' in inv and 'veth1' in inv),
             ('veth0 up', ['link', 'set', 'veth0', 'up'], lambda inv: inv['veth0'].up),
             ('veth1 up', ['link', 'set', 'veth1', 'up'],
