@@ -101,6 +101,13 @@ class ConfiguredController(_Fields):
     ip_family: Optional[Tuple[int, ...]] = None
     ignore_iface: Optional[bool] = None
     line: int = 0
+    # where an entry that is not a line of the file comes from (the firmware's NBFT)
+    source: str = ''
+
+    @property
+    def where(self) -> str:
+        """How problems name this entry."""
+        return self.source or f'controller= at line {self.line}'
 
     @property
     def transport(self) -> str:

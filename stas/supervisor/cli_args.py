@@ -10,6 +10,8 @@ The options of nvme-stas 2.x are kept (``-f/--conf-file``, ``-s/--syslog``, ``--
 * ``--runtime-dir DIR``: where state that must survive a daemon restart is kept (cached discovery
   log pages, last known configuration). Defaults to ``$RUNTIME_DIRECTORY`` as systemd sets it for
   ``RuntimeDirectory=``, else ``/run/<prog>``, the directory the 2.x unit files use.
+* ``--nbft-path DIR``: where the boot firmware tables (ACPI NBFT) are read from, as nvme-cli's
+  option of that name (default /sys/firmware/acpi/tables). An empty directory ignores them.
 
 Unlike 2.x, the arguments are parsed in ``main()``, never at import time, and parsing imports
 only the standard library: ``--help`` and ``--version`` do not load asyncio, sdbus, libnvme,
@@ -26,6 +28,8 @@ from ..cli.version import VersionAction
 
 DAEMONS = ('stafd', 'stacd')
 DEFAULT_SYS_CONF = '/etc/stas/sys.conf'
+# where Linux publishes ACPI tables (kept here: parsing the command line imports nothing heavy)
+DEFAULT_NBFT_DIR = '/sys/firmware/acpi/tables'
 
 _DESCRIPTIONS = {
     'stafd': 'STorage Appliance Finder (STAF): finds discovery controllers and caches their log pages',
@@ -79,6 +83,17 @@ def build_daemon_parser(prog: str, environ: Optional[Mapping[str, str]] = None) 
         metavar='DIR',
         help='Directory for state kept across restarts (default: $RUNTIME_DIRECTORY or /run/%(prog)s; '
         'here %(default)s)',
+    )
+    parser.add_argument(
+        '--nbft-path',
+        default=DEFAULT_NBFT_DIR,
+        metavar='DIR',
+        help="Where the firmware's NBFT* boot tables are read from (default: %(default)s); "
+        + (
+            'their discovery controllers are added to the configured ones'
+            if prog == 'stafd'
+            else 'connections to the subsystems they name are never disconnected'
+        ),
     )
     # Run workers with a different engine: 'idle' workers manage nothing, which is how the
     # supervisor's own tests and benchmarks exercise the process model without NVMe.

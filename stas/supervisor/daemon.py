@@ -39,6 +39,7 @@ from ..model import HostIdentity, WorkerKey
 from ..workers import faults
 from ..workers.spec import WorkerSpec
 from . import netlink, resolver, sdnotify
+from .cli_args import DEFAULT_NBFT_DIR
 from .policy import InterfaceState, WorkerPlan, names_to_resolve, plan_workers, with_resolved_names
 from .pool import SlotDriver, WorkerInfo, WorkerPool
 from .registry import RestartPolicy
@@ -69,6 +70,7 @@ class Supervisor:
         tron: bool = False,
         log_target: str = 'stderr',
         engine: str = '',
+        nbft_dir: str = DEFAULT_NBFT_DIR,
         environ: Mapping[str, str] = os.environ,
     ):
         self.daemon = daemon
@@ -78,6 +80,8 @@ class Supervisor:
         self._cli_tron = tron
         self._log_target = log_target
         self._engine = engine or daemon
+        self._nbft_dir = nbft_dir
+        self._boot = None  # the firmware's NBFTs (nbft_source.BootTables), read once at start (stafd)
         scale = float(environ.get('STAS_TIMEOUT_SCALE', '1') or 1)
         self._restart_policy = RestartPolicy().scaled(scale)
         self._faults = faults.parse(environ.get('STAS_WORKER_FAULTS', ''))
@@ -176,6 +180,7 @@ class Supervisor:
             log_level='DEBUG' if self._tron else 'INFO',
             log_target=self._log_target,
             runtime_dir=self.runtime_dir,
+            nbft_dir=self._nbft_dir,
             fault=self._faults.get(key.host_iface, ''),
         )
 
@@ -242,7 +247,7 @@ class Supervisor:
 
     async def _replan(self) -> None:
         assert self.pool is not None and self.config is not None and self.host is not None
-        config, problems = await self._resolve_names(self.config, self.host)
+        config, problems = await self._resolve_names(self._with_boot_controllers(self.config), self.host)
         await self._refresh_routes(config)
         specs, more = self.role.specs(config, self.host)
         for p in problems + more:
@@ -254,6 +259,17 @@ class Supervisor:
             self._plans.setdefault(key, WorkerPlan(key))
         self.pool.ensure(self._plans)
         self._arm_role_wakeup()
+
+    def _with_boot_controllers(self, config):
+        """stafd: ``config`` with the discovery controllers of the firmware's NBFT added."""
+        if not isinstance(config, StafdConfig) or self._boot is None or not self._boot.tables:
+            return config
+        from .nbft_source import discovery_controllers
+
+        ctrls, problems = discovery_controllers(self._boot, self._interfaces)
+        for p in problems:
+            log.warning('%s', p)
+        return dataclasses.replace(config, controllers=tuple(config.controllers) + tuple(ctrls))
 
     def _arm_role_wakeup(self) -> None:
         """Plan again when the role says something changes by itself (a lost DC ages out)."""
@@ -425,6 +441,8 @@ class Supervisor:
         self._apply(config, host, problems)
         os.makedirs(self.runtime_dir, exist_ok=True)
         self.role.restore()
+        if self.daemon == 'stafd':
+            self._read_boot_tables()
         loop = asyncio.get_running_loop()
         loop.add_signal_handler(signal.SIGTERM, self.request_stop)
         loop.add_signal_handler(signal.SIGINT, self.request_stop)
@@ -480,6 +498,16 @@ class Supervisor:
             await self._shutdown()
         return 0
 
+    def _read_boot_tables(self) -> None:
+        from .nbft_source import read_boot_tables  # most hosts have no NBFT: parse only if needed
+
+        self._boot = read_boot_tables(self._nbft_dir)
+        for p in self._boot.problems:
+            log.warning('%s', p)
+        if self._boot.tables:
+            found = sum(len(t.discoveries) for t in self._boot.tables)
+            log.info('NBFT location(s): %s (%d discovery controllers)', ', '.join(self._boot.sources), found)
+
     async def _watchdog(self) -> None:
         assert self._watchdog_s
         while True:
@@ -507,6 +535,8 @@ def _interface_state(iface) -> InterfaceState:
         up=iface.up,
         addrs=tuple(iface.addrs),
         loopback=iface.name == 'lo' or getattr(iface, 'loopback', False),
+        mac=getattr(iface, 'mac', ''),
+        vlan=getattr(iface, 'vlan', 0),
     )
 
 
@@ -540,5 +570,6 @@ def run_daemon(daemon: str, args) -> int:
         tron=args.tron,
         log_target=target,
         engine=getattr(args, 'worker_engine', '') or '',
+        nbft_dir=getattr(args, 'nbft_path', DEFAULT_NBFT_DIR),
     )
     return asyncio.run(sup.run())

@@ -46,6 +46,8 @@ class InterfaceState:
     up: bool
     addrs: Tuple[str, ...] = ()
     loopback: bool = False
+    mac: str = ''  # lower case 'aa:bb:cc:dd:ee:ff'; boot firmware tables name interfaces by it
+    vlan: int = 0  # 802.1Q id of a VLAN interface, else 0
 
 
 @dataclass(frozen=True)
@@ -79,14 +81,14 @@ def configured_specs(
             # ignore-iface keeps the worker choice by interface but unpins the kernel connection
             tid = tid_from_config(ctrl, role=role, hostnqn=host.hostnqn, ignore_iface=False)
         except StasError as exc:
-            problems.append(f'controller= at line {ctrl.line}: {exc}')
+            problems.append(f'{ctrl.where}: {exc}')
             continue
         entry = is_excluded(tid, config.excluded)
         if entry is not None:
             continue
         why = address_problem(tid.transport, tid.traddr, config.ip_family_for(ctrl))
         if why:
-            problems.append(f'controller= at line {ctrl.line}: {why}; skipped')
+            problems.append(f'{ctrl.where}: {why}; skipped')
             continue
         specs.append(
             (
@@ -166,7 +168,7 @@ def with_resolved_names(daemon: str, config, host: HostIdentity, answers: Mappin
                 fams = ', '.join(f'IPv{f}' for f in families)
                 found = ', '.join(addresses) or 'no address'
                 why = f'host name {tid.traddr!r} has no {fams} address (found {found})'
-            problems.append(f'controller= at line {ctrl.line}: {why}; skipped')
+            problems.append(f'{ctrl.where}: {why}; skipped')
             continue
         fields = tuple((k, address if k == 'traddr' else v) for k, v in ctrl.fields)
         kept.append(dataclasses.replace(ctrl, fields=fields))

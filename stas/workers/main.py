@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import socket
 
 from .. import logsetup
@@ -29,7 +30,9 @@ def build_engine(spec: WorkerSpec):
     if spec.daemon in ('stafd', 'stacd'):
         from .controllers import ControllerEngine
 
-        return ControllerEngine(spec.daemon, host_iface=spec.key.host_iface)
+        return ControllerEngine(
+            spec.daemon, host_iface=spec.key.host_iface, nbft_glob=os.path.join(spec.nbft_dir, 'NBFT*')
+        )
     raise ValueError(f'no worker engine for daemon {spec.daemon!r}')
 
 

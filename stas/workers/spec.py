@@ -19,6 +19,8 @@ class WorkerSpec:
     log_level: str = 'INFO'
     log_target: str = 'stderr'  # 'stderr' or 'journal'
     runtime_dir: str = ''
+    # where the firmware's NBFT* tables are (stacd never disconnects the boot connections)
+    nbft_dir: str = '/sys/firmware/acpi/tables'
     # Fault injection for the supervisor's own tests (see stas.workers.faults); '' in production.
     fault: str = ''
 

@@ -309,13 +309,14 @@ def test_daemon_defaults(prog):
         'check_config': False,
         'sys_conf': '/etc/stas/sys.conf',
         'runtime_dir': f'/run/{prog}',
+        'nbft_path': '/sys/firmware/acpi/tables',
         'worker_engine': '',
     }
 
 
 def test_daemon_options():
     argv = ['-f', '/tmp/f.conf', '-s', '--tron', '--check-config', '--sys-conf', '/tmp/sys.conf']
-    argv += ['--runtime-dir', '/tmp/run']
+    argv += ['--runtime-dir', '/tmp/run', '--nbft-path', '/tmp/tables']
     args = parse_daemon_args('stafd', argv, environ={})
     assert vars(args) == {
         'conf_file': '/tmp/f.conf',
@@ -324,6 +325,7 @@ def test_daemon_options():
         'check_config': True,
         'sys_conf': '/tmp/sys.conf',
         'runtime_dir': '/tmp/run',
+        'nbft_path': '/tmp/tables',
         'worker_engine': '',
     }
     args = parse_daemon_args('stacd', ['--conf-file=/x.conf', '--syslog'], environ={})
