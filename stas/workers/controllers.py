@@ -503,10 +503,10 @@ def _log_send_failure(task: asyncio.Future) -> None:
 #   text file ``owner`` holding the owner's name on one line (and ``seqnum``, not read here); a
 #   udev rule removes the directory with the device. An owner of ours (OWN_REGISTRY_OWNERS) or an
 #   empty file does not protect.
-# * a controller to a subsystem the firmware's NBFT names (/sys/firmware/acpi/tables/NBFT*): the
-#   boot disk. The table is not decoded: a subsystem NQN that appears in its bytes (the NQNs sit
-#   in its heap as plain text) protects every connection to that subsystem, over any path. A
-#   table that cannot be read protects everything (it exists, so a boot disk may be at stake).
+# * a controller to a subsystem an SSNS descriptor of the firmware's NBFT names
+#   (/sys/firmware/acpi/tables/NBFT*): the boot disk. Every connection to that subsystem is
+#   protected, over any path (multipath may have added paths the table does not list). A table
+#   that cannot be read or decoded protects everything: it exists, so a boot disk may be at stake.
 
 
 def _fingerprint(kctrl: KernelController) -> Tuple[str, ...]:
@@ -539,12 +539,20 @@ def foreign_owner(kctrl: KernelController, registry_dir: str, nbft_paths: Sequen
     owner = (raw or b'').decode('utf-8', 'replace').strip()
     if owner and owner not in OWN_REGISTRY_OWNERS:
         return f'owned by {owner!r} per {registry_dir}'
-    nqn = kernel_value(kctrl.subsysnqn).encode()
+    nqn = kernel_value(kctrl.subsysnqn)
     for path in nbft_paths:
+        from ..fabric.nbft import NbftError, parse_nbft  # only hosts booted from NVMe-oF pay for it
+
         data = _read_small(path)
         if data is None:
             return f'{path} cannot be read: it may describe this boot connection'
-        if nqn and nqn in data:
+        if not data:
+            continue  # gone since the glob
+        try:
+            table = parse_nbft(data, path)
+        except NbftError as exc:
+            return f'{exc}: it may describe this boot connection'
+        if nqn and any(sub.subsys_nqn == nqn for sub in table.subsystems):
             return f'boot connection: its subsystem is in {path}'
     return ''
 

@@ -16,6 +16,7 @@ from stas.errors import KernelError
 from stas.fabric.controller import Phase
 from stas.ipc.messages import Configure, CtrlGone, WorkerOptions
 from stas.model import ControllerSpec, HostIdentity, KernelController, Role, TransportId
+from stas.testing.nbft_table import DiscoverySpec, HfiSpec, SubsystemSpec, build_nbft
 from stas.workers import controllers
 from stas.workers.controllers import ControllerEngine, audit_verdicts, delete_kernel_controller, foreign_owner
 from stas.workers.nvme_io import ConnectResult
@@ -108,7 +109,15 @@ def test_the_registry_protects_connections_of_other_owners(tmp_path: Path):
 
 def test_the_nbft_protects_every_connection_to_a_boot_subsystem(tmp_path: Path):
     nbft = tmp_path / 'NBFT'
-    nbft.write_bytes(b'NBFT\x00\x01' + b'\x00' * 60 + (NQN + 'boot').encode() + b'\x00' * 8)
+    nbft.write_bytes(
+        build_nbft(
+            HOSTNQN,
+            hfis=[HfiSpec(mac='02:00:5e:00:53:01', ip='192.0.2.9', prefix=24)],
+            # a discovery NQN in the table is not a boot subsystem
+            discoveries=[DiscoverySpec(uri='nvme+tcp://192.0.2.1:8009/', nqn=NQN + 'data', hfi=1)],
+            subsystems=[SubsystemSpec(traddr='192.0.2.1', nqn=NQN + 'boot')],
+        )
+    )
     assert (
         foreign_owner(kctrl('nvme1', 'boot'), str(tmp_path), [str(nbft)])
         == f'boot connection: its subsystem is in {nbft}'
@@ -118,10 +127,14 @@ def test_the_nbft_protects_every_connection_to_a_boot_subsystem(tmp_path: Path):
     assert foreign_owner(kctrl('nvme2', 'data'), str(tmp_path), [missing]) == ''
 
 
-def test_an_nbft_that_cannot_be_read_protects_everything(tmp_path: Path):
+def test_an_nbft_that_cannot_be_read_or_decoded_protects_everything(tmp_path: Path):
     nbft = tmp_path / 'NBFT'
     nbft.mkdir()  # reading it fails whoever we are (a mode of 0 would not stop root)
     assert 'cannot be read' in foreign_owner(kctrl('nvme2', 'data'), str(tmp_path), [str(nbft)])
+    garbled = tmp_path / 'NBFT1'
+    garbled.write_bytes(b'NBFT\x00\x01' + b'\x00' * 60)
+    why = foreign_owner(kctrl('nvme2', 'data'), str(tmp_path), [str(garbled)])
+    assert why.startswith(f'{garbled}: ') and why.endswith(': it may describe this boot connection')
 
 
 def test_deleting_a_kernel_controller_writes_its_delete_file(tmp_path: Path):
