@@ -18,8 +18,17 @@ BIN = Path(sys.executable).parent
 
 class RunningDaemon:
     def __init__(
-        self, name: str, workdir: Path, conf: str, host_identity, env: Optional[Dict[str, str]] = None
+        self,
+        name: str,
+        workdir: Path,
+        conf: str,
+        host_identity,
+        env: Optional[Dict[str, str]] = None,
+        nbft_path: Optional[str] = None,
     ):
+        """``nbft_path``: where the daemon reads the firmware's NBFT from. The test guest's
+        firmware has one (tests/e2e/boot_table.py); by default the daemon is pointed at an empty
+        directory so that only the tests about boot tables see it."""
         self.name = name
         self.workdir = workdir
         self.conf = workdir / f'{name}.conf'
@@ -27,6 +36,10 @@ class RunningDaemon:
         self.sys_conf = workdir / 'sys.conf'
         self.sys_conf.write_text(f'[Host]\nnqn={host_identity.hostnqn}\nid={host_identity.hostid}\n')
         self.runtime_dir = workdir / f'run-{name}'
+        if nbft_path is None:
+            nbft_path = str(workdir / 'no-nbft')
+            os.makedirs(nbft_path, exist_ok=True)
+        self.nbft_path = nbft_path
         self.env = dict(os.environ)
         self.env.update(env or {})
         self.log_path = workdir / f'{name}.log'
@@ -44,6 +57,8 @@ class RunningDaemon:
                 str(self.sys_conf),
                 '--runtime-dir',
                 str(self.runtime_dir),
+                '--nbft-path',
+                self.nbft_path,
             ],
             env=self.env,
             stdout=log,

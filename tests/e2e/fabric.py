@@ -68,7 +68,7 @@ def listening_sockets() -> Set[Tuple[str, int]]:
 
 
 class Interface:
-    """A network interface the test created (dummy, or one end of a veth pair)."""
+    """A network interface the test created (dummy, one end of a veth pair, or a VLAN)."""
 
     def __init__(self, name: str, kind: str, peer: Optional[str] = None) -> None:
         self.name = name
@@ -271,12 +271,18 @@ class Fabric:
 
     # ---- interfaces ------------------------------------------------------------------------
     def interface(
-        self, name: str, *addresses: str, kind: str = 'dummy', peer: Optional[str] = None
+        self,
+        name: str,
+        *addresses: str,
+        kind: str = 'dummy',
+        peer: Optional[str] = None,
+        mac: Optional[str] = None,
     ) -> Interface:
         """Create an interface, give it ``addresses`` (CIDR) and bring it up.
 
         ``kind='dummy'`` (the default) or ``kind='veth'`` with ``peer`` naming the other end,
         which is brought up without an address (use ``fabric.adopt(peer)`` to address it).
+        ``mac``: its link-layer address (else the kernel picks a random one).
         """
         for ifname in (name, peer):
             if ifname is not None and not _IFNAME.fullmatch(ifname):
@@ -292,12 +298,30 @@ class Fabric:
         else:
             raise ValueError(f'interface kind {kind!r}: accepted are dummy and veth')
         iface = Interface(name, kind, peer)
+        if mac is not None:
+            run('ip', 'link', 'set', name, 'address', mac)
         self.interfaces[name] = iface
         for cidr in addresses:
             iface.add_address(cidr)
         iface.up()
         if peer is not None:
             run('ip', 'link', 'set', peer, 'up')
+        return iface
+
+    def vlan(self, parent: Interface, vlan_id: int, *addresses: str) -> Interface:
+        """An 802.1Q interface ``<parent>.<vlan_id>`` on ``parent`` (it shares the parent's MAC),
+        with ``addresses`` (CIDR), brought up."""
+        name = f'{parent.name}.{vlan_id}'
+        if not _IFNAME.fullmatch(name) or not 1 <= vlan_id <= 4094:
+            raise ValueError(
+                f'VLAN {vlan_id} on {parent.name}: needs an id of 1-4094 and a name of 15 characters'
+            )
+        run('ip', 'link', 'add', 'link', parent.name, 'name', name, 'type', 'vlan', 'id', str(vlan_id))
+        iface = Interface(name, 'vlan')
+        self.interfaces[name] = iface
+        for cidr in addresses:
+            iface.add_address(cidr)
+        iface.up()
         return iface
 
     def adopt(self, name: str) -> Interface:
@@ -390,7 +414,7 @@ class Fabric:
         for path in self._files:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(path)
-        for key, iface in self.interfaces.items():
+        for key, iface in reversed(self.interfaces.items()):  # a VLAN before its parent
             try:
                 if key.startswith('existing:'):
                     for cidr in list(iface.addresses):
