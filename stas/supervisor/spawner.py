@@ -12,6 +12,12 @@ D-Bus connection and netlink sockets into every worker.
 
 Each worker gets one end of an AF_UNIX socketpair (passed over the forkserver's socket with
 SCM_RIGHTS) and a ``WorkerSpec``: plain data.
+
+No resource tracker: ``multiprocess`` starts one more interpreter next to the forkserver, whose
+only job is to unlink the named semaphores and shared-memory segments a crashed process leaked.
+Neither supervisor nor workers create any (they talk over socketpairs), so that process would be
+about 12 MiB of memory per daemon, and one more interpreter start competing for the CPU at boot,
+for nothing. Each child is handed /dev/null as its tracker instead (see ``_NullResourceTracker``).
 """
 
 from __future__ import annotations
@@ -71,8 +77,40 @@ class WorkerProcess:
         return self._process.exitcode
 
 
+class _NullResourceTracker:
+    """Stands in for ``multiprocess.resource_tracker``'s module-level functions, which the
+    forkserver calls to start the tracker and to get the fd each child inherits."""
+
+    def __init__(self) -> None:
+        self._fd: Optional[int] = None
+
+    def ensure_running(self) -> None:
+        if self._fd is None:
+            self._fd = os.open(os.devnull, os.O_WRONLY | os.O_CLOEXEC)
+
+    def getfd(self) -> int:
+        self.ensure_running()
+        assert self._fd is not None
+        return self._fd
+
+    def register(self, name: str, rtype: str) -> None:
+        pass
+
+    def unregister(self, name: str, rtype: str) -> None:
+        pass
+
+
+def _without_resource_tracker() -> None:
+    from multiprocess import resource_tracker
+
+    null = _NullResourceTracker()
+    for name in ('ensure_running', 'getfd', 'register', 'unregister'):
+        setattr(resource_tracker, name, getattr(null, name))
+
+
 class Spawner:
     def __init__(self, daemon: str, preload: Sequence[str] = ()):
+        _without_resource_tracker()
         self._ctx = multiprocess.get_context('forkserver')
         # '__main__' too: each child otherwise re-runs the parent's main script (runpy, no
         # bytecode cache) to rebuild __mp_main__; loaded once in the forkserver, the forked

@@ -182,3 +182,34 @@ def test_unwanted_workers_are_stopped_and_forgotten():
         await h.pool.stop_all(5)
 
     run(body())
+
+
+def _children_cmdlines(pid: int):
+    """The command lines of ``pid``'s child processes, from /proc."""
+    found = []
+    for entry in os.listdir('/proc'):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f'/proc/{entry}/stat') as f:
+                ppid = int(f.read().rsplit(')', 1)[1].split()[1])
+            if ppid != pid:
+                continue
+            with open(f'/proc/{entry}/cmdline', 'rb') as f:
+                found.append(f.read().replace(b'\0', b' ').decode())
+        except (OSError, ValueError, IndexError):
+            continue
+    return found
+
+
+def test_workers_run_without_a_resource_tracker_process():
+    async def body():
+        h = Harness(FAST)
+        h.pool.ensure([A])
+        await until(lambda: h.state(A) == SlotState.RUNNING, 20, 'worker running')
+        children = _children_cmdlines(os.getpid())
+        assert any('multiprocess.forkserver' in c for c in children), children
+        assert not any('resource_tracker' in c for c in children), children
+        await h.pool.stop_all(5)
+
+    run(body())
