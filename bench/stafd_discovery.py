@@ -121,6 +121,7 @@ class Bench:
     # -- stafd -----------------------------------------------------------------------------------
     def start_stafd(self, conf: str, run: int) -> float:
         t0 = time.monotonic()
+        self.started_at = time.time()  # the log's clock, for --timeline
         self.stafd, self.log_path = spawn_daemon('stafd', self.workdir / f'run{run}', conf)
         return t0
 
@@ -176,6 +177,21 @@ def measure_start(bench: Bench, conf: str, run: int, timeout: float) -> Tuple[fl
     raise SystemExit(
         f'not every log page within {timeout:.0f} s: {bench.served_pages()}; see {bench.log_path}'
     )
+
+
+def print_timeline(log_path: Path, started_at: float, until_s: float) -> None:
+    """The daemon's log lines up to ``until_s`` after its start, each with its offset (the log
+    stamps lines to the millisecond: ``2026-01-02 03:04:05,678 stafd ...``)."""
+    import datetime
+
+    for line in log_path.read_text().splitlines():
+        try:
+            stamp = datetime.datetime.strptime(line[:23], '%Y-%m-%d %H:%M:%S,%f').timestamp()
+        except ValueError:
+            continue
+        offset = stamp - started_at
+        if offset <= until_s + 0.5:
+            print(f'    {offset * 1000:7.0f} ms  {line[24:][:150]}')
 
 
 def measure_links(bench: Bench, count: int, timeout: float) -> List[float]:
@@ -250,6 +266,11 @@ def main() -> int:
     ap.add_argument('--idle', type=float, default=30.0, help='seconds of idle CPU sampling (default 30)')
     ap.add_argument('--ls', type=int, default=5, help='stafctl ls runs to time (default 5)')
     ap.add_argument('--timeout', type=float, default=600.0, help='per-step timeout in s (default 600)')
+    ap.add_argument(
+        '--timeline',
+        action='store_true',
+        help="print the first start's log lines with their time since start",
+    )
     args = ap.parse_args()
     problem = guest_problem('bench/stafd_discovery.py')
     if problem is not None:
@@ -276,6 +297,8 @@ def main() -> int:
                     f'  start {run + 1}: D-Bus name after {starts[-1][0] * 1000:.0f} ms, '
                     f'all 3 DC log pages served after {starts[-1][1] * 1000:.0f} ms'
                 )
+                if args.timeline and run == 0:
+                    print_timeline(bench.log_path, bench.started_at, starts[-1][1])
             print('stafd start -> D-Bus name: ' + spread([s[0] for s in starts]))
             print('stafd start -> all DC log pages on D-Bus: ' + spread([s[1] for s in starts]))
 

@@ -71,6 +71,7 @@ class Supervisor:
         log_target: str = 'stderr',
         engine: str = '',
         nbft_dir: str = DEFAULT_NBFT_DIR,
+        spawner: Optional[Spawner] = None,
         environ: Mapping[str, str] = os.environ,
     ):
         self.daemon = daemon
@@ -81,6 +82,7 @@ class Supervisor:
         self._log_target = log_target
         self._engine = engine or daemon
         self._nbft_dir = nbft_dir
+        self._spawner = spawner  # given when main() started the forkserver early
         self._boot = None  # the firmware's NBFTs (nbft_source.BootTables), read once at start (stafd)
         scale = float(environ.get('STAS_TIMEOUT_SCALE', '1') or 1)
         self._restart_policy = RestartPolicy().scaled(scale)
@@ -448,7 +450,7 @@ class Supervisor:
         loop.add_signal_handler(signal.SIGINT, self.request_stop)
         loop.add_signal_handler(signal.SIGHUP, self.request_reload)
 
-        spawner = Spawner(self._engine)
+        spawner = self._spawner or Spawner(self._engine)
         spawner.warm_up()
         self.pool = WorkerPool(
             spawner,
@@ -559,7 +561,7 @@ async def _quietly(awaitable) -> None:
         log.debug('ignored: %s', exc)
 
 
-def run_daemon(daemon: str, args) -> int:
+def run_daemon(daemon: str, args, spawner: Optional[Spawner] = None) -> int:
     target = 'journal' if (args.syslog or logsetup.under_systemd()) else 'stderr'
     logsetup.setup(daemon, level='DEBUG' if args.tron else 'INFO', target=target)
     sup = Supervisor(
@@ -571,5 +573,6 @@ def run_daemon(daemon: str, args) -> int:
         log_target=target,
         engine=getattr(args, 'worker_engine', '') or '',
         nbft_dir=getattr(args, 'nbft_path', DEFAULT_NBFT_DIR),
+        spawner=spawner,
     )
     return asyncio.run(sup.run())

@@ -39,9 +39,15 @@ def main(daemon: str, argv: Optional[Sequence[str]] = None) -> int:
     if problem:
         print(problem, file=sys.stderr)
         return 1
+    # Start the workers' forkserver first: it spends seconds importing their modules (libnvme,
+    # pyudev, asyncio...) in its own process, on another CPU, while this one imports its own.
+    from .spawner import Spawner
+
+    spawner = Spawner(args.worker_engine or daemon)
+    spawner.warm_up()
     from .daemon import run_daemon
 
-    return run_daemon(daemon, args)
+    return run_daemon(daemon, args, spawner)
 
 
 def stafd_main(argv: Optional[Sequence[str]] = None) -> int:

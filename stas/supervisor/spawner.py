@@ -25,12 +25,12 @@ from __future__ import annotations
 import concurrent.futures
 import os
 import socket
-from typing import Optional, Sequence
+from typing import TYPE_CHECKING, Optional, Sequence
 
 import multiprocess
 
-from ..workers.main import worker_process_main
-from ..workers.spec import WorkerSpec
+if TYPE_CHECKING:
+    from ..workers.spec import WorkerSpec
 
 # What each kind of worker imports; preloaded once in the forkserver.
 _COMMON = ('asyncio', 'stas.ipc.channel', 'stas.workers.main')
@@ -120,6 +120,8 @@ class Spawner:
         self.executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix='spawner')
 
     def spawn(self, spec: WorkerSpec) -> WorkerProcess:
+        from ..workers.main import worker_process_main  # not needed to start the forkserver
+
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
             process = self._ctx.Process(
