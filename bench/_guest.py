@@ -141,16 +141,29 @@ def cpu_ticks(pid: int) -> int:
     return int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15 of stat)
 
 
-def pss_kib(pid: int) -> int:
-    """Proportional set size in KiB; -1 if the process is gone."""
+def memory_kib(pid: int) -> Dict[str, int]:
+    """/proc/PID/smaps_rollup's figures in KiB (Pss, Private_Dirty, ...); {} if the process is gone."""
+    found: Dict[str, int] = {}
     try:
         with open(f'/proc/{pid}/smaps_rollup') as f:
             for line in f:
-                if line.startswith('Pss:'):
-                    return int(line.split()[1])
+                key, _, rest = line.partition(':')
+                if rest.strip().endswith('kB'):
+                    found[key] = int(rest.split()[0])
     except OSError:
         pass
-    return -1
+    return found
+
+
+def pss_kib(pid: int) -> int:
+    """Proportional set size in KiB; -1 if the process is gone."""
+    return memory_kib(pid).get('Pss', -1)
+
+
+def private_kib(pid: int) -> int:
+    """Memory only this process uses (private clean + dirty pages) in KiB; -1 if it is gone."""
+    mem = memory_kib(pid)
+    return mem['Private_Clean'] + mem['Private_Dirty'] if mem else -1
 
 
 def comm(pid: int) -> str:

@@ -1,7 +1,7 @@
 """stacd connection figures against the real kernel: daemons' start to every I/O controller live,
 a subsystem link to its block device, memory, and nvme-cli's connect-all for comparison.
 
-    bench/run-in-guest -- bench/stacd_connect.py [--subsystems N] [--links N] [--timeout S]
+    bench/run-in-guest -- bench/stacd_connect.py [--subsystems N] [--links N] [--timeout S] [--stafd-first]
 
 Runs in the e2e test guest only (``bench/run-in-guest`` boots it once for the whole run). It
 builds a fabric with ``tests/e2e/fabric.py``: two interfaces (tb0, tb1), one nvmet port on
@@ -10,9 +10,10 @@ each (its discovery controller is configured in stafd.conf), ``--subsystems`` su
 prints:
 
 1. the time from starting stafd and stacd together (their console scripts from the venv,
-   a private system bus) to the first, half and all of the subsystems having a live I/O
-   controller, and to all of them having their block device; and the CPU time the daemons'
-   processes used until then;
+   a private system bus), or with ``--stafd-first`` from starting stacd once stafd serves every
+   log page, to the first, half and all of the subsystems having a live I/O controller, and
+   to all of them having their block device; and the CPU time the daemons' processes used
+   until then;
 2. the time from linking a new subsystem to a port on the target to its block device on the
    host (median of ``--links``, default 5, alternating between the two ports);
 3. the PSS (/proc/PID/smaps_rollup) of each process of stafd and stacd (supervisor, workers,
@@ -44,6 +45,7 @@ from _guest import (
     CLK_TCK,
     cpu_ticks,
     daemon_workers,
+    dbus_call,
     descendants,
     guest_problem,
     process_labels,
@@ -295,12 +297,32 @@ class Bench:
 
         self.conn = open_dbus_connection(bus='SYSTEM')
 
-    def start_daemons(self) -> float:
-        """Start stafd and stacd back to back; the time just before the first start."""
+    def start_daemons(self, stafd_first: bool, timeout: float) -> float:
+        """Start stafd and stacd back to back, or stacd once stafd serves every subsystem in its
+        log pages (``stafd_first``); the time just before the start that is timed."""
+        if stafd_first:
+            self.daemons['stafd'] = spawn_daemon('stafd', self.workdir / 'stafd', STAFD_CONF)
+            deadline = time.monotonic() + timeout
+            while self.served_nqns() != self.nqns:
+                if time.monotonic() > deadline:
+                    raise SystemExit(f'stafd did not serve every subsystem within {timeout:.0f} s')
+                time.sleep(0.2)
         t0 = time.monotonic()
         for name, conf in (('stafd', STAFD_CONF), ('stacd', STACD_CONF)):
-            self.daemons[name] = spawn_daemon(name, self.workdir / name, conf)
+            if name not in self.daemons:
+                self.daemons[name] = spawn_daemon(name, self.workdir / name, conf)
         return t0
+
+    def served_nqns(self) -> Set[str]:
+        """The nvme subsystems of stafd's log pages on D-Bus (empty while it is not there)."""
+        import json
+
+        try:
+            [text] = dbus_call(self.conn, 'staf', 'org.nvmexpress.staf', 'get_all_log_pages', 'b', (False,))
+            pages = json.loads(text)
+        except Exception:  # noqa: BLE001 - not on the bus yet (the reply is an error)
+            return set()
+        return {e['subnqn'] for p in pages for e in p['log-pages'] if e['subtype'] == 'nvme'}
 
     def stop_daemons(self) -> Dict[str, Optional[int]]:
         """SIGTERM to both at once (stacd disconnects nothing on its way out), then wait."""
@@ -345,12 +367,12 @@ class Bench:
 # ---- measurements ---------------------------------------------------------------------------------
 
 
-def measure_start(bench: Bench, view: KernelView, timeout: float) -> None:
-    t0 = bench.start_daemons()
+def measure_start(bench: Bench, view: KernelView, timeout: float, stafd_first: bool) -> None:
+    t0 = bench.start_daemons(stafd_first, timeout)
     must_live = [(name, proc, log) for name, (proc, log) in bench.daemons.items()]
     progress = watch_connects(view, bench.nqns, t0, timeout, must_live=must_live)
     cpu = bench.cpu_seconds()
-    for line in progress.lines('stafd+stacd start'):
+    for line in progress.lines('stacd start (stafd running)' if stafd_first else 'stafd+stacd start'):
         print(line)
     print(f'  live I/O controllers for the {progress.total} subsystems: {progress.controllers}')
     print(
@@ -463,6 +485,11 @@ def main() -> int:
     ap.add_argument('--subsystems', type=int, default=50, help='subsystems over the 2 ports (default 50)')
     ap.add_argument('--links', type=int, default=5, help='subsystem links to time (default 5)')
     ap.add_argument('--timeout', type=float, default=900.0, help='per-step timeout in s (default 900)')
+    ap.add_argument(
+        '--stafd-first',
+        action='store_true',
+        help='time stacd alone: start it once stafd already serves every log page',
+    )
     args = ap.parse_args()
     if args.subsystems < 2 or args.links < 0:
         ap.error(f'--subsystems {args.subsystems} (at least 2) or --links {args.links} (0 or more)')
@@ -485,7 +512,7 @@ def main() -> int:
                 f'({per_port[0]} + {per_port[1]}), 1 MiB file namespaces; built in {t_setup:.1f} s'
             )
 
-            measure_start(bench, view, args.timeout)
+            measure_start(bench, view, args.timeout, args.stafd_first)
             if args.links:
                 measure_links(bench, view, args.links, args.timeout)
             print_memory(bench)

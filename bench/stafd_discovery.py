@@ -39,6 +39,7 @@ from _guest import (
     daemon_workers,
     dbus_call,
     guest_problem,
+    private_kib,
     process_labels,
     pss_kib,
     spawn_daemon,
@@ -319,7 +320,9 @@ def main() -> int:
             for label, pid in stafd_processes(bench):
                 kib = pss_kib(pid)
                 total += max(kib, 0)
-                print(f'  {label} (pid {pid}): {kib / 1024:.1f} MiB')
+                print(
+                    f'  {label} (pid {pid}): {kib / 1024:.1f} MiB (private {private_kib(pid) / 1024:.1f} MiB)'
+                )
             print(f'  total: {total / 1024:.1f} MiB')
             print('stafctl ls wall time: ' + spread(measure_ls(args.ls)))
         finally:
