@@ -12,16 +12,18 @@ controller is deleted and nvmet is emptied, so tests do not depend on each other
 
 from __future__ import annotations
 
+import itertools
 import os
 import subprocess
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator, List, Optional
 
 import pytest
 
 from stas.model import HostIdentity
 from stas.testing.bus import BusError, start_system_bus, stop_system_bus
 
+from .daemons import RunningDaemon
 from .fabric import Fabric
 from .guest import IN_GUEST, SKIP_REASON, missing_kernel_support, scaled, wait_for
 from .initiator import (
@@ -150,3 +152,31 @@ def udevd() -> None:
         pytest.fail(f'{UDEVD} is missing: install Debian package udev (tools/e2e-deps)', pytrace=False)
     subprocess.run([UDEVD, '--daemon'], check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     wait_for(lambda: os.path.exists('/run/udev/control'), scaled(2), 'systemd-udevd to listen')
+
+
+@pytest.fixture
+def start_daemon(
+    fabric, dbus_system_bus, udevd, host_identity, tmp_path
+) -> Iterator[Callable[..., RunningDaemon]]:
+    """``start_daemon('stafd', conf, nbft_path=None)``: a RunningDaemon with ``conf`` as its
+    configuration file, in a directory of its own (safe to call from several threads); every
+    daemon started is stopped at the end of the test."""
+    started: List[RunningDaemon] = []
+    numbers = itertools.count()
+
+    def start(name: str, conf: str, nbft_path: Optional[str] = None) -> RunningDaemon:
+        workdir = tmp_path / f'{name}{next(numbers)}'
+        workdir.mkdir()
+        d = RunningDaemon(name, workdir, conf, host_identity, nbft_path=nbft_path)
+        started.append(d)
+        return d
+
+    yield start
+    for d in started:
+        d.stop()
+
+
+@pytest.fixture
+def stafd_factory(start_daemon) -> Callable[[str], RunningDaemon]:
+    """``stafd_factory(conf)``: ``start_daemon('stafd', conf)``."""
+    return lambda conf: start_daemon('stafd', conf)

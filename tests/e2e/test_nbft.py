@@ -8,7 +8,6 @@ audit never disconnects a connection to the subsystem the firmware booted from.
 from __future__ import annotations
 
 import os
-from typing import List
 
 import pytest
 
@@ -23,7 +22,7 @@ from .boot_table import (
     HFI2_MAC,
     HFI2_VLAN,
 )
-from .daemons import RunningDaemon, subsystems_seen
+from .daemons import subsystems_seen
 from .guest import scaled, wait_for
 from .initiator import HOSTID, HOSTNQN, controllers, ctrl_attr, fabrics_connect
 
@@ -37,40 +36,24 @@ VLAN_IFACE = f'nbft1.{HFI2_VLAN}'
 
 
 @pytest.fixture
-def start(fabric, dbus_system_bus, udevd, host_identity, tmp_path):
-    if not os.path.exists(os.path.join(FIRMWARE_DIR, 'NBFT')):
-        pytest.fail(f'the test guest has no {FIRMWARE_DIR}/NBFT: was it booted with tools/e2e?')
-    started: List[RunningDaemon] = []
-
-    def one(name: str, conf: str, nbft_path) -> RunningDaemon:
-        workdir = tmp_path / f'{name}{len(started)}'
-        workdir.mkdir()
-        d = RunningDaemon(name, workdir, conf, host_identity, nbft_path=nbft_path)
-        started.append(d)
-        return d
-
-    yield one
-    for d in started:
-        d.stop()
-
-
-@pytest.fixture
 def boot_fabric(fabric):
     """The fabric the table describes: HFI 1 on nbft0; HFI 2 on VLAN 7 of nbft1, whose parent
     has the same MAC; a DC on each; the boot subsystem on an I/O port of DC 1's address."""
+    if not os.path.exists(os.path.join(FIRMWARE_DIR, 'NBFT')):
+        pytest.fail(f'the test guest has no {FIRMWARE_DIR}/NBFT: was it booted with tools/e2e?')
     fabric.interface('nbft0', f'{DC1_ADDR}/24', f'{HFI1_ADDR}/24', mac=HFI1_MAC)
     parent = fabric.interface('nbft1', mac=HFI2_MAC)
     fabric.vlan(parent, HFI2_VLAN, f'{DC2_ADDR}/24', f'{HFI2_ADDR}/24')
     return fabric
 
 
-def test_stafd_connects_the_discovery_controllers_of_the_nbft(boot_fabric, start):
+def test_stafd_connects_the_discovery_controllers_of_the_nbft(boot_fabric, start_daemon):
     fabric = boot_fabric
     dc1, dc2 = fabric.port(DC1_ADDR), fabric.port(DC2_ADDR)
     on_dc1, on_dc2 = fabric.subsystem('nbft-sub1'), fabric.subsystem('nbft-sub2')
     dc1.link(on_dc1)
     dc2.link(on_dc2)
-    d = start('stafd', NO_ZEROCONF, FIRMWARE_DIR)  # no controller= at all: the table names both DCs
+    d = start_daemon('stafd', NO_ZEROCONF, FIRMWARE_DIR)  # no controller= at all: the table names both DCs
     seen = wait_for(
         lambda: (s := subsystems_seen(d)) and len(s) == 2 and all(s.values()) and s,
         scaled(4),
@@ -93,7 +76,7 @@ def test_stafd_connects_the_discovery_controllers_of_the_nbft(boot_fabric, start
     )
 
 
-def test_the_stacd_audit_never_disconnects_the_boot_subsystem(boot_fabric, start):
+def test_the_stacd_audit_never_disconnects_the_boot_subsystem(boot_fabric, start_daemon):
     fabric = boot_fabric
     io_port = fabric.port(DC1_ADDR, trsvcid=4420)
     boot, stray = fabric.subsystem(BOOT_NAME), fabric.subsystem('nbft-stray')
@@ -113,8 +96,8 @@ def test_the_stacd_audit_never_disconnects_the_boot_subsystem(boot_fabric, start
 
     # what the initramfs did (nvme connect-all --nbft): the boot disk, plus one nobody wants
     boot_dev, stray_dev = connect(boot), connect(stray)
-    start('stafd', NO_ZEROCONF, None)  # a stafd without DCs: stacd wants nothing
-    stacd = start('stacd', AUDIT, FIRMWARE_DIR)
+    start_daemon('stafd', NO_ZEROCONF)  # a stafd without DCs: stacd wants nothing
+    stacd = start_daemon('stacd', AUDIT, FIRMWARE_DIR)
     wait_for(lambda: stray_dev not in controllers(), scaled(4), 'the audit to disconnect the stray IOC')
     assert boot_dev in controllers() and ctrl_attr(boot_dev, 'subsysnqn') == boot.nqn
     assert f'boot connection: its subsystem is in {FIRMWARE_DIR}/NBFT' in stacd.logs()

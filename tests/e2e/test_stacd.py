@@ -47,27 +47,17 @@ SCOPE = '[I/O controller connection management]\ndisconnect-scope={}\n'
 
 
 @pytest.fixture
-def daemons(fabric, dbus_system_bus, udevd, host_identity, tmp_path):
-    """Start stafd and stacd side by side (a start costs seconds in the guest), each in a
-    directory of its own; yields a function returning (stafd, stacd)."""
-    started = []
+def daemons(start_daemon):
+    """Start stafd and stacd side by side (a start costs seconds in the guest); yields a function
+    returning (stafd, stacd)."""
 
     def start(stacd_conf: str = '') -> Tuple[RunningDaemon, RunningDaemon]:
-        def one(name: str, conf: str) -> RunningDaemon:
-            workdir = tmp_path / name
-            workdir.mkdir()
-            d = RunningDaemon(name, workdir, conf, host_identity)
-            started.append(d)
-            return d
-
         with ThreadPoolExecutor(2) as pool:
-            stafd = pool.submit(one, 'stafd', STAFD_CONF)
-            stacd = pool.submit(one, 'stacd', stacd_conf)
+            stafd = pool.submit(start_daemon, 'stafd', STAFD_CONF)
+            stacd = pool.submit(start_daemon, 'stacd', stacd_conf)
             return stafd.result(), stacd.result()
 
-    yield start
-    for d in started:
-        d.stop()
+    return start
 
 
 def short(nqn: str) -> str:

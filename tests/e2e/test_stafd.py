@@ -7,25 +7,11 @@ import signal
 
 import pytest
 
-from .daemons import RunningDaemon, subsystems_seen
+from .daemons import subsystems_seen
 from .guest import scaled, wait_for
 from .initiator import controllers
 
 pytestmark = pytest.mark.e2e
-
-
-@pytest.fixture
-def stafd_factory(fabric, dbus_system_bus, udevd, host_identity, tmp_path):
-    started = []
-
-    def start(conf: str) -> RunningDaemon:
-        d = RunningDaemon('stafd', tmp_path, conf, host_identity)
-        started.append(d)
-        return d
-
-    yield start
-    for d in started:
-        d.stop()
 
 
 def with_pages(d, count):

@@ -23,22 +23,6 @@ STAF_IFACE = 'org.nvmexpress.staf'
 HOSTS_FILE = '/etc/hosts'
 
 
-@pytest.fixture
-def stafd_factory(fabric, dbus_system_bus, udevd, host_identity, tmp_path):
-    started: List[RunningDaemon] = []
-
-    def start(conf: str, name: str = 'stafd') -> RunningDaemon:
-        workdir = tmp_path / f'd{len(started)}'
-        workdir.mkdir()
-        d = RunningDaemon(name, workdir, conf, host_identity)
-        started.append(d)
-        return d
-
-    yield start
-    for d in started:
-        d.stop()
-
-
 class SignalListener:
     """A D-Bus client subscribed to one stafd signal (jeepney, blocking): signals are queued
     by the bus from the moment of the subscription and read when the test asks."""
