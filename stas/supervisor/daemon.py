@@ -366,6 +366,12 @@ class Supervisor:
             'runtime directory': self.runtime_dir,
             'workers': [_worker_dict(w) for w in self.workers()],
         }
+        if self._boot is not None:  # stafd: what it found of the firmware's NBFT at start
+            info['nbft'] = {
+                'path': self._nbft_dir,
+                'tables': list(self._boot.sources),
+                'problems': list(self._boot.problems),
+            }
         extra = getattr(self.role, 'process_info_extra', None)
         if extra is not None:
             info.update(extra())

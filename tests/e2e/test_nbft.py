@@ -67,6 +67,11 @@ def test_stafd_connects_the_discovery_controllers_of_the_nbft(boot_fabric, start
     assert {c['origin'] for c in dcs.values()} == {'configured'}
     assert {c['host-nqn'] for c in dcs.values()} == {HOSTNQN}
     assert f'NBFT location(s): {FIRMWARE_DIR}/NBFT (2 discovery controllers)' in d.logs()
+    assert d.ctl_json('status')['nbft'] == {
+        'path': FIRMWARE_DIR,
+        'tables': [f'{FIRMWARE_DIR}/NBFT'],
+        'problems': [],
+    }
     assert sorted(w['interface'] for w in d.ctl_json('workers')) == ['nbft0', VLAN_IFACE]
 
     # exclude= applies to the firmware's DCs as to controller= entries

@@ -22,6 +22,8 @@ from typing import Dict, Iterator, List, Optional
 
 import pytest
 
+from stas.testing.nbft_table import DiscoverySpec, HfiSpec, build_nbft
+
 ROOT = Path(__file__).resolve().parents[2]
 HOSTNQN = 'nqn.2014-08.org.nvmexpress:uuid:0c5d3f4e-1111-4222-8333-944455556666'
 HOSTID = '0c5d3f4e-1111-4222-8333-944455556666'
@@ -75,6 +77,7 @@ class Daemon:
         conf: str,
         env_extra: Optional[dict] = None,
         netns: Optional[str] = None,
+        nbft_path: Optional[str] = None,
     ):
         self.name = name
         self.workdir = workdir
@@ -103,6 +106,8 @@ class Daemon:
             str(workdir / 'run'),
             '--worker-engine',
             'idle',
+            '--nbft-path',
+            nbft_path or str(workdir / 'no-nbft'),
         ]
         if netns:
             argv = ['ip', 'netns', 'exec', netns] + argv
@@ -225,6 +230,35 @@ def test_one_worker_per_interface_and_kill_9_is_repaired_in_isolation(workdir, m
         for w in after.values():
             with pytest.raises(ProcessLookupError):
                 os.kill(w['pid'], 0)
+
+
+def test_the_firmware_nbft_adds_configured_dcs_and_status_says_what_was_read(workdir, module_system_bus):
+    tables = workdir / 'tables'
+    tables.mkdir()
+    (tables / 'NBFT').write_bytes(
+        build_nbft(
+            HOSTNQN,
+            hfis=[HfiSpec(mac='02:00:5e:00:53:77', ip='192.0.2.9', prefix=24)],
+            discoveries=[DiscoverySpec(uri='nvme+tcp://192.0.2.7/', hfi=1)],
+        )
+    )
+    (tables / 'NBFT1').write_bytes(b'NBFT' + bytes(60))
+    with running('stafd', workdir, module_system_bus, STAFD_NO_ZEROCONF, nbft_path=str(tables)) as d:
+        [dc] = json.loads(d.ctl('ls', '-d', '--json').stdout)
+        # no interface has the HFI's MAC here: connected without host-iface, and said so
+        assert (dc['traddr'], dc['trsvcid'], dc['host-iface'], dc['origin']) == (
+            '192.0.2.7',
+            '8009',
+            '',
+            'configured',
+        )
+        assert 'no network interface has the MAC 02:00:5e:00:53:77 of HFI 1' in d.logs()
+        nbft = json.loads(d.ctl('status', '--json').stdout)['nbft']
+        assert (nbft['path'], nbft['tables']) == (str(tables), [str(tables / 'NBFT')])
+        [problem] = nbft['problems']
+        assert problem.startswith(f'{tables / "NBFT1"}: ') and problem.endswith(
+            '; its controllers are ignored'
+        )
 
 
 def test_a_hung_worker_is_detected_and_replaced(workdir, module_system_bus):
