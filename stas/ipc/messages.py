@@ -252,6 +252,9 @@ class Configure(Message):
     host: HostIdentity
     options: WorkerOptions = WorkerOptions()
     controllers: Tuple[ControllerSpec, ...] = ()
+    # stacd: controllers a previous stacd run wanted and this one does not; the worker lets go
+    # of their kernel connections (as ``disconnect_unwanted`` says) unless they are wanted again
+    release: Tuple[ControllerSpec, ...] = ()
     # The host's interfaces and their addresses (primary first per family): what a worker
     # needs to tell which interface an existing kernel connection's source address is on.
     interfaces: Dict[str, Tuple[str, ...]] = field(default_factory=dict)

@@ -40,7 +40,14 @@ from ..workers import faults
 from ..workers.spec import WorkerSpec
 from . import netlink, resolver, sdnotify
 from .cli_args import DEFAULT_NBFT_DIR
-from .policy import InterfaceState, WorkerPlan, names_to_resolve, plan_workers, with_resolved_names
+from .policy import (
+    InterfaceState,
+    WorkerPlan,
+    names_to_resolve,
+    plan_workers,
+    with_releases,
+    with_resolved_names,
+)
 from .pool import SlotDriver, WorkerInfo, WorkerPool
 from .registry import RestartPolicy
 from .roles import make_role
@@ -205,6 +212,7 @@ class Supervisor:
             host=self.host,
             options=self._worker_options(plan),
             controllers=plan.controllers,
+            release=plan.release,
             interfaces={name: i.addrs for name, i in self._interfaces.items()},
         )
 
@@ -259,6 +267,9 @@ class Supervisor:
         extra = getattr(self.role, 'extra_worker_keys', None)  # workers with nothing to connect
         for key in extra(self._interfaces) if extra is not None else ():
             self._plans.setdefault(key, WorkerPlan(key))
+        release = getattr(self.role, 'release_specs', None)  # stacd: let go of a previous run's
+        if release is not None:
+            self._plans = with_releases(self._plans, release(), self._routes)
         self.pool.ensure(self._plans)
         self._arm_role_wakeup()
 

@@ -55,6 +55,8 @@ class WorkerPlan:
     key: WorkerKey
     controllers: Tuple[ControllerSpec, ...] = ()
     mdns: bool = False
+    # stacd: controllers of a previous run no longer wanted, whose connections the worker lets go of
+    release: Tuple[ControllerSpec, ...] = ()
 
 
 def worker_key_for(tid: TransportId, routes: Mapping[str, str]) -> WorkerKey:
@@ -63,6 +65,19 @@ def worker_key_for(tid: TransportId, routes: Mapping[str, str]) -> WorkerKey:
     if tid.host_iface:
         return WorkerKey(tid.transport, tid.host_iface)
     return WorkerKey(tid.transport, routes.get(normalize_ip(tid.traddr) or tid.traddr, ''))
+
+
+def with_releases(
+    plans: Dict[WorkerKey, WorkerPlan], release: Sequence[ControllerSpec], routes: Mapping[str, str]
+) -> Dict[WorkerKey, WorkerPlan]:
+    """``plans`` with each spec of ``release`` given to the worker its TID routes to (one is
+    planned when there is none: a connection can only be let go of by a worker)."""
+    out = dict(plans)
+    for spec in release:
+        key = worker_key_for(spec.tid, routes)
+        plan = out.get(key, WorkerPlan(key))
+        out[key] = dataclasses.replace(plan, release=plan.release + (spec,))
+    return out
 
 
 def _role_of(daemon: str) -> Role:

@@ -58,6 +58,7 @@ from .stac import (
     desired_iocs,
     ioc_dbus_extras,
     parse_all_log_pages,
+    released_iocs,
 )
 from .stac import worker_options as stac_worker_options
 from .staf import DcRecord, StafView
@@ -243,7 +244,9 @@ class StacdRole:
 
     The log page entries of record survive a stacd restart in ``STATE_FILE`` of the runtime
     directory (JSON, written atomically after every change), so a stacd restarted while stafd
-    is away still wants, and so re-adopts, every controller it had.
+    is away still wants, and so re-adopts, every controller it had. The file also lists the IOCs
+    wanted: those a new run no longer wants (stacd.conf edited while stacd was stopped) are let
+    go of by the workers (``release_specs``), as a SIGHUP would have.
     """
 
     daemon = 'stacd'
@@ -272,6 +275,8 @@ class StacdRole:
         self.reported_by: Dict[TransportId, WorkerKey] = {}
         self._told: set = set()  # log page problems already logged
         self._audit_on = False  # what the last plan told workers about the audit
+        # IOCs of the previous run no longer wanted: computed at the first plan, kept for the run
+        self._released: Optional[Dict[TransportId, ControllerSpec]] = None
 
     # ---- wiring ---------------------------------------------------------------------------------
     def bind(self, supervisor: Any) -> None:
@@ -378,7 +383,7 @@ class StacdRole:
             fd, tmp = tempfile.mkstemp(dir=self.runtime_dir, prefix='.stafd-log-pages.')
             try:
                 with os.fdopen(fd, 'w') as f:
-                    f.write(self.view.dump())
+                    f.write(self.view.dump(self.specs_by_tid.values()))
                 os.replace(tmp, os.path.join(self.runtime_dir, self.STATE_FILE))
             except BaseException:
                 with contextlib.suppress(OSError):
@@ -411,21 +416,28 @@ class StacdRole:
             log.info('I/O controller %s wanted (%s)', tid, 'log page' if tid in sources else 'configured')
         for tid in sorted(set(self.specs_by_tid) - set(wanted), key=str):
             log.info('I/O controller %s no longer wanted', tid)
+        if self._released is None:
+            self._released = {s.tid: s for s in released_iocs(self.view.wanted_of_record, wanted)}
+            for tid in sorted(self._released, key=str):
+                log.info('I/O controller %s was wanted before stacd restarted and no longer is', tid)
+        changed = set(wanted) != set(self.specs_by_tid)
         self.specs_by_tid = wanted
         self.sources = sources
         self._audit_on = self._audit_wanted()
+        if changed:
+            self._persist()
         return specs, problems
+
+    def release_specs(self) -> List[ControllerSpec]:
+        """The IOCs of the previous run that are not wanted: the kernel connections matching
+        them are let go of as disconnect-scope says (a worker does it once per spec)."""
+        return [s for tid, s in (self._released or {}).items() if tid not in self.specs_by_tid]
 
     def addresses_to_route(self) -> List[str]:
         """The addresses of log page IOCs without host-iface (their DC had none): the routing
         table picks their worker, as for configured controllers without host-iface."""
-        return sorted(
-            {
-                t.traddr
-                for t in self.view.log_page_iocs()[0]
-                if not t.host_iface and t.transport in ('tcp', 'rdma')
-            }
-        )
+        tids = list(self.view.log_page_iocs()[0]) + [s.tid for s in self.release_specs()]
+        return sorted({t.traddr for t in tids if not t.host_iface and t.transport in ('tcp', 'rdma')})
 
     def _audit_wanted(self) -> bool:
         return (

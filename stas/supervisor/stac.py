@@ -37,7 +37,7 @@ import dataclasses
 import enum
 import json
 from dataclasses import dataclass
-from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Set, Tuple
+from typing import Collection, Dict, Iterable, List, Mapping, Optional, Sequence, Set, Tuple
 
 from ..conf import DisconnectScope
 from ..errors import InvalidArgument, StasError
@@ -163,6 +163,9 @@ class StacView:
         self.listed: Set[TransportId] = set()  # DCs the current owner has listed
         self.read: Set[TransportId] = set()  # DCs the current owner read while we watched
         self.restored = False
+        # the IOCs the previous run wanted when it last saved (TID, pin_iface): what it may have
+        # connected, so what a new run lets go of when they are no longer wanted
+        self.wanted_of_record: Tuple[Tuple[TransportId, bool], ...] = ()
 
     # ---- stafd comes and goes -------------------------------------------------------------------
     def stafd_appeared(self, owner: str) -> bool:
@@ -260,7 +263,8 @@ class StacView:
         }
 
     # ---- persistence (the text; the role writes the file) -------------------------------------
-    def dump(self) -> str:
+    def dump(self, wanted: Iterable[ControllerSpec] = ()) -> str:
+        """The entries of record and the IOCs ``wanted`` now, as the text of the state file."""
         return json.dumps(
             {
                 'version': STATE_VERSION,
@@ -271,21 +275,36 @@ class StacView:
                     }
                     for dc in sorted(self.pages, key=str)
                 ],
+                'wanted': [
+                    {'tid': dataclasses.asdict(spec.tid), 'pin-iface': spec.pin_iface}
+                    for spec in sorted(wanted, key=lambda s: str(s.tid))
+                ],
             },
             indent=1,
         )
 
     def restore(self, text: str) -> None:
         """Take the entries of a previous run (``dump``); raises ValueError naming the problem."""
-        self.pages = parse_state(text)
+        self.pages, self.wanted_of_record = parse_state(text)
         self.restored = True
 
 
-def parse_state(text: str) -> Dict[TransportId, Tuple[LogEntry, ...]]:
-    """The pages of a ``StacView.dump``; raises ValueError naming what is wrong."""
+def parse_state(
+    text: str,
+) -> Tuple[Dict[TransportId, Tuple[LogEntry, ...]], Tuple[Tuple[TransportId, bool], ...]]:
+    """The pages and the wanted IOCs of a ``StacView.dump``; raises ValueError naming what is
+    wrong. A file without 'wanted' (an older one) wanted nothing."""
     doc = json.loads(text)
     if not isinstance(doc, dict) or doc.get('version') != STATE_VERSION:
         raise ValueError(f'not a version {STATE_VERSION} stacd state file')
+    wanted: List[Tuple[TransportId, bool]] = []
+    for i, item in enumerate(doc.get('wanted', [])):
+        try:
+            wanted.append(
+                (TransportId(**{k: str(v) for k, v in item['tid'].items()}), bool(item['pin-iface']))
+            )
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise ValueError(f'wanted {i}: {exc}') from None
     pages: Dict[TransportId, Tuple[LogEntry, ...]] = {}
     for i, item in enumerate(doc.get('dcs', [])):
         try:
@@ -299,7 +318,20 @@ def parse_state(text: str) -> Dict[TransportId, Tuple[LogEntry, ...]]:
             pages[dc] = tuple(io_entries(entries))
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise ValueError(f'entry {i}: {exc}') from None
-    return pages
+    return pages, tuple(wanted)
+
+
+def released_iocs(
+    wanted_of_record: Iterable[Tuple[TransportId, bool]], wanted: Collection[TransportId]
+) -> List[ControllerSpec]:
+    """The IOCs the previous run wanted and this one does not (a controller= line removed or an
+    exclude= added while stacd was stopped): the kernel connections a worker lets go of, as a
+    SIGHUP would have. nvme-stas 2.x did it through its last-known-config file."""
+    return [
+        ControllerSpec(tid=tid, role=Role.IOC, pin_iface=pin)
+        for tid, pin in wanted_of_record
+        if tid not in wanted
+    ]
 
 
 # ---- policy ---------------------------------------------------------------------------------------

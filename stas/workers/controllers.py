@@ -26,7 +26,7 @@ import glob
 import logging
 import os
 import time
-from typing import Any, Callable, Collection, Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, Callable, Collection, Dict, List, Mapping, Optional, Sequence, Set, Tuple
 
 from ..errors import InvalidArgument, StasError
 from ..fabric.addr import interface_of
@@ -140,6 +140,7 @@ class ControllerEngine:
         self._audit_busy = False
         self._audit_again = False
         self._audit_told: Dict[str, str] = {}  # device -> why it stays (logged once)
+        self._released_specs: Set[TransportId] = set()  # a previous run's IOCs already let go of
 
     # ---- Engine protocol -------------------------------------------------------------------------
     async def start(self, emit) -> None:
@@ -368,6 +369,49 @@ class ControllerEngine:
         self._desired = tuple(msg.controllers)
         if msg.options.adopt_trtypes:
             self._audit_soon(0.0)
+        fresh = tuple(s for s in msg.release if s.tid not in self._released_specs)
+        if fresh and self._loop is not None:
+            self._released_specs.update(s.tid for s in fresh)
+            held = {m.device for m in self._machines.values() if m.device}
+            desired, hostnqn, addrs = self._desired, msg.host.hostnqn, dict(self._interfaces)
+            disconnect = msg.options.disconnect_unwanted
+            try:
+                future = self._loop.run_in_executor(
+                    self._executor,
+                    lambda: self._release_pass(fresh, desired, hostnqn, held, addrs, disconnect),
+                )
+            except RuntimeError:  # shutting down
+                return
+            future.add_done_callback(_log_release_failure)
+
+    def _release_pass(
+        self,
+        release: Sequence[ControllerSpec],
+        desired: Sequence[ControllerSpec],
+        hostnqn: str,
+        held: Collection[str],
+        iface_addrs: Mapping[str, Any],
+        disconnect: bool,
+    ) -> None:
+        """On an executor thread: the kernel connections of controllers the previous stacd run
+        wanted and this one does not are disconnected (kept under disconnect-scope=no-disconnect
+        and when another owner claims them)."""
+        kctrls = sysfs_io.scan_controllers(self._sysfs_root)
+        for kctrl, spec in release_matches(kctrls, release, desired, hostnqn, held, iface_addrs):
+            why = foreign_owner(kctrl, self._registry_dir, glob.glob(self._nbft_glob))
+            if not why and not disconnect:
+                why = 'disconnect-scope keeps the connections stacd no longer wants'
+            if why:
+                log.info('%s (%s) is no longer wanted; left connected: %s', kctrl.device, spec.tid, why)
+                continue
+            if sysfs_io.connection_fingerprint(kctrl.device, self._sysfs_root) != _fingerprint(kctrl):
+                continue  # gone, or its name already belongs to another connection
+            log.info(
+                '%s (%s): connected for a previous stacd run and no longer wanted: disconnecting',
+                kctrl.device,
+                spec.tid,
+            )
+            delete_kernel_controller(kctrl.device, self._sysfs_root)
 
     def _audit_soon(self, delay_s: float) -> None:
         if self._loop is None:
@@ -557,6 +601,44 @@ def foreign_owner(kctrl: KernelController, registry_dir: str, nbft_paths: Sequen
     return ''
 
 
+def _log_release_failure(future: asyncio.Future) -> None:
+    if not future.cancelled() and future.exception() is not None:
+        log.error("cannot let go of a previous run's connections: %s", future.exception())
+
+
+def release_matches(
+    kctrls: Sequence[KernelController],
+    release: Sequence[ControllerSpec],
+    desired: Sequence[ControllerSpec],
+    hostnqn: str,
+    held: Collection[str],
+    iface_addrs: Mapping[str, Any],
+) -> List[Tuple[KernelController, ControllerSpec]]:
+    """The kernel I/O controllers that match a spec of ``release`` (as ``NvmeIo.connect``
+    would adopt them) and no spec of ``desired``, and that no machine holds, each with the
+    spec it matched."""
+    out: List[Tuple[KernelController, ControllerSpec]] = []
+    for kctrl in kctrls:
+        if kctrl.device in held or not looks_like_ioc(kctrl):
+            continue
+        spec = _first_match(release, kctrl, hostnqn, iface_addrs)
+        if spec is not None and _first_match(desired, kctrl, hostnqn, iface_addrs) is None:
+            out.append((kctrl, spec))
+    return out
+
+
+def _first_match(
+    specs: Sequence[ControllerSpec], kctrl: KernelController, hostnqn: str, iface_addrs: Mapping[str, Any]
+) -> Optional[ControllerSpec]:
+    """The first of ``specs`` whose connection ``kctrl`` is, as ``NvmeIo.connect`` would adopt it."""
+    for spec in specs:
+        pinned = spec.tid.host_iface if spec.pin_iface else ''
+        tid = dataclasses.replace(spec.tid, host_iface=pinned, host_nqn=hostnqn)
+        if kernel_ctrl_matches(tid, kctrl, iface_addrs, Role.IOC):
+            return spec
+    return None
+
+
 def audit_verdicts(
     kctrls: Sequence[KernelController],
     *,
@@ -587,14 +669,8 @@ def audit_verdicts(
                 continue
         elif host_iface:
             continue
-        why = ''
-        for spec in desired:
-            pinned = spec.tid.host_iface if spec.pin_iface else ''
-            tid = dataclasses.replace(spec.tid, host_iface=pinned, host_nqn=hostnqn)
-            if kernel_ctrl_matches(tid, kctrl, iface_addrs, Role.IOC):
-                why = f'wanted as {spec.tid}'
-                break
-        why = why or owner_of(kctrl)
+        wanted = _first_match(desired, kctrl, hostnqn, iface_addrs)
+        why = f'wanted as {wanted.tid}' if wanted is not None else owner_of(kctrl)
         out.append((kctrl, why))
     return out
 

@@ -299,3 +299,29 @@ def test_stafd_away_stacd_restarts_and_a_killed_worker_drop_nothing(fabric, daem
     until_logged(stacd, 'answered:', answers, scaled(4))
     clock.step('stafd start to its answer')
     stays(unchanged, scaled(0.1), 'IOCs kept once stafd answered')
+
+
+def test_a_controller_removed_while_stacd_was_stopped_is_disconnected_when_it_restarts(fabric, start_daemon):
+    tb0 = fabric.interface('tb0', '192.0.2.1/24')
+    io_port = fabric.port(tb0, trsvcid=4420)
+    k1, k2 = fabric.subsystem('k1', size_mb=4), fabric.subsystem('k2', size_mb=4)
+    io_port.link(k1)
+    io_port.link(k2)
+
+    def conf(*subs) -> str:
+        lines = ''.join(
+            f'controller=transport=tcp;traddr=192.0.2.1;trsvcid=4420;host-iface=tb0;nqn={s.nqn}\n'
+            for s in subs
+        )
+        return '[Controllers]\n' + lines
+
+    stacd = start_daemon('stacd', conf(k1, k2))  # no stafd needed for configured controllers
+    devices = wait_for(lambda: settled(stacd, ['k1', 'k2']), scaled(4), 'k1 and k2 connected')
+    stacd.stop()
+    assert sorted(kernel_iocs().values()) == ['k1', 'k2']  # stacd keeps them on its way out
+    # the admin removes k2 from stacd.conf while stacd is stopped, then starts it
+    stacd.conf.write_text(conf(k1))
+    stacd.start()
+    wait_for(lambda: kernel_iocs() == {devices['k1']: 'k1'}, scaled(3), 'k2 disconnected after the restart')
+    assert connected(stacd) == {'k1': devices['k1']}  # k1 adopted, not reconnected
+    assert f'{devices["k2"]} ' in stacd.logs() and 'no longer wanted: disconnecting' in stacd.logs()

@@ -121,6 +121,41 @@ def test_stafd_leaving_drops_nothing_and_the_state_file_carries_it_over_a_restar
     assert again.process_info_extra()['stafd']['restored from runtime directory'] is True
 
 
+def test_controllers_removed_while_stacd_was_stopped_are_released_once_it_restarts(role, tmp_path):
+    c1 = f'controller=transport=tcp;traddr=203.0.113.9;host-iface=tb0;nqn={NQN}c1\n'
+    c2 = f'controller=transport=tcp;traddr=203.0.113.9;nqn={NQN}c2\n'
+    role.stafd_appeared(':1.4')
+    role.stafd_answered(':1.4', answer(A))
+    assert wanted(role, config('[Controllers]\n' + c1 + c2)) == ['c1', 'c2', 's1', 's2']
+    assert role.release_specs() == []  # the first run had no previous one
+    # stacd stopped; c2 removed from stacd.conf and host-iface tb1 excluded meanwhile
+    again = StacdRole(str(tmp_path / 'run'))
+    again.restore()
+    edited = config('[Controllers]\n' + c1 + 'exclude=host-iface=tb1\n')
+    assert wanted(again, edited) == ['c1', 's1', 's2']
+    released = again.release_specs()
+    assert [(s.tid.subsysnqn[len(NQN) :], s.tid.host_iface, s.pin_iface) for s in released] == [
+        ('c2', '', True)
+    ]
+    # its worker is found as for a configured controller without host-iface: by route
+    assert again.addresses_to_route() == ['203.0.113.9']
+    # put back: wanted again, so not released
+    assert wanted(again, config('[Controllers]\n' + c1 + c2)) == ['c1', 'c2', 's1', 's2']
+    assert again.release_specs() == []
+    # the state file now records this run's wanted IOCs
+    saved = json.loads((tmp_path / 'run' / StacdRole.STATE_FILE).read_text())
+    assert sorted(w['tid']['subsysnqn'][len(NQN) :] for w in saved['wanted']) == ['c1', 'c2', 's1', 's2']
+
+
+def test_a_state_file_without_the_wanted_list_releases_nothing(tmp_path):
+    run = tmp_path / 'run'
+    run.mkdir()
+    (run / StacdRole.STATE_FILE).write_text('{"version": 1, "dcs": []}')
+    role = StacdRole(str(run))
+    role.restore()
+    assert wanted(role) == [] and role.release_specs() == []
+
+
 def test_a_broken_state_file_is_ignored(tmp_path, caplog):
     run = tmp_path / 'run'
     run.mkdir()

@@ -23,7 +23,7 @@ from stas.model import (
     TransportId,
     WorkerKey,
 )
-from stas.supervisor.policy import InterfaceState
+from stas.supervisor.policy import InterfaceState, WorkerPlan, with_releases
 from stas.supervisor.stac import (
     DcLogPage,
     StacView,
@@ -34,6 +34,7 @@ from stas.supervisor.stac import (
     ioc_dbus_extras,
     parse_all_log_pages,
     parse_state,
+    released_iocs,
     worker_options,
 )
 
@@ -239,6 +240,33 @@ def test_the_pages_survive_a_dump_and_restore_and_wait_for_stafd():
     assert again.pages == {DC_A: (entry('s1', eflags='4'),)}
     assert again.restored and again.state is StafdState.UNKNOWN and not again.authoritative
     assert again.summary()['log page entries'] == 1
+    assert again.wanted_of_record == ()
+
+
+def tid_of(sub: str) -> TransportId:
+    return TransportId('tcp', '192.0.2.1', '4420', NQN + sub, '', 'tb0', HOSTNQN)
+
+
+def test_the_wanted_iocs_survive_a_dump_and_the_unwanted_ones_are_released():
+    view = StacView()
+    unpinned = ControllerSpec(tid=tid_of('s2'), role=Role.IOC, pin_iface=False)
+    text = view.dump([ControllerSpec(tid=tid_of('s1'), role=Role.IOC), unpinned])
+    again = StacView()
+    again.restore(text)
+    assert again.wanted_of_record == ((tid_of('s1'), True), (tid_of('s2'), False))
+    assert released_iocs(again.wanted_of_record, {tid_of('s1')}) == [unpinned]
+    assert released_iocs(again.wanted_of_record, {tid_of('s1'), tid_of('s2')}) == []
+
+
+def test_releases_go_to_the_worker_each_tid_routes_to():
+    s1 = ControllerSpec(tid=tid_of('s1'), role=Role.IOC)  # host-iface tb0
+    routed = ControllerSpec(tid=TransportId('tcp', '203.0.113.9', '4420', NQN + 'r'), role=Role.IOC)
+    tb0 = WorkerKey('tcp', 'tb0')
+    plans = {tb0: WorkerPlan(tb0, controllers=(configured('a'),))}
+    out = with_releases(plans, [s1, routed], {'203.0.113.9': 'tb1'})
+    assert out[tb0] == WorkerPlan(tb0, controllers=(configured('a'),), release=(s1,))
+    assert out[WorkerKey('tcp', 'tb1')] == WorkerPlan(WorkerKey('tcp', 'tb1'), release=(routed,))
+    assert plans[tb0].release == ()  # the plans given are left as they were
 
 
 @pytest.mark.parametrize(
@@ -248,6 +276,7 @@ def test_the_pages_survive_a_dump_and_restore_and_wait_for_stafd():
         '[]',
         '{"version": 1, "dcs": [{"dc": {"transport": "tcp"}, "log-pages": [{"trtype": "tcp"}]}]}',
         '{"version": 1, "dcs": [{"log-pages": []}]}',
+        '{"version": 1, "dcs": [], "wanted": [{"tid": {"transport": "tcp"}}]}',
     ],
 )
 def test_a_foreign_state_file_is_refused_with_a_reason(text):

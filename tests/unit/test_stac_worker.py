@@ -18,7 +18,13 @@ from stas.ipc.messages import Configure, CtrlGone, WorkerOptions
 from stas.model import ControllerSpec, HostIdentity, KernelController, Role, TransportId
 from stas.testing.nbft_table import DiscoverySpec, HfiSpec, SubsystemSpec, build_nbft
 from stas.workers import controllers
-from stas.workers.controllers import ControllerEngine, audit_verdicts, delete_kernel_controller, foreign_owner
+from stas.workers.controllers import (
+    ControllerEngine,
+    audit_verdicts,
+    delete_kernel_controller,
+    foreign_owner,
+    release_matches,
+)
 from stas.workers.nvme_io import ConnectResult
 
 HOSTNQN = 'nqn.2014-08.org.nvmexpress:uuid:0c5d3f4e-1111-4222-8333-944455556666'
@@ -79,6 +85,20 @@ def test_audit_verdicts_pick_the_unwanted_iocs_of_this_interface_and_transport()
         'nvme7': 'owned by x',
         'nvme8': f'wanted as {spec("unpinned-match").tid}',
     }
+
+
+def test_release_matches_the_previous_runs_iocs_that_nobody_wants_or_holds():
+    found = [
+        kctrl('nvme1', 'removed'),
+        kctrl('nvme2', 'wanted-again'),
+        kctrl('nvme3', 'held'),
+        kctrl('nvme4', 'never-ours'),
+        kctrl('nvme5', 'removed', cntrltype='discovery'),
+        kctrl('nvme6', 'removed', hostnqn='nqn.another-host'),
+    ]
+    release = [spec('removed'), spec('wanted-again'), spec('held')]
+    got = release_matches(found, release, [spec('wanted-again')], HOSTNQN, {'nvme3'}, IFACES)
+    assert [(k.device, s.tid) for k, s in got] == [('nvme1', spec('removed').tid)]
 
 
 def test_the_interface_less_worker_audits_the_other_transports():
@@ -246,7 +266,9 @@ class Harness:
     async def start(self) -> None:
         await self.engine.start(self.emit)
 
-    async def configure(self, *specs: ControllerSpec, new_generation: bool = False, **options) -> None:
+    async def configure(
+        self, *specs: ControllerSpec, new_generation: bool = False, release=(), **options
+    ) -> None:
         if new_generation:
             self.generation += 1
         msg = Configure(
@@ -254,6 +276,7 @@ class Harness:
             host=HOST,
             options=WorkerOptions(**options),
             controllers=tuple(specs),
+            release=tuple(release),
             interfaces=IFACES,
         )
         await self.engine.configure(msg)
@@ -301,6 +324,29 @@ def test_no_disconnect_forgets_and_lets_libnvme_go_of_the_device(tmp_path):
         await h.configure(a, disconnect_unwanted=False)
         await h.configure(disconnect_unwanted=False)
         assert h.io.calls == [('connect', 'a'), ('forget', 'nvme1')]
+
+    run(scenario())
+
+
+def test_a_previous_runs_unwanted_connection_is_let_go_of_once_as_the_scope_says(tmp_path):
+    async def scenario():
+        h = Harness(tmp_path)
+        await h.start()
+        removed = h.sys.controller('nvme1', 'removed', TB0_ADDRESS)
+        owned = h.sys.controller('nvme2', 'owned', TB0_ADDRESS)
+        (h.registry / 'nvme2').mkdir(parents=True)
+        (h.registry / 'nvme2' / 'owner').write_text('nvme-cli\n')
+        kept = h.sys.controller('nvme3', 'kept', TB0_ADDRESS)
+        # disconnect-scope=no-disconnect: nothing is disconnected, even a previous run's IOC
+        await h.configure(release=[spec('kept')], disconnect_unwanted=False)
+        assert not (kept / 'delete_controller').exists()
+        await h.configure(release=[spec('removed'), spec('owned')])
+        assert (removed / 'delete_controller').read_text() == '1'
+        assert not (owned / 'delete_controller').exists()  # another tool's
+        (removed / 'delete_controller').unlink()
+        await h.configure(release=[spec('removed'), spec('owned')])  # once per spec and worker
+        assert not (removed / 'delete_controller').exists()
+        assert h.io.calls == []  # nothing connected, no machine made
 
     run(scenario())
 
