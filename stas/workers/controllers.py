@@ -404,14 +404,9 @@ class ControllerEngine:
             if why:
                 log.info('%s (%s) is no longer wanted; left connected: %s', kctrl.device, spec.tid, why)
                 continue
-            if sysfs_io.connection_fingerprint(kctrl.device, self._sysfs_root) != _fingerprint(kctrl):
-                continue  # gone, or its name already belongs to another connection
-            log.info(
-                '%s (%s): connected for a previous stacd run and no longer wanted: disconnecting',
-                kctrl.device,
-                spec.tid,
+            self._delete_unchanged(
+                kctrl, f'{kctrl.device} ({spec.tid}): connected for a previous stacd run and no longer wanted'
             )
-            delete_kernel_controller(kctrl.device, self._sysfs_root)
 
     def _audit_soon(self, delay_s: float) -> None:
         if self._loop is None:
@@ -477,16 +472,19 @@ class ControllerEngine:
                     level = logging.DEBUG if why.startswith('wanted') else logging.INFO
                     log.log(level, 'audit: %s (%s) left alone: %s', kctrl.device, kctrl.subsysnqn, why)
                 continue
-            if sysfs_io.connection_fingerprint(kctrl.device, self._sysfs_root) != _fingerprint(kctrl):
-                continue  # gone, or its name already belongs to another connection
-            log.info(
-                'audit: disconnecting %s (%s at %s): not wanted (disconnect-scope=%s)',
-                kctrl.device,
-                kctrl.subsysnqn,
-                kctrl.traddr,
-                'all-connections-matching-disconnect-trtypes',
+            self._delete_unchanged(
+                kctrl,
+                f'audit: {kctrl.device} ({kctrl.subsysnqn} at {kctrl.traddr}): not wanted '
+                '(disconnect-scope=all-connections-matching-disconnect-trtypes)',
             )
-            delete_kernel_controller(kctrl.device, self._sysfs_root)
+
+    def _delete_unchanged(self, kctrl: KernelController, why: str) -> None:
+        """Disconnect ``kctrl`` (logging ``why``) unless it is gone or its name already belongs
+        to another connection since it was read."""
+        if sysfs_io.connection_fingerprint(kctrl.device, self._sysfs_root) != _fingerprint(kctrl):
+            return
+        log.info('%s: disconnecting', why)
+        delete_kernel_controller(kctrl.device, self._sysfs_root)
 
     def _forget_soon(self, device: str) -> None:
         assert self._loop is not None
