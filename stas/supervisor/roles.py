@@ -277,6 +277,9 @@ class StacdRole:
         self._audit_on = False  # what the last plan told workers about the audit
         # IOCs of the previous run no longer wanted: computed at the first plan, kept for the run
         self._released: Optional[Dict[TransportId, ControllerSpec]] = None
+        # IOCs no longer wanted, as they were wanted: a worker that dies while letting one go
+        # leaves the release to its successor (which has no machine for it)
+        self._letting_go: Dict[TransportId, ControllerSpec] = {}
 
     # ---- wiring ---------------------------------------------------------------------------------
     def bind(self, supervisor: Any) -> None:
@@ -421,6 +424,10 @@ class StacdRole:
             for tid in sorted(self._released, key=str):
                 log.info('I/O controller %s was wanted before stacd restarted and no longer is', tid)
         changed = set(wanted) != set(self.specs_by_tid)
+        for tid in set(self.specs_by_tid) - set(wanted):
+            self._letting_go[tid] = self.specs_by_tid[tid]
+        for tid in set(wanted):
+            self._letting_go.pop(tid, None)
         self.specs_by_tid = wanted
         self.sources = sources
         self._audit_on = self._audit_wanted()
@@ -429,8 +436,9 @@ class StacdRole:
         return specs, problems
 
     def release_specs(self) -> List[ControllerSpec]:
-        """The IOCs of the previous run that are not wanted: the kernel connections matching
-        them are let go of as disconnect-scope says (a worker does it once per spec)."""
+        """The IOCs of the previous run, and those whose worker exited while letting them go,
+        that are not wanted: the kernel connections matching them are let go of as
+        disconnect-scope says (each worker process does it once per spec)."""
         return [s for tid, s in (self._released or {}).items() if tid not in self.specs_by_tid]
 
     def addresses_to_route(self) -> List[str]:
@@ -479,6 +487,7 @@ class StacdRole:
             self.status[msg.status.tid] = msg.status
             self.reported_by[msg.status.tid] = key
         elif isinstance(msg, CtrlGone):
+            self._letting_go.pop(msg.tid, None)  # let go of: nothing left for a successor
             self.status.pop(msg.tid, None)
             self.reported_by.pop(msg.tid, None)
             return msg.tid not in self.specs_by_tid  # let go of: its worker may not be needed
@@ -490,6 +499,13 @@ class StacdRole:
         for tid in gone:
             self.status.pop(tid, None)
             del self.reported_by[tid]
+        unfinished = [t for t in gone if t not in self.specs_by_tid and t in self._letting_go]
+        if unfinished:
+            released = self._released if self._released is not None else {}
+            for tid in unfinished:
+                log.info('I/O controller %s: its worker exited while letting it go; its successor will', tid)
+                released[tid] = self._letting_go[tid]
+            self._released = released
         if any(t not in self.specs_by_tid for t in gone):
             self._replan()
 

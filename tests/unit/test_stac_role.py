@@ -205,6 +205,8 @@ def test_a_worker_letting_controllers_go_is_kept_until_they_are_gone(role):
     assert role.extra_worker_keys({}) == [TB1]  # s3 is being disconnected there
     assert role.on_report(TB1, CtrlGone(tid=s3, role=Role.IOC)) is True
     assert role.extra_worker_keys({}) == []
+    role.on_worker_gone(TB1)
+    assert role.release_specs() == []  # it was let go of: nothing for a successor to do
 
 
 def test_a_worker_that_exits_takes_its_reports_along(role):
@@ -213,11 +215,17 @@ def test_a_worker_that_exits_takes_its_reports_along(role):
     wanted(role)
     s1 = tid_of(role, 's1')
     role.on_report(TB0, status(s1))
+    spec_s1 = role.specs_by_tid[s1]
     role.stafd_answered(':1.4', answer(('192.0.2.1', 'tb0', ['s2'])))
     wanted(role)
     before = role.replans.count
-    role.on_worker_gone(TB0)
+    role.on_worker_gone(TB0)  # it died while letting s1 go: its successor lets go of s1
     assert role.status == {} and role.replans.count == before + 1
+    assert role.release_specs() == [spec_s1]
+    # s1 listed again: wanted, so no longer released
+    role.stafd_answered(':1.4', answer(A))
+    wanted(role)
+    assert role.release_specs() == []
 
 
 def test_disconnect_scope_options_and_the_audit_wait_for_stafd(role):
