@@ -215,9 +215,11 @@ class LogPages(Message):
 @message('mdns', sender=Sender.WORKER)
 @dataclass(frozen=True)
 class MdnsServices(Message):
-    """Every mDNS service currently seen on the worker's interface (full list)."""
+    """Every mDNS service currently seen on the worker's interface (full list), and whether
+    avahi-daemon is there to ask: 'running', 'missing', or '' while not browsing."""
 
     services: Tuple[MdnsService, ...] = ()
+    avahi: str = ''
 
 
 @message('reply', sender=Sender.WORKER)

@@ -60,6 +60,7 @@ class ZeroconfDcs:
         self._clock = clock
         self._wall_clock = wall_clock
         self.snapshots: Dict[str, Tuple[MdnsService, ...]] = {}  # interface -> services
+        self.avahi: Dict[str, str] = {}  # interface -> 'running' or 'missing', as its worker saw
         self.dcs: Dict[TransportId, ControllerSpec] = {}  # the discovered DCs kept
         self.aging = LostDcAging()
         self._connected: Dict[TransportId, bool] = {}
@@ -80,6 +81,10 @@ class ZeroconfDcs:
     def on_services(self, key: WorkerKey, msg: MdnsServices) -> bool:
         """Take a worker's list; True when it changed (a planning pass is due)."""
         iface = key.host_iface
+        if msg.avahi:
+            self.avahi[iface] = msg.avahi
+        else:
+            self.avahi.pop(iface, None)
         services = tuple(s for s in msg.services if s.interface == iface)
         if self.snapshots.get(iface, ()) == services:
             return False
@@ -212,6 +217,7 @@ class ZeroconfDcs:
                 }
         return {
             'service types': list(NVME_DISC_STYPES if self._enabled else ()),
+            'avahi-daemon': dict(sorted(self.avahi.items())),
             'services': services,
             'zeroconf-connections-persistence': persistence_text(self._persistence_s),
             'discovered controllers': {str(tid): self._fate_short(tid) for tid in sorted(self.dcs, key=str)},

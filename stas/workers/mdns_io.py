@@ -225,7 +225,7 @@ class AvahiBrowser:
         self._browsers: Dict[BrowserKey, str] = {}
         self._items: Dict[ItemKey, _Item] = {}
         self._resolvers: Dict[str, ItemKey] = {}
-        self._last: Optional[Tuple[MdnsService, ...]] = None
+        self._last: Optional[Tuple[Tuple[MdnsService, ...], str]] = None
         self._wake = asyncio.Event()
         self._timer: Optional[asyncio.TimerHandle] = None
         self._task: Optional[asyncio.Task] = None
@@ -329,6 +329,7 @@ class AvahiBrowser:
             await self._connect()
         if not self._avahi_present:
             self._avahi_present = await self._ask_avahi()
+            self._publish()  # say whether Avahi is there, services or not
             if not self._avahi_present:
                 if not self._warned_missing:
                     log.warning(
@@ -651,9 +652,12 @@ class AvahiBrowser:
         if self._closed:
             return
         services = self.services() if self._avahi_present and self._stypes else ()
-        if services != self._last:
-            self._last = services
-            self._emit(MdnsServices(services=services))
+        avahi = ''
+        if self._stypes and self._avahi_present is not None:
+            avahi = 'running' if self._avahi_present else 'missing'
+        if (services, avahi) != self._last:
+            self._last = (services, avahi)
+            self._emit(MdnsServices(services=services, avahi=avahi))
 
     def _spawn(self, coro) -> asyncio.Task:
         task = asyncio.ensure_future(coro)

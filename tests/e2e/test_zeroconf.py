@@ -134,11 +134,16 @@ def test_discovered_dc_connects_survives_outages_and_ages_out(fabric, lab, udevd
             }
         }
         assert info['avahi']['service types'] == ['_nvme-disc._tcp', '_nvme-disc._udp']
+        assert info['avahi']['avahi-daemon']['zc0'] == 'running'
         assert sorted(w['interface'] for w in d.ctl_json('workers')) == ['zc0', 'zcd0']
 
         # Avahi goes away and comes back: the DC stays connected, browsing resumes
         lab.stafd.stop_avahi()
-        wait_for(lambda: avahi_services(d) == {}, scaled(2), 'services dropped with Avahi')
+        wait_for(
+            lambda: (a := status(d)['avahi'])['services'] == {} and a['avahi-daemon'].get('zc0') == 'missing',
+            scaled(2),
+            'services dropped with Avahi, and status saying it is missing',
+        )
         assert 'avahi-daemon left the system bus: no zeroconf discovery on zc0' in d.logs()
         started = time.monotonic()
         lab.stafd.start_avahi()

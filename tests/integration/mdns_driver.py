@@ -20,6 +20,7 @@ from stas.workers.mdns_io import AvahiBrowser
 
 def emit(msg) -> None:
     print(json.dumps([dataclasses.asdict(s) for s in msg.services]), flush=True)
+    print(f'reported avahi={msg.avahi}', file=sys.stderr, flush=True)
 
 
 async def main(iface: str, delays) -> None:

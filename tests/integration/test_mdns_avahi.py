@@ -196,14 +196,17 @@ def test_avahi_stopped_and_restarted_browsing_resumes(lab, driver):
     lab.dc.listen(DC_ADDR, 8009)
     lab.dc.publish('steady', 8009, ['p=tcp'])
     driver.wait(lambda s: named(s, 'steady') and named(s, 'steady')['reachable'], 10, 'found')
+    assert driver.log().split('reported avahi=')[-1].startswith('running')
     lab.stafd.stop_avahi()
     driver.wait(lambda s: s == [], 5, 'list emptied while Avahi is gone')
     assert 'avahi-daemon left the system bus: no zeroconf discovery on stmd0 until it is back' in driver.log()
+    assert driver.log().split('reported avahi=')[-1].startswith('missing')  # stafctl status shows it
     started = time.monotonic()
     lab.stafd.start_avahi()
     driver.wait(lambda s: named(s, 'steady') and named(s, 'steady')['reachable'], 15, 'found again')
     print(f'Avahi restarted -> service reported again: {time.monotonic() - started:.2f} s')
     assert 'avahi-daemon available: zeroconf discovery on stmd0' in driver.log()
+    assert driver.log().split('reported avahi=')[-1].startswith('running')
 
 
 def test_browser_started_before_avahi_waits_for_it(lab):
@@ -212,6 +215,7 @@ def test_browser_started_before_avahi_waits_for_it(lab):
     listener = None
     try:
         d.wait(lambda s: 'is not on the system bus' in d.log(), 5, 'missing Avahi warned about')
+        assert 'reported avahi=missing' in d.log()
         listener = lab.dc.listen(DC_ADDR, 8009)
         lab.dc.publish('late avahi', 8009, ['p=tcp'])
         lab.stafd.start_avahi()

@@ -104,6 +104,14 @@ def test_same_list_again_needs_no_replan(zc):
     assert not zc.on_services(ETH0, MdnsServices((svc(),)))
 
 
+def test_status_says_whether_each_interfaces_worker_found_avahi(zc):
+    assert zc.on_services(ETH0, MdnsServices((svc(),), avahi='running'))
+    assert not zc.on_services(ETH1, MdnsServices((), avahi='missing'))  # nothing to plan for
+    assert zc.process_info()['avahi-daemon'] == {'eth0': 'running', 'eth1': 'missing'}
+    zc.on_services(ETH1, MdnsServices(()))  # browsing stopped there
+    assert zc.process_info()['avahi-daemon'] == {'eth0': 'running'}
+
+
 def test_a_worker_reports_only_its_own_interface(zc):
     zc.on_services(ETH0, MdnsServices((svc(iface='eth1'),)))
     assert zc.roots(conf(), HOST)[0] == []
