@@ -91,6 +91,7 @@ class Supervisor:
         self._nbft_dir = nbft_dir
         self._spawner = spawner  # given when main() started the forkserver early
         self._boot = None  # the firmware's NBFTs (nbft_source.BootTables), read once at start (stafd)
+        self._boot_told: frozenset = frozenset()  # their problems at the last pass (logged once)
         scale = float(environ.get('STAS_TIMEOUT_SCALE', '1') or 1)
         self._restart_policy = RestartPolicy().scaled(scale)
         self._faults = faults.parse(environ.get('STAS_WORKER_FAULTS', ''))
@@ -281,7 +282,9 @@ class Supervisor:
 
         ctrls, problems = discovery_controllers(self._boot, self._interfaces)
         for p in problems:
-            log.warning('%s', p)
+            if p not in self._boot_told:  # every pass finds them again: say each once
+                log.warning('%s', p)
+        self._boot_told = frozenset(problems)
         return dataclasses.replace(config, controllers=tuple(config.controllers) + tuple(ctrls))
 
     def _arm_role_wakeup(self) -> None:
