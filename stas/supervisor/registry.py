@@ -14,6 +14,13 @@ Restart rules:
   a reload, a link change or an explicit restart resets it.
 - A worker that stops sending heartbeats (hung, or SIGSTOPped) is sent SIGTERM, then SIGKILL
   after ``kill_grace_s``; its exit is then handled like any other.
+- A deadline that is found passed long after it fell due (more than ``stall_tolerance_s``)
+  means the supervisor itself did not run (SIGSTOP, a frozen cgroup, a blocked loop): the
+  heartbeats its workers sent meanwhile are still unread in their sockets. Such a slot is given
+  one more heartbeat interval to be read before it is judged, so a resumed supervisor never
+  kills healthy workers.
+- Restarts of one slot are serialised: a restart asked for while one is under way (the old
+  process still exiting, or the new one not yet up) is that same restart.
 """
 
 from __future__ import annotations
@@ -50,6 +57,9 @@ class RestartPolicy:
     heartbeat_timeout_s: float = 75.0
     kill_grace_s: float = 3.0
     shutdown_grace_s: float = 5.0
+    # A timer of the supervisor's loop fires within milliseconds of its deadline; one that
+    # fires this much later says the supervisor was not running (see the module docstring).
+    stall_tolerance_s: float = 5.0
 
     def scaled(self, factor: float) -> RestartPolicy:
         """Timers stretched by ``factor``: > 1 for an emulated guest that runs Python 20x
@@ -63,6 +73,7 @@ class RestartPolicy:
             heartbeat_timeout_s=self.heartbeat_timeout_s * factor,
             kill_grace_s=self.kill_grace_s * factor,
             shutdown_grace_s=self.shutdown_grace_s * factor,
+            stall_tolerance_s=self.stall_tolerance_s * factor,
         )
 
 
@@ -83,7 +94,9 @@ class ExitInfo:
 
     returncode: Optional[int]
 
-    def describe(self) -> str:
+    def describe(self, killed_by_supervisor: bool = False) -> str:
+        """How it ended, for people. ``killed_by_supervisor``: the supervisor sent SIGKILL
+        itself, so a SIGKILL is no hint of the OOM killer."""
         rc = self.returncode
         if rc is None:
             return 'vanished (exit status unknown)'
@@ -93,6 +106,8 @@ class ExitInfo:
             name = signal.Signals(-rc).name
         except ValueError:
             name = f'signal {-rc}'
+        if killed_by_supervisor and -rc == signal.SIGKILL:
+            return f'killed by {name} (sent by the supervisor)'
         hint = _SIGNAL_HINTS.get(-rc)
         return f'killed by {name}' + (f' ({hint})' if hint else '')
 
@@ -204,6 +219,7 @@ class WorkerSlot:
         self.fast_failures = 0
         self.last_exit: str = ''
         self._fault: str = ''  # why we are killing it (hang, protocol error)
+        self._sent_sigkill = False  # the supervisor SIGKILLed the current process
         self._restart_after_exit = False
 
     # -- public ------------------------------------------------------------------------------
@@ -236,6 +252,7 @@ class WorkerSlot:
         self.started_at = now
         self.running_since = None
         self._fault = ''
+        self._sent_sigkill = False
         self._restart_after_exit = False
         self.deadline = now + self.policy.hello_timeout_s
         return [SpawnWorker()]
@@ -256,6 +273,13 @@ class WorkerSlot:
         return []
 
     def _on_HelloReceived(self, event: HelloReceived, now: float) -> List[Effect]:
+        if self.state == SlotState.STOPPING and self.running_since is None:
+            # stopped (or restarted) before it could say hello: the shutdown asked for then
+            # could not be delivered; now it can
+            self.pid = event.pid
+            return [SendShutdown()]
+        if self.state == SlotState.TERMINATING:
+            return []  # too late: it is being killed (no hello in time)
         if self.state != SlotState.STARTING:
             return self._illegal(event)
         self.pid = event.pid
@@ -287,12 +311,24 @@ class WorkerSlot:
     def _on_DeadlineReached(self, event: DeadlineReached, now: float) -> List[Effect]:
         if self.deadline is None or now < self.deadline:
             return []
+        late_s = now - self.deadline
+        if self.state in (SlotState.STARTING, SlotState.RUNNING) and late_s > self.policy.stall_tolerance_s:
+            # the supervisor was not running: what the worker sent meanwhile is still unread
+            self.deadline = now + self.policy.heartbeat_interval_s
+            return [
+                LogEvent(
+                    'warning',
+                    f'worker {self.key} pid {self.pid}: the supervisor did not run for {late_s:.0f} s '
+                    f'(stopped or overloaded); reading what the worker sent before judging it',
+                )
+            ]
         if self.state == SlotState.STARTING:
             return self._terminate(f'no hello within {self.policy.hello_timeout_s:g} s', now)
         if self.state == SlotState.RUNNING:
             return self._terminate(f'no heartbeat for {self.policy.heartbeat_timeout_s:g} s (hung?)', now)
         if self.state in (SlotState.TERMINATING, SlotState.STOPPING):
             self.deadline = None  # SIGKILL cannot be refused: the exit will follow
+            self._sent_sigkill = True
             return [
                 LogEvent('warning', f'worker {self.key} pid {self.pid} did not exit; sending SIGKILL'),
                 SendSignal(signal.SIGKILL),
@@ -305,7 +341,7 @@ class WorkerSlot:
     def _on_Exited(self, event: Exited, now: float) -> List[Effect]:
         if not self.alive:
             return self._illegal(event)
-        how = event.info.describe()
+        how = event.info.describe(killed_by_supervisor=self._sent_sigkill)
         self.last_exit = f'{how}: {self._fault}' if self._fault else how
         pid = self.pid
         if self.state == SlotState.STOPPING and not self._restart_after_exit:
@@ -357,12 +393,17 @@ class WorkerSlot:
             self.fast_failures = 0
             self.restarts += 1
             return [LogEvent('info', f'worker {self.key}: {event.reason}'), *self._spawn(now)]
-        if self.state in (SlotState.STARTING, SlotState.RUNNING):
+        if self.state == SlotState.STARTING:
+            # a fresh process is already on its way up: that is the restart asked for
+            return [LogEvent('info', f'worker {self.key}: {event.reason}: already starting')]
+        if self.state == SlotState.RUNNING:
             self.state = SlotState.STOPPING
             self._restart_after_exit = True
             self.deadline = now + self.policy.shutdown_grace_s
             return [LogEvent('info', f'worker {self.key} pid {self.pid}: {event.reason}'), SendShutdown()]
-        # TERMINATING or STOPPING: it is on its way out; make sure it comes back
+        # TERMINATING or STOPPING: it is on its way out; make sure it comes back (once)
+        if self._restart_after_exit:
+            return [LogEvent('info', f'worker {self.key}: {event.reason}: a restart is already under way')]
         self._restart_after_exit = True
         return []
 

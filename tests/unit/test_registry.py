@@ -189,6 +189,86 @@ def test_hello_while_running_is_a_driver_bug():
         slot.handle(HelloReceived(100), 1.0)
 
 
+def test_a_deadline_found_long_past_gives_the_heartbeats_a_chance_first():
+    # the supervisor was SIGSTOPped for a minute: the worker's beats wait unread in its socket
+    slot = running_slot(now=0.0)
+    late = POLICY.heartbeat_timeout_s + POLICY.stall_tolerance_s + 60
+    effects = slot.handle(DeadlineReached(), late)
+    assert orders(effects) == []
+    assert 'the supervisor did not run for 65 s' in effects[0].message
+    assert slot.state == SlotState.RUNNING
+    assert slot.deadline == late + POLICY.heartbeat_interval_s
+    slot.handle(HeartbeatReceived(), late + 0.01)  # the backlog is read: healthy
+    assert slot.state == SlotState.RUNNING
+    assert slot.deadline == late + 0.01 + POLICY.heartbeat_timeout_s
+
+
+def test_a_worker_still_silent_after_the_resume_grace_is_killed():
+    slot = running_slot(now=0.0)
+    late = POLICY.heartbeat_timeout_s + POLICY.stall_tolerance_s + 60
+    slot.handle(DeadlineReached(), late)
+    effects = slot.handle(DeadlineReached(), slot.deadline)
+    assert orders(effects) == [SendSignal(signal.SIGTERM)]
+
+
+def test_a_deadline_reached_within_the_tolerance_is_judged_at_once():
+    slot = running_slot(now=0.0)
+    effects = slot.handle(DeadlineReached(), POLICY.heartbeat_timeout_s + POLICY.stall_tolerance_s)
+    assert orders(effects) == [SendSignal(signal.SIGTERM)]
+
+
+def test_a_starting_worker_is_not_judged_right_after_a_stall_either():
+    slot = WorkerSlot(KEY, POLICY)
+    slot.handle(Start(), 0.0)
+    late = POLICY.hello_timeout_s + POLICY.stall_tolerance_s + 1
+    assert orders(slot.handle(DeadlineReached(), late)) == []
+    assert slot.state == SlotState.STARTING
+    slot.handle(HelloReceived(100), late + 0.01)
+    assert slot.state == SlotState.RUNNING
+
+
+def test_two_restarts_in_a_row_are_one_restart():
+    slot = running_slot()
+    assert orders(slot.handle(RestartRequested(), 1.0)) == [SendShutdown()]
+    effects = slot.handle(RestartRequested(), 1.001)
+    assert orders(effects) == []
+    assert 'a restart is already under way' in effects[0].message
+    assert orders(slot.handle(Exited(ExitInfo(0)), 1.1)) == [SpawnWorker()]
+    # the replacement is starting: a third request is the same restart, not a kill of it
+    effects = slot.handle(RestartRequested(), 1.11)
+    assert orders(effects) == []
+    assert 'already starting' in effects[0].message
+    assert slot.state == SlotState.STARTING
+    slot.handle(Spawned(101), 1.12)
+    slot.handle(HelloReceived(101), 1.2)
+    assert slot.state == SlotState.RUNNING
+    assert slot.restarts == 1
+
+
+def test_a_worker_stopped_before_its_hello_is_told_to_shut_down_once_it_says_hello():
+    slot = WorkerSlot(KEY, POLICY)
+    slot.handle(Start(), 0.0)
+    slot.handle(Spawned(100), 0.0)
+    slot.handle(StopRequested(), 0.1)  # its channel is not up yet: the shutdown cannot go out
+    assert orders(slot.handle(HelloReceived(100), 0.2)) == [SendShutdown()]
+    assert slot.state == SlotState.STOPPING
+    slot.handle(Exited(ExitInfo(0)), 0.3)
+    assert slot.state == SlotState.STOPPED
+
+
+def test_a_sigkill_the_supervisor_sent_is_not_blamed_on_the_oom_killer():
+    slot = running_slot()
+    slot.handle(StopRequested(), 1.0)
+    slot.handle(DeadlineReached(), 1.0 + POLICY.shutdown_grace_s)
+    slot.handle(Exited(ExitInfo(-signal.SIGKILL)), 7.0)
+    assert slot.last_exit == 'killed by SIGKILL (sent by the supervisor)'
+    slot.handle(Start(), 8.0)
+    slot.handle(Spawned(101), 8.0)
+    slot.handle(HelloReceived(101), 8.0)
+    slot.handle(Exited(ExitInfo(-signal.SIGKILL)), 30.0)  # this one we did not send
+    assert slot.last_exit == 'killed by SIGKILL (OOM?)'
+
+
 def test_exit_descriptions():
     assert ExitInfo(0).describe() == 'exited with status 0'
     assert ExitInfo(-signal.SIGTERM).describe() == 'killed by SIGTERM'
