@@ -36,6 +36,7 @@ from ..conf import (
 from ..errors import InvalidArgument, NotFound, Unavailable
 from ..ipc.messages import OP_SET_LOG_LEVEL, Configure, Hello, Message, WorkerOptions
 from ..model import HostIdentity, WorkerKey
+from ..signals import UNUSED, EarlySignals, UnusedSignalLog
 from ..workers import faults
 from ..workers.spec import WorkerSpec
 from . import netlink, resolver, sdnotify
@@ -79,6 +80,7 @@ class Supervisor:
         engine: str = '',
         nbft_dir: str = DEFAULT_NBFT_DIR,
         spawner: Optional[Spawner] = None,
+        early_signals: Optional[EarlySignals] = None,
         environ: Mapping[str, str] = os.environ,
     ):
         self.daemon = daemon
@@ -90,6 +92,8 @@ class Supervisor:
         self._engine = engine or daemon
         self._nbft_dir = nbft_dir
         self._spawner = spawner  # given when main() started the forkserver early
+        self._early_signals = early_signals  # what came before the loop handled signals
+        self._unused_signals = UnusedSignalLog(log, daemon)
         self._boot = None  # the firmware's NBFTs (nbft_source.BootTables), read once at start (stafd)
         self._boot_told: frozenset = frozenset()  # their problems at the last pass (logged once)
         scale = float(environ.get('STAS_TIMEOUT_SCALE', '1') or 1)
@@ -379,6 +383,7 @@ class Supervisor:
             'config problems': list(self.config_problems()),
             'runtime directory': self.runtime_dir,
             'workers': [_worker_dict(w) for w in self.workers()],
+            'signals ignored': dict(self._unused_signals.counts),
         }
         if self._boot is not None:  # stafd: what it found of the firmware's NBFT at start
             info['nbft'] = {
@@ -469,9 +474,12 @@ class Supervisor:
         loop.add_signal_handler(signal.SIGTERM, self.request_stop)
         loop.add_signal_handler(signal.SIGINT, self.request_stop)
         loop.add_signal_handler(signal.SIGHUP, self.request_reload)
+        for signum in UNUSED:
+            loop.add_signal_handler(signum, self._unused_signals.received, signum)
+        self._take_early_signals()
 
         spawner = self._spawner or Spawner(self._engine)
-        spawner.warm_up()
+        forkserver = spawner.warm_up()
         self.pool = WorkerPool(
             spawner,
             self._make_spec,
@@ -519,6 +527,16 @@ class Supervisor:
                 watchdog.cancel()
             await self._shutdown()
         return 0
+
+    def _take_early_signals(self) -> None:
+        if self._early_signals is None:
+            return
+        hup, others = self._early_signals.take()
+        if others:
+            log.warning('ignored while starting: %s', ', '.join(others))
+        if hup:
+            log.info('SIGHUP received while starting: the configuration is read again once started')
+            self.request_reload()
 
     def _read_boot_tables(self) -> None:
         from .nbft_source import read_boot_tables  # most hosts have no NBFT: parse only if needed
@@ -581,7 +599,9 @@ async def _quietly(awaitable) -> None:
         log.debug('ignored: %s', exc)
 
 
-def run_daemon(daemon: str, args, spawner: Optional[Spawner] = None) -> int:
+def run_daemon(
+    daemon: str, args, spawner: Optional[Spawner] = None, early_signals: Optional[EarlySignals] = None
+) -> int:
     target = 'journal' if (args.syslog or logsetup.under_systemd()) else 'stderr'
     logsetup.setup(daemon, level='DEBUG' if args.tron else 'INFO', target=target)
     sup = Supervisor(
@@ -594,5 +614,6 @@ def run_daemon(daemon: str, args, spawner: Optional[Spawner] = None) -> int:
         engine=getattr(args, 'worker_engine', '') or '',
         nbft_dir=getattr(args, 'nbft_path', DEFAULT_NBFT_DIR),
         spawner=spawner,
+        early_signals=early_signals,
     )
     return asyncio.run(sup.run())

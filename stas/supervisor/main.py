@@ -2,15 +2,21 @@
 
 ``--help``, ``--version`` and ``--check-config`` answer without starting anything heavy (no
 asyncio, D-Bus or netlink imports) so they are fast and safe to run anywhere.
+
+This module imports next to nothing before ``main()`` has caught the signals whose default
+action would kill a starting daemon (``stas.signals``): typing alone costs milliseconds.
 """
 
 from __future__ import annotations
 
 import os
 import sys
-from typing import Optional, Sequence
 
-from .cli_args import parse_daemon_args
+from ..signals import EarlySignals
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Sequence
 
 
 def check_config(daemon: str, args) -> int:
@@ -24,14 +30,18 @@ def check_config(daemon: str, args) -> int:
     return report.exit_code
 
 
-def preflight(daemon: str) -> Optional[str]:
+def preflight(daemon: str) -> str | None:
     """Why this daemon cannot run here, or None."""
     if os.geteuid() != 0:
         return f'{daemon}: permission denied: root privileges are needed to manage NVMe connections'
     return None
 
 
-def main(daemon: str, argv: Optional[Sequence[str]] = None) -> int:
+def main(daemon: str, argv: Sequence[str] | None = None) -> int:
+    early = EarlySignals()
+    early.install()  # first of all: a SIGHUP while we import must not kill us
+    from .cli_args import parse_daemon_args
+
     args = parse_daemon_args(daemon, argv)
     if args.check_config:
         return check_config(daemon, args)
@@ -47,12 +57,12 @@ def main(daemon: str, argv: Optional[Sequence[str]] = None) -> int:
     spawner.warm_up()
     from .daemon import run_daemon
 
-    return run_daemon(daemon, args, spawner)
+    return run_daemon(daemon, args, spawner, early)
 
 
-def stafd_main(argv: Optional[Sequence[str]] = None) -> int:
+def stafd_main(argv: Sequence[str] | None = None) -> int:
     return main('stafd', argv)
 
 
-def stacd_main(argv: Optional[Sequence[str]] = None) -> int:
+def stacd_main(argv: Sequence[str] | None = None) -> int:
     return main('stacd', argv)

@@ -10,7 +10,8 @@ A worker process runs one asyncio loop that:
   and the next supervisor's workers adopt them.
 
 SIGINT and SIGHUP are ignored: a Ctrl-C in the daemon's terminal or a reload is the
-supervisor's business, and it tells its workers what to do over IPC.
+supervisor's business, and it tells its workers what to do over IPC. So are the signals no part
+of the daemon uses (``stas.signals.UNUSED``): a stray one must not end a worker.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ from ..ipc.messages import (
     Sender,
     Shutdown,
 )
+from ..signals import ignore_unused
 from .spec import WorkerSpec
 
 log = logging.getLogger(__name__)
@@ -173,5 +175,6 @@ def ignore_supervisor_signals() -> None:
     """The supervisor decides what SIGINT/SIGHUP mean; workers hear about it over IPC."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    ignore_unused()
     # SIGTERM keeps its default action (exit): it is the supervisor's first step of a kill.
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
