@@ -488,6 +488,7 @@ class Supervisor:
             self._on_gone,
             policy=self._restart_policy,
         )
+        self.pool.forkserver.watch(forkserver)
         self._monitor = netlink.InterfaceMonitor(self._on_interfaces_changed)
         inventory = await self._monitor.start()
         self._interfaces = {name: _interface_state(i) for name, i in inventory.items()}

@@ -4,6 +4,11 @@
 loop: it spawns the process, reads its channel, watches its exit (the process sentinel fd),
 keeps one timer armed at the slot's deadline, and turns all of that back into events. Nothing
 here blocks: requests to a worker always carry a deadline.
+
+The forkserver that forks the workers is watched too (``_ForkserverWatch``): its death is logged
+as what it is, and a new one is started at once. The workers it leaves behind run on; each is
+then watched through its own pidfd (spawner.py), so they are neither reported as exited nor
+restarted.
 """
 
 from __future__ import annotations
@@ -43,7 +48,7 @@ from .registry import (
     StopRequested,
     WorkerSlot,
 )
-from .spawner import Spawner, WorkerProcess
+from .spawner import Spawner, WorkerProcess, open_pidfd
 
 log = logging.getLogger(__name__)
 
@@ -74,8 +79,10 @@ class SlotDriver:
         on_hello: OnHello,
         on_report: OnReport,
         on_gone: OnGone,
+        on_spawned: Callable[[WorkerProcess], None] = lambda proc: None,
     ):
         self.slot = slot
+        self._on_spawned = on_spawned
         self._spawner = spawner
         self._make_spec = make_spec
         self._on_hello = on_hello
@@ -149,6 +156,7 @@ class SlotDriver:
             self.handle(Exited(ExitInfo(None)))
             return
         self._proc = proc
+        self._on_spawned(proc)
         self._loop.add_reader(proc.sentinel, self._process_exited)
         if self.slot.state != SlotState.STARTING:
             proc.signal(signal.SIGKILL)  # stopped while it was being forked: its exit ends the slot
@@ -157,11 +165,32 @@ class SlotDriver:
         self.handle(Spawned(proc.pid))
 
     def _process_exited(self) -> None:
+        """The forkserver reported the end of our process, or died itself."""
         proc = self._proc
         if proc is None:
             return
         self._loop.remove_reader(proc.sentinel)
-        rc = proc.reap()
+        if proc.alive() and proc.pidfd is not None:
+            # the forkserver is gone, not the worker: follow the worker itself from now on
+            log.info(
+                'worker %s pid %d runs on without its forkserver',
+                self.key,
+                proc.pid,
+                extra={'stas_worker': str(self.key)},
+            )
+            self._loop.add_reader(proc.pidfd, self._orphan_exited)
+            return
+        self._ended(proc, proc.reap())
+
+    def _orphan_exited(self) -> None:
+        proc = self._proc
+        if proc is None or proc.pidfd is None:
+            return
+        self._loop.remove_reader(proc.pidfd)
+        self._ended(proc, None)  # only its forkserver could have told the exit status
+
+    def _ended(self, proc: WorkerProcess, rc: Optional[int]) -> None:
+        proc.close()
         self._proc = None
         if self._reader is not None:
             self._reader.cancel()
@@ -189,7 +218,8 @@ class SlotDriver:
                 )
             self.hello = hello
             self.handle(HelloReceived(hello.pid))
-            await self._on_hello(self, hello)
+            if self.slot.state == SlotState.RUNNING:  # not one being stopped before its hello
+                await self._on_hello(self, hello)
             while True:
                 msg = await channel.recv()
                 if isinstance(msg, Heartbeat):
@@ -275,6 +305,7 @@ class WorkerPool:
         self._policy = policy
         self._wanted: set = set()
         self.drivers: Dict[WorkerKey, SlotDriver] = {}
+        self.forkserver = _ForkserverWatch(spawner)
 
     def _worker_gone(self, key: WorkerKey) -> None:
         self._on_gone(key)
@@ -294,6 +325,7 @@ class WorkerPool:
                     self._on_hello,
                     self._on_report,
                     self._worker_gone,
+                    on_spawned=lambda proc: self.forkserver.watch(proc.forkserver_pid),
                 )
                 self.drivers[key] = driver
             if driver.slot.state in (SlotState.STOPPED, SlotState.STOPPING):
@@ -354,3 +386,63 @@ class WorkerPool:
             if d._proc is not None:  # noqa: SLF001 - last resort at exit
                 os.kill(d._proc.pid, signal.SIGKILL)
             d.close()
+        self.forkserver.close()
+
+
+class _ForkserverWatch:
+    """Says when the workers' forkserver dies, and starts a new one at once (the next worker
+    start would otherwise pay for its imports: seconds in an emulated guest)."""
+
+    def __init__(self, spawner: Spawner):
+        self._spawner = spawner
+        self._loop = asyncio.get_running_loop()
+        self.pid: Optional[int] = None
+        self._pidfd: Optional[int] = None
+        self.deaths = 0
+
+    def watch(self, pid: Optional[int]) -> None:
+        if pid is None or pid == self.pid:
+            return
+        self.close()
+        pidfd = open_pidfd(pid)
+        if pidfd is None:
+            return
+        self.pid, self._pidfd = pid, pidfd
+        self._loop.add_reader(pidfd, self._died)
+
+    def _died(self) -> None:
+        pid, pidfd = self.pid, self._pidfd
+        assert pidfd is not None
+        how = 'exit status unknown'
+        try:  # WNOWAIT: multiprocess reaps it itself when it starts the next one
+            info = os.waitid(os.P_PIDFD, pidfd, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+            if info is not None:
+                rc = info.si_status if info.si_code == os.CLD_EXITED else -info.si_status
+                how = ExitInfo(rc).describe()
+        except (AttributeError, OSError):
+            pass
+        self.close()
+        self.deaths += 1
+        log.error(
+            "the workers' forkserver (pid %s) ended: %s; the running workers are not affected; "
+            'starting a new forkserver',
+            pid,
+            how,
+        )
+        future = self._loop.run_in_executor(self._spawner.executor, self._spawner.warm_up)
+        future.add_done_callback(self._restarted)
+
+    def _restarted(self, future: asyncio.Future) -> None:
+        try:
+            pid = future.result()
+        except Exception as exc:  # noqa: BLE001 - the next worker start tries again
+            log.error('cannot start a new forkserver: %s', exc)
+            return
+        log.info('new forkserver pid %s', pid)
+        self.watch(pid)
+
+    def close(self) -> None:
+        if self._pidfd is not None:
+            self._loop.remove_reader(self._pidfd)
+            os.close(self._pidfd)
+        self.pid = self._pidfd = None

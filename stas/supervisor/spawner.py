@@ -13,6 +13,13 @@ D-Bus connection and netlink sockets into every worker.
 Each worker gets one end of an AF_UNIX socketpair (passed over the forkserver's socket with
 SCM_RIGHTS) and a ``WorkerSpec``: plain data.
 
+The forkserver can die (an admin's stray kill, the OOM killer) while its workers run on: they
+are its children, and the only news of a child's end reaches us through the forkserver (the
+process ``sentinel``), which then reads as "ended" for every one of them at once. So each worker
+is also watched through a pidfd of its own (``WorkerProcess.alive``), which tells a worker that
+exited from a forkserver that died; the pool (pool.py) watches the forkserver itself and starts
+a new one.
+
 No resource tracker: ``multiprocess`` starts one more interpreter next to the forkserver, whose
 only job is to unlink the named semaphores and shared-memory segments a crashed process leaked.
 Neither supervisor nor workers create any (they talk over socketpairs), so that process would be
@@ -24,6 +31,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import os
+import select
 import socket
 from typing import TYPE_CHECKING, Optional, Sequence
 
@@ -49,22 +57,45 @@ PRELOAD = {
 }
 
 
+def open_pidfd(pid: int) -> Optional[int]:
+    """A pidfd of ``pid`` (readable once it has exited), None where the system has none."""
+    try:
+        return os.pidfd_open(pid)
+    except (AttributeError, OSError):  # Python without it, a kernel before 5.3, or gone already
+        return None
+
+
+def pidfd_exited(pidfd: int) -> bool:
+    return bool(select.select([pidfd], [], [], 0)[0])
+
+
 class WorkerProcess:
     """A started worker: its process handle and our end of its socketpair."""
 
-    def __init__(self, process, sock: socket.socket):
+    def __init__(self, process, sock: socket.socket, forkserver_pid: Optional[int] = None):
         self._process = process
         self.sock = sock
         self.pid: int = process.pid
+        self.forkserver_pid = forkserver_pid
+        # opened at once, so it names this process even if the pid is reused later
+        self.pidfd: Optional[int] = open_pidfd(self.pid)
 
     @property
     def sentinel(self) -> int:
-        """An fd that becomes readable when the process has exited."""
+        """An fd that becomes readable when the process has exited, or its forkserver has."""
         return self._process.sentinel
 
-    def returncode(self) -> Optional[int]:
-        """The exit status (negative: killed by that signal), None while it runs."""
-        return self._process.exitcode
+    def alive(self) -> bool:
+        """Whether the process still runs (its forkserver's news aside)."""
+        if self.pidfd is not None:
+            return not pidfd_exited(self.pidfd)
+        try:  # no pidfd: a signal 0 (a zombie or a reused pid would read as alive)
+            os.kill(self.pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True
+        return True
 
     def signal(self, signum: int) -> None:
         try:
@@ -73,8 +104,19 @@ class WorkerProcess:
             pass
 
     def reap(self) -> Optional[int]:
-        self._process.join(timeout=0)
-        return self._process.exitcode
+        """The exit status the forkserver reported (negative: killed by that signal); None when
+        the forkserver died before it could say (the status is then lost)."""
+        from multiprocess import forkserver
+
+        try:
+            return forkserver.read_signed(self.sentinel)
+        except (OSError, EOFError):
+            return None
+
+    def close(self) -> None:
+        if self.pidfd is not None:
+            os.close(self.pidfd)
+            self.pidfd = None
 
 
 class _NullResourceTracker:
@@ -131,10 +173,20 @@ class Spawner:
         finally:
             theirs.close()
         ours.setblocking(False)
-        return WorkerProcess(process, ours)
+        return WorkerProcess(process, ours, forkserver_pid())
 
-    def warm_up(self) -> None:
-        """Start the forkserver now (it imports the preload list) rather than at the first spawn."""
+    def warm_up(self) -> Optional[int]:
+        """Start the forkserver now (it imports the preload list) rather than at the first spawn;
+        a dead one is replaced. Returns its pid."""
         from multiprocess import forkserver
 
         forkserver.ensure_running()
+        return forkserver_pid()
+
+
+def forkserver_pid() -> Optional[int]:
+    """The pid of this process's forkserver, None before it is started. multiprocess keeps it
+    in its module state (it is our child: we spawned it)."""
+    from multiprocess import forkserver
+
+    return getattr(getattr(forkserver, '_forkserver', None), '_forkserver_pid', None)

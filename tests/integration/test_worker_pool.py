@@ -213,3 +213,52 @@ def test_workers_run_without_a_resource_tracker_process():
         await h.pool.stop_all(5)
 
     run(body())
+
+
+def test_a_restart_asked_again_while_the_replacement_starts_is_the_same_restart():
+    """Two admins (or one impatient one) restart the same interface: the second request lands
+    while the replacement is still on its way up. It must neither leave the interface without
+    a worker until the shutdown grace runs out nor SIGKILL the replacement."""
+
+    async def body():
+        h = Harness(FAST)
+        h.pool.ensure([A])
+        await until(lambda: h.state(A) == SlotState.RUNNING, 20, 'A running')
+        first = h.pid(A)
+        watch = h.pool.forkserver.watch
+        seen = []
+
+        def spawned(forkserver_pid):  # called as each new process is handed over, before its hello
+            watch(forkserver_pid)
+            seen.append(h.state(A))
+            if len(seen) == 1:
+                h.pool.restart('tbA', 'tcp')
+
+        h.pool.forkserver.watch = spawned
+        h.pool.restart('tbA', 'tcp')
+        await until(lambda: seen, 20, 'the replacement spawned')
+        assert seen[0] == SlotState.STARTING
+        await until(lambda: h.state(A) == SlotState.RUNNING, 2, 'the replacement running')
+        h.pool.forkserver.watch = watch
+        assert len(seen) == 1  # one replacement, not a replacement of the replacement
+        second = h.pid(A)
+        assert second != first
+        await asyncio.sleep(FAST.kill_grace_s * 3)  # a stray kill of the replacement would show
+        assert h.state(A) == SlotState.RUNNING and h.pid(A) == second
+        assert h.pool.drivers[A].slot.last_exit == 'exited with status 0'
+        assert h.pool.drivers[A].slot.restarts == 1
+        await h.pool.stop_all(10)
+
+    run(body())
+
+
+def test_a_worker_stopped_before_its_hello_gets_its_shutdown_once_it_says_hello():
+    async def body():
+        h = Harness(FAST)
+        h.pool.ensure([A])
+        await until(lambda: h.state(A) == SlotState.STARTING, 20, 'A starting')
+        h.pool.ensure([])  # unwanted before it could say hello
+        await until(lambda: A not in h.pool.drivers, 5, 'A stopped and forgotten')
+        assert h.hellos == [] or h.configured == []  # a worker being stopped is not configured
+
+    run(body())
