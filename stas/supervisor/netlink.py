@@ -12,6 +12,12 @@ when the kernel drops events because we read too slowly (ENOBUFS) or the socket 
 monitor throws the socket away and re-reads everything (level-triggered: a lost event can only
 delay the inventory, never corrupt it).
 
+Interface names are bytes to the kernel: anything but ``/``, ``:``, white space and NUL. A name
+that is not valid UTF-8 cannot be carried where the daemons speak text (a worker's key, D-Bus,
+the kernel's ``host_iface=`` option as nvme-cli and libnvme pass it), so such an interface is set
+aside: it is left out of the inventory, with one warning naming it (escaped) and its index, and
+never affects any other interface.
+
 Vocabulary: ``up`` is the administrative state (``ip link set X up``, IFF_UP); ``carrier`` is
 whether the link can pass traffic (IFF_LOWER_UP). Addresses are normalised strings
 (``ipaddress`` compressed form, no prefix length), IPv4 before IPv6; within a family the
@@ -33,7 +39,7 @@ import socket
 import struct
 import sys
 from dataclasses import dataclass
-from typing import Any, Awaitable, Callable, Dict, Iterator, List, Optional, Tuple, Union
+from typing import Any, Awaitable, Callable, Dict, Iterator, List, Optional, Set, Tuple, Union
 
 from ..errors import InvalidArgument
 
@@ -259,11 +265,17 @@ class _Addr:
 class _State:
     """Links and addresses by interface index, fed with decoded rtnetlink messages."""
 
-    def __init__(self, codecs: _Codecs, order: Optional[itertools.count] = None):
+    def __init__(
+        self,
+        codecs: _Codecs,
+        order: Optional[itertools.count] = None,
+        told: Optional[Set[Tuple[int, bytes]]] = None,
+    ):
         self._codecs = codecs
         self.links: Dict[int, _Link] = {}
         self.addrs: Dict[int, Dict[Tuple[int, str, int], _Addr]] = {}
         self._order = order if order is not None else itertools.count()
+        self._told = told if told is not None else set()  # names set aside and said so
 
     def apply(self, msg_type: int, message: bytes) -> None:
         if msg_type in (_RTM_NEWLINK, _RTM_DELLINK):
@@ -276,6 +288,9 @@ class _State:
                 return
             known = self.links.get(index)
             name = msg.get_attr('IFLA_IFNAME')
+            if isinstance(name, bytes):  # pyroute2 hands over what is not UTF-8 as bytes
+                self._set_aside(index, name)
+                return
             if name is None:  # a change notice without the name: keep what we know
                 if known is None:
                     return
@@ -312,6 +327,17 @@ class _State:
             known = table.get(key)
             table[key] = _Addr(address, rank, known.order if known else next(self._order))
 
+    def _set_aside(self, index: int, name: bytes) -> None:
+        self.links.pop(index, None)
+        self.addrs.pop(index, None)
+        if (index, name) not in self._told:
+            self._told.add((index, name))
+            log.warning(
+                'interface %s (index %d): its name is not valid UTF-8; ignored (rename it to use it)',
+                name.decode('utf-8', 'backslashreplace'),
+                index,
+            )
+
     def adopt_order(self, previous: _State) -> None:
         """Keep the order of addresses we already knew (a re-sync must not reshuffle them)."""
         for index, table in self.addrs.items():
@@ -333,7 +359,12 @@ class _State:
         return inv
 
 
-async def _dump_state(req: _Requester, codecs: _Codecs, order: Optional[itertools.count] = None) -> _State:
+async def _dump_state(
+    req: _Requester,
+    codecs: _Codecs,
+    order: Optional[itertools.count] = None,
+    told: Optional[Set[Tuple[int, bytes]]] = None,
+) -> _State:
     def link_request() -> Any:
         msg = codecs.ifinfmsg()
         msg['family'] = socket.AF_UNSPEC
@@ -344,7 +375,7 @@ async def _dump_state(req: _Requester, codecs: _Codecs, order: Optional[itertool
         msg['family'] = socket.AF_UNSPEC
         return msg
 
-    state = _State(codecs, order)
+    state = _State(codecs, order, told)
     for msg_type, message in await req.dump(link_request, _RTM_GETLINK):
         state.apply(msg_type, message)
     for msg_type, message in await req.dump(addr_request, _RTM_GETADDR):
@@ -403,7 +434,8 @@ async def route_iface(addr: str) -> Optional[str]:
                 for _t, _f, reply in await req.request(link, _RTM_GETLINK, _NLM_F_REQUEST):
                     info = codecs.ifinfmsg(reply)
                     info.decode()
-                    return info.get_attr('IFLA_IFNAME')
+                    name = info.get_attr('IFLA_IFNAME')
+                    return name if isinstance(name, str) else None  # set aside: see above
         return None
     except OSError as exc:  # ENETUNREACH and friends: no route; or the link just went away
         log.debug('no route to %s: %s', addr, exc)
@@ -458,6 +490,7 @@ class InterfaceMonitor:
         self._codecs: Optional[_Codecs] = None
         self._sock: Optional[socket.socket] = None
         self._state: Optional[_State] = None
+        self._told: Set[Tuple[int, bytes]] = set()  # interfaces set aside, already warned about
         self._order = itertools.count()
         self._published: Inventory = {}
         self._flush_handle: Optional[asyncio.TimerHandle] = None
