@@ -57,6 +57,7 @@ from .spawner import Spawner
 log = logging.getLogger(__name__)
 
 REFUSING_CODES = {Code.SYNTAX, Code.UNREADABLE}
+READ_TIMEOUT_S = 10.0  # reading the configuration files at a reload
 
 
 class ConfigRefused(Exception):
@@ -156,10 +157,21 @@ class Supervisor:
         self.set_tron(self._cli_tron or config.tron)
         self._generation += 1
 
+    async def _load_off_loop(self):
+        """``_load`` on a thread: a file on a hung NFS mount or a slow disk must not stop the
+        loop (D-Bus, heartbeats, the watchdog). A read that takes too long refuses the reload."""
+        future = asyncio.get_running_loop().run_in_executor(None, self._load)
+        try:
+            return await asyncio.wait_for(asyncio.shield(future), READ_TIMEOUT_S)
+        except asyncio.TimeoutError:
+            raise ConfigRefused(
+                [f'{self.conf_file} or {self.sys_conf}: still not read after {READ_TIMEOUT_S:g} s']
+            ) from None
+
     async def reload(self) -> None:
         self._notifier.reloading()
         try:
-            config, host, problems = self._load()
+            config, host, problems = await self._load_off_loop()
         except ConfigRefused as exc:
             self._refused = exc.reasons
             for reason in exc.reasons:
