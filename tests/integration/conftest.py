@@ -75,3 +75,9 @@ def module_system_bus() -> Iterator[str]:
     """``private_system_bus`` shared by the tests of one module (for servers that are slow to start)."""
     with running_system_bus() as address, system_bus_env(address):
         yield address
+
+
+@pytest.fixture
+def workdir(tmp_path) -> Path:
+    """A directory for one daemon's files: config, runtime directory, log, notify socket."""
+    return tmp_path

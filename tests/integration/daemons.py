@@ -1,0 +1,181 @@
+"""Real stafd and stacd processes for the integration tests: started as users start them (a
+private system bus, sd_notify on a socket of the test's own, idle workers, timers scaled down),
+with the CLI to read them back.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Callable, Dict, Iterator, List, Optional
+
+ROOT = Path(__file__).resolve().parents[2]
+HOSTNQN = 'nqn.2014-08.org.nvmexpress:uuid:0c5d3f4e-1111-4222-8333-944455556666'
+HOSTID = '0c5d3f4e-1111-4222-8333-944455556666'
+SCALE = 0.2  # heartbeat deadline 2 s, backoff 0.2, 0.4, 0.8 ... s
+
+
+def wait_until(predicate, timeout_s: float, what: str):
+    end = time.monotonic() + timeout_s
+    last = None
+    while time.monotonic() < end:
+        last = predicate()
+        if last:
+            return last
+        time.sleep(0.05)
+    raise AssertionError(f'timed out after {timeout_s} s waiting for {what} (last: {last!r})')
+
+
+class Notifications:
+    """A NOTIFY_SOCKET of our own: collects what the daemon tells systemd."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.sock.bind(str(path))
+        self.sock.setblocking(False)
+        self.messages: List[Dict[str, str]] = []
+
+    def poll(self) -> List[Dict[str, str]]:
+        while True:
+            try:
+                data = self.sock.recv(65536)
+            except BlockingIOError:
+                return self.messages
+            self.messages.append(
+                dict(line.split('=', 1) for line in data.decode().splitlines() if '=' in line)
+            )
+
+    def seen(self, key: str, value: Optional[str] = None) -> bool:
+        return any(key in m and (value is None or m[key] == value) for m in self.poll())
+
+    def close(self):
+        self.sock.close()
+
+
+class Daemon:
+    def __init__(
+        self,
+        name: str,
+        workdir: Path,
+        bus: str,
+        conf: str,
+        env_extra: Optional[dict] = None,
+        netns: Optional[str] = None,
+        nbft_path: Optional[str] = None,
+        runtime_dir: Optional[Path] = None,
+        just_started: Optional[Callable[[subprocess.Popen], None]] = None,
+    ):
+        """``just_started(proc)`` runs right after the process is created, before it is ready
+        (to send it signals while it starts)."""
+        self.name = name
+        self.workdir = workdir
+        self.conf = workdir / f'{name}.conf'
+        self.conf.write_text(conf)
+        (workdir / 'sys.conf').write_text(f'[Host]\nnqn={HOSTNQN}\nid={HOSTID}\n')
+        self.notify = Notifications(workdir / 'notify.sock')
+        self.env = dict(
+            os.environ,
+            DBUS_SYSTEM_BUS_ADDRESS=bus,
+            NOTIFY_SOCKET=str(self.notify.path),
+            STAS_TIMEOUT_SCALE=str(SCALE),
+            PYTHONPATH=str(ROOT),
+        )
+        self.env.update(env_extra or {})
+        argv = [
+            sys.executable,
+            '-m',
+            'stas.supervisor',
+            name,
+            '-f',
+            str(self.conf),
+            '--sys-conf',
+            str(workdir / 'sys.conf'),
+            '--runtime-dir',
+            str(runtime_dir or workdir / 'run'),
+            '--worker-engine',
+            'idle',
+            '--nbft-path',
+            nbft_path or str(workdir / 'no-nbft'),
+        ]
+        if netns:
+            argv = ['ip', 'netns', 'exec', netns] + argv
+        self.log = open(workdir / 'daemon.log', 'w')  # noqa: SIM115 - closed in close()
+        self.proc = subprocess.Popen(
+            argv, env=self.env, stdout=self.log, stderr=subprocess.STDOUT, cwd=workdir
+        )
+        if just_started is not None:
+            just_started(self.proc)
+        wait_until(
+            lambda: self.notify.seen('READY', '1') or self.proc.poll() is not None, 30, f'{name} READY=1'
+        )
+        assert self.proc.poll() is None, self.logs()
+
+    def logs(self) -> str:
+        self.log.flush()
+        return (self.workdir / 'daemon.log').read_text()
+
+    def ctl_argv(self, *args: str) -> List[str]:
+        tool = 'stafctl' if self.name == 'stafd' else 'stacctl'
+        return [sys.executable, '-m', f'stas.cli.{tool}', *args]
+
+    def ctl(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+        tool = 'stafctl' if self.name == 'stafd' else 'stacctl'
+        done = subprocess.run(
+            self.ctl_argv(*args),
+            env=self.env,
+            capture_output=True,
+            check=False,
+            text=True,
+            timeout=30,
+        )
+        if check:
+            assert done.returncode == 0, f'{tool} {args}: {done.returncode}\n{done.stderr}\n{self.logs()}'
+        return done
+
+    def status(self) -> dict:
+        return json.loads(self.ctl('status', '--json').stdout)
+
+    def workers(self) -> Dict[str, dict]:
+        return {w['interface']: w for w in json.loads(self.ctl('workers', '--json').stdout)}
+
+    def signal(self, signum: int):
+        self.proc.send_signal(signum)
+
+    def stop(self) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        return self.proc.returncode
+
+    def close(self):
+        self.stop()
+        self.notify.close()
+        self.log.close()
+
+
+@contextlib.contextmanager
+def running(name, workdir, bus, conf, **kw) -> Iterator[Daemon]:
+    d = Daemon(name, workdir, bus, conf, **kw)
+    try:
+        yield d
+    finally:
+        d.close()
+
+
+TWO_IFACES = (
+    '[Controllers]\ncontroller=transport=tcp;traddr=192.0.2.1;host-iface=tbA\n'
+    'controller=transport=tcp;traddr=192.0.2.2;host-iface=tbB\n'
+)
+STAFD_NO_ZEROCONF = '[Service Discovery]\nzeroconf=disabled\n'
