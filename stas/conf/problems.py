@@ -1,7 +1,11 @@
 """What is wrong with a configuration file, as data.
 
 Every check in ``stas.conf`` reports a ``Problem`` instead of logging or raising: the daemons log
-them at start and on reload, ``--check-config`` prints them, tests assert on them.
+and publish them at start and on reload, ``--check-config`` prints them, tests assert on them.
+
+Messages are safe to show to any local user: they quote file text only through ``shown``
+(``shown_pair``, ``shown_section``), which masks anything that may be a secret, escapes
+control characters and bounds the length.
 
 Severity:
 
@@ -16,8 +20,9 @@ from __future__ import annotations
 
 import enum
 import re
+import unicodedata
 from dataclasses import dataclass
-from typing import Optional
+from typing import List, Optional
 
 
 class Severity(str, enum.Enum):
@@ -64,14 +69,143 @@ class Code:
     UNREADABLE = 'unreadable'  # a file named by the configuration cannot be read
 
 
-# DH-HMAC-CHAP secrets must not reach logs, even inside a line that could not be parsed.
-_SECRET = re.compile(r'DHHC-1:[^\s;,]*')
+# -- what a message may show of a file's text ------------------------------------------------------
+#
+# Problems are logged and published on D-Bus to every local user, so a message never quotes a
+# secret: not under a known secret key, not under a misspelled one, not inside a line that
+# could not be parsed. Every piece of file text goes through ``shown`` (or ``shown_pair`` /
+# ``shown_section``, which use it) before it is put into a message.
+
+# A key whose normalised spelling (see ``is_secret_key``) contains one of these may hold a secret.
+SECRET_WORDS = ('secret', 'secert', 'chap', 'key', 'psk', 'passw', 'token', 'cred')
+
+KEY_LIMIT = 60  # characters of a key name a message shows
+SECTION_LIMIT = 60  # characters of a section name a message shows
+
+# NVMe secrets, recognised wherever they appear: DH-HMAC-CHAP secrets ("DHHC-1:...") and TLS
+# pre-shared keys in the interchange format ("NVMeTLSkey-1:...").
+_NVME_SECRETS = (
+    (re.compile(r'DHHC-1:[^\s;,]*', re.IGNORECASE), 'DHHC-1:<secret>'),
+    (re.compile(r'NVMeTLSkey-1:[^\s;,]*', re.IGNORECASE), 'NVMeTLSkey-1:<secret>'),
+)
+# In free text: a ";"-separated field whose key (up to the first "=" or ":") may be spelled
+# with blanks, then its value; or a word, then "=", ":" or blanks, then its value (values run
+# up to ";" or the end of the line).
+_FIELD = re.compile(r'(?:^|(?<=[;\n\r]))([^;=:\n\r]+)[=:]\s*([^;\n\r]*)')
+_WORD = re.compile(r'[^\s;,=:]+')
+_WORD_VALUE = re.compile(r'(?:\s*[=:]\s*|\s+)([^;\n\r]*)')
+_MASKED = re.compile(r'(?:DHHC-1:|NVMeTLSkey-1:)?<secret[^>]*>', re.IGNORECASE)
+
+
+def normalised_key(key: str) -> str:
+    """``key`` as ``is_secret_key`` compares it: compatibility-normalised (NFKC), case-folded,
+    with everything but letters and digits removed (``DHCHAP_Ctrl-Secret`` -> ``dhchapctrlsecret``)."""
+    folded = unicodedata.normalize('NFKC', key).casefold()
+    return ''.join(c for c in folded if c.isalnum())
+
+
+def is_secret_key(key: str) -> bool:
+    """Whether a value written under ``key`` may be a secret, however the key is spelled.
+
+    The one rule every message follows: such a value is never shown, only its length. True
+    for the real secret keys (``dhchap-secret``, ``dhchap-ctrl-secret``, sys.conf's ``key``)
+    and for any key whose normalised spelling contains one of ``SECRET_WORDS``
+    (``DHCHAP_SECRET``, ``tls-psk``, ``Password``, ``hostkey``...).
+    """
+    return _has_secret_word(normalised_key(key))
+
+
+def _has_secret_word(normalised: str) -> bool:
+    return any(word in normalised for word in SECRET_WORDS)
+
+
+def masked(value: str) -> str:
+    """What a message shows instead of a secret ``value``: its length, nothing of its text."""
+    return f'<secret, {len(value)} characters>'
+
+
+def _mask_nvme_secrets(text: str) -> str:
+    for pattern, replacement in _NVME_SECRETS:
+        text = pattern.sub(replacement, text)
+    return text
+
+
+def _mask_field(match: re.Match[str]) -> str:
+    key, value = match.group(1), match.group(2).rstrip()
+    if not value or _MASKED.fullmatch(value) or not is_secret_key(key):
+        return match.group(0)
+    start = match.start(2) - match.start(0)
+    return match.group(0)[:start] + masked(value) + match.group(0)[start + len(value) :]
+
+
+def _mask_secret_words(text: str) -> str:
+    """``text`` with the value of every secret-looking key or word masked (``d h c h a p = x``,
+    ``secret: x``, ``dhchap_secret x``, ``a=1;psk=x``): free text such as a line that is not
+    ``key=value`` or a value that holds ``key=value`` fields."""
+    if not _has_secret_word(normalised_key(text)):
+        return text  # no key or word of it can be secret-looking: the common case, made fast
+    text = _FIELD.sub(_mask_field, text)
+    out: List[str] = []
+    done = 0  # text[:done] is settled
+    pos = 0
+    while True:
+        word = _WORD.search(text, pos)
+        if word is None:
+            break
+        pos = word.end()
+        if _MASKED.fullmatch(word.group()) or not is_secret_key(word.group()):
+            continue
+        after = _WORD_VALUE.match(text, pos)
+        if after is None:
+            continue
+        value = after.group(1).rstrip()
+        if not value or _MASKED.fullmatch(value):
+            continue
+        start = after.start(1)
+        out += [text[done:start], masked(value)]
+        done = pos = start + len(value)
+    out.append(text[done:])
+    return ''.join(out)
+
+
+def _escaped(text: str, limit: int) -> str:
+    """``text`` with control (non-printable) characters escaped, cut to ``limit`` characters
+    (the last one an ellipsis) when longer."""
+    if len(text) <= limit and text.isprintable():
+        return text
+    pieces = []
+    size = 0
+    for c in text[: limit + 1]:  # every character takes at least one: no need to look further
+        piece = c if c.isprintable() or c == ' ' else repr(c)[1:-1]
+        pieces.append(piece)
+        size += len(piece)
+    if size <= limit and len(text) <= limit:
+        return ''.join(pieces)
+    kept: List[str] = []
+    size = 0
+    for piece in pieces:
+        if size + len(piece) > limit - 1:
+            break
+        kept.append(piece)
+        size += len(piece)
+    return ''.join(kept) + '…'
 
 
 def shown(text: str, limit: int = 80) -> str:
-    """``text`` for a message: secrets masked, shortened to ``limit`` characters, control
-    characters escaped."""
-    text = _SECRET.sub('DHHC-1:<secret>', text)
-    if len(text) > limit:
-        text = text[: limit - 1] + '…'
-    return ''.join(c if c.isprintable() or c == ' ' else repr(c)[1:-1] for c in text)
+    """``text`` (any text read from a file) for a message: secrets masked (NVMe secrets, and
+    the value after a secret-looking key or word, see ``is_secret_key``), control characters
+    escaped, at most ``limit`` characters."""
+    return _escaped(_mask_secret_words(_mask_nvme_secrets(text)), limit)
+
+
+def shown_pair(key: str, value: str, limit: int = 60) -> str:
+    """``key=value`` for a message: the value masked when ``is_secret_key(key)``, else shown
+    in at most ``limit`` characters; the key escaped and bounded."""
+    if value and is_secret_key(key):
+        return f'{shown(key, KEY_LIMIT)}={masked(value)}'
+    return f'{shown(key, KEY_LIMIT)}={shown(value, limit)}'
+
+
+def shown_section(name: str) -> str:
+    """``[name]`` for a message, the name escaped and bounded."""
+    return f'[{shown(name, SECTION_LIMIT)}]'

@@ -20,7 +20,8 @@ from stas.conf import (
     load_sysconf,
     read_config,
 )
-from stas.conf.problems import Code, Problem, Severity
+from stas.conf.controllers import CONTROLLER_KEYS, SECRET_KEYS
+from stas.conf.problems import Code, Problem, Severity, is_secret_key, shown, shown_pair, shown_section
 from stas.errors import ConfigError, InvalidArgument
 
 UUID = '5a1c4e4b-8f1e-4b7a-9a52-0c1b3b1e2f00'
@@ -57,6 +58,100 @@ def test_problem_str():
         str(Problem('/etc/stas/sys.conf', None, Severity.ERROR, 'no host NQN'))
         == '/etc/stas/sys.conf: no host NQN'
     )
+
+
+# -- what messages show of the files --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    'key, secret',
+    [
+        ('dhchap-secret', True),
+        ('dhchap-ctrl-secret', True),
+        ('key', True),  # sys.conf
+        ('DHCHAP_SECRET', True),
+        ('dh chap', True),
+        ('Dhchap.Ctrl.Secert', True),
+        ('tls_psk', True),
+        ('TLS-KEY', True),
+        ('hostkey', True),
+        ('Pass Word', True),
+        ('passwd', True),
+        ('auth-token', True),
+        ('credentials', True),
+        ('s-e_c r-e_t', True),
+        ('ＳＥＣＲＥＴ', True),  # full-width letters
+        ('secr\u200bet', True),  # a zero-width space inside
+        ('kato', False),
+        ('traddr', False),
+        ('host-nqn', False),
+        ('nqn', False),
+        ('transport', False),
+        ('zeroconf-connections-persistence', False),
+        ('', False),
+    ],
+)
+def test_is_secret_key(key, secret):
+    assert is_secret_key(key) is secret
+
+
+def test_every_secret_option_of_the_schema_is_secret_looking():
+    # the one rule covers the keys the schema marks secret
+    assert SECRET_KEYS and all(is_secret_key(k) for k in SECRET_KEYS)
+    assert sorted(k for k in CONTROLLER_KEYS if is_secret_key(k)) == sorted(SECRET_KEYS)
+
+
+@pytest.mark.parametrize(
+    'text, expected',
+    [
+        ('plain text', 'plain text'),
+        ('DHHC-1:01:c2VjcmV0:', 'DHHC-1:<secret>'),
+        ('x dhhc-1:01:c2VjcmV0: y', 'x DHHC-1:<secret> y'),
+        ('NVMeTLSkey-1:01:c2VjcmV0c2VjcmV0:', 'NVMeTLSkey-1:<secret>'),
+        ('psk NVMeTLSkey-1:01:c2VjcmV0:;traddr=1.2.3.4', 'psk NVMeTLSkey-1:<secret>;traddr=1.2.3.4'),
+        ('nvmetlskey-1:02:abc', 'NVMeTLSkey-1:<secret>'),
+        ('secret hunter2', 'secret <secret, 7 characters>'),
+        ('dhchap_secret: hunter2', 'dhchap_secret: <secret, 7 characters>'),
+        ('Password = hunter 2 ', 'Password = <secret, 8 characters> '),
+        (
+            'transport=tcp;psk=hunter2;traddr=1.2.3.4',
+            'transport=tcp;psk=<secret, 7 characters>;traddr=1.2.3.4',
+        ),
+        ('token=a;cred=bb', 'token=<secret, 1 characters>;cred=<secret, 2 characters>'),
+        ('dhchap-secret DHHC-1:01:c2VjcmV0:', 'dhchap-secret DHHC-1:<secret>'),
+        ('s e c r e t = hunter2', 's e c r e t = <secret, 7 characters>'),  # a key spelled with blanks
+        ('a=1;D h Chap: x y ;b=2', 'a=1;D h Chap: <secret, 3 characters> ;b=2'),
+        ('the key', 'the key'),  # nothing follows the word
+        ('/etc/nvme/hostkey', '/etc/nvme/hostkey'),
+        ('a\x00b', 'a\\x00b'),
+        ('x' * 100, 'x' * 79 + '…'),
+        ('\x00' * 30, '\\x00' * 19 + '…'),
+    ],
+)
+def test_shown(text, expected):
+    assert shown(text) == expected
+
+
+@pytest.mark.parametrize(
+    'key, value, expected',
+    [
+        ('kato', '30', 'kato=30'),
+        ('dhchap-secret', 'hunter2', 'dhchap-secret=<secret, 7 characters>'),
+        ('DHCHAP_CTRL_SECRET', 'hunter3', 'DHCHAP_CTRL_SECRET=<secret, 7 characters>'),
+        ('my-psk', 'x' * 1000, 'my-psk=<secret, 1000 characters>'),
+        ('secret', '', 'secret='),  # nothing to hide
+        ('foo\x00bar', '1', 'foo\\x00bar=1'),
+        ('k' * 1000, 'v' * 1000, 'k' * 59 + '…=' + 'v' * 59 + '…'),
+    ],
+)
+def test_shown_pair(key, value, expected):
+    assert shown_pair(key, value) == expected
+
+
+def test_shown_section():
+    assert shown_section('Global') == '[Global]'
+    assert shown_section('a\x00b') == '[a\\x00b]'
+    assert shown_section('S' * 100_000) == '[' + 'S' * 59 + '…]'
 
 
 # -- check_config ----------------------------------------------------------------------------------------

@@ -695,3 +695,129 @@ def test_bytes_input_and_non_utf8():
     with pytest.raises(Exception) as info:
         parse_stafd(b'[Global]\nkato=\xff\n', 'b.conf')
     assert type(info.value).__name__ == 'UnreadableConfig'
+
+
+# -- what messages show of the file --------------------------------------------------------------------------
+
+_STAFD_GLOBAL_KEYS = (
+    'ctrl-loss-tmo, data-digest, disable-sqflow, hdr-digest, ignore-iface, ip-family, kato, pleo, '
+    'queue-size, reconnect-delay, tron'
+)
+
+
+def test_misspelled_secret_keys_in_controllers_are_never_quoted():
+    text = (
+        '[Controllers]\n'
+        'controller=transport=tcp;traddr=1.2.3.4;dhchap_secret=hunter2\n'
+        'controller=transport=tcp;traddr=1.2.3.4;DHCHAP_CTRL_SECRET=hunter3\n'
+    )
+    config, problems = parse_stafd(text, '/etc/stas/stafd.conf')
+    assert [c.traddr for c in config.controllers] == ['1.2.3.4', '1.2.3.4']
+    assert [(p.line, p.message.split(';')[0]) for p in problems] == [
+        (
+            2,
+            '[Controllers] controller: unknown key dhchap_secret=<secret, 7 characters> '
+            '(did you mean dhchap-secret?)',
+        ),
+        (
+            3,
+            '[Controllers] controller: unknown key dhchap_ctrl_secret=<secret, 7 characters> '
+            '(did you mean dhchap-ctrl-secret?)',
+        ),
+    ]
+    assert not any('hunter' in str(p) for p in problems)
+
+
+def test_correctly_spelled_secrets_still_configure_the_controller():
+    secret = 'DHHC-1:01:AQIDBAUGBwgJCgsMDQ4PEBESExQVFhcYGRobHB0eHyAl7OaH:'
+    text = f'[Controllers]\ncontroller=transport=tcp;traddr=1.2.3.4;dhchap-secret={secret}\n'
+    config, problems = parse_stafd(text, 's.conf')
+    assert problems == []
+    assert config.controllers[0].options.dhchap_secret == secret
+    assert config.controllers[0]['dhchap-secret'] == secret
+
+
+@pytest.mark.parametrize(
+    'text, message',
+    [
+        (
+            '[Global]\nDHCHAP_SECRET=hunter2\n',
+            '[Global] dhchap_secret=<secret, 7 characters>: unknown key, ignored; accepted: '
+            + _STAFD_GLOBAL_KEYS,
+        ),
+        (
+            '[Global]\ntls key = hunter 2 # a comment\n',
+            '[Global] tls key=<secret, 20 characters>: unknown key, ignored; accepted: ' + _STAFD_GLOBAL_KEYS,
+        ),
+        (
+            '[Service Discovery]\npassword=hunter2\n',
+            '[Service Discovery] password=<secret, 7 characters>: unknown key, ignored; accepted: zeroconf',
+        ),
+        # a known key's value is free text: a secret inside it is masked too
+        (
+            '[Global]\nkato=psk=hunter2\n',
+            '[Global] kato=psk=<secret, 7 characters>: not an integer, default used (30); '
+            'accepted: an integer >= 0',
+        ),
+        (
+            '[Global]\nudev-rule=token: hunter2\n',
+            '[Global] udev-rule=token: <secret, 7 characters>: deprecated, not used since nvme-stas 2.1.3: '
+            'stafd always suppresses the nvme-cli udev rule; remove it',
+        ),
+        (
+            '[Global]\npersistent-connections=NVMeTLSkey-1:01:c2VjcmV0:\n',
+            '[Global] persistent-connections=NVMeTLSkey-1:<secret>: deprecated (moved to '
+            '[Discovery controller connection management] in nvme-stas 2.1), and not a boolean; ignored; '
+            'accepted: true, false',
+        ),
+        # control characters and huge names
+        (
+            '[Global]\nfoo\x00bar=1\n',
+            f'[Global] foo\\x00bar=1: unknown key, ignored; accepted: {_STAFD_GLOBAL_KEYS}',
+        ),
+        (
+            '[Glo\x00bal]\nx=1\n',
+            '[Glo\\x00bal]: unknown section (did you mean [Global]?), ignored with its keys; '
+            'accepted: [Global], [Service Discovery], [Discovery controller connection management], '
+            '[Controllers]',
+        ),
+        (
+            '[Global]\n' + 'k' * 500_000 + '=1\n',
+            '[Global] ' + 'k' * 59 + f'…=1: unknown key, ignored; accepted: {_STAFD_GLOBAL_KEYS}',
+        ),
+        (
+            '[' + 'S' * 500_000 + ']\n',
+            '[' + 'S' * 59 + '…]: unknown section, ignored with its keys; accepted: [Global], '
+            '[Service Discovery], [Discovery controller connection management], [Controllers]',
+        ),
+        (
+            '[Global]\ntron=\x1b[31m\n',
+            '[Global] tron=\\x1b[31m: not a boolean, default used (false); accepted: true, false',
+        ),
+    ],
+)
+def test_stafd_messages_mask_secrets_and_escape(text, message):
+    _, problems = parse_stafd(text, 's.conf')
+    assert messages(problems) == [message]
+
+
+@pytest.mark.parametrize(
+    'value, fragment',
+    [
+        ('tcp+\x00x', '"\\x00x" ignored, using tcp'),
+        ('tcp+' + 'x+' * 100_000, '"x", "x", "x", "x"'),
+    ],
+)
+def test_disconnect_trtypes_note_shows_the_dropped_items_safely(value, fragment):
+    _, problems = parse_stacd(f'[I/O controller connection management]\ndisconnect-trtypes={value}\n', 's')
+    assert len(problems) == 1 and fragment in problems[0].message
+    assert len(problems[0].message) < 600 and problems[0].message.isprintable()
+
+
+def test_repeated_secret_looking_keys_are_never_quoted():
+    _, problems = parse_stacd('[Global]\nkato=1\nkato=2\n[Whatever]\nsecret=hunter2\n', 's')
+    assert messages(problems) == [
+        '[Global] kato=1: overridden by line 3 (the last kato= wins)',
+        '[Whatever]: unknown section, ignored with its keys; accepted: [Global], '
+        '[I/O controller connection management], [Controllers]',
+    ]
