@@ -5,7 +5,8 @@ and publish them at start and on reload, ``--check-config`` prints them, tests a
 
 Messages are safe to show to any local user: they quote file text only through ``shown``
 (``shown_pair``, ``shown_section``), which masks anything that may be a secret, escapes
-control characters and bounds the length.
+control characters and bounds the length; ``Problem`` itself escapes and bounds as a last
+line of defence.
 
 Severity:
 
@@ -24,6 +25,11 @@ import unicodedata
 from dataclasses import dataclass
 from typing import List, Optional
 
+# The longest message and file name a Problem holds (longer ones are cut, ending in an ellipsis).
+# Real messages stay well under: each piece of file text in them is bounded by ``shown``.
+MAX_MESSAGE_CHARS = 1000
+MAX_FILE_CHARS = 512
+
 
 class Severity(str, enum.Enum):
     ERROR = 'error'
@@ -36,6 +42,9 @@ class Problem:
 
     ``code`` is a short stable tag (see ``Code``) for programs and tests; ``message`` is for
     people and already names the section, key, value and what is accepted.
+
+    ``file`` and ``message`` never hold control characters (they are escaped, as ``shown``
+    does) and are at most ``MAX_FILE_CHARS`` and ``MAX_MESSAGE_CHARS`` long.
     """
 
     file: str
@@ -43,6 +52,13 @@ class Problem:
     severity: Severity
     message: str
     code: str = 'bad-value'
+
+    def __post_init__(self) -> None:
+        # The last line of defence: whatever a check puts in a message, the text that is
+        # logged and published holds no control character (a NUL would cut it on D-Bus, a
+        # newline would forge a log line) and has a bounded length.
+        object.__setattr__(self, 'file', _escaped(self.file, MAX_FILE_CHARS))
+        object.__setattr__(self, 'message', _escaped(self.message, MAX_MESSAGE_CHARS))
 
     def __str__(self) -> str:
         if self.line is None:

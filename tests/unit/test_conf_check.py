@@ -21,7 +21,17 @@ from stas.conf import (
     read_config,
 )
 from stas.conf.controllers import CONTROLLER_KEYS, SECRET_KEYS
-from stas.conf.problems import Code, Problem, Severity, is_secret_key, shown, shown_pair, shown_section
+from stas.conf.problems import (
+    MAX_FILE_CHARS,
+    MAX_MESSAGE_CHARS,
+    Code,
+    Problem,
+    Severity,
+    is_secret_key,
+    shown,
+    shown_pair,
+    shown_section,
+)
 from stas.errors import ConfigError, InvalidArgument
 
 UUID = '5a1c4e4b-8f1e-4b7a-9a52-0c1b3b1e2f00'
@@ -58,6 +68,37 @@ def test_problem_str():
         str(Problem('/etc/stas/sys.conf', None, Severity.ERROR, 'no host NQN'))
         == '/etc/stas/sys.conf: no host NQN'
     )
+
+
+@pytest.mark.parametrize(
+    'message, expected',
+    [
+        ('a\x00b', 'a\\x00b'),
+        ('one\ntwo\r\n', 'one\\ntwo\\r\\n'),
+        ('tab\there', 'tab\\there'),
+        ('esc\x1b[31m del\x7f', 'esc\\x1b[31m del\\x7f'),
+        ('line\u2028sep \x85', 'line\\u2028sep \\x85'),
+        ('café …', 'café …'),  # printable text is kept as is
+        ('already\\x00escaped', 'already\\x00escaped'),
+    ],
+)
+def test_problem_never_holds_a_control_character(message, expected):
+    # The last line of defence: whatever a check builds, no NUL (cuts a D-Bus string) and no
+    # newline (forges a log line) ever leaves a Problem.
+    problem = Problem('/tmp/a\nb.conf', 3, Severity.WARNING, message)
+    assert problem.message == expected
+    assert problem.file == '/tmp/a\\nb.conf'
+    assert str(problem) == f'/tmp/a\\nb.conf:3: {expected}'
+
+
+def test_problem_length_is_bounded():
+    problem = Problem('f' * 10_000, None, Severity.WARNING, 'm' * 1_000_000)
+    assert problem.message == 'm' * (MAX_MESSAGE_CHARS - 1) + '…'
+    assert len(problem.file) == MAX_FILE_CHARS and problem.file.endswith('…')
+    assert len(str(problem)) <= MAX_FILE_CHARS + MAX_MESSAGE_CHARS + 16
+    # escaping cannot push it past the bound, nor cut an escape sequence in two
+    escaped = Problem('f', 1, Severity.WARNING, '\x00' * 1000)
+    assert escaped.message == '\\x00' * ((MAX_MESSAGE_CHARS - 1) // 4) + '…'
 
 
 # -- what messages show of the files --------------------------------------------------------------------
