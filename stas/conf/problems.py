@@ -1,7 +1,8 @@
 """What is wrong with a configuration file, as data.
 
 Every check in ``stas.conf`` reports a ``Problem`` instead of logging or raising: the daemons log
-and publish them at start and on reload, ``--check-config`` prints them, tests assert on them.
+and publish them at start and on reload (at most ``LOG_PROBLEM_LIMIT`` / ``DBUS_PROBLEM_LIMIT``
+of them, see ``bounded``), ``--check-config`` prints them all, tests assert on them.
 
 Messages are safe to show to any local user: they quote file text only through ``shown``
 (``shown_pair``, ``shown_section``), which masks anything that may be a secret, escapes
@@ -21,9 +22,12 @@ from __future__ import annotations
 
 import enum
 import re
+import shlex
 import unicodedata
 from dataclasses import dataclass
-from typing import List, Optional
+from typing import Dict, Iterable, List, Optional, Union
+
+from . import paths
 
 # The longest message and file name a Problem holds (longer ones are cut, ending in an ellipsis).
 # Real messages stay well under: each piece of file text in them is bounded by ``shown``.
@@ -225,3 +229,96 @@ def shown_pair(key: str, value: str, limit: int = 60) -> str:
 def shown_section(name: str) -> str:
     """``[name]`` for a message, the name escaped and bounded."""
     return f'[{shown(name, SECTION_LIMIT)}]'
+
+
+# -- how many problems to tell -------------------------------------------------------------------
+#
+# A file can hold thousands of bad lines; the daemons re-read it at every SIGHUP. They log and
+# publish a bounded selection (``bounded``); ``--check-config`` lists everything.
+
+LOG_PROBLEM_LIMIT = 20  # problems a daemon logs per (re)load
+DBUS_PROBLEM_LIMIT = 100  # problems a daemon publishes (``config_problems``)
+# The longest text ``str(problem)`` gives: file, line number and message.
+MAX_PROBLEM_TEXT_CHARS = MAX_FILE_CHARS + MAX_MESSAGE_CHARS + 16
+
+
+def check_command(daemon: str, conf_file: str = '', sys_conf: str = '') -> str:
+    """The command that lists every problem of ``daemon``'s files (``stafd --check-config``),
+    with ``-f``/``--sys-conf`` when the files are not the default ones."""
+    if not daemon:
+        return '--check-config'
+    words = [daemon, '--check-config']
+    if conf_file and conf_file != paths.DAEMON_CONF.get(daemon):
+        words += ['-f', shlex.quote(conf_file)]
+    if sys_conf and sys_conf != paths.SYS_CONF:
+        words += ['--sys-conf', shlex.quote(sys_conf)]
+    return _escaped(' '.join(words), 2 * MAX_FILE_CHARS)
+
+
+def bounded(
+    problems: Iterable[Union[Problem, str]],
+    limit: int = LOG_PROBLEM_LIMIT,
+    *,
+    daemon: str = '',
+    conf_file: str = '',
+    sys_conf: str = '',
+) -> List[str]:
+    """The texts of at most ``limit`` of ``problems``, then one line saying how many more there
+    are: what a daemon logs (``LOG_PROBLEM_LIMIT``) or publishes (``DBUS_PROBLEM_LIMIT``).
+
+    ``problems`` are ``Problem``s or texts already made of them (``str(problem)``, a reason a
+    reload was refused). With at most ``limit`` of them, every text is returned; otherwise
+    ``limit`` texts and a last line such as::
+
+        ... and 19,990 more problems in /etc/stas/stafd.conf (stafd --check-config lists them all)
+
+    Which problems are kept: every ``ERROR`` first (a daemon's reason not to run must not be
+    crowded out by warnings), then the others in their order, until ``limit``; the kept ones
+    keep the order they had. The last line names the files of the left-out ``Problem``s and the
+    command that lists them all (see ``check_command``: pass ``daemon`` and the ``conf_file`` /
+    ``sys_conf`` paths it runs with; ``-f``/``--sys-conf`` appear only for non-default paths).
+
+    Every returned text is free of control characters and at most ``MAX_PROBLEM_TEXT_CHARS``
+    long, plain strings included. ``limit`` 0 gives the summary line alone (none for no
+    problems); a negative ``limit`` is a ``ValueError``.
+    """
+    if limit < 0:
+        raise ValueError(f'limit must be >= 0, not {limit}')
+    items = list(problems)
+    if len(items) <= limit:
+        return [_text(item) for item in items]
+    errors = [i for i, item in enumerate(items) if isinstance(item, Problem) and item.is_error]
+    kept = set(errors[:limit])
+    for i in range(len(items)):
+        if len(kept) >= limit:
+            break
+        kept.add(i)
+    out = [_text(items[i]) for i in sorted(kept)]
+    left_out = [item for i, item in enumerate(items) if i not in kept]
+    out.append(_summary(left_out, check_command(daemon, conf_file, sys_conf)))
+    return out
+
+
+def _text(item: Union[Problem, str]) -> str:
+    return str(item) if isinstance(item, Problem) else _escaped(str(item), MAX_PROBLEM_TEXT_CHARS)
+
+
+def _summary(left_out: List[Union[Problem, str]], command: str) -> str:
+    count = len(left_out)
+    files: Dict[str, None] = {}
+    for item in left_out:
+        if isinstance(item, Problem):
+            files.setdefault(item.file, None)
+    names = list(files)
+    if len(names) > 3:
+        others = len(names) - 3
+        names = names[:3] + [f'{others} other file' + ('s' if others > 1 else '')]
+    where = ''
+    if names:
+        where = ' in ' + (
+            ' and '.join(names) if len(names) <= 2 else ', '.join(names[:-1]) + ' and ' + names[-1]
+        )
+    what = 'problem' if count == 1 else 'problems'
+    return _escaped(
+        f'... and {count:,} more {what}{where} ({command} lists them all)', MAX_PROBLEM_TEXT_CHARS
+    )
