@@ -8,6 +8,13 @@ Daemon start and SIGHUP::
 
     config, problems = load_stafd(args.conf_file)   # or load_stacd / load_daemon_config
     identity, sys_problems = load_sysconf()          # None when the host NQN/ID is unusable
+
+What the daemons log and publish of the problems is bounded (``--check-config`` lists them
+all)::
+
+    for line in bounded(problems, LOG_PROBLEM_LIMIT, daemon='stafd', conf_file=..., sys_conf=...):
+        log.warning('%s', line)
+    published = bounded(problems, DBUS_PROBLEM_LIMIT, daemon='stafd', conf_file=..., sys_conf=...)
 """
 
 from __future__ import annotations
@@ -26,7 +33,17 @@ from .daemons import (
 from .files import load_daemon_config, load_stacd, load_stafd, load_sysconf, read_config, read_text
 from .ini import UnreadableConfig
 from .paths import DAEMON_CONF, STACD_CONF, STAFD_CONF, SYS_CONF
-from .problems import Code, Problem, Severity
+from .problems import (
+    DBUS_PROBLEM_LIMIT,
+    LOG_PROBLEM_LIMIT,
+    MAX_MESSAGE_CHARS,
+    Code,
+    Problem,
+    Severity,
+    bounded,
+    check_command,
+    is_secret_key,
+)
 from .schema import STACD, STAFD, DisconnectScope
 from .sysconf import parse_sysconf
 from .timeparse import timeparse
@@ -36,9 +53,12 @@ __all__ = [
     'Code',
     'ConfiguredController',
     'DAEMON_CONF',
+    'DBUS_PROBLEM_LIMIT',
     'DaemonConfig',
     'DisconnectScope',
     'ExcludeEntry',
+    'LOG_PROBLEM_LIMIT',
+    'MAX_MESSAGE_CHARS',
     'Problem',
     'STACD',
     'STACD_CONF',
@@ -49,8 +69,11 @@ __all__ = [
     'StacdConfig',
     'StafdConfig',
     'UnreadableConfig',
+    'bounded',
+    'check_command',
     'check_config',
     'default_config',
+    'is_secret_key',
     'load_daemon_config',
     'load_stacd',
     'load_stafd',

@@ -44,7 +44,7 @@ from typing import Callable, Dict, Iterator, List, Optional, Tuple
 
 from ..model import ConnectOptions
 from . import values as v
-from .problems import Code, Problem, Severity, shown
+from .problems import KEY_LIMIT, Code, Problem, Severity, shown, shown_pair
 from .schema import CONNECT_OPTIONS, STACD
 
 IDENTITY_KEYS = ('transport', 'traddr', 'trsvcid', 'subsysnqn', 'host-traddr', 'host-iface', 'host-nqn')
@@ -149,38 +149,47 @@ class ExcludeEntry(_Fields):
 # -- tokenising -------------------------------------------------------------------------------------
 
 
+_COMMA_HINT = ' (fields are separated by ";", not ",")'
+
+
 @dataclass(frozen=True)
 class _Token:
     key: str
     value: str
 
 
-def split_fields(text: str) -> Tuple[List[_Token], List[str]]:
+@dataclass(frozen=True)
+class _Complaint:
+    text: str  # what is wrong with the field
+    hint: str  # '' or a hint for the field as written (see _comma_hint)
+
+
+def split_fields(text: str) -> Tuple[List[_Token], List[_Complaint]]:
     """The ``key=value`` fields of one entry (keys lower-cased and aliased) and complaints
     about the fields that are not ``key=value``."""
     tokens: List[_Token] = []
-    complaints: List[str] = []
+    complaints: List[_Complaint] = []
     for raw in v.strip_inline_comment(text).split(';'):
         field = raw.strip()
         if not field:
             continue
+        # judged on the field as written: its text in the message may be masked
+        hint = _COMMA_HINT if ',' in field else ''
         if '=' not in field:
-            complaints.append(f'"{shown(field, 40)}" is not key=value')
+            complaints.append(_Complaint(f'"{shown(field, 40)}" is not key=value', hint))
             continue
         key, value = field.split('=', 1)
         key = key.strip().lower()
         if not key:
-            complaints.append(f'"{shown(field, 40)}" has no key before "="')
+            complaints.append(_Complaint(f'"{shown(field, 40)}" has no key before "="', hint))
             continue
         tokens.append(_Token(ALIASES.get(key, key), value.strip()))
     return tokens, complaints
 
 
 def display(key: str, value: str) -> str:
-    """``key=value`` for a message, with secrets hidden."""
-    if key in SECRET_KEYS and value:
-        return f'{key}=<secret, {len(value)} characters>'
-    return f'{key}={shown(value, 60)}'
+    """``key=value`` for a message, with secrets hidden (see ``problems.shown_pair``)."""
+    return shown_pair(key, value, 60)
 
 
 def _suggest(key: str, known: Tuple[str, ...]) -> str:
@@ -189,7 +198,7 @@ def _suggest(key: str, known: Tuple[str, ...]) -> str:
 
 
 def _comma_hint(value: str) -> str:
-    return ' (fields are separated by ";", not ",")' if ',' in value and '=' in value else ''
+    return _COMMA_HINT if ',' in value and '=' in value else ''
 
 
 class _Reporter:
@@ -210,7 +219,7 @@ def _dedupe(tokens: List[_Token], rep: _Reporter) -> Dict[str, str]:
     for tok in tokens:
         if tok.key in fields and fields[tok.key] != tok.value:
             rep.warn(
-                f'{tok.key} given twice ({display(tok.key, fields[tok.key])} and '
+                f'{shown(tok.key, KEY_LIMIT)} given twice ({display(tok.key, fields[tok.key])} and '
                 f'{display(tok.key, tok.value)}); the last one is used',
                 Code.REPEATED,
             )
@@ -241,7 +250,7 @@ def parse_controller(
     rep = _Reporter(filename, line, what)
     tokens, complaints = split_fields(text)
     for c in complaints:
-        rep.warn(f'{c}; field ignored{_comma_hint(c)}', Code.SYNTAX)
+        rep.warn(f'{c.text}; field ignored{c.hint}', Code.SYNTAX)
     if not tokens:
         if not complaints:
             rep.warn(f'empty {what}= ignored', Code.MISSING)
@@ -334,7 +343,7 @@ def parse_exclude(
     tokens, complaints = split_fields(text)
     if complaints:
         for c in complaints:
-            rep.warn(f'{c}{_comma_hint(c)}; entry ignored', Code.SYNTAX)
+            rep.warn(f'{c.text}{c.hint}; entry ignored', Code.SYNTAX)
         return None, rep.problems
     if not tokens:
         rep.warn(f'empty {what}= ignored (it would exclude every controller)', Code.MISSING)

@@ -35,7 +35,7 @@ from ..model import ConnectOptions
 from . import values as v
 from .controllers import ConfiguredController, ExcludeEntry, display, parse_controller, parse_exclude
 from .ini import IniDocument, IniEntry, tokenize
-from .problems import Code, Problem, Severity, shown
+from .problems import KEY_LIMIT, Code, Problem, Severity, shown, shown_pair, shown_section
 from .schema import (
     CONNECT_OPTIONS,
     CONTROLLERS,
@@ -166,7 +166,7 @@ class _Evaluation:
         accepted = ', '.join(f'[{s}]' for s in valid)
         if owner_of(name):
             other = other_daemon(self.daemon)
-            return f'[{name}]: a {other} section, ignored by {self.daemon}; accepted: {accepted}'
+            return f'{shown_section(name)}: a {other} section, ignored by {self.daemon}; accepted: {accepted}'
         hint = ''
         same = [s for s in valid if s.lower() == name.strip().lower()]
         if same:
@@ -174,10 +174,10 @@ class _Evaluation:
         else:
             close = difflib.get_close_matches(name, valid, n=1, cutoff=0.75)
             hint = f' (did you mean [{close[0]}]?)' if close else ''
-        return f'[{name}]: unknown section{hint}, ignored with its keys; accepted: {accepted}'
+        return f'{shown_section(name)}: unknown section{hint}, ignored with its keys; accepted: {accepted}'
 
     def _unknown_key(self, e: IniEntry) -> str:
-        head = f'[{e.section}] {display(e.key, e.value)}'
+        head = f'{shown_section(e.section)} {display(e.key, e.value)}'
         here = sorted(k for (s, k) in self.specs if s == e.section)
         accepted = ', '.join(here)
         elsewhere = [s for (s, k) in self.specs if k == e.key and s != e.section]
@@ -204,8 +204,8 @@ class _Evaluation:
         for e in entries[:-1]:
             self.warn(
                 e.line,
-                f'[{e.section}] {display(e.key, v.strip_inline_comment(e.value))}: '
-                f'overridden by line {last.line} (the last {e.key}= wins)',
+                f'{shown_section(e.section)} {display(e.key, v.strip_inline_comment(e.value))}: '
+                f'overridden by line {last.line} (the last {shown(e.key, KEY_LIMIT)}= wins)',
                 Code.REPEATED,
             )
         return last
@@ -213,7 +213,7 @@ class _Evaluation:
     def _evaluate(self, spec: OptionSpec, entries: List[IniEntry]) -> Any:
         e = self._last_of(entries)
         text = v.strip_inline_comment(e.value)
-        head = f'[{spec.section}] {spec.key}={shown(text)}'
+        head = f'[{spec.section}] {shown_pair(spec.key, text, 80)}'
         try:
             checked = spec.check(text)
         except v.BadValue as bad:
@@ -269,7 +269,7 @@ class _Evaluation:
             return None
         e = self._last_of(entries)
         text = v.strip_inline_comment(e.value)
-        head = f'[{where[0]}] {where[1]}={shown(text)}'
+        head = f'[{where[0]}] {shown_pair(where[1], text, 80)}'
         try:
             return check(text)
         except v.BadValue as bad:
@@ -289,7 +289,7 @@ class _Evaluation:
             for e in self.deprecated.get((GLOBAL, key), []):
                 self.warn(
                     e.line,
-                    f'[Global] {key}={shown(e.value)}: deprecated, {reason}; remove it',
+                    f'[Global] {shown_pair(key, e.value, 80)}: deprecated, {reason}; remove it',
                     Code.DEPRECATED,
                 )
 

@@ -38,7 +38,7 @@ from dataclasses import dataclass
 from typing import Dict, List, Optional, Tuple, Union
 
 from ..errors import ConfigError
-from .problems import Code, Problem, Severity, shown
+from .problems import KEY_LIMIT, Code, Problem, Severity, is_secret_key, masked, shown, shown_section
 
 # Configuration files are a few kilobytes; anything this large is not one.
 MAX_CONFIG_BYTES = 1024 * 1024
@@ -152,10 +152,12 @@ def tokenize(data: Union[bytes, str], filename: str) -> IniDocument:
 
         if section is not None and key is not None and indent > indent_level:
             entries.append(IniEntry(section, key, stripped, lineno, continuation=True))
+            text = masked(stripped) if is_secret_key(key) else shown(stripped)
             problem(
                 lineno,
-                f'[{section}] indented line "{shown(stripped)}" is read as one more {key}= value '
-                f'(it continues line {key_line}); remove the indentation if it is a line of its own',
+                f'{shown_section(section)} indented line "{text}" is read as one more '
+                f'{shown(key, KEY_LIMIT)}= value (it continues line {key_line}); '
+                'remove the indentation if it is a line of its own',
                 Code.CONTINUATION,
             )
             continue
@@ -171,7 +173,10 @@ def tokenize(data: Union[bytes, str], filename: str) -> IniDocument:
                 continue
             trailer = stripped[end + 1 :].strip()
             if trailer and trailer[0] not in '#;':
-                problem(lineno, f'[{name}]: text after the section header is ignored: "{shown(trailer)}"')
+                problem(
+                    lineno,
+                    f'{shown_section(name)}: text after the section header is ignored: "{shown(trailer)}"',
+                )
             section = name
             sections.append(IniSection(name, lineno))
             continue
@@ -184,12 +189,12 @@ def tokenize(data: Union[bytes, str], filename: str) -> IniDocument:
             continue
 
         if '=' not in stripped:
-            problem(lineno, f'[{section}] "{shown(stripped)}" is not a key=value line; ignored')
+            problem(lineno, f'{shown_section(section)} "{shown(stripped)}" is not a key=value line; ignored')
             continue
         raw_key, value = stripped.split('=', 1)
         name = raw_key.rstrip().lower()
         if not name:
-            problem(lineno, f'[{section}] "{shown(stripped)}" has no key before "="; ignored')
+            problem(lineno, f'{shown_section(section)} "{shown(stripped)}" has no key before "="; ignored')
             continue
         key, key_line = name, lineno
         entries.append(IniEntry(section, name, value.strip(), lineno))

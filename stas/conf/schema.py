@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any, Dict, FrozenSet, List, Optional, Tuple
 
 from . import values as v
+from .problems import shown
 
 STAFD = 'stafd'
 STACD = 'stacd'
@@ -187,7 +188,7 @@ def check_disconnect_trtypes(text: str) -> Any:
     if not good:
         raise v.BadValue('names no known transport', accepted)
     if bad:
-        dropped = ', '.join(f'"{b}"' for b in bad)
+        dropped = shown(', '.join(f'"{b}"' for b in bad), 80)
         return v.Adjusted(good, f'{dropped} ignored, using {"+".join(good)}; accepted: {accepted}')
     return good
 

@@ -32,7 +32,7 @@ from ..errors import ConfigError
 from ..model import HostIdentity
 from . import values as v
 from .ini import IniEntry, tokenize
-from .problems import Code, Problem, Severity, shown
+from .problems import Code, Problem, Severity, is_secret_key, shown, shown_pair, shown_section
 
 HOST = 'Host'
 KEYS = ('nqn', 'id', 'key', 'symname')
@@ -62,11 +62,16 @@ class _Source:
     line: Optional[int]  # None when the default applies
 
     def head(self) -> str:
-        shown_text = (
-            '<secret>' if self.key == 'key' and not self.text.startswith('file://') else shown(self.text)
-        )
         default = ' (default)' if self.line is None else ''
-        return f'[{HOST}] {self.key}={shown_text}{default}'
+        return f'[{HOST}] {self.key}={_shown_source(self.key, self.text)}{default}'
+
+
+def _shown_source(key: str, text: str) -> str:
+    """A value of a known [Host] key for a message: a ``file://`` URL is shown (it names a
+    file, it is no secret), a literal host key never is."""
+    if is_secret_key(key) and not text.startswith('file://'):
+        return '<secret>'
+    return shown(text)
 
 
 def file_url_path(text: str) -> Optional[str]:
@@ -124,12 +129,20 @@ class _SysEvaluation:
             return None
         except (OSError, ConfigError) as exc:
             reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-            self.report(src.key, src.line, f'{src.head()}: cannot read {path}: {reason}', Code.UNREADABLE)
+            self.report(
+                src.key,
+                src.line,
+                f'{src.head()}: cannot read {shown(path)}: {shown(reason, 200)}',
+                Code.UNREADABLE,
+            )
             return None
         value = first_token(content)
         if value is None and src.key in _MANDATORY:
             self.report(
-                src.key, src.line, f'{src.head()}: {path} is empty{self._fix(src.key, path)}', Code.MISSING
+                src.key,
+                src.line,
+                f'{src.head()}: {shown(path)} is empty{self._fix(src.key, path)}',
+                Code.MISSING,
             )
         return value
 
@@ -139,24 +152,24 @@ class _SysEvaluation:
         self.report(
             src.key,
             src.line,
-            f'{src.head()}: cannot read {path}: No such file or directory{self._fix(src.key, path)}',
+            f'{src.head()}: cannot read {shown(path)}: No such file or directory{self._fix(src.key, path)}',
             Code.MISSING,
         )
 
     @staticmethod
     def _fix(key: str, path: str) -> str:
         if key in _STASADM:
-            return f'; create it with: stasadm {_STASADM[key]} -f {path}'
+            return f'; create it with: stasadm {_STASADM[key]} -f {shown(path)}'
         return ''
 
     def check(self, src: _Source, value: str) -> Optional[str]:
         try:
             return _CHECKS[src.key](value)
         except v.BadValue as bad:
-            if src.key == 'key':
+            if is_secret_key(src.key):
                 found = ''
             elif src.text.startswith('file://'):
-                found = f'"{shown(value)}" read from {file_url_path(src.text)} '
+                found = f'"{shown(value)}" read from {shown(file_url_path(src.text) or "")} '
             else:
                 found = ''
             what = (
@@ -192,7 +205,7 @@ def parse_sysconf(
             ev.report(
                 '',
                 sec.line,
-                f'[{sec.name}]: unknown section{hint}, ignored; accepted: [{HOST}]',
+                f'{shown_section(sec.name)}: unknown section{hint}, ignored; accepted: [{HOST}]',
                 Code.UNKNOWN_SECTION,
             )
 
@@ -204,7 +217,8 @@ def parse_sysconf(
             ev.report(
                 '',
                 e.line,
-                f'[{HOST}] {e.key}={shown(e.value)}: unknown key, ignored; accepted: {", ".join(KEYS)}',
+                f'[{HOST}] {shown_pair(e.key, e.value, 80)}: unknown key, ignored; '
+                f'accepted: {", ".join(KEYS)}',
                 Code.UNKNOWN_KEY,
             )
             continue
@@ -214,11 +228,11 @@ def parse_sysconf(
     for key in KEYS:
         entries = given.get(key, [])
         for e in entries[:-1]:
-            shown_value = '<secret>' if key == 'key' else shown(e.value)
             ev.report(
                 '',
                 e.line,
-                f'[{HOST}] {key}={shown_value}: overridden by line {entries[-1].line} (the last {key}= wins)',
+                f'[{HOST}] {key}={_shown_source(key, e.value)}: '
+                f'overridden by line {entries[-1].line} (the last {key}= wins)',
                 Code.REPEATED,
             )
         if entries:

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Optional, Tuple
 
 from ..model import NQN_MAX_LEN, TRANSPORTS
+from .problems import shown
 from .timeparse import timeparse
 
 INT32_MAX = 2**31 - 1
@@ -262,7 +263,9 @@ def check_host_nqn(text: str) -> str:
     if text.startswith(UUID_NQN_PREFIX):
         tail = text[len(UUID_NQN_PREFIX) :]
         if not _CANONICAL_UUID.match(tail):
-            raise BadValue(f'"{tail}" after "{UUID_NQN_PREFIX}" is not a UUID', f'{UUID_NQN_PREFIX}<uuid>')
+            raise BadValue(
+                f'"{shown(tail, 60)}" after "{UUID_NQN_PREFIX}" is not a UUID', f'{UUID_NQN_PREFIX}<uuid>'
+            )
     return text
 
 

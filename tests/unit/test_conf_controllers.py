@@ -351,6 +351,95 @@ def test_secret_values_never_appear_in_messages():
     assert 'c2VjcmV0c2VjcmV0' not in text.split('nope=')[0]
 
 
+_ACCEPTED = 'accepted keys: nqn, ' + ', '.join(CONTROLLER_KEYS)
+
+
+@pytest.mark.parametrize(
+    'text, message',
+    [
+        (
+            'transport=tcp;traddr=1.2.3.4;dhchap_secret=hunter2',
+            'unknown key dhchap_secret=<secret, 7 characters> (did you mean dhchap-secret?); field ignored; '
+            + _ACCEPTED,
+        ),
+        (
+            'transport=tcp;traddr=1.2.3.4;DHCHAP_CTRL_SECRET=hunter3',
+            'unknown key dhchap_ctrl_secret=<secret, 7 characters> (did you mean dhchap-ctrl-secret?); '
+            'field ignored; ' + _ACCEPTED,
+        ),
+        (
+            'transport=tcp;traddr=1.2.3.4;tls-psk=NVMeTLSkey-1:01:c2VjcmV0:',
+            'unknown key tls-psk=<secret, 25 characters>; field ignored; ' + _ACCEPTED,
+        ),
+        (
+            'transport=tcp;traddr=1.2.3.4;Pass Word=hunter 2',
+            'unknown key pass word=<secret, 8 characters>; field ignored; ' + _ACCEPTED,
+        ),
+        # a field that is not key=value: the value after a secret-looking word is masked,
+        # and the masked form's comma does not suggest ";"
+        (
+            'transport=tcp;traddr=1.2.3.4;dhchap-secret:hunter2',
+            '"dhchap-secret:<secret, 7 characters>" is not key=value; field ignored',
+        ),
+        (
+            'transport=tcp;traddr=1.2.3.4;psk hunter2,x',
+            '"psk <secret, 9 characters>" is not key=value; field ignored '
+            '(fields are separated by ";", not ",")',
+        ),
+        (
+            'transport=tcp;traddr=1.2.3.4;NVMeTLSkey-1:01:c2VjcmV0:',
+            '"NVMeTLSkey-1:<secret>" is not key=value; field ignored',
+        ),
+        (
+            'transport=tcp;traddr=1.2.3.4;secret=hunter2;Secret=hunter3',
+            'secret given twice (secret=<secret, 7 characters> and secret=<secret, 7 characters>); '
+            'the last one is used',
+        ),
+        # control characters and huge keys
+        ('transport=tcp;traddr=1.2.3.4;a\x00b=1', 'unknown key a\\x00b=1; field ignored; ' + _ACCEPTED),
+        (
+            'transport=tcp;traddr=1.2.3.4;' + 'k' * 100_000 + '=1',
+            'unknown key ' + 'k' * 59 + '…=1; field ignored; ' + _ACCEPTED,
+        ),
+        (
+            'transport=tcp;traddr=1.2.3.4;x\x1b=1;X\x1b=2',
+            'x\\x1b given twice (x\\x1b=1 and x\\x1b=2); the last one is used',
+        ),
+    ],
+)
+def test_controller_messages_mask_secret_looking_keys_and_escape(text, message):
+    entry, problems = ctrl(text)
+    assert entry is not None
+    assert f'[Controllers] controller: {message}' in [p.message for p in problems], [
+        p.message for p in problems
+    ]
+    assert not any('hunter' in str(p) or 'c2VjcmV0' in str(p) for p in problems)
+
+
+@pytest.mark.parametrize(
+    'text, message',
+    [
+        (
+            'traddr=1.2.3.4;DHCHAP_SECRET=hunter2',
+            'key dhchap_secret=<secret, 7 characters> cannot be used to exclude; entry ignored; '
+            'accepted keys: nqn, ' + ', '.join(EXCLUDE_KEYS),
+        ),
+        ('traddr=1.2.3.4;token hunter2', '"token <secret, 7 characters>" is not key=value; entry ignored'),
+        (
+            'traddr=1.2.3.4;host-iface=a\x00',
+            'host-iface=a\\x00: not an interface name, entry ignored; accepted: ',
+        ),
+    ],
+)
+def test_exclude_messages_mask_secret_looking_keys_and_escape(text, message):
+    entry, problems = excl(text)
+    assert entry is None
+    assert any(p.message.startswith(f'[Controllers] exclude: {message}') for p in problems), [
+        p.message for p in problems
+    ]
+    assert not any('hunter' in str(p) for p in problems)
+
+
 def test_stacd_examples_from_upstream_need_no_host_traddr_except_fc():
     entry, problems = ctrl(
         'transport=tcp;traddr=2001:db8::370:7334;host-iface=enp0s8;nqn=nqn.starship-enterprise', 'stacd'
@@ -473,6 +562,7 @@ def test_fuzz_controller_parser(text, daemon):
     for p in problems:
         assert p.line == 42 and p.file == 'z.conf'
         assert str(p).startswith('z.conf:42: [Controllers] controller: ')
+        assert str(p).isprintable()
     if entry is not None:
         assert entry.line == 42
         assert set(entry) <= set(CONTROLLER_KEYS)
@@ -486,6 +576,7 @@ def test_fuzz_exclude_parser(text):
     entry, problems = parse_exclude(text, filename='z.conf', line=5)
     for p in problems:
         assert p.line == 5
+        assert str(p).isprintable()
     if entry is not None:
         assert len(entry) > 0  # never an entry that matches everything
         assert set(entry) <= set(EXCLUDE_KEYS)

@@ -6,8 +6,11 @@ import pathlib
 import re
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from stas.conf import (
+    MAX_MESSAGE_CHARS,
     DisconnectScope,
     StacdConfig,
     StafdConfig,
@@ -15,8 +18,9 @@ from stas.conf import (
     parse_daemon_config,
     parse_stacd,
     parse_stafd,
+    parse_sysconf,
 )
-from stas.conf.problems import Code, Severity
+from stas.conf.problems import SECRET_WORDS, Code, Severity, is_secret_key
 from stas.conf.schema import option_specs
 from stas.errors import InvalidArgument
 from stas.model import ConnectOptions
@@ -695,3 +699,232 @@ def test_bytes_input_and_non_utf8():
     with pytest.raises(Exception) as info:
         parse_stafd(b'[Global]\nkato=\xff\n', 'b.conf')
     assert type(info.value).__name__ == 'UnreadableConfig'
+
+
+# -- what messages show of the file --------------------------------------------------------------------------
+
+_STAFD_GLOBAL_KEYS = (
+    'ctrl-loss-tmo, data-digest, disable-sqflow, hdr-digest, ignore-iface, ip-family, kato, pleo, '
+    'queue-size, reconnect-delay, tron'
+)
+
+
+def test_misspelled_secret_keys_in_controllers_are_never_quoted():
+    text = (
+        '[Controllers]\n'
+        'controller=transport=tcp;traddr=1.2.3.4;dhchap_secret=hunter2\n'
+        'controller=transport=tcp;traddr=1.2.3.4;DHCHAP_CTRL_SECRET=hunter3\n'
+    )
+    config, problems = parse_stafd(text, '/etc/stas/stafd.conf')
+    assert [c.traddr for c in config.controllers] == ['1.2.3.4', '1.2.3.4']
+    assert [(p.line, p.message.split(';')[0]) for p in problems] == [
+        (
+            2,
+            '[Controllers] controller: unknown key dhchap_secret=<secret, 7 characters> '
+            '(did you mean dhchap-secret?)',
+        ),
+        (
+            3,
+            '[Controllers] controller: unknown key dhchap_ctrl_secret=<secret, 7 characters> '
+            '(did you mean dhchap-ctrl-secret?)',
+        ),
+    ]
+    assert not any('hunter' in str(p) for p in problems)
+
+
+def test_correctly_spelled_secrets_still_configure_the_controller():
+    secret = 'DHHC-1:01:AQIDBAUGBwgJCgsMDQ4PEBESExQVFhcYGRobHB0eHyAl7OaH:'
+    text = f'[Controllers]\ncontroller=transport=tcp;traddr=1.2.3.4;dhchap-secret={secret}\n'
+    config, problems = parse_stafd(text, 's.conf')
+    assert problems == []
+    assert config.controllers[0].options.dhchap_secret == secret
+    assert config.controllers[0]['dhchap-secret'] == secret
+
+
+@pytest.mark.parametrize(
+    'text, message',
+    [
+        (
+            '[Global]\nDHCHAP_SECRET=hunter2\n',
+            '[Global] dhchap_secret=<secret, 7 characters>: unknown key, ignored; accepted: '
+            + _STAFD_GLOBAL_KEYS,
+        ),
+        (
+            '[Global]\ntls key = hunter 2 # a comment\n',
+            '[Global] tls key=<secret, 20 characters>: unknown key, ignored; accepted: ' + _STAFD_GLOBAL_KEYS,
+        ),
+        (
+            '[Service Discovery]\npassword=hunter2\n',
+            '[Service Discovery] password=<secret, 7 characters>: unknown key, ignored; accepted: zeroconf',
+        ),
+        # a known key's value is free text: a secret inside it is masked too
+        (
+            '[Global]\nkato=psk=hunter2\n',
+            '[Global] kato=psk=<secret, 7 characters>: not an integer, default used (30); '
+            'accepted: an integer >= 0',
+        ),
+        (
+            '[Global]\nudev-rule=token: hunter2\n',
+            '[Global] udev-rule=token: <secret, 7 characters>: deprecated, not used since nvme-stas 2.1.3: '
+            'stafd always suppresses the nvme-cli udev rule; remove it',
+        ),
+        (
+            '[Global]\npersistent-connections=NVMeTLSkey-1:01:c2VjcmV0:\n',
+            '[Global] persistent-connections=NVMeTLSkey-1:<secret>: deprecated (moved to '
+            '[Discovery controller connection management] in nvme-stas 2.1), and not a boolean; ignored; '
+            'accepted: true, false',
+        ),
+        # control characters and huge names
+        (
+            '[Global]\nfoo\x00bar=1\n',
+            f'[Global] foo\\x00bar=1: unknown key, ignored; accepted: {_STAFD_GLOBAL_KEYS}',
+        ),
+        (
+            '[Glo\x00bal]\nx=1\n',
+            '[Glo\\x00bal]: unknown section (did you mean [Global]?), ignored with its keys; '
+            'accepted: [Global], [Service Discovery], [Discovery controller connection management], '
+            '[Controllers]',
+        ),
+        (
+            '[Global]\n' + 'k' * 500_000 + '=1\n',
+            '[Global] ' + 'k' * 59 + f'…=1: unknown key, ignored; accepted: {_STAFD_GLOBAL_KEYS}',
+        ),
+        (
+            '[' + 'S' * 500_000 + ']\n',
+            '[' + 'S' * 59 + '…]: unknown section, ignored with its keys; accepted: [Global], '
+            '[Service Discovery], [Discovery controller connection management], [Controllers]',
+        ),
+        (
+            '[Global]\ntron=\x1b[31m\n',
+            '[Global] tron=\\x1b[31m: not a boolean, default used (false); accepted: true, false',
+        ),
+    ],
+)
+def test_stafd_messages_mask_secrets_and_escape(text, message):
+    _, problems = parse_stafd(text, 's.conf')
+    assert messages(problems) == [message]
+
+
+@pytest.mark.parametrize(
+    'value, fragment',
+    [
+        ('tcp+\x00x', '"\\x00x" ignored, using tcp'),
+        ('tcp+' + 'x+' * 100_000, '"x", "x", "x", "x"'),
+    ],
+)
+def test_disconnect_trtypes_note_shows_the_dropped_items_safely(value, fragment):
+    _, problems = parse_stacd(f'[I/O controller connection management]\ndisconnect-trtypes={value}\n', 's')
+    assert len(problems) == 1 and fragment in problems[0].message
+    assert len(problems[0].message) < 600 and problems[0].message.isprintable()
+
+
+def test_repeated_secret_looking_keys_are_never_quoted():
+    _, problems = parse_stacd('[Global]\nkato=1\nkato=2\n[Whatever]\nsecret=hunter2\n', 's')
+    assert messages(problems) == [
+        '[Global] kato=1: overridden by line 3 (the last kato= wins)',
+        '[Whatever]: unknown section, ignored with its keys; accepted: [Global], '
+        '[I/O controller connection management], [Controllers]',
+    ]
+
+
+# -- fuzzing: secret-looking keys, control characters --------------------------------------------------
+
+# Marks the values; it can appear in a message only if (a part of) a value does. Not changed
+# by lower-casing, case-folding, NFKC or escaping.
+_SENTINEL = '§7305§'
+
+
+@st.composite
+def _secret_looking_keys(draw, separators=('', '', '_', '-', ' ', '.')):
+    """A key spelled around a secret word: any case, separators between the letters, words
+    before and after."""
+    word = draw(st.sampled_from(SECRET_WORDS))
+    letters = [c.upper() if draw(st.booleans()) else c for c in word]
+    spelled = letters[0] + ''.join(draw(st.sampled_from(separators)) + c for c in letters[1:])
+    before = draw(st.sampled_from(['', 'dh', 'tls', 'my', 'Host', 'x9', 'ctrl', 'é']))
+    after = draw(st.sampled_from(['', '1', 'file', 'Ctrl', 'word', 's']))
+    key = before + draw(st.sampled_from(separators)) + spelled + draw(st.sampled_from(separators)) + after
+    return key.strip()
+
+
+_VALUE = st.text(st.characters(blacklist_characters='\n\r§', blacklist_categories=('Cs',)), max_size=30).map(
+    lambda tail: _SENTINEL + tail
+)
+
+_PLACES = (
+    '[Global]\n{key}={value}\n',
+    '[Global]\nkato=1\n{key} = {value}\n',
+    '[Service Discovery]\n{key}={value}\n',
+    '[I/O controller connection management]\n{key}={value}\n',
+    '[Whatever]\n{key}={value}\n',
+    '[Controllers]\ncontroller=transport=tcp;traddr=1.2.3.4;{key}={value}\n',
+    '[Controllers]\ncontroller=transport=tcp;{key}={value};traddr=1.2.3.4\n',
+    '[Controllers]\ncontroller={key}={value}\n',
+    '[Controllers]\nexclude=traddr=1.2.3.4;{key}={value}\n',
+    '[Controllers]\nblacklist={key}={value}\n',
+    '[Controllers]\ncontroller=transport=tcp;traddr=1.1.1.1\n  transport=tcp;{key}={value}\n',
+    '[Global]\n{key}=1\n  {value}\n',
+    '[Global]\n{key}={value}\n{key}={value}x\n',
+    '[Controllers]\ncontroller=transport=tcp;traddr=1.1.1.1;{key}={value};{key}={value}x\n',
+    # lines that are not key=value
+    '[Global]\n{key}: {value}\n',
+    '[Controllers]\ncontroller=transport=tcp;traddr=1.2.3.4;{key}:{value}\n',
+    '{key}:{value}\n[Global]\n',
+)
+
+
+UUID = '5a1c4e4b-8f1e-4b7a-9a52-0c1b3b1e2f00'
+
+
+def _all_problems(text: str):
+    _, stafd = parse_stafd(text, 'f.conf')
+    _, stacd = parse_stacd(text, 'f.conf')
+    files = {'/etc/nvme/hostnqn': 'nqn.2014-08.org.example:host', '/etc/nvme/hostid': UUID}
+
+    def reader(path: str) -> str:
+        if path in files:
+            return files[path]
+        raise FileNotFoundError(2, 'No such file or directory', path)
+
+    _, sysconf = parse_sysconf(text.replace('[Global]', '[Host]'), 's.conf', reader)
+    return stafd + stacd + sysconf
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.sampled_from(_PLACES), _secret_looking_keys(), _VALUE)
+def test_fuzz_values_of_secret_looking_keys_never_reach_a_message(place, key, value):
+    assert is_secret_key(key)
+    text = place.format(key=key, value=value)
+    for p in _all_problems(text):
+        assert _SENTINEL not in str(p), (text, str(p))
+        assert str(p).isprintable(), str(p)
+
+
+@settings(max_examples=200, deadline=None)
+@given(_secret_looking_keys(separators=('', '_', '-', '.')), _VALUE.filter(lambda v: '=' not in v))
+def test_fuzz_a_secret_word_then_blanks_hides_what_follows(key, value):
+    # "dhchap_secret hunter2": not key=value, the line is quoted; its value is not
+    for p in _all_problems(
+        f'[Global]\n{key} {value}\n[Controllers]\ncontroller=transport=tcp;{key} {value}\n'
+    ):
+        assert _SENTINEL not in str(p), str(p)
+
+
+_FILE_TEXT = st.lists(
+    st.one_of(
+        st.sampled_from(
+            ['[Global]', '[Controllers]', '[Host]', 'controller=transport=tcp;traddr=1.1.1.1', '']
+        ),
+        st.text(st.characters(blacklist_categories=('Cs',)), max_size=40),
+        st.tuples(st.text(max_size=10), st.text(max_size=20)).map('='.join),
+    ),
+    max_size=20,
+).map('\n'.join)
+
+
+@settings(max_examples=300, deadline=None)
+@given(_FILE_TEXT)
+def test_fuzz_messages_hold_no_control_character_and_are_bounded(text):
+    for p in _all_problems(text):
+        assert str(p).isprintable(), str(p)
+        assert len(p.message) <= MAX_MESSAGE_CHARS

@@ -170,6 +170,7 @@ def test_fuzz_text_never_raises_and_lines_stay_in_the_file(text):
     for p in doc.problems:
         assert p.line is not None and 1 <= p.line <= n
         assert str(p).startswith(f'fuzz.conf:{p.line}: ')
+        assert str(p).isprintable()  # no NUL, newline or other control character
     for e in doc.entries:
         assert e.key == e.key.lower() and e.key and '=' not in e.key
         assert e.value == e.value.strip()
@@ -191,3 +192,83 @@ def test_secrets_are_masked_even_in_unparseable_lines():
     assert [p.message for p in doc.problems] == [
         '[Controllers] "dhchap-secret DHHC-1:<secret>" is not a key=value line; ignored'
     ]
+
+
+# -- what messages show of the file ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    'text, message',
+    [
+        # secrets in lines that could not be parsed
+        (
+            '[Controllers]\npsk NVMeTLSkey-1:01:c2VjcmV0c2VjcmV0:\n',
+            '[Controllers] "psk NVMeTLSkey-1:<secret>" is not a key=value line; ignored',
+        ),
+        (
+            '[Global]\nsecret hunter2\n',
+            '[Global] "secret <secret, 7 characters>" is not a key=value line; ignored',
+        ),
+        (
+            '[Global]\nDHCHAP_SECRET: hunter2\n',
+            '[Global] "DHCHAP_SECRET: <secret, 7 characters>" is not a key=value line; ignored',
+        ),
+        (
+            'password:hunter2\n',
+            '"password:<secret, 7 characters>" is outside any section; ignored '
+            '(put it under a [Section] header)',
+        ),
+        (
+            '[A] token: hunter2\n',
+            '[A]: text after the section header is ignored: "token: <secret, 7 characters>"',
+        ),
+        # control characters in section names and raw lines are escaped
+        ('[A\x00B]\njunk\n', '[A\\x00B] "junk" is not a key=value line; ignored'),
+        ('[A]\njunk\x1b[2J\n', '[A] "junk\\x1b[2J" is not a key=value line; ignored'),
+        ('[A\x07] x\n', '[A\\x07]: text after the section header is ignored: "x"'),
+    ],
+)
+def test_messages_mask_secrets_and_escape_control_characters(text, message):
+    doc = tokenize(text, 'f.conf')
+    assert [p.message for p in doc.problems] == [message]
+
+
+@pytest.mark.parametrize(
+    'text, message',
+    [
+        # an indented line continuing a controller= whose fields hold a misspelled secret key
+        (
+            '[Controllers]\ncontroller=transport=tcp;traddr=1.1.1.1\n  transport=tcp;dhchap_secret=hunter2\n',
+            '[Controllers] indented line "transport=tcp;dhchap_secret=<secret, 7 characters>" is read as one '
+            'more controller= value (it continues line 2); remove the indentation if it is a line of its own',
+        ),
+        # an indented line continuing a secret-looking key is a secret as a whole
+        (
+            '[Global]\nmy-psk=abc\n  hunter2 hunter3\n',
+            '[Global] indented line "<secret, 15 characters>" is read as one more my-psk= value '
+            '(it continues line 2); remove the indentation if it is a line of its own',
+        ),
+        (
+            '[G\x00]\nk\x01=1\n  2\n',
+            '[G\\x00] indented line "2" is read as one more k\\x01= value '
+            '(it continues line 2); remove the indentation if it is a line of its own',
+        ),
+    ],
+)
+def test_continuation_messages_mask_secrets(text, message):
+    doc = tokenize(text, 'f.conf')
+    assert [p.message for p in doc.problems] == [message]
+    assert 'hunter' not in message
+
+
+def test_huge_names_give_bounded_messages():
+    text = '[' + 'S' * 500_000 + '] trailer\n[A]\n' + 'k' * 400_000 + '=1\n  more\n'
+    doc = tokenize(text, 'f.conf')
+    assert [p.line for p in doc.problems] == [1, 4]
+    assert all(len(p.message) < 300 for p in doc.problems)
+    assert (
+        doc.problems[0].message == '[' + 'S' * 59 + '…]: text after the section header is ignored: "trailer"'
+    )
+    assert doc.problems[1].message.startswith(
+        '[A] indented line "more" is read as one more ' + 'k' * 59 + '…= value'
+    )

@@ -225,3 +225,58 @@ def test_unknown_section_key_and_repeats():
     ]
     assert 'section names are case-sensitive' in problems[2].message
     assert all(p.severity is Severity.WARNING for p in problems)
+
+
+# -- what messages show of the files ------------------------------------------------------------------------
+
+_UNKNOWN_KEY = ': unknown key, ignored; accepted: nqn, id, key, symname'
+
+
+def messages_of(problems):
+    return [p.message for p in problems]
+
+
+@pytest.mark.parametrize(
+    'text, message',
+    [
+        (
+            '[Host]\nhostkey=hunter2\n',
+            '[Host] hostkey=<secret, 7 characters>' + _UNKNOWN_KEY,
+        ),
+        (
+            '[Host]\nDHCHAP_Secret = hunter2\n',
+            '[Host] dhchap_secret=<secret, 7 characters>' + _UNKNOWN_KEY,
+        ),
+        (
+            '[Host]\nsym name=my psk: hunter2\n',
+            '[Host] sym name=my psk: <secret, 7 characters>' + _UNKNOWN_KEY,
+        ),
+        (
+            '[Host]\nn\x00qn=1\n',
+            '[Host] n\\x00qn=1' + _UNKNOWN_KEY,
+        ),
+        ('[Ho\x00st]\n', '[Ho\\x00st]: unknown section, ignored; accepted: [Host]'),
+        (
+            '[Host]\nkey=hunter1\nkey=file:///etc/nvme/hostkey\n',
+            '[Host] key=<secret>: overridden by line 3 (the last key= wins)',
+        ),
+        (
+            '[Host]\nnqn=file:///srv/a\x07b\n',
+            '[Host] nqn=file:///srv/a\\x07b: cannot read /srv/a\\x07b: No such file or directory; '
+            'create it with: stasadm hostnqn -f /srv/a\\x07b',
+        ),
+    ],
+)
+def test_messages_mask_secrets_and_escape(text, message):
+    _, problems = parse_sysconf(text, 's.conf', nvme_files())
+    assert messages_of(problems) == [message]
+    assert not any('hunter' in str(p) for p in problems)
+
+
+def test_value_read_from_a_file_is_escaped():
+    _, problems = parse_sysconf(None, 's.conf', nvme_files(hostid='ab\x1bc\n'))
+    assert [p.message for p in problems] == [
+        '[Host] id=file:///etc/nvme/hostid (default): "ab\\x1bc" read from /etc/nvme/hostid not a UUID; '
+        'the daemons cannot run without a valid host ID; accepted: a UUID such as '
+        '2f5ecb06-a2c3-4a47-8cc1-1d1c6b3e8a5e'
+    ]
