@@ -3,7 +3,8 @@
 The file lives in the runtime directory (``/run/stafd`` under systemd, kept across restarts by
 ``RuntimeDirectoryPreserve=yes``, gone at reboot). It is JSON, versioned, written atomically
 (temporary file + rename) after every change. A missing, unreadable or foreign file is treated
-as an empty cache with a warning: the daemon rediscovers everything anyway.
+as an empty cache with a warning, and a malformed one is set aside (``state_files``): the
+daemon rediscovers everything anyway.
 """
 
 from __future__ import annotations
@@ -11,15 +12,17 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import tempfile
 from typing import List, Tuple
 
-from ..errors import StasError
-from ..fabric.dlpe import entry_as_dbus_dict, log_entry_from_libnvme
+from ..errors import InvalidArgument
+from ..fabric.dlpe import MAX_LOG_ENTRIES, entry_as_dbus_dict, log_entry_from_libnvme
 from ..model import LogEntry, Origin, TransportId
+from . import state_files
 
 FILE_NAME = 'log-pages.json'
 VERSION = 1
+GENCTR_MAX = 2**64 - 1
+_ORIGINS = tuple(o.value for o in Origin)
 
 CachedDc = Tuple[TransportId, Origin, int, Tuple[LogEntry, ...]]
 
@@ -46,48 +49,54 @@ def dump(dcs: List[CachedDc]) -> str:
     )
 
 
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _cached_dc(item: dict) -> CachedDc:
+    """One item of "dcs"; raises ValueError naming what is wrong."""
+    tid = state_files.transport_id(state_files.member(item, 'tid', dict), '"tid"')
+    origin = state_files.member(item, 'origin', str)
+    if origin not in _ORIGINS:
+        raise ValueError(f'"origin" {origin[:40]!r} is not one of {", ".join(_ORIGINS)}')
+    genctr = state_files.member(item, 'genctr', int)
+    if not 0 <= genctr <= GENCTR_MAX:
+        raise ValueError(f'"genctr" {genctr} is out of range 0..{GENCTR_MAX}')
+    pages = state_files.member(item, 'log-pages', list)
+    if len(pages) > MAX_LOG_ENTRIES:
+        raise ValueError(f'"log-pages" has {len(pages)} entries (at most {MAX_LOG_ENTRIES})')
+    entries = []
+    for j, raw in enumerate(pages):
+        try:
+            entries.append(log_entry_from_libnvme(raw))
+        except InvalidArgument as exc:
+            raise ValueError(f'"log-pages" item {j}: {exc.message}') from None
+    return tid, Origin(origin), genctr, tuple(entries)
+
+
 def parse(text: str) -> List[CachedDc]:
     """The cached DCs in ``text``; raises ValueError naming what is wrong."""
-    doc = json.loads(text)
-    if not isinstance(doc, dict) or doc.get('version') != VERSION:
+    doc = state_files.expect(state_files.decode_json(text), dict, 'the document')
+    if not _is_int(doc.get('version')) or doc['version'] != VERSION:
         raise ValueError(f'not a version {VERSION} log page cache')
+    dcs = state_files.expect(doc.get('dcs', []), list, '"dcs"')
     out: List[CachedDc] = []
-    for i, item in enumerate(doc.get('dcs', [])):
+    for i, item in enumerate(dcs):
+        state_files.expect(item, dict, f'entry {i}')
         try:
-            tid = TransportId(**{k: str(v) for k, v in item['tid'].items()})
-            origin = Origin(item['origin'])
-            entries = tuple(log_entry_from_libnvme(e) for e in item['log-pages'])
-            out.append((tid, origin, int(item['genctr']), entries))
-        except (KeyError, TypeError, ValueError, StasError) as exc:
+            out.append(_cached_dc(item))
+        except ValueError as exc:
             raise ValueError(f'entry {i}: {exc}') from None
     return out
 
 
 def save(runtime_dir: str, dcs: List[CachedDc]) -> None:
+    """Write the cache atomically; raises OSError."""
     os.makedirs(runtime_dir, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=runtime_dir, prefix='.log-pages.')
-    try:
-        with os.fdopen(fd, 'w') as f:
-            f.write(dump(dcs))
-        os.replace(tmp, path_in(runtime_dir))
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    state_files.write_atomic(path_in(runtime_dir), dump(dcs))
 
 
 def load(runtime_dir: str) -> Tuple[List[CachedDc], str]:
-    """(cached DCs, problem): a missing file is no problem; a bad one is reported and ignored."""
-    try:
-        with open(path_in(runtime_dir)) as f:
-            text = f.read()
-    except FileNotFoundError:
-        return [], ''
-    except OSError as exc:
-        return [], f'cannot read {path_in(runtime_dir)}: {exc.strerror}'
-    try:
-        return parse(text), ''
-    except ValueError as exc:
-        return [], f'ignoring {path_in(runtime_dir)}: {exc}'
+    """(cached DCs, problem): a missing file is no problem; a bad one is set aside, reported and
+    ignored (``state_files.load``)."""
+    return state_files.load(path_in(runtime_dir), parse, [])

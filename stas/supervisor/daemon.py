@@ -394,6 +394,7 @@ class Supervisor:
             'config generation': self._generation,
             'config problems': list(self.config_problems()),
             'runtime directory': self.runtime_dir,
+            'runtime directory problem': self.role.runtime_dir_problem(),
             'workers': [_worker_dict(w) for w in self.workers()],
             'signals ignored': dict(self._unused_signals.counts),
         }
@@ -478,8 +479,7 @@ class Supervisor:
             )
             return 1
         self._apply(config, host, problems)
-        os.makedirs(self.runtime_dir, exist_ok=True)
-        self.role.restore()
+        self.role.restore()  # makes the runtime directory; one that cannot be used is logged
         if self.daemon == 'stafd':
             self._read_boot_tables()
         loop = asyncio.get_running_loop()

@@ -6,7 +6,8 @@ do with workers' reports, and the data behind their D-Bus members.
 - ``specs(config, host)`` -> the controllers to keep (and problems worth a log line);
 - ``on_report(key, msg)`` -> True when the answer of ``specs`` may have changed (replan);
 - ``worker_options(config)``, ``keep_connections_on_stop(config)``;
-- ``restore()`` at start, and the D-Bus data methods.
+- ``restore()`` at start (it also checks the runtime directory), ``runtime_dir_problem()``
+  (why the state is not saved now, or None), and the D-Bus data methods.
 
 Optional hooks, called when a role has them: ``bind(supervisor)`` (a role that learns of changes
 by itself asks ``supervisor.request_replan()``), ``worker_options_for(key, config, trace)``,
@@ -17,10 +18,7 @@ by itself asks ``supervisor.request_replan()``), ``worker_options_for(key, confi
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-import os
-import tempfile
 import time
 from dataclasses import replace
 from typing import Any, Callable, Dict, List, Optional, Tuple
@@ -58,10 +56,12 @@ from .stac import (
     desired_iocs,
     ioc_dbus_extras,
     parse_all_log_pages,
+    parse_state,
     released_iocs,
 )
 from .stac import worker_options as stac_worker_options
 from .staf import DcRecord, StafView
+from .state_files import StateFile
 from .zeroconf import ZeroconfDcs
 
 log = logging.getLogger(__name__)
@@ -89,6 +89,7 @@ class StafdRole:
 
     def __init__(self, runtime_dir: str):
         self.runtime_dir = runtime_dir
+        self.state_file = StateFile(runtime_dir, cache.FILE_NAME)
         self.view = StafView()
         self.publisher = None
         # the keys of each configured DC's controller= entry beyond its TID, as written: 2.x
@@ -100,9 +101,7 @@ class StafdRole:
     # ---- planning -------------------------------------------------------------------------------
     def restore(self) -> None:
         """Take the log pages the previous run cached: served at once, referrals followed at once."""
-        cached, problem = cache.load(self.runtime_dir)
-        if problem:
-            log.warning('%s', problem)
+        cached: List[cache.CachedDc] = self.state_file.load(cache.parse, [])
         for tid, origin, genctr, entries in cached:
             spec = ControllerSpec(tid=tid, role=Role.DC, origin=origin)
             self.view.dcs[tid] = DcRecord(spec, genctr=genctr, entries=entries, has_log_page=True)
@@ -112,7 +111,7 @@ class StafdRole:
             log.info(
                 'restored the log pages of %d discovery controllers from %s',
                 len(cached),
-                cache.path_in(self.runtime_dir),
+                self.state_file.path,
             )
 
     def specs(self, config: StafdConfig, host: HostIdentity) -> Tuple[List[ControllerSpec], List[str]]:
@@ -183,10 +182,11 @@ class StafdRole:
             for r in self.view.dcs.values()
             if r.has_log_page
         ]
-        try:
-            cache.save(self.runtime_dir, records)
-        except OSError as exc:
-            log.error('cannot save the log page cache in %s: %s', self.runtime_dir, exc.strerror)
+        self.state_file.save(cache.dump(records))
+
+    def runtime_dir_problem(self) -> Optional[str]:
+        """Why the log page cache is not saved now (None: it is)."""
+        return self.state_file.problem
 
     # ---- D-Bus data -----------------------------------------------------------------------------
     def _record(self, fields: Dict[str, str], host) -> Optional[DcRecord]:
@@ -261,6 +261,7 @@ class StacdRole:
         follower_factory: Optional[Callable[..., Any]] = None,
     ):
         self.runtime_dir = runtime_dir
+        self.state_file = StateFile(runtime_dir, self.STATE_FILE)
         self.view = StacView()
         self._clock = clock
         self._follower_factory = follower_factory
@@ -359,41 +360,23 @@ class StacdRole:
     # ---- planning -------------------------------------------------------------------------------
     def restore(self) -> None:
         """Take the log page entries of record of the previous run (kept until stafd answers)."""
-        path = os.path.join(self.runtime_dir, self.STATE_FILE)
-        try:
-            with open(path) as f:
-                text = f.read()
-        except FileNotFoundError:
+        restored = self.state_file.load(parse_state, None)
+        if restored is None:
             return
-        except OSError as exc:
-            log.warning('cannot read %s: %s', path, exc.strerror)
-            return
-        try:
-            self.view.restore(text)
-        except ValueError as exc:
-            log.warning('ignoring %s: %s', path, exc)
-            return
+        self.view.take_restored(restored)
         log.info(
             'restored %d log page entries of %d discovery controllers from %s',
             sum(len(e) for e in self.view.pages.values()),
             len(self.view.pages),
-            path,
+            self.state_file.path,
         )
 
     def _persist(self) -> None:
-        try:
-            os.makedirs(self.runtime_dir, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=self.runtime_dir, prefix='.stafd-log-pages.')
-            try:
-                with os.fdopen(fd, 'w') as f:
-                    f.write(self.view.dump(self.specs_by_tid.values()))
-                os.replace(tmp, os.path.join(self.runtime_dir, self.STATE_FILE))
-            except BaseException:
-                with contextlib.suppress(OSError):
-                    os.unlink(tmp)
-                raise
-        except OSError as exc:
-            log.error('cannot save the log page entries in %s: %s', self.runtime_dir, exc.strerror or exc)
+        self.state_file.save(self.view.dump(self.specs_by_tid.values()))
+
+    def runtime_dir_problem(self) -> Optional[str]:
+        """Why the log page entries of record are not saved now (None: they are)."""
+        return self.state_file.problem
 
     def specs(self, config: StacdConfig, host: HostIdentity) -> Tuple[List[ControllerSpec], List[str]]:
         self.config = config

@@ -42,11 +42,12 @@ from typing import Collection, Dict, Iterable, List, Mapping, Optional, Sequence
 from ..conf import DisconnectScope
 from ..errors import InvalidArgument, StasError
 from ..fabric.addr import address_problem
-from ..fabric.dlpe import entry_as_dbus_dict, io_entries, ncc, screen_log_entry
+from ..fabric.dlpe import MAX_LOG_ENTRIES, entry_as_dbus_dict, io_entries, ncc, screen_log_entry
 from ..fabric.exclusion import is_excluded
 from ..fabric.tid import tid_from_io_entry, tid_from_request
 from ..ipc.messages import WorkerOptions
 from ..model import ConnectOptions, ControllerSpec, LogEntry, Role, TransportId, WorkerKey
+from . import state_files
 
 # How long a stafd instance that does not (yet) list a DC may take to list it again before the
 # IOCs found through that DC are let go: long enough for a fresh stafd to connect its DCs,
@@ -285,8 +286,33 @@ class StacView:
 
     def restore(self, text: str) -> None:
         """Take the entries of a previous run (``dump``); raises ValueError naming the problem."""
-        self.pages, self.wanted_of_record = parse_state(text)
+        self.take_restored(parse_state(text))
+
+    def take_restored(
+        self, state: Tuple[Dict[TransportId, Tuple[LogEntry, ...]], Tuple[Tuple[TransportId, bool], ...]]
+    ) -> None:
+        """Take what ``parse_state`` read of a previous run's state file."""
+        self.pages, self.wanted_of_record = state
         self.restored = True
+
+
+def _wanted_item(item: dict) -> Tuple[TransportId, bool]:
+    tid = state_files.transport_id(state_files.member(item, 'tid', dict), '"tid"')
+    return tid, state_files.member(item, 'pin-iface', bool)
+
+
+def _dc_item(item: dict) -> Tuple[TransportId, Tuple[LogEntry, ...]]:
+    dc = state_files.transport_id(state_files.member(item, 'dc', dict), '"dc"')
+    raw = state_files.member(item, 'log-pages', list)
+    if len(raw) > MAX_LOG_ENTRIES:
+        raise ValueError(f'"log-pages" has {len(raw)} entries (at most {MAX_LOG_ENTRIES})')
+    entries = []
+    for j, e in enumerate(raw):
+        entry, reason = screen_log_entry(e)
+        if entry is None:
+            raise ValueError(f'"log-pages" item {j}: {reason}')
+        entries.append(entry)
+    return dc, tuple(io_entries(entries))
 
 
 def parse_state(
@@ -294,30 +320,25 @@ def parse_state(
 ) -> Tuple[Dict[TransportId, Tuple[LogEntry, ...]], Tuple[Tuple[TransportId, bool], ...]]:
     """The pages and the wanted IOCs of a ``StacView.dump``; raises ValueError naming what is
     wrong. A file without 'wanted' (an older one) wanted nothing."""
-    doc = json.loads(text)
-    if not isinstance(doc, dict) or doc.get('version') != STATE_VERSION:
+    doc = state_files.expect(state_files.decode_json(text), dict, 'the document')
+    version = doc.get('version')
+    if not isinstance(version, int) or isinstance(version, bool) or version != STATE_VERSION:
         raise ValueError(f'not a version {STATE_VERSION} stacd state file')
     wanted: List[Tuple[TransportId, bool]] = []
-    for i, item in enumerate(doc.get('wanted', [])):
+    for i, item in enumerate(state_files.expect(doc.get('wanted', []), list, '"wanted"')):
+        state_files.expect(item, dict, f'wanted {i}')
         try:
-            wanted.append(
-                (TransportId(**{k: str(v) for k, v in item['tid'].items()}), bool(item['pin-iface']))
-            )
-        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            wanted.append(_wanted_item(item))
+        except ValueError as exc:
             raise ValueError(f'wanted {i}: {exc}') from None
     pages: Dict[TransportId, Tuple[LogEntry, ...]] = {}
-    for i, item in enumerate(doc.get('dcs', [])):
+    for i, item in enumerate(state_files.expect(doc.get('dcs', []), list, '"dcs"')):
+        state_files.expect(item, dict, f'entry {i}')
         try:
-            dc = TransportId(**{k: str(v) for k, v in item['dc'].items()})
-            entries = []
-            for e in item['log-pages']:
-                entry, reason = screen_log_entry(e)
-                if entry is None:
-                    raise ValueError(reason)
-                entries.append(entry)
-            pages[dc] = tuple(io_entries(entries))
-        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            dc, entries = _dc_item(item)
+        except ValueError as exc:
             raise ValueError(f'entry {i}: {exc}') from None
+        pages[dc] = entries
     return pages, tuple(wanted)
 
 

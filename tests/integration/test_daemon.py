@@ -14,6 +14,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -285,3 +286,83 @@ def test_workers_exit_when_their_supervisor_dies(workdir, module_system_bus):
 
         # their channel closes with the supervisor: each worker exits on its own
         wait_until(all_gone, 10, 'orphaned workers to exit')
+
+
+# ---- the state file in the runtime directory ---------------------------------------------------------
+
+STATE_FILES = {'stafd': 'log-pages.json', 'stacd': 'stafd-log-pages.json'}
+ONE_DC = STAFD_NO_ZEROCONF + '[Controllers]\ncontroller=transport=tcp;traddr=192.0.2.1;host-iface=tbA\n'
+ONE_IOC = (
+    '[Controllers]\ncontroller=transport=tcp;traddr=192.0.2.1;host-iface=tbA;nqn=nqn.2024-01.com.example:s1\n'
+)
+CONFS = {'stafd': ONE_DC, 'stacd': ONE_IOC}
+
+
+def status_of(d: Daemon) -> dict:
+    return json.loads(d.ctl('status', '--json').stdout)
+
+
+@pytest.mark.parametrize('name', ['stafd', 'stacd'])
+def test_a_malformed_state_file_is_set_aside_and_the_daemon_starts_without_it(
+    name, workdir, module_system_bus
+):
+    run = workdir / 'run'
+    run.mkdir()
+    path = run / STATE_FILES[name]
+    key = 'tid' if name == 'stafd' else 'dc'
+    path.write_text(f'{{"version": 1, "dcs": [{{"{key}": []}}]}}')
+    (run / (STATE_FILES[name] + '.bad')).write_text('an older bad file')
+    with running(name, workdir, module_system_bus, CONFS[name]) as d:
+        status = status_of(d)  # it serves D-Bus
+        assert status['runtime directory'] == str(run) and status['runtime directory problem'] is None
+        assert (
+            f'ignoring {path}: entry 0: "{key}" is a list, not an object; '
+            f'set aside as {path}.bad, starting without it'
+        ) in d.logs()
+        assert (run / (STATE_FILES[name] + '.bad')).read_text().startswith('{"version": 1')
+        # the state of this run is saved afresh
+        wait_until(path.exists, 10, f'{path} written')
+        assert 'Traceback' not in d.logs()
+
+
+@pytest.mark.parametrize('name', ['stafd', 'stacd'])
+def test_a_fifo_as_the_state_file_does_not_hang_the_start(name, workdir, module_system_bus):
+    run = workdir / 'run'
+    run.mkdir()
+    path = run / STATE_FILES[name]
+    os.mkfifo(path)
+
+    def unblock():  # a daemon stuck opening the FIFO gets an end of file after 10 s
+        time.sleep(10)
+        with contextlib.suppress(OSError):
+            os.close(os.open(path, os.O_WRONLY | os.O_NONBLOCK))
+
+    threading.Thread(target=unblock, daemon=True).start()
+    t0 = time.monotonic()
+    with running(name, workdir, module_system_bus, CONFS[name]) as d:
+        assert time.monotonic() - t0 < 8, 'the start waited for the FIFO'
+        assert f'ignoring {path}: not a regular file (a FIFO); set aside as {path}.bad' in d.logs()
+        assert (run / (STATE_FILES[name] + '.bad')).is_fifo()
+        assert status_of(d)['runtime directory problem'] is None
+
+
+@pytest.mark.parametrize('name', ['stafd', 'stacd'])
+def test_a_runtime_directory_that_is_a_file_is_said_and_the_daemon_runs_on(name, workdir, module_system_bus):
+    run = workdir / 'run'
+    run.write_text('not a directory\n')
+    with running(name, workdir, module_system_bus, CONFS[name]) as d:
+        problem = (
+            f'runtime directory {run}: not a directory (a regular file); '
+            'state is kept in memory only, not saved'
+        )
+        assert status_of(d)['runtime directory problem'] == problem
+        # the controller it wants is planned (and a save tried) all the same, said once
+        wait_until(
+            lambda: [c['traddr'] for c in json.loads(d.ctl('ls', '--json').stdout)] == ['192.0.2.1'],
+            10,
+            'the controller',
+        )
+        d.signal(signal.SIGHUP)
+        wait_until(lambda: status_of(d)['config generation'] == 2, 10, 'the reload')
+        assert d.logs().count(problem) == 1 and 'Traceback' not in d.logs()
+        assert run.read_text() == 'not a directory\n'

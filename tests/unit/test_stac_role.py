@@ -3,7 +3,11 @@ with workers' reports, the options and extra workers it asks for, and its D-Bus 
 
 from __future__ import annotations
 
+import errno
 import json
+import logging
+import os
+import threading
 from pathlib import Path
 from typing import List
 
@@ -12,6 +16,7 @@ import pytest
 from stas.conf import DisconnectScope, parse_daemon_config
 from stas.ipc.messages import CtrlGone, CtrlStatus
 from stas.model import ControllerStatus, CtrlState, ErrorInfo, HostIdentity, Role, TransportId, WorkerKey
+from stas.supervisor import state_files
 from stas.supervisor.ctrl_dicts import REDACTED
 from stas.supervisor.policy import InterfaceState
 from stas.supervisor.roles import StacdRole
@@ -163,6 +168,71 @@ def test_a_broken_state_file_is_ignored(tmp_path, caplog):
     role = StacdRole(str(run))
     role.restore()
     assert wanted(role) == [] and 'ignoring' in caplog.text
+
+
+@pytest.mark.parametrize(
+    'content, why',
+    [
+        (b'{"version": 1, "dcs": 5}', '"dcs" is an integer, not a list'),
+        (b'{"version": 1, "dcs": [{"dc": null, "log-pages": []}]}', 'entry 0: "dc" is null, not an object'),
+        (b'\xff', 'not UTF-8 text (byte 0: invalid start byte)'),
+        (b'[' * 100000, 'nested too deeply'),
+        (b'{"version": 1, "dcs": [], "wanted": [1e999]}', 'the number 1e999 is out of range'),
+    ],
+)
+def test_a_malformed_state_file_is_set_aside_with_one_warning(tmp_path, caplog, content, why):
+    run = tmp_path / 'run'
+    run.mkdir()
+    path = run / StacdRole.STATE_FILE
+    path.write_bytes(content)
+    role = StacdRole(str(run))
+    role.restore()
+    assert wanted(role) == [] and role.release_specs() == []
+    assert not role.process_info_extra()['stafd']['restored from runtime directory']
+    [warning] = [r.getMessage() for r in caplog.records if r.levelname == 'WARNING']
+    assert warning == f'ignoring {path}: {why}; set aside as {path}.bad, starting without it'
+    assert (run / (StacdRole.STATE_FILE + '.bad')).read_bytes() == content
+
+
+def test_a_fifo_as_the_state_file_does_not_hang_the_start(tmp_path, caplog):
+    run = tmp_path / 'run'
+    run.mkdir()
+    os.mkfifo(run / StacdRole.STATE_FILE)
+    role = StacdRole(str(run))
+    done = threading.Thread(target=role.restore, daemon=True)
+    done.start()
+    done.join(5)
+    if done.is_alive():
+        os.close(os.open(run / StacdRole.STATE_FILE, os.O_WRONLY | os.O_NONBLOCK))
+        pytest.fail('restore() blocked on a FIFO')
+    assert 'not a regular file (a FIFO)' in caplog.text
+    assert (run / (StacdRole.STATE_FILE + '.bad')).is_fifo()
+
+
+def test_a_full_runtime_directory_is_said_once_and_the_plan_goes_on(role, tmp_path, caplog, monkeypatch):
+    caplog.set_level(logging.INFO)
+    run = tmp_path / 'run'
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(state_files, 'write_atomic', full)
+    role.stafd_appeared(':1.4')
+    role.stafd_answered(':1.4', answer(A))
+    assert wanted(role) == ['s1', 's2']
+    role.stafd_answered(':1.4', answer(A, B))
+    assert wanted(role) == ['s1', 's2', 's3']
+    problem = (
+        f'cannot save {run / StacdRole.STATE_FILE}: No space left on device; state is kept in memory only'
+    )
+    assert role.runtime_dir_problem() == problem
+    assert [r.getMessage() for r in caplog.records if r.levelname == 'ERROR'] == [problem]
+    assert os.listdir(run) == []
+    monkeypatch.undo()
+    role.stafd_answered(':1.4', answer(A))
+    assert role.runtime_dir_problem() is None
+    assert f'{run / StacdRole.STATE_FILE} saved again' in caplog.text
+    assert os.listdir(run) == [StacdRole.STATE_FILE]
 
 
 def test_an_answer_that_changes_nothing_asks_for_no_replan_and_bad_answers_are_ignored(role):

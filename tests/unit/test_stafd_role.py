@@ -264,6 +264,41 @@ def test_cache_survives_a_restart_with_origins(tmp_path):
     assert [p['subnqn'] for p in again.get_log_pages(fields, HOST)] == [SUB1]
 
 
+def test_a_malformed_cache_is_set_aside_and_the_start_goes_on_without_it(tmp_path, caplog):
+    path = tmp_path / cache.FILE_NAME
+    path.write_text('{"version": 1, "dcs": [{"tid": []}]}')
+    role = StafdRole(str(tmp_path))
+    role.restore()
+    assert role.list_controllers(False, True) == []
+    [warning] = [r.getMessage() for r in caplog.records if r.levelname == 'WARNING']
+    assert warning == (
+        f'ignoring {path}: entry 0: "tid" is a list, not an object; '
+        f'set aside as {path}.bad, starting without it'
+    )
+    assert (tmp_path / (cache.FILE_NAME + '.bad')).exists() and not path.exists()
+    assert role.runtime_dir_problem() is None
+
+
+def test_a_runtime_directory_that_is_a_file_leaves_the_cache_in_memory(tmp_path, caplog):
+    run = tmp_path / 'run'
+    run.write_text('')
+    role = StafdRole(str(run))
+    role.restore()
+    problem = (
+        f'runtime directory {run}: not a directory (a regular file); state is kept in memory only, not saved'
+    )
+    assert role.runtime_dir_problem() == problem
+    role.publisher = Recorder()
+    [spec], _ = role.specs(config('controller=transport=tcp;traddr=192.0.2.1;host-iface=tb0'), HOST)
+    entries = (entry('nvme', '192.0.2.1', SUB1),)
+    role.on_report(KEY, LogPages(spec.tid, 'nvme3', 9, entries))
+    role.on_report(KEY, LogPages(spec.tid, 'nvme3', 10, entries))
+    fields = request_fields('staf', ('tcp', '192.0.2.1', '8009', '', '', 'tb0', ''))
+    assert [p['subnqn'] for p in role.get_log_pages(fields, HOST)] == [SUB1]
+    assert [r.getMessage() for r in caplog.records if r.levelname == 'ERROR'] == [problem]
+    assert run.read_text() == ''
+
+
 def test_dc_removed_once_per_pass_that_removes(tmp_path):
     two = (
         'controller=transport=tcp;traddr=192.0.2.1;host-iface=tb0',
