@@ -8,6 +8,7 @@ Timers are scaled down (STAS_TIMEOUT_SCALE) so hangs and backoffs show within se
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -22,7 +23,7 @@ import pytest
 
 from stas.testing.nbft_table import DiscoverySpec, HfiSpec, build_nbft
 
-from .daemons import HOSTID, HOSTNQN, ROOT, STAFD_NO_ZEROCONF, TWO_IFACES, running, wait_until
+from .daemons import HOSTID, HOSTNQN, ROOT, STAFD_NO_ZEROCONF, TWO_IFACES, Daemon, running, wait_until
 
 
 def test_one_worker_per_interface_and_kill_9_is_repaired_in_isolation(workdir, module_system_bus):

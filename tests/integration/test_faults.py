@@ -8,6 +8,7 @@ The same faults against real kernel controllers are in tests/e2e/test_faults.py.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 import signal
@@ -308,7 +309,8 @@ def test_kill_9_of_a_worker_or_the_forkserver_while_workers_start(workdir, modul
             time.sleep(delay)
             pool = _forkservers(proc.pid) if victim == 'forkserver' else _workers(proc.pid, workdir)
             if pool:
-                os.kill(rng.choice(pool), signal.SIGKILL)
+                with contextlib.suppress(ProcessLookupError):  # it may have just exited
+                    os.kill(rng.choice(pool), signal.SIGKILL)
 
         threading.Thread(target=strike, daemon=True).start()
 
