@@ -31,9 +31,10 @@ import math
 import os
 import stat
 import tempfile
-from typing import Callable, List, Optional, Tuple, Type, TypeVar, cast
+from typing import Callable, Optional, Tuple, Type, TypeVar, cast
 
 from ..errors import StasError
+from ..files import NotRegularFile, TooLarge, file_kind, read_regular_file
 from ..model import TransportId
 
 log = logging.getLogger(__name__)
@@ -75,23 +76,6 @@ class Unusable(Exception):
 
 # ---- reading ------------------------------------------------------------------------------------
 
-_KINDS = (
-    (stat.S_ISDIR, 'a directory'),
-    (stat.S_ISFIFO, 'a FIFO'),
-    (stat.S_ISSOCK, 'a socket'),
-    (stat.S_ISCHR, 'a character device'),
-    (stat.S_ISBLK, 'a block device'),
-)
-
-
-def _kind(mode: int) -> str:
-    return next((name for test, name in _KINDS if test(mode)), 'not a file')
-
-
-def _not_regular(mode: int) -> Unusable:
-    # renaming the directory entry of a FIFO, socket, device or directory touches nothing else
-    return Unusable(f'not a regular file ({_kind(mode)})', set_aside=True)
-
 
 def read_text(path: str, max_bytes: int = MAX_BYTES) -> Optional[str]:
     """The text of the regular file ``path``, or None when there is none; raises ``Unusable``.
@@ -99,41 +83,16 @@ def read_text(path: str, max_bytes: int = MAX_BYTES) -> Optional[str]:
     Never blocks on a FIFO, never reads more than ``max_bytes`` + 1 bytes.
     """
     try:
-        before = os.stat(path)
+        data = read_regular_file(path, max_bytes)
     except FileNotFoundError:
         return None
+    except NotRegularFile as exc:
+        # renaming the directory entry of a FIFO, socket, device or directory touches nothing else
+        raise Unusable(exc.strerror, set_aside=True) from None
+    except TooLarge as exc:
+        raise Unusable(exc.strerror, set_aside=True) from None
     except OSError as exc:
         raise Unusable(f'cannot read it: {exc.strerror}', set_aside=False) from None
-    if not stat.S_ISREG(before.st_mode):
-        raise _not_regular(before.st_mode)  # not even opened: opening a device may do things
-    flags = os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOCTTY
-    try:
-        fd = os.open(path, flags)
-    except FileNotFoundError:
-        return None
-    except OSError as exc:
-        raise Unusable(f'cannot read it: {exc.strerror}', set_aside=False) from None
-    try:
-        st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode):  # replaced since the stat above
-            raise _not_regular(st.st_mode)
-        if st.st_size > max_bytes:
-            raise Unusable(f'{st.st_size} bytes, larger than the {max_bytes} accepted', set_aside=True)
-        chunks: List[bytes] = []
-        size = 0
-        while size <= max_bytes:
-            chunk = os.read(fd, min(1 << 20, max_bytes + 1 - size))
-            if not chunk:
-                break
-            chunks.append(chunk)
-            size += len(chunk)
-    except OSError as exc:
-        raise Unusable(f'cannot read it: {exc.strerror}', set_aside=False) from None
-    finally:
-        os.close(fd)
-    if size > max_bytes:
-        raise Unusable(f'larger than the {max_bytes} bytes accepted', set_aside=True)
-    data = b''.join(chunks)
     try:
         return data.decode('utf-8')
     except UnicodeDecodeError as exc:
@@ -305,8 +264,7 @@ def directory_problem(directory: str) -> str:
     except OSError as exc:
         return f'cannot be used: {exc.strerror}'
     if not stat.S_ISDIR(st.st_mode):
-        kind = 'a regular file' if stat.S_ISREG(st.st_mode) else _kind(st.st_mode)
-        return f'not a directory ({kind})'
+        return f'not a directory ({file_kind(st.st_mode)})'
     if not os.access(directory, os.W_OK | os.X_OK):
         try:
             read_only = bool(os.statvfs(directory).f_flag & os.ST_RDONLY)
