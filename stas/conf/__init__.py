@@ -30,7 +30,16 @@ from .daemons import (
     parse_stacd,
     parse_stafd,
 )
-from .files import load_daemon_config, load_stacd, load_stafd, load_sysconf, read_config, read_text
+from .files import (
+    LoadedConfig,
+    load_daemon_config,
+    load_stacd,
+    load_stafd,
+    load_sysconf,
+    read_config,
+    read_daemon_config,
+    read_text,
+)
 from .ini import UnreadableConfig
 from .paths import DAEMON_CONF, STACD_CONF, STAFD_CONF, SYS_CONF
 from .problems import (
@@ -57,6 +66,7 @@ __all__ = [
     'DaemonConfig',
     'DisconnectScope',
     'ExcludeEntry',
+    'LoadedConfig',
     'LOG_PROBLEM_LIMIT',
     'MAX_MESSAGE_CHARS',
     'Problem',
@@ -81,6 +91,7 @@ __all__ = [
     'parse_controller',
     'parse_daemon_config',
     'parse_exclude',
+    'read_daemon_config',
     'parse_stacd',
     'parse_stafd',
     'parse_sysconf',

@@ -7,6 +7,13 @@ Missing files: a missing stafd.conf/stacd.conf means "run on defaults", like nvm
 when the path is not the default one, a warning says so (a typo in ``-f`` should not pass
 unnoticed). A missing sys.conf means its defaults apply (``file:///etc/nvme/hostnqn``...).
 
+Blank files (nothing but white space) run on defaults too, with a warning. At a reload of a
+daemon whose configuration came from the file's content, a file now missing or blank is
+refused instead (``read_daemon_config(..., had_content=True)``): an editor or a configuration
+tool that truncates the file and writes it anew must not make the daemon drop every
+controller in between. A deliberately empty configuration is a file that says so, with at
+least a comment line.
+
 A file that exists but cannot be read (permissions, a directory, not UTF-8, over 1 MiB)
 raises ``UnreadableConfig`` (a ``ConfigError``) naming the path and the reason: at start the
 daemon cannot know what was meant, and on reload it keeps the old configuration (DESIGN
@@ -15,8 +22,9 @@ section 4.7).
 
 from __future__ import annotations
 
-from typing import List, Optional, Tuple
+from typing import List, NamedTuple, Optional, Tuple
 
+from ..files import NotRegularFile, TooLarge, read_regular_file
 from ..model import HostIdentity
 from . import paths
 from .daemons import DaemonConfig, StacdConfig, StafdConfig, parse_daemon_config
@@ -26,10 +34,13 @@ from .sysconf import ReadFile, parse_sysconf
 
 
 def read_text(path: str) -> str:
-    """The text of ``path``. Raises ``OSError`` as open() does, ``UnreadableConfig`` (a
-    ``ConfigError``) when the content is too large or not UTF-8."""
-    with open(path, 'rb') as f:
-        data = f.read(MAX_CONFIG_BYTES + 1)
+    """The text of ``path``. Raises ``OSError`` as open() does (``FileNotFoundError`` among
+    them), ``UnreadableConfig`` (a ``ConfigError``) when it is not a regular file (a FIFO would
+    block the reader for good), too large or not UTF-8."""
+    try:
+        data = read_regular_file(path, MAX_CONFIG_BYTES)
+    except (NotRegularFile, TooLarge) as exc:
+        raise UnreadableConfig(path, exc.strerror) from None
     return decode(data, path)
 
 
@@ -52,16 +63,46 @@ def _not_found(path: str, default_path: str, what: str) -> List[Problem]:
     return [Problem(path, None, Severity.WARNING, f'no such file; {what}', Code.MISSING)]
 
 
-def load_daemon_config(daemon: str, path: Optional[str] = None) -> Tuple[DaemonConfig, List[Problem]]:
+class LoadedConfig(NamedTuple):
+    config: DaemonConfig
+    problems: List[Problem]
+    has_content: bool  # the file exists and holds more than white space
+
+
+def read_daemon_config(daemon: str, path: Optional[str] = None, *, had_content: bool = False) -> LoadedConfig:
     """The effective configuration of ``daemon`` ('stafd' or 'stacd') read from ``path``
-    (default: /etc/stas/<daemon>.conf), defaults applied, and its problems."""
+    (default: /etc/stas/<daemon>.conf), defaults applied, its problems, and whether the file
+    had content.
+
+    ``had_content``: the configuration in force came from this file's content (a reload); a
+    file now missing or blank raises ``UnreadableConfig`` rather than meaning "defaults".
+    """
     default_path = paths.DAEMON_CONF.get(daemon, '')
     path = path or default_path
     text = read_config(path)
+    has_content = bool(text and text.strip())
+    if had_content and not has_content:
+        what = 'no such file' if text is None else 'the file is empty'
+        raise UnreadableConfig(
+            path,
+            f'{what}; the configuration in force stays (for a deliberately empty one, '
+            'leave at least a comment line in the file)',
+        )
     config, problems = parse_daemon_config(daemon, text, path)
     if text is None:
         problems = _not_found(path, default_path, 'running on defaults') + problems
-    return config, problems
+    elif not has_content:
+        problems = [
+            Problem(path, None, Severity.WARNING, 'the file is empty; running on defaults', Code.EMPTY)
+        ]
+    return LoadedConfig(config, problems, has_content)
+
+
+def load_daemon_config(daemon: str, path: Optional[str] = None) -> Tuple[DaemonConfig, List[Problem]]:
+    """The effective configuration of ``daemon`` ('stafd' or 'stacd') read from ``path``
+    (default: /etc/stas/<daemon>.conf), defaults applied, and its problems."""
+    loaded = read_daemon_config(daemon, path)
+    return loaded.config, loaded.problems
 
 
 def load_stafd(path: str = paths.STAFD_CONF) -> Tuple[StafdConfig, List[Problem]]:

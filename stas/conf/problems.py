@@ -86,6 +86,7 @@ class Code:
     ADJUSTED = 'adjusted'  # value accepted after a documented adjustment (e.g. NCC 1 -> 2)
     DEPRECATED = 'deprecated'  # an old key, migrated or ignored
     MISSING = 'missing'  # a mandatory value or field is absent
+    EMPTY = 'empty'  # a configuration file with nothing but white space: defaults apply
     UNREADABLE = 'unreadable'  # a file named by the configuration cannot be read
 
 

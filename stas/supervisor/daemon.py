@@ -20,18 +20,21 @@ import logging
 import os
 import signal
 import time
-from typing import Dict, List, Mapping, Optional, Sequence
+from typing import Dict, List, Mapping, Optional, Sequence, Union
 
 from .. import __version__, logsetup
 from ..conf import (
+    DBUS_PROBLEM_LIMIT,
+    LOG_PROBLEM_LIMIT,
     Code,
     ConfiguredController,
     Problem,
     Severity,
     StafdConfig,
     UnreadableConfig,
-    load_daemon_config,
+    bounded,
     load_sysconf,
+    read_daemon_config,
 )
 from ..errors import InvalidArgument, NotFound, Unavailable
 from ..ipc.messages import OP_SET_LOG_LEVEL, Configure, Hello, Message, WorkerOptions
@@ -61,8 +64,11 @@ READ_TIMEOUT_S = 10.0  # reading the configuration files at a reload
 
 
 class ConfigRefused(Exception):
-    def __init__(self, reasons: Sequence[str]):
-        super().__init__('; '.join(reasons))
+    """Why a configuration cannot be used: ``Problem``s or texts, as many as there are (the
+    log and D-Bus show a bounded number of them)."""
+
+    def __init__(self, reasons: Sequence[Union[Problem, str]]):
+        super().__init__('; '.join(str(r) for r in reasons[:3]))
         self.reasons = list(reasons)
 
 
@@ -107,6 +113,7 @@ class Supervisor:
         self.config = None
         self.host: Optional[HostIdentity] = None
         self._config_problems: List[str] = []
+        self._conf_has_content = False  # the configuration in force came from the file's content
         self._refused: List[str] = []
         self._tron = False
         self._generation = 0
@@ -131,7 +138,11 @@ class Supervisor:
     def _load(self):
         """Read and validate the configuration; raises ConfigRefused with the reasons."""
         try:
-            config, problems = load_daemon_config(self.daemon, self.conf_file)
+            # once the configuration came from the file's content, a file found missing or
+            # empty (being rewritten) is refused rather than taken as "defaults"
+            config, problems, has_content = read_daemon_config(
+                self.daemon, self.conf_file, had_content=self._conf_has_content
+            )
         except UnreadableConfig as exc:
             raise ConfigRefused([str(exc)]) from None
         try:
@@ -145,15 +156,21 @@ class Supervisor:
                 Problem(self.sys_conf, None, Severity.ERROR, 'no usable host NQN and host ID', Code.MISSING)
             ]
         if fatal:
-            raise ConfigRefused([str(p) for p in fatal])
-        return config, host, [str(p) for p in problems]
+            raise ConfigRefused(fatal)
+        return config, host, problems, has_content
 
-    def _apply(self, config, host: HostIdentity, problems: List[str]) -> None:
+    def _bounded(self, problems, limit: int) -> List[str]:
+        """At most ``limit`` problem texts and a line saying how many more (20,000 unknown keys
+        must not mean 20,000 log lines at every reload)."""
+        return bounded(problems, limit, daemon=self.daemon, conf_file=self.conf_file, sys_conf=self.sys_conf)
+
+    def _apply(self, config, host: HostIdentity, problems: List[Problem], has_content: bool) -> None:
         self.config, self.host = config, host
-        self._config_problems = problems
+        self._conf_has_content = has_content
+        self._config_problems = self._bounded(problems, DBUS_PROBLEM_LIMIT)
         self._refused = []
-        for p in problems:
-            log.warning('%s', p)
+        for text in self._bounded(problems, LOG_PROBLEM_LIMIT):
+            log.warning('%s', text)
         self.set_tron(self._cli_tron or config.tron)
         self._generation += 1
 
@@ -171,15 +188,15 @@ class Supervisor:
     async def reload(self) -> None:
         self._notifier.reloading()
         try:
-            config, host, problems = await self._load_off_loop()
+            config, host, problems, has_content = await self._load_off_loop()
         except ConfigRefused as exc:
-            self._refused = exc.reasons
-            for reason in exc.reasons:
+            self._refused = self._bounded(exc.reasons, DBUS_PROBLEM_LIMIT)
+            for reason in self._bounded(exc.reasons, LOG_PROBLEM_LIMIT):
                 log.error('reload refused, previous configuration stays in force: %s', reason)
         else:
             # SIGHUP re-reads tron from the file, as nvme-stas 2.x: --tron applies to the start only
             self._cli_tron = False
-            self._apply(config, host, problems)
+            self._apply(config, host, problems, has_content)
             log.info('configuration reloaded (generation %d)', self._generation)
             await self._replan()
             assert self.pool is not None
@@ -402,7 +419,7 @@ class Supervisor:
             info['nbft'] = {
                 'path': self._nbft_dir,
                 'tables': list(self._boot.sources),
-                'problems': list(self._boot.problems),
+                'problems': self._bounded(self._boot.problems, DBUS_PROBLEM_LIMIT),
             }
         extra = getattr(self.role, 'process_info_extra', None)
         if extra is not None:
@@ -468,9 +485,9 @@ class Supervisor:
 
     async def run(self) -> int:
         try:
-            config, host, problems = self._load()
+            config, host, problems, has_content = self._load()
         except ConfigRefused as exc:
-            for reason in exc.reasons:
+            for reason in self._bounded(exc.reasons, LOG_PROBLEM_LIMIT):
                 log.error('%s', reason)
             log.error(
                 '%s cannot start: fix the configuration (check it with `%s --check-config`)',
@@ -478,7 +495,7 @@ class Supervisor:
                 self.daemon,
             )
             return 1
-        self._apply(config, host, problems)
+        self._apply(config, host, problems, has_content)
         self.role.restore()  # makes the runtime directory; one that cannot be used is logged
         if self.daemon == 'stafd':
             self._read_boot_tables()
@@ -555,8 +572,8 @@ class Supervisor:
         from .nbft_source import read_boot_tables  # most hosts have no NBFT: parse only if needed
 
         self._boot = read_boot_tables(self._nbft_dir)
-        for p in self._boot.problems:
-            log.warning('%s', p)
+        for text in self._bounded(self._boot.problems, LOG_PROBLEM_LIMIT):  # firmware text: escaped
+            log.warning('%s', text)
         if self._boot.tables:
             found = sum(len(t.discoveries) for t in self._boot.tables)
             log.info('NBFT location(s): %s (%d discovery controllers)', ', '.join(self._boot.sources), found)

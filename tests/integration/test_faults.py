@@ -9,8 +9,10 @@ The same faults against real kernel controllers are in tests/e2e/test_faults.py.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import random
+import shutil
 import signal
 import subprocess
 import threading
@@ -345,3 +347,181 @@ def test_kill_9_of_the_supervisor_takes_the_whole_tree_and_a_new_start_is_clean(
 
 def test_scale_is_what_these_tests_assume():
     assert SCALE == 0.2
+
+
+# ---- configuration files at a reload -----------------------------------------------------------
+def _reload_seen(d: Daemon, generation_before: int) -> dict:
+    """The status once the SIGHUP just sent has been handled (accepted or refused)."""
+    d.signal(signal.SIGHUP)
+    return wait_until(
+        lambda: (
+            (
+                (s := d.status())['config generation'] != generation_before
+                or any(p.startswith('reload refused') for p in s['config problems'])
+            )
+            and s
+        ),
+        10,
+        'the reload handled',
+    )
+
+
+@pytest.mark.parametrize('how', ['empty', 'blank', 'missing'])
+def test_a_reload_that_finds_the_file_missing_or_empty_keeps_the_configuration(
+    workdir, module_system_bus, how
+):
+    with stafd(workdir, module_system_bus) as d:
+        before = all_running(d)
+        if how == 'missing':
+            d.conf.unlink()
+        else:
+            d.conf.write_text('' if how == 'empty' else '\n   \n')
+        status = _reload_seen(d, 1)
+        what = 'no such file' if how == 'missing' else 'the file is empty'
+        assert status['config problems'] == [
+            f'reload refused: {d.conf}: {what}; the configuration in force stays (for a deliberately '
+            'empty one, leave at least a comment line in the file)'
+        ]
+        assert status['config generation'] == 1
+        assert {k: w['pid'] for k, w in all_running(d).items()} == {k: w['pid'] for k, w in before.items()}
+        # the deliberate act: a file that says it is empty on purpose
+        d.conf.write_text('[Service Discovery]\nzeroconf=disabled\n# no discovery controllers here\n')
+        status = _reload_seen(d, 1)
+        assert status['config generation'] == 2 and status['config problems'] == []
+        wait_until(lambda: d.workers() == {}, 10, 'every worker stopped')
+
+
+def test_a_daemon_started_on_an_empty_file_warns_and_reloads_it_as_before(workdir, module_system_bus):
+    with running('stafd', workdir, module_system_bus, '') as d:
+        assert f'{d.conf}: the file is empty; running on defaults' in d.logs()
+        status = _reload_seen(d, 1)  # still empty: it was already running on defaults
+        assert status['config generation'] == 2
+
+
+def test_a_fifo_named_as_the_configuration_refuses_the_reload_without_blocking(workdir, module_system_bus):
+    with stafd(workdir, module_system_bus) as d:
+        before = all_running(d)
+        d.conf.unlink()
+        os.mkfifo(d.conf)
+        t0 = time.monotonic()
+        status = _reload_seen(d, 1)
+        assert time.monotonic() - t0 < 5
+        assert status['config problems'] == [f'reload refused: {d.conf}: not a regular file (a FIFO)']
+        assert {k: w['pid'] for k, w in all_running(d).items()} == {k: w['pid'] for k, w in before.items()}
+
+
+def test_problem_texts_are_escaped_masked_and_bounded(workdir, module_system_bus):
+    unknown = ''.join(f'unknown-key-{i}=1\n' for i in range(20_000))
+    conf = (
+        STAFD_NO_ZEROCONF
+        + TWO_IFACES
+        + 'controller=transport=tcp;traddr=192.0.2.9;dhchap_secret=hunter2;DHCHAP_CTRL_SECRET=hunter3\n'
+        + '[Global]\nfoo\0bar=1\n'
+        + unknown
+    )
+    with running('stafd', workdir, module_system_bus, conf) as d:
+        status = d.status()
+        problems = status['config problems']
+        assert len(problems) == 101  # 20,003 problems: 100 of them and a line for the others
+        assert problems[-1] == (
+            f'... and 19,903 more problems in {d.conf} (stafd --check-config -f {d.conf} '
+            f'--sys-conf {workdir / "sys.conf"} lists them all)'
+        )
+        assert any('foo\\x00bar' in p for p in problems), problems[:5]
+        text = json.dumps(status)
+        assert 'hunter2' not in text and 'hunter3' not in text
+        assert 'dhchap_secret=<secret, 7 characters>' in text
+        log_lines = [line for line in d.logs().splitlines() if 'unknown-key-' in line]
+        assert len(log_lines) <= 20
+        assert 'hunter2' not in d.logs()
+        before = len(d.logs().splitlines())
+        status = _reload_seen(d, 1)
+        assert status['config generation'] == 2
+        assert len(d.logs().splitlines()) - before < 40  # not 20,000 lines per reload
+
+
+# ---- odd interface names and link flaps --------------------------------------------------------
+@contextlib.contextmanager
+def netns_with(*links: bytes):
+    """A network namespace with an interface per name (bytes: any name the kernel takes), each
+    up with an address of its own (a veth whose peer stays down and addressless)."""
+    if shutil.which('ip') is None:
+        pytest.skip('needs iproute2')
+    ns = f'stas-ft-{os.getpid()}'
+    subprocess.run(['ip', 'netns', 'add', ns], check=True)
+    try:
+        subprocess.run(['ip', '-n', ns, 'link', 'set', 'lo', 'up'], check=True)
+        for i, name in enumerate(links, start=1):
+            subprocess.run(
+                [
+                    b'ip',
+                    b'-n',
+                    ns.encode(),
+                    b'link',
+                    b'add',
+                    name,
+                    b'type',
+                    b'veth',
+                    b'peer',
+                    b'name',
+                    b'peer%d' % i,
+                ],
+                check=True,
+            )
+            subprocess.run(
+                [b'ip', b'-n', ns.encode(), b'addr', b'add', f'198.51.100.{i}/24'.encode(), b'dev', name],
+                check=True,
+            )
+            subprocess.run([b'ip', b'-n', ns.encode(), b'link', b'set', name, b'up'], check=True)
+        yield ns
+    finally:
+        subprocess.run(['ip', 'netns', 'del', ns], check=False)
+
+
+ODD = b'odd\xff\xfe'  # not UTF-8: Linux takes any byte but '/', ':', white space and NUL
+LONG = 'abcdefghijklmno'  # 15 characters, the most IFNAMSIZ allows
+
+
+@pytest.mark.parametrize('name', ['stafd', 'stacd'])
+def test_an_interface_named_in_bytes_that_are_not_utf8_is_set_aside_alone(workdir, module_system_bus, name):
+    # zeroconf (stafd's default) wants a worker on every addressed interface; stacd gets one
+    # configured controller on each good interface
+    conf = (
+        '[Global]\n'
+        if name == 'stafd'
+        else '[Controllers]\n'
+        + ''.join(
+            f'controller=transport=tcp;traddr=198.51.100.{i};nqn=nqn.2024-01.com.example:s{i};host-iface={n}\n'
+            for i, n in ((2, 'tbA'), (3, LONG))
+        )
+    )
+    with (
+        netns_with(ODD, b'tbA', LONG.encode()) as ns,
+        running(name, workdir, module_system_bus, conf, netns=ns) as d,
+    ):
+        workers = all_running(d, names=('tbA', LONG))
+        time.sleep(1)  # a worker that crash-loops would show restarts by now
+        again = all_running(d, names=('tbA', LONG))
+        assert {k: (w['pid'], w['restarts']) for k, w in again.items()} == {
+            k: (w['pid'], 0) for k, w in workers.items()
+        }
+        logs = d.logs()
+        said = [line for line in logs.splitlines() if 'its name is not valid UTF-8; ignored' in line]
+        assert len(said) == 1 and 'interface odd\\xff\\xfe (index ' in said[0], logs
+        assert 'Traceback' not in logs
+
+
+def test_link_flaps_restart_nothing_and_lose_nothing(workdir, module_system_bus):
+    conf = '[Service Discovery]\nzeroconf=disabled\n[Controllers]\n' + ''.join(
+        f'controller=transport=tcp;traddr=198.51.100.{i};host-iface={n}\n'
+        for i, n in ((1, 'tbA'), (2, 'tbB'))
+    )
+    with netns_with(b'tbA', b'tbB') as ns, running('stafd', workdir, module_system_bus, conf, netns=ns) as d:
+        before = all_running(d)
+        for _ in range(20):
+            subprocess.run(['ip', '-n', ns, 'link', 'set', 'tbA', 'down'], check=True)
+            subprocess.run(['ip', '-n', ns, 'link', 'set', 'tbA', 'up'], check=True)
+        after = all_running(d)
+        assert after['tbB']['pid'] == before['tbB']['pid']
+        assert d.proc.poll() is None and 'Traceback' not in d.logs()
+        assert json.loads(d.ctl('ls', '--json').stdout)  # both DCs still listed

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import pathlib
 
 import pytest
@@ -20,12 +21,14 @@ from stas.conf import (
     bounded,
     check_command,
     check_config,
+    default_config,
     is_secret_key,
     load_daemon_config,
     load_stacd,
     load_stafd,
     load_sysconf,
     read_config,
+    read_daemon_config,
 )
 from stas.conf.controllers import CONTROLLER_KEYS, SECRET_KEYS
 from stas.conf.problems import (
@@ -348,7 +351,13 @@ def test_explicit_missing_sys_conf_exits_2(tmp_path):
 def test_directory_and_non_utf8_are_unreadable(tmp_path, host):
     report = check_config('stacd', str(tmp_path), str(host))
     assert report.exit_code == 2
-    assert report.unreadable == [(str(tmp_path), 'Is a directory')]
+    assert report.unreadable == [(str(tmp_path), 'not a regular file (a directory)')]
+
+    fifo = tmp_path / 'fifo.conf'
+    os.mkfifo(fifo)  # opening it to read would wait for a writer for good
+    report = check_config('stacd', str(fifo), str(host))
+    assert report.unreadable == [(str(fifo), 'not a regular file (a FIFO)')]
+    assert report.exit_code == 2
 
     bad = tmp_path / 'bad.conf'
     bad.write_bytes(b'[Global]\ntron=\xe9\n')
@@ -444,7 +453,7 @@ def test_load_unreadable_raises_the_typed_error(tmp_path):
     with pytest.raises(UnreadableConfig) as info:
         load_stafd(str(tmp_path))
     assert isinstance(info.value, ConfigError)
-    assert str(info.value) == f'{tmp_path}: cannot read: Is a directory'
+    assert str(info.value) == f'{tmp_path}: not a regular file (a directory)'
 
 
 def test_read_config_missing_is_none(tmp_path):
@@ -471,3 +480,40 @@ def test_load_sysconf_missing_explicit_path(tmp_path):
     identity, problems = load_sysconf(missing, read_file=reader)
     assert identity is not None
     assert [str(p) for p in problems] == [f'{missing}: no such file; the defaults apply']
+
+
+# ---- a file found missing or empty at a reload -------------------------------------------------
+@pytest.mark.parametrize('text', ['', '\n', '  \n\t\n'])
+def test_an_empty_file_runs_on_defaults_with_a_warning(tmp_path, text):
+    path = write(tmp_path, 'stafd.conf', text)
+    loaded = read_daemon_config('stafd', path)
+    assert loaded.config == default_config('stafd')
+    assert loaded.has_content is False
+    assert [str(p) for p in loaded.problems] == [f'{path}: the file is empty; running on defaults']
+
+
+def test_a_file_with_only_a_comment_is_a_deliberate_empty_configuration(tmp_path):
+    path = write(tmp_path, 'stafd.conf', '# no discovery controllers on this host\n')
+    loaded = read_daemon_config('stafd', path, had_content=True)
+    assert (loaded.config, loaded.problems, loaded.has_content) == (default_config('stafd'), [], True)
+
+
+@pytest.mark.parametrize('text', [None, '', ' \n'])
+def test_after_content_a_missing_or_empty_file_is_refused(tmp_path, text):
+    path = str(tmp_path / 'stacd.conf')
+    if text is not None:
+        write(tmp_path, 'stacd.conf', text)
+    with pytest.raises(UnreadableConfig) as info:
+        read_daemon_config('stacd', path, had_content=True)
+    what = 'no such file' if text is None else 'the file is empty'
+    assert str(info.value) == (
+        f'{path}: {what}; the configuration in force stays (for a deliberately empty one, '
+        'leave at least a comment line in the file)'
+    )
+    # a daemon that ran on defaults (no file, or an empty one) reloads as before
+    assert read_daemon_config('stacd', path, had_content=False).config == default_config('stacd')
+
+
+def test_has_content_of_a_real_file(tmp_path):
+    path = write(tmp_path, 'stafd.conf', '[Global]\ntron=true\n')
+    assert read_daemon_config('stafd', path, had_content=True).has_content is True
