@@ -65,6 +65,7 @@ from ..fabric.controller_events import (
 )
 from ..fabric.controller_policy import RetryPolicy
 from ..fabric.reuse import kernel_ctrl_matches, kernel_value, looks_like_ioc
+from ..files import read_regular_file
 from ..ipc.messages import OP_DUMP, OP_REDISCOVER, Configure, CtrlGone, CtrlStatus, LogPages, WorkerOptions
 from ..model import ControllerSpec, ErrorInfo, HostIdentity, KernelController, Role, TransportId
 from . import sysfs_io
@@ -565,20 +566,24 @@ def _fingerprint(kctrl: KernelController) -> Tuple[str, ...]:
 
 
 def _read_small(path: str, limit: int = 1 << 20) -> Optional[bytes]:
-    """The bytes of a small file; None when it cannot be read (missing: b'')."""
+    """The bytes of a small regular file; None when it cannot be read (missing: b''). Never
+    blocks: a FIFO in a registry entry must not hang the worker's loop."""
     try:
-        with open(path, 'rb') as f:
-            return f.read(limit)
+        return read_regular_file(path, limit)
     except FileNotFoundError:
         return b''
-    except OSError:
+    except OSError:  # not a regular file, too large, no permission...
         return None
 
 
 def foreign_owner(kctrl: KernelController, registry_dir: str, nbft_paths: Sequence[str]) -> str:
-    """Why stacd must leave ``kctrl`` alone ('' when nothing says so): see above."""
-    raw = _read_small(os.path.join(registry_dir, kctrl.device, 'owner'))
-    owner = (raw or b'').decode('utf-8', 'replace').strip()
+    """Why stacd must leave ``kctrl`` alone ('' when nothing says so): see above. An entry that
+    cannot be read protects its controller: another tool may have written it."""
+    owner_path = os.path.join(registry_dir, kctrl.device, 'owner')
+    raw = _read_small(owner_path, limit=4096)
+    if raw is None:
+        return f'{owner_path} cannot be read: it may name another owner'
+    owner = raw.decode('utf-8', 'replace').strip()[:64]  # shown with repr(): escaped, bounded
     if owner and owner not in OWN_REGISTRY_OWNERS:
         return f'owned by {owner!r} per {registry_dir}'
     nqn = kernel_value(kctrl.subsysnqn)

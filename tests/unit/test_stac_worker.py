@@ -9,8 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import os
+import tempfile
 from pathlib import Path
 from typing import Dict, List, Optional
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from stas.errors import KernelError
 from stas.fabric.controller import Phase
@@ -125,6 +130,30 @@ def test_the_registry_protects_connections_of_other_owners(tmp_path: Path):
     assert foreign_owner(kctrl('nvme3', 'a'), str(registry), []) == ''  # empty
     assert foreign_owner(kctrl('nvme4', 'a'), str(registry), []) == ''  # not registered
     assert foreign_owner(kctrl('nvme4', 'a'), str(tmp_path / 'no-registry'), []) == ''
+
+
+def test_a_registry_entry_that_cannot_be_read_protects_its_controller_without_blocking(tmp_path: Path):
+    registry = tmp_path / 'registry'
+    (registry / 'nvme1').mkdir(parents=True)
+    os.mkfifo(registry / 'nvme1' / 'owner')  # opened for reading, it would wait for a writer
+    (registry / 'nvme2' / 'owner').mkdir(parents=True)
+    for device in ('nvme1', 'nvme2'):
+        assert foreign_owner(kctrl(device, 'a'), str(registry), []) == (
+            f'{registry}/{device}/owner cannot be read: it may name another owner'
+        )
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.binary(max_size=300))
+def test_any_registry_owner_bytes_give_an_answer_never_an_error(data):
+    with tempfile.TemporaryDirectory() as tmp:
+        entry = Path(tmp) / 'nvme1'
+        entry.mkdir()
+        (entry / 'owner').write_bytes(data)
+        why = foreign_owner(kctrl('nvme1', 'a'), tmp, [])
+    owner = data.decode('utf-8', 'replace').strip()
+    assert (why == '') == (owner[:64] == '' or owner[:64] in controllers.OWN_REGISTRY_OWNERS)
+    assert len(why) < 200 + len(tmp) and '\n' not in why and '\0' not in why
 
 
 def test_the_nbft_protects_every_connection_to_a_boot_subsystem(tmp_path: Path):
