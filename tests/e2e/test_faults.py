@@ -24,6 +24,8 @@ from typing import Dict, List, Tuple
 
 import pytest
 
+from stas.testing.processes import daemon_processes
+
 from .daemons import RunningDaemon
 from .guest import scaled, wait_for
 from .test_stacd import connected, kernel_iocs, short
@@ -36,26 +38,22 @@ STAFD_TB0 = (
 )
 
 
-def children(pid: int) -> List[int]:
-    """The children of every thread of ``pid``."""
-    found: List[int] = []
-    for task in Path(f'/proc/{pid}/task').glob('*'):
-        try:
-            found += [int(p) for p in (task / 'children').read_text().split()]
-        except OSError:
-            continue
-    return found
-
-
 def processes(d: RunningDaemon) -> Dict[str, List[int]]:
-    """The processes of a daemon by kind: its supervisor, forkserver and workers."""
     assert d.proc is not None
-    forkservers = children(d.proc.pid)
-    return {
-        'supervisor': [d.proc.pid],
-        'forkserver': forkservers,
-        'worker': [w for f in forkservers for w in children(f)],
-    }
+    return daemon_processes(d.proc.pid)
+
+
+@pytest.fixture
+def pair(start_daemon):
+    """stafd (one DC on tb0) and stacd, started side by side (a start costs seconds in the guest)."""
+
+    def start() -> Tuple[RunningDaemon, RunningDaemon]:
+        with ThreadPoolExecutor(2) as pool:
+            stafd = pool.submit(start_daemon, 'stafd', STAFD_TB0)
+            stacd = pool.submit(start_daemon, 'stacd', '')
+            return stafd.result(), stacd.result()
+
+    return start
 
 
 class Storm:
@@ -108,15 +106,12 @@ class Storm:
         return wait_for(check, scaled(8), f'exactly {sorted(self.linked)} connected once each', interval=0.5)
 
 
-def test_kills_and_stops_during_connect_storms_lose_and_duplicate_nothing(fabric, start_daemon):
+def test_kills_and_stops_during_connect_storms_lose_and_duplicate_nothing(fabric, pair):
     seed = int(os.environ.get('STAS_FAULT_SEED') or random.SystemRandom().randrange(1 << 30))
     print(f'\n  STAS_FAULT_SEED={seed}')
     tb0 = fabric.interface('tb0', '192.0.2.1/24')
     p0 = fabric.port(tb0)
-    with ThreadPoolExecutor(2) as pool:
-        stafd_future = pool.submit(start_daemon, 'stafd', STAFD_TB0)
-        stacd_future = pool.submit(start_daemon, 'stacd', '')
-        stafd, stacd = stafd_future.result(), stacd_future.result()
+    stafd, stacd = pair()
     storm = Storm(fabric, stafd, stacd, p0, seed)
     window = scaled(0.1)  # a storm of a few connects lasts seconds in the guest
 
@@ -188,13 +183,10 @@ def test_kills_and_stops_during_connect_storms_lose_and_duplicate_nothing(fabric
         assert 'Traceback' not in d.logs(), d.logs()
 
 
-def test_link_flaps_under_live_controllers_lose_and_duplicate_nothing(fabric, start_daemon):
+def test_link_flaps_under_live_controllers_lose_and_duplicate_nothing(fabric, pair):
     tb0 = fabric.interface('tb0', '192.0.2.1/24')
     p0 = fabric.port(tb0)
-    with ThreadPoolExecutor(2) as pool:
-        stafd_future = pool.submit(start_daemon, 'stafd', STAFD_TB0)
-        stacd_future = pool.submit(start_daemon, 'stacd', '')
-        stafd, stacd = stafd_future.result(), stacd_future.result()
+    stafd, stacd = pair()
     storm = Storm(fabric, stafd, stacd, p0, seed=1)
     storm.link(3)
     storm.settled()

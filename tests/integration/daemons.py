@@ -33,6 +33,15 @@ def wait_until(predicate, timeout_s: float, what: str):
     raise AssertionError(f'timed out after {timeout_s} s waiting for {what} (last: {last!r})')
 
 
+def worker_replaced(d: Daemon, iface: str, old_pid: int, timeout_s: float, what: str) -> Dict[str, dict]:
+    """``d``'s workers once the one of ``iface`` is a new process (not ``old_pid``) and running."""
+    return wait_until(
+        lambda: (w := d.workers())[iface]['pid'] != old_pid and w[iface]['state'] == 'running' and w,
+        timeout_s,
+        what,
+    )
+
+
 class Notifications:
     """A NOTIFY_SOCKET of our own: collects what the daemon tells systemd."""
 

@@ -23,7 +23,17 @@ import pytest
 
 from stas.testing.nbft_table import DiscoverySpec, HfiSpec, build_nbft
 
-from .daemons import HOSTID, HOSTNQN, ROOT, STAFD_NO_ZEROCONF, TWO_IFACES, Daemon, running, wait_until
+from .daemons import (
+    HOSTID,
+    HOSTNQN,
+    ROOT,
+    STAFD_NO_ZEROCONF,
+    TWO_IFACES,
+    Daemon,
+    running,
+    wait_until,
+    worker_replaced,
+)
 
 
 def test_one_worker_per_interface_and_kill_9_is_repaired_in_isolation(workdir, module_system_bus):
@@ -36,15 +46,7 @@ def test_one_worker_per_interface_and_kill_9_is_repaired_in_isolation(workdir, m
         assert sorted(before) == ['tbA', 'tbB']
         t0 = time.monotonic()
         os.kill(before['tbA']['pid'], signal.SIGKILL)
-        after = wait_until(
-            lambda: (
-                (w := d.workers())['tbA']['pid'] != before['tbA']['pid']
-                and w['tbA']['state'] == 'running'
-                and w
-            ),
-            2,
-            'tbA replaced',
-        )
+        after = worker_replaced(d, 'tbA', before['tbA']['pid'], 2, 'tbA replaced')
         assert time.monotonic() - t0 < 2
         assert after['tbA']['restarts'] == 1 and 'SIGKILL' in after['tbA']['last_exit']
         assert after['tbB']['pid'] == before['tbB']['pid'] and after['tbB']['restarts'] == 0
@@ -127,15 +129,9 @@ def test_a_hung_worker_is_detected_and_replaced(workdir, module_system_bus):
             'workers running',
         )
         os.kill(before['tbB']['pid'], signal.SIGSTOP)
-        after = wait_until(
-            lambda: (
-                (w := d.workers())['tbB']['pid'] != before['tbB']['pid']
-                and w['tbB']['state'] == 'running'
-                and w
-            ),
-            30,  # heartbeat deadline: 75 s x 0.2
-            'hung tbB replaced',
-        )
+        after = worker_replaced(
+            d, 'tbB', before['tbB']['pid'], 30, 'hung tbB replaced'
+        )  # heartbeat deadline: 75 s x 0.2
         assert 'no heartbeat' in after['tbB']['last_exit']
         assert after['tbA']['pid'] == before['tbA']['pid']
 

@@ -22,20 +22,11 @@ from typing import Dict, List
 
 import pytest
 
-from .daemons import SCALE, STAFD_NO_ZEROCONF, TWO_IFACES, Daemon, running, wait_until
+from stas.testing.processes import children
+
+from .daemons import SCALE, STAFD_NO_ZEROCONF, TWO_IFACES, Daemon, running, wait_until, worker_replaced
 
 pytestmark = pytest.mark.integration
-
-
-def children(pid: int) -> List[int]:
-    """The children of every thread of ``pid`` (the forkserver may be started from a thread)."""
-    found = []
-    for task in Path(f'/proc/{pid}/task').glob('*'):
-        try:
-            found += [int(p) for p in (task / 'children').read_text().split()]
-        except OSError:
-            continue
-    return found
 
 
 def cmdline(pid: int) -> str:
@@ -95,15 +86,7 @@ def test_a_killed_forkserver_is_said_and_replaced_and_the_workers_run_on(workdir
         assert new != old
         # the orphaned workers are still followed: their exit is seen and repaired
         os.kill(before['tbA']['pid'], signal.SIGKILL)
-        again = wait_until(
-            lambda: (
-                (w := d.workers())['tbA']['pid'] != before['tbA']['pid']
-                and w['tbA']['state'] == 'running'
-                and w
-            ),
-            10,
-            'tbA replaced by the new forkserver',
-        )
+        again = worker_replaced(d, 'tbA', before['tbA']['pid'], 10, 'tbA replaced by the new forkserver')
         assert again['tbA']['last_exit'] == 'vanished (exit status unknown)'  # only its forkserver knew
         assert again['tbB']['pid'] == before['tbB']['pid']
 
@@ -120,15 +103,7 @@ def test_two_restarts_a_few_ms_apart_are_one_restart(workdir, module_system_bus)
         )
         assert a.wait(30) == 0 and b.wait(30) == 0, (a.stderr.read(), b.stderr.read())
         t0 = time.monotonic()
-        after = wait_until(
-            lambda: (
-                (w := d.workers())['tbA']['pid'] != before['tbA']['pid']
-                and w['tbA']['state'] == 'running'
-                and w
-            ),
-            5,
-            'tbA restarted',
-        )
+        after = worker_replaced(d, 'tbA', before['tbA']['pid'], 5, 'tbA restarted')
         assert time.monotonic() - t0 < 2  # not after the 5 s shutdown grace (scaled: 1 s)
         assert 'SIGKILL' not in after['tbA']['last_exit']
         assert after['tbA']['last_exit'] == 'exited with status 0'
@@ -184,15 +159,7 @@ def test_a_worker_hung_while_its_supervisor_was_stopped_is_still_caught(workdir,
         d.signal(signal.SIGSTOP)
         time.sleep(75 * scale + 2)
         d.signal(signal.SIGCONT)
-        after = wait_until(
-            lambda: (
-                (w := d.workers())['tbB']['pid'] != before['tbB']['pid']
-                and w['tbB']['state'] == 'running'
-                and w
-            ),
-            20,
-            'the hung tbB replaced',
-        )
+        after = worker_replaced(d, 'tbB', before['tbB']['pid'], 20, 'the hung tbB replaced')
         assert 'no heartbeat' in after['tbB']['last_exit']
         assert after['tbA']['pid'] == before['tbA']['pid']
 

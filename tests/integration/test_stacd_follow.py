@@ -14,11 +14,12 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Dict, List, Optional
 
 import pytest
+
+from .daemons import wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 HOSTNQN = 'nqn.2014-08.org.nvmexpress:uuid:0c5d3f4e-1111-4222-8333-944455556666'
@@ -72,17 +73,6 @@ async def main():
 
 asyncio.run(main())
 """
-
-
-def wait_until(predicate, timeout_s: float, what: str):
-    end = time.monotonic() + timeout_s
-    last = None
-    while time.monotonic() < end:
-        last = predicate()
-        if last:
-            return last
-        time.sleep(0.05)
-    raise AssertionError(f'timed out after {timeout_s} s waiting for {what} (last: {last!r})')
 
 
 def dc(traddr: str, iface: str) -> Dict[str, str]:
