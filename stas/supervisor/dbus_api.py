@@ -24,18 +24,27 @@ DH-HMAC-CHAP secret): the caller's uid comes from the bus (``GetConnectionUnixUs
 message's sender). Non-root callers get ``caller_is_root=False`` passed to the api, which leaves
 the secrets out, and ``process_info`` (whose api method takes no such flag) has its ``hostkey``
 replaced here. Setting ``tron`` and ``restart_worker`` are root-only: the D-Bus policy file
-says so, and the code refuses them too (``...Error.PermissionDenied``), so a policy file that
-was edited or not installed does not open them to everybody.
+says so, and the daemon refuses them too, so a policy file that was edited or not installed
+does not open them to everybody:
 
-sd-bus itself lets only callers with the daemon's uid (or CAP_SYS_ADMIN) call methods and set
-properties unless they are flagged unprivileged. Every member here is flagged so: who may do what
-is decided by the policy file and by the checks above, which answer with named errors.
+* ``restart_worker`` is a method: it checks its caller and answers
+  ``...Error.PermissionDenied`` with a message.
+* ``tron`` is a property, and a property's getter and setter run inside sdbus's bus callback,
+  where a Python exception cannot become an error reply: sdbus sends the error name with an
+  empty message, and the exception escapes into the event loop, which logs it and leaves the
+  messages already read from the bus unprocessed until more arrive. So ``tron`` is not flagged
+  unprivileged and sd-bus refuses the Set itself, in C, before any Python code runs: a caller
+  whose uid is not the daemon's gets ``org.freedesktop.DBus.Error.AccessDenied``, "Access to
+  org.nvmexpress.<svc>.debug.tron() not permitted." (the error name the bus daemon sends when
+  the policy file refuses it).
 
-sdbus calls a property setter with the value only. ``tron`` therefore uses a property whose
-bound form checks the Set message's sender before the setter runs (``_CallerCheckedProperty``);
-that lookup is one synchronous round trip to the bus daemon. sdbus sends a refused Set back
-with the right error name but an empty message (its C layer does not copy the text), and
-asyncio logs the refusal as an exception in the bus callback.
+sd-bus lets only callers with the daemon's uid call methods and set properties unless they are
+flagged unprivileged. Every method here is flagged so: who may call what is decided by the
+policy file and by the checks above, which answer with named errors.
+
+No property getter or setter raises (``_GuardedProperty``): a getter that fails answers a safe
+value, a setter that fails keeps the old value, and both log the failure once, with its
+traceback when it is a bug.
 
 Differences from nvme-stas 2.x:
 
@@ -57,7 +66,6 @@ from sdbus import (
     DbusInterfaceCommonAsync,
     DbusUnprivilegedFlag,
     dbus_method_async,
-    dbus_property_async,
     dbus_signal_async,
     get_current_message,
 )
@@ -187,26 +195,59 @@ def _current_sender() -> Optional[str]:
 
 
 # ---------------------------------------------------------------------------------------------
-# A property whose setter knows who is calling
+# Properties that never raise into sdbus
 
 
-class _CallerCheckedLocalProperty(DbusLocalPropertyAsync):
+def dbus_text(value: Any) -> str:
+    """``str(value)`` as a D-Bus string can carry it: NUL written ``\\x00`` and what UTF-8
+    cannot encode (lone surrogates) escaped, so sdbus never refuses to send it."""
+    text = value if isinstance(value, str) else str(value)
+    if '\x00' in text:
+        text = text.replace('\x00', '\\x00')
+    try:
+        text.encode('utf-8')
+    except UnicodeEncodeError:
+        text = text.encode('utf-8', 'backslashreplace').decode('utf-8')
+    return text
+
+
+class _GuardedLocalProperty(DbusLocalPropertyAsync):
+    """The bound form of a ``_GuardedProperty``: nothing it does for a Get or a Set over the bus
+    raises into sdbus (see the module docstring). The getters and setters of this module do not
+    raise; this is the last guard, for sdbus's own part (appending the value, emitting
+    PropertiesChanged)."""
+
+    def _dbus_reply_get(self, message) -> None:
+        try:
+            super()._dbus_reply_get(message)
+        except Exception:  # noqa: BLE001 - nothing may reach sdbus's C layer
+            log.error('D-Bus Get %s failed: internal error', self.dbus_property.property_name, exc_info=True)
+
     def _dbus_reply_set(self, message) -> None:
-        obj = self.local_object_ref()
-        if obj is not None:
-            obj._authorize_property_set(self.dbus_property.property_name, message.sender)
-        super()._dbus_reply_set(message)
+        try:
+            super()._dbus_reply_set(message)
+        except Exception:  # noqa: BLE001 - nothing may reach sdbus's C layer
+            log.error('D-Bus Set %s failed: internal error', self.dbus_property.property_name, exc_info=True)
 
 
-class _CallerCheckedProperty(DbusPropertyAsync):
-    """A read-write property: a Set over the bus first goes through the object's
-    ``_authorize_property_set(name, sender)``, which raises to refuse it."""
+class _GuardedProperty(DbusPropertyAsync):
+    """A served property bound as ``_GuardedLocalProperty``. ``flags`` 0 for a read-write one
+    leaves the check of who may set it to sd-bus (the daemon's uid only)."""
 
     def __get__(self, obj, obj_class=None):
         bound = super().__get__(obj, obj_class)
         if type(bound) is DbusLocalPropertyAsync:
-            return _CallerCheckedLocalProperty(self, obj)
+            return _GuardedLocalProperty(self, obj)
         return bound
+
+
+def _guarded_property(signature: str, name: str) -> Callable[[Callable[[Any], Any]], _GuardedProperty]:
+    """``dbus_property_async(signature, property_name=name)`` making a ``_GuardedProperty``."""
+
+    def make(getter: Callable[[Any], Any]) -> _GuardedProperty:
+        return _GuardedProperty(name, signature, getter, None, 0)
+
+    return make
 
 
 # ---------------------------------------------------------------------------------------------
@@ -237,17 +278,6 @@ class _ServedObject:
             log.warning('cannot tell the user of D-Bus caller %s: %s', sender, exc)
             return None
 
-    def _caller_uid_sync(self, sender: Optional[str]) -> Optional[int]:
-        if self._uid_of is not None:
-            return self._uid_of(sender)
-        if not sender or self._bus is None:
-            return None
-        try:
-            return int(self._bus.call(self._uid_request(sender)).get_contents())
-        except (SdBusBaseError, TypeError, ValueError) as exc:
-            log.warning('cannot tell the user of D-Bus caller %s: %s', sender, exc)
-            return None
-
     def _uid_request(self, sender: str):
         msg = self._bus.new_method_call_message(*_DBUS, 'GetConnectionUnixUser')
         msg.append_data('s', sender)
@@ -257,13 +287,6 @@ class _ServedObject:
         if uid != 0:
             who = 'an unknown user' if uid is None else f'uid {uid}'
             raise PermissionDenied(f'{what} is for root only; the caller is {who}')
-
-    def _authorize_property_set(self, name: str, sender: Optional[str]) -> None:
-        try:
-            self._refuse_unless_root(self._caller_uid_sync(sender), f'setting {name}')
-        except StasError as exc:
-            log.warning('D-Bus Set %s from %s refused: %s', name, sender, exc.message)
-            raise to_dbus_error(self._service, exc, f'Set {name}') from None
 
     # -- calling the api ----------------------------------------------------------------------
     async def _serve(self, member: str, call: Callable[[bool], Any]) -> Any:
@@ -282,18 +305,38 @@ class _ServedObject:
         except Exception as exc:  # noqa: BLE001 - every failure leaves as a named D-Bus error
             raise to_dbus_error(self._service, exc, member) from None
 
-    def _read(self, member: str, read: Callable[[], Any]) -> Any:
+    # -- properties: never raise (see the module docstring) ----------------------------------
+    def _property(
+        self, name: str, read: Callable[[], Any], shape: Callable[[Any], Any], fallback: Any
+    ) -> Any:
+        """The value of property ``name`` for a Get: ``shape(read())``, where ``shape`` makes it
+        of the property's D-Bus type; ``fallback`` when either raises, logged (with the
+        traceback unless it is a ``StasError``)."""
         try:
-            return read()
-        except Exception as exc:  # noqa: BLE001 - every failure leaves as a named D-Bus error
-            raise to_dbus_error(self._service, exc, member) from None
+            return shape(read())
+        except StasError as exc:
+            log.warning('D-Bus Get %s failed: %s; answered %r', name, exc.message, fallback)
+        except Exception:  # noqa: BLE001 - a getter must not raise into sdbus
+            log.error('D-Bus Get %s failed: internal error; answered %r', name, fallback, exc_info=True)
+        return fallback
+
+    def _get_tron(self) -> bool:
+        return self._property('tron', lambda: self._api.tron, bool, False)
+
+    def _set_tron(self, value: bool) -> None:
+        """sd-bus has checked the caller (the daemon's uid) and the type ('b') already. A failure
+        keeps tron as it was: it is logged, and the caller reads tron back to see it."""
+        try:
+            value = bool(value)
+            self._api.set_tron(value)
+        except StasError as exc:
+            log.warning('D-Bus Set tron to %s failed: %s', value, exc.message)
+        except Exception:  # noqa: BLE001 - a setter must not raise into sdbus
+            log.error('D-Bus Set tron to %r failed: internal error', value, exc_info=True)
+        else:
+            log.info('tron set to %s over D-Bus', value)
 
     # -- member bodies shared by staf and stac --------------------------------------------------
-    def _set_tron(self, value: bool) -> None:
-        value = bool(value)
-        self._read('Set tron', lambda: self._api.set_tron(value))
-        log.info('tron set to %s over D-Bus', value)
-
     async def _process_info(self) -> str:
         # the api's process_info takes no caller flag: its hostkey is hidden here
         return to_json(await self._serve_redacted('process_info', lambda _is_root: self._api.process_info()))
@@ -347,6 +390,10 @@ class _ServedObject:
         return [str(k) for k in keys or ()]
 
 
+def _text_list(values: Any) -> List[str]:
+    return [dbus_text(v) for v in values or ()]
+
+
 async def _redacted_later(result: Any, is_root: bool) -> Any:
     value = await result
     return value if is_root else redact_secrets(value)
@@ -360,13 +407,14 @@ _OBJECT_CLASSES: Dict[str, type] = {}
 def _debug_interface(service: str) -> type:
     class DebugInterface(DbusInterfaceCommonAsync, interface_name=f'org.nvmexpress.{service}.debug'):
         def _tron_get(self) -> bool:
-            return bool(self._read('Get tron', lambda: self._api.tron))
+            return self._get_tron()
 
-        tron = _CallerCheckedProperty('tron', 'b', _tron_get, _ServedObject._set_tron, DbusUnprivilegedFlag)
+        # no DbusUnprivilegedFlag: sd-bus refuses a Set from another uid than the daemon's
+        tron = _GuardedProperty('tron', 'b', _tron_get, _ServedObject._set_tron, 0)
 
-        @dbus_property_async('s', property_name='log_level')
+        @_guarded_property('s', 'log_level')
         def log_level(self) -> str:
-            return str(self._read('Get log_level', lambda: self._api.log_level))
+            return self._property('log_level', lambda: self._api.log_level, dbus_text, '')
 
         @dbus_method_async(
             result_signature='s',
@@ -424,9 +472,9 @@ def _workers_interface(service: str) -> type:
         async def restart_worker(self, interface: str, transport: str) -> List[str]:
             return await self._restart_worker(interface, transport)
 
-        @dbus_property_async('as', property_name='config_problems')
+        @_guarded_property('as', 'config_problems')
         def config_problems(self) -> List[str]:
-            return self._read('Get config_problems', lambda: [str(p) for p in self._api.config_problems()])
+            return self._property('config_problems', self._api.config_problems, _text_list, [])
 
     return WorkersInterface
 

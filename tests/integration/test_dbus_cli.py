@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
 import pprint
 import shutil
@@ -93,6 +94,7 @@ class FakeApi:
         self._tron = False
         self.calls: List[tuple] = []
         self.fail_with: Optional[BaseException] = None
+        self.tron_get_fails_with: Optional[BaseException] = None
 
     def _record(self, *call: Any) -> None:
         self.calls.append(call)
@@ -102,6 +104,8 @@ class FakeApi:
 
     @property
     def tron(self) -> bool:
+        if self.tron_get_fails_with is not None:
+            raise self.tron_get_fails_with
         return self._tron
 
     def set_tron(self, value: bool) -> None:
@@ -224,6 +228,7 @@ def staf(served) -> FakeApi:
     api = served['stafd']
     api.calls.clear()
     api._tron = False
+    api.fail_with = api.tron_get_fails_with = None
     return api
 
 
@@ -698,7 +703,12 @@ def test_non_root_callers_cannot_set_tron_or_restart_workers(staf):
         return results
 
     seen = as_nobody(work)
-    assert seen['tron'][:2] == ['org.nvmexpress.staf.Error.PermissionDenied', 77]
+    # sd-bus refuses the Set itself (tron is not flagged unprivileged), as the policy file would
+    assert seen['tron'] == [
+        'org.freedesktop.DBus.Error.AccessDenied',
+        77,
+        'permission denied: setting tron is for root only',
+    ]
     assert seen['restart'] == [
         'org.nvmexpress.staf.Error.PermissionDenied',
         77,
@@ -707,6 +717,147 @@ def test_non_root_callers_cannot_set_tron_or_restart_workers(staf):
     assert seen['read'] is False
     assert staf.tron is False
     assert not [c for c in staf.calls if c[0] in ('set_tron', 'restart_worker')]
+
+
+def test_stafctl_tron_as_non_root_is_permission_denied_exit_77(staf):
+    def work():
+        import contextlib
+        import io
+
+        from stas.cli.stafctl import main
+
+        err = io.StringIO()
+        with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()) as out:
+            status = main(['tron'])
+        return [status, out.getvalue(), err.getvalue()]
+
+    assert as_nobody(work) == [77, '', 'stafctl: permission denied: setting tron is for root only\n']
+    set_tron = Properties(staf_address('org.nvmexpress.staf.debug')).set('tron', 'b', True)
+    [reply] = as_nobody(lambda: pipeline([set_tron], timeout=10.0))
+    assert (reply['type'], reply['name'], reply['body']) == (
+        'error',
+        'org.freedesktop.DBus.Error.AccessDenied',
+        ['Access to org.nvmexpress.staf.debug.tron() not permitted.'],
+    )
+    assert staf.tron is False
+    assert not [c for c in staf.calls if c[0] == 'set_tron']
+
+
+def pipeline(messages: List[Any], timeout: float) -> List[Dict[str, Any]]:
+    """Send every message of ``messages`` on one connection without waiting, then read the
+    replies; return, in sending order, one dict per message: ``type`` ('return', 'error' or
+    'missing' when no reply came within ``timeout`` s of the last send), ``name`` and ``body``
+    of an error, ``body`` of a return (as JSON gives it back: lists for tuples), ``after_s``
+    (seconds after the last send)."""
+    from jeepney import HeaderFields, MessageType
+
+    with connect() as conn:
+        serials = []
+        for msg in messages:
+            serial = next(conn.outgoing_serial)
+            conn.send(msg, serial=serial)
+            serials.append(serial)
+        sent = time.monotonic()
+        replies: Dict[int, Dict[str, Any]] = {}
+        while len(replies) < len(serials):
+            remaining = sent + timeout - time.monotonic()
+            if remaining <= 0:
+                break
+            try:
+                msg = conn.receive(timeout=remaining)
+            except TimeoutError:
+                break
+            serial = msg.header.fields.get(HeaderFields.reply_serial)
+            if serial not in serials:
+                continue
+            after = round(time.monotonic() - sent, 3)
+            if msg.header.message_type == MessageType.error:
+                replies[serial] = {
+                    'type': 'error',
+                    'name': msg.header.fields.get(HeaderFields.error_name),
+                    'body': json.loads(json.dumps(msg.body)),
+                    'after_s': after,
+                }
+            else:
+                replies[serial] = {
+                    'type': 'return',
+                    'body': json.loads(json.dumps(msg.body)),
+                    'after_s': after,
+                }
+    return [replies.get(s, {'type': 'missing'}) for s in serials]
+
+
+def test_pipelined_refused_tron_sets_leave_the_service_answering(staf, caplog):
+    """120 Sets of tron by nobody, sent without waiting, then a Get and two calls: every Set is
+    refused by name with a message, the others are answered at once, nothing is logged as a
+    traceback (a refusal raised into sdbus would stall the queue and log one per Set).
+
+    The bus lets a connection wait for at most 128 replies (dbus-daemon's
+    max_replies_per_connection on the system bus), hence 120 and not more."""
+    caplog.set_level(logging.DEBUG)
+    props = Properties(staf_address('org.nvmexpress.staf.debug'))
+
+    def work():
+        messages = [props.set('tron', 'b', True) for _ in range(120)]
+        messages.append(props.get('log_level'))
+        messages.append(new_method_call(staf_address('org.nvmexpress.staf.workers'), 'list_workers'))
+        messages.append(new_method_call(staf_address('org.nvmexpress.staf.debug'), 'process_info'))
+        return pipeline(messages, timeout=5.0)
+
+    replies = as_nobody(work)
+    *sets, get, workers, info = replies
+    assert [r['type'] for r in (get, workers, info)] == ['return'] * 3, (get, workers, info)
+    assert max(r['after_s'] for r in (get, workers, info)) < 2.0
+    assert get['body'] == [['s', 'INFO']]
+    assert len(workers['body'][0]) == 3
+    assert json.loads(info['body'][0])['hostkey'] == REDACTED
+    assert {(r['type'], r.get('name'), tuple(r.get('body', ()))) for r in sets} == {
+        (
+            'error',
+            'org.freedesktop.DBus.Error.AccessDenied',
+            ('Access to org.nvmexpress.staf.debug.tron() not permitted.',),
+        )
+    }
+    assert staf.tron is False
+    assert not [c for c in staf.calls if c[0] == 'set_tron']
+    assert not [r for r in caplog.records if r.exc_info or r.levelno >= logging.ERROR]
+    assert not [r for r in caplog.records if r.name == 'asyncio']
+
+
+def test_failing_property_getter_and_setter_answer_and_log_once_each(staf, caplog):
+    """A getter or setter that raises would stall the service (see the pipelined test): they
+    answer a safe value or keep the old one, and log the bug once, with its traceback."""
+    caplog.set_level(logging.DEBUG)
+    props = Properties(staf_address('org.nvmexpress.staf.debug'))
+    staf.tron_get_fails_with = ZeroDivisionError('division by zero')
+    replies = pipeline(
+        [props.get('tron') for _ in range(20)]
+        + [props.get_all(), new_method_call(staf_address('org.nvmexpress.staf.workers'), 'list_workers')],
+        timeout=5.0,
+    )
+    assert [r['type'] for r in replies] == ['return'] * 22
+    assert all(r['body'] == [['b', False]] for r in replies[:20])
+    assert replies[20]['body'] == [{'tron': ['b', False], 'log_level': ['s', 'INFO']}]
+    errors = [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert [(r.name, r.getMessage(), r.exc_info[0]) for r in errors] == [
+        (
+            'stas.supervisor.dbus_api',
+            'D-Bus Get tron failed: internal error; answered False',
+            ZeroDivisionError,
+        )
+    ] * 21
+    staf.tron_get_fails_with = None
+    caplog.clear()
+
+    staf.fail_with = RuntimeError('boom')  # set_tron raises
+    [reply] = pipeline([props.set('tron', 'b', True)], timeout=5.0)
+    assert reply['type'] == 'return'  # sdbus cannot answer an error from a setter: tron stays
+    assert staf.tron is False
+    assert raw_call('org.nvmexpress.staf.debug', 'process_info').body  # still serving
+    errors = [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert [(r.name, r.getMessage(), r.exc_info[0]) for r in errors] == [
+        ('stas.supervisor.dbus_api', 'D-Bus Set tron to True failed: internal error', RuntimeError)
+    ]
 
 
 # ---------------------------------------------------------------------------------------------

@@ -8,7 +8,9 @@ import logging
 from typing import Dict, List
 
 import pytest
-from sdbus import DbusFailedError
+from sdbus import DbusFailedError, DbusUnprivilegedFlag
+from sdbus.dbus_proxy_async_method import DbusMethodAsync
+from sdbus.dbus_proxy_async_property import DbusPropertyAsync
 
 from stas.errors import (
     ConfigError,
@@ -24,8 +26,11 @@ from stas.errors import (
 from stas.model import WELL_KNOWN_DISC_NQN, WorkerKey
 from stas.supervisor.dbus_api import (
     REDACTED,
+    _GuardedProperty,
     bus_name,
+    dbus_text,
     new_object,
+    object_class,
     object_path,
     redact_secrets,
     request_fields,
@@ -304,12 +309,29 @@ def test_restart_worker_is_root_only(api):
     assert api.calls == [('restart_worker', 'eth0', '')]
 
 
-def test_setting_tron_is_root_only(api):
-    obj = new_object(api, uid_of=lambda sender: 1000 if sender == ':1.7' else 0)
-    with pytest.raises(DbusFailedError) as raised:
-        obj._authorize_property_set('tron', ':1.7')
-    assert type(raised.value).dbus_error_name == 'org.nvmexpress.staf.Error.PermissionDenied'
-    obj._authorize_property_set('tron', ':1.8')  # root: allowed
+def served_members(cls: type, kind: type) -> Dict[str, object]:
+    """The members of ``kind`` that ``cls`` serves on its org.nvmexpress.* interfaces."""
+    found: Dict[str, object] = {}
+    for klass in reversed(cls.__mro__):
+        for name, member in vars(klass).items():
+            if isinstance(member, kind) and member.interface_name.startswith('org.nvmexpress.'):
+                found[name] = member
+    return found
+
+
+def test_setting_tron_is_left_to_sd_bus_and_every_method_is_unprivileged():
+    """sd-bus refuses a Set of a property that is not flagged unprivileged to another uid than
+    the daemon's, in C, with AccessDenied; every method checks its caller itself."""
+    for service in ('staf', 'stac'):
+        cls = object_class(service)
+        assert cls.tron.flags & DbusUnprivilegedFlag == 0
+        methods = list(served_members(cls, DbusMethodAsync).values())
+        assert len(methods) == (7 if service == 'staf' else 5)
+        assert all(m.flags & DbusUnprivilegedFlag for m in methods)
+
+
+def test_tron_log_level_and_config_problems(api):
+    obj = new_object(api, uid_of=lambda sender: 1000)  # the uid is sd-bus's business for a Set
     run(obj.tron.set_async(True))
     assert api.calls == [('set_tron', True)]
     assert run(obj.tron.get_async()) is True
@@ -325,3 +347,125 @@ def test_stacd_object_has_no_discovery_members():
     with pytest.raises(DbusFailedError) as raised:
         run(obj.controller_info('tcp', '1.2.3.4', '', '', '', '', ''))  # an IOC needs its NQN
     assert type(raised.value).dbus_error_name == 'org.nvmexpress.stac.Error.InvalidArgument'
+
+
+# ---------------------------------------------------------------------------------------------
+# Properties never raise: sdbus cannot turn an exception of a getter or setter into an error reply
+
+
+class BrokenApi(RecordingApi):
+    def __init__(self, exc: BaseException):
+        super().__init__()
+        self.exc = exc
+
+    @property
+    def tron(self) -> bool:
+        raise self.exc
+
+    @tron.setter
+    def tron(self, value: bool) -> None:
+        pass
+
+    @property
+    def log_level(self) -> str:
+        raise self.exc
+
+    @log_level.setter
+    def log_level(self, value: str) -> None:
+        pass
+
+    def set_tron(self, value: bool) -> None:
+        self.calls.append(('set_tron', value))
+        raise self.exc
+
+    def config_problems(self) -> List[str]:
+        raise self.exc
+
+
+@pytest.mark.parametrize('service', ['staf', 'stac'])
+def test_every_served_property_is_guarded(service):
+    props = served_members(object_class(service), DbusPropertyAsync)
+    assert set(props) == {'tron', 'log_level', 'config_problems'}
+    assert all(type(p) is _GuardedProperty for p in props.values())
+
+
+def test_a_failing_getter_answers_a_safe_value_and_logs_the_bug_once(caplog):
+    caplog.set_level(logging.DEBUG, logger='stas.supervisor.dbus_api')
+    obj = new_object(BrokenApi(ZeroDivisionError('division by zero')), uid_of=lambda sender: 0)
+    assert run(obj.tron.get_async()) is False
+    assert run(obj.log_level.get_async()) == ''
+    assert run(obj.config_problems.get_async()) == []
+    assert [(r.levelname, r.getMessage(), r.exc_info[0]) for r in caplog.records] == [
+        ('ERROR', 'D-Bus Get tron failed: internal error; answered False', ZeroDivisionError),
+        ('ERROR', "D-Bus Get log_level failed: internal error; answered ''", ZeroDivisionError),
+        ('ERROR', 'D-Bus Get config_problems failed: internal error; answered []', ZeroDivisionError),
+    ]
+
+
+def test_a_getter_failing_with_a_stas_error_logs_a_warning_without_traceback(caplog):
+    caplog.set_level(logging.DEBUG, logger='stas.supervisor.dbus_api')
+    obj = new_object(BrokenApi(Unavailable('shutting down')), uid_of=lambda sender: 0)
+    assert run(obj.log_level.get_async()) == ''
+    [record] = caplog.records
+    assert (record.levelname, record.getMessage(), record.exc_info) == (
+        'WARNING',
+        "D-Bus Get log_level failed: shutting down; answered ''",
+        None,
+    )
+
+
+def test_a_failing_setter_keeps_the_old_value_and_logs(caplog):
+    caplog.set_level(logging.DEBUG, logger='stas.supervisor.dbus_api')
+    api = BrokenApi(RuntimeError('boom'))
+    obj = new_object(api, uid_of=lambda sender: 0)
+    run(obj.tron.set_async(True))  # no exception
+    assert api.calls == [('set_tron', True)]
+    [record] = caplog.records
+    assert (record.levelname, record.getMessage(), record.exc_info[0]) == (
+        'ERROR',
+        'D-Bus Set tron to True failed: internal error',
+        RuntimeError,
+    )
+    caplog.clear()
+    api.exc = Unavailable('not now')
+    run(obj.tron.set_async(False))
+    [record] = caplog.records
+    assert (record.levelname, record.getMessage(), record.exc_info) == (
+        'WARNING',
+        'D-Bus Set tron to False failed: not now',
+        None,
+    )
+
+
+def test_property_values_are_made_sendable():
+    api = RecordingApi()
+    api.log_level = 'IN\x00FO\udc80'
+    api.config_problems = lambda: ['a\x00b', 3, '\ud800']
+    obj = new_object(api, uid_of=lambda sender: 0)
+    assert run(obj.log_level.get_async()) == 'IN\\x00FO\\udc80'
+    assert run(obj.config_problems.get_async()) == ['a\\x00b', '3', '\\ud800']
+    assert dbus_text('plain é') == 'plain é'
+
+
+class FailingMessage:
+    """An sdbus message whose every use raises, as a message sdbus cannot fill would."""
+
+    def append_data(self, *args):
+        raise TypeError('cannot append')
+
+    def get_contents(self):
+        raise TypeError('cannot read')
+
+
+def test_the_bound_property_never_raises_into_sdbus(api, caplog):
+    caplog.set_level(logging.DEBUG, logger='stas.supervisor.dbus_api')
+    obj = new_object(api, uid_of=lambda sender: 0)
+    obj.tron._dbus_reply_get(FailingMessage())
+    obj.tron._dbus_reply_set(FailingMessage())
+    obj.config_problems._dbus_reply_get(FailingMessage())
+    assert [(r.getMessage(), r.exc_info[0]) for r in caplog.records] == [
+        ('D-Bus Get tron failed: internal error', TypeError),
+        ('D-Bus Set tron failed: internal error', TypeError),
+        ('D-Bus Get config_problems failed: internal error', TypeError),
+    ]
+    assert api.calls == []
