@@ -72,7 +72,7 @@ from sdbus import (
 from sdbus.dbus_proxy_async_property import DbusLocalPropertyAsync, DbusPropertyAsync
 from sdbus.exceptions import SdBusBaseError, SdBusRequestNameError
 
-from ..errors import InvalidArgument, PermissionDenied, StasError, Unavailable
+from ..errors import InvalidArgument, PermissionDenied, StasError, Unavailable, shown_value
 from ..fabric.tid import IFNAME_MAX_LEN, tid_from_request
 from ..model import TRANSPORTS, Role
 from .api import SupervisorApi
@@ -164,7 +164,7 @@ def worker_target(interface: str, transport: str) -> Tuple[str, str]:
     iface = '' if interface == '-' else interface
     if transport and transport not in TRANSPORTS:
         raise InvalidArgument(
-            f'transport {transport!r} is not one of {", ".join(TRANSPORTS)} (or "" for all)'
+            f'transport {shown_value(transport)} is not one of {", ".join(TRANSPORTS)} (or "" for all)'
         )
     if not iface and not transport:
         raise InvalidArgument('name an interface, a transport ("-" as interface: fc, loop) or both')
@@ -175,7 +175,8 @@ def worker_target(interface: str, transport: str) -> Tuple[str, str]:
         or iface in ('.', '..')
     ):
         raise InvalidArgument(
-            f'interface {interface!r} is not an interface name (1..{IFNAME_MAX_LEN} bytes, no "/" or spaces)'
+            f'interface {shown_value(interface)} is not an interface name'
+            f' (1..{IFNAME_MAX_LEN} bytes, no "/" or spaces)'
         )
     return iface, transport
 

@@ -31,6 +31,7 @@ from stas.cli.dbus_client import CtlError, DaemonClient
 from stas.errors import NotFound, Unavailable
 from stas.model import WELL_KNOWN_DISC_NQN, WorkerKey
 from stas.supervisor.dbus_api import REDACTED, publish
+from stas.supervisor.dbus_errors import MESSAGE_LIMIT
 from stas.supervisor.pool import WorkerInfo
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -613,6 +614,61 @@ def test_restart_worker_arguments_are_checked(staf):
     name, _ = error_of(raw_call('org.nvmexpress.staf.workers', 'restart_worker', 'ss', ('', '')))
     assert name == 'org.nvmexpress.staf.Error.InvalidArgument'
     assert not [c for c in staf.calls if c[0] == 'restart_worker']
+
+
+# 8 MiB, with a control character in every other place (escaped, it is 2.5 times longer)
+HUGE = 'x\x07' * (4 * 1024 * 1024)
+
+# (daemon, interface suffix, member, signature, arguments that are fine, except where HUGE goes)
+STRING_MEMBERS = [
+    ('staf', '.debug', 'controller_info', 'sssssss', ('tcp', '1.2.3.4', '', '', '', '', '')),
+    ('staf', '', 'get_log_pages', 'sssssss', ('tcp', '1.2.3.4', '', '', '', '', '')),
+    ('stac', '.debug', 'controller_info', 'sssssss', ('tcp', '1.2.3.4', '', 'nqn.x:y', '', '', '')),
+    ('staf', '.workers', 'restart_worker', 'ss', ('eth0', '')),
+    ('stac', '.workers', 'restart_worker', 'ss', ('eth0', '')),
+]
+
+
+@pytest.mark.parametrize(
+    ('service', 'suffix', 'member', 'signature', 'args', 'index'),
+    [(*m, i) for m in STRING_MEMBERS for i in range(len(m[3]))],
+    ids=[f'{m[0]}-{m[2]}-{i}' for m in STRING_MEMBERS for i in range(len(m[3]))],
+)
+def test_huge_string_argument_is_invalid_argument_with_a_bounded_message(
+    staf, stac, service, suffix, member, signature, args, index
+):
+    address = DBusAddress(
+        f'/org/nvmexpress/{service}',
+        bus_name=f'org.nvmexpress.{service}',
+        interface=f'org.nvmexpress.{service}{suffix}',
+    )
+    body = tuple(HUGE if i == index else a for i, a in enumerate(args))
+    with connect() as conn:
+        started = time.monotonic()
+        reply = conn.send_and_get_reply(new_method_call(address, member, signature, body), timeout=20)
+        elapsed = time.monotonic() - started
+        name, message = error_of(reply)
+        assert name == f'org.nvmexpress.{service}.Error.InvalidArgument'
+        assert 0 < len(message) <= MESSAGE_LIMIT
+        assert "'x\\x07x\\x07" in message and '(8,388,608 characters)' in message, message
+        assert message.isprintable()
+        assert elapsed < 5.0
+        # still answering, on the same connection
+        reply = conn.send_and_get_reply(
+            new_method_call(
+                DBusAddress(
+                    f'/org/nvmexpress/{service}',
+                    bus_name=f'org.nvmexpress.{service}',
+                    interface=f'org.nvmexpress.{service}.workers',
+                ),
+                'list_workers',
+            ),
+            timeout=5,
+        )
+        assert len(reply.body[0]) == 3
+    assert not [
+        c for c in staf.calls + stac.calls if c[0] in ('controller_info', 'get_log_pages', 'restart_worker')
+    ]
 
 
 def test_unexpected_exception_is_failed_without_python_names(staf):

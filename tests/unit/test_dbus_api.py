@@ -37,7 +37,7 @@ from stas.supervisor.dbus_api import (
     string_dicts,
     worker_target,
 )
-from stas.supervisor.dbus_errors import error_class, error_name, to_dbus_error
+from stas.supervisor.dbus_errors import MESSAGE_LIMIT, bounded_message, error_class, error_name, to_dbus_error
 from stas.supervisor.pool import WorkerInfo
 
 SECRET = 'DHHC-1:00:ia6zGodOr1SEG8yiHlZ0bUy3wfLgNrWiLW0qR1VhHQF8c7bi:'
@@ -95,6 +95,30 @@ def test_unexpected_exception_is_failed_with_a_short_message_and_logged(caplog):
     assert 'ZeroDivision' not in err.args[0]
     [record] = caplog.records
     assert record.exc_info[0] is ZeroDivisionError
+
+
+@pytest.mark.parametrize(
+    ('text', 'sent'),
+    [
+        ('plain text, é and 😀', 'plain text, é and 😀'),
+        ('two\nlines\tand \x1b[31mred\x00', 'two\\nlines\\tand \\x1b[31mred\\x00'),
+        ('\u2028\u200b\udc80', '\\u2028\\u200b\\udc80'),
+        ('a' * MESSAGE_LIMIT, 'a' * MESSAGE_LIMIT),
+        ('a' * (MESSAGE_LIMIT + 1), 'a' * (MESSAGE_LIMIT - 1) + '…'),
+        ('a' * 997 + '\x07', 'a' * 997 + '…'),  # an escape is never cut
+        ('\x07' * 5000, '\\x07' * 249 + '…'),
+    ],
+)
+def test_error_messages_are_escaped_and_bounded(text, sent):
+    assert bounded_message(text) == sent
+    err = to_dbus_error('staf', InvalidArgument(text), 'restart_worker')
+    assert err.args == (sent,)
+    assert len(sent) <= MESSAGE_LIMIT
+
+
+def test_a_message_of_megabytes_is_bounded_quickly():
+    err = to_dbus_error('stac', NotFound('x\x07' * (4 * 1024 * 1024)), 'controller_info')
+    assert err.args == ('x\\x07' * 199 + 'x…',)  # 997 characters: the next escape would not fit
 
 
 def test_translated_error_passes_through_unchanged():
@@ -182,6 +206,42 @@ def test_worker_target():
         with pytest.raises(InvalidArgument) as raised:
             worker_target(iface, transport)
         assert named in raised.value.message
+
+
+@pytest.mark.parametrize(
+    ('iface', 'transport', 'message'),
+    [
+        (
+            'x\x07' * (4 * 1024 * 1024),
+            '',
+            "interface '" + 'x\\x07' * 12 + "x…' (8,388,608 characters)"
+            ' is not an interface name (1..15 bytes, no "/" or spaces)',
+        ),
+        (
+            'eth0',
+            'x' * (8 * 1024 * 1024),
+            "transport '"
+            + 'x' * 61
+            + '…\' (8,388,608 characters) is not one of tcp, rdma, fc, loop (or "" for all)',
+        ),
+    ],
+)
+def test_worker_target_shows_a_bounded_part_of_a_huge_argument(iface, transport, message):
+    with pytest.raises(InvalidArgument) as raised:
+        worker_target(iface, transport)
+    assert raised.value.message == message
+
+
+@pytest.mark.parametrize('service', ['staf', 'stac'])
+@pytest.mark.parametrize('index', range(7))
+def test_request_fields_show_a_bounded_part_of_a_huge_argument(service, index):
+    args = ['tcp', '1.2.3.4', '', 'nqn.x:y', '', '', '']
+    args[index] = '\x1b' * (8 * 1024 * 1024)
+    with pytest.raises(InvalidArgument) as raised:
+        request_fields(service, args)
+    message = raised.value.message
+    assert len(message) < 200 and message.isprintable()
+    assert "'" + '\\x1b' * 15 + "…' (8,388,608 characters)" in message
 
 
 # ---------------------------------------------------------------------------------------------
