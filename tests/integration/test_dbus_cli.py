@@ -24,6 +24,8 @@ from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from jeepney import DBusAddress, MatchRule, Properties, message_bus, new_method_call
 from jeepney.io.blocking import open_dbus_connection
 
@@ -685,6 +687,149 @@ def test_stas_error_from_api_keeps_code_and_message(staf):
     out = ctl('stafctl', 'ls')
     assert out.returncode == 1
     assert out.stderr == 'stafctl: worker eth0/tcp is not running (state backoff)\n'
+
+
+# ---------------------------------------------------------------------------------------------
+# Fuzzed arguments: every call gets a reply, a result or a named error
+
+# A D-Bus string is UTF-8 without NUL: any other character may come
+_CHARS = st.characters(blacklist_categories=('Cs',), blacklist_characters='\x00')
+_PLAUSIBLE = st.sampled_from(
+    [
+        '',
+        '-',
+        'tcp',
+        'TCP',
+        'rdma',
+        'fc',
+        'loop',
+        'udp',
+        '1.2.3.4',
+        '192.168.1.10',
+        'FE80::1%eth1',
+        '[::1]',
+        'host.example',
+        '8009',
+        '0',
+        '65536',
+        'eth0',
+        'eth0/tcp',
+        'nn-0x1:pn-0x2',
+        WELL_KNOWN_DISC_NQN,
+        HOSTNQN,
+        'a,b',
+    ]
+)
+DBUS_STRINGS = st.one_of(
+    _PLAUSIBLE,
+    st.text(_CHARS, max_size=40),
+    st.text(st.characters(max_codepoint=0x9F, blacklist_characters='\x00'), max_size=20),  # controls
+    st.builds(lambda s, n: s * n, st.text(_CHARS, min_size=1, max_size=3), st.integers(1_000, 200_000)),
+)
+TID_STRINGS = st.tuples(*[DBUS_STRINGS] * 7)
+SERVICES = st.sampled_from(['staf', 'stac'])
+# (service, interface suffix, member, signature, arguments)
+FUZZED_CALLS = st.one_of(
+    st.tuples(SERVICES, st.just('.debug'), st.just('controller_info'), st.just('sssssss'), TID_STRINGS),
+    st.tuples(st.just('staf'), st.just(''), st.just('get_log_pages'), st.just('sssssss'), TID_STRINGS),
+    st.tuples(SERVICES, st.just(''), st.just('list_controllers'), st.just('b'), st.tuples(st.booleans())),
+    st.tuples(
+        st.just('staf'), st.just(''), st.just('get_all_log_pages'), st.just('b'), st.tuples(st.booleans())
+    ),
+    st.tuples(
+        SERVICES,
+        st.just('.workers'),
+        st.just('restart_worker'),
+        st.just('ss'),
+        st.tuples(DBUS_STRINGS, DBUS_STRINGS),
+    ),
+)
+# Set tron with a variant of any of these types: only 'b' is tron's
+FUZZED_TRON_VALUES = st.one_of(
+    st.tuples(st.just('b'), st.booleans()),
+    st.tuples(st.just('s'), DBUS_STRINGS),
+    st.tuples(st.just('i'), st.integers(-(2**31), 2**31 - 1)),
+    st.tuples(st.just('u'), st.integers(0, 2**32 - 1)),
+    st.tuples(st.just('d'), st.floats(allow_nan=False)),
+    st.tuples(st.just('as'), st.lists(DBUS_STRINGS, max_size=3)),
+)
+
+# the error names each member may answer with, besides a result
+ALLOWED_ERRORS = {
+    'controller_info': {'InvalidArgument'},
+    'get_log_pages': {'InvalidArgument'},
+    'list_controllers': set(),
+    'get_all_log_pages': set(),
+    'restart_worker': {'InvalidArgument', 'NotFound'},
+}
+
+
+def test_fuzzed_arguments_always_get_a_reply_and_leave_the_service_answering(served):
+    """Generated strings (control characters, any plane, megabytes) and variant types: every
+    call gets its reply at once, a result or one of the named errors its member can answer."""
+    from jeepney import HeaderFields, MessageType
+
+    apis = (served['stafd'], served['stacd'])
+    answered: Dict[str, int] = {}
+
+    with connect() as conn:
+
+        def call(service: str, suffix: str, member: str, signature: str, args: tuple):
+            address = DBusAddress(
+                f'/org/nvmexpress/{service}',
+                bus_name=f'org.nvmexpress.{service}',
+                interface=f'org.nvmexpress.{service}{suffix}',
+            )
+            msg = (
+                Properties(address).set('tron', signature, args[0])
+                if member == 'Set tron'
+                else new_method_call(address, member, signature, args)
+            )
+            reply = conn.send_and_get_reply(msg, timeout=10)  # TimeoutError: no reply
+            if reply.header.message_type == MessageType.error:
+                name = reply.header.fields[HeaderFields.error_name]
+                message = reply.body[0]
+                assert isinstance(message, str) and 0 < len(message) <= MESSAGE_LIMIT, message
+                answered[name] = answered.get(name, 0) + 1
+                return name, message
+            answered['return'] = answered.get('return', 0) + 1
+            return 'return', reply.body
+
+        @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+        @given(FUZZED_CALLS)
+        def method_calls(fuzzed):
+            service, suffix, member, signature, args = fuzzed
+            name, detail = call(service, suffix, member, signature, args)
+            allowed = {f'org.nvmexpress.{service}.Error.{code}' for code in ALLOWED_ERRORS[member]}
+            assert name == 'return' or name in allowed, (member, name, detail)
+
+        @settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+        @given(SERVICES, FUZZED_TRON_VALUES)
+        def tron_sets(service, value):
+            signature, data = value
+            name, detail = call(service, '.debug', 'Set tron', signature, (data,))
+            if signature == 'b':
+                assert name == 'return', detail
+                assert served[f'{service}d']._tron is data
+            else:
+                assert (name, detail) == (
+                    'org.freedesktop.DBus.Error.InvalidArgs',
+                    f"Incorrect parameters for property 'tron', expected 'b', got '{signature}'.",
+                )
+
+        try:
+            method_calls()
+            tron_sets()
+        finally:
+            for api in apis:
+                api._tron = False
+                api.calls.clear()
+
+    assert answered.get('return', 0) > 0 and len(answered) > 2, answered
+    with DaemonClient('stafd') as client:
+        assert len(client.list_workers()) == 3 and client.tron() is False
+    with DaemonClient('stacd') as client:
+        assert client.list_controllers(False)[0]['traddr'] == '192.168.1.10'
 
 
 # ---------------------------------------------------------------------------------------------
