@@ -17,7 +17,10 @@ Bus names, object paths, interfaces and member names are those of nvme-stas 2.x
 =============================== ===========================================================
 
 The objects are thin: they check arguments, ask the ``SupervisorApi`` and translate its
-``StasError``s into named errors ``org.nvmexpress.<svc>.Error.<code>`` (``dbus_errors``).
+``StasError``s into named errors ``org.nvmexpress.<svc>.Error.<code>`` (``dbus_errors``). What
+the api answers is shaped into the member's D-Bus type inside that translation, strings made
+sendable (``dbus_text``: a NUL or a lone surrogate escaped): a value sdbus cannot send would
+leave the caller waiting for a reply that never comes.
 
 Who is calling matters (a security fix over 2.x, where any local user could read every
 DH-HMAC-CHAP secret): the caller's uid comes from the bus (``GetConnectionUnixUser`` on the
@@ -132,10 +135,9 @@ def redact_secrets(value: Any) -> Any:
 
 
 def string_dicts(items: Any) -> List[Dict[str, str]]:
-    """An ``aa{ss}`` value: every key and value a string (``str()`` of others, as in 2.x)."""
-    return [
-        {str(k): v if isinstance(v, str) else str(v) for k, v in dict(item).items()} for item in items or ()
-    ]
+    """An ``aa{ss}`` value: every key and value a string (``str()`` of others, as in 2.x) that
+    D-Bus can carry (``dbus_text``)."""
+    return [{dbus_text(k): dbus_text(v) for k, v in dict(item).items()} for item in items or ()]
 
 
 def to_json(value: Any) -> str:
@@ -290,19 +292,25 @@ class _ServedObject:
             raise PermissionDenied(f'{what} is for root only; the caller is {who}')
 
     # -- calling the api ----------------------------------------------------------------------
-    async def _serve(self, member: str, call: Callable[[bool], Any]) -> Any:
-        """Run ``call(caller_is_root)`` and translate whatever it raises."""
+    async def _serve(
+        self, member: str, call: Callable[[bool], Any], shape: Callable[[Any], Any] = lambda v: v
+    ) -> Any:
+        """``shape`` of what ``call(caller_is_root)`` answers, and whatever either raises
+        translated. ``shape`` makes the member's D-Bus value: anything sdbus could not send
+        would leave the caller without a reply."""
         try:
             uid = await self._caller_uid()
-            return await _resolved(call(uid == 0))
+            return shape(await _resolved(call(uid == 0)))
         except Exception as exc:  # noqa: BLE001 - every failure leaves as a named D-Bus error
             raise to_dbus_error(self._service, exc, member) from None
 
-    async def _serve_as_root(self, member: str, what: str, call: Callable[[], Any]) -> Any:
+    async def _serve_as_root(
+        self, member: str, what: str, call: Callable[[], Any], shape: Callable[[Any], Any]
+    ) -> Any:
         try:
             uid = await self._caller_uid()
             self._refuse_unless_root(uid, what)
-            return await _resolved(call())
+            return shape(await _resolved(call()))
         except Exception as exc:  # noqa: BLE001 - every failure leaves as a named D-Bus error
             raise to_dbus_error(self._service, exc, member) from None
 
@@ -340,22 +348,25 @@ class _ServedObject:
     # -- member bodies shared by staf and stac --------------------------------------------------
     async def _process_info(self) -> str:
         # the api's process_info takes no caller flag: its hostkey is hidden here
-        return to_json(await self._serve_redacted('process_info', lambda _is_root: self._api.process_info()))
+        return await self._serve_redacted('process_info', lambda _is_root: self._api.process_info(), to_json)
 
     async def _controller_info(self, args: Sequence[str]) -> str:
         def call(is_root: bool) -> Any:
             return self._api.controller_info(request_fields(self._service, args), is_root)
 
-        info = await self._serve_redacted('controller_info', call)
-        return to_json(info) if info else '{}'
+        return await self._serve_redacted(
+            'controller_info', call, lambda info: to_json(info) if info else '{}'
+        )
 
     async def _list_controllers(self, detailed: bool) -> List[Dict[str, str]]:
         def call(is_root: bool) -> Any:
             return self._api.list_controllers(bool(detailed), is_root)
 
-        return string_dicts(await self._serve_redacted('list_controllers', call))
+        return await self._serve_redacted('list_controllers', call, string_dicts)
 
-    async def _serve_redacted(self, member: str, call: Callable[[bool], Any]) -> Any:
+    async def _serve_redacted(
+        self, member: str, call: Callable[[bool], Any], shape: Callable[[Any], Any]
+    ) -> Any:
         """``_serve``, and the api's own redaction checked once more for non-root callers."""
 
         def checked(is_root: bool) -> Any:
@@ -364,18 +375,18 @@ class _ServedObject:
                 return _redacted_later(result, is_root)
             return result if is_root else redact_secrets(result)
 
-        return await self._serve(member, checked)
+        return await self._serve(member, checked, shape)
 
     def _list_workers(self) -> List[Tuple[str, str, int, str, int, float, str]]:
         return [
             (
-                w.interface,
-                w.transport,
+                dbus_text(w.interface),
+                dbus_text(w.transport),
                 int(w.pid or 0),
-                str(w.state),
+                dbus_text(w.state),
                 max(0, int(w.restarts)),
                 float(w.uptime_s),
-                str(w.last_exit or ''),
+                dbus_text(w.last_exit or ''),
             )
             for w in self._api.workers()
         ]
@@ -387,8 +398,7 @@ class _ServedObject:
             log.info('restart of worker(s) %s requested over D-Bus', ', '.join(str(k) for k in keys or ()))
             return keys
 
-        keys = await self._serve_as_root('restart_worker', 'restarting a worker', call)
-        return [str(k) for k in keys or ()]
+        return await self._serve_as_root('restart_worker', 'restarting a worker', call, _text_list)
 
 
 def _text_list(values: Any) -> List[str]:
@@ -516,7 +526,7 @@ def _staf_interface() -> type:
             def call(_is_root: bool) -> Any:
                 return self._api.get_log_pages(request_fields('staf', args))
 
-            return string_dicts(await self._serve('get_log_pages', call))
+            return await self._serve('get_log_pages', call, string_dicts)
 
         @dbus_method_async(
             input_signature='b',
@@ -530,7 +540,7 @@ def _staf_interface() -> type:
             def call(is_root: bool) -> Any:
                 return self._api.get_all_log_pages(bool(detailed), is_root)
 
-            return to_json(await self._serve_redacted('get_all_log_pages', call))
+            return await self._serve_redacted('get_all_log_pages', call, to_json)
 
         @dbus_signal_async(
             'ssssssss', signal_args_names=(*TID_ARGS, 'device'), signal_name='log_pages_changed'

@@ -98,6 +98,7 @@ class FakeApi:
         self.calls: List[tuple] = []
         self.fail_with: Optional[BaseException] = None
         self.tron_get_fails_with: Optional[BaseException] = None
+        self.extra_fields: Dict[str, str] = {}  # added to every controller list_controllers gives
 
     def _record(self, *call: Any) -> None:
         self.calls.append(call)
@@ -152,7 +153,7 @@ class FakeApi:
     def list_controllers(self, detailed: bool, caller_is_root: bool) -> List[Dict[str, str]]:
         self._record('list_controllers', detailed, caller_is_root)
         if not detailed:
-            return [dict(c) for c in self._controllers()]
+            return [dict(c, **self.extra_fields) for c in self._controllers()]
         return [dict(c, connected='True', model='Linux', serial='8d22fa96') for c in self._controllers()]
 
     def get_log_pages(self, fields: Dict[str, str]) -> List[Dict[str, str]]:
@@ -232,6 +233,7 @@ def staf(served) -> FakeApi:
     api.calls.clear()
     api._tron = False
     api.fail_with = api.tron_get_fails_with = None
+    api.extra_fields = {}
     return api
 
 
@@ -680,6 +682,15 @@ def test_unexpected_exception_is_failed_without_python_names(staf):
     assert message == 'stafd could not answer get_all_log_pages: internal error (details in the stafd log)'
     reply = raw_call('org.nvmexpress.staf', 'get_all_log_pages', 'b', (True,))  # still serving
     assert json.loads(reply.body[0])[0]['log-pages'] == [DLPE]
+
+
+def test_strings_d_bus_cannot_carry_are_escaped_in_results(staf):
+    """A NUL or a lone surrogate in what the api answers: sdbus could not send the reply and
+    the caller would wait in vain; they are sent escaped."""
+    staf.extra_fields = {'model': 'A\x00B\udc80', 'serial\x00': 'x'}
+    reply = raw_call('org.nvmexpress.staf', 'list_controllers', 'b', (False,))
+    assert reply.body[0][0]['model'] == 'A\\x00B\\udc80'
+    assert reply.body[0][0]['serial\\x00'] == 'x'
 
 
 def test_stas_error_from_api_keeps_code_and_message(staf):

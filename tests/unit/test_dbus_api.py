@@ -154,6 +154,10 @@ def test_redact_secrets_replaces_nonempty_secrets_at_any_depth():
     assert redact_secrets({'hostkey': None}) == {'hostkey': None}  # no key configured: nothing to hide
 
 
+def test_string_dicts_escape_what_d_bus_cannot_carry():
+    assert string_dicts([{'a\x00': 'b\udc80', 'c': 'é😀'}]) == [{'a\\x00': 'b\\udc80', 'c': 'é😀'}]
+
+
 def test_string_dicts_makes_every_value_a_string_as_upstream_does():
     assert string_dicts([{'a': 1, 'b': None, 'c': True, 'd': 'x'}]) == [
         {'a': '1', 'b': 'None', 'c': 'True', 'd': 'x'}
@@ -529,3 +533,33 @@ def test_the_bound_property_never_raises_into_sdbus(api, caplog):
         ('D-Bus Get config_problems failed: internal error', TypeError),
     ]
     assert api.calls == []
+
+
+class OddApi(RecordingApi):
+    """Answers with strings sdbus cannot send as they are, and with a value JSON cannot make."""
+
+    def workers(self) -> List[WorkerInfo]:
+        return [WorkerInfo('eth\udc80', 'tcp', 7, 'running\x00', 0, 1.0, 'rc\x001')]
+
+    def restart_worker(self, iface: str, transport: str) -> List[str]:
+        return ['eth0/tcp\udc80']
+
+    def process_info(self) -> dict:
+        return {'loop': _Unprintable()}
+
+
+class _Unprintable:
+    def __str__(self) -> str:
+        raise ValueError('no text for this')
+
+
+def test_results_are_made_sendable_and_a_shaping_failure_is_failed():
+    obj = new_object(OddApi(), uid_of=lambda sender: 0)
+    assert run(obj.list_workers()) == [('eth\\udc80', 'tcp', 7, 'running\\x00', 0, 1.0, 'rc\\x001')]
+    assert run(obj.restart_worker('eth0', '')) == ['eth0/tcp\\udc80']
+    with pytest.raises(DbusFailedError) as raised:
+        run(obj.process_info())
+    assert type(raised.value).dbus_error_name == 'org.nvmexpress.staf.Error.Failed'
+    assert raised.value.args == (
+        'stafd could not answer process_info: internal error (details in the stafd log)',
+    )
