@@ -7,7 +7,12 @@ Codes never change once published; messages may.
 
 from __future__ import annotations
 
+import reprlib
+
 from .model import ErrorInfo
+
+# How much of a bad value a message shows (``shown_value``), in characters of its repr.
+SHOWN_VALUE_CHARS = 64
 
 
 class StasError(Exception):
@@ -86,3 +91,34 @@ _BY_CODE = {
         Unavailable,
     )
 }
+
+
+def shown_value(value: object, limit: int = SHOWN_VALUE_CHARS) -> str:
+    """``repr(value)`` for a message that names a bad value, bounded: a repr longer than about
+    ``limit`` characters is cut (never inside an escape), ends in an ellipsis and is followed by
+    the value's length, so a caller that sends megabytes does not get them back::
+
+        'eth0'                                   (short: the repr as is)
+        'xxxxxxxxxxxxxxxxxxxxxxxx…' (8,388,608 characters)
+
+    repr escapes control and other non-printable characters. Not for secrets: the value shows.
+    """
+    if limit < 8:
+        raise ValueError(f'limit must be at least 8, not {limit}')
+    if not isinstance(value, (str, bytes)):
+        shortened = reprlib.Repr()  # a container's repr without the whole of it first
+        shortened.maxstring = shortened.maxother = limit
+        text = shortened.repr(value)
+        return text if len(text) <= limit else text[: limit - 1] + '…'
+    text = repr(value[: limit + 1])
+    if len(value) <= limit and len(text) <= limit + 2:
+        return text
+    # the repr of a shorter prefix until it fits: escapes make a repr up to 10 times longer
+    count = limit
+    while len(text) > limit:
+        count = max(1, min(count - 1, count * limit // len(text)))
+        text = repr(value[:count])
+        if count == 1:
+            break
+    unit = 'bytes' if isinstance(value, bytes) else 'characters'
+    return f'{text[:-1]}…{text[-1]} ({len(value):,} {unit})'

@@ -13,8 +13,8 @@ what happened                                               exit   message
 no bus socket, the daemon does not own its name             69     ``cannot reach stafd on the
 (ServiceUnknown, NameHasNoOwner), it disconnected or did           system bus (...): is stafd
 not answer in time                                                 running?``
-the bus policy or the daemon refused (AccessDenied,         77     what was refused
-``...Error.PermissionDenied``)
+the bus policy or the daemon refused (AccessDenied,         77     what was refused: ``setting
+``...Error.PermissionDenied``)                                     tron is for root only``...
 a named error of the daemon (``org.nvmexpress.<svc>.Error.  1      the daemon's message
 <code>``), or any other D-Bus error
 =========================================================== ====== ============================
@@ -60,6 +60,9 @@ _NO_ANSWER = frozenset(
     }
 )
 _DENIED = frozenset({'org.freedesktop.DBus.Error.AccessDenied', 'org.freedesktop.DBus.Error.AuthFailed'})
+# What only root may do, by action: the policy file refuses it to others, and so does the daemon
+# (sd-bus answers AccessDenied to a Set of tron from another user than the daemon's).
+_ROOT_ONLY = {'set tron': 'setting tron', 'call restart_worker': 'restarting a worker'}
 _UNSUPPORTED = frozenset(
     {
         'org.freedesktop.DBus.Error.UnknownMethod',
@@ -104,6 +107,8 @@ def error_from_reply(daemon: str, name: str, message: str, action: str) -> CtlEr
         return CtlError(f'permission denied: {message or action + " is for root only"}', EX_NOPERM, name)
     if name in _DENIED:
         # the bus daemon's text lists matched rules and header fields: too much for a person
+        if action in _ROOT_ONLY:
+            return CtlError(f'permission denied: {_ROOT_ONLY[action]} is for root only', EX_NOPERM, name)
         return CtlError(
             f'permission denied: the system bus policy does not let this user {action} on {daemon}',
             EX_NOPERM,

@@ -25,7 +25,8 @@ Deviations from nvme-stas 2.x, on purpose:
   same IP family: a source address of another family or transport cannot reach it.
 
 Errors: configuration input raises ``ConfigError``; requests (D-Bus, CLI) and log-page
-entries raise ``InvalidArgument``. Messages name the key, the value and what is accepted.
+entries raise ``InvalidArgument``. Messages name the key, the value (at most 64 characters of
+it, see ``stas.errors.shown_value``) and what is accepted.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ from __future__ import annotations
 import re
 from typing import Iterable, List, Mapping, Tuple, Type
 
-from ..errors import ConfigError, InvalidArgument, StasError
+from ..errors import ConfigError, InvalidArgument, StasError, shown_value
 from ..model import (
     DEFAULT_TRSVCID,
     IP_TRANSPORTS,
@@ -101,9 +102,9 @@ _HOSTNAME_RE = re.compile(r'^[a-z0-9_]([a-z0-9_.-]{0,252}[a-z0-9_.])?$')
 
 
 def _show(value: object) -> str:
-    """``repr(value)``, cut short: messages name bad values without echoing megabytes."""
-    text = repr(value)
-    return text if len(text) <= 60 else text[:57] + '...'
+    """``repr(value)``, bounded (``shown_value``): messages name bad values without echoing
+    megabytes, whoever sent them (a D-Bus caller, a file, a log page)."""
+    return shown_value(value)
 
 
 def _text(key: str, value: object, err: Type[StasError]) -> str:
@@ -118,7 +119,7 @@ def _check_chars(key: str, value: str, max_len: int, err: Type[StasError], space
     if len(value.encode('utf-8', 'surrogatepass')) > max_len:
         raise err(f'{key}={_show(value)} is longer than {max_len} bytes')
     if ',' in value or not value.isprintable() or (not spaces_ok and _SPACE.search(value)):
-        raise err(f'{key}={value!r} contains a comma, white space or a non-printable character')
+        raise err(f'{key}={_show(value)} contains a comma, white space or a non-printable character')
 
 
 def _transport(value: str, err: Type[StasError]) -> str:
@@ -145,7 +146,7 @@ def _traddr(transport: str, value: str, err: Type[StasError], allow_hostname: bo
         return ip
     name = value.lower()
     if not allow_hostname or not _HOSTNAME_RE.match(name):
-        raise err(f'traddr={value!r} is not an IP address' + (' or host name' if allow_hostname else ''))
+        raise err(f'traddr={_show(value)} is not an IP address' + (' or host name' if allow_hostname else ''))
     return name
 
 
@@ -171,7 +172,7 @@ def _host_traddr(transport: str, value: str, err: Type[StasError]) -> str:
         return ''
     ip = normalize_ip(value)
     if ip is None:
-        raise err(f'host-traddr={value!r} is not an IP address')
+        raise err(f'host-traddr={_show(value)} is not an IP address')
     return ip
 
 
@@ -282,7 +283,7 @@ def tid_from_log_entry(entry: LogEntry, dc_tid: TransportId) -> TransportId:
     elif entry.subtype == 'nvme':
         role = Role.IOC
     else:
-        raise err(f'subtype={entry.subtype!r} names neither a referral nor an I/O controller')
+        raise err(f'subtype={_show(entry.subtype)} names neither a referral nor an I/O controller')
     transport = entry.trtype.strip().lower()
     same_transport = transport == dc_tid.transport
     host_traddr = dc_tid.host_traddr if same_transport else ''
@@ -307,14 +308,14 @@ def tid_from_log_entry(entry: LogEntry, dc_tid: TransportId) -> TransportId:
 def tid_from_referral(entry: LogEntry, dc_tid: TransportId) -> TransportId:
     """``tid_from_log_entry`` for an entry that must be a referral."""
     if entry.subtype != 'referral':
-        raise InvalidArgument(f'subtype={entry.subtype!r} is not a referral')
+        raise InvalidArgument(f'subtype={_show(entry.subtype)} is not a referral')
     return tid_from_log_entry(entry, dc_tid)
 
 
 def tid_from_io_entry(entry: LogEntry, dc_tid: TransportId) -> TransportId:
     """``tid_from_log_entry`` for an entry that must name an NVM subsystem (an IOC)."""
     if entry.subtype != 'nvme':
-        raise InvalidArgument(f'subtype={entry.subtype!r} is not an NVM subsystem entry')
+        raise InvalidArgument(f'subtype={_show(entry.subtype)} is not an NVM subsystem entry')
     return tid_from_log_entry(entry, dc_tid)
 
 
@@ -347,7 +348,9 @@ def with_resolved_traddr(tid: TransportId, address: str) -> TransportId:
     """``tid`` with its host-name traddr replaced by the resolved ``address`` (normalised)."""
     ip = normalize_ip(address)
     if ip is None:
-        raise InvalidArgument(f'resolved address {address!r} for {tid.traddr!r} is not an IP address')
+        raise InvalidArgument(
+            f'resolved address {_show(address)} for {_show(tid.traddr)} is not an IP address'
+        )
     return TransportId(
         transport=tid.transport,
         traddr=ip,

@@ -17,25 +17,37 @@ Bus names, object paths, interfaces and member names are those of nvme-stas 2.x
 =============================== ===========================================================
 
 The objects are thin: they check arguments, ask the ``SupervisorApi`` and translate its
-``StasError``s into named errors ``org.nvmexpress.<svc>.Error.<code>`` (``dbus_errors``).
+``StasError``s into named errors ``org.nvmexpress.<svc>.Error.<code>`` (``dbus_errors``). What
+the api answers is shaped into the member's D-Bus type inside that translation, strings made
+sendable (``dbus_text``: a NUL or a lone surrogate escaped): a value sdbus cannot send would
+leave the caller waiting for a reply that never comes.
 
 Who is calling matters (a security fix over 2.x, where any local user could read every
 DH-HMAC-CHAP secret): the caller's uid comes from the bus (``GetConnectionUnixUser`` on the
 message's sender). Non-root callers get ``caller_is_root=False`` passed to the api, which leaves
 the secrets out, and ``process_info`` (whose api method takes no such flag) has its ``hostkey``
 replaced here. Setting ``tron`` and ``restart_worker`` are root-only: the D-Bus policy file
-says so, and the code refuses them too (``...Error.PermissionDenied``), so a policy file that
-was edited or not installed does not open them to everybody.
+says so, and the daemon refuses them too, so a policy file that was edited or not installed
+does not open them to everybody:
 
-sd-bus itself lets only callers with the daemon's uid (or CAP_SYS_ADMIN) call methods and set
-properties unless they are flagged unprivileged. Every member here is flagged so: who may do what
-is decided by the policy file and by the checks above, which answer with named errors.
+* ``restart_worker`` is a method: it checks its caller and answers
+  ``...Error.PermissionDenied`` with a message.
+* ``tron`` is a property, and a property's getter and setter run inside sdbus's bus callback,
+  where a Python exception cannot become an error reply: sdbus sends the error name with an
+  empty message, and the exception escapes into the event loop, which logs it and leaves the
+  messages already read from the bus unprocessed until more arrive. So ``tron`` is not flagged
+  unprivileged and sd-bus refuses the Set itself, in C, before any Python code runs: a caller
+  whose uid is not the daemon's gets ``org.freedesktop.DBus.Error.AccessDenied``, "Access to
+  org.nvmexpress.<svc>.debug.tron() not permitted." (the error name the bus daemon sends when
+  the policy file refuses it).
 
-sdbus calls a property setter with the value only. ``tron`` therefore uses a property whose
-bound form checks the Set message's sender before the setter runs (``_CallerCheckedProperty``);
-that lookup is one synchronous round trip to the bus daemon. sdbus sends a refused Set back
-with the right error name but an empty message (its C layer does not copy the text), and
-asyncio logs the refusal as an exception in the bus callback.
+sd-bus lets only callers with the daemon's uid call methods and set properties unless they are
+flagged unprivileged. Every method here is flagged so: who may call what is decided by the
+policy file and by the checks above, which answer with named errors.
+
+No property getter or setter raises (``_GuardedProperty``): a getter that fails answers a safe
+value, a setter that fails keeps the old value, and both log the failure once, with its
+traceback when it is a bug.
 
 Differences from nvme-stas 2.x:
 
@@ -57,14 +69,13 @@ from sdbus import (
     DbusInterfaceCommonAsync,
     DbusUnprivilegedFlag,
     dbus_method_async,
-    dbus_property_async,
     dbus_signal_async,
     get_current_message,
 )
 from sdbus.dbus_proxy_async_property import DbusLocalPropertyAsync, DbusPropertyAsync
 from sdbus.exceptions import SdBusBaseError, SdBusRequestNameError
 
-from ..errors import InvalidArgument, PermissionDenied, StasError, Unavailable
+from ..errors import InvalidArgument, PermissionDenied, StasError, Unavailable, shown_value
 from ..fabric.tid import IFNAME_MAX_LEN, tid_from_request
 from ..model import TRANSPORTS, Role
 from .api import SupervisorApi
@@ -124,10 +135,9 @@ def redact_secrets(value: Any) -> Any:
 
 
 def string_dicts(items: Any) -> List[Dict[str, str]]:
-    """An ``aa{ss}`` value: every key and value a string (``str()`` of others, as in 2.x)."""
-    return [
-        {str(k): v if isinstance(v, str) else str(v) for k, v in dict(item).items()} for item in items or ()
-    ]
+    """An ``aa{ss}`` value: every key and value a string (``str()`` of others, as in 2.x) that
+    D-Bus can carry (``dbus_text``)."""
+    return [{dbus_text(k): dbus_text(v) for k, v in dict(item).items()} for item in items or ()]
 
 
 def to_json(value: Any) -> str:
@@ -156,7 +166,7 @@ def worker_target(interface: str, transport: str) -> Tuple[str, str]:
     iface = '' if interface == '-' else interface
     if transport and transport not in TRANSPORTS:
         raise InvalidArgument(
-            f'transport {transport!r} is not one of {", ".join(TRANSPORTS)} (or "" for all)'
+            f'transport {shown_value(transport)} is not one of {", ".join(TRANSPORTS)} (or "" for all)'
         )
     if not iface and not transport:
         raise InvalidArgument('name an interface, a transport ("-" as interface: fc, loop) or both')
@@ -167,7 +177,8 @@ def worker_target(interface: str, transport: str) -> Tuple[str, str]:
         or iface in ('.', '..')
     ):
         raise InvalidArgument(
-            f'interface {interface!r} is not an interface name (1..{IFNAME_MAX_LEN} bytes, no "/" or spaces)'
+            f'interface {shown_value(interface)} is not an interface name'
+            f' (1..{IFNAME_MAX_LEN} bytes, no "/" or spaces)'
         )
     return iface, transport
 
@@ -187,26 +198,59 @@ def _current_sender() -> Optional[str]:
 
 
 # ---------------------------------------------------------------------------------------------
-# A property whose setter knows who is calling
+# Properties that never raise into sdbus
 
 
-class _CallerCheckedLocalProperty(DbusLocalPropertyAsync):
+def dbus_text(value: Any) -> str:
+    """``str(value)`` as a D-Bus string can carry it: NUL written ``\\x00`` and what UTF-8
+    cannot encode (lone surrogates) escaped, so sdbus never refuses to send it."""
+    text = value if isinstance(value, str) else str(value)
+    if '\x00' in text:
+        text = text.replace('\x00', '\\x00')
+    try:
+        text.encode('utf-8')
+    except UnicodeEncodeError:
+        text = text.encode('utf-8', 'backslashreplace').decode('utf-8')
+    return text
+
+
+class _GuardedLocalProperty(DbusLocalPropertyAsync):
+    """The bound form of a ``_GuardedProperty``: nothing it does for a Get or a Set over the bus
+    raises into sdbus (see the module docstring). The getters and setters of this module do not
+    raise; this is the last guard, for sdbus's own part (appending the value, emitting
+    PropertiesChanged)."""
+
+    def _dbus_reply_get(self, message) -> None:
+        try:
+            super()._dbus_reply_get(message)
+        except Exception:  # noqa: BLE001 - nothing may reach sdbus's C layer
+            log.error('D-Bus Get %s failed: internal error', self.dbus_property.property_name, exc_info=True)
+
     def _dbus_reply_set(self, message) -> None:
-        obj = self.local_object_ref()
-        if obj is not None:
-            obj._authorize_property_set(self.dbus_property.property_name, message.sender)
-        super()._dbus_reply_set(message)
+        try:
+            super()._dbus_reply_set(message)
+        except Exception:  # noqa: BLE001 - nothing may reach sdbus's C layer
+            log.error('D-Bus Set %s failed: internal error', self.dbus_property.property_name, exc_info=True)
 
 
-class _CallerCheckedProperty(DbusPropertyAsync):
-    """A read-write property: a Set over the bus first goes through the object's
-    ``_authorize_property_set(name, sender)``, which raises to refuse it."""
+class _GuardedProperty(DbusPropertyAsync):
+    """A served property bound as ``_GuardedLocalProperty``. ``flags`` 0 for a read-write one
+    leaves the check of who may set it to sd-bus (the daemon's uid only)."""
 
     def __get__(self, obj, obj_class=None):
         bound = super().__get__(obj, obj_class)
         if type(bound) is DbusLocalPropertyAsync:
-            return _CallerCheckedLocalProperty(self, obj)
+            return _GuardedLocalProperty(self, obj)
         return bound
+
+
+def _guarded_property(signature: str, name: str) -> Callable[[Callable[[Any], Any]], _GuardedProperty]:
+    """``dbus_property_async(signature, property_name=name)`` making a ``_GuardedProperty``."""
+
+    def make(getter: Callable[[Any], Any]) -> _GuardedProperty:
+        return _GuardedProperty(name, signature, getter, None, 0)
+
+    return make
 
 
 # ---------------------------------------------------------------------------------------------
@@ -237,17 +281,6 @@ class _ServedObject:
             log.warning('cannot tell the user of D-Bus caller %s: %s', sender, exc)
             return None
 
-    def _caller_uid_sync(self, sender: Optional[str]) -> Optional[int]:
-        if self._uid_of is not None:
-            return self._uid_of(sender)
-        if not sender or self._bus is None:
-            return None
-        try:
-            return int(self._bus.call(self._uid_request(sender)).get_contents())
-        except (SdBusBaseError, TypeError, ValueError) as exc:
-            log.warning('cannot tell the user of D-Bus caller %s: %s', sender, exc)
-            return None
-
     def _uid_request(self, sender: str):
         msg = self._bus.new_method_call_message(*_DBUS, 'GetConnectionUnixUser')
         msg.append_data('s', sender)
@@ -258,60 +291,82 @@ class _ServedObject:
             who = 'an unknown user' if uid is None else f'uid {uid}'
             raise PermissionDenied(f'{what} is for root only; the caller is {who}')
 
-    def _authorize_property_set(self, name: str, sender: Optional[str]) -> None:
-        try:
-            self._refuse_unless_root(self._caller_uid_sync(sender), f'setting {name}')
-        except StasError as exc:
-            log.warning('D-Bus Set %s from %s refused: %s', name, sender, exc.message)
-            raise to_dbus_error(self._service, exc, f'Set {name}') from None
-
     # -- calling the api ----------------------------------------------------------------------
-    async def _serve(self, member: str, call: Callable[[bool], Any]) -> Any:
-        """Run ``call(caller_is_root)`` and translate whatever it raises."""
+    async def _serve(
+        self, member: str, call: Callable[[bool], Any], shape: Callable[[Any], Any] = lambda v: v
+    ) -> Any:
+        """``shape`` of what ``call(caller_is_root)`` answers, and whatever either raises
+        translated. ``shape`` makes the member's D-Bus value: anything sdbus could not send
+        would leave the caller without a reply."""
         try:
             uid = await self._caller_uid()
-            return await _resolved(call(uid == 0))
+            return shape(await _resolved(call(uid == 0)))
         except Exception as exc:  # noqa: BLE001 - every failure leaves as a named D-Bus error
             raise to_dbus_error(self._service, exc, member) from None
 
-    async def _serve_as_root(self, member: str, what: str, call: Callable[[], Any]) -> Any:
+    async def _serve_as_root(
+        self, member: str, what: str, call: Callable[[], Any], shape: Callable[[Any], Any]
+    ) -> Any:
         try:
             uid = await self._caller_uid()
             self._refuse_unless_root(uid, what)
-            return await _resolved(call())
+            return shape(await _resolved(call()))
         except Exception as exc:  # noqa: BLE001 - every failure leaves as a named D-Bus error
             raise to_dbus_error(self._service, exc, member) from None
 
-    def _read(self, member: str, read: Callable[[], Any]) -> Any:
+    # -- properties: never raise (see the module docstring) ----------------------------------
+    def _property(
+        self, name: str, read: Callable[[], Any], shape: Callable[[Any], Any], fallback: Any
+    ) -> Any:
+        """The value of property ``name`` for a Get: ``shape(read())``, where ``shape`` makes it
+        of the property's D-Bus type; ``fallback`` when either raises, logged (with the
+        traceback unless it is a ``StasError``)."""
         try:
-            return read()
-        except Exception as exc:  # noqa: BLE001 - every failure leaves as a named D-Bus error
-            raise to_dbus_error(self._service, exc, member) from None
+            return shape(read())
+        except StasError as exc:
+            log.warning('D-Bus Get %s failed: %s; answered %r', name, exc.message, fallback)
+        except Exception:  # noqa: BLE001 - a getter must not raise into sdbus
+            log.error('D-Bus Get %s failed: internal error; answered %r', name, fallback, exc_info=True)
+        return fallback
+
+    def _get_tron(self) -> bool:
+        return self._property('tron', lambda: self._api.tron, bool, False)
+
+    def _set_tron(self, value: bool) -> None:
+        """sd-bus has checked the caller (the daemon's uid) and the type ('b') already. A failure
+        keeps tron as it was: it is logged, and the caller reads tron back to see it."""
+        try:
+            value = bool(value)
+            self._api.set_tron(value)
+        except StasError as exc:
+            log.warning('D-Bus Set tron to %s failed: %s', value, exc.message)
+        except Exception:  # noqa: BLE001 - a setter must not raise into sdbus
+            log.error('D-Bus Set tron to %r failed: internal error', value, exc_info=True)
+        else:
+            log.info('tron set to %s over D-Bus', value)
 
     # -- member bodies shared by staf and stac --------------------------------------------------
-    def _set_tron(self, value: bool) -> None:
-        value = bool(value)
-        self._read('Set tron', lambda: self._api.set_tron(value))
-        log.info('tron set to %s over D-Bus', value)
-
     async def _process_info(self) -> str:
         # the api's process_info takes no caller flag: its hostkey is hidden here
-        return to_json(await self._serve_redacted('process_info', lambda _is_root: self._api.process_info()))
+        return await self._serve_redacted('process_info', lambda _is_root: self._api.process_info(), to_json)
 
     async def _controller_info(self, args: Sequence[str]) -> str:
         def call(is_root: bool) -> Any:
             return self._api.controller_info(request_fields(self._service, args), is_root)
 
-        info = await self._serve_redacted('controller_info', call)
-        return to_json(info) if info else '{}'
+        return await self._serve_redacted(
+            'controller_info', call, lambda info: to_json(info) if info else '{}'
+        )
 
     async def _list_controllers(self, detailed: bool) -> List[Dict[str, str]]:
         def call(is_root: bool) -> Any:
             return self._api.list_controllers(bool(detailed), is_root)
 
-        return string_dicts(await self._serve_redacted('list_controllers', call))
+        return await self._serve_redacted('list_controllers', call, string_dicts)
 
-    async def _serve_redacted(self, member: str, call: Callable[[bool], Any]) -> Any:
+    async def _serve_redacted(
+        self, member: str, call: Callable[[bool], Any], shape: Callable[[Any], Any]
+    ) -> Any:
         """``_serve``, and the api's own redaction checked once more for non-root callers."""
 
         def checked(is_root: bool) -> Any:
@@ -320,18 +375,18 @@ class _ServedObject:
                 return _redacted_later(result, is_root)
             return result if is_root else redact_secrets(result)
 
-        return await self._serve(member, checked)
+        return await self._serve(member, checked, shape)
 
     def _list_workers(self) -> List[Tuple[str, str, int, str, int, float, str]]:
         return [
             (
-                w.interface,
-                w.transport,
+                dbus_text(w.interface),
+                dbus_text(w.transport),
                 int(w.pid or 0),
-                str(w.state),
+                dbus_text(w.state),
                 max(0, int(w.restarts)),
                 float(w.uptime_s),
-                str(w.last_exit or ''),
+                dbus_text(w.last_exit or ''),
             )
             for w in self._api.workers()
         ]
@@ -343,8 +398,11 @@ class _ServedObject:
             log.info('restart of worker(s) %s requested over D-Bus', ', '.join(str(k) for k in keys or ()))
             return keys
 
-        keys = await self._serve_as_root('restart_worker', 'restarting a worker', call)
-        return [str(k) for k in keys or ()]
+        return await self._serve_as_root('restart_worker', 'restarting a worker', call, _text_list)
+
+
+def _text_list(values: Any) -> List[str]:
+    return [dbus_text(v) for v in values or ()]
 
 
 async def _redacted_later(result: Any, is_root: bool) -> Any:
@@ -360,13 +418,14 @@ _OBJECT_CLASSES: Dict[str, type] = {}
 def _debug_interface(service: str) -> type:
     class DebugInterface(DbusInterfaceCommonAsync, interface_name=f'org.nvmexpress.{service}.debug'):
         def _tron_get(self) -> bool:
-            return bool(self._read('Get tron', lambda: self._api.tron))
+            return self._get_tron()
 
-        tron = _CallerCheckedProperty('tron', 'b', _tron_get, _ServedObject._set_tron, DbusUnprivilegedFlag)
+        # no DbusUnprivilegedFlag: sd-bus refuses a Set from another uid than the daemon's
+        tron = _GuardedProperty('tron', 'b', _tron_get, _ServedObject._set_tron, 0)
 
-        @dbus_property_async('s', property_name='log_level')
+        @_guarded_property('s', 'log_level')
         def log_level(self) -> str:
-            return str(self._read('Get log_level', lambda: self._api.log_level))
+            return self._property('log_level', lambda: self._api.log_level, dbus_text, '')
 
         @dbus_method_async(
             result_signature='s',
@@ -424,9 +483,9 @@ def _workers_interface(service: str) -> type:
         async def restart_worker(self, interface: str, transport: str) -> List[str]:
             return await self._restart_worker(interface, transport)
 
-        @dbus_property_async('as', property_name='config_problems')
+        @_guarded_property('as', 'config_problems')
         def config_problems(self) -> List[str]:
-            return self._read('Get config_problems', lambda: [str(p) for p in self._api.config_problems()])
+            return self._property('config_problems', self._api.config_problems, _text_list, [])
 
     return WorkersInterface
 
@@ -467,7 +526,7 @@ def _staf_interface() -> type:
             def call(_is_root: bool) -> Any:
                 return self._api.get_log_pages(request_fields('staf', args))
 
-            return string_dicts(await self._serve('get_log_pages', call))
+            return await self._serve('get_log_pages', call, string_dicts)
 
         @dbus_method_async(
             input_signature='b',
@@ -481,7 +540,7 @@ def _staf_interface() -> type:
             def call(is_root: bool) -> Any:
                 return self._api.get_all_log_pages(bool(detailed), is_root)
 
-            return to_json(await self._serve_redacted('get_all_log_pages', call))
+            return await self._serve_redacted('get_all_log_pages', call, to_json)
 
         @dbus_signal_async(
             'ssssssss', signal_args_names=(*TID_ARGS, 'device'), signal_name='log_pages_changed'

@@ -7,6 +7,11 @@ can tell a missing controller (``...Error.NotFound``) from a bad argument
 bug: the caller gets ``...Error.Failed`` with a short message, never the name of a Python
 exception, and the traceback goes to the daemon's log.
 
+Every message that leaves is bounded (``bounded_message``): at most ``MESSAGE_LIMIT``
+characters, control and other non-printable characters escaped, so a message that quotes a
+caller's argument never sends megabytes back or breaks a terminal. The messages themselves show
+at most some 64 characters of a bad value (``stas.errors.shown_value``); this is the last bound.
+
 sdbus picks the D-Bus error name of an exception raised by a served method through a class to
 name table (``DbusFailedError`` subclasses register themselves). One subclass is made per
 service and code, on first use, and cached: sdbus keeps that table for the life of the
@@ -16,7 +21,7 @@ process, and a name must be registered once only.
 from __future__ import annotations
 
 import logging
-from typing import Dict, Tuple, Type
+from typing import Dict, List, Tuple, Type
 
 from sdbus import DbusFailedError
 
@@ -26,6 +31,7 @@ log = logging.getLogger(__name__)
 
 SERVICES = ('staf', 'stac')
 FAILED = StasError.code  # 'Failed'
+MESSAGE_LIMIT = 1000  # characters of an error message sent over D-Bus
 
 _CLASSES: Dict[Tuple[str, str], Type[DbusFailedError]] = {}
 
@@ -53,16 +59,41 @@ def error_class(service: str, code: str) -> Type[DbusFailedError]:
     return cls
 
 
+def bounded_message(text: str, limit: int = MESSAGE_LIMIT) -> str:
+    """``text`` with every non-printable character escaped as repr() escapes it (``\\n``,
+    ``\\x1b``, ``\\u2028``...), cut to at most ``limit`` characters, the last an ellipsis
+    when something was cut. Never cuts inside an escape."""
+    pieces: List[str] = []
+    size = 0
+    for ch in text[: limit + 1]:  # each character gives at least one
+        piece = ch if ch.isprintable() else repr(ch)[1:-1]
+        pieces.append(piece)
+        size += len(piece)
+        if size > limit:
+            break
+    if size <= limit and len(text) <= limit:
+        return ''.join(pieces)
+    kept: List[str] = []
+    size = 0
+    for piece in pieces:
+        if size + len(piece) > limit - 1:
+            break
+        kept.append(piece)
+        size += len(piece)
+    return ''.join(kept) + '…'
+
+
 def to_dbus_error(service: str, exc: BaseException, member: str) -> DbusFailedError:
     """The D-Bus error to answer with when ``member`` raised ``exc``.
 
-    A ``StasError`` keeps its code and message. Anything else is logged with its traceback and
-    becomes ``Failed`` with a message that names the member, not the Python exception.
+    A ``StasError`` keeps its code and its message (``bounded_message``). Anything else is
+    logged with its traceback and becomes ``Failed`` with a message that names the member, not
+    the Python exception.
     """
     if isinstance(exc, DbusFailedError) and type(exc) in _CLASSES.values():
         return exc  # already translated
     if isinstance(exc, StasError):
-        return error_class(service, exc.code)(exc.message)
+        return error_class(service, exc.code)(bounded_message(str(exc.message)))
     log.error('D-Bus %s failed: internal error', member, exc_info=(type(exc), exc, exc.__traceback__))
     return error_class(service, FAILED)(
         f'{service}d could not answer {member}: internal error (details in the {service}d log)'

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
 import pprint
 import shutil
@@ -23,6 +24,8 @@ from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from jeepney import DBusAddress, MatchRule, Properties, message_bus, new_method_call
 from jeepney.io.blocking import open_dbus_connection
 
@@ -30,6 +33,7 @@ from stas.cli.dbus_client import CtlError, DaemonClient
 from stas.errors import NotFound, Unavailable
 from stas.model import WELL_KNOWN_DISC_NQN, WorkerKey
 from stas.supervisor.dbus_api import REDACTED, publish
+from stas.supervisor.dbus_errors import MESSAGE_LIMIT
 from stas.supervisor.pool import WorkerInfo
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -93,6 +97,8 @@ class FakeApi:
         self._tron = False
         self.calls: List[tuple] = []
         self.fail_with: Optional[BaseException] = None
+        self.tron_get_fails_with: Optional[BaseException] = None
+        self.extra_fields: Dict[str, str] = {}  # added to every controller list_controllers gives
 
     def _record(self, *call: Any) -> None:
         self.calls.append(call)
@@ -102,6 +108,8 @@ class FakeApi:
 
     @property
     def tron(self) -> bool:
+        if self.tron_get_fails_with is not None:
+            raise self.tron_get_fails_with
         return self._tron
 
     def set_tron(self, value: bool) -> None:
@@ -145,7 +153,7 @@ class FakeApi:
     def list_controllers(self, detailed: bool, caller_is_root: bool) -> List[Dict[str, str]]:
         self._record('list_controllers', detailed, caller_is_root)
         if not detailed:
-            return [dict(c) for c in self._controllers()]
+            return [dict(c, **self.extra_fields) for c in self._controllers()]
         return [dict(c, connected='True', model='Linux', serial='8d22fa96') for c in self._controllers()]
 
     def get_log_pages(self, fields: Dict[str, str]) -> List[Dict[str, str]]:
@@ -224,6 +232,8 @@ def staf(served) -> FakeApi:
     api = served['stafd']
     api.calls.clear()
     api._tron = False
+    api.fail_with = api.tron_get_fails_with = None
+    api.extra_fields = {}
     return api
 
 
@@ -610,6 +620,61 @@ def test_restart_worker_arguments_are_checked(staf):
     assert not [c for c in staf.calls if c[0] == 'restart_worker']
 
 
+# 8 MiB, with a control character in every other place (escaped, it is 2.5 times longer)
+HUGE = 'x\x07' * (4 * 1024 * 1024)
+
+# (daemon, interface suffix, member, signature, arguments that are fine, except where HUGE goes)
+STRING_MEMBERS = [
+    ('staf', '.debug', 'controller_info', 'sssssss', ('tcp', '1.2.3.4', '', '', '', '', '')),
+    ('staf', '', 'get_log_pages', 'sssssss', ('tcp', '1.2.3.4', '', '', '', '', '')),
+    ('stac', '.debug', 'controller_info', 'sssssss', ('tcp', '1.2.3.4', '', 'nqn.x:y', '', '', '')),
+    ('staf', '.workers', 'restart_worker', 'ss', ('eth0', '')),
+    ('stac', '.workers', 'restart_worker', 'ss', ('eth0', '')),
+]
+
+
+@pytest.mark.parametrize(
+    ('service', 'suffix', 'member', 'signature', 'args', 'index'),
+    [(*m, i) for m in STRING_MEMBERS for i in range(len(m[3]))],
+    ids=[f'{m[0]}-{m[2]}-{i}' for m in STRING_MEMBERS for i in range(len(m[3]))],
+)
+def test_huge_string_argument_is_invalid_argument_with_a_bounded_message(
+    staf, stac, service, suffix, member, signature, args, index
+):
+    address = DBusAddress(
+        f'/org/nvmexpress/{service}',
+        bus_name=f'org.nvmexpress.{service}',
+        interface=f'org.nvmexpress.{service}{suffix}',
+    )
+    body = tuple(HUGE if i == index else a for i, a in enumerate(args))
+    with connect() as conn:
+        started = time.monotonic()
+        reply = conn.send_and_get_reply(new_method_call(address, member, signature, body), timeout=20)
+        elapsed = time.monotonic() - started
+        name, message = error_of(reply)
+        assert name == f'org.nvmexpress.{service}.Error.InvalidArgument'
+        assert 0 < len(message) <= MESSAGE_LIMIT
+        assert "'x\\x07x\\x07" in message and '(8,388,608 characters)' in message, message
+        assert message.isprintable()
+        assert elapsed < 5.0
+        # still answering, on the same connection
+        reply = conn.send_and_get_reply(
+            new_method_call(
+                DBusAddress(
+                    f'/org/nvmexpress/{service}',
+                    bus_name=f'org.nvmexpress.{service}',
+                    interface=f'org.nvmexpress.{service}.workers',
+                ),
+                'list_workers',
+            ),
+            timeout=5,
+        )
+        assert len(reply.body[0]) == 3
+    assert not [
+        c for c in staf.calls + stac.calls if c[0] in ('controller_info', 'get_log_pages', 'restart_worker')
+    ]
+
+
 def test_unexpected_exception_is_failed_without_python_names(staf):
     staf.fail_with = ZeroDivisionError('division by zero')
     name, message = error_of(raw_call('org.nvmexpress.staf', 'get_all_log_pages', 'b', (True,)))
@@ -619,11 +684,163 @@ def test_unexpected_exception_is_failed_without_python_names(staf):
     assert json.loads(reply.body[0])[0]['log-pages'] == [DLPE]
 
 
+def test_strings_d_bus_cannot_carry_are_escaped_in_results(staf):
+    """A NUL or a lone surrogate in what the api answers: sdbus could not send the reply and
+    the caller would wait in vain; they are sent escaped."""
+    staf.extra_fields = {'model': 'A\x00B\udc80', 'serial\x00': 'x'}
+    reply = raw_call('org.nvmexpress.staf', 'list_controllers', 'b', (False,))
+    assert reply.body[0][0]['model'] == 'A\\x00B\\udc80'
+    assert reply.body[0][0]['serial\\x00'] == 'x'
+
+
 def test_stas_error_from_api_keeps_code_and_message(staf):
     staf.fail_with = Unavailable('worker eth0/tcp is not running (state backoff)')
     out = ctl('stafctl', 'ls')
     assert out.returncode == 1
     assert out.stderr == 'stafctl: worker eth0/tcp is not running (state backoff)\n'
+
+
+# ---------------------------------------------------------------------------------------------
+# Fuzzed arguments: every call gets a reply, a result or a named error
+
+# A D-Bus string is UTF-8 without NUL: any other character may come
+_CHARS = st.characters(blacklist_categories=('Cs',), blacklist_characters='\x00')
+_PLAUSIBLE = st.sampled_from(
+    [
+        '',
+        '-',
+        'tcp',
+        'TCP',
+        'rdma',
+        'fc',
+        'loop',
+        'udp',
+        '1.2.3.4',
+        '192.168.1.10',
+        'FE80::1%eth1',
+        '[::1]',
+        'host.example',
+        '8009',
+        '0',
+        '65536',
+        'eth0',
+        'eth0/tcp',
+        'nn-0x1:pn-0x2',
+        WELL_KNOWN_DISC_NQN,
+        HOSTNQN,
+        'a,b',
+    ]
+)
+DBUS_STRINGS = st.one_of(
+    _PLAUSIBLE,
+    st.text(_CHARS, max_size=40),
+    st.text(st.characters(max_codepoint=0x9F, blacklist_characters='\x00'), max_size=20),  # controls
+    st.builds(lambda s, n: s * n, st.text(_CHARS, min_size=1, max_size=3), st.integers(1_000, 200_000)),
+)
+TID_STRINGS = st.tuples(*[DBUS_STRINGS] * 7)
+SERVICES = st.sampled_from(['staf', 'stac'])
+# (service, interface suffix, member, signature, arguments)
+FUZZED_CALLS = st.one_of(
+    st.tuples(SERVICES, st.just('.debug'), st.just('controller_info'), st.just('sssssss'), TID_STRINGS),
+    st.tuples(st.just('staf'), st.just(''), st.just('get_log_pages'), st.just('sssssss'), TID_STRINGS),
+    st.tuples(SERVICES, st.just(''), st.just('list_controllers'), st.just('b'), st.tuples(st.booleans())),
+    st.tuples(
+        st.just('staf'), st.just(''), st.just('get_all_log_pages'), st.just('b'), st.tuples(st.booleans())
+    ),
+    st.tuples(
+        SERVICES,
+        st.just('.workers'),
+        st.just('restart_worker'),
+        st.just('ss'),
+        st.tuples(DBUS_STRINGS, DBUS_STRINGS),
+    ),
+)
+# Set tron with a variant of any of these types: only 'b' is tron's
+FUZZED_TRON_VALUES = st.one_of(
+    st.tuples(st.just('b'), st.booleans()),
+    st.tuples(st.just('s'), DBUS_STRINGS),
+    st.tuples(st.just('i'), st.integers(-(2**31), 2**31 - 1)),
+    st.tuples(st.just('u'), st.integers(0, 2**32 - 1)),
+    st.tuples(st.just('d'), st.floats(allow_nan=False)),
+    st.tuples(st.just('as'), st.lists(DBUS_STRINGS, max_size=3)),
+)
+
+# the error names each member may answer with, besides a result
+ALLOWED_ERRORS = {
+    'controller_info': {'InvalidArgument'},
+    'get_log_pages': {'InvalidArgument'},
+    'list_controllers': set(),
+    'get_all_log_pages': set(),
+    'restart_worker': {'InvalidArgument', 'NotFound'},
+}
+
+
+def test_fuzzed_arguments_always_get_a_reply_and_leave_the_service_answering(served):
+    """Generated strings (control characters, any plane, megabytes) and variant types: every
+    call gets its reply at once, a result or one of the named errors its member can answer."""
+    from jeepney import HeaderFields, MessageType
+
+    apis = (served['stafd'], served['stacd'])
+    answered: Dict[str, int] = {}
+
+    with connect() as conn:
+
+        def call(service: str, suffix: str, member: str, signature: str, args: tuple):
+            address = DBusAddress(
+                f'/org/nvmexpress/{service}',
+                bus_name=f'org.nvmexpress.{service}',
+                interface=f'org.nvmexpress.{service}{suffix}',
+            )
+            msg = (
+                Properties(address).set('tron', signature, args[0])
+                if member == 'Set tron'
+                else new_method_call(address, member, signature, args)
+            )
+            reply = conn.send_and_get_reply(msg, timeout=10)  # TimeoutError: no reply
+            if reply.header.message_type == MessageType.error:
+                name = reply.header.fields[HeaderFields.error_name]
+                message = reply.body[0]
+                assert isinstance(message, str) and 0 < len(message) <= MESSAGE_LIMIT, message
+                answered[name] = answered.get(name, 0) + 1
+                return name, message
+            answered['return'] = answered.get('return', 0) + 1
+            return 'return', reply.body
+
+        @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+        @given(FUZZED_CALLS)
+        def method_calls(fuzzed):
+            service, suffix, member, signature, args = fuzzed
+            name, detail = call(service, suffix, member, signature, args)
+            allowed = {f'org.nvmexpress.{service}.Error.{code}' for code in ALLOWED_ERRORS[member]}
+            assert name == 'return' or name in allowed, (member, name, detail)
+
+        @settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+        @given(SERVICES, FUZZED_TRON_VALUES)
+        def tron_sets(service, value):
+            signature, data = value
+            name, detail = call(service, '.debug', 'Set tron', signature, (data,))
+            if signature == 'b':
+                assert name == 'return', detail
+                assert served[f'{service}d']._tron is data
+            else:
+                assert (name, detail) == (
+                    'org.freedesktop.DBus.Error.InvalidArgs',
+                    f"Incorrect parameters for property 'tron', expected 'b', got '{signature}'.",
+                )
+
+        try:
+            method_calls()
+            tron_sets()
+        finally:
+            for api in apis:
+                api._tron = False
+                api.calls.clear()
+
+    assert answered.get('return', 0) > 0 and len(answered) > 2, answered
+    with DaemonClient('stafd') as client:
+        assert len(client.list_workers()) == 3 and client.tron() is False
+    with DaemonClient('stacd') as client:
+        assert client.list_controllers(False)[0]['traddr'] == '192.168.1.10'
 
 
 # ---------------------------------------------------------------------------------------------
@@ -698,7 +915,12 @@ def test_non_root_callers_cannot_set_tron_or_restart_workers(staf):
         return results
 
     seen = as_nobody(work)
-    assert seen['tron'][:2] == ['org.nvmexpress.staf.Error.PermissionDenied', 77]
+    # sd-bus refuses the Set itself (tron is not flagged unprivileged), as the policy file would
+    assert seen['tron'] == [
+        'org.freedesktop.DBus.Error.AccessDenied',
+        77,
+        'permission denied: setting tron is for root only',
+    ]
     assert seen['restart'] == [
         'org.nvmexpress.staf.Error.PermissionDenied',
         77,
@@ -707,6 +929,147 @@ def test_non_root_callers_cannot_set_tron_or_restart_workers(staf):
     assert seen['read'] is False
     assert staf.tron is False
     assert not [c for c in staf.calls if c[0] in ('set_tron', 'restart_worker')]
+
+
+def test_stafctl_tron_as_non_root_is_permission_denied_exit_77(staf):
+    def work():
+        import contextlib
+        import io
+
+        from stas.cli.stafctl import main
+
+        err = io.StringIO()
+        with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()) as out:
+            status = main(['tron'])
+        return [status, out.getvalue(), err.getvalue()]
+
+    assert as_nobody(work) == [77, '', 'stafctl: permission denied: setting tron is for root only\n']
+    set_tron = Properties(staf_address('org.nvmexpress.staf.debug')).set('tron', 'b', True)
+    [reply] = as_nobody(lambda: pipeline([set_tron], timeout=10.0))
+    assert (reply['type'], reply['name'], reply['body']) == (
+        'error',
+        'org.freedesktop.DBus.Error.AccessDenied',
+        ['Access to org.nvmexpress.staf.debug.tron() not permitted.'],
+    )
+    assert staf.tron is False
+    assert not [c for c in staf.calls if c[0] == 'set_tron']
+
+
+def pipeline(messages: List[Any], timeout: float) -> List[Dict[str, Any]]:
+    """Send every message of ``messages`` on one connection without waiting, then read the
+    replies; return, in sending order, one dict per message: ``type`` ('return', 'error' or
+    'missing' when no reply came within ``timeout`` s of the last send), ``name`` and ``body``
+    of an error, ``body`` of a return (as JSON gives it back: lists for tuples), ``after_s``
+    (seconds after the last send)."""
+    from jeepney import HeaderFields, MessageType
+
+    with connect() as conn:
+        serials = []
+        for msg in messages:
+            serial = next(conn.outgoing_serial)
+            conn.send(msg, serial=serial)
+            serials.append(serial)
+        sent = time.monotonic()
+        replies: Dict[int, Dict[str, Any]] = {}
+        while len(replies) < len(serials):
+            remaining = sent + timeout - time.monotonic()
+            if remaining <= 0:
+                break
+            try:
+                msg = conn.receive(timeout=remaining)
+            except TimeoutError:
+                break
+            serial = msg.header.fields.get(HeaderFields.reply_serial)
+            if serial not in serials:
+                continue
+            after = round(time.monotonic() - sent, 3)
+            if msg.header.message_type == MessageType.error:
+                replies[serial] = {
+                    'type': 'error',
+                    'name': msg.header.fields.get(HeaderFields.error_name),
+                    'body': json.loads(json.dumps(msg.body)),
+                    'after_s': after,
+                }
+            else:
+                replies[serial] = {
+                    'type': 'return',
+                    'body': json.loads(json.dumps(msg.body)),
+                    'after_s': after,
+                }
+    return [replies.get(s, {'type': 'missing'}) for s in serials]
+
+
+def test_pipelined_refused_tron_sets_leave_the_service_answering(staf, caplog):
+    """120 Sets of tron by nobody, sent without waiting, then a Get and two calls: every Set is
+    refused by name with a message, the others are answered at once, nothing is logged as a
+    traceback (a refusal raised into sdbus would stall the queue and log one per Set).
+
+    The bus lets a connection wait for at most 128 replies (dbus-daemon's
+    max_replies_per_connection on the system bus), hence 120 and not more."""
+    caplog.set_level(logging.DEBUG)
+    props = Properties(staf_address('org.nvmexpress.staf.debug'))
+
+    def work():
+        messages = [props.set('tron', 'b', True) for _ in range(120)]
+        messages.append(props.get('log_level'))
+        messages.append(new_method_call(staf_address('org.nvmexpress.staf.workers'), 'list_workers'))
+        messages.append(new_method_call(staf_address('org.nvmexpress.staf.debug'), 'process_info'))
+        return pipeline(messages, timeout=5.0)
+
+    replies = as_nobody(work)
+    *sets, get, workers, info = replies
+    assert [r['type'] for r in (get, workers, info)] == ['return'] * 3, (get, workers, info)
+    assert max(r['after_s'] for r in (get, workers, info)) < 2.0
+    assert get['body'] == [['s', 'INFO']]
+    assert len(workers['body'][0]) == 3
+    assert json.loads(info['body'][0])['hostkey'] == REDACTED
+    assert {(r['type'], r.get('name'), tuple(r.get('body', ()))) for r in sets} == {
+        (
+            'error',
+            'org.freedesktop.DBus.Error.AccessDenied',
+            ('Access to org.nvmexpress.staf.debug.tron() not permitted.',),
+        )
+    }
+    assert staf.tron is False
+    assert not [c for c in staf.calls if c[0] == 'set_tron']
+    assert not [r for r in caplog.records if r.exc_info or r.levelno >= logging.ERROR]
+    assert not [r for r in caplog.records if r.name == 'asyncio']
+
+
+def test_failing_property_getter_and_setter_answer_and_log_once_each(staf, caplog):
+    """A getter or setter that raises would stall the service (see the pipelined test): they
+    answer a safe value or keep the old one, and log the bug once, with its traceback."""
+    caplog.set_level(logging.DEBUG)
+    props = Properties(staf_address('org.nvmexpress.staf.debug'))
+    staf.tron_get_fails_with = ZeroDivisionError('division by zero')
+    replies = pipeline(
+        [props.get('tron') for _ in range(20)]
+        + [props.get_all(), new_method_call(staf_address('org.nvmexpress.staf.workers'), 'list_workers')],
+        timeout=5.0,
+    )
+    assert [r['type'] for r in replies] == ['return'] * 22
+    assert all(r['body'] == [['b', False]] for r in replies[:20])
+    assert replies[20]['body'] == [{'tron': ['b', False], 'log_level': ['s', 'INFO']}]
+    errors = [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert [(r.name, r.getMessage(), r.exc_info[0]) for r in errors] == [
+        (
+            'stas.supervisor.dbus_api',
+            'D-Bus Get tron failed: internal error; answered False',
+            ZeroDivisionError,
+        )
+    ] * 21
+    staf.tron_get_fails_with = None
+    caplog.clear()
+
+    staf.fail_with = RuntimeError('boom')  # set_tron raises
+    [reply] = pipeline([props.set('tron', 'b', True)], timeout=5.0)
+    assert reply['type'] == 'return'  # sdbus cannot answer an error from a setter: tron stays
+    assert staf.tron is False
+    assert raw_call('org.nvmexpress.staf.debug', 'process_info').body  # still serving
+    errors = [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert [(r.name, r.getMessage(), r.exc_info[0]) for r in errors] == [
+        ('stas.supervisor.dbus_api', 'D-Bus Set tron to True failed: internal error', RuntimeError)
+    ]
 
 
 # ---------------------------------------------------------------------------------------------

@@ -226,6 +226,33 @@ def test_error_from_reply(name, message, exit_code, text):
     assert (err.exit_code, err.message, err.error_name) == (exit_code, text, name)
 
 
+@pytest.mark.parametrize(
+    ('action', 'text'),
+    [
+        ('set tron', 'permission denied: setting tron is for root only'),
+        ('call restart_worker', 'permission denied: restarting a worker is for root only'),
+        (
+            'set log_level',
+            'permission denied: the system bus policy does not let this user set log_level on stafd',
+        ),
+    ],
+)
+@pytest.mark.parametrize(
+    'message',
+    [
+        'Access to org.nvmexpress.staf.debug.tron() not permitted.',  # sd-bus in the daemon
+        'Rejected send message, 1 matched rules; type="method_call" ...',  # the bus policy
+    ],
+)
+def test_access_denied_to_root_only_actions_says_so(action, text, message):
+    err = error_from_reply('stafd', 'org.freedesktop.DBus.Error.AccessDenied', message, action)
+    assert (err.exit_code, err.message, err.error_name) == (
+        EX_NOPERM,
+        text,
+        'org.freedesktop.DBus.Error.AccessDenied',
+    )
+
+
 def test_unreachable_message_is_exact():
     assert unreachable('stacd').message == (
         'cannot reach stacd on the system bus (org.nvmexpress.stac): is stacd running?'

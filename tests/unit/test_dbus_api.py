@@ -8,7 +8,9 @@ import logging
 from typing import Dict, List
 
 import pytest
-from sdbus import DbusFailedError
+from sdbus import DbusFailedError, DbusUnprivilegedFlag
+from sdbus.dbus_proxy_async_method import DbusMethodAsync
+from sdbus.dbus_proxy_async_property import DbusPropertyAsync
 
 from stas.errors import (
     ConfigError,
@@ -24,15 +26,18 @@ from stas.errors import (
 from stas.model import WELL_KNOWN_DISC_NQN, WorkerKey
 from stas.supervisor.dbus_api import (
     REDACTED,
+    _GuardedProperty,
     bus_name,
+    dbus_text,
     new_object,
+    object_class,
     object_path,
     redact_secrets,
     request_fields,
     string_dicts,
     worker_target,
 )
-from stas.supervisor.dbus_errors import error_class, error_name, to_dbus_error
+from stas.supervisor.dbus_errors import MESSAGE_LIMIT, bounded_message, error_class, error_name, to_dbus_error
 from stas.supervisor.pool import WorkerInfo
 
 SECRET = 'DHHC-1:00:ia6zGodOr1SEG8yiHlZ0bUy3wfLgNrWiLW0qR1VhHQF8c7bi:'
@@ -92,6 +97,30 @@ def test_unexpected_exception_is_failed_with_a_short_message_and_logged(caplog):
     assert record.exc_info[0] is ZeroDivisionError
 
 
+@pytest.mark.parametrize(
+    ('text', 'sent'),
+    [
+        ('plain text, é and 😀', 'plain text, é and 😀'),
+        ('two\nlines\tand \x1b[31mred\x00', 'two\\nlines\\tand \\x1b[31mred\\x00'),
+        ('\u2028\u200b\udc80', '\\u2028\\u200b\\udc80'),
+        ('a' * MESSAGE_LIMIT, 'a' * MESSAGE_LIMIT),
+        ('a' * (MESSAGE_LIMIT + 1), 'a' * (MESSAGE_LIMIT - 1) + '…'),
+        ('a' * 997 + '\x07', 'a' * 997 + '…'),  # an escape is never cut
+        ('\x07' * 5000, '\\x07' * 249 + '…'),
+    ],
+)
+def test_error_messages_are_escaped_and_bounded(text, sent):
+    assert bounded_message(text) == sent
+    err = to_dbus_error('staf', InvalidArgument(text), 'restart_worker')
+    assert err.args == (sent,)
+    assert len(sent) <= MESSAGE_LIMIT
+
+
+def test_a_message_of_megabytes_is_bounded_quickly():
+    err = to_dbus_error('stac', NotFound('x\x07' * (4 * 1024 * 1024)), 'controller_info')
+    assert err.args == ('x\\x07' * 199 + 'x…',)  # 997 characters: the next escape would not fit
+
+
 def test_translated_error_passes_through_unchanged():
     err = error_class('staf', 'NotFound')('gone')
     assert to_dbus_error('staf', err, 'x') is err
@@ -123,6 +152,10 @@ def test_redact_secrets_replaces_nonempty_secrets_at_any_depth():
     }
     assert value['hostkey'] == SECRET  # the input is left alone
     assert redact_secrets({'hostkey': None}) == {'hostkey': None}  # no key configured: nothing to hide
+
+
+def test_string_dicts_escape_what_d_bus_cannot_carry():
+    assert string_dicts([{'a\x00': 'b\udc80', 'c': 'é😀'}]) == [{'a\\x00': 'b\\udc80', 'c': 'é😀'}]
 
 
 def test_string_dicts_makes_every_value_a_string_as_upstream_does():
@@ -177,6 +210,42 @@ def test_worker_target():
         with pytest.raises(InvalidArgument) as raised:
             worker_target(iface, transport)
         assert named in raised.value.message
+
+
+@pytest.mark.parametrize(
+    ('iface', 'transport', 'message'),
+    [
+        (
+            'x\x07' * (4 * 1024 * 1024),
+            '',
+            "interface '" + 'x\\x07' * 12 + "x…' (8,388,608 characters)"
+            ' is not an interface name (1..15 bytes, no "/" or spaces)',
+        ),
+        (
+            'eth0',
+            'x' * (8 * 1024 * 1024),
+            "transport '"
+            + 'x' * 61
+            + '…\' (8,388,608 characters) is not one of tcp, rdma, fc, loop (or "" for all)',
+        ),
+    ],
+)
+def test_worker_target_shows_a_bounded_part_of_a_huge_argument(iface, transport, message):
+    with pytest.raises(InvalidArgument) as raised:
+        worker_target(iface, transport)
+    assert raised.value.message == message
+
+
+@pytest.mark.parametrize('service', ['staf', 'stac'])
+@pytest.mark.parametrize('index', range(7))
+def test_request_fields_show_a_bounded_part_of_a_huge_argument(service, index):
+    args = ['tcp', '1.2.3.4', '', 'nqn.x:y', '', '', '']
+    args[index] = '\x1b' * (8 * 1024 * 1024)
+    with pytest.raises(InvalidArgument) as raised:
+        request_fields(service, args)
+    message = raised.value.message
+    assert len(message) < 200 and message.isprintable()
+    assert "'" + '\\x1b' * 15 + "…' (8,388,608 characters)" in message
 
 
 # ---------------------------------------------------------------------------------------------
@@ -304,12 +373,29 @@ def test_restart_worker_is_root_only(api):
     assert api.calls == [('restart_worker', 'eth0', '')]
 
 
-def test_setting_tron_is_root_only(api):
-    obj = new_object(api, uid_of=lambda sender: 1000 if sender == ':1.7' else 0)
-    with pytest.raises(DbusFailedError) as raised:
-        obj._authorize_property_set('tron', ':1.7')
-    assert type(raised.value).dbus_error_name == 'org.nvmexpress.staf.Error.PermissionDenied'
-    obj._authorize_property_set('tron', ':1.8')  # root: allowed
+def served_members(cls: type, kind: type) -> Dict[str, object]:
+    """The members of ``kind`` that ``cls`` serves on its org.nvmexpress.* interfaces."""
+    found: Dict[str, object] = {}
+    for klass in reversed(cls.__mro__):
+        for name, member in vars(klass).items():
+            if isinstance(member, kind) and member.interface_name.startswith('org.nvmexpress.'):
+                found[name] = member
+    return found
+
+
+def test_setting_tron_is_left_to_sd_bus_and_every_method_is_unprivileged():
+    """sd-bus refuses a Set of a property that is not flagged unprivileged to another uid than
+    the daemon's, in C, with AccessDenied; every method checks its caller itself."""
+    for service in ('staf', 'stac'):
+        cls = object_class(service)
+        assert cls.tron.flags & DbusUnprivilegedFlag == 0
+        methods = list(served_members(cls, DbusMethodAsync).values())
+        assert len(methods) == (7 if service == 'staf' else 5)
+        assert all(m.flags & DbusUnprivilegedFlag for m in methods)
+
+
+def test_tron_log_level_and_config_problems(api):
+    obj = new_object(api, uid_of=lambda sender: 1000)  # the uid is sd-bus's business for a Set
     run(obj.tron.set_async(True))
     assert api.calls == [('set_tron', True)]
     assert run(obj.tron.get_async()) is True
@@ -325,3 +411,155 @@ def test_stacd_object_has_no_discovery_members():
     with pytest.raises(DbusFailedError) as raised:
         run(obj.controller_info('tcp', '1.2.3.4', '', '', '', '', ''))  # an IOC needs its NQN
     assert type(raised.value).dbus_error_name == 'org.nvmexpress.stac.Error.InvalidArgument'
+
+
+# ---------------------------------------------------------------------------------------------
+# Properties never raise: sdbus cannot turn an exception of a getter or setter into an error reply
+
+
+class BrokenApi(RecordingApi):
+    def __init__(self, exc: BaseException):
+        super().__init__()
+        self.exc = exc
+
+    @property
+    def tron(self) -> bool:
+        raise self.exc
+
+    @tron.setter
+    def tron(self, value: bool) -> None:
+        pass
+
+    @property
+    def log_level(self) -> str:
+        raise self.exc
+
+    @log_level.setter
+    def log_level(self, value: str) -> None:
+        pass
+
+    def set_tron(self, value: bool) -> None:
+        self.calls.append(('set_tron', value))
+        raise self.exc
+
+    def config_problems(self) -> List[str]:
+        raise self.exc
+
+
+@pytest.mark.parametrize('service', ['staf', 'stac'])
+def test_every_served_property_is_guarded(service):
+    props = served_members(object_class(service), DbusPropertyAsync)
+    assert set(props) == {'tron', 'log_level', 'config_problems'}
+    assert all(type(p) is _GuardedProperty for p in props.values())
+
+
+def test_a_failing_getter_answers_a_safe_value_and_logs_the_bug_once(caplog):
+    caplog.set_level(logging.DEBUG, logger='stas.supervisor.dbus_api')
+    obj = new_object(BrokenApi(ZeroDivisionError('division by zero')), uid_of=lambda sender: 0)
+    assert run(obj.tron.get_async()) is False
+    assert run(obj.log_level.get_async()) == ''
+    assert run(obj.config_problems.get_async()) == []
+    assert [(r.levelname, r.getMessage(), r.exc_info[0]) for r in caplog.records] == [
+        ('ERROR', 'D-Bus Get tron failed: internal error; answered False', ZeroDivisionError),
+        ('ERROR', "D-Bus Get log_level failed: internal error; answered ''", ZeroDivisionError),
+        ('ERROR', 'D-Bus Get config_problems failed: internal error; answered []', ZeroDivisionError),
+    ]
+
+
+def test_a_getter_failing_with_a_stas_error_logs_a_warning_without_traceback(caplog):
+    caplog.set_level(logging.DEBUG, logger='stas.supervisor.dbus_api')
+    obj = new_object(BrokenApi(Unavailable('shutting down')), uid_of=lambda sender: 0)
+    assert run(obj.log_level.get_async()) == ''
+    [record] = caplog.records
+    assert (record.levelname, record.getMessage(), record.exc_info) == (
+        'WARNING',
+        "D-Bus Get log_level failed: shutting down; answered ''",
+        None,
+    )
+
+
+def test_a_failing_setter_keeps_the_old_value_and_logs(caplog):
+    caplog.set_level(logging.DEBUG, logger='stas.supervisor.dbus_api')
+    api = BrokenApi(RuntimeError('boom'))
+    obj = new_object(api, uid_of=lambda sender: 0)
+    run(obj.tron.set_async(True))  # no exception
+    assert api.calls == [('set_tron', True)]
+    [record] = caplog.records
+    assert (record.levelname, record.getMessage(), record.exc_info[0]) == (
+        'ERROR',
+        'D-Bus Set tron to True failed: internal error',
+        RuntimeError,
+    )
+    caplog.clear()
+    api.exc = Unavailable('not now')
+    run(obj.tron.set_async(False))
+    [record] = caplog.records
+    assert (record.levelname, record.getMessage(), record.exc_info) == (
+        'WARNING',
+        'D-Bus Set tron to False failed: not now',
+        None,
+    )
+
+
+def test_property_values_are_made_sendable():
+    api = RecordingApi()
+    api.log_level = 'IN\x00FO\udc80'
+    api.config_problems = lambda: ['a\x00b', 3, '\ud800']
+    obj = new_object(api, uid_of=lambda sender: 0)
+    assert run(obj.log_level.get_async()) == 'IN\\x00FO\\udc80'
+    assert run(obj.config_problems.get_async()) == ['a\\x00b', '3', '\\ud800']
+    assert dbus_text('plain é') == 'plain é'
+
+
+class FailingMessage:
+    """An sdbus message whose every use raises, as a message sdbus cannot fill would."""
+
+    def append_data(self, *args):
+        raise TypeError('cannot append')
+
+    def get_contents(self):
+        raise TypeError('cannot read')
+
+
+def test_the_bound_property_never_raises_into_sdbus(api, caplog):
+    caplog.set_level(logging.DEBUG, logger='stas.supervisor.dbus_api')
+    obj = new_object(api, uid_of=lambda sender: 0)
+    obj.tron._dbus_reply_get(FailingMessage())
+    obj.tron._dbus_reply_set(FailingMessage())
+    obj.config_problems._dbus_reply_get(FailingMessage())
+    assert [(r.getMessage(), r.exc_info[0]) for r in caplog.records] == [
+        ('D-Bus Get tron failed: internal error', TypeError),
+        ('D-Bus Set tron failed: internal error', TypeError),
+        ('D-Bus Get config_problems failed: internal error', TypeError),
+    ]
+    assert api.calls == []
+
+
+class OddApi(RecordingApi):
+    """Answers with strings sdbus cannot send as they are, and with a value JSON cannot make."""
+
+    def workers(self) -> List[WorkerInfo]:
+        return [WorkerInfo('eth\udc80', 'tcp', 7, 'running\x00', 0, 1.0, 'rc\x001')]
+
+    def restart_worker(self, iface: str, transport: str) -> List[str]:
+        return ['eth0/tcp\udc80']
+
+    def process_info(self) -> dict:
+        return {'loop': _Unprintable()}
+
+
+class _Unprintable:
+    def __str__(self) -> str:
+        raise ValueError('no text for this')
+
+
+def test_results_are_made_sendable_and_a_shaping_failure_is_failed():
+    obj = new_object(OddApi(), uid_of=lambda sender: 0)
+    assert run(obj.list_workers()) == [('eth\\udc80', 'tcp', 7, 'running\\x00', 0, 1.0, 'rc\\x001')]
+    assert run(obj.restart_worker('eth0', '')) == ['eth0/tcp\\udc80']
+    with pytest.raises(DbusFailedError) as raised:
+        run(obj.process_info())
+    assert type(raised.value).dbus_error_name == 'org.nvmexpress.staf.Error.Failed'
+    assert raised.value.args == (
+        'stafd could not answer process_info: internal error (details in the stafd log)',
+    )

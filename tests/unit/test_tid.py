@@ -211,6 +211,20 @@ def test_bad_config_raises_config_error_naming_it(fields, message):
     assert message in info.value.message
 
 
+@pytest.mark.parametrize(
+    'key', ['transport', 'traddr', 'trsvcid', 'nqn', 'subsysnqn', 'host-traddr', 'host-iface', 'host-nqn']
+)
+@pytest.mark.parametrize('value', ['\x00,' * 100_000, 'a' * 1_000_000, '\u202e' * 300, 'é,' * 200])
+def test_messages_show_a_bounded_part_of_a_bad_value(key, value):
+    fields = {'transport': 'tcp', 'traddr': '10.0.0.1', key: value}
+    with pytest.raises(InvalidArgument) as info:
+        tidmod.tid_from_request(fields, role=Role.DC, hostnqn=HOSTNQN)
+    message = info.value.message
+    assert message.isprintable()
+    assert len(message) <= 160, message
+    assert f' ({len(value):,} characters)' in message
+
+
 def test_request_variant_raises_invalid_argument():
     with pytest.raises(InvalidArgument, match="transport='xyz'"):
         tidmod.tid_from_request({'transport': 'xyz', 'traddr': '1.1.1.1'}, role=Role.DC, hostnqn=HOSTNQN)
