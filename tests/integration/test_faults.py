@@ -91,6 +91,26 @@ def test_a_killed_forkserver_is_said_and_replaced_and_the_workers_run_on(workdir
         assert again['tbB']['pid'] == before['tbB']['pid']
 
 
+def test_a_stopped_forkserver_delays_a_replacement_until_it_runs_again(workdir, module_system_bus):
+    """SIGSTOP of the forkserver: running workers are not affected; a worker that needs
+    replacing meanwhile waits for it (its slot gives up on the start, then tries again), and
+    comes up once the forkserver runs again."""
+    with stafd(workdir, module_system_bus) as d:
+        before = all_running(d)
+        server = forkserver_of(d)
+        os.kill(server, signal.SIGSTOP)
+        try:
+            os.kill(before['tbA']['pid'], signal.SIGKILL)
+            time.sleep(30 * SCALE + 1)  # past the hello deadline of the replacement it cannot fork
+            assert d.workers()['tbB']['pid'] == before['tbB']['pid']
+            assert d.ctl('status').returncode == 0  # the supervisor answers meanwhile
+        finally:
+            os.kill(server, signal.SIGCONT)
+        after = worker_replaced(d, 'tbA', before['tbA']['pid'], 15, 'tbA replaced once the forkserver runs')
+        assert after['tbB']['pid'] == before['tbB']['pid'] and after['tbB']['restarts'] == 0
+        assert forkserver_of(d) == server
+
+
 # ---- admins racing themselves ------------------------------------------------------------------
 def test_two_restarts_a_few_ms_apart_are_one_restart(workdir, module_system_bus):
     with stafd(workdir, module_system_bus) as d:
