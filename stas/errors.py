@@ -122,3 +122,28 @@ def shown_value(value: object, limit: int = SHOWN_VALUE_CHARS) -> str:
             break
     unit = 'bytes' if isinstance(value, bytes) else 'characters'
     return f'{text[:-1]}…{text[-1]} ({len(value):,} {unit})'
+
+
+def bounded_text(text: str, limit: int) -> str:
+    """``text`` for a message that leaves the daemon (a log line, D-Bus): every non-printable
+    character escaped as repr() escapes it (``\\n``, ``\\x00``, ``\\u2028``...), cut to at most
+    ``limit`` characters, the last an ellipsis when something was cut. Never cuts inside an
+    escape. A NUL would cut the text on D-Bus, a newline would forge a log line."""
+    if len(text) <= limit and text.isprintable():
+        return text
+    pieces = []
+    size = 0
+    for c in text[: limit + 1]:  # every character takes at least one: no need to look further
+        piece = c if c.isprintable() else repr(c)[1:-1]
+        pieces.append(piece)
+        size += len(piece)
+    if size <= limit and len(text) <= limit:
+        return ''.join(pieces)
+    kept = []
+    size = 0
+    for piece in pieces:
+        if size + len(piece) > limit - 1:
+            break
+        kept.append(piece)
+        size += len(piece)
+    return ''.join(kept) + '…'

@@ -27,6 +27,7 @@ import unicodedata
 from dataclasses import dataclass
 from typing import Dict, Iterable, List, Optional, Union
 
+from ..errors import bounded_text
 from . import paths
 
 # The longest message and file name a Problem holds (longer ones are cut, ending in an ellipsis).
@@ -61,8 +62,8 @@ class Problem:
         # The last line of defence: whatever a check puts in a message, the text that is
         # logged and published holds no control character (a NUL would cut it on D-Bus, a
         # newline would forge a log line) and has a bounded length.
-        object.__setattr__(self, 'file', _escaped(self.file, MAX_FILE_CHARS))
-        object.__setattr__(self, 'message', _escaped(self.message, MAX_MESSAGE_CHARS))
+        object.__setattr__(self, 'file', bounded_text(self.file, MAX_FILE_CHARS))
+        object.__setattr__(self, 'message', bounded_text(self.message, MAX_MESSAGE_CHARS))
 
     def __str__(self) -> str:
         if self.line is None:
@@ -189,34 +190,11 @@ def _mask_secret_words(text: str) -> str:
     return ''.join(out)
 
 
-def _escaped(text: str, limit: int) -> str:
-    """``text`` with control (non-printable) characters escaped, cut to ``limit`` characters
-    (the last one an ellipsis) when longer."""
-    if len(text) <= limit and text.isprintable():
-        return text
-    pieces = []
-    size = 0
-    for c in text[: limit + 1]:  # every character takes at least one: no need to look further
-        piece = c if c.isprintable() or c == ' ' else repr(c)[1:-1]
-        pieces.append(piece)
-        size += len(piece)
-    if size <= limit and len(text) <= limit:
-        return ''.join(pieces)
-    kept: List[str] = []
-    size = 0
-    for piece in pieces:
-        if size + len(piece) > limit - 1:
-            break
-        kept.append(piece)
-        size += len(piece)
-    return ''.join(kept) + '…'
-
-
 def shown(text: str, limit: int = 80) -> str:
     """``text`` (any text read from a file) for a message: secrets masked (NVMe secrets, and
     the value after a secret-looking key or word, see ``is_secret_key``), control characters
     escaped, at most ``limit`` characters."""
-    return _escaped(_mask_secret_words(_mask_nvme_secrets(text)), limit)
+    return bounded_text(_mask_secret_words(_mask_nvme_secrets(text)), limit)
 
 
 def shown_pair(key: str, value: str, limit: int = 60) -> str:
@@ -253,7 +231,7 @@ def check_command(daemon: str, conf_file: str = '', sys_conf: str = '') -> str:
         words += ['-f', shlex.quote(conf_file)]
     if sys_conf and sys_conf != paths.SYS_CONF:
         words += ['--sys-conf', shlex.quote(sys_conf)]
-    return _escaped(' '.join(words), 2 * MAX_FILE_CHARS)
+    return bounded_text(' '.join(words), 2 * MAX_FILE_CHARS)
 
 
 def bounded(
@@ -301,7 +279,7 @@ def bounded(
 
 
 def _text(item: Union[Problem, str]) -> str:
-    return str(item) if isinstance(item, Problem) else _escaped(str(item), MAX_PROBLEM_TEXT_CHARS)
+    return str(item) if isinstance(item, Problem) else bounded_text(str(item), MAX_PROBLEM_TEXT_CHARS)
 
 
 def _summary(left_out: List[Union[Problem, str]], command: str) -> str:
@@ -320,6 +298,6 @@ def _summary(left_out: List[Union[Problem, str]], command: str) -> str:
             ' and '.join(names) if len(names) <= 2 else ', '.join(names[:-1]) + ' and ' + names[-1]
         )
     what = 'problem' if count == 1 else 'problems'
-    return _escaped(
+    return bounded_text(
         f'... and {count:,} more {what}{where} ({command} lists them all)', MAX_PROBLEM_TEXT_CHARS
     )

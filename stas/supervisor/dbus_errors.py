@@ -21,11 +21,11 @@ process, and a name must be registered once only.
 from __future__ import annotations
 
 import logging
-from typing import Dict, List, Tuple, Type
+from typing import Dict, Tuple, Type
 
 from sdbus import DbusFailedError
 
-from ..errors import StasError
+from ..errors import StasError, bounded_text
 
 log = logging.getLogger(__name__)
 
@@ -60,27 +60,8 @@ def error_class(service: str, code: str) -> Type[DbusFailedError]:
 
 
 def bounded_message(text: str, limit: int = MESSAGE_LIMIT) -> str:
-    """``text`` with every non-printable character escaped as repr() escapes it (``\\n``,
-    ``\\x1b``, ``\\u2028``...), cut to at most ``limit`` characters, the last an ellipsis
-    when something was cut. Never cuts inside an escape."""
-    pieces: List[str] = []
-    size = 0
-    for ch in text[: limit + 1]:  # each character gives at least one
-        piece = ch if ch.isprintable() else repr(ch)[1:-1]
-        pieces.append(piece)
-        size += len(piece)
-        if size > limit:
-            break
-    if size <= limit and len(text) <= limit:
-        return ''.join(pieces)
-    kept: List[str] = []
-    size = 0
-    for piece in pieces:
-        if size + len(piece) > limit - 1:
-            break
-        kept.append(piece)
-        size += len(piece)
-    return ''.join(kept) + '…'
+    """``text`` escaped and cut to at most ``limit`` characters (``stas.errors.bounded_text``)."""
+    return bounded_text(text, limit)
 
 
 def to_dbus_error(service: str, exc: BaseException, member: str) -> DbusFailedError:
