@@ -10,12 +10,21 @@ stale until the next kernel reconnect, and because a DC masks further change not
 the host reads the log (RAE=0), one lost notice silences every later one. Reading resets that.
 600 s bounds the staleness of that rare failure to ten minutes while a CDC serving a thousand
 hosts sees under two extra reads per second; 0 turns it off.
+
+Spread: controllers that failed together (a target rebooting, a link down) would otherwise
+retry together, all of them in the same second every minute, and a worker would queue hundreds
+of kernel connects at once. Each controller stretches its connect retries and its periodic
+read by a fraction of its own (``retry_spread``: 0 to 10 %, stable per controller, so a
+schedule stays predictable and testable) with ``RetryPolicy.spread``.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import zlib
+from dataclasses import dataclass, replace
 from typing import Tuple
+
+MAX_SPREAD = 0.1  # retries of one controller are stretched by up to 10 %
 
 
 @dataclass(frozen=True)
@@ -51,3 +60,21 @@ class RetryPolicy:
         if not ncc or self.connect_attempts_on_ncc == 0:
             return 0
         return max(2, self.connect_attempts_on_ncc)
+
+    def spread(self, fraction: float) -> RetryPolicy:
+        """This policy with its connect retries and periodic read stretched by ``fraction``."""
+        if not 0 <= fraction <= MAX_SPREAD:
+            raise ValueError(f'fraction={fraction!r}: accepted are 0..{MAX_SPREAD}')
+        factor = 1 + fraction
+        return replace(
+            self,
+            connect_backoff_s=tuple(round(d * factor, 3) for d in self.connect_backoff_s),
+            after_removal_s=round(self.after_removal_s * factor, 3),
+            refresh_s=round(self.refresh_s * factor, 3),
+        )
+
+
+def retry_spread(identity: str) -> float:
+    """The fraction (0 to ``MAX_SPREAD``) a controller named ``identity`` (its TID as text)
+    stretches its retries by: spread evenly over controllers, the same at every start."""
+    return (zlib.crc32(identity.encode('utf-8', 'surrogatepass')) % 1000) / 1000 * MAX_SPREAD

@@ -63,7 +63,7 @@ from ..fabric.controller_events import (
     TimerFired,
     Unwanted,
 )
-from ..fabric.controller_policy import RetryPolicy
+from ..fabric.controller_policy import RetryPolicy, retry_spread
 from ..fabric.reuse import kernel_ctrl_matches, kernel_value, looks_like_ioc
 from ..files import read_regular_file
 from ..ipc.messages import OP_DUMP, OP_REDISCOVER, Configure, CtrlGone, CtrlStatus, LogPages, WorkerOptions
@@ -167,11 +167,11 @@ class ControllerEngine:
             if machine is None or not machine.wanted:
                 if machine is not None:
                     continue  # still being released: it comes back at the next Configure
-                machine = ControllerMachine(spec, policy, pleo=pleo, ncc=spec.ncc)
+                machine = ControllerMachine(spec, _spread(policy, tid), pleo=pleo, ncc=spec.ncc)
                 self._machines[tid] = machine
                 self._feed(machine, Start())
             else:
-                self._feed(machine, Rewanted(spec, pleo=pleo, policy=policy))
+                self._feed(machine, Rewanted(spec, pleo=pleo, policy=_spread(policy, tid)))
                 if spec.ncc != machine.ncc:
                     self._feed(machine, NccChanged(spec.ncc))
         self._sync_mdns(msg.options)
@@ -550,6 +550,11 @@ def _log_send_failure(task: asyncio.Future) -> None:
 #   (/sys/firmware/acpi/tables/NBFT*): the boot disk. Every connection to that subsystem is
 #   protected, over any path (multipath may have added paths the table does not list). A table
 #   that cannot be read or decoded protects everything: it exists, so a boot disk may be at stake.
+
+
+def _spread(policy: RetryPolicy, tid: TransportId) -> RetryPolicy:
+    """``policy`` for one controller: its retries spread from those of its neighbours."""
+    return policy.spread(retry_spread(str(tid)))
 
 
 def _fingerprint(kctrl: KernelController) -> Tuple[str, ...]:

@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 
 from stas.errors import KernelError
 from stas.fabric.controller import Phase
+from stas.fabric.controller_policy import RetryPolicy, retry_spread
 from stas.ipc.messages import Configure, CtrlGone, WorkerOptions
 from stas.model import ControllerSpec, HostIdentity, KernelController, Role, TransportId
 from stas.testing.nbft_table import DiscoverySpec, HfiSpec, SubsystemSpec, build_nbft
@@ -430,3 +431,21 @@ def test_the_audit_disconnects_unwanted_iocs_and_leaves_the_rest(tmp_path):
 def test_the_module_names_the_registry_and_nbft_locations():
     assert controllers.REGISTRY_DIR == '/run/nvme/registry'
     assert controllers.NBFT_GLOB == '/sys/firmware/acpi/tables/NBFT*'
+
+
+def test_each_controller_retries_on_a_schedule_spread_from_its_neighbours(tmp_path):
+    async def scenario():
+        h = Harness(tmp_path)
+        await h.start()
+        a, b = spec('a'), spec('b')
+        await h.configure(a, b, connect_attempts_on_ncc=3)
+        for sub, s in (('a', a), ('b', b)):
+            expected = RetryPolicy(connect_attempts_on_ncc=3).spread(retry_spread(str(s.tid)))
+            assert h.machine(sub).policy == expected
+        assert h.machine('a').policy.connect_backoff_s != h.machine('b').policy.connect_backoff_s
+        await h.configure(a, b, connect_attempts_on_ncc=3, new_generation=True)  # Rewanted: the same
+        assert h.machine('a').policy == RetryPolicy(connect_attempts_on_ncc=3).spread(
+            retry_spread(str(a.tid))
+        )
+
+    run(scenario())
