@@ -9,8 +9,6 @@ daemon rediscovers everything anyway.
 
 from __future__ import annotations
 
-import dataclasses
-import json
 import os
 from typing import List, Tuple
 
@@ -32,20 +30,19 @@ def path_in(runtime_dir: str) -> str:
 
 
 def dump(dcs: List[CachedDc]) -> str:
-    return json.dumps(
+    return state_files.dump_json(
         {
             'version': VERSION,
             'dcs': [
                 {
-                    'tid': dataclasses.asdict(tid),
+                    'tid': state_files.tid_fields(tid),
                     'origin': origin.value,
                     'genctr': genctr,
                     'log-pages': [entry_as_dbus_dict(e) for e in entries],
                 }
                 for tid, origin, genctr, entries in dcs
             ],
-        },
-        indent=1,
+        }
     )
 
 

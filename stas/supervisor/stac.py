@@ -266,22 +266,21 @@ class StacView:
     # ---- persistence (the text; the role writes the file) -------------------------------------
     def dump(self, wanted: Iterable[ControllerSpec] = ()) -> str:
         """The entries of record and the IOCs ``wanted`` now, as the text of the state file."""
-        return json.dumps(
+        return state_files.dump_json(
             {
                 'version': STATE_VERSION,
                 'dcs': [
                     {
-                        'dc': dataclasses.asdict(dc),
+                        'dc': state_files.tid_fields(dc),
                         'log-pages': [entry_as_dbus_dict(e) for e in self.pages[dc]],
                     }
                     for dc in sorted(self.pages, key=str)
                 ],
                 'wanted': [
-                    {'tid': dataclasses.asdict(spec.tid), 'pin-iface': spec.pin_iface}
+                    {'tid': state_files.tid_fields(spec.tid), 'pin-iface': spec.pin_iface}
                     for spec in sorted(wanted, key=lambda s: str(s.tid))
                 ],
-            },
-            indent=1,
+            }
         )
 
     def restore(self, text: str) -> None:

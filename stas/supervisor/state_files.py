@@ -187,6 +187,17 @@ _TID_FIELDS = tuple(f.name for f in dataclasses.fields(TransportId))
 _TID_REQUIRED = ('transport', 'traddr')
 
 
+def tid_fields(tid: TransportId) -> dict:
+    """``tid`` as a state file keeps it (what ``transport_id`` reads back)."""
+    return {name: getattr(tid, name) for name in _TID_FIELDS}
+
+
+def dump_json(doc: object) -> str:
+    """The text of a state file: compact JSON. Written after every change of thousands of
+    entries, the indented form cost several times as much to make and to write."""
+    return json.dumps(doc, separators=(',', ':'))
+
+
 def transport_id(value: object, what: str) -> TransportId:
     """The TID a state file wrote with ``dataclasses.asdict``; ValueError when it is not one."""
     fields = expect(value, dict, what)
