@@ -597,6 +597,7 @@ class Supervisor:
             )
         if self._publisher is not None:
             self._publisher.close()
+        self.role.state_file.flush()  # the last burst of changes, not yet saved
 
 
 def _interface_state(iface) -> InterfaceState:

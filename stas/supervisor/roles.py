@@ -177,12 +177,15 @@ class StafdRole:
         return False
 
     def _persist(self) -> None:
+        self.state_file.save_soon(self._cache_text)
+
+    def _cache_text(self) -> str:
         records = [
             (r.tid, r.spec.origin or Origin.CONFIGURED, r.genctr, r.entries)
             for r in self.view.dcs.values()
             if r.has_log_page
         ]
-        self.state_file.save(cache.dump(records))
+        return cache.dump(records)
 
     def runtime_dir_problem(self) -> Optional[str]:
         """Why the log page cache is not saved now (None: it is)."""
@@ -372,7 +375,7 @@ class StacdRole:
         )
 
     def _persist(self) -> None:
-        self.state_file.save(self.view.dump(self.specs_by_tid.values()))
+        self.state_file.save_soon(lambda: self.view.dump(self.specs_by_tid.values()))
 
     def runtime_dir_problem(self) -> Optional[str]:
         """Why the log page entries of record are not saved now (None: they are)."""

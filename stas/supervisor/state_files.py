@@ -24,6 +24,7 @@ state in memory (``StateFile.problem`` says why, for the status).
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import json
 import logging
@@ -304,18 +305,25 @@ def write_atomic(path: str, text: str) -> None:
         raise
 
 
+# Changes closer together than this are saved together (``StateFile.save_soon``).
+COALESCE_S = 0.2
+
+
 class StateFile:
-    """One state file of a supervisor: loaded at start, saved after every change.
+    """One state file of a supervisor: loaded at start, saved after every burst of changes.
 
     Problems are logged once: a bad file at ``load`` (a warning), an unusable runtime directory
     or a failed save (an error, again only when the problem changes, and an info line when
     saving works again). ``problem`` is the current reason the state is not saved, or None.
     """
 
-    def __init__(self, runtime_dir: str, name: str):
+    def __init__(self, runtime_dir: str, name: str, coalesce_s: float = COALESCE_S):
         self.runtime_dir = runtime_dir
         self.path = os.path.join(runtime_dir, name)
         self.problem: Optional[str] = None
+        self._coalesce_s = coalesce_s
+        self._pending: Optional[Callable[[], str]] = None  # what makes the text of the next save
+        self._timer: Optional[asyncio.TimerHandle] = None
 
     def _dir_problem(self, why: str) -> str:
         return f'runtime directory {self.runtime_dir}: {why}; state is kept in memory only, not saved'
@@ -340,6 +348,29 @@ class StateFile:
         if problem:
             log.warning('%s', problem)
         return value
+
+    def save_soon(self, text: Callable[[], str]) -> None:
+        """Save what ``text()`` makes once the burst of changes this one belongs to is over
+        (``coalesce_s`` later; the text is made then, of the latest state): a burst of log
+        pages or answers is one write, not one per change. Without a running event loop (tests,
+        tools), at once."""
+        self._pending = text
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            self.flush()
+            return
+        if self._timer is None:
+            self._timer = loop.call_later(self._coalesce_s, self.flush)
+
+    def flush(self) -> None:
+        """Write a pending save now (the end of a burst, or the daemon stopping)."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        pending, self._pending = self._pending, None
+        if pending is not None:
+            self.save(pending())
 
     def save(self, text: str) -> bool:
         """Write ``text`` atomically; False (said once per problem) when it cannot be saved."""

@@ -5,6 +5,7 @@ atomic writes, and an unusable runtime directory or a failed save said once.
 
 from __future__ import annotations
 
+import asyncio
 import errno
 import logging
 import os
@@ -284,3 +285,41 @@ def test_a_runtime_directory_problem_at_start_names_the_directory_once(tmp_path,
     state.load(cache.parse, [])
     state.load(cache.parse, [])
     assert [m for _, m in records(caplog)] == [state.problem]
+
+
+def test_a_burst_of_changes_is_saved_once_with_the_latest_state(tmp_path, monkeypatch):
+    writes = []
+    real_write = state_files.write_atomic
+    monkeypatch.setattr(
+        state_files, 'write_atomic', lambda path, text: (writes.append(text), real_write(path, text))
+    )
+    made = []
+
+    def text(n):
+        def make():
+            made.append(n)
+            return f'state {n}'
+
+        return make
+
+    async def burst():
+        sf = state_files.StateFile(str(tmp_path), 'x.json', coalesce_s=0.05)
+        for n in range(1, 6):
+            sf.save_soon(text(n))
+        assert writes == []  # nothing yet: the burst is still on
+        await asyncio.sleep(0.15)
+        assert writes == ['state 5'] and made == [5]  # once, of the latest state
+        sf.save_soon(text(6))
+        sf.flush()  # a daemon stopping: at once
+        assert writes == ['state 5', 'state 6']
+        await asyncio.sleep(0.1)
+        assert writes == ['state 5', 'state 6']  # the flushed save is not made again
+
+    asyncio.run(burst())
+    assert (tmp_path / 'x.json').read_text() == 'state 6'
+
+
+def test_without_an_event_loop_a_save_is_made_at_once(tmp_path):
+    sf = state_files.StateFile(str(tmp_path), 'x.json')
+    sf.save_soon(lambda: 'now')
+    assert (tmp_path / 'x.json').read_text() == 'now'
