@@ -33,7 +33,11 @@ from ..errors import InvalidArgument
 from ..model import IP_TRANSPORTS, LogEntry
 from .addr import is_unspecified_ip
 
-MAX_LOG_ENTRIES = 4096  # 4 MiB of raw records; large CDCs list thousands of subsystems
+# The records a log page may hold. The standard puts no practical limit on NUMREC; this bound
+# only keeps a broken or hostile DC from making a worker read gigabytes: 64 Ki records are 64 MiB
+# read in 4 KiB commands, more subsystems than any CDC serves one host. (An IPC message of that
+# many entries crosses in several frames.)
+MAX_LOG_ENTRIES = 65536
 HEADER_SIZE = 1024
 ENTRY_SIZE = 1024
 HEADER_FIELDS_SIZE = 18  # GENCTR, NUMREC, RECFMT: what a header-only read must return

@@ -1,11 +1,16 @@
 """Framing and msgpack encoding of IPC messages (sans-IO; the only module that imports msgpack).
 
-Wire format: a frame is a 4-byte big-endian unsigned body length followed by a body that is one
-msgpack array ``[tag, fields]``; ``fields`` is a map from field name to value. Nested dataclasses
-are maps too, tuples are arrays, str-enums are their string value, bytes are msgpack bin.
+Wire format: a frame is a 4-byte big-endian header and a body. The header's low 31 bits are the
+body length; its top bit (``MORE``) says the message goes on in the next frame. A message is one
+msgpack array ``[tag, fields]``, sent in one frame, or, when it is larger than a frame may be
+(a log page of tens of thousands of entries, the Configure of a worker with as many
+controllers), cut into pieces of at most a frame each, all but the last flagged ``MORE``.
+``fields`` is a map from field name to value. Nested dataclasses are maps too, tuples are arrays,
+str-enums are their string value, bytes are msgpack bin.
 
 Reading is strict because the peer is another process that may be broken: the length is checked
-against a cap before any body byte is kept, the body must be exactly one msgpack value, the tag
+against a cap before any body byte is kept (and the pieces of a message against a cap of their
+own), the body must be exactly one msgpack value, the tag
 must be registered (and sendable by the peer), the field names must be exactly the dataclass's
 and every value must have the declared type. Anything else raises ``ProtocolError`` naming what
 was wrong. A decoder that failed stays failed: the stream is not trusted again ("never resync");
@@ -30,9 +35,13 @@ import msgpack
 from ..errors import ProtocolError
 from .messages import Message, Sender, message_class, registered
 
-DEFAULT_MAX_FRAME = 8 * 1024 * 1024  # bytes of body; the largest expected frame is a big log page
+DEFAULT_MAX_FRAME = 8 * 1024 * 1024  # bytes of body in one frame
+# bytes of one message, in as many frames as it takes: 64 Ki log page entries, or a Configure of
+# over a hundred thousand controllers, fit with room to spare
+DEFAULT_MAX_MESSAGE = 256 * 1024 * 1024
 HEADER_SIZE = 4
-_MAX_LENGTH = 2**32 - 1  # what the 4-byte header can express
+MORE = 0x8000_0000  # header flag: this frame is a piece of a message that goes on
+_MAX_LENGTH = MORE - 1  # what the header's 31 length bits can express
 _HEADER = struct.Struct('>I')
 _NONE_TYPE = type(None)
 
@@ -341,10 +350,11 @@ def _check_cap(max_frame: int) -> int:
     return max_frame
 
 
-def encode(msg: Message, max_frame: int = DEFAULT_MAX_FRAME) -> bytes:
-    """One complete frame (header + body) for ``msg``.
+def encode(msg: Message, max_frame: int = DEFAULT_MAX_FRAME, max_message: int = DEFAULT_MAX_MESSAGE) -> bytes:
+    """The frames of ``msg``: one (header + body), or, for a body over ``max_frame`` bytes, as
+    many as it takes, all but the last flagged ``MORE``.
 
-    Raises ProtocolError when the body would exceed ``max_frame`` (the peer would refuse it),
+    Raises ProtocolError when the body would exceed ``max_message`` (the peer would refuse it),
     TypeError when ``msg`` is not a registered message.
     """
     cls = type(msg)
@@ -352,11 +362,18 @@ def encode(msg: Message, max_frame: int = DEFAULT_MAX_FRAME) -> bytes:
         raise TypeError(f'{cls.__name__} is not a registered IPC message')
     enc = _ENCODERS.get(cls) or _plans(cls)[0]
     body = msgpack.packb((cls.TAG, enc(msg)))
-    if len(body) > max_frame:
+    if len(body) <= max_frame:
+        return _HEADER.pack(len(body)) + body
+    if len(body) > max_message:
         raise ProtocolError(
-            f'message {cls.TAG!r} encodes to {len(body)} bytes, over the {max_frame}-byte frame cap'
+            f'message {cls.TAG!r} encodes to {len(body)} bytes, over the {max_message}-byte message cap'
         )
-    return _HEADER.pack(len(body)) + body
+    frames = []
+    for start in range(0, len(body), max_frame):
+        piece = body[start : start + max_frame]
+        last = start + max_frame >= len(body)
+        frames.append(_HEADER.pack(len(piece) | (0 if last else MORE)) + piece)
+    return b''.join(frames)
 
 
 def _unpack(body: Any) -> Any:
@@ -393,19 +410,20 @@ def decode_body(body: Any, peer: Optional[Sender] = None) -> Message:
 
 
 def decode(frame: bytes, peer: Optional[Sender] = None, max_frame: int = DEFAULT_MAX_FRAME) -> Message:
-    """The message in exactly one complete frame (e.g. one read back from a file)."""
+    """The message in exactly the frames of one message (e.g. read back from a file)."""
     decoder = FrameDecoder(max_frame=max_frame, peer=peer)
     messages = decoder.feed(frame)
     decoder.eof()
     if len(messages) != 1:
-        raise ProtocolError(f'expected exactly one frame, got {len(messages)}')
+        raise ProtocolError(f'expected exactly one message, got {len(messages)}')
     return messages[0]
 
 
 class FrameDecoder:
     """Incremental decoder: feed it bytes as they arrive, get the complete messages back.
 
-    Buffers at most 4 header bytes plus the body of one frame (at most ``max_frame`` bytes);
+    Buffers at most 4 header bytes plus the body of one frame (at most ``max_frame`` bytes),
+    and the pieces of a message sent in several frames (at most ``max_message`` bytes in all);
     complete frames inside a chunk are decoded straight from the chunk without copying.
     ``peer`` (optional) is who sends on this stream: messages only the other side may send are
     refused.
@@ -415,18 +433,27 @@ class FrameDecoder:
     otherwise it raises at once. After a ProtocolError every later call raises it again.
     """
 
-    def __init__(self, max_frame: int = DEFAULT_MAX_FRAME, peer: Optional[Sender] = None):
+    def __init__(
+        self,
+        max_frame: int = DEFAULT_MAX_FRAME,
+        peer: Optional[Sender] = None,
+        max_message: int = DEFAULT_MAX_MESSAGE,
+    ):
         self.max_frame = _check_cap(max_frame)
+        self.max_message = max(self.max_frame, max_message)
         self.peer = None if peer is None else Sender(peer)
         self._head = bytearray()
         self._body = bytearray()
         self._need: Optional[int] = None  # body length of the frame being read, once known
+        self._more = False  # the frame being read is a piece of a longer message
+        self._pieces = bytearray()  # the pieces of that message read so far
+        self._frames = 0  # how many pieces
         self._error: Optional[str] = None
 
     @property
     def buffered(self) -> int:
-        """Bytes held for an incomplete frame."""
-        return len(self._head) + len(self._body)
+        """Bytes held for an incomplete frame or message."""
+        return len(self._head) + len(self._body) + len(self._pieces)
 
     @property
     def failed(self) -> bool:
@@ -435,8 +462,8 @@ class FrameDecoder:
 
     @property
     def in_frame(self) -> bool:
-        """True between the first byte of a frame and its last."""
-        return bool(self._head) or self._need is not None
+        """True between the first byte of a message and its last."""
+        return bool(self._head) or self._need is not None or self._frames > 0
 
     def feed(self, data: Union[bytes, bytearray, memoryview]) -> List[Message]:
         if self._error is not None:
@@ -455,10 +482,12 @@ class FrameDecoder:
         if self._error is not None:
             raise ProtocolError(self._error)
         if self.in_frame:
-            if self._need is None:
+            if self._head:
                 problem = f'stream ended inside a frame header ({len(self._head)} of {HEADER_SIZE} bytes)'
-            else:
+            elif self._need is not None:
                 problem = f'stream ended inside a frame ({len(self._body)} of {self._need} body bytes)'
+            else:
+                problem = f'stream ended inside a message, after {self._frames} of its frames'
             self._fail(problem)
             raise ProtocolError(problem)
 
@@ -466,6 +495,7 @@ class FrameDecoder:
         self._error = problem
         self._head = bytearray()
         self._body = bytearray()
+        self._pieces = bytearray()
         self._need = None
 
     def _feed(self, view: memoryview, out: List[Message]) -> None:
@@ -496,11 +526,26 @@ class FrameDecoder:
                     break
                 body, self._body = self._body, bytearray()
             self._need = None
+            if self._more:  # a piece: keep it until the last one
+                self._pieces += body
+                self._frames += 1
+                continue
+            if self._frames:
+                self._pieces += body
+                body, self._pieces, self._frames = self._pieces, bytearray(), 0
             out.append(decode_body(body, self.peer))
 
-    def _checked_length(self, length: int) -> int:
+    def _checked_length(self, header: int) -> int:
+        self._more = bool(header & MORE)
+        length = header & _MAX_LENGTH
         if length == 0:
-            raise ProtocolError('frame length 0 is invalid: a frame holds one [tag, fields] array')
+            raise ProtocolError(
+                'frame length 0 is invalid: a frame holds a [tag, fields] array or a piece of one'
+            )
         if length > self.max_frame:
             raise ProtocolError(f'frame length {length} bytes exceeds the {self.max_frame}-byte cap')
+        if self._frames and len(self._pieces) + length > self.max_message:
+            raise ProtocolError(
+                f'message in {self._frames + 1} frames exceeds the {self.max_message}-byte message cap'
+            )
         return length

@@ -38,7 +38,7 @@ from ..model import (
 # Bump whenever a message's tag or fields change. Supervisor and workers are started from the
 # same installation, but a package upgrade while a daemon runs could pair an old supervisor with
 # a freshly spawned worker: the version in Hello catches that before anything else is read.
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 2  # 2: a message larger than a frame goes in several (codec.MORE)
 
 
 class Sender(str, enum.Enum):

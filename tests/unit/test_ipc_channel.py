@@ -243,3 +243,26 @@ def test_read_size_must_be_positive():
         sock_b.close()
 
     run(main())
+
+
+def test_a_log_page_of_tens_of_thousands_of_entries_crosses_in_several_frames():
+    """Over the 8 MiB frame cap: the message goes in pieces and comes out whole."""
+    pages = big_log_pages(60_000)
+    assert len(codec.encode(pages)) > codec.DEFAULT_MAX_FRAME  # two frames at least
+
+    async def main():
+        sup, wrk = await channel_pair()
+
+        async def send():
+            await wrk.send(pages)
+            await wrk.send(m.Heartbeat(seq=1))  # and the stream goes on after it
+
+        async def receive():
+            return await sup.recv(), await sup.recv()
+
+        _, (got, beat) = await asyncio.gather(send(), receive())
+        await close_both(sup, wrk)
+        return got, beat
+
+    got, beat = run(main())
+    assert got == pages and beat == m.Heartbeat(seq=1)

@@ -141,11 +141,12 @@ def test_eof_between_frames_is_clean():
 # --- bounds ------------------------------------------------------------------------------------
 
 
-def test_oversize_length_is_refused_from_the_header_alone():
+@pytest.mark.parametrize('flag', [0, codec.MORE])
+def test_oversize_length_is_refused_from_the_header_alone(flag):
     decoder = codec.FrameDecoder()
     with pytest.raises(ProtocolError) as info:
-        decoder.feed(struct.pack('>I', 0xFFFFFFF0))
-    assert str(info.value) == 'frame length 4294967280 bytes exceeds the 8388608-byte cap'
+        decoder.feed(struct.pack('>I', 0x7FFFFFF0 | flag))
+    assert str(info.value) == 'frame length 2147483632 bytes exceeds the 8388608-byte cap'
     assert decoder.buffered == 0
 
 
@@ -177,12 +178,45 @@ def test_bad_cap_is_refused(cap):
         codec.FrameDecoder(max_frame=cap)
 
 
-def test_encoding_over_the_cap_is_refused():
-    big = m.Reply(req_id=1, ok=True, result={'dump': 'x' * 2000})
+def test_a_message_larger_than_a_frame_goes_in_several_and_comes_back_whole():
+    big = m.Reply(req_id=1, ok=True, result={'dump': 'x' * 5000})
+    frames = codec.encode(big, max_frame=1024)
+    headers = []
+    pos = 0
+    while pos < len(frames):
+        (header,) = struct.unpack_from('>I', frames, pos)
+        headers.append(header)
+        pos += 4 + (header & ~codec.MORE)
+    assert len(headers) == 5 and all(h & codec.MORE for h in headers[:-1]) and not headers[-1] & codec.MORE
+    assert all(h & ~codec.MORE == 1024 for h in headers[:-1])
+    assert codec.FrameDecoder(max_frame=1024).feed(frames) == [big]
+    # byte by byte: the pieces are held, and the message comes out once, at its last byte
+    decoder = codec.FrameDecoder(max_frame=1024)
+    got = []
+    for i in range(len(frames)):
+        got += decoder.feed(frames[i : i + 1])
+        assert decoder.in_frame == (i < len(frames) - 1)
+    assert got == [big] and decoder.buffered == 0
+
+
+def test_a_message_over_the_message_cap_is_refused_on_both_sides():
+    big = m.Reply(req_id=1, ok=True, result={'dump': 'x' * 5000})
     with pytest.raises(
-        ProtocolError, match=r"message 'reply' encodes to 20\d\d bytes, over the 1024-byte frame cap"
+        ProtocolError, match=r"message 'reply' encodes to 50\d\d bytes, over the 3000-byte message cap"
     ):
-        codec.encode(big, max_frame=1024)
+        codec.encode(big, max_frame=1024, max_message=3000)
+    decoder = codec.FrameDecoder(max_frame=1024, max_message=3000)
+    with pytest.raises(ProtocolError, match='message in 3 frames exceeds the 3000-byte message cap'):
+        decoder.feed(codec.encode(big, max_frame=1024))
+    assert decoder.buffered == 0
+
+
+def test_a_stream_ending_inside_a_message_of_several_frames_is_an_error():
+    frames = codec.encode(m.Reply(req_id=1, ok=True, result={'dump': 'x' * 5000}), max_frame=1024)
+    decoder = codec.FrameDecoder(max_frame=1024)
+    assert decoder.feed(frames[: 2 * (4 + 1024)]) == []
+    with pytest.raises(ProtocolError, match='stream ended inside a message, after 2 of its frames'):
+        decoder.eof()
 
 
 # --- malformed bodies --------------------------------------------------------------------------
@@ -369,7 +403,7 @@ def test_good_frames_before_a_bad_one_are_delivered_then_the_error():
 
 def test_decode_needs_exactly_one_frame():
     assert codec.decode(codec.encode(BEAT)) == BEAT
-    with pytest.raises(ProtocolError, match='expected exactly one frame, got 2'):
+    with pytest.raises(ProtocolError, match='expected exactly one message, got 2'):
         codec.decode(codec.encode(BEAT) * 2)
     with pytest.raises(ProtocolError, match='stream ended inside a frame'):
         codec.decode(codec.encode(BEAT)[:-1])
