@@ -10,11 +10,14 @@ What it watches, and what it tells its listener (the stacd role):
 
 A fetch is ``get_all_log_pages(True)`` sent to stafd's unique name (so the answer is known to
 come from the instance that was asked), handed over as ``stafd_answered(owner, json_text)``.
-Fetches are coalesced: signals within ``soak_s`` of each other cost one, and a signal during a
-fetch costs one more after it. A fetch that fails (stafd busy, restarting, a D-Bus error) is
-retried with a backoff while stafd keeps its name; a failure says nothing about what stafd
-knows, so the listener hears nothing of it. ``stafd_answered`` may return a number of seconds:
-the listener wants another fetch then (``stac.Answer.recheck_in_s``).
+Fetches are coalesced, leading edge first: the first signal after a quiet time is fetched at
+once (a new subsystem is connected without a fixed wait; nvme-stas 2.x waited 1.5 s after every
+signal), and the signals that come while that fetch runs cost one more fetch, ``soak_s`` after
+it (a burst of DCs read after one change is two fetches, not one per DC). A fetch that fails
+(stafd busy, restarting, a D-Bus error) is retried with a backoff while stafd keeps its name; a
+failure says nothing about what stafd knows, so the listener hears nothing of it.
+``stafd_answered`` may return a number of seconds: the listener wants another fetch then
+(``stac.Answer.recheck_in_s``).
 
 Messages are built by hand (``new_method_call_message``) instead of through an sdbus proxy
 class: sdbus accepts one class per interface name in a process, and ``org.nvmexpress.staf`` is
@@ -35,7 +38,7 @@ STAF_INTERFACE = 'org.nvmexpress.staf'
 _DBUS = ('org.freedesktop.DBus', '/org/freedesktop/DBus', 'org.freedesktop.DBus')
 TID_KEYS = ('transport', 'traddr', 'trsvcid', 'subsysnqn', 'host-traddr', 'host-iface', 'host-nqn')
 
-SOAK_S = 0.5  # nvme-stas waits 1.5 s; signals come one per DC read, an answer is cheap
+SOAK_S = 0.5  # the trailing fetch of a burst of signals (one per DC read); an answer is cheap
 RETRY_S = (1.0, 2.0, 5.0, 10.0, 30.0)  # after failed fetches, the last one repeating
 CALL_TIMEOUT_S = 30.0
 REOPEN_S = 10.0  # no system bus yet (early boot): try again after this long
@@ -169,11 +172,11 @@ class StafFollower:
             values = ()
         if len(values) >= len(TID_KEYS):
             self._tell('stafd_dc_read', dict(zip(TID_KEYS, (str(v) for v in values))))
-        self.refresh(self._soak_s)
+        self.refresh(0.0)  # at once, or once more after the fetch under way (see above)
 
     def _on_dc_removed(self, msg: Any) -> None:
         if self._from_stafd(msg):
-            self.refresh(self._soak_s)
+            self.refresh(0.0)
 
     def _from_stafd(self, msg: Any) -> bool:
         sender = getattr(msg, 'sender', None)
