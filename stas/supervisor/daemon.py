@@ -20,7 +20,7 @@ import logging
 import os
 import signal
 import time
-from typing import Dict, List, Mapping, Optional, Sequence, Union
+from typing import Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 from .. import __version__, logsetup
 from ..conf import (
@@ -118,6 +118,8 @@ class Supervisor:
         self._tron = False
         self._generation = 0
         self._plans: Dict[WorkerKey, WorkerPlan] = {}
+        # what each worker (by pid) was last told: an identical Configure is not sent again
+        self._configured: Dict[WorkerKey, Tuple[int, Configure]] = {}
         self._interfaces: Dict[str, InterfaceState] = {}
         self._routes: Dict[str, str] = {}
         self._stop = asyncio.Event()
@@ -252,8 +254,20 @@ class Supervisor:
 
     async def _on_hello(self, driver: SlotDriver, hello: Hello) -> None:
         log.info('worker %s up: pid %d', driver.key, hello.pid, extra={'stas_worker': str(driver.key)})
-        await driver.send(self._configure_msg(driver.key))
+        await self._send_configure(driver, force=True)
         self._notify_status()
+
+    async def _send_configure(self, driver: SlotDriver, force: bool = False) -> None:
+        """Tell a worker its desired state, unless it was told exactly this already: with
+        thousands of controllers, a Configure costs the worker a pass over every one of them, and
+        most planning passes change nothing for most workers."""
+        assert driver.hello is not None
+        msg = self._configure_msg(driver.key)
+        told = (driver.hello.pid, msg)
+        if not force and self._configured.get(driver.key) == told:
+            return
+        if await driver.send(msg):
+            self._configured[driver.key] = told
 
     def _on_report(self, key: WorkerKey, msg: Message) -> None:
         if self.role.on_report(key, msg):
@@ -285,9 +299,9 @@ class Supervisor:
 
     async def _configure_all(self) -> None:
         assert self.pool is not None
-        for key, driver in self.pool.drivers.items():
+        for driver in list(self.pool.drivers.values()):
             if driver.hello is not None:
-                await driver.send(self._configure_msg(key))
+                await self._send_configure(driver)
 
     async def _replan(self) -> None:
         assert self.pool is not None and self.config is not None and self.host is not None

@@ -1,0 +1,49 @@
+"""What a worker is told: its Configure is sent again only when it changed, or to a new process."""
+
+from __future__ import annotations
+
+import asyncio
+from types import SimpleNamespace
+
+from stas.conf import default_config
+from stas.model import HostIdentity, WorkerKey
+from stas.supervisor.daemon import Supervisor
+
+HOST = HostIdentity('nqn.2014-08.org.nvmexpress:uuid:0c5d3f4e-1111-4222-8333-944455556666', 'id')
+KEY = WorkerKey('tcp', 'tb0')
+
+
+class FakeDriver:
+    def __init__(self, pid: int):
+        self.key = KEY
+        self.hello = SimpleNamespace(pid=pid)
+        self.sent = []
+
+    async def send(self, msg) -> bool:
+        self.sent.append(msg)
+        return True
+
+
+def supervisor(tmp_path) -> Supervisor:
+    sup = Supervisor(
+        'stafd', str(tmp_path / 'stafd.conf'), str(tmp_path / 'sys.conf'), str(tmp_path / 'run'), environ={}
+    )
+    sup.config, sup.host = default_config('stafd'), HOST
+    return sup
+
+
+def test_an_unchanged_configure_is_not_sent_again_but_a_change_or_a_new_process_is(tmp_path):
+    async def scenario():
+        sup = supervisor(tmp_path)
+        driver = FakeDriver(pid=100)
+        await sup._send_configure(driver, force=True)  # noqa: SLF001 - its hello
+        await sup._send_configure(driver)  # noqa: SLF001 - a planning pass that changed nothing
+        assert len(driver.sent) == 1
+        sup._generation += 1  # noqa: SLF001 - a reload
+        await sup._send_configure(driver)  # noqa: SLF001
+        assert len(driver.sent) == 2 and driver.sent[1].generation == sup._generation  # noqa: SLF001
+        replacement = FakeDriver(pid=101)  # the worker restarted: told everything again
+        await sup._send_configure(replacement)  # noqa: SLF001
+        assert len(replacement.sent) == 1
+
+    asyncio.run(scenario())
