@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import os
 import socket
 
@@ -36,12 +37,25 @@ def build_engine(spec: WorkerSpec):
     raise ValueError(f'no worker engine for daemon {spec.daemon!r}')
 
 
+# The cyclic collector's first generation runs every 700 allocations by default, and each run
+# walks every young object: a worker building thousands of controller machines at its first
+# Configure spent about a third of it there (527 ms -> 369 ms for 3,000 controllers on the
+# development host). Everything imported is frozen out of its reach, and it runs less often.
+GC_THRESHOLDS = (50_000, 20, 20)
+
+
+def tune_gc() -> None:
+    gc.freeze()
+    gc.set_threshold(*GC_THRESHOLDS)
+
+
 def worker_process_main(spec: WorkerSpec, sock: socket.socket) -> None:
     ignore_supervisor_signals()
     set_process_title(spec.title)
     logsetup.setup(spec.daemon, worker=str(spec.key), level=spec.log_level, target=spec.log_target)
     faults.before_hello(spec.fault)
     engine = build_engine(spec)
+    tune_gc()
     runtime = WorkerRuntime(spec, sock, engine)
     if spec.fault:
         runtime.after_hello = lambda: faults.after_hello(spec.fault)
