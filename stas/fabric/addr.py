@@ -17,6 +17,7 @@ sequence (``['10.0.0.5', 'fe80::1']``) or a mapping by family (``{4: [...], 6: [
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import re
 from typing import Iterable, List, Mapping, Optional, Tuple, Union
@@ -42,6 +43,14 @@ def parse_ip(text: object) -> Optional[Tuple[IPAddress, str]]:
     """
     if not isinstance(text, str):
         return None
+    return _parse_ip_text(text)
+
+
+# Planning reads the same few addresses thousands of times (every entry of a DC's log page names
+# the same port, several times over: TID, exclusion, family), and ``ipaddress`` parses them in
+# Python: the answers are remembered (they are immutable).
+@functools.lru_cache(maxsize=4096)
+def _parse_ip_text(text: str) -> Optional[Tuple[IPAddress, str]]:
     s = text.strip()
     if s.startswith('[') and s.endswith(']'):
         s = s[1:-1].strip()
@@ -66,7 +75,14 @@ def parse_ip(text: object) -> Optional[Tuple[IPAddress, str]]:
 
 def normalize_ip(text: object) -> Optional[str]:
     """The canonical spelling of an IP literal (see module docstring), or None if not one."""
-    parsed = parse_ip(text)
+    if not isinstance(text, str):
+        return None
+    return _normalize_ip_text(text)
+
+
+@functools.lru_cache(maxsize=4096)
+def _normalize_ip_text(text: str) -> Optional[str]:
+    parsed = _parse_ip_text(text)
     if parsed is None:
         return None
     ip, zone = parsed

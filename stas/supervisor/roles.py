@@ -49,6 +49,7 @@ from . import cache
 from .ctrl_dicts import add_details, controller_id_dict, visible_extras
 from .policy import configured_specs
 from .stac import (
+    EntryMemo,
     IocSource,
     StacView,
     audit_worker_keys,
@@ -278,6 +279,7 @@ class StacdRole:
         self.status: Dict[TransportId, ControllerStatus] = {}
         self.reported_by: Dict[TransportId, WorkerKey] = {}
         self._told: set = set()  # log page problems already logged
+        self._entry_memo = EntryMemo()  # the previous answer's entries, screened
         self._audit_on = False  # what the last plan told workers about the audit
         # IOCs of the previous run no longer wanted: computed at the first plan, kept for the run
         self._released: Optional[Dict[TransportId, ControllerSpec]] = None
@@ -333,7 +335,7 @@ class StacdRole:
 
     def stafd_answered(self, owner: str, text: str) -> Optional[float]:
         try:
-            pages, problems = parse_all_log_pages(text)
+            pages, problems = parse_all_log_pages(text, self._entry_memo)
         except StasError as exc:
             log.warning('ignoring the answer of stafd: %s', exc.message)
             return None

@@ -109,12 +109,45 @@ def dc_tid_of(fields: Mapping[str, object]) -> TransportId:
     return tid_from_request(values, role=Role.DC, hostnqn='')
 
 
-def parse_all_log_pages(text: str) -> Tuple[List[DcLogPage], List[str]]:
+class EntryMemo:
+    """What the entries of the previous answer screened to, by their exact fields.
+
+    stafd answers with every entry of every DC after each change; checking thousands of entries
+    again (addresses parsed, numbers checked) when one changed is most of what an answer cost.
+    An entry whose fields are exactly those of one in the previous answer screens the same.
+    Only the entries of the last answer are kept.
+    """
+
+    def __init__(self) -> None:
+        self._previous: Dict[tuple, Tuple[Optional[LogEntry], str]] = {}
+        self._current: Dict[tuple, Tuple[Optional[LogEntry], str]] = {}
+
+    def screen(self, e: object) -> Tuple[Optional[LogEntry], str]:
+        try:
+            key = tuple(e.items()) if isinstance(e, dict) else None
+            hash(key)
+        except TypeError:  # a value that is not plain data: screened (and refused) as it is
+            key = None
+        if key is None:
+            return screen_log_entry(e)
+        found = self._previous.get(key) or self._current.get(key)
+        if found is None:
+            found = screen_log_entry(e)
+        self._current[key] = found
+        return found
+
+    def next_answer(self) -> None:
+        self._previous, self._current = self._current, {}
+
+
+def parse_all_log_pages(text: str, memo: Optional[EntryMemo] = None) -> Tuple[List[DcLogPage], List[str]]:
     """stafd's ``get_all_log_pages`` JSON as ``(pages, problems)``.
 
     Raises ``InvalidArgument`` when the text is not the expected list at all (the answer is then
     ignored: nothing is known). A DC or an entry that cannot be read is skipped with a problem.
+    ``memo``: the screening of the previous answer's entries, reused for the same entries.
     """
+    screen = memo.screen if memo is not None else screen_log_entry
     try:
         doc = json.loads(text)
     except (TypeError, ValueError) as exc:
@@ -138,12 +171,14 @@ def parse_all_log_pages(text: str) -> Tuple[List[DcLogPage], List[str]]:
             raw = []
         entries = []
         for i, e in enumerate(raw):
-            entry, reason = screen_log_entry(e)
+            entry, reason = screen(e)
             if entry is None:
                 problems.append(f'DC {dc}: entry {i}: {reason}')
             else:
                 entries.append(entry)
         pages.append(DcLogPage(dc, tuple(entries)))
+    if memo is not None:
+        memo.next_answer()
     return pages, problems
 
 
