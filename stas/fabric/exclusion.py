@@ -100,6 +100,9 @@ def is_excluded(candidate: Candidate, exclusions: Iterable[Mapping[str, str]]) -
     ``candidate`` is a TransportId (compare after defaults are applied) or a mapping with
     hyphenated keys (``nqn`` and snake_case spellings accepted).
     """
+    exclusions = tuple(exclusions)
+    if not exclusions:
+        return None  # the common case, checked for thousands of controllers per pass
     cand = _candidate_pairs(candidate)
     for entry in exclusions:
         if _entry_matches(_normalize_pairs(entry), cand):
@@ -112,6 +115,8 @@ def remove_excluded(
 ) -> Tuple[List[T], List[Tuple[T, Mapping[str, str]]]]:
     """``(kept, excluded)``: ``excluded`` pairs each candidate with the entry that matched it."""
     norm = [(_normalize_pairs(e), e) for e in exclusions]
+    if not norm:
+        return list(candidates), []
     kept: List[T] = []
     excluded: List[Tuple[T, Mapping[str, str]]] = []
     for candidate in candidates:

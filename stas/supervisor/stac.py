@@ -191,6 +191,7 @@ class StacView:
     def __init__(self, settle_s: float = STAFD_SETTLE_S) -> None:
         self.settle_s = settle_s
         self.pages: Dict[TransportId, Tuple[LogEntry, ...]] = {}  # nvme entries only
+        self._tid_memo: Dict[Tuple[TransportId, LogEntry], TransportId] = {}  # log_page_iocs
         self.state = StafdState.UNKNOWN
         self.owner = ''  # stafd's unique bus name, '' when absent
         self.answers = 0  # answers of the current owner
@@ -276,14 +277,21 @@ class StacView:
         """
         found: Dict[TransportId, IocSource] = {}
         problems: List[str] = []
+        # the TID of each entry, as of the last pass: most entries are the same from one pass
+        # to the next, and building a TID checks and normalises every field
+        memo, self._tid_memo = self._tid_memo, {}
         for dc in sorted(self.pages, key=str):
             dc_tid = dc if dc.host_nqn else dataclasses.replace(dc, host_nqn=default_hostnqn)
             for entry in self.pages[dc]:
-                try:
-                    tid = tid_from_io_entry(entry, dc_tid)
-                except StasError as exc:
-                    problems.append(f'DC {dc}: entry for {entry.subnqn!r} skipped: {exc.message}')
-                    continue
+                key = (dc_tid, entry)
+                tid = memo.get(key)
+                if tid is None:
+                    try:
+                        tid = tid_from_io_entry(entry, dc_tid)
+                    except StasError as exc:
+                        problems.append(f'DC {dc}: entry for {entry.subnqn!r} skipped: {exc.message}')
+                        continue
+                self._tid_memo[key] = tid
                 found[tid] = IocSource(tid, entry, dc)
         return found, problems
 

@@ -119,48 +119,49 @@ def test_an_answer_is_parsed_into_normalised_dcs_and_usable_entries():
     assert 'entry 1' in problems[0] and 'xyz' in problems[1] and 'item 2' in problems[2]
 
 
+def answer_text(subs):
+    return json.dumps(
+        [
+            {
+                'discovery-controller': {'transport': 'tcp', 'traddr': '192.0.2.1', 'host-iface': 'tb0'},
+                'log-pages': [
+                    {
+                        'trtype': 'tcp',
+                        'adrfam': 'ipv4',
+                        'traddr': '192.0.2.1',
+                        'trsvcid': '4420',
+                        'subnqn': NQN + s,
+                        'subtype': 'nvme',
+                        'treq': 'not specified',
+                        'portid': '1',
+                        'eflags': '0',
+                    }
+                    for s in subs
+                ]
+                + [{'trtype': 'tcp'}],
+            }
+        ]
+    )
+
+
 def test_entries_seen_in_the_previous_answer_are_not_screened_again(monkeypatch):
     from stas.supervisor import stac
-
-    def answer(subs):
-        return json.dumps(
-            [
-                {
-                    'discovery-controller': {'transport': 'tcp', 'traddr': '192.0.2.1', 'host-iface': 'tb0'},
-                    'log-pages': [
-                        {
-                            'trtype': 'tcp',
-                            'adrfam': 'ipv4',
-                            'traddr': '192.0.2.1',
-                            'trsvcid': '4420',
-                            'subnqn': NQN + s,
-                            'subtype': 'nvme',
-                            'treq': 'not specified',
-                            'portid': '1',
-                            'eflags': '0',
-                        }
-                        for s in subs
-                    ]
-                    + [{'trtype': 'tcp'}],
-                }
-            ]
-        )
 
     screened = []
     real = stac.screen_log_entry
     monkeypatch.setattr(stac, 'screen_log_entry', lambda e: (screened.append(e.get('subnqn')), real(e))[1])
     memo = stac.EntryMemo()
-    first, problems1 = parse_all_log_pages(answer(['s1', 's2', 's3']), memo)
+    first, problems1 = parse_all_log_pages(answer_text(['s1', 's2', 's3']), memo)
     assert len(screened) == 4
     screened.clear()
-    second, problems2 = parse_all_log_pages(answer(['s1', 's2', 's3', 's4']), memo)
+    second, problems2 = parse_all_log_pages(answer_text(['s1', 's2', 's3', 's4']), memo)
     assert screened == [NQN + 's4']  # only the new entry
     assert second[0].entries[:3] == first[0].entries and second[0].entries[3].subnqn == NQN + 's4'
     assert len(problems2) == 1  # the malformed entry is still reported at every answer
     screened.clear()
-    parse_all_log_pages(answer(['s9']), memo)  # s1..s4 gone from this answer
+    parse_all_log_pages(answer_text(['s9']), memo)  # s1..s4 gone from this answer
     screened.clear()
-    parse_all_log_pages(answer(['s1']), memo)  # not kept beyond the previous answer
+    parse_all_log_pages(answer_text(['s1']), memo)  # not kept beyond the previous answer
     assert screened == [NQN + 's1']
 
 
@@ -490,3 +491,22 @@ def test_no_ioc_is_dropped_while_stafd_is_absent_restarting_or_slow(events):
             listed_by.setdefault(owner, set()).update(pages)
             continue
         assert _by_dc(view) == before, f'{kind} changed the IOCs of record'
+
+
+def test_the_iocs_of_unchanged_entries_are_not_built_again(monkeypatch):
+    from stas.supervisor import stac
+
+    built = []
+    real = stac.tid_from_io_entry
+    monkeypatch.setattr(stac, 'tid_from_io_entry', lambda e, dc: (built.append(e.subnqn), real(e, dc))[1])
+    view = StacView()
+    pages, _ = parse_all_log_pages(answer_text(['s1', 's2']))
+    view.on_answer(':1.1', pages, 0.0)
+    first, _ = view.log_page_iocs(HOSTNQN)
+    assert sorted(built) == [NQN + 's1', NQN + 's2']
+    built.clear()
+    pages, _ = parse_all_log_pages(answer_text(['s1', 's2', 's3']))
+    view.on_answer(':1.1', pages, 1.0)
+    second, _ = view.log_page_iocs(HOSTNQN)
+    assert built == [NQN + 's3']
+    assert {t: s for t, s in second.items() if s.entry.subnqn != NQN + 's3'} == first
