@@ -19,8 +19,7 @@ and PYTHONDONTWRITEBYTECODE is set)::
 
 The fabric (``tests/e2e/fabric.py``): two dummy interfaces, one nvmet port on each, one DC per
 port configured in stafd.conf (zeroconf disabled), ``--subsystems`` subsystems (default 4)
-split over the ports; ``--interfaces N`` adds dummy interfaces with addresses up to N in all
-(they carry no port). Both implementations own the same names on one private system bus, so
+split over the ports. Both implementations own the same names on one private system bus, so
 they run one after the other, never together; every kernel controller is deleted between runs.
 nvme-cli's udev rules stay as installed (as on a real host).
 
@@ -36,6 +35,12 @@ round), then connect-all, it measures:
 - a subsystem link on port A -> its entry in ``get_all_log_pages``;
 - stafd and stacd started together -> all I/O controllers live;
 - ``nvme connect-all`` (one per port, run together) -> the same controllers live: the floor.
+
+Before the rounds, each side's stafd starts once untimed (``--no-warmup`` skips it) so that
+neither pays for the first reads of its files over the guest's 9p root. After them, with
+``--interfaces N`` (N > 2), dummy interfaces with an address (no port) are added up to N in all,
+both daemons of each side start together once more, and their PSS gives the "+ per interface"
+figure against the 2-interface PSS.
 
 It prints min/median/max of each side and the ratio of the medians (ours/upstream, and
 ours/connect-all where that means something). It asserts nothing. Under TCG emulation only the
@@ -56,7 +61,17 @@ import time
 from pathlib import Path
 from typing import Dict, List, Optional, Set
 
-from _guest import BIN, CLK_TCK, dbus_call, descendants, guest_problem, pss_kib, spawn_daemon, stop_processes
+from _guest import (
+    BIN,
+    CLK_TCK,
+    ROOT,
+    dbus_call,
+    descendants,
+    guest_problem,
+    pss_kib,
+    spawn_daemon,
+    stop_processes,
+)
 from stacd_connect import KernelView, watch_connects
 
 from stas.testing.bus import start_system_bus, stop_system_bus
@@ -140,6 +155,10 @@ class Impl:
 # ---- the bench ----------------------------------------------------------------------------------
 
 
+def secs(t: Optional[float]) -> str:
+    return 'never' if t is None else f'{t:.1f} s'
+
+
 def tree_ticks(pid: int) -> int:
     """utime+stime of ``pid`` and its live descendants, plus what they reaped (cutime+cstime)."""
     total = 0
@@ -174,11 +193,9 @@ class Bench:
         if value is not None:
             self.results.setdefault(figure, {}).setdefault(side, []).append(value)
 
-    def build(self, subsystems: int, interfaces: int) -> None:
+    def build(self, subsystems: int) -> None:
         for name, cidr in INTERFACES:
             self.ports.append(self.fabric.port(self.fabric.interface(name, cidr)))
-        for i in range(max(0, interfaces - len(INTERFACES))):
-            self.fabric.interface(f'tbx{i}', f'10.{100 + i // 250}.{i % 250}.1/24')
         for n in range(subsystems):
             sub = self.fabric.subsystem(f'sbs{n + 1:03d}', size_mb=1)
             self.ports[n % 2].link(sub)
@@ -267,7 +284,7 @@ def one_session(bench: Bench, view: KernelView, impl: Impl, args) -> None:
     bench.record('stacd start (stafd converged) -> all IOCs live (s)', side, progress.all_live)
     if progress.all_live is not None:
         bench.record('  CPU of stacd processes until then (s)', side, ticks / CLK_TCK)
-    print(f'  {side}: stacd start -> all IOCs live {progress.all_live}, CPU {ticks / CLK_TCK:.1f} s')
+    print(f'  {side}: stacd start -> all IOCs live {secs(progress.all_live)}, CPU {ticks / CLK_TCK:.1f} s')
 
     view.quiet(2.0, 60.0)
     pss = {name: tree_pss_kib(p.pid) / 1024 for name, p in bench.daemons.items()}
@@ -310,8 +327,72 @@ def one_session(bench: Bench, view: KernelView, impl: Impl, args) -> None:
     bench.daemons['stacd'] = impl.spawn('stacd', work / 'stacd', STACD_CONF)
     progress = watch_connects(view, bench.nqns, t0, args.timeout)
     bench.record('stafd+stacd started together -> all IOCs live (s)', side, progress.all_live)
-    print(f'  {side}: both together -> all IOCs live {progress.all_live}')
+    print(f'  {side}: both together -> all IOCs live {secs(progress.all_live)}')
     bench.stop()
+
+
+def warm_up(bench: Bench, impl: Impl, timeout: float) -> None:
+    """One untimed stafd start to its log pages, so that neither side pays for the first reads of
+    its files over the guest's 9p root in a timed start."""
+    delete_all_controllers(120)
+    t0 = time.monotonic()
+    stafd = bench.daemons['stafd'] = impl.spawn(
+        'stafd', bench.fresh(impl.name + '-warm') / 'stafd', STAFD_CONF
+    )
+    took = bench.wait_served(bench.nqns, t0, timeout, stafd)
+    print(f'  {impl.name}: warm-up stafd start (not counted) -> all log pages {secs(took)}')
+    bench.stop()
+
+
+def per_interface(bench: Bench, view: KernelView, impls: List[Impl], total: int, timeout: float) -> None:
+    """With ``total`` interfaces (the extra ones dummies with an address and no port): both
+    daemons started together until all I/O controllers are live, then their PSS."""
+    extra = total - len(INTERFACES)
+    for i in range(extra):
+        bench.fabric.interface(f'tbx{i}', f'10.{100 + i // 250}.{i % 250}.1/24')
+    for impl in impls:
+        delete_all_controllers(120)
+        view.forget()
+        work = bench.fresh(impl.name + f'-{total}if')
+        t0 = time.monotonic()
+        bench.daemons['stafd'] = impl.spawn('stafd', work / 'stafd', STAFD_CONF)
+        bench.daemons['stacd'] = impl.spawn('stacd', work / 'stacd', STACD_CONF)
+        progress = watch_connects(view, bench.nqns, t0, timeout)
+        view.quiet(2.0, 60.0)
+        pss = sum(tree_pss_kib(p.pid) for p in bench.daemons.values()) / 1024
+        bench.record(f'PSS stafd + stacd with {total} interfaces (MiB)', impl.name, pss)
+        base = bench.results.get('PSS stafd + stacd (MiB)', {}).get(impl.name)
+        if base and progress.all_live is not None:
+            per = (pss - statistics.median(base)) * 1024 / extra
+            bench.record('  PSS + per interface (KiB)', impl.name, per)
+        print(
+            f'  {impl.name}: {total} interfaces: all IOCs live {secs(progress.all_live)}, PSS {pss:.1f} MiB'
+        )
+        bench.stop()
+
+
+def pyc_state(trees: List[Path]) -> str:
+    """How many modules of ``trees`` have a .pyc this interpreter version accepts (magic number,
+    and the source's mtime and size in its header): without one, every start compiles."""
+    import importlib.util
+    import struct
+
+    ok = total = 0
+    for tree in trees:
+        for src in tree.rglob('*.py'):
+            total += 1
+            try:
+                with open(importlib.util.cache_from_source(str(src)), 'rb') as f:
+                    head = f.read(16)
+                st = src.stat()
+                flags, mtime, size = struct.unpack('<III', head[4:16])
+            except (OSError, struct.error):
+                continue
+            if head[:4] == importlib.util.MAGIC_NUMBER and (
+                flags & 1 or (mtime == int(st.st_mtime) & 0xFFFFFFFF and size == st.st_size & 0xFFFFFFFF)
+            ):
+                ok += 1
+    return f'{ok} of {total} modules byte-compiled'
 
 
 def connect_all(bench: Bench, view: KernelView, timeout: float) -> None:
@@ -342,7 +423,7 @@ def connect_all(bench: Bench, view: KernelView, timeout: float) -> None:
     for proc in tools.values():
         proc.wait()
     bench.record('connect-all -> all IOCs live (s)', FLOOR, progress.all_live)
-    print(f'  connect-all -> all IOCs live {progress.all_live}')
+    print(f'  connect-all -> all IOCs live {secs(progress.all_live)}')
     delete_all_controllers(120)
 
 
@@ -367,19 +448,22 @@ ORDER = [
     'PSS stafd + stacd (MiB)',
     'stafctl ls wall time (s)',
 ]
+ORDER_TAIL = '  PSS + per interface (KiB)'
 
 
 def fmt(values: Optional[List[float]]) -> str:
     if not values:
         return 'not measured'
-    return f'{min(values):.2f}/{statistics.median(values):.2f}/{max(values):.2f} (n={len(values)})'
+    d = 3 if max(abs(v) for v in values) < 1 else 2 if max(abs(v) for v in values) < 100 else 0
+    return f'{min(values):.{d}f}/{statistics.median(values):.{d}f}/{max(values):.{d}f} (n={len(values)})'
 
 
 def report(bench: Bench) -> None:
     floor = bench.results.get('connect-all -> all IOCs live (s)', {}).get(FLOOR)
     print()
     print('figure: min/median/max for ours | upstream 2.4.1; ratio of medians')
-    for figure in ORDER + [f for f in bench.results if f not in ORDER]:
+    rest = [f for f in bench.results if f not in ORDER and f != ORDER_TAIL]
+    for figure in ORDER + rest + [ORDER_TAIL]:
         sides = bench.results.get(figure, {})
         ours, up = sides.get(OURS), sides.get(UPSTREAM)
         if figure.startswith('connect-all'):
@@ -405,6 +489,7 @@ def main() -> int:
     ap.add_argument(
         '--interfaces', type=int, default=2, help='interfaces in all (default 2; more are dummies)'
     )
+    ap.add_argument('--no-warmup', dest='warmup', action='store_false', help='no untimed first start')
     ap.add_argument('--ls', type=int, default=1, help='stafctl ls calls per session (default 1)')
     ap.add_argument('--no-link', dest='link', action='store_false', help='skip the link -> entry figure')
     ap.add_argument('--timeout', type=float, default=600.0, help='per-step timeout in s (default 600)')
@@ -432,7 +517,7 @@ def main() -> int:
         bench = Bench(Path(tmp))
         bench.fabric.nvmet.clear()
         try:
-            bench.build(args.subsystems, args.interfaces)
+            bench.build(args.subsystems)
             bench.start_bus()
             view = KernelView()
             rules = sorted(
@@ -440,17 +525,27 @@ def main() -> int:
             )
             print(f'kernel {os.uname().release}, {os.cpu_count()} vCPUs (qemu TCG)')
             print(
-                f'fabric: {max(args.interfaces, 2)} interfaces, 2 ports (one DC each), {len(bench.nqns)} subsystems; '
+                f'fabric: 2 interfaces, 2 ports (one DC each), {len(bench.nqns)} subsystems; '
                 f'upstream from {upstream.get("UPSTREAM_DEB", "?")} with {upstream["UPSTREAM_PYTHON"]}; '
                 f'ours with {sys.executable}'
             )
             print('nvme-cli udev rules left installed: ' + (', '.join(rules) or 'none'))
+            up_trees = [Path(p) for p in upstream['UPSTREAM_PYTHONPATH'].split(':')]
+            print(f'ours: {pyc_state([ROOT / "stas"])}; upstream: {pyc_state(up_trees)}')
+            if args.warmup:
+                for impl in impls:
+                    warm_up(bench, impl, args.timeout)
             for run in range(args.runs):
                 order = impls if run % 2 == 0 else impls[::-1]
                 print(f'round {run + 1}: ' + ', '.join(i.name for i in order) + ', connect-all')
                 for impl in order:
                     one_session(bench, view, impl, args)
                 connect_all(bench, view, args.timeout)
+            if args.interfaces > len(INTERFACES):
+                print(f'{args.interfaces} interfaces:')
+                per_interface(bench, view, impls, args.interfaces, args.timeout)
+            else:
+                bench.notes.append('PSS + per interface: not measured (give --interfaces N, N > 2)')
             report(bench)
         finally:
             bench.cleanup()
