@@ -1,0 +1,587 @@
+"""Side by side in one guest boot: this project, upstream nvme-stas 2.4.1 and `nvme connect-all`.
+
+    bench/upstream-peer                        # on the host, once (idempotent): fetch upstream
+    STAS_VENV=/path/to/venv bench/run-in-guest -- bench/side_by_side.py \\
+        [--runs N] [--idle S] [--subsystems N] [--interfaces N] [--timeout S]
+
+What it needs: ``bench/upstream-peer`` run on the host first. It downloads (never installs) Debian
+trixie's nvme-stas 2.4.1 through a private apt configuration, unpacks it under
+~/.cache/nvme-stas-upstream, installs the bookworm Python packages upstream imports
+(python3-dasbus, -gi, -pyudev, -systemd, -lxml), copies the libnvme 1.16 module of the project
+venv next to it and byte-compiles it all, then writes the ``env`` file this script reads
+(``--upstream-env``). Upstream runs with /usr/bin/python3 and that PYTHONPATH; what its systemd
+units would give it is emulated: RUNTIME_DIRECTORY (fresh for each start), /run/stafd and
+/run/stacd, /etc/stas/sys.conf with the test host identity. Its configuration files are passed
+with ``-f``. Byte-compile this project's ``stas`` on the host too (the guest root is read-only
+and PYTHONDONTWRITEBYTECODE is set)::
+
+    env -u PYTHONDONTWRITEBYTECODE $STAS_VENV/bin/python -m compileall -q stas
+
+The fabric (``tests/e2e/fabric.py``): two dummy interfaces, one nvmet port on each, one DC per
+port configured in stafd.conf (zeroconf disabled), ``--subsystems`` subsystems (default 4)
+split over the ports. Both implementations own the same names on one private system bus, so
+they run one after the other, never together; every kernel controller is deleted between runs.
+nvme-cli's udev rules stay as installed (as on a real host).
+
+For each of ``--runs`` rounds (default 3), ours then upstream (the order alternates each
+round), then connect-all, it measures:
+
+- stafd start -> every subsystem in ``get_all_log_pages`` (polled over D-Bus every 0.25 s),
+  and the CPU time of all stafd processes until then;
+- stacd start (stafd converged) -> all I/O controllers live (sysfs, woken by uevents), and
+  stacd's CPU time until then;
+- PSS summed over all processes of each daemon; idle CPU over ``--idle`` s (default 60);
+- ``stafctl ls`` wall time (the implementation's own stafctl);
+- a subsystem link on port A -> the ``log_pages_changed`` signal after which
+  ``get_all_log_pages`` lists it;
+- stafd and stacd started together -> all I/O controllers live;
+- ``nvme connect-all`` (one per port, run together) -> the same controllers live: the floor.
+
+Before the rounds, each side's stafd starts once untimed (``--no-warmup`` skips it) so that
+neither pays for the first reads of its files over the guest's 9p root. After them, with
+``--interfaces N`` (N > 2), dummy interfaces with an address (no port) are added up to N in all,
+both daemons of each side start together once more, and their PSS gives the "+ per interface"
+figure against the 2-interface PSS.
+
+It prints min/median/max of each side and the ratio of the medians (ours/upstream, and
+ours/connect-all where that means something). It asserts nothing. Under TCG emulation only the
+ratios of one boot mean much.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Dict, List, Optional, Set
+
+from _guest import (
+    BIN,
+    CLK_TCK,
+    ROOT,
+    dbus_call,
+    descendants,
+    guest_problem,
+    pss_kib,
+    spawn_daemon,
+    stop_processes,
+)
+from stacd_connect import KernelView, watch_connects
+
+from stas.testing.bus import start_system_bus, stop_system_bus
+from tests.e2e.fabric import Fabric, Port
+from tests.e2e.initiator import HOSTID, HOSTNQN, delete_all_controllers
+from tests.e2e.nvmet import Nvmet
+
+INTERFACES = (('tb0', '192.0.2.1/24'), ('tb1', '198.51.100.1/24'))
+STAFD_CONF = (
+    '[Service Discovery]\nzeroconf=disabled\n'
+    '[Controllers]\n'
+    'controller=transport=tcp;traddr=192.0.2.1;host-iface=tb0\n'
+    'controller=transport=tcp;traddr=198.51.100.1;host-iface=tb1\n'
+)
+STACD_CONF = '[Global]\n'
+POLL_S = 0.25
+LINK_FIGURE = 'subsystem link -> log_pages_changed with its entry in get_all_log_pages (s)'
+OURS, UPSTREAM, FLOOR = 'ours', 'upstream', 'connect-all'
+
+
+# ---- the two implementations --------------------------------------------------------------------
+
+
+def read_env(path: Path) -> Dict[str, str]:
+    out = {}
+    for line in path.read_text().splitlines():
+        key, sep, value = line.partition('=')
+        if sep:
+            out[key.strip()] = value.strip()
+    return out
+
+
+class Impl:
+    """How to start one implementation's daemons and its stafctl."""
+
+    def __init__(self, name: str, upstream: Optional[Dict[str, str]] = None) -> None:
+        self.name = name
+        self.up = upstream
+
+    def _upstream_env(self, runtime: Path) -> Dict[str, str]:
+        env = dict(os.environ)
+        env['PYTHONPATH'] = self.up['UPSTREAM_PYTHONPATH']
+        env['RUNTIME_DIRECTORY'] = str(runtime)
+        env['PYTHONUNBUFFERED'] = '1'
+        return env
+
+    def spawn(self, daemon: str, workdir: Path, conf: str) -> subprocess.Popen:
+        if self.up is None:
+            return spawn_daemon(daemon, workdir, conf)[0]
+        workdir.mkdir(parents=True, exist_ok=True)
+        runtime = workdir / 'run'
+        runtime.mkdir(exist_ok=True)
+        (workdir / f'{daemon}.conf').write_text(conf)
+        with open(workdir / f'{daemon}.log', 'w') as log:
+            return subprocess.Popen(
+                [
+                    self.up['UPSTREAM_PYTHON'],
+                    '-u',
+                    os.path.join(self.up['UPSTREAM_SBIN'], daemon),
+                    '-f',
+                    str(workdir / f'{daemon}.conf'),
+                ],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=self._upstream_env(runtime),
+            )
+
+    def stafctl(self) -> List[str]:
+        if self.up is None:
+            return [str(BIN / 'stafctl'), 'ls']
+        sbin = Path(self.up['UPSTREAM_SBIN'])
+        return [self.up['UPSTREAM_PYTHON'], str(sbin.parent / 'bin' / 'stafctl'), 'ls']
+
+    def stafctl_env(self) -> Dict[str, str]:
+        if self.up is None:
+            return dict(os.environ)
+        env = dict(os.environ)
+        env['PYTHONPATH'] = self.up['UPSTREAM_PYTHONPATH']
+        return env
+
+
+# ---- the bench ----------------------------------------------------------------------------------
+
+
+def secs(t: Optional[float]) -> str:
+    return 'never' if t is None else f'{t:.1f} s'
+
+
+def tree_ticks(pid: int) -> int:
+    """utime+stime of ``pid`` and its live descendants, plus what they reaped (cutime+cstime)."""
+    total = 0
+    for p in descendants(pid):
+        try:
+            with open(f'/proc/{p}/stat') as f:
+                fields = f.read().rsplit(')', 1)[1].split()
+            total += sum(int(x) for x in fields[11:15])
+        except (OSError, IndexError, ValueError):
+            continue
+    return total
+
+
+def tree_pss_kib(pid: int) -> int:
+    return sum(max(pss_kib(p), 0) for p in descendants(pid))
+
+
+class Bench:
+    def __init__(self, workdir: Path) -> None:
+        self.workdir = workdir
+        self.fabric = Fabric(Nvmet())
+        self.ports: List[Port] = []
+        self.nqns: Set[str] = set()
+        self.bus_proc = None
+        self.conn = None
+        self.daemons: Dict[str, subprocess.Popen] = {}
+        self.serial = 0
+        self.results: Dict[str, Dict[str, List[float]]] = {}
+        self.notes: List[str] = []
+
+    def record(self, figure: str, side: str, value: Optional[float]) -> None:
+        if value is not None:
+            self.results.setdefault(figure, {}).setdefault(side, []).append(value)
+
+    def build(self, subsystems: int) -> None:
+        for name, cidr in INTERFACES:
+            self.ports.append(self.fabric.port(self.fabric.interface(name, cidr)))
+        for n in range(subsystems):
+            sub = self.fabric.subsystem(f'sbs{n + 1:03d}', size_mb=1)
+            self.ports[n % 2].link(sub)
+            self.nqns.add(sub.nqn)
+
+    def start_bus(self) -> None:
+        self.bus_proc, os.environ['DBUS_SYSTEM_BUS_ADDRESS'] = start_system_bus(self.workdir / 'bus')
+        from jeepney import MatchRule
+        from jeepney.bus_messages import message_bus
+        from jeepney.io.blocking import open_dbus_connection
+
+        self.conn = open_dbus_connection(bus='SYSTEM')
+        rule = MatchRule(
+            type='signal',
+            path='/org/nvmexpress/staf',
+            interface='org.nvmexpress.staf',
+            member='log_pages_changed',
+        )
+        self.conn.send_and_get_reply(message_bus.AddMatch(rule))
+        self.page_signals = self.conn.filter(rule, bufsize=10000).queue
+
+    def wait_entry(self, nqn: str, t0: float, timeout: float) -> Optional[float]:
+        """Seconds from ``t0`` to the first log_pages_changed signal after which
+        ``get_all_log_pages`` has ``nqn`` (a signal wakes the check; 1 s without one checks
+        anyway); None after ``timeout``."""
+        while time.monotonic() - t0 < timeout:
+            try:
+                self.conn.recv_messages(timeout=1.0)  # the filter queues the signals
+            except TimeoutError:
+                pass
+            if not self.page_signals and time.monotonic() - t0 < 1.0:
+                continue
+            at = time.monotonic() - t0
+            self.page_signals.clear()
+            got = self.served()
+            if got is not None and nqn in got:
+                return at
+        return None
+
+    def served(self) -> Optional[Set[str]]:
+        """NQNs of stafd's log pages on D-Bus; None while it does not answer."""
+        try:
+            [text] = dbus_call(self.conn, 'staf', 'org.nvmexpress.staf', 'get_all_log_pages', 'b', (False,))
+            pages = json.loads(text)
+        except Exception:  # noqa: BLE001 - not on the bus yet
+            return None
+        return {e.get('subnqn') for p in pages for e in p.get('log-pages', []) if e.get('subtype') == 'nvme'}
+
+    def wait_served(
+        self, want: Set[str], t0: float, timeout: float, proc: subprocess.Popen
+    ) -> Optional[float]:
+        while True:
+            got = self.served()
+            if got is not None and want <= got:
+                return time.monotonic() - t0
+            if proc.poll() is not None or time.monotonic() - t0 > timeout:
+                return None
+            time.sleep(POLL_S)
+
+    def fresh(self, tag: str) -> Path:
+        self.serial += 1
+        return self.workdir / f'{self.serial:02d}-{tag}'
+
+    def stop(self) -> None:
+        stop_processes(list(self.daemons.values()))
+        self.daemons.clear()
+        delete_all_controllers(120)
+
+    def cleanup(self) -> None:
+        try:
+            self.stop()
+            self.fabric.cleanup()
+        finally:
+            if self.conn is not None:
+                self.conn.close()
+            if self.bus_proc is not None:
+                stop_system_bus(self.bus_proc)
+
+
+def prepare_upstream_host() -> None:
+    """What upstream's units and packaging would have set up in the guest (its root is a tmpfs
+    overlay): the runtime directories and /etc/stas/sys.conf with the test identity."""
+    for d in ('/run/stafd', '/run/stacd'):
+        os.makedirs(d, exist_ok=True)
+    os.makedirs('/etc/stas', exist_ok=True)
+    Path('/etc/stas/sys.conf').write_text(f'[Host]\nnqn={HOSTNQN}\nid={HOSTID}\n')
+
+
+def one_session(bench: Bench, view: KernelView, impl: Impl, args) -> None:
+    """stafd alone, then stacd, idle, PSS, stafctl, a link; then both together."""
+    side = impl.name
+    delete_all_controllers(120)
+    view.forget()
+    work = bench.fresh(side)
+    t0 = time.monotonic()
+    stafd = bench.daemons['stafd'] = impl.spawn('stafd', work / 'stafd', STAFD_CONF)
+    took = bench.wait_served(bench.nqns, t0, args.timeout, stafd)
+    ticks = tree_ticks(stafd.pid)
+    if took is None:
+        print(
+            f'  {side}: stafd did not serve every subsystem (exit {stafd.poll()}); see {work}/stafd/stafd.log'
+        )
+        print('    ' + (work / 'stafd' / 'stafd.log').read_text()[-1500:].replace('\n', '\n    '))
+        bench.stop()
+        return
+    bench.record('stafd start -> all log pages on D-Bus (s)', side, took)
+    bench.record('  CPU of stafd processes until then (s)', side, ticks / CLK_TCK)
+    print(f'  {side}: stafd start -> all log pages {took:.1f} s, CPU {ticks / CLK_TCK:.1f} s')
+
+    t0 = time.monotonic()
+    stacd = bench.daemons['stacd'] = impl.spawn('stacd', work / 'stacd', STACD_CONF)
+    progress = watch_connects(view, bench.nqns, t0, args.timeout)
+    ticks = tree_ticks(stacd.pid)
+    bench.record('stacd start (stafd converged) -> all IOCs live (s)', side, progress.all_live)
+    if progress.all_live is not None:
+        bench.record('  CPU of stacd processes until then (s)', side, ticks / CLK_TCK)
+    print(f'  {side}: stacd start -> all IOCs live {secs(progress.all_live)}, CPU {ticks / CLK_TCK:.1f} s')
+
+    view.quiet(2.0, 60.0)
+    pss = {name: tree_pss_kib(p.pid) / 1024 for name, p in bench.daemons.items()}
+    for name, mib in pss.items():
+        bench.record(f'PSS {name}, all processes (MiB)', side, mib)
+    bench.record('PSS stafd + stacd (MiB)', side, sum(pss.values()))
+
+    if args.idle > 0:
+        before = {name: tree_ticks(p.pid) for name, p in bench.daemons.items()}
+        time.sleep(args.idle)
+        for name, p in bench.daemons.items():
+            per_min = (tree_ticks(p.pid) - before[name]) / CLK_TCK * 60 / args.idle
+            bench.record(f'idle CPU {name} (s per minute)', side, per_min)
+
+    for _ in range(args.ls):
+        t = time.monotonic()
+        r = subprocess.run(
+            impl.stafctl(), capture_output=True, text=True, env=impl.stafctl_env(), check=False
+        )
+        if r.returncode != 0:
+            print(f'  {side}: stafctl ls exit {r.returncode}: {(r.stderr or r.stdout)[-300:]}')
+            break
+        bench.record('stafctl ls wall time (s)', side, time.monotonic() - t)
+
+    if args.link:
+        sub = bench.fabric.subsystem(f'lnk{bench.serial:03d}', size_mb=1)
+        view.quiet(1.0, 30.0)
+        t0 = time.monotonic()
+        bench.page_signals.clear()
+        bench.ports[0].link(sub)
+        took = bench.wait_entry(sub.nqn, t0, args.timeout)
+        bench.record(LINK_FIGURE, side, took)
+        bench.ports[0].unlink(sub)
+    bench.stop()
+
+    # both together
+    view.forget()
+    work = bench.fresh(side + '-both')
+    t0 = time.monotonic()
+    bench.daemons['stafd'] = impl.spawn('stafd', work / 'stafd', STAFD_CONF)
+    bench.daemons['stacd'] = impl.spawn('stacd', work / 'stacd', STACD_CONF)
+    progress = watch_connects(view, bench.nqns, t0, args.timeout)
+    bench.record('stafd+stacd started together -> all IOCs live (s)', side, progress.all_live)
+    print(f'  {side}: both together -> all IOCs live {secs(progress.all_live)}')
+    bench.stop()
+
+
+def warm_up(bench: Bench, impl: Impl, timeout: float) -> None:
+    """One untimed stafd start to its log pages, so that neither side pays for the first reads of
+    its files over the guest's 9p root in a timed start."""
+    delete_all_controllers(120)
+    t0 = time.monotonic()
+    stafd = bench.daemons['stafd'] = impl.spawn(
+        'stafd', bench.fresh(impl.name + '-warm') / 'stafd', STAFD_CONF
+    )
+    took = bench.wait_served(bench.nqns, t0, timeout, stafd)
+    print(f'  {impl.name}: warm-up stafd start (not counted) -> all log pages {secs(took)}')
+    bench.stop()
+
+
+def per_interface(bench: Bench, view: KernelView, impls: List[Impl], total: int, timeout: float) -> None:
+    """With ``total`` interfaces (the extra ones dummies with an address and no port): both
+    daemons started together until all I/O controllers are live, then their PSS."""
+    extra = total - len(INTERFACES)
+    for i in range(extra):
+        bench.fabric.interface(f'tbx{i}', f'10.{100 + i // 250}.{i % 250}.1/24')
+    for impl in impls:
+        delete_all_controllers(120)
+        view.forget()
+        work = bench.fresh(impl.name + f'-{total}if')
+        t0 = time.monotonic()
+        bench.daemons['stafd'] = impl.spawn('stafd', work / 'stafd', STAFD_CONF)
+        bench.daemons['stacd'] = impl.spawn('stacd', work / 'stacd', STACD_CONF)
+        progress = watch_connects(view, bench.nqns, t0, timeout)
+        view.quiet(2.0, 60.0)
+        pss = sum(tree_pss_kib(p.pid) for p in bench.daemons.values()) / 1024
+        bench.record(f'PSS stafd + stacd with {total} interfaces (MiB)', impl.name, pss)
+        base = bench.results.get('PSS stafd + stacd (MiB)', {}).get(impl.name)
+        if base and progress.all_live is not None:
+            per = (pss - statistics.median(base)) * 1024 / extra
+            bench.record('  PSS + per interface (KiB)', impl.name, per)
+        print(
+            f'  {impl.name}: {total} interfaces: all IOCs live {secs(progress.all_live)}, PSS {pss:.1f} MiB'
+        )
+        bench.stop()
+
+
+def pyc_state(trees: List[Path]) -> str:
+    """How many modules of ``trees`` have a .pyc this interpreter version accepts (magic number,
+    and the source's mtime and size in its header): without one, every start compiles."""
+    import importlib.util
+    import struct
+
+    ok = total = 0
+    for tree in trees:
+        for src in tree.rglob('*.py'):
+            total += 1
+            try:
+                with open(importlib.util.cache_from_source(str(src)), 'rb') as f:
+                    head = f.read(16)
+                st = src.stat()
+                flags, mtime, size = struct.unpack('<III', head[4:16])
+            except (OSError, struct.error):
+                continue
+            if head[:4] == importlib.util.MAGIC_NUMBER and (
+                flags & 1 or (mtime == int(st.st_mtime) & 0xFFFFFFFF and size == st.st_size & 0xFFFFFFFF)
+            ):
+                ok += 1
+    return f'{ok} of {total} modules byte-compiled'
+
+
+def connect_all(bench: Bench, view: KernelView, timeout: float) -> None:
+    nvme = shutil.which('nvme')
+    if nvme is None:
+        bench.notes.append('connect-all: not measured (no nvme on PATH)')
+        return
+    delete_all_controllers(120)
+    view.forget()
+    tools = {}
+    t0 = time.monotonic()
+    for (iface, _), port in zip(INTERFACES, bench.ports):
+        tools[iface] = subprocess.Popen(
+            [
+                nvme,
+                'connect-all',
+                '--transport=tcp',
+                f'--traddr={port.traddr}',
+                f'--trsvcid={port.trsvcid}',
+                f'--host-iface={iface}',
+                f'--hostnqn={HOSTNQN}',
+                f'--hostid={HOSTID}',
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+    progress = watch_connects(view, bench.nqns, t0, timeout)
+    for proc in tools.values():
+        proc.wait()
+    bench.record('connect-all -> all IOCs live (s)', FLOOR, progress.all_live)
+    print(f'  connect-all -> all IOCs live {secs(progress.all_live)}')
+    delete_all_controllers(120)
+
+
+# ---- the report -----------------------------------------------------------------------------------
+
+FLOOR_OF = {
+    'stacd start (stafd converged) -> all IOCs live (s)',
+    'stafd+stacd started together -> all IOCs live (s)',
+}
+ORDER = [
+    'stafd start -> all log pages on D-Bus (s)',
+    '  CPU of stafd processes until then (s)',
+    'stacd start (stafd converged) -> all IOCs live (s)',
+    '  CPU of stacd processes until then (s)',
+    'stafd+stacd started together -> all IOCs live (s)',
+    'connect-all -> all IOCs live (s)',
+    LINK_FIGURE,
+    'idle CPU stafd (s per minute)',
+    'idle CPU stacd (s per minute)',
+    'PSS stafd, all processes (MiB)',
+    'PSS stacd, all processes (MiB)',
+    'PSS stafd + stacd (MiB)',
+    'stafctl ls wall time (s)',
+]
+ORDER_TAIL = '  PSS + per interface (KiB)'
+
+
+def fmt(values: Optional[List[float]]) -> str:
+    if not values:
+        return 'not measured'
+    d = 3 if max(abs(v) for v in values) < 1 else 2 if max(abs(v) for v in values) < 100 else 0
+    return f'{min(values):.{d}f}/{statistics.median(values):.{d}f}/{max(values):.{d}f} (n={len(values)})'
+
+
+def report(bench: Bench) -> None:
+    floor = bench.results.get('connect-all -> all IOCs live (s)', {}).get(FLOOR)
+    print()
+    print('figure: min/median/max for ours | upstream 2.4.1; ratio of medians')
+    rest = [f for f in bench.results if f not in ORDER and f != ORDER_TAIL]
+    for figure in ORDER + rest + [ORDER_TAIL]:
+        sides = bench.results.get(figure, {})
+        ours, up = sides.get(OURS), sides.get(UPSTREAM)
+        if figure.startswith('connect-all'):
+            print(f'{figure}: {fmt(sides.get(FLOOR))}')
+            continue
+        line = f'{figure}: ours {fmt(ours)} | upstream {fmt(up)}'
+        if ours and up and statistics.median(up) > 0 and statistics.median(ours) >= 0:
+            line += f' | ours/upstream {statistics.median(ours) / statistics.median(up):.2f}'
+        if figure in FLOOR_OF and ours and floor:
+            line += f' | ours/connect-all {statistics.median(ours) / statistics.median(floor):.2f}'
+            if up:
+                line += f' (upstream/connect-all {statistics.median(up) / statistics.median(floor):.2f})'
+        print(line)
+    for note in bench.notes:
+        print(note)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument('--runs', type=int, default=3, help='rounds of ours/upstream/connect-all (default 3)')
+    ap.add_argument('--idle', type=float, default=60.0, help='idle CPU window in s (default 60; 0 skips)')
+    ap.add_argument('--subsystems', type=int, default=4, help='subsystems over the 2 ports (default 4)')
+    ap.add_argument(
+        '--interfaces', type=int, default=2, help='interfaces in all (default 2; more are dummies)'
+    )
+    ap.add_argument('--no-warmup', dest='warmup', action='store_false', help='no untimed first start')
+    ap.add_argument('--ls', type=int, default=1, help='stafctl ls calls per session (default 1)')
+    ap.add_argument('--no-link', dest='link', action='store_false', help='skip the link -> entry figure')
+    ap.add_argument('--timeout', type=float, default=600.0, help='per-step timeout in s (default 600)')
+    ap.add_argument(
+        '--upstream-env',
+        default=os.path.join(
+            os.environ.get('NVME_STAS_UPSTREAM_CACHE', os.path.expanduser('~/.cache/nvme-stas-upstream')),
+            'env',
+        ),
+        help='the env file bench/upstream-peer wrote',
+    )
+    args = ap.parse_args()
+    problem = guest_problem('bench/side_by_side.py')
+    if problem is not None:
+        return problem
+    try:
+        upstream = read_env(Path(args.upstream_env))
+    except OSError as e:
+        print(f'no upstream: {e}; run bench/upstream-peer on the host first')
+        return 2
+    prepare_upstream_host()
+    impls = [Impl(OURS), Impl(UPSTREAM, upstream)]
+
+    with tempfile.TemporaryDirectory(prefix='side-by-side.') as tmp:
+        bench = Bench(Path(tmp))
+        bench.fabric.nvmet.clear()
+        try:
+            bench.build(args.subsystems)
+            bench.start_bus()
+            view = KernelView()
+            rules = sorted(
+                str(p) for d in ('/lib/udev/rules.d', '/etc/udev/rules.d') for p in Path(d).glob('*nvm*')
+            )
+            print(f'kernel {os.uname().release}, {os.cpu_count()} vCPUs (qemu TCG)')
+            print(
+                f'fabric: 2 interfaces, 2 ports (one DC each), {len(bench.nqns)} subsystems; '
+                f'upstream from {upstream.get("UPSTREAM_DEB", "?")} with {upstream["UPSTREAM_PYTHON"]}; '
+                f'ours with {sys.executable}'
+            )
+            print('nvme-cli udev rules left installed: ' + (', '.join(rules) or 'none'))
+            up_trees = [Path(p) for p in upstream['UPSTREAM_PYTHONPATH'].split(':')]
+            print(f'ours: {pyc_state([ROOT / "stas"])}; upstream: {pyc_state(up_trees)}')
+            if args.warmup:
+                for impl in impls:
+                    warm_up(bench, impl, args.timeout)
+            for run in range(args.runs):
+                order = impls if run % 2 == 0 else impls[::-1]
+                print(f'round {run + 1}: ' + ', '.join(i.name for i in order) + ', connect-all')
+                for impl in order:
+                    one_session(bench, view, impl, args)
+                connect_all(bench, view, args.timeout)
+            if args.interfaces > len(INTERFACES):
+                print(f'{args.interfaces} interfaces:')
+                per_interface(bench, view, impls, args.interfaces, args.timeout)
+            else:
+                bench.notes.append('PSS + per interface: not measured (give --interfaces N, N > 2)')
+            report(bench)
+        finally:
+            bench.cleanup()
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
