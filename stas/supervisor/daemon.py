@@ -43,6 +43,7 @@ from ..signals import UNUSED, EarlySignals, UnusedSignalLog
 from ..workers import faults
 from ..workers.spec import WorkerSpec
 from . import netlink, resolver, sdnotify
+from .background import Background
 from .cli_args import DEFAULT_NBFT_DIR
 from .policy import (
     InterfaceState,
@@ -130,6 +131,7 @@ class Supervisor:
         self._monitor = None
         self.role = make_role(daemon, runtime_dir)
         self._replan_soon: Optional[asyncio.TimerHandle] = None
+        self._background = Background()  # tasks started and not waited for
         # a planning pass the role asked for at a time of its own (role.next_wakeup_s)
         self._role_wakeup: Optional[asyncio.TimerHandle] = None
         bind = getattr(self.role, 'bind', None)  # a role that learns of changes by itself (stacd)
@@ -214,7 +216,7 @@ class Supervisor:
         for driver in self.pool.drivers.values():
             if driver.hello is not None:
                 for op in ops:
-                    asyncio.ensure_future(_quietly(driver.request(op, {})))
+                    self._background.start(_quietly(driver.request(op, {})))
 
     # ---- workers -------------------------------------------------------------------------------
     def _make_spec(self, key: WorkerKey) -> WorkerSpec:
@@ -285,7 +287,7 @@ class Supervisor:
 
     def _replan_now(self) -> None:
         self._replan_soon = None
-        asyncio.ensure_future(self._replan_and_configure())
+        self._background.start(self._replan_and_configure())
 
     async def _replan_and_configure(self) -> None:
         await self._replan()
@@ -402,7 +404,7 @@ class Supervisor:
             level = 'DEBUG' if self._tron else 'INFO'
             for driver in self.pool.drivers.values():
                 if driver.hello is not None:
-                    asyncio.ensure_future(_quietly(driver.request(OP_SET_LOG_LEVEL, {'level': level})))
+                    self._background.start(_quietly(driver.request(OP_SET_LOG_LEVEL, {'level': level})))
 
     @property
     def log_level(self) -> str:

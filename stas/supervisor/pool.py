@@ -27,6 +27,7 @@ from ..ipc.channel import Channel
 from ..ipc.messages import Heartbeat, Hello, Message, Reply, Request, Sender, Shutdown, check_hello
 from ..model import WorkerKey
 from ..workers.spec import WorkerSpec
+from .background import Background
 from .registry import (
     DeadlineReached,
     Effect,
@@ -94,6 +95,7 @@ class SlotDriver:
         self._reader: Optional[asyncio.Task] = None
         self._timer: Optional[asyncio.TimerHandle] = None
         self._req_ids = itertools.count(1)
+        self._background = Background()
         self._pending: Dict[int, asyncio.Future] = {}
         self.hello: Optional[Hello] = None
         self.keep_connections_on_stop = True
@@ -241,7 +243,7 @@ class SlotDriver:
             return
 
     def _send_soon(self, msg: Message) -> None:
-        asyncio.ensure_future(self.send(msg))
+        self._background.start(self.send(msg))
 
     async def send(self, msg: Message) -> bool:
         channel = self._channel

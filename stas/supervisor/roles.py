@@ -17,7 +17,6 @@ by itself asks ``supervisor.request_replan()``), ``worker_options_for(key, confi
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from dataclasses import replace
@@ -46,6 +45,7 @@ from ..model import (
     WorkerKey,
 )
 from . import cache
+from .background import Background
 from .ctrl_dicts import add_details, controller_id_dict, visible_extras
 from .policy import configured_specs
 from .stac import (
@@ -272,6 +272,7 @@ class StacdRole:
         self.follower: Any = None
         self._publisher: Any = None
         self._request_replan: Optional[Callable[[], None]] = None
+        self._background = Background()  # the follower's start, held until it is done
         self.config: Optional[StacdConfig] = None
         self.specs_by_tid: Dict[TransportId, ControllerSpec] = {}
         self.sources: Dict[TransportId, IocSource] = {}
@@ -306,7 +307,7 @@ class StacdRole:
 
                 factory = StafFollower
             self.follower = factory(self)
-            asyncio.ensure_future(self.follower.start())
+            self._background.start(self.follower.start())
 
     def _replan(self) -> None:
         if self._request_replan is not None:

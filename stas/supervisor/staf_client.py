@@ -30,6 +30,8 @@ import asyncio
 import logging
 from typing import Any, List, Optional, Protocol, Tuple
 
+from .background import Background
+
 log = logging.getLogger(__name__)
 
 STAF_NAME = 'org.nvmexpress.staf'
@@ -80,6 +82,7 @@ class StafFollower:
         self._again = False
         self._failures = 0
         self._closed = False
+        self._background = Background()  # the fetch under way
 
     @property
     def owner(self) -> str:
@@ -227,7 +230,7 @@ class StafFollower:
 
     def _fetch_now(self) -> None:
         self._timer = None
-        asyncio.ensure_future(self._fetch())
+        self._background.start(self._fetch())
 
     async def _fetch(self) -> None:
         owner = self._owner
