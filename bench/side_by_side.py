@@ -73,21 +73,13 @@ from _guest import (
     spawn_daemon,
     stop_processes,
 )
-from stacd_connect import KernelView, watch_connects
+from stacd_connect import INTERFACES, STACD_CONF, STAFD_CONF, KernelView, connect_all_argv, watch_connects
 
 from stas.testing.bus import start_system_bus, stop_system_bus
 from tests.e2e.fabric import Fabric, Port
 from tests.e2e.initiator import HOSTID, HOSTNQN, delete_all_controllers
 from tests.e2e.nvmet import Nvmet
 
-INTERFACES = (('tb0', '192.0.2.1/24'), ('tb1', '198.51.100.1/24'))
-STAFD_CONF = (
-    '[Service Discovery]\nzeroconf=disabled\n'
-    '[Controllers]\n'
-    'controller=transport=tcp;traddr=192.0.2.1;host-iface=tb0\n'
-    'controller=transport=tcp;traddr=198.51.100.1;host-iface=tb1\n'
-)
-STACD_CONF = '[Global]\n'
 POLL_S = 0.25
 LINK_FIGURE = 'subsystem link -> log_pages_changed with its entry in get_all_log_pages (s)'
 OURS, UPSTREAM, FLOOR = 'ours', 'upstream', 'connect-all'
@@ -437,18 +429,7 @@ def connect_all(bench: Bench, view: KernelView, timeout: float) -> None:
     t0 = time.monotonic()
     for (iface, _), port in zip(INTERFACES, bench.ports):
         tools[iface] = subprocess.Popen(
-            [
-                nvme,
-                'connect-all',
-                '--transport=tcp',
-                f'--traddr={port.traddr}',
-                f'--trsvcid={port.trsvcid}',
-                f'--host-iface={iface}',
-                f'--hostnqn={HOSTNQN}',
-                f'--hostid={HOSTID}',
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
+            connect_all_argv(nvme, iface, port), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
         )
     progress = watch_connects(view, bench.nqns, t0, timeout)
     for proc in tools.values():

@@ -68,6 +68,22 @@ STAFD_CONF = (
     'controller=transport=tcp;traddr=198.51.100.1;host-iface=tb1\n'
 )
 STACD_CONF = '[Global]\n'  # every default: connect whatever stafd reports
+
+
+def connect_all_argv(nvme: str, iface: str, port: Port) -> List[str]:
+    """``nvme connect-all`` for the DC of ``port`` through ``iface``, as the test host."""
+    return [
+        nvme,
+        'connect-all',
+        '--transport=tcp',
+        f'--traddr={port.traddr}',
+        f'--trsvcid={port.trsvcid}',
+        f'--host-iface={iface}',
+        f'--hostnqn={HOSTNQN}',
+        f'--hostid={HOSTID}',
+    ]
+
+
 HEAD_DISK = re.compile(r'nvme\d+n\d+')  # nvmeXcYnZ are the hidden per-path legs of multipath
 MIN_CHECK_GAP_S = 0.05  # sysfs is read at most this often while uevents pour in
 
@@ -443,18 +459,7 @@ def measure_baseline(bench: Bench, view: KernelView, timeout: float) -> None:
         logs.append(log_path)
         with open(log_path, 'w') as log:
             tools[iface] = subprocess.Popen(
-                [
-                    nvme,
-                    'connect-all',
-                    '--transport=tcp',
-                    f'--traddr={port.traddr}',
-                    f'--trsvcid={port.trsvcid}',
-                    f'--host-iface={iface}',
-                    f'--hostnqn={HOSTNQN}',
-                    f'--hostid={HOSTID}',
-                ],
-                stdout=log,
-                stderr=subprocess.STDOUT,
+                connect_all_argv(nvme, iface, port), stdout=log, stderr=subprocess.STDOUT
             )
     exits: Dict[str, float] = {}
     progress = watch_connects(view, bench.nqns, t0, timeout, tools=tools, tool_exits=exits)
