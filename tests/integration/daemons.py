@@ -33,6 +33,18 @@ def wait_until(predicate, timeout_s: float, what: str):
     raise AssertionError(f'timed out after {timeout_s} s waiting for {what} (last: {last!r})')
 
 
+def terminate(proc: subprocess.Popen, timeout_s: float = 15) -> Optional[int]:
+    """Stop a daemon as systemd does: SIGTERM, then SIGKILL after ``timeout_s``; its exit code."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    return proc.returncode
+
+
 def worker_replaced(d: Daemon, iface: str, old_pid: int, timeout_s: float, what: str) -> Dict[str, dict]:
     """``d``'s workers once the one of ``iface`` is a new process (not ``old_pid``) and running."""
     return wait_until(
@@ -159,14 +171,7 @@ class Daemon:
         self.proc.send_signal(signum)
 
     def stop(self) -> int:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        return self.proc.returncode
+        return terminate(self.proc)
 
     def close(self):
         self.stop()

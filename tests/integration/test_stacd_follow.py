@@ -19,7 +19,7 @@ from typing import Dict, List, Optional
 
 import pytest
 
-from .daemons import wait_until
+from .daemons import terminate, wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 HOSTNQN = 'nqn.2014-08.org.nvmexpress:uuid:0c5d3f4e-1111-4222-8333-944455556666'
@@ -201,13 +201,8 @@ class Stacd:
         return json.loads(self.ctl('status', '--json').stdout)['stafd']
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        if self.proc is not None:
+            terminate(self.proc)
 
 
 @pytest.fixture
