@@ -84,8 +84,11 @@ class Storm:
         """``how`` (a signal) to a process of ``kind`` of ``d``, at a random moment within
         ``window_s`` from now (while the storm the caller just started is under way)."""
         time.sleep(self.rng.uniform(0, window_s))
-        victims = processes(d)[kind]
-        assert victims, f'no {kind} process of {d.name}'
+        # stacd spawns an interface's worker only once it has something to connect there, so
+        # early in a storm the worker may not exist yet: the strike waits for it.
+        victims = wait_for(
+            lambda: processes(d)[kind], scaled(2), f'a {kind} process of {d.name}', interval=0.05
+        )
         victim = self.rng.choice(victims)
         print(f'  {signal.Signals(how).name} to {d.name} {kind} pid {victim}')
         os.kill(victim, how)
