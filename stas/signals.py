@@ -12,8 +12,8 @@ arrives instead of letting SIGHUP (whose default action is to terminate) kill a 
 is still importing. A SIGHUP noted then is honoured by one reload once the daemon is up: the
 configuration may have changed after it was read.
 
-Python-level handlers are reset to the default by exec(), so the workers' forkserver (an
-exec'd interpreter) does not inherit them; workers ignore the same signals themselves
+The workers' forkserver, forked from the daemon while these handlers are installed, puts the
+defaults back first thing (``uninstall``); workers ignore the same signals themselves
 (``ignore_unused``).
 """
 
@@ -54,6 +54,12 @@ class EarlySignals:
     def install(self) -> None:
         for signum in (signal.SIGHUP, *UNUSED):
             signal.signal(signum, self._note)
+
+    def uninstall(self) -> None:
+        """Back to the default actions (in a process forked from the daemon that is not the
+        daemon: the workers' forkserver)."""
+        for signum in (signal.SIGHUP, *UNUSED):
+            signal.signal(signum, signal.SIG_DFL)
 
     def _note(self, signum: int, frame: object) -> None:
         self.counts[signum] = self.counts.get(signum, 0) + 1

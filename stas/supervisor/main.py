@@ -49,12 +49,13 @@ def main(daemon: str, argv: Sequence[str] | None = None) -> int:
     if problem:
         print(problem, file=sys.stderr)
         return 1
-    # Start the workers' forkserver first: it spends seconds importing their modules (libnvme,
-    # pyudev, asyncio...) in its own process, on another CPU, while this one imports its own.
+    # Start the workers' forkserver first, as a fork of this process while it is still a
+    # single thread with nothing open: it spends seconds importing the workers' modules
+    # (libnvme, pyudev, asyncio...) on another CPU while this one imports its own.
     from .spawner import Spawner
 
     spawner = Spawner(args.worker_engine or daemon)
-    spawner.warm_up()
+    spawner.fork_forkserver(f'{daemon}:forksrv', in_child=early.uninstall)
     from .daemon import run_daemon
 
     return run_daemon(daemon, args, spawner, early)

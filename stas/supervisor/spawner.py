@@ -7,8 +7,16 @@ millisecond), not an interpreter start plus imports (about 0.5 s here, about 10 
 emulated guest). The supervisor itself never imports those modules: the forkserver is a
 separate process, and a native crash in one of them cannot take the supervisor down.
 
-Never the default ``fork`` start method: forking the supervisor would copy its event loop,
-D-Bus connection and netlink sockets into every worker.
+The first forkserver is a fork of the daemon's own process, made at the start of ``main()``
+while that process is still one thread with nothing open but its standard streams
+(``fork_forkserver``): it shares the interpreter and every module imported so far
+(``multiprocess`` and dill among them, about 100 ms of imports on a real host and seconds
+under emulation) instead of starting a new interpreter that imports them again. A forkserver
+started later (a replacement for one that died) is a new interpreter, as ``multiprocess``
+makes it: by then the daemon has threads, an event loop and sockets that a fork would copy.
+
+Never the ``fork`` start method for workers: forking the running supervisor would copy its
+event loop, D-Bus connection and netlink sockets into every worker.
 
 Each worker gets one end of an AF_UNIX socketpair (passed over the forkserver's socket with
 SCM_RIGHTS) and a ``WorkerSpec``: plain data.
@@ -32,8 +40,11 @@ from __future__ import annotations
 import concurrent.futures
 import os
 import select
+import signal
 import socket
-from typing import TYPE_CHECKING, Optional, Sequence
+import sys
+import traceback
+from typing import TYPE_CHECKING, Callable, Optional, Sequence
 
 import multiprocess
 
@@ -157,7 +168,8 @@ class Spawner:
         # '__main__' too: each child otherwise re-runs the parent's main script (runpy, no
         # bytecode cache) to rebuild __mp_main__; loaded once in the forkserver, the forked
         # children already have it and skip that (about 15 ms of every worker start)
-        self._ctx.set_forkserver_preload([*(preload or PRELOAD.get(daemon, ())), '__main__'])
+        self._preload = [*(preload or PRELOAD.get(daemon, ())), '__main__']
+        self._ctx.set_forkserver_preload(self._preload)
         # one thread: starts are serialised (the forkserver serves one request at a time anyway)
         self.executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix='spawner')
 
@@ -175,6 +187,36 @@ class Spawner:
         ours.setblocking(False)
         return WorkerProcess(process, ours, forkserver_pid())
 
+    def fork_forkserver(self, title: str, in_child: Callable[[], None] = lambda: None) -> int:
+        """Start the forkserver as a fork of this process (see the module's docstring); it
+        imports the preload list on its own CPU while this process goes on. Only while this
+        process has a single thread and no event loop, bus or netlink socket. ``title`` is its
+        name in ps; ``in_child`` runs first in it (to undo what is the daemon's own, like its
+        signal handlers). Returns its pid."""
+        from multiprocess import connection, forkserver, util
+
+        with socket.socket(socket.AF_UNIX) as listener:
+            address = connection.arbitrary_address('AF_UNIX')
+            listener.bind(address)
+            if not util.is_abstract_socket_namespace(address):
+                os.chmod(address, 0o600)
+            listener.listen()
+            # every client (this process, each worker) holds the write end: the forkserver
+            # exits when the last of them is gone
+            alive_r, alive_w = os.pipe()
+            pid = os.fork()
+            if pid == 0:
+                os.close(alive_w)
+                _serve_forked(listener.fileno(), alive_r, self._preload, title, in_child)
+            os.close(alive_r)
+        # what multiprocess notes when it starts a forkserver itself: Process.start() then finds
+        # this one running, and ensure_running() replaces it if it dies
+        server = forkserver._forkserver
+        server._forkserver_address = address
+        server._forkserver_alive_fd = alive_w
+        server._forkserver_pid = pid
+        return pid
+
     def warm_up(self) -> Optional[int]:
         """Start the forkserver now (it imports the preload list) rather than at the first spawn;
         a dead one is replaced. Returns its pid."""
@@ -182,6 +224,31 @@ class Spawner:
 
         forkserver.ensure_running()
         return forkserver_pid()
+
+
+def _serve_forked(listener_fd: int, alive_r: int, preload: Sequence[str], title: str, in_child) -> None:
+    """The forked forkserver's life: never returns, and never runs the daemon's exit handlers."""
+    code = 1
+    try:
+        in_child()
+        signal.pthread_sigmask(signal.SIG_SETMASK, [])
+        from ..proctitle import set_process_title
+
+        set_process_title(title)
+        from multiprocess import forkserver
+
+        # the daemon's main module is already loaded here, under its own name: the children
+        # multiprocess forks look for it as __mp_main__
+        sys.modules.setdefault('__mp_main__', sys.modules['__main__'])
+        forkserver.main(listener_fd, alive_r, [m for m in preload if m != '__main__'])
+        code = 0
+    except SystemExit as exc:  # how forkserver.main ends once its last client is gone
+        code = exc.code if isinstance(exc.code, int) else 0
+    except BaseException:
+        traceback.print_exc()
+    finally:
+        sys.stderr.flush()
+        os._exit(code)
 
 
 def forkserver_pid() -> Optional[int]:

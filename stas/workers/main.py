@@ -8,18 +8,10 @@ import os
 import socket
 
 from .. import logsetup
+from ..proctitle import set_process_title
 from . import faults
 from .runtime import WorkerRuntime, ignore_supervisor_signals
 from .spec import WorkerSpec
-
-
-def set_process_title(title: str) -> None:
-    """Show ``stafd:eth0/tcp`` in ps/top (the kernel keeps 15 bytes of it)."""
-    try:
-        with open('/proc/self/comm', 'w') as f:
-            f.write(title[:15])
-    except OSError:
-        pass
 
 
 def build_engine(spec: WorkerSpec):

@@ -67,7 +67,32 @@ def stafd(workdir, bus, **kw):
     return running('stafd', workdir, bus, STAFD_NO_ZEROCONF + TWO_IFACES, **kw)
 
 
+def comm(pid: int) -> str:
+    return Path(f'/proc/{pid}/comm').read_text().strip()
+
+
 # ---- the forkserver ----------------------------------------------------------------------------
+def test_the_first_forkserver_is_a_fork_of_the_daemon_and_a_replacement_a_new_interpreter(
+    workdir, module_system_bus
+):
+    with stafd(workdir, module_system_bus) as d:
+        all_running(d)
+        first = forkserver_of(d)
+        assert comm(first) == 'stafd:forksrv'
+        assert cmdline(first) == cmdline(d.proc.pid)  # no interpreter of its own
+        # the daemon's early signal handlers are not its: a SIGHUP ends it as it would any
+        # process that does not handle it
+        os.kill(first, signal.SIGHUP)
+        wait_until(lambda: 'new forkserver pid' in d.logs(), 15, 'a new forkserver')
+        assert f"the workers' forkserver (pid {first}) ended: killed by SIGHUP" in d.logs()
+        second = forkserver_of(d)
+        assert 'multiprocess.forkserver' in cmdline(second)
+        # workers still start from it
+        tbA = d.workers()['tbA']['pid']
+        os.kill(tbA, signal.SIGKILL)
+        worker_replaced(d, 'tbA', tbA, 10, 'tbA started by the replacement forkserver')
+
+
 def test_a_killed_forkserver_is_said_and_replaced_and_the_workers_run_on(workdir, module_system_bus):
     with stafd(workdir, module_system_bus) as d:
         before = all_running(d)
