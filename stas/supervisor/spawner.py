@@ -51,6 +51,10 @@ import multiprocess
 if TYPE_CHECKING:
     from ..workers.spec import WorkerSpec
 
+# What both the supervisor and every worker import: loaded before the forkserver is forked
+# (fork_forkserver), once for both, their pages shared.
+SHARED = ('asyncio', 'stas.ipc.channel', 'stas.model')
+
 # What each kind of worker imports; preloaded once in the forkserver.
 _COMMON = ('asyncio', 'stas.ipc.channel', 'stas.workers.main')
 _NVME = (
@@ -193,8 +197,12 @@ class Spawner:
         process has a single thread and no event loop, bus or netlink socket. ``title`` is its
         name in ps; ``in_child`` runs first in it (to undo what is the daemon's own, like its
         signal handlers). Returns its pid."""
+        import importlib
+
         from multiprocess import connection, forkserver, util
 
+        for name in SHARED:
+            importlib.import_module(name)
         with socket.socket(socket.AF_UNIX) as listener:
             address = connection.arbitrary_address('AF_UNIX')
             listener.bind(address)
