@@ -38,6 +38,9 @@ for nothing. Each child is handed /dev/null as its tracker instead (see ``_NullR
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
+import gc
+import importlib
 import os
 import select
 import signal
@@ -197,8 +200,6 @@ class Spawner:
         process has a single thread and no event loop, bus or netlink socket. ``title`` is its
         name in ps; ``in_child`` runs first in it (to undo what is the daemon's own, like its
         signal handlers). Returns its pid."""
-        import importlib
-
         from multiprocess import connection, forkserver, util
 
         for name in SHARED:
@@ -248,7 +249,15 @@ def _serve_forked(listener_fd: int, alive_r: int, preload: Sequence[str], title:
         # the daemon's main module is already loaded here, under its own name: the children
         # multiprocess forks look for it as __mp_main__
         sys.modules.setdefault('__mp_main__', sys.modules['__main__'])
-        forkserver.main(listener_fd, alive_r, [m for m in preload if m != '__main__'])
+        for name in preload:
+            if name != '__main__':
+                with contextlib.suppress(ImportError):  # the worker that needs it says why
+                    importlib.import_module(name)
+        # Out of the cyclic collector's reach from now on, here and in every worker: a
+        # collection writes into the header of each object it visits, which would copy into
+        # each worker every page of the modules it shares with this process.
+        gc.freeze()
+        forkserver.main(listener_fd, alive_r, ())
         code = 0
     except SystemExit as exc:  # how forkserver.main ends once its last client is gone
         code = exc.code if isinstance(exc.code, int) else 0
