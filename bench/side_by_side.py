@@ -76,6 +76,7 @@ from _guest import (
 from stacd_connect import INTERFACES, STACD_CONF, STAFD_CONF, KernelView, connect_all_argv, watch_connects
 
 from stas.testing.bus import start_system_bus, stop_system_bus
+from stas.testing.processes import daemon_processes
 from tests.e2e.fabric import Fabric, Port
 from tests.e2e.initiator import HOSTID, HOSTNQN, delete_all_controllers
 from tests.e2e.nvmet import Nvmet
@@ -153,17 +154,30 @@ def secs(t: Optional[float]) -> str:
     return 'never' if t is None else f'{t:.1f} s'
 
 
+def ticks(pid: int) -> int:
+    """utime+stime of ``pid`` plus what it reaped (cutime+cstime); 0 once it is gone."""
+    try:
+        with open(f'/proc/{pid}/stat') as f:
+            fields = f.read().rsplit(')', 1)[1].split()
+        return sum(int(x) for x in fields[11:15])
+    except (OSError, IndexError, ValueError):
+        return 0
+
+
 def tree_ticks(pid: int) -> int:
     """utime+stime of ``pid`` and its live descendants, plus what they reaped (cutime+cstime)."""
-    total = 0
-    for p in descendants(pid):
-        try:
-            with open(f'/proc/{p}/stat') as f:
-                fields = f.read().rsplit(')', 1)[1].split()
-            total += sum(int(x) for x in fields[11:15])
-        except (OSError, IndexError, ValueError):
-            continue
-    return total
+    return sum(ticks(p) for p in descendants(pid))
+
+
+def cpu_split(pid: int) -> str:
+    """Where a daemon of ours spent its CPU: supervisor, forkserver, workers (upstream is one
+    process: nothing to split)."""
+    kinds = daemon_processes(pid)
+    own = {kind: sum(ticks(p) for p in pids) for kind, pids in kinds.items()}
+    # the forkserver's reaped children are workers that ended: count them there
+    own['forkserver'] -= sum(ticks(p) for p in kinds['worker'])
+    own['supervisor'] -= sum(ticks(p) for p in kinds['forkserver']) + sum(ticks(p) for p in kinds['worker'])
+    return ', '.join(f'{kind} {own[kind] / CLK_TCK:.2f}' for kind in ('supervisor', 'forkserver', 'worker'))
 
 
 def tree_pss_kib(pid: int) -> int:
@@ -287,7 +301,7 @@ def one_session(bench: Bench, view: KernelView, impl: Impl, args) -> None:
     t0 = time.monotonic()
     stafd = bench.daemons['stafd'] = impl.spawn('stafd', work / 'stafd', STAFD_CONF)
     took = bench.wait_served(bench.nqns, t0, args.timeout, stafd)
-    ticks = tree_ticks(stafd.pid)
+    spent = tree_ticks(stafd.pid)
     if took is None:
         print(
             f'  {side}: stafd did not serve every subsystem (exit {stafd.poll()}); see {work}/stafd/stafd.log'
@@ -296,17 +310,20 @@ def one_session(bench: Bench, view: KernelView, impl: Impl, args) -> None:
         bench.stop()
         return
     bench.record('stafd start -> all log pages on D-Bus (s)', side, took)
-    bench.record('  CPU of stafd processes until then (s)', side, ticks / CLK_TCK)
-    print(f'  {side}: stafd start -> all log pages {took:.1f} s, CPU {ticks / CLK_TCK:.1f} s')
+    bench.record('  CPU of stafd processes until then (s)', side, spent / CLK_TCK)
+    split = f' ({cpu_split(stafd.pid)})' if impl.name == 'ours' else ''
+    print(f'  {side}: stafd start -> all log pages {took:.1f} s, CPU {spent / CLK_TCK:.1f} s{split}')
 
     t0 = time.monotonic()
     stacd = bench.daemons['stacd'] = impl.spawn('stacd', work / 'stacd', STACD_CONF)
     progress = watch_connects(view, bench.nqns, t0, args.timeout)
-    ticks = tree_ticks(stacd.pid)
+    spent = tree_ticks(stacd.pid)
     bench.record('stacd start (stafd converged) -> all IOCs live (s)', side, progress.all_live)
     if progress.all_live is not None:
-        bench.record('  CPU of stacd processes until then (s)', side, ticks / CLK_TCK)
-    print(f'  {side}: stacd start -> all IOCs live {secs(progress.all_live)}, CPU {ticks / CLK_TCK:.1f} s')
+        bench.record('  CPU of stacd processes until then (s)', side, spent / CLK_TCK)
+    split = f' ({cpu_split(stacd.pid)})' if impl.name == 'ours' else ''
+    live = secs(progress.all_live)
+    print(f'  {side}: stacd start -> all IOCs live {live}, CPU {spent / CLK_TCK:.1f} s{split}')
 
     view.quiet(2.0, 60.0)
     pss = {name: tree_pss_kib(p.pid) / 1024 for name, p in bench.daemons.items()}
