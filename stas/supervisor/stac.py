@@ -109,35 +109,90 @@ def dc_tid_of(fields: Mapping[str, object]) -> TransportId:
     return tid_from_request(values, role=Role.DC, hostnqn='')
 
 
+@dataclass(frozen=True)
+class _ScreenedPage:
+    """One DC's page of an answer as stafd sent it and what it screened to."""
+
+    raw: list  # the decoded 'log-pages' list
+    page: DcLogPage
+    problems: Tuple[str, ...]
+    by_fields: Dict[tuple, Tuple[Optional[LogEntry], str]]  # each entry's screening, by its fields
+
+
 class EntryMemo:
-    """What the entries of the previous answer screened to, by their exact fields.
+    """What the previous answer screened to: the answer as a whole, each DC's page, each entry.
 
     stafd answers with every entry of every DC after each change; checking thousands of entries
-    again (addresses parsed, numbers checked) when one changed is most of what an answer cost.
-    An entry whose fields are exactly those of one in the previous answer screens the same.
-    Only the entries of the last answer are kept.
+    again (addresses parsed, numbers checked) when one changed was most of what an answer cost.
+    So, from the cheapest check to the dearest:
+
+    * an answer whose text is exactly the previous one's parses to the same pages;
+    * a DC whose page is exactly as in the previous answer (equal decoded JSON) keeps its
+      screened page, the same ``DcLogPage`` object (later stages reuse what they built of it);
+    * in a page that changed, an entry whose fields are exactly those of one in that DC's
+      previous page screens the same.
+
+    Only the previous answer is kept.
     """
 
     def __init__(self) -> None:
-        self._previous: Dict[tuple, Tuple[Optional[LogEntry], str]] = {}
-        self._current: Dict[tuple, Tuple[Optional[LogEntry], str]] = {}
+        self._text: Optional[str] = None
+        self._parsed: Tuple[List[DcLogPage], List[str]] = ([], [])
+        self._previous: Dict[TransportId, _ScreenedPage] = {}
+        self._current: Dict[TransportId, _ScreenedPage] = {}
 
-    def screen(self, e: object) -> Tuple[Optional[LogEntry], str]:
-        try:
-            key = tuple(e.items()) if isinstance(e, dict) else None
-            hash(key)
-        except TypeError:  # a value that is not plain data: screened (and refused) as it is
-            key = None
-        if key is None:
-            return screen_log_entry(e)
-        found = self._previous.get(key) or self._current.get(key)
-        if found is None:
-            found = screen_log_entry(e)
-        self._current[key] = found
-        return found
+    def same_answer(self, text: str) -> Optional[Tuple[List[DcLogPage], List[str]]]:
+        """What the previous answer parsed to when ``text`` is its text, else None."""
+        if self._text is None or text != self._text:
+            return None
+        pages, problems = self._parsed
+        return list(pages), list(problems)
 
-    def next_answer(self) -> None:
+    def page(self, dc: TransportId, raw: list) -> Tuple[DcLogPage, Tuple[str, ...]]:
+        """``dc``'s page ``raw`` screened, reusing what the previous answer screened."""
+        previous = self._previous.get(dc)
+        if previous is not None and previous.raw == raw:
+            screened = previous
+        else:
+            screened = _screen_page(dc, raw, previous.by_fields if previous is not None else {})
+        self._current[dc] = screened
+        return screened.page, screened.problems
+
+    def next_answer(self, text: str, parsed: Tuple[List[DcLogPage], List[str]]) -> None:
+        self._text, self._parsed = text, (list(parsed[0]), list(parsed[1]))
         self._previous, self._current = self._current, {}
+
+
+def _fields_key(e: object) -> Optional[tuple]:
+    """An entry's exact fields as a dict key, None when it is not plain data."""
+    try:
+        key = tuple(e.items()) if isinstance(e, dict) else None
+        hash(key)
+    except TypeError:  # a value that is not plain data: screened (and refused) as it is
+        return None
+    return key
+
+
+def _screen_page(
+    dc: TransportId, raw: list, known: Mapping[tuple, Tuple[Optional[LogEntry], str]]
+) -> _ScreenedPage:
+    """Screen the entries of ``dc``'s page ``raw``; ``known``: screenings of entries by their fields."""
+    by_fields: Dict[tuple, Tuple[Optional[LogEntry], str]] = {}
+    entries: List[LogEntry] = []
+    problems: List[str] = []
+    for i, e in enumerate(raw):
+        key = _fields_key(e)
+        if key is None:
+            found = screen_log_entry(e)
+        else:
+            found = by_fields.get(key) or known.get(key) or screen_log_entry(e)
+            by_fields[key] = found
+        entry, reason = found
+        if entry is None:
+            problems.append(f'DC {dc}: entry {i}: {reason}')
+        else:
+            entries.append(entry)
+    return _ScreenedPage(list(raw), DcLogPage(dc, tuple(entries)), tuple(problems), by_fields)
 
 
 def parse_all_log_pages(text: str, memo: Optional[EntryMemo] = None) -> Tuple[List[DcLogPage], List[str]]:
@@ -145,9 +200,12 @@ def parse_all_log_pages(text: str, memo: Optional[EntryMemo] = None) -> Tuple[Li
 
     Raises ``InvalidArgument`` when the text is not the expected list at all (the answer is then
     ignored: nothing is known). A DC or an entry that cannot be read is skipped with a problem.
-    ``memo``: the screening of the previous answer's entries, reused for the same entries.
+    ``memo``: what the previous answer screened to, reused for what is the same in this one.
     """
-    screen = memo.screen if memo is not None else screen_log_entry
+    if memo is not None:
+        same = memo.same_answer(text)
+        if same is not None:
+            return same
     try:
         doc = json.loads(text)
     except (TypeError, ValueError) as exc:
@@ -169,16 +227,15 @@ def parse_all_log_pages(text: str, memo: Optional[EntryMemo] = None) -> Tuple[Li
         if not isinstance(raw, list):
             problems.append(f'DC {dc}: log-pages is not a list')
             raw = []
-        entries = []
-        for i, e in enumerate(raw):
-            entry, reason = screen(e)
-            if entry is None:
-                problems.append(f'DC {dc}: entry {i}: {reason}')
-            else:
-                entries.append(entry)
-        pages.append(DcLogPage(dc, tuple(entries)))
+        if memo is not None:
+            page, page_problems = memo.page(dc, raw)
+        else:
+            screened = _screen_page(dc, raw, {})
+            page, page_problems = screened.page, screened.problems
+        pages.append(page)
+        problems.extend(page_problems)
     if memo is not None:
-        memo.next_answer()
+        memo.next_answer(text, (pages, problems))
     return pages, problems
 
 
