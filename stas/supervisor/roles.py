@@ -50,6 +50,7 @@ from .ctrl_dicts import add_details, controller_id_dict, visible_extras
 from .policy import configured_specs
 from .stac import (
     EntryMemo,
+    FateMemo,
     IocSource,
     StacView,
     audit_worker_keys,
@@ -281,6 +282,7 @@ class StacdRole:
         self.reported_by: Dict[TransportId, WorkerKey] = {}
         self._told: set = set()  # log page problems already logged
         self._entry_memo = EntryMemo()  # the previous answer's entries, screened
+        self._fates = FateMemo()  # what the previous plan made of each log page IOC
         self._audit_on = False  # what the last plan told workers about the audit
         # IOCs of the previous run no longer wanted: computed at the first plan, kept for the run
         self._released: Optional[Dict[TransportId, ControllerSpec]] = None
@@ -398,25 +400,28 @@ class StacdRole:
             ip_families=config.ip_family,
             options=config.options,
             pin_iface=not config.ignore_iface,
+            memo=self._fates,
         )
         told = set(told + more)
         for p in sorted(told - self._told):
             log.warning('%s', p)
         self._told = told
         wanted = {s.tid: s for s in specs}
-        for tid in sorted(set(wanted) - set(self.specs_by_tid), key=str):
+        added = wanted.keys() - self.specs_by_tid.keys()
+        gone = self.specs_by_tid.keys() - wanted.keys()
+        for tid in sorted(added, key=str):
             log.info('I/O controller %s wanted (%s)', tid, 'log page' if tid in sources else 'configured')
-        for tid in sorted(set(self.specs_by_tid) - set(wanted), key=str):
+        for tid in sorted(gone, key=str):
             log.info('I/O controller %s no longer wanted', tid)
         if self._released is None:
             self._released = {s.tid: s for s in released_iocs(self.view.wanted_of_record, wanted)}
             for tid in sorted(self._released, key=str):
                 log.info('I/O controller %s was wanted before stacd restarted and no longer is', tid)
-        changed = set(wanted) != set(self.specs_by_tid)
-        for tid in set(self.specs_by_tid) - set(wanted):
+        changed = bool(added or gone)
+        for tid in gone:
             self._letting_go[tid] = self.specs_by_tid[tid]
-        for tid in set(wanted):
-            self._letting_go.pop(tid, None)
+        for tid in [t for t in self._letting_go if t in wanted]:
+            del self._letting_go[tid]
         self.specs_by_tid = wanted
         self.sources = sources
         self._audit_on = self._audit_wanted()

@@ -36,6 +36,7 @@ from __future__ import annotations
 import dataclasses
 import enum
 import json
+import operator
 from dataclasses import dataclass
 from typing import Collection, Dict, Iterable, List, Mapping, Optional, Sequence, Set, Tuple
 
@@ -109,7 +110,7 @@ def dc_tid_of(fields: Mapping[str, object]) -> TransportId:
     return tid_from_request(values, role=Role.DC, hostnqn='')
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class _ScreenedPage:
     """One DC's page of an answer as stafd sent it and what it screened to."""
 
@@ -239,6 +240,36 @@ def parse_all_log_pages(text: str, memo: Optional[EntryMemo] = None) -> Tuple[Li
     return pages, problems
 
 
+@dataclass(frozen=True, eq=False)
+class _DcIocs:
+    """The IOCs one DC's entries name (``StacView.dc_iocs``), with the entries they were built of."""
+
+    entries: Tuple[LogEntry, ...]
+    sources: Dict[TransportId, IocSource]  # in entry order: a later entry for the same TID wins
+    problems: Tuple[str, ...]
+    tids: Dict[LogEntry, TransportId]  # each usable entry's TID
+
+
+def _dc_iocs(
+    dc: TransportId, dc_tid: TransportId, entries: Tuple[LogEntry, ...], known: Mapping[LogEntry, TransportId]
+) -> _DcIocs:
+    """Build the IOCs of ``dc``'s ``entries``; ``known``: TIDs built before of some of them."""
+    sources: Dict[TransportId, IocSource] = {}
+    problems: List[str] = []
+    tids: Dict[LogEntry, TransportId] = {}
+    for entry in entries:
+        tid = known.get(entry)
+        if tid is None:
+            try:
+                tid = tid_from_io_entry(entry, dc_tid)
+            except StasError as exc:
+                problems.append(f'DC {dc}: entry for {entry.subnqn!r} skipped: {exc.message}')
+                continue
+        tids[entry] = tid
+        sources[tid] = IocSource(tid, entry, dc)
+    return _DcIocs(entries, sources, tuple(problems), tids)
+
+
 # ---- the view -----------------------------------------------------------------------------------
 
 
@@ -248,7 +279,11 @@ class StacView:
     def __init__(self, settle_s: float = STAFD_SETTLE_S) -> None:
         self.settle_s = settle_s
         self.pages: Dict[TransportId, Tuple[LogEntry, ...]] = {}  # nvme entries only
-        self._tid_memo: Dict[Tuple[TransportId, LogEntry], TransportId] = {}  # log_page_iocs
+        # the nvme entries of each DC's page of the last answer: a page that comes again as the
+        # same object (``EntryMemo``) gives the same tuple, so what was built of it is reused
+        self._nvme_of: Dict[TransportId, Tuple[Tuple[LogEntry, ...], Tuple[LogEntry, ...]]] = {}
+        # what ``log_page_iocs`` built of each DC's entries, by (DC, DC TID with host NQN filled)
+        self._iocs_of: Dict[Tuple[TransportId, TransportId], _DcIocs] = {}
         self.state = StafdState.UNKNOWN
         self.owner = ''  # stafd's unique bus name, '' when absent
         self.answers = 0  # answers of the current owner
@@ -306,10 +341,11 @@ class StacView:
         self.last_answer_at = now
         listed_before = set(self.listed)
         new: Dict[TransportId, Tuple[LogEntry, ...]] = {}
+        nvme_of, self._nvme_of = self._nvme_of, {}
         for page in pages:
             self.listed.add(page.dc)
             if page.entries or page.dc in self.read:
-                new[page.dc] = tuple(io_entries(page.entries))
+                new[page.dc] = self._nvme_entries(page, nvme_of.get(page.dc))
             else:
                 new[page.dc] = self.pages.get(page.dc, ())  # not read yet: keep what we had
         age = now - self.first_answer_at
@@ -325,6 +361,18 @@ class StacView:
         recheck = max(0.0, self.settle_s - age) if kept else None
         return Answer(changed, tuple(sorted(kept, key=str)), recheck)
 
+    def _nvme_entries(
+        self, page: DcLogPage, before: Optional[Tuple[Tuple[LogEntry, ...], Tuple[LogEntry, ...]]]
+    ) -> Tuple[LogEntry, ...]:
+        """The nvme entries of ``page``: the tuple of the previous answer when its page was these
+        very entries (``before``: that page's entries and their nvme ones)."""
+        if before is not None and before[0] is page.entries:
+            nvme = before[1]
+        else:
+            nvme = tuple(io_entries(page.entries))
+        self._nvme_of[page.dc] = (page.entries, nvme)
+        return nvme
+
     # ---- what follows from the pages -------------------------------------------------------------
     def log_page_iocs(self, default_hostnqn: str = '') -> Tuple[Dict[TransportId, IocSource], List[str]]:
         """Every IOC the pages of record name, with its source, and entries that name none.
@@ -334,23 +382,35 @@ class StacView:
         """
         found: Dict[TransportId, IocSource] = {}
         problems: List[str] = []
-        # the TID of each entry, as of the last pass: most entries are the same from one pass
-        # to the next, and building a TID checks and normalises every field
-        memo, self._tid_memo = self._tid_memo, {}
+        for part in self.dc_iocs(default_hostnqn):
+            found.update(part.sources)
+            problems.extend(part.problems)
+        return found, problems
+
+    def dc_iocs(self, default_hostnqn: str = '') -> List[_DcIocs]:
+        """What ``log_page_iocs`` merges: the IOCs of each DC's entries, DCs in sorted order.
+
+        Each DC's part is built again only when its entries changed: with thousands of entries,
+        building a TID (every field checked and normalised) for each at every pass was most of
+        what a pass cost. Within a part built again, entries it had before keep their TID.
+        """
+        parts: List[_DcIocs] = []
+        kept: Dict[Tuple[TransportId, TransportId], _DcIocs] = {}
         for dc in sorted(self.pages, key=str):
             dc_tid = dc if dc.host_nqn else dataclasses.replace(dc, host_nqn=default_hostnqn)
-            for entry in self.pages[dc]:
-                key = (dc_tid, entry)
-                tid = memo.get(key)
-                if tid is None:
-                    try:
-                        tid = tid_from_io_entry(entry, dc_tid)
-                    except StasError as exc:
-                        problems.append(f'DC {dc}: entry for {entry.subnqn!r} skipped: {exc.message}')
-                        continue
-                self._tid_memo[key] = tid
-                found[tid] = IocSource(tid, entry, dc)
-        return found, problems
+            entries = self.pages[dc]
+            before = self._iocs_of.get((dc, dc_tid))
+            if before is None or (before.entries is not entries and before.entries != entries):
+                before = _dc_iocs(dc, dc_tid, entries, before.tids if before is not None else {})
+            kept[(dc, dc_tid)] = before
+            parts.append(before)
+        # the parts of other host NQNs stay while their DC is of record: ``addresses_to_route``
+        # asks without one, ``specs`` with sys.conf's, and neither should undo the other's work
+        for key, part in self._iocs_of.items():
+            if key not in kept and key[0] in self.pages:
+                kept[key] = part
+        self._iocs_of = kept
+        return parts
 
     def summary(self) -> Dict[str, object]:
         """What ``process_info`` shows of stafd and of the entries of record."""
@@ -457,6 +517,61 @@ def released_iocs(
 # ---- policy ---------------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True, eq=False)
+class _IocFate:
+    """What ``desired_iocs`` makes of one log page IOC: its spec, or why it is skipped (an
+    excluded one has neither), and the name it is sorted by."""
+
+    tid: TransportId
+    source: IocSource
+    name: str  # str(tid)
+    spec: Optional[ControllerSpec]
+    why: str = ''
+
+
+_Policy = Tuple[Sequence, Tuple[int, ...], ConnectOptions, bool]
+
+
+def _fate(tid: TransportId, source: IocSource, policy: _Policy) -> _IocFate:
+    excluded, ip_families, options, pin_iface = policy
+    name = str(tid)
+    if is_excluded(tid, excluded) is not None:
+        return _IocFate(tid, source, name, None)
+    why = address_problem(tid.transport, tid.traddr, ip_families)
+    if why:
+        return _IocFate(tid, source, name, None, why)
+    spec = ControllerSpec(tid=tid, role=Role.IOC, options=options, pin_iface=pin_iface, ncc=ncc(source.entry))
+    return _IocFate(tid, source, name, spec)
+
+
+class FateMemo:
+    """What ``desired_iocs`` made of each log page IOC at the previous plan.
+
+    A log page IOC's fate depends only on its TID, its source and the policy (exclusions,
+    ip-family, connect options, pinning): while these stay the same, the same fate is reused,
+    its spec the very same object. That keeps a plan of thousands of IOCs cheap, and keeps the
+    Configure of a worker whose controllers did not change equal to the last one at a pointer
+    comparison per controller (``Supervisor._send_configure``). A new policy (a SIGHUP that
+    changed any of it) starts afresh. Only the fates of the previous plan are kept.
+    """
+
+    def __init__(self) -> None:
+        self._policy: Optional[_Policy] = None
+        self._previous: Dict[TransportId, _IocFate] = {}
+
+    def fates(self, sources: Mapping[TransportId, IocSource], policy: _Policy) -> List[_IocFate]:
+        if policy != self._policy:
+            self._policy, self._previous = policy, {}
+        previous, current = self._previous, {}
+        for tid, source in sources.items():
+            fate = previous.get(tid)
+            if fate is None or fate.source is not source:
+                fate = _fate(tid, source, policy)
+            current[tid] = fate
+        self._previous = current
+        return list(current.values())
+
+
 def desired_iocs(
     configured: Iterable[ControllerSpec],
     sources: Mapping[TransportId, IocSource],
@@ -465,25 +580,30 @@ def desired_iocs(
     ip_families: Tuple[int, ...],
     options: ConnectOptions,
     pin_iface: bool,
+    memo: Optional[FateMemo] = None,
 ) -> Tuple[List[ControllerSpec], List[str]]:
     """The IOCs to keep: ``configured`` (already filtered) and the log page IOCs ``sources``
-    that are neither excluded nor of a disabled address family. Returns (specs, problems)."""
+    that are neither excluded nor of a disabled address family. Returns (specs, problems).
+    ``memo``: the fates of the previous plan's IOCs, reused for the same IOCs and policy."""
     chosen: Dict[TransportId, ControllerSpec] = {}
     for spec in configured:
         source = sources.get(spec.tid)
         chosen[spec.tid] = dataclasses.replace(spec, ncc=ncc(source.entry) if source else False)
+    policy: _Policy = (excluded, ip_families, options, pin_iface)
+    if memo is not None:
+        fates = memo.fates(sources, policy)
+    else:
+        fates = [_fate(tid, source, policy) for tid, source in sources.items()]
+    specs = list(chosen.values())
     problems: List[str] = []
-    for tid in sorted(sources, key=str):
-        if tid in chosen or is_excluded(tid, excluded) is not None:
+    for fate in sorted(fates, key=operator.attrgetter('name')):
+        if chosen and fate.tid in chosen:
             continue
-        why = address_problem(tid.transport, tid.traddr, ip_families)
-        if why:
-            problems.append(f'log page entry {tid} skipped: {why}')
-            continue
-        chosen[tid] = ControllerSpec(
-            tid=tid, role=Role.IOC, options=options, pin_iface=pin_iface, ncc=ncc(sources[tid].entry)
-        )
-    return list(chosen.values()), problems
+        if fate.spec is not None:
+            specs.append(fate.spec)
+        elif fate.why:
+            problems.append(f'log page entry {fate.tid} skipped: {fate.why}')
+    return specs, problems
 
 
 def worker_options(
