@@ -284,6 +284,9 @@ class StacView:
         self._nvme_of: Dict[TransportId, Tuple[Tuple[LogEntry, ...], Tuple[LogEntry, ...]]] = {}
         # what ``log_page_iocs`` built of each DC's entries, by (DC, DC TID with host NQN filled)
         self._iocs_of: Dict[Tuple[TransportId, TransportId], _DcIocs] = {}
+        # the state file's text of each DC and of each wanted IOC at the last ``dump``
+        self._dc_texts: Dict[TransportId, Tuple[Tuple[LogEntry, ...], str]] = {}
+        self._wanted_texts: Dict[TransportId, Tuple[bool, str, str]] = {}
         self.state = StafdState.UNKNOWN
         self.owner = ''  # stafd's unique bus name, '' when absent
         self.answers = 0  # answers of the current owner
@@ -425,23 +428,41 @@ class StacView:
 
     # ---- persistence (the text; the role writes the file) -------------------------------------
     def dump(self, wanted: Iterable[ControllerSpec] = ()) -> str:
-        """The entries of record and the IOCs ``wanted`` now, as the text of the state file."""
-        return state_files.dump_json(
-            {
-                'version': STATE_VERSION,
-                'dcs': [
-                    {
-                        'dc': state_files.tid_fields(dc),
-                        'log-pages': [entry_as_dbus_dict(e) for e in self.pages[dc]],
-                    }
-                    for dc in sorted(self.pages, key=str)
-                ],
-                'wanted': [
-                    {'tid': state_files.tid_fields(spec.tid), 'pin-iface': spec.pin_iface}
-                    for spec in sorted(wanted, key=lambda s: str(s.tid))
-                ],
-            }
-        )
+        """The entries of record and the IOCs ``wanted`` now, as the text of the state file.
+
+        It is written after every change, so the text of each DC's page and of each wanted IOC
+        is kept from the previous dump and made again only for what changed; put together, it
+        is ``state_files.dump_json`` of the whole document.
+        """
+        dc_texts, self._dc_texts = self._dc_texts, {}
+        pages = [self._dc_text(dc, dc_texts.get(dc)) for dc in sorted(self.pages, key=str)]
+        wanted_texts, self._wanted_texts = self._wanted_texts, {}
+        iocs = [self._wanted_text(spec, wanted_texts.get(spec.tid)) for spec in wanted]
+        iocs.sort(key=operator.itemgetter(0))
+        version = state_files.dump_json(STATE_VERSION)
+        return f'{{"version":{version},"dcs":[{",".join(pages)}],"wanted":[{",".join(t for _, t in iocs)}]}}'
+
+    def _dc_text(self, dc: TransportId, before: Optional[Tuple[Tuple[LogEntry, ...], str]]) -> str:
+        """``dc``'s item of the state file (``before``: its entries and text at the last dump)."""
+        entries = self.pages[dc]
+        if before is not None and before[0] is entries:
+            text = before[1]
+        else:
+            item = {'dc': state_files.tid_fields(dc), 'log-pages': [entry_as_dbus_dict(e) for e in entries]}
+            text = state_files.dump_json(item)
+        self._dc_texts[dc] = (entries, text)
+        return text
+
+    def _wanted_text(self, spec: ControllerSpec, before: Optional[Tuple[bool, str, str]]) -> Tuple[str, str]:
+        """``(sort name, text)`` of a wanted IOC's item (``before``: its pin, name and text at the
+        last dump)."""
+        if before is not None and before[0] == spec.pin_iface:
+            pin, name, text = before
+        else:
+            pin, name = spec.pin_iface, str(spec.tid)
+            text = state_files.dump_json({'tid': state_files.tid_fields(spec.tid), 'pin-iface': pin})
+        self._wanted_texts[spec.tid] = (pin, name, text)
+        return name, text
 
     def restore(self, text: str) -> None:
         """Take the entries of a previous run (``dump``); raises ValueError naming the problem."""
