@@ -50,13 +50,13 @@ from .ctrl_dicts import add_details, controller_id_dict, visible_extras
 from .policy import configured_specs
 from .stac import (
     EntryMemo,
-    FateMemo,
+    IocPlanner,
     IocSource,
     StacView,
     audit_worker_keys,
     dc_tid_of,
-    desired_iocs,
     ioc_dbus_extras,
+    merged_sources,
     parse_all_log_pages,
     parse_state,
     released_iocs,
@@ -282,7 +282,7 @@ class StacdRole:
         self.reported_by: Dict[TransportId, WorkerKey] = {}
         self._told: set = set()  # log page problems already logged
         self._entry_memo = EntryMemo()  # the previous answer's entries, screened
-        self._fates = FateMemo()  # what the previous plan made of each log page IOC
+        self._planner = IocPlanner()  # what the previous plan made of each DC's IOCs
         self._audit_on = False  # what the last plan told workers about the audit
         # IOCs of the previous run no longer wanted: computed at the first plan, kept for the run
         self._released: Optional[Dict[TransportId, ControllerSpec]] = None
@@ -392,21 +392,23 @@ class StacdRole:
         self._extras = {
             s.tid: tuple((k, v) for k, v in ctrl.fields if k not in CONFIG_TID_KEYS) for s, ctrl in roots
         }
-        sources, told = self.view.log_page_iocs(host.hostnqn)
-        specs, more = desired_iocs(
+        parts = self.view.dc_iocs(host.hostnqn)
+        sources = merged_sources(parts)
+        desired = self._planner.plan(
             [s for s, _ in roots],
+            parts,
             sources,
             excluded=config.excluded,
             ip_families=config.ip_family,
             options=config.options,
             pin_iface=not config.ignore_iface,
-            memo=self._fates,
         )
-        told = set(told + more)
+        specs, wanted = desired.specs, desired.by_tid
+        told = {p for part in parts for p in part.problems}
+        told.update(desired.problems)
         for p in sorted(told - self._told):
             log.warning('%s', p)
         self._told = told
-        wanted = {s.tid: s for s in specs}
         added = wanted.keys() - self.specs_by_tid.keys()
         gone = self.specs_by_tid.keys() - wanted.keys()
         for tid in sorted(added, key=str):

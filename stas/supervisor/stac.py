@@ -244,6 +244,7 @@ def parse_all_log_pages(text: str, memo: Optional[EntryMemo] = None) -> Tuple[Li
 class _DcIocs:
     """The IOCs one DC's entries name (``StacView.dc_iocs``), with the entries they were built of."""
 
+    dc: TransportId
     entries: Tuple[LogEntry, ...]
     sources: Dict[TransportId, IocSource]  # in entry order: a later entry for the same TID wins
     problems: Tuple[str, ...]
@@ -267,7 +268,15 @@ def _dc_iocs(
                 continue
         tids[entry] = tid
         sources[tid] = IocSource(tid, entry, dc)
-    return _DcIocs(entries, sources, tuple(problems), tids)
+    return _DcIocs(dc, entries, sources, tuple(problems), tids)
+
+
+def merged_sources(parts: Iterable[_DcIocs]) -> Dict[TransportId, IocSource]:
+    """The IOCs of ``parts`` (DCs in sorted order): a later DC's source of the same TID wins."""
+    found: Dict[TransportId, IocSource] = {}
+    for part in parts:
+        found.update(part.sources)
+    return found
 
 
 # ---- the view -----------------------------------------------------------------------------------
@@ -383,12 +392,8 @@ class StacView:
         When several DCs list the same controller, the DC that sorts last wins (nvme-stas: the
         last one reported).
         """
-        found: Dict[TransportId, IocSource] = {}
-        problems: List[str] = []
-        for part in self.dc_iocs(default_hostnqn):
-            found.update(part.sources)
-            problems.extend(part.problems)
-        return found, problems
+        parts = self.dc_iocs(default_hostnqn)
+        return merged_sources(parts), [p for part in parts for p in part.problems]
 
     def dc_iocs(self, default_hostnqn: str = '') -> List[_DcIocs]:
         """What ``log_page_iocs`` merges: the IOCs of each DC's entries, DCs in sorted order.
@@ -540,8 +545,8 @@ def released_iocs(
 
 @dataclass(frozen=True, eq=False)
 class _IocFate:
-    """What ``desired_iocs`` makes of one log page IOC: its spec, or why it is skipped (an
-    excluded one has neither), and the name it is sorted by."""
+    """What the policy makes of one log page IOC: its spec, or why it is skipped (an excluded
+    one has neither), and the name it is sorted by."""
 
     tid: TransportId
     source: IocSource
@@ -550,7 +555,9 @@ class _IocFate:
     why: str = ''
 
 
+# exclusions, ip-family, connect options, pinning: all a log page IOC's fate depends on
 _Policy = Tuple[Sequence, Tuple[int, ...], ConnectOptions, bool]
+_NAME = operator.attrgetter('name')
 
 
 def _fate(tid: TransportId, source: IocSource, policy: _Policy) -> _IocFate:
@@ -565,32 +572,101 @@ def _fate(tid: TransportId, source: IocSource, policy: _Policy) -> _IocFate:
     return _IocFate(tid, source, name, spec)
 
 
-class FateMemo:
-    """What ``desired_iocs`` made of each log page IOC at the previous plan.
+@dataclass(frozen=True, eq=False)
+class _DcFates:
+    """The fates of the IOCs of one DC's part, sorted into what the plan merges."""
 
-    A log page IOC's fate depends only on its TID, its source and the policy (exclusions,
-    ip-family, connect options, pinning): while these stay the same, the same fate is reused,
-    its spec the very same object. That keeps a plan of thousands of IOCs cheap, and keeps the
+    part: _DcIocs
+    every: Dict[TransportId, _IocFate]  # by TID, excluded ones too
+    kept: Dict[TransportId, _IocFate]  # with a spec, in entry order
+    specs: Dict[TransportId, ControllerSpec]  # the specs of ``kept``
+    skipped: Dict[TransportId, _IocFate]  # of a disabled address family
+
+
+def _dc_fates(part: _DcIocs, policy: _Policy, known: Mapping[TransportId, _IocFate]) -> _DcFates:
+    """The fates of ``part``'s IOCs; ``known``: fates of the DC's previous part, kept for the
+    IOCs whose source is the same."""
+    every: Dict[TransportId, _IocFate] = {}
+    kept: Dict[TransportId, _IocFate] = {}
+    specs: Dict[TransportId, ControllerSpec] = {}
+    skipped: Dict[TransportId, _IocFate] = {}
+    for tid, source in part.sources.items():
+        fate = known.get(tid)
+        if fate is None or fate.source is not source:
+            fate = _fate(tid, source, policy)
+        every[tid] = fate
+        if fate.spec is not None:
+            kept[tid] = fate
+            specs[tid] = fate.spec
+        elif fate.why:
+            skipped[tid] = fate
+    return _DcFates(part, every, kept, specs, skipped)
+
+
+@dataclass(frozen=True)
+class DesiredIocs:
+    """The IOCs to keep, as ``IocPlanner.plan`` answers."""
+
+    specs: List[ControllerSpec]  # the configured ones first, then the log page ones by TID name
+    by_tid: Dict[TransportId, ControllerSpec]
+    problems: List[str]
+
+
+class IocPlanner:
+    """``desired_iocs`` for a pass after pass, in proportion to what changed.
+
+    A log page IOC's fate depends only on its TID, its source and the policy; so each DC's
+    fates are kept with the DC's part (``StacView.dc_iocs``) and reused while the part is the
+    same object and the policy equal, and only a changed part is sorted again (its IOCs whose
+    source did not change keep their fate). The plan is then a merge of dictionaries and one
+    sort, the specs the very same objects as in the previous pass: that is also what keeps the
     Configure of a worker whose controllers did not change equal to the last one at a pointer
     comparison per controller (``Supervisor._send_configure``). A new policy (a SIGHUP that
-    changed any of it) starts afresh. Only the fates of the previous plan are kept.
+    changed any of it) starts afresh.
     """
 
     def __init__(self) -> None:
         self._policy: Optional[_Policy] = None
-        self._previous: Dict[TransportId, _IocFate] = {}
+        self._by_dc: Dict[TransportId, _DcFates] = {}  # of the previous plan
 
-    def fates(self, sources: Mapping[TransportId, IocSource], policy: _Policy) -> List[_IocFate]:
+    def plan(
+        self,
+        configured: Iterable[ControllerSpec],
+        parts: Sequence[_DcIocs],
+        sources: Mapping[TransportId, IocSource],
+        *,
+        excluded: Sequence,
+        ip_families: Tuple[int, ...],
+        options: ConnectOptions,
+        pin_iface: bool,
+    ) -> DesiredIocs:
+        """``configured`` (already filtered) and the log page IOCs of ``parts`` (DCs in sorted
+        order; ``sources``: their merge) that are neither excluded nor of a disabled family."""
+        policy: _Policy = (excluded, ip_families, options, pin_iface)
         if policy != self._policy:
-            self._policy, self._previous = policy, {}
-        previous, current = self._previous, {}
-        for tid, source in sources.items():
-            fate = previous.get(tid)
-            if fate is None or fate.source is not source:
-                fate = _fate(tid, source, policy)
-            current[tid] = fate
-        self._previous = current
-        return list(current.values())
+            self._policy, self._by_dc = policy, {}
+        previous, self._by_dc = self._by_dc, {}
+        kept: Dict[TransportId, _IocFate] = {}
+        by_tid: Dict[TransportId, ControllerSpec] = {}
+        skipped: Dict[TransportId, _IocFate] = {}
+        for part in parts:  # a later DC's fate of the same TID wins, as its source does
+            fates = previous.get(part.dc)
+            if fates is None or fates.part is not part:
+                fates = _dc_fates(part, policy, fates.every if fates is not None else {})
+            self._by_dc[part.dc] = fates
+            kept.update(fates.kept)
+            by_tid.update(fates.specs)
+            skipped.update(fates.skipped)
+        chosen: Dict[TransportId, ControllerSpec] = {}
+        for spec in configured:  # a configured controller keeps its options, takes the entry's NCC
+            source = sources.get(spec.tid)
+            chosen[spec.tid] = dataclasses.replace(spec, ncc=ncc(source.entry) if source else False)
+            kept.pop(spec.tid, None)
+            skipped.pop(spec.tid, None)
+        by_tid.update(chosen)
+        specs = list(chosen.values()) + [fate.spec for fate in sorted(kept.values(), key=_NAME)]
+        problems = [f'log page entry {f.tid} skipped: {f.why}' for f in sorted(skipped.values(), key=_NAME)]
+        return DesiredIocs(specs, by_tid, problems)
 
 
 def desired_iocs(
@@ -601,30 +677,21 @@ def desired_iocs(
     ip_families: Tuple[int, ...],
     options: ConnectOptions,
     pin_iface: bool,
-    memo: Optional[FateMemo] = None,
 ) -> Tuple[List[ControllerSpec], List[str]]:
     """The IOCs to keep: ``configured`` (already filtered) and the log page IOCs ``sources``
     that are neither excluded nor of a disabled address family. Returns (specs, problems).
-    ``memo``: the fates of the previous plan's IOCs, reused for the same IOCs and policy."""
-    chosen: Dict[TransportId, ControllerSpec] = {}
-    for spec in configured:
-        source = sources.get(spec.tid)
-        chosen[spec.tid] = dataclasses.replace(spec, ncc=ncc(source.entry) if source else False)
-    policy: _Policy = (excluded, ip_families, options, pin_iface)
-    if memo is not None:
-        fates = memo.fates(sources, policy)
-    else:
-        fates = [_fate(tid, source, policy) for tid, source in sources.items()]
-    specs = list(chosen.values())
-    problems: List[str] = []
-    for fate in sorted(fates, key=operator.attrgetter('name')):
-        if chosen and fate.tid in chosen:
-            continue
-        if fate.spec is not None:
-            specs.append(fate.spec)
-        elif fate.why:
-            problems.append(f'log page entry {fate.tid} skipped: {fate.why}')
-    return specs, problems
+    (``IocPlanner``, fed the same, answers the same.)"""
+    everything = _DcIocs(TransportId('', ''), (), dict(sources), (), {})
+    desired = IocPlanner().plan(
+        configured,
+        [everything],
+        sources,
+        excluded=excluded,
+        ip_families=ip_families,
+        options=options,
+        pin_iface=pin_iface,
+    )
+    return desired.specs, desired.problems
 
 
 def worker_options(
