@@ -248,27 +248,30 @@ class _DcIocs:
     entries: Tuple[LogEntry, ...]
     sources: Dict[TransportId, IocSource]  # in entry order: a later entry for the same TID wins
     problems: Tuple[str, ...]
-    tids: Dict[LogEntry, TransportId]  # each usable entry's TID
+    source_of: Dict[LogEntry, IocSource]  # each usable entry's
 
 
 def _dc_iocs(
-    dc: TransportId, dc_tid: TransportId, entries: Tuple[LogEntry, ...], known: Mapping[LogEntry, TransportId]
+    dc: TransportId, dc_tid: TransportId, entries: Tuple[LogEntry, ...], known: Mapping[LogEntry, IocSource]
 ) -> _DcIocs:
-    """Build the IOCs of ``dc``'s ``entries``; ``known``: TIDs built before of some of them."""
+    """Build the IOCs of ``dc``'s ``entries`` (``dc_tid``: ``dc`` with a host NQN); ``known``:
+    the sources built before of some of these entries, by the same DC, kept as they are (so
+    what was built of them in turn is kept too, ``IocPlanner``)."""
     sources: Dict[TransportId, IocSource] = {}
     problems: List[str] = []
-    tids: Dict[LogEntry, TransportId] = {}
+    source_of: Dict[LogEntry, IocSource] = {}
     for entry in entries:
-        tid = known.get(entry)
-        if tid is None:
+        source = known.get(entry)
+        if source is None:
             try:
                 tid = tid_from_io_entry(entry, dc_tid)
             except StasError as exc:
                 problems.append(f'DC {dc}: entry for {entry.subnqn!r} skipped: {exc.message}')
                 continue
-        tids[entry] = tid
-        sources[tid] = IocSource(tid, entry, dc)
-    return _DcIocs(dc, entries, sources, tuple(problems), tids)
+            source = IocSource(tid, entry, dc)
+        source_of[entry] = source
+        sources[source.tid] = source
+    return _DcIocs(dc, entries, sources, tuple(problems), source_of)
 
 
 def merged_sources(parts: Iterable[_DcIocs]) -> Dict[TransportId, IocSource]:
@@ -295,7 +298,7 @@ class StacView:
         self._iocs_of: Dict[Tuple[TransportId, TransportId], _DcIocs] = {}
         # the state file's text of each DC and of each wanted IOC at the last ``dump``
         self._dc_texts: Dict[TransportId, Tuple[Tuple[LogEntry, ...], str]] = {}
-        self._wanted_texts: Dict[TransportId, Tuple[bool, str, str]] = {}
+        self._wanted_texts: Dict[int, Tuple[ControllerSpec, str, str]] = {}  # by id(spec)
         self.state = StafdState.UNKNOWN
         self.owner = ''  # stafd's unique bus name, '' when absent
         self.answers = 0  # answers of the current owner
@@ -409,7 +412,7 @@ class StacView:
             entries = self.pages[dc]
             before = self._iocs_of.get((dc, dc_tid))
             if before is None or (before.entries is not entries and before.entries != entries):
-                before = _dc_iocs(dc, dc_tid, entries, before.tids if before is not None else {})
+                before = _dc_iocs(dc, dc_tid, entries, before.source_of if before is not None else {})
             kept[(dc, dc_tid)] = before
             parts.append(before)
         # the parts of other host NQNs stay while their DC is of record: ``addresses_to_route``
@@ -441,11 +444,9 @@ class StacView:
         """
         dc_texts, self._dc_texts = self._dc_texts, {}
         pages = [self._dc_text(dc, dc_texts.get(dc)) for dc in sorted(self.pages, key=str)]
-        wanted_texts, self._wanted_texts = self._wanted_texts, {}
-        iocs = [self._wanted_text(spec, wanted_texts.get(spec.tid)) for spec in wanted]
-        iocs.sort(key=operator.itemgetter(0))
+        iocs = self._wanted_items(list(wanted))
         version = state_files.dump_json(STATE_VERSION)
-        return f'{{"version":{version},"dcs":[{",".join(pages)}],"wanted":[{",".join(t for _, t in iocs)}]}}'
+        return f'{{"version":{version},"dcs":[{",".join(pages)}],"wanted":[{",".join(iocs)}]}}'
 
     def _dc_text(self, dc: TransportId, before: Optional[Tuple[Tuple[LogEntry, ...], str]]) -> str:
         """``dc``'s item of the state file (``before``: its entries and text at the last dump)."""
@@ -458,16 +459,26 @@ class StacView:
         self._dc_texts[dc] = (entries, text)
         return text
 
-    def _wanted_text(self, spec: ControllerSpec, before: Optional[Tuple[bool, str, str]]) -> Tuple[str, str]:
-        """``(sort name, text)`` of a wanted IOC's item (``before``: its pin, name and text at the
-        last dump)."""
-        if before is not None and before[0] == spec.pin_iface:
-            pin, name, text = before
-        else:
-            pin, name = spec.pin_iface, str(spec.tid)
-            text = state_files.dump_json({'tid': state_files.tid_fields(spec.tid), 'pin-iface': pin})
-        self._wanted_texts[spec.tid] = (pin, name, text)
-        return name, text
+    def _wanted_items(self, wanted: List[ControllerSpec]) -> List[str]:
+        """The state file's items of the IOCs ``wanted``, sorted by TID name.
+
+        Kept by spec object: a plan reuses the spec of an IOC that did not change
+        (``IocPlanner``), so a dump after one change makes the text of the new specs only. The
+        lookups are by ``id`` (an int, hashed in C), which is sound because each item holds its
+        spec: no other object can have that id while the item is kept.
+        """
+        before = self._wanted_texts
+        items = [before.get(id(spec)) for spec in wanted]
+        for i, item in enumerate(items):
+            if item is None:
+                spec = wanted[i]
+                text = state_files.dump_json(
+                    {'tid': state_files.tid_fields(spec.tid), 'pin-iface': spec.pin_iface}
+                )
+                items[i] = (spec, str(spec.tid), text)
+        self._wanted_texts = dict(zip(map(id, wanted), items))
+        items.sort(key=operator.itemgetter(1))
+        return list(map(operator.itemgetter(2), items))
 
     def restore(self, text: str) -> None:
         """Take the entries of a previous run (``dump``); raises ValueError naming the problem."""
