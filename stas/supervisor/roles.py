@@ -409,8 +409,10 @@ class StacdRole:
         for p in sorted(told - self._told):
             log.warning('%s', p)
         self._told = told
-        added = wanted.keys() - self.specs_by_tid.keys()
-        gone = self.specs_by_tid.keys() - wanted.keys()
+        # sets of dicts and set-dict differences reuse the hashes the dicts keep (a TID's hash is
+        # computed in Python): key views would hash every TID again
+        added = set(wanted).difference(self.specs_by_tid)
+        gone = set(self.specs_by_tid).difference(wanted)
         for tid in sorted(added, key=str):
             log.info('I/O controller %s wanted (%s)', tid, 'log page' if tid in sources else 'configured')
         for tid in sorted(gone, key=str):

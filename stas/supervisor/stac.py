@@ -48,7 +48,7 @@ from ..fabric.exclusion import is_excluded
 from ..fabric.tid import tid_from_io_entry, tid_from_request
 from ..ipc.messages import WorkerOptions
 from ..model import ConnectOptions, ControllerSpec, LogEntry, Role, TransportId, WorkerKey
-from . import state_files
+from . import json_items, state_files
 
 # How long a stafd instance that does not (yet) list a DC may take to list it again before the
 # IOCs found through that DC are let go: long enough for a fresh stafd to connect its DCs,
@@ -120,16 +120,35 @@ class _ScreenedPage:
     by_fields: Dict[tuple, Tuple[Optional[LogEntry], str]]  # each entry's screening, by its fields
 
 
+@dataclass(frozen=True, eq=False)
+class _AnswerItem:
+    """One item of an answer: where it is in the text, the DC it names and its screened page
+    (None: the item names no DC), and the problems it gives."""
+
+    start: int
+    end: int
+    dc: Optional[TransportId]
+    screened: Optional[_ScreenedPage]
+    problems: Tuple[str, ...]
+
+    def moved(self, by: int) -> _AnswerItem:
+        return dataclasses.replace(self, start=self.start + by, end=self.end + by)
+
+
 class EntryMemo:
-    """What the previous answer screened to: the answer as a whole, each DC's page, each entry.
+    """What the previous answer was read as: where each DC's item is in its text, each DC's
+    screened page, and each entry's screening.
 
-    stafd answers with every entry of every DC after each change; checking thousands of entries
-    again (addresses parsed, numbers checked) when one changed was most of what an answer cost.
-    So, from the cheapest check to the dearest:
+    stafd answers with every entry of every DC after each change; decoding the whole text again
+    and checking thousands of entries (addresses parsed, numbers checked) when one changed was
+    most of what an answer cost. So, from the cheapest check to the dearest:
 
-    * an answer whose text is exactly the previous one's parses to the same pages;
-    * a DC whose page is exactly as in the previous answer (equal decoded JSON) keeps its
-      screened page, the same ``DcLogPage`` object (later stages reuse what they built of it);
+    * the items inside the text the answer shares with the previous one (at its start and at its
+      end, compared as text) are not even decoded: their DCs keep their screened pages, the same
+      ``DcLogPage`` objects (later stages reuse what they built of them); an answer whose text
+      is the previous one's is the extreme case;
+    * a DC whose page is decoded again and is exactly as in the previous answer (equal decoded
+      JSON) keeps its screened page too;
     * in a page that changed, an entry whose fields are exactly those of one in that DC's
       previous page screens the same.
 
@@ -138,30 +157,88 @@ class EntryMemo:
 
     def __init__(self) -> None:
         self._text: Optional[str] = None
-        self._parsed: Tuple[List[DcLogPage], List[str]] = ([], [])
-        self._previous: Dict[TransportId, _ScreenedPage] = {}
-        self._current: Dict[TransportId, _ScreenedPage] = {}
+        self._items: List[_AnswerItem] = []
+        self._opening: Optional[int] = None  # just after the previous text's opening bracket
+        self._pages: Dict[TransportId, _ScreenedPage] = {}  # of the previous answer, by DC
 
-    def same_answer(self, text: str) -> Optional[Tuple[List[DcLogPage], List[str]]]:
-        """What the previous answer parsed to when ``text`` is its text, else None."""
-        if self._text is None or text != self._text:
+    def parse(self, text: str) -> Tuple[List[DcLogPage], List[str]]:
+        """``parse_all_log_pages`` of ``text``, reusing what is the same as in the previous answer."""
+        items = self._reread(text)
+        if items is None:
+            items = self._read_whole(text)
+        self._text, self._items = text, items
+        self._pages = {it.dc: it.screened for it in items if it.dc is not None and it.screened is not None}
+        pages = [it.screened.page for it in items if it.screened is not None]
+        return pages, [p for it in items for p in it.problems]
+
+    def _read_whole(self, text: str) -> List[_AnswerItem]:
+        opening = json_items.list_start(text)
+        found = json_items.read_items(text, opening, after_item=False) if opening is not None else None
+        if found is None:  # not a list as read here: json says what it is (positions unknown)
+            doc = _json_list(text)
+            opening, found = None, [(-1, -1, value) for value in doc]
+        self._opening = opening
+        return [self._item(index, start, end, value) for index, (start, end, value) in enumerate(found)]
+
+    def _reread(self, text: str) -> Optional[List[_AnswerItem]]:
+        """The items of ``text``, those it shares with the previous answer's text taken as they
+        were; None when that cannot be told (then the text is read whole)."""
+        old, items = self._text, self._items
+        if old is None or self._opening is None or any(it.dc is None for it in items):
+            return None  # an item that names no DC has a problem naming its index, which may move
+        if text == old:
+            return items
+        head_len, tail_len = json_items.shared_ends(old, text)
+        if self._opening > head_len:
             return None
-        pages, problems = self._parsed
-        return list(pages), list(problems)
+        head = 0  # items[:head] lie in the shared start
+        while head < len(items) and items[head].end <= head_len:
+            head += 1
+        tail = len(items)  # items[tail:] lie in the shared end
+        while tail > head and items[tail - 1].start >= len(old) - tail_len:
+            tail -= 1
+        shift = len(text) - len(old)
+        found = json_items.read_items(
+            text,
+            items[head - 1].end if head else self._opening,
+            after_item=head > 0,
+            stop=items[tail].start + shift if tail < len(items) else None,
+        )
+        if found is None:
+            return None
+        middle = [self._item(head + k, start, end, value) for k, (start, end, value) in enumerate(found)]
+        return items[:head] + middle + [it.moved(shift) for it in items[tail:]]
 
-    def page(self, dc: TransportId, raw: list) -> Tuple[DcLogPage, Tuple[str, ...]]:
-        """``dc``'s page ``raw`` screened, reusing what the previous answer screened."""
-        previous = self._previous.get(dc)
+    def _item(self, index: int, start: int, end: int, value: object) -> _AnswerItem:
+        """Item ``index`` of an answer, decoded to ``value``."""
+        if not isinstance(value, Mapping):
+            return _AnswerItem(start, end, None, None, (f'item {index} is not a dict',))
+        try:
+            dc = dc_tid_of(value.get('discovery-controller'))
+        except StasError as exc:
+            return _AnswerItem(start, end, None, None, (f'item {index}: {exc.message}',))
+        problems: Tuple[str, ...] = ()
+        raw = value.get('log-pages') or []
+        if not isinstance(raw, list):
+            problems = (f'DC {dc}: log-pages is not a list',)
+            raw = []
+        previous = self._pages.get(dc)
         if previous is not None and previous.raw == raw:
             screened = previous
         else:
             screened = _screen_page(dc, raw, previous.by_fields if previous is not None else {})
-        self._current[dc] = screened
-        return screened.page, screened.problems
+        return _AnswerItem(start, end, dc, screened, problems + screened.problems)
 
-    def next_answer(self, text: str, parsed: Tuple[List[DcLogPage], List[str]]) -> None:
-        self._text, self._parsed = text, (list(parsed[0]), list(parsed[1]))
-        self._previous, self._current = self._current, {}
+
+def _json_list(text: str) -> list:
+    """``text`` decoded whole; raises ``InvalidArgument`` when it is not a JSON list."""
+    try:
+        doc = json.loads(text)
+    except (TypeError, ValueError) as exc:
+        raise InvalidArgument(f'get_all_log_pages answer is not JSON: {exc}') from None
+    if not isinstance(doc, list):
+        raise InvalidArgument(f'get_all_log_pages answer is a {type(doc).__name__}, not a list')
+    return doc
 
 
 def _fields_key(e: object) -> Optional[tuple]:
@@ -201,43 +278,9 @@ def parse_all_log_pages(text: str, memo: Optional[EntryMemo] = None) -> Tuple[Li
 
     Raises ``InvalidArgument`` when the text is not the expected list at all (the answer is then
     ignored: nothing is known). A DC or an entry that cannot be read is skipped with a problem.
-    ``memo``: what the previous answer screened to, reused for what is the same in this one.
+    ``memo``: what the previous answer was read as, reused for what is the same in this one.
     """
-    if memo is not None:
-        same = memo.same_answer(text)
-        if same is not None:
-            return same
-    try:
-        doc = json.loads(text)
-    except (TypeError, ValueError) as exc:
-        raise InvalidArgument(f'get_all_log_pages answer is not JSON: {exc}') from None
-    if not isinstance(doc, list):
-        raise InvalidArgument(f'get_all_log_pages answer is a {type(doc).__name__}, not a list')
-    pages: List[DcLogPage] = []
-    problems: List[str] = []
-    for index, item in enumerate(doc):
-        if not isinstance(item, Mapping):
-            problems.append(f'item {index} is not a dict')
-            continue
-        try:
-            dc = dc_tid_of(item.get('discovery-controller'))
-        except StasError as exc:
-            problems.append(f'item {index}: {exc.message}')
-            continue
-        raw = item.get('log-pages') or []
-        if not isinstance(raw, list):
-            problems.append(f'DC {dc}: log-pages is not a list')
-            raw = []
-        if memo is not None:
-            page, page_problems = memo.page(dc, raw)
-        else:
-            screened = _screen_page(dc, raw, {})
-            page, page_problems = screened.page, screened.problems
-        pages.append(page)
-        problems.extend(page_problems)
-    if memo is not None:
-        memo.next_answer(text, (pages, problems))
-    return pages, problems
+    return (memo if memo is not None else EntryMemo()).parse(text)
 
 
 @dataclass(frozen=True, eq=False)
