@@ -4,7 +4,7 @@ stacd reads stafd's ``get_all_log_pages`` answer, a JSON list of one item per di
 controller, after every change of any of them. Decoding the whole text again (a megabyte for a
 few thousand entries) when one DC's page changed cost more than everything else a change costs,
 so an answer is read item by item with where each item is (``read_items``), and the next answer
-is compared with it as text (``shared_ends``): the items inside the part both texts share are
+is compared with it as text (``shared_start``, ``shared_end``): the items inside the part both texts share are
 known without being decoded again (``stac.EntryMemo``).
 
 The items are decoded with the ``json`` module's own scanner, so what is accepted and what each
@@ -73,13 +73,14 @@ def _same(a: str, a_at: int, b: str, b_at: int, length: int) -> bool:
     return a[a_at : a_at + length] == b[b_at : b_at + length]
 
 
-def shared_ends(a: str, b: str) -> Tuple[int, int]:
-    """``(head, tail)``: how many characters ``a`` and ``b`` share at their start and at their
-    end, the two never overlapping in either text (head + tail <= the shorter length)."""
-    shortest = min(len(a), len(b))
-    head = _shared_run(a, b, shortest, from_end=False)
-    tail = _shared_run(a, b, shortest - head, from_end=True)
-    return head, tail
+def shared_start(a: str, b: str) -> int:
+    """How many characters ``a`` and ``b`` share at their start."""
+    return _shared_run(a, b, min(len(a), len(b)), from_end=False)
+
+
+def shared_end(a: str, b: str, limit: int) -> int:
+    """How many characters (at most ``limit``) ``a`` and ``b`` share at their end."""
+    return _shared_run(a, b, min(limit, len(a), len(b)), from_end=True)
 
 
 def _shared_run(a: str, b: str, limit: int, from_end: bool) -> int:

@@ -188,19 +188,24 @@ class EntryMemo:
             return None  # an item that names no DC has a problem naming its index, which may move
         if text == old:
             return items
-        head_len, tail_len = json_items.shared_ends(old, text)
+        head_len = json_items.shared_start(old, text)
         if self._opening > head_len:
             return None
         head = 0  # items[:head] lie in the shared start
         while head < len(items) and items[head].end <= head_len:
             head += 1
+        middle_from = items[head - 1].end if head else self._opening
+        # the shared end, up to where the shared start's last whole item ends: both texts of an
+        # item that was removed may begin like the next one's, and the shared start then runs
+        # into the next item, which the shared end must still be able to hold
+        tail_len = json_items.shared_end(old, text, min(len(old), len(text)) - middle_from)
         tail = len(items)  # items[tail:] lie in the shared end
         while tail > head and items[tail - 1].start >= len(old) - tail_len:
             tail -= 1
         shift = len(text) - len(old)
         found = json_items.read_items(
             text,
-            items[head - 1].end if head else self._opening,
+            middle_from,
             after_item=head > 0,
             stop=items[tail].start + shift if tail < len(items) else None,
         )
