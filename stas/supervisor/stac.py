@@ -451,7 +451,7 @@ class StacView:
 
         Each DC's part is built again only when its entries changed: with thousands of entries,
         building a TID (every field checked and normalised) for each at every pass was most of
-        what a pass cost. Within a part built again, entries it had before keep their TID.
+        what a pass cost. Within a part built again, entries it had before keep their source.
         """
         parts: List[_DcIocs] = []
         kept: Dict[Tuple[TransportId, TransportId], _DcIocs] = {}
@@ -739,18 +739,24 @@ def desired_iocs(
 ) -> Tuple[List[ControllerSpec], List[str]]:
     """The IOCs to keep: ``configured`` (already filtered) and the log page IOCs ``sources``
     that are neither excluded nor of a disabled address family. Returns (specs, problems).
-    (``IocPlanner``, fed the same, answers the same.)"""
-    everything = _DcIocs(TransportId('', ''), (), dict(sources), (), {})
-    desired = IocPlanner().plan(
-        configured,
-        [everything],
-        sources,
-        excluded=excluded,
-        ip_families=ip_families,
-        options=options,
-        pin_iface=pin_iface,
-    )
-    return desired.specs, desired.problems
+    Everything is decided afresh: ``IocPlanner`` answers the same pass after pass, deciding
+    again only what changed."""
+    chosen: Dict[TransportId, ControllerSpec] = {}
+    for spec in configured:
+        source = sources.get(spec.tid)
+        chosen[spec.tid] = dataclasses.replace(spec, ncc=ncc(source.entry) if source else False)
+    problems: List[str] = []
+    for tid in sorted(sources, key=str):
+        if tid in chosen or is_excluded(tid, excluded) is not None:
+            continue
+        why = address_problem(tid.transport, tid.traddr, ip_families)
+        if why:
+            problems.append(f'log page entry {tid} skipped: {why}')
+            continue
+        chosen[tid] = ControllerSpec(
+            tid=tid, role=Role.IOC, options=options, pin_iface=pin_iface, ncc=ncc(sources[tid].entry)
+        )
+    return list(chosen.values()), problems
 
 
 def worker_options(
