@@ -459,8 +459,14 @@ class StacView:
             dc_tid = dc if dc.host_nqn else dataclasses.replace(dc, host_nqn=default_hostnqn)
             entries = self.pages[dc]
             before = self._iocs_of.get((dc, dc_tid))
-            if before is None or (before.entries is not entries and before.entries != entries):
-                before = _dc_iocs(dc, dc_tid, entries, before.source_of if before is not None else {})
+            if before is None:
+                before = _dc_iocs(dc, dc_tid, entries, {})
+            elif before.entries is not entries and before.entries == entries:
+                # equal entries of another answer (or of the state file): the same IOCs, now held
+                # with these entries, so that the next pass sees the same object and compares none
+                before = dataclasses.replace(before, entries=entries)
+            elif before.entries is not entries:
+                before = _dc_iocs(dc, dc_tid, entries, before.source_of)
             kept[(dc, dc_tid)] = before
             parts.append(before)
         # the parts of other host NQNs stay while their DC is of record: ``addresses_to_route``

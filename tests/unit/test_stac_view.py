@@ -722,3 +722,14 @@ def test_a_dump_kept_in_parts_is_the_document_encoded_whole():
     assert json.loads(view.dump(unpinned))['wanted'][1]['pin-iface'] is False
     view.on_answer(':1.1', [DcLogPage(DC_B, view.pages[DC_B])], 2.0)  # DC A removed
     assert view.dump() == whole_dump(view, ())
+
+
+def test_equal_entries_of_another_answer_keep_the_iocs_built_of_them():
+    view = StacView()
+    answered(view, pages=[(DC_A, [entry('s1'), entry('s2')])])
+    first = view.dc_iocs(HOSTNQN)[0]
+    view.on_answer(':1.1', [DcLogPage(DC_A, (entry('s1'), entry('s2')))], 1.0)  # equal, not the same
+    second = view.dc_iocs(HOSTNQN)[0]
+    assert second.entries is view.pages[DC_A]
+    assert all(second.sources[t] is source for t, source in first.sources.items())
+    assert view.dc_iocs(HOSTNQN)[0] is second  # from now on, the same object
