@@ -20,7 +20,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import replace
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, Iterable, List, Optional, Set, Tuple
 
 from ..conf import DisconnectScope, StacdConfig, StafdConfig
 from ..errors import NotFound, StasError
@@ -283,6 +283,7 @@ class StacdRole:
         self._told: set = set()  # log page problems already logged
         self._entry_memo = EntryMemo()  # the previous answer's entries, screened
         self._planner = IocPlanner()  # what the previous plan made of each DC's IOCs
+        self._unpinned_of: Dict[Any, Set[str]] = {}  # addresses_to_route of each DC's IOCs
         self._audit_on = False  # what the last plan told workers about the audit
         # IOCs of the previous run no longer wanted: computed at the first plan, kept for the run
         self._released: Optional[Dict[TransportId, ControllerSpec]] = None
@@ -442,8 +443,16 @@ class StacdRole:
     def addresses_to_route(self) -> List[str]:
         """The addresses of log page IOCs without host-iface (their DC had none): the routing
         table picks their worker, as for configured controllers without host-iface."""
-        tids = list(self.view.log_page_iocs()[0]) + [s.tid for s in self.release_specs()]
-        return sorted({t.traddr for t in tids if not t.host_iface and t.transport in ('tcp', 'rdma')})
+        addresses = _unpinned_addresses(s.tid for s in self.release_specs())
+        # each DC's addresses are kept with its IOCs (the same object while its entries are)
+        before, self._unpinned_of = self._unpinned_of, {}
+        for part in self.view.dc_iocs():
+            found = before.get(part)
+            if found is None:
+                found = _unpinned_addresses(part.sources)
+            self._unpinned_of[part] = found
+            addresses |= found
+        return sorted(addresses)
 
     def _audit_wanted(self) -> bool:
         return (
@@ -539,6 +548,11 @@ class StacdRole:
 
     def get_all_log_pages(self, detailed, caller_is_root):
         raise NotFound('log pages are served by stafd')
+
+
+def _unpinned_addresses(tids: Iterable[TransportId]) -> Set[str]:
+    """The addresses of the tcp and rdma controllers among ``tids`` that name no interface."""
+    return {t.traddr for t in tids if not t.host_iface and t.transport in ('tcp', 'rdma')}
 
 
 def make_role(daemon: str, runtime_dir: str):

@@ -436,3 +436,7 @@ def test_log_page_iocs_without_an_interface_are_routed(role):
     role.stafd_appeared(':1.4')
     role.stafd_answered(':1.4', answer(('192.0.2.1', '', ['s1', 's2']), B))
     assert role.addresses_to_route() == ['192.0.2.1']
+    role.stafd_answered(':1.4', answer(('192.0.2.1', '', ['s1']), ('198.51.100.1', '', ['s3'])))
+    assert role.addresses_to_route() == ['192.0.2.1', '198.51.100.1']  # a DC without interface for B
+    role.stafd_answered(':1.4', answer(('198.51.100.1', '', ['s3'])))  # A removed
+    assert role.addresses_to_route() == ['198.51.100.1']
