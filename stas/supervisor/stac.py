@@ -330,6 +330,16 @@ def merged_sources(parts: Iterable[_DcIocs]) -> Dict[TransportId, IocSource]:
     return found
 
 
+@dataclass(frozen=True, eq=False)
+class _DcText:
+    """What ``StacView.dump`` made of a DC: its item of the state file, for these entries, and
+    the text of each entry (by ``id``)."""
+
+    entries: Tuple[LogEntry, ...]
+    text: str
+    entry_texts: Dict[int, Tuple[LogEntry, str]]
+
+
 # ---- the view -----------------------------------------------------------------------------------
 
 
@@ -345,7 +355,7 @@ class StacView:
         # what ``log_page_iocs`` built of each DC's entries, by (DC, DC TID with host NQN filled)
         self._iocs_of: Dict[Tuple[TransportId, TransportId], _DcIocs] = {}
         # the state file's text of each DC and of each wanted IOC at the last ``dump``
-        self._dc_texts: Dict[TransportId, Tuple[Tuple[LogEntry, ...], str]] = {}
+        self._dc_texts: Dict[TransportId, _DcText] = {}
         self._wanted_texts: Dict[int, Tuple[ControllerSpec, str, str]] = {}  # by id(spec)
         self.state = StafdState.UNKNOWN
         self.owner = ''  # stafd's unique bus name, '' when absent
@@ -502,15 +512,25 @@ class StacView:
         version = state_files.dump_json(STATE_VERSION)
         return f'{{"version":{version},"dcs":[{",".join(pages)}],"wanted":[{",".join(iocs)}]}}'
 
-    def _dc_text(self, dc: TransportId, before: Optional[Tuple[Tuple[LogEntry, ...], str]]) -> str:
-        """``dc``'s item of the state file (``before``: its entries and text at the last dump)."""
+    def _dc_text(self, dc: TransportId, before: Optional[_DcText]) -> str:
+        """``dc``'s item of the state file (``before``: what the last dump made of it)."""
         entries = self.pages[dc]
-        if before is not None and before[0] is entries:
-            text = before[1]
-        else:
-            item = {'dc': state_files.tid_fields(dc), 'log-pages': [entry_as_dbus_dict(e) for e in entries]}
-            text = state_files.dump_json(item)
-        self._dc_texts[dc] = (entries, text)
+        if before is not None and before.entries is entries:
+            self._dc_texts[dc] = before
+            return before.text
+        # a page that changed: the entries it kept are the same objects (``EntryMemo``), so
+        # their text is looked up by ``id`` (sound: the texts kept hold their entries)
+        known = before.entry_texts if before is not None else {}
+        entry_texts: Dict[int, Tuple[LogEntry, str]] = {}
+        for e in entries:
+            found = known.get(id(e))
+            if found is None:
+                found = (e, state_files.dump_json(entry_as_dbus_dict(e)))
+            entry_texts[id(e)] = found
+        # the text ``state_files.dump_json`` makes of {'dc': ..., 'log-pages': [...]}
+        head = state_files.dump_json({'dc': state_files.tid_fields(dc)})[:-1]
+        text = f'{head},"log-pages":[{",".join(entry_texts[id(e)][1] for e in entries)}]}}'
+        self._dc_texts[dc] = _DcText(entries, text, entry_texts)
         return text
 
     def _wanted_items(self, wanted: List[ControllerSpec]) -> List[str]:

@@ -618,6 +618,7 @@ def test_the_iocs_kept_per_dc_are_what_building_them_afresh_gives(answers):
         view.on_answer(':1.1', pages, float(now))
         for hostnqn in (HOSTNQN, ''):  # specs asks with the host's NQN, addresses_to_route without
             assert view.log_page_iocs(hostnqn) == fresh_iocs(view, hostnqn)
+        assert view.dump() == whole_dump(view, ())
 
 
 def test_a_changed_page_reaches_the_iocs_and_a_removed_dc_takes_its_iocs_along():
