@@ -29,6 +29,14 @@ Deviations from nvme-stas 2.x, on purpose: 2.x read "stafd not on the bus" and "
 failed" as "no log pages", so any config pass run then (a SIGHUP, stacd's start before stafd
 owned its name) disconnected every discovered IOC; and it dropped a DC's IOCs on any empty
 answer.
+
+Cost: stafd answers with every entry of every DC after any change, and stacd may follow
+thousands of them, so each stage keeps what it built of each DC and builds again only what
+changed, the same objects flowing from one stage to the next while they stay the same: an
+answer's items (``EntryMemo``: the text an answer shares with the previous one is not decoded),
+each DC's IOCs (``StacView.dc_iocs``), their specs (``IocPlanner``) and the state file's text
+(``StacView.dump``). What is left of a pass over everything is merging dictionaries and sorting,
+in C. ``desired_iocs`` is the plan made afresh, which ``IocPlanner`` must always agree with.
 """
 
 from __future__ import annotations
