@@ -734,3 +734,13 @@ def test_equal_entries_of_another_answer_keep_the_iocs_built_of_them():
     assert second.entries is view.pages[DC_A]
     assert all(second.sources[t] is source for t, source in first.sources.items())
     assert view.dc_iocs(HOSTNQN)[0] is second  # from now on, the same object
+
+
+def test_a_dc_between_two_that_changed_is_decoded_again_but_keeps_its_page():
+    from stas.supervisor.stac import EntryMemo
+
+    memo = EntryMemo()
+    first, _ = memo.parse(json.dumps(answer_doc([(0, [0]), (1, [3]), (2, [0])])))
+    second, _ = memo.parse(json.dumps(answer_doc([(0, [0, 1]), (1, [3]), (2, [])])))
+    assert second[1] is first[1]
+    assert second[0] is not first[0] and second[2] is not first[2]
