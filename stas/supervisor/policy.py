@@ -60,11 +60,16 @@ class WorkerPlan:
 
 
 def worker_key_for(tid: TransportId, routes: Mapping[str, str]) -> WorkerKey:
+    return WorkerKey(*_worker_of(tid, routes))
+
+
+def _worker_of(tid: TransportId, routes: Mapping[str, str]) -> Tuple[str, str]:
+    """The transport and interface of the worker ``tid`` goes to (``worker_key_for``)."""
     if tid.transport not in ('tcp', 'rdma'):
-        return WorkerKey(tid.transport, '')
+        return tid.transport, ''
     if tid.host_iface:
-        return WorkerKey(tid.transport, tid.host_iface)
-    return WorkerKey(tid.transport, routes.get(normalize_ip(tid.traddr) or tid.traddr, ''))
+        return tid.transport, tid.host_iface
+    return tid.transport, routes.get(normalize_ip(tid.traddr) or tid.traddr, '')
 
 
 def with_releases(
@@ -203,9 +208,12 @@ def plan_workers(
 
     ``zeroconf``: also one worker (for mDNS browsing) per up, addressed, non-loopback interface.
     """
-    by_key: Dict[WorkerKey, List[ControllerSpec]] = {}
+    # grouped by (transport, interface) strings first: a WorkerKey per spec (made and hashed in
+    # Python) was most of what planning thousands of controllers cost
+    by_pair: Dict[Tuple[str, str], List[ControllerSpec]] = {}
     for spec in specs:
-        by_key.setdefault(worker_key_for(spec.tid, routes), []).append(spec)
+        by_pair.setdefault(_worker_of(spec.tid, routes), []).append(spec)
+    by_key = {WorkerKey(*pair): group for pair, group in by_pair.items()}
     mdns_keys = set()
     if zeroconf:
         for iface in interfaces.values():

@@ -20,7 +20,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import replace
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, Iterable, List, Optional, Set, Tuple
 
 from ..conf import DisconnectScope, StacdConfig, StafdConfig
 from ..errors import NotFound, StasError
@@ -50,12 +50,13 @@ from .ctrl_dicts import add_details, controller_id_dict, visible_extras
 from .policy import configured_specs
 from .stac import (
     EntryMemo,
+    IocPlanner,
     IocSource,
     StacView,
     audit_worker_keys,
     dc_tid_of,
-    desired_iocs,
     ioc_dbus_extras,
+    merged_sources,
     parse_all_log_pages,
     parse_state,
     released_iocs,
@@ -281,6 +282,8 @@ class StacdRole:
         self.reported_by: Dict[TransportId, WorkerKey] = {}
         self._told: set = set()  # log page problems already logged
         self._entry_memo = EntryMemo()  # the previous answer's entries, screened
+        self._planner = IocPlanner()  # what the previous plan made of each DC's IOCs
+        self._unpinned_of: Dict[Any, Set[str]] = {}  # addresses_to_route of each DC's IOCs
         self._audit_on = False  # what the last plan told workers about the audit
         # IOCs of the previous run no longer wanted: computed at the first plan, kept for the run
         self._released: Optional[Dict[TransportId, ControllerSpec]] = None
@@ -390,33 +393,40 @@ class StacdRole:
         self._extras = {
             s.tid: tuple((k, v) for k, v in ctrl.fields if k not in CONFIG_TID_KEYS) for s, ctrl in roots
         }
-        sources, told = self.view.log_page_iocs(host.hostnqn)
-        specs, more = desired_iocs(
+        parts = self.view.dc_iocs(host.hostnqn)
+        sources = merged_sources(parts)
+        desired = self._planner.plan(
             [s for s, _ in roots],
+            parts,
             sources,
             excluded=config.excluded,
             ip_families=config.ip_family,
             options=config.options,
             pin_iface=not config.ignore_iface,
         )
-        told = set(told + more)
+        specs, wanted = desired.specs, desired.by_tid
+        told = {p for part in parts for p in part.problems}
+        told.update(desired.problems)
         for p in sorted(told - self._told):
             log.warning('%s', p)
         self._told = told
-        wanted = {s.tid: s for s in specs}
-        for tid in sorted(set(wanted) - set(self.specs_by_tid), key=str):
+        # sets of dicts and set-dict differences reuse the hashes the dicts keep (a TID's hash is
+        # computed in Python): key views would hash every TID again
+        added = set(wanted).difference(self.specs_by_tid)
+        gone = set(self.specs_by_tid).difference(wanted)
+        for tid in sorted(added, key=str):
             log.info('I/O controller %s wanted (%s)', tid, 'log page' if tid in sources else 'configured')
-        for tid in sorted(set(self.specs_by_tid) - set(wanted), key=str):
+        for tid in sorted(gone, key=str):
             log.info('I/O controller %s no longer wanted', tid)
         if self._released is None:
             self._released = {s.tid: s for s in released_iocs(self.view.wanted_of_record, wanted)}
             for tid in sorted(self._released, key=str):
                 log.info('I/O controller %s was wanted before stacd restarted and no longer is', tid)
-        changed = set(wanted) != set(self.specs_by_tid)
-        for tid in set(self.specs_by_tid) - set(wanted):
+        changed = bool(added or gone)
+        for tid in gone:
             self._letting_go[tid] = self.specs_by_tid[tid]
-        for tid in set(wanted):
-            self._letting_go.pop(tid, None)
+        for tid in [t for t in self._letting_go if t in wanted]:
+            del self._letting_go[tid]
         self.specs_by_tid = wanted
         self.sources = sources
         self._audit_on = self._audit_wanted()
@@ -433,8 +443,16 @@ class StacdRole:
     def addresses_to_route(self) -> List[str]:
         """The addresses of log page IOCs without host-iface (their DC had none): the routing
         table picks their worker, as for configured controllers without host-iface."""
-        tids = list(self.view.log_page_iocs()[0]) + [s.tid for s in self.release_specs()]
-        return sorted({t.traddr for t in tids if not t.host_iface and t.transport in ('tcp', 'rdma')})
+        addresses = _unpinned_addresses(s.tid for s in self.release_specs())
+        # each DC's addresses are kept with its IOCs (the same object while its entries are)
+        before, self._unpinned_of = self._unpinned_of, {}
+        for part in self.view.dc_iocs():
+            found = before.get(part)
+            if found is None:
+                found = _unpinned_addresses(part.sources)
+            self._unpinned_of[part] = found
+            addresses |= found
+        return sorted(addresses)
 
     def _audit_wanted(self) -> bool:
         return (
@@ -530,6 +548,11 @@ class StacdRole:
 
     def get_all_log_pages(self, detailed, caller_is_root):
         raise NotFound('log pages are served by stafd')
+
+
+def _unpinned_addresses(tids: Iterable[TransportId]) -> Set[str]:
+    """The addresses of the tcp and rdma controllers among ``tids`` that name no interface."""
+    return {t.traddr for t in tids if not t.host_iface and t.transport in ('tcp', 'rdma')}
 
 
 def make_role(daemon: str, runtime_dir: str):

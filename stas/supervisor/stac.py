@@ -29,6 +29,14 @@ Deviations from nvme-stas 2.x, on purpose: 2.x read "stafd not on the bus" and "
 failed" as "no log pages", so any config pass run then (a SIGHUP, stacd's start before stafd
 owned its name) disconnected every discovered IOC; and it dropped a DC's IOCs on any empty
 answer.
+
+Cost: stafd answers with every entry of every DC after any change, and stacd may follow
+thousands of them, so each stage keeps what it built of each DC and builds again only what
+changed, the same objects flowing from one stage to the next while they stay the same: an
+answer's items (``EntryMemo``: the text an answer shares with the previous one is not decoded),
+each DC's IOCs (``StacView.dc_iocs``), their specs (``IocPlanner``) and the state file's text
+(``StacView.dump``). What is left of a pass over everything is merging dictionaries and sorting,
+in C. ``desired_iocs`` is the plan made afresh, which ``IocPlanner`` must always agree with.
 """
 
 from __future__ import annotations
@@ -36,6 +44,7 @@ from __future__ import annotations
 import dataclasses
 import enum
 import json
+import operator
 from dataclasses import dataclass
 from typing import Collection, Dict, Iterable, List, Mapping, Optional, Sequence, Set, Tuple
 
@@ -47,7 +56,7 @@ from ..fabric.exclusion import is_excluded
 from ..fabric.tid import tid_from_io_entry, tid_from_request
 from ..ipc.messages import WorkerOptions
 from ..model import ConnectOptions, ControllerSpec, LogEntry, Role, TransportId, WorkerKey
-from . import state_files
+from . import json_items, state_files
 
 # How long a stafd instance that does not (yet) list a DC may take to list it again before the
 # IOCs found through that DC are let go: long enough for a fresh stafd to connect its DCs,
@@ -109,35 +118,172 @@ def dc_tid_of(fields: Mapping[str, object]) -> TransportId:
     return tid_from_request(values, role=Role.DC, hostnqn='')
 
 
-class EntryMemo:
-    """What the entries of the previous answer screened to, by their exact fields.
+@dataclass(frozen=True, eq=False)
+class _ScreenedPage:
+    """One DC's page of an answer as stafd sent it and what it screened to."""
 
-    stafd answers with every entry of every DC after each change; checking thousands of entries
-    again (addresses parsed, numbers checked) when one changed is most of what an answer cost.
-    An entry whose fields are exactly those of one in the previous answer screens the same.
-    Only the entries of the last answer are kept.
+    raw: list  # the decoded 'log-pages' list
+    page: DcLogPage
+    problems: Tuple[str, ...]
+    by_fields: Dict[tuple, Tuple[Optional[LogEntry], str]]  # each entry's screening, by its fields
+
+
+@dataclass(frozen=True, eq=False)
+class _AnswerItem:
+    """One item of an answer: where it is in the text, the DC it names and its screened page
+    (None: the item names no DC), and the problems it gives."""
+
+    start: int
+    end: int
+    dc: Optional[TransportId]
+    screened: Optional[_ScreenedPage]
+    problems: Tuple[str, ...]
+
+    def moved(self, by: int) -> _AnswerItem:
+        return dataclasses.replace(self, start=self.start + by, end=self.end + by)
+
+
+class EntryMemo:
+    """What the previous answer was read as: where each DC's item is in its text, each DC's
+    screened page, and each entry's screening.
+
+    stafd answers with every entry of every DC after each change; decoding the whole text again
+    and checking thousands of entries (addresses parsed, numbers checked) when one changed was
+    most of what an answer cost. So, from the cheapest check to the dearest:
+
+    * the items inside the text the answer shares with the previous one (at its start and at its
+      end, compared as text) are not even decoded: their DCs keep their screened pages, the same
+      ``DcLogPage`` objects (later stages reuse what they built of them); an answer whose text
+      is the previous one's is the extreme case;
+    * a DC whose page is decoded again and is exactly as in the previous answer (equal decoded
+      JSON) keeps its screened page too;
+    * in a page that changed, an entry whose fields are exactly those of one in that DC's
+      previous page screens the same.
+
+    Only the previous answer is kept.
     """
 
     def __init__(self) -> None:
-        self._previous: Dict[tuple, Tuple[Optional[LogEntry], str]] = {}
-        self._current: Dict[tuple, Tuple[Optional[LogEntry], str]] = {}
+        self._text: Optional[str] = None
+        self._items: List[_AnswerItem] = []
+        self._opening: Optional[int] = None  # just after the previous text's opening bracket
+        self._pages: Dict[TransportId, _ScreenedPage] = {}  # of the previous answer, by DC
 
-    def screen(self, e: object) -> Tuple[Optional[LogEntry], str]:
-        try:
-            key = tuple(e.items()) if isinstance(e, dict) else None
-            hash(key)
-        except TypeError:  # a value that is not plain data: screened (and refused) as it is
-            key = None
-        if key is None:
-            return screen_log_entry(e)
-        found = self._previous.get(key) or self._current.get(key)
+    def parse(self, text: str) -> Tuple[List[DcLogPage], List[str]]:
+        """``parse_all_log_pages`` of ``text``, reusing what is the same as in the previous answer."""
+        items = self._reread(text)
+        if items is None:
+            items = self._read_whole(text)
+        self._text, self._items = text, items
+        self._pages = {it.dc: it.screened for it in items if it.dc is not None and it.screened is not None}
+        pages = [it.screened.page for it in items if it.screened is not None]
+        return pages, [p for it in items for p in it.problems]
+
+    def _read_whole(self, text: str) -> List[_AnswerItem]:
+        opening = json_items.list_start(text)
+        found = json_items.read_items(text, opening, after_item=False) if opening is not None else None
+        if found is None:  # not a list as read here: json says what it is (positions unknown)
+            doc = _json_list(text)
+            opening, found = None, [(-1, -1, value) for value in doc]
+        self._opening = opening
+        return [self._item(index, start, end, value) for index, (start, end, value) in enumerate(found)]
+
+    def _reread(self, text: str) -> Optional[List[_AnswerItem]]:
+        """The items of ``text``, those it shares with the previous answer's text taken as they
+        were; None when that cannot be told (then the text is read whole)."""
+        old, items = self._text, self._items
+        if old is None or self._opening is None or any(it.dc is None for it in items):
+            return None  # an item that names no DC has a problem naming its index, which may move
+        if text == old:
+            return items
+        head_len = json_items.shared_start(old, text)
+        if self._opening > head_len:
+            return None
+        head = 0  # items[:head] lie in the shared start
+        while head < len(items) and items[head].end <= head_len:
+            head += 1
+        middle_from = items[head - 1].end if head else self._opening
+        # the shared end, up to where the shared start's last whole item ends: both texts of an
+        # item that was removed may begin like the next one's, and the shared start then runs
+        # into the next item, which the shared end must still be able to hold
+        tail_len = json_items.shared_end(old, text, min(len(old), len(text)) - middle_from)
+        tail = len(items)  # items[tail:] lie in the shared end
+        while tail > head and items[tail - 1].start >= len(old) - tail_len:
+            tail -= 1
+        shift = len(text) - len(old)
+        found = json_items.read_items(
+            text,
+            middle_from,
+            after_item=head > 0,
+            stop=items[tail].start + shift if tail < len(items) else None,
+        )
         if found is None:
-            found = screen_log_entry(e)
-        self._current[key] = found
-        return found
+            return None
+        middle = [self._item(head + k, start, end, value) for k, (start, end, value) in enumerate(found)]
+        return items[:head] + middle + [it.moved(shift) for it in items[tail:]]
 
-    def next_answer(self) -> None:
-        self._previous, self._current = self._current, {}
+    def _item(self, index: int, start: int, end: int, value: object) -> _AnswerItem:
+        """Item ``index`` of an answer, decoded to ``value``."""
+        if not isinstance(value, Mapping):
+            return _AnswerItem(start, end, None, None, (f'item {index} is not a dict',))
+        try:
+            dc = dc_tid_of(value.get('discovery-controller'))
+        except StasError as exc:
+            return _AnswerItem(start, end, None, None, (f'item {index}: {exc.message}',))
+        problems: Tuple[str, ...] = ()
+        raw = value.get('log-pages') or []
+        if not isinstance(raw, list):
+            problems = (f'DC {dc}: log-pages is not a list',)
+            raw = []
+        previous = self._pages.get(dc)
+        if previous is not None and previous.raw == raw:
+            screened = previous
+        else:
+            screened = _screen_page(dc, raw, previous.by_fields if previous is not None else {})
+        return _AnswerItem(start, end, dc, screened, problems + screened.problems)
+
+
+def _json_list(text: str) -> list:
+    """``text`` decoded whole; raises ``InvalidArgument`` when it is not a JSON list."""
+    try:
+        doc = json.loads(text)
+    except (TypeError, ValueError) as exc:
+        raise InvalidArgument(f'get_all_log_pages answer is not JSON: {exc}') from None
+    if not isinstance(doc, list):
+        raise InvalidArgument(f'get_all_log_pages answer is a {type(doc).__name__}, not a list')
+    return doc
+
+
+def _fields_key(e: object) -> Optional[tuple]:
+    """An entry's exact fields as a dict key, None when it is not plain data."""
+    try:
+        key = tuple(e.items()) if isinstance(e, dict) else None
+        hash(key)
+    except TypeError:  # a value that is not plain data: screened (and refused) as it is
+        return None
+    return key
+
+
+def _screen_page(
+    dc: TransportId, raw: list, known: Mapping[tuple, Tuple[Optional[LogEntry], str]]
+) -> _ScreenedPage:
+    """Screen the entries of ``dc``'s page ``raw``; ``known``: screenings of entries by their fields."""
+    by_fields: Dict[tuple, Tuple[Optional[LogEntry], str]] = {}
+    entries: List[LogEntry] = []
+    problems: List[str] = []
+    for i, e in enumerate(raw):
+        key = _fields_key(e)
+        if key is None:
+            found = screen_log_entry(e)
+        else:
+            found = by_fields.get(key) or known.get(key) or screen_log_entry(e)
+            by_fields[key] = found
+        entry, reason = found
+        if entry is None:
+            problems.append(f'DC {dc}: entry {i}: {reason}')
+        else:
+            entries.append(entry)
+    return _ScreenedPage(list(raw), DcLogPage(dc, tuple(entries)), tuple(problems), by_fields)
 
 
 def parse_all_log_pages(text: str, memo: Optional[EntryMemo] = None) -> Tuple[List[DcLogPage], List[str]]:
@@ -145,41 +291,61 @@ def parse_all_log_pages(text: str, memo: Optional[EntryMemo] = None) -> Tuple[Li
 
     Raises ``InvalidArgument`` when the text is not the expected list at all (the answer is then
     ignored: nothing is known). A DC or an entry that cannot be read is skipped with a problem.
-    ``memo``: the screening of the previous answer's entries, reused for the same entries.
+    ``memo``: what the previous answer was read as, reused for what is the same in this one.
     """
-    screen = memo.screen if memo is not None else screen_log_entry
-    try:
-        doc = json.loads(text)
-    except (TypeError, ValueError) as exc:
-        raise InvalidArgument(f'get_all_log_pages answer is not JSON: {exc}') from None
-    if not isinstance(doc, list):
-        raise InvalidArgument(f'get_all_log_pages answer is a {type(doc).__name__}, not a list')
-    pages: List[DcLogPage] = []
+    return (memo if memo is not None else EntryMemo()).parse(text)
+
+
+@dataclass(frozen=True, eq=False)
+class _DcIocs:
+    """The IOCs one DC's entries name (``StacView.dc_iocs``), with the entries they were built of."""
+
+    dc: TransportId
+    entries: Tuple[LogEntry, ...]
+    sources: Dict[TransportId, IocSource]  # in entry order: a later entry for the same TID wins
+    problems: Tuple[str, ...]
+    source_of: Dict[LogEntry, IocSource]  # each usable entry's
+
+
+def _dc_iocs(
+    dc: TransportId, dc_tid: TransportId, entries: Tuple[LogEntry, ...], known: Mapping[LogEntry, IocSource]
+) -> _DcIocs:
+    """Build the IOCs of ``dc``'s ``entries`` (``dc_tid``: ``dc`` with a host NQN); ``known``:
+    the sources built before of some of these entries, by the same DC, kept as they are (so
+    what was built of them in turn is kept too, ``IocPlanner``)."""
+    sources: Dict[TransportId, IocSource] = {}
     problems: List[str] = []
-    for index, item in enumerate(doc):
-        if not isinstance(item, Mapping):
-            problems.append(f'item {index} is not a dict')
-            continue
-        try:
-            dc = dc_tid_of(item.get('discovery-controller'))
-        except StasError as exc:
-            problems.append(f'item {index}: {exc.message}')
-            continue
-        raw = item.get('log-pages') or []
-        if not isinstance(raw, list):
-            problems.append(f'DC {dc}: log-pages is not a list')
-            raw = []
-        entries = []
-        for i, e in enumerate(raw):
-            entry, reason = screen(e)
-            if entry is None:
-                problems.append(f'DC {dc}: entry {i}: {reason}')
-            else:
-                entries.append(entry)
-        pages.append(DcLogPage(dc, tuple(entries)))
-    if memo is not None:
-        memo.next_answer()
-    return pages, problems
+    source_of: Dict[LogEntry, IocSource] = {}
+    for entry in entries:
+        source = known.get(entry)
+        if source is None:
+            try:
+                tid = tid_from_io_entry(entry, dc_tid)
+            except StasError as exc:
+                problems.append(f'DC {dc}: entry for {entry.subnqn!r} skipped: {exc.message}')
+                continue
+            source = IocSource(tid, entry, dc)
+        source_of[entry] = source
+        sources[source.tid] = source
+    return _DcIocs(dc, entries, sources, tuple(problems), source_of)
+
+
+def merged_sources(parts: Iterable[_DcIocs]) -> Dict[TransportId, IocSource]:
+    """The IOCs of ``parts`` (DCs in sorted order): a later DC's source of the same TID wins."""
+    found: Dict[TransportId, IocSource] = {}
+    for part in parts:
+        found.update(part.sources)
+    return found
+
+
+@dataclass(frozen=True, eq=False)
+class _DcText:
+    """What ``StacView.dump`` made of a DC: its item of the state file, for these entries, and
+    the text of each entry (by ``id``)."""
+
+    entries: Tuple[LogEntry, ...]
+    text: str
+    entry_texts: Dict[int, Tuple[LogEntry, str]]
 
 
 # ---- the view -----------------------------------------------------------------------------------
@@ -191,7 +357,14 @@ class StacView:
     def __init__(self, settle_s: float = STAFD_SETTLE_S) -> None:
         self.settle_s = settle_s
         self.pages: Dict[TransportId, Tuple[LogEntry, ...]] = {}  # nvme entries only
-        self._tid_memo: Dict[Tuple[TransportId, LogEntry], TransportId] = {}  # log_page_iocs
+        # the nvme entries of each DC's page of the last answer: a page that comes again as the
+        # same object (``EntryMemo``) gives the same tuple, so what was built of it is reused
+        self._nvme_of: Dict[TransportId, Tuple[Tuple[LogEntry, ...], Tuple[LogEntry, ...]]] = {}
+        # what ``log_page_iocs`` built of each DC's entries, by (DC, DC TID with host NQN filled)
+        self._iocs_of: Dict[Tuple[TransportId, TransportId], _DcIocs] = {}
+        # the state file's text of each DC and of each wanted IOC at the last ``dump``
+        self._dc_texts: Dict[TransportId, _DcText] = {}
+        self._wanted_texts: Dict[int, Tuple[ControllerSpec, str, str]] = {}  # by id(spec)
         self.state = StafdState.UNKNOWN
         self.owner = ''  # stafd's unique bus name, '' when absent
         self.answers = 0  # answers of the current owner
@@ -249,10 +422,11 @@ class StacView:
         self.last_answer_at = now
         listed_before = set(self.listed)
         new: Dict[TransportId, Tuple[LogEntry, ...]] = {}
+        nvme_of, self._nvme_of = self._nvme_of, {}
         for page in pages:
             self.listed.add(page.dc)
             if page.entries or page.dc in self.read:
-                new[page.dc] = tuple(io_entries(page.entries))
+                new[page.dc] = self._nvme_entries(page, nvme_of.get(page.dc))
             else:
                 new[page.dc] = self.pages.get(page.dc, ())  # not read yet: keep what we had
         age = now - self.first_answer_at
@@ -268,6 +442,18 @@ class StacView:
         recheck = max(0.0, self.settle_s - age) if kept else None
         return Answer(changed, tuple(sorted(kept, key=str)), recheck)
 
+    def _nvme_entries(
+        self, page: DcLogPage, before: Optional[Tuple[Tuple[LogEntry, ...], Tuple[LogEntry, ...]]]
+    ) -> Tuple[LogEntry, ...]:
+        """The nvme entries of ``page``: the tuple of the previous answer when its page was these
+        very entries (``before``: that page's entries and their nvme ones)."""
+        if before is not None and before[0] is page.entries:
+            nvme = before[1]
+        else:
+            nvme = tuple(io_entries(page.entries))
+        self._nvme_of[page.dc] = (page.entries, nvme)
+        return nvme
+
     # ---- what follows from the pages -------------------------------------------------------------
     def log_page_iocs(self, default_hostnqn: str = '') -> Tuple[Dict[TransportId, IocSource], List[str]]:
         """Every IOC the pages of record name, with its source, and entries that name none.
@@ -275,25 +461,39 @@ class StacView:
         When several DCs list the same controller, the DC that sorts last wins (nvme-stas: the
         last one reported).
         """
-        found: Dict[TransportId, IocSource] = {}
-        problems: List[str] = []
-        # the TID of each entry, as of the last pass: most entries are the same from one pass
-        # to the next, and building a TID checks and normalises every field
-        memo, self._tid_memo = self._tid_memo, {}
+        parts = self.dc_iocs(default_hostnqn)
+        return merged_sources(parts), [p for part in parts for p in part.problems]
+
+    def dc_iocs(self, default_hostnqn: str = '') -> List[_DcIocs]:
+        """What ``log_page_iocs`` merges: the IOCs of each DC's entries, DCs in sorted order.
+
+        Each DC's part is built again only when its entries changed: with thousands of entries,
+        building a TID (every field checked and normalised) for each at every pass was most of
+        what a pass cost. Within a part built again, entries it had before keep their source.
+        """
+        parts: List[_DcIocs] = []
+        kept: Dict[Tuple[TransportId, TransportId], _DcIocs] = {}
         for dc in sorted(self.pages, key=str):
             dc_tid = dc if dc.host_nqn else dataclasses.replace(dc, host_nqn=default_hostnqn)
-            for entry in self.pages[dc]:
-                key = (dc_tid, entry)
-                tid = memo.get(key)
-                if tid is None:
-                    try:
-                        tid = tid_from_io_entry(entry, dc_tid)
-                    except StasError as exc:
-                        problems.append(f'DC {dc}: entry for {entry.subnqn!r} skipped: {exc.message}')
-                        continue
-                self._tid_memo[key] = tid
-                found[tid] = IocSource(tid, entry, dc)
-        return found, problems
+            entries = self.pages[dc]
+            before = self._iocs_of.get((dc, dc_tid))
+            if before is None:
+                before = _dc_iocs(dc, dc_tid, entries, {})
+            elif before.entries is not entries and before.entries == entries:
+                # equal entries of another answer (or of the state file): the same IOCs, now held
+                # with these entries, so that the next pass sees the same object and compares none
+                before = dataclasses.replace(before, entries=entries)
+            elif before.entries is not entries:
+                before = _dc_iocs(dc, dc_tid, entries, before.source_of)
+            kept[(dc, dc_tid)] = before
+            parts.append(before)
+        # the parts of other host NQNs stay while their DC is of record: ``addresses_to_route``
+        # asks without one, ``specs`` with sys.conf's, and neither should undo the other's work
+        for key, part in self._iocs_of.items():
+            if key not in kept and key[0] in self.pages:
+                kept[key] = part
+        self._iocs_of = kept
+        return parts
 
     def summary(self) -> Dict[str, object]:
         """What ``process_info`` shows of stafd and of the entries of record."""
@@ -308,23 +508,59 @@ class StacView:
 
     # ---- persistence (the text; the role writes the file) -------------------------------------
     def dump(self, wanted: Iterable[ControllerSpec] = ()) -> str:
-        """The entries of record and the IOCs ``wanted`` now, as the text of the state file."""
-        return state_files.dump_json(
-            {
-                'version': STATE_VERSION,
-                'dcs': [
-                    {
-                        'dc': state_files.tid_fields(dc),
-                        'log-pages': [entry_as_dbus_dict(e) for e in self.pages[dc]],
-                    }
-                    for dc in sorted(self.pages, key=str)
-                ],
-                'wanted': [
+        """The entries of record and the IOCs ``wanted`` now, as the text of the state file.
+
+        It is written after every change, so the text of each DC's page and of each wanted IOC
+        is kept from the previous dump and made again only for what changed; put together, it
+        is ``state_files.dump_json`` of the whole document.
+        """
+        dc_texts, self._dc_texts = self._dc_texts, {}
+        pages = [self._dc_text(dc, dc_texts.get(dc)) for dc in sorted(self.pages, key=str)]
+        iocs = self._wanted_items(list(wanted))
+        version = state_files.dump_json(STATE_VERSION)
+        return f'{{"version":{version},"dcs":[{",".join(pages)}],"wanted":[{",".join(iocs)}]}}'
+
+    def _dc_text(self, dc: TransportId, before: Optional[_DcText]) -> str:
+        """``dc``'s item of the state file (``before``: what the last dump made of it)."""
+        entries = self.pages[dc]
+        if before is not None and before.entries is entries:
+            self._dc_texts[dc] = before
+            return before.text
+        # a page that changed: the entries it kept are the same objects (``EntryMemo``), so
+        # their text is looked up by ``id`` (sound: the texts kept hold their entries)
+        known = before.entry_texts if before is not None else {}
+        entry_texts: Dict[int, Tuple[LogEntry, str]] = {}
+        for e in entries:
+            found = known.get(id(e))
+            if found is None:
+                found = (e, state_files.dump_json(entry_as_dbus_dict(e)))
+            entry_texts[id(e)] = found
+        # the text ``state_files.dump_json`` makes of {'dc': ..., 'log-pages': [...]}
+        head = state_files.dump_json({'dc': state_files.tid_fields(dc)})[:-1]
+        text = f'{head},"log-pages":[{",".join(entry_texts[id(e)][1] for e in entries)}]}}'
+        self._dc_texts[dc] = _DcText(entries, text, entry_texts)
+        return text
+
+    def _wanted_items(self, wanted: List[ControllerSpec]) -> List[str]:
+        """The state file's items of the IOCs ``wanted``, sorted by TID name.
+
+        Kept by spec object: a plan reuses the spec of an IOC that did not change
+        (``IocPlanner``), so a dump after one change makes the text of the new specs only. The
+        lookups are by ``id`` (an int, hashed in C), which is sound because each item holds its
+        spec: no other object can have that id while the item is kept.
+        """
+        before = self._wanted_texts
+        items = [before.get(id(spec)) for spec in wanted]
+        for i, item in enumerate(items):
+            if item is None:
+                spec = wanted[i]
+                text = state_files.dump_json(
                     {'tid': state_files.tid_fields(spec.tid), 'pin-iface': spec.pin_iface}
-                    for spec in sorted(wanted, key=lambda s: str(s.tid))
-                ],
-            }
-        )
+                )
+                items[i] = (spec, str(spec.tid), text)
+        self._wanted_texts = dict(zip(map(id, wanted), items))
+        items.sort(key=operator.itemgetter(1))
+        return list(map(operator.itemgetter(2), items))
 
     def restore(self, text: str) -> None:
         """Take the entries of a previous run (``dump``); raises ValueError naming the problem."""
@@ -400,6 +636,132 @@ def released_iocs(
 # ---- policy ---------------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True, eq=False)
+class _IocFate:
+    """What the policy makes of one log page IOC: its spec, or why it is skipped (an excluded
+    one has neither), and the name it is sorted by."""
+
+    tid: TransportId
+    source: IocSource
+    name: str  # str(tid)
+    spec: Optional[ControllerSpec]
+    why: str = ''
+
+
+# exclusions, ip-family, connect options, pinning: all a log page IOC's fate depends on
+_Policy = Tuple[Sequence, Tuple[int, ...], ConnectOptions, bool]
+_NAME = operator.attrgetter('name')
+
+
+def _fate(tid: TransportId, source: IocSource, policy: _Policy) -> _IocFate:
+    excluded, ip_families, options, pin_iface = policy
+    name = str(tid)
+    if is_excluded(tid, excluded) is not None:
+        return _IocFate(tid, source, name, None)
+    why = address_problem(tid.transport, tid.traddr, ip_families)
+    if why:
+        return _IocFate(tid, source, name, None, why)
+    spec = ControllerSpec(tid=tid, role=Role.IOC, options=options, pin_iface=pin_iface, ncc=ncc(source.entry))
+    return _IocFate(tid, source, name, spec)
+
+
+@dataclass(frozen=True, eq=False)
+class _DcFates:
+    """The fates of the IOCs of one DC's part, sorted into what the plan merges."""
+
+    part: _DcIocs
+    every: Dict[TransportId, _IocFate]  # by TID, excluded ones too
+    kept: Dict[TransportId, _IocFate]  # with a spec, in entry order
+    specs: Dict[TransportId, ControllerSpec]  # the specs of ``kept``
+    skipped: Dict[TransportId, _IocFate]  # of a disabled address family
+
+
+def _dc_fates(part: _DcIocs, policy: _Policy, known: Mapping[TransportId, _IocFate]) -> _DcFates:
+    """The fates of ``part``'s IOCs; ``known``: fates of the DC's previous part, kept for the
+    IOCs whose source is the same."""
+    every: Dict[TransportId, _IocFate] = {}
+    kept: Dict[TransportId, _IocFate] = {}
+    specs: Dict[TransportId, ControllerSpec] = {}
+    skipped: Dict[TransportId, _IocFate] = {}
+    for tid, source in part.sources.items():
+        fate = known.get(tid)
+        if fate is None or fate.source is not source:
+            fate = _fate(tid, source, policy)
+        every[tid] = fate
+        if fate.spec is not None:
+            kept[tid] = fate
+            specs[tid] = fate.spec
+        elif fate.why:
+            skipped[tid] = fate
+    return _DcFates(part, every, kept, specs, skipped)
+
+
+@dataclass(frozen=True)
+class DesiredIocs:
+    """The IOCs to keep, as ``IocPlanner.plan`` answers."""
+
+    specs: List[ControllerSpec]  # the configured ones first, then the log page ones by TID name
+    by_tid: Dict[TransportId, ControllerSpec]
+    problems: List[str]
+
+
+class IocPlanner:
+    """``desired_iocs`` for a pass after pass, in proportion to what changed.
+
+    A log page IOC's fate depends only on its TID, its source and the policy; so each DC's
+    fates are kept with the DC's part (``StacView.dc_iocs``) and reused while the part is the
+    same object and the policy equal, and only a changed part is sorted again (its IOCs whose
+    source did not change keep their fate). The plan is then a merge of dictionaries and one
+    sort, the specs the very same objects as in the previous pass: that is also what keeps the
+    Configure of a worker whose controllers did not change equal to the last one at a pointer
+    comparison per controller (``Supervisor._send_configure``). A new policy (a SIGHUP that
+    changed any of it) starts afresh.
+    """
+
+    def __init__(self) -> None:
+        self._policy: Optional[_Policy] = None
+        self._by_dc: Dict[TransportId, _DcFates] = {}  # of the previous plan
+
+    def plan(
+        self,
+        configured: Iterable[ControllerSpec],
+        parts: Sequence[_DcIocs],
+        sources: Mapping[TransportId, IocSource],
+        *,
+        excluded: Sequence,
+        ip_families: Tuple[int, ...],
+        options: ConnectOptions,
+        pin_iface: bool,
+    ) -> DesiredIocs:
+        """``configured`` (already filtered) and the log page IOCs of ``parts`` (DCs in sorted
+        order; ``sources``: their merge) that are neither excluded nor of a disabled family."""
+        policy: _Policy = (excluded, ip_families, options, pin_iface)
+        if policy != self._policy:
+            self._policy, self._by_dc = policy, {}
+        previous, self._by_dc = self._by_dc, {}
+        kept: Dict[TransportId, _IocFate] = {}
+        by_tid: Dict[TransportId, ControllerSpec] = {}
+        skipped: Dict[TransportId, _IocFate] = {}
+        for part in parts:  # a later DC's fate of the same TID wins, as its source does
+            fates = previous.get(part.dc)
+            if fates is None or fates.part is not part:
+                fates = _dc_fates(part, policy, fates.every if fates is not None else {})
+            self._by_dc[part.dc] = fates
+            kept.update(fates.kept)
+            by_tid.update(fates.specs)
+            skipped.update(fates.skipped)
+        chosen: Dict[TransportId, ControllerSpec] = {}
+        for spec in configured:  # a configured controller keeps its options, takes the entry's NCC
+            source = sources.get(spec.tid)
+            chosen[spec.tid] = dataclasses.replace(spec, ncc=ncc(source.entry) if source else False)
+            kept.pop(spec.tid, None)
+            skipped.pop(spec.tid, None)
+        by_tid.update(chosen)
+        specs = list(chosen.values()) + [fate.spec for fate in sorted(kept.values(), key=_NAME)]
+        problems = [f'log page entry {f.tid} skipped: {f.why}' for f in sorted(skipped.values(), key=_NAME)]
+        return DesiredIocs(specs, by_tid, problems)
+
+
 def desired_iocs(
     configured: Iterable[ControllerSpec],
     sources: Mapping[TransportId, IocSource],
@@ -410,7 +772,9 @@ def desired_iocs(
     pin_iface: bool,
 ) -> Tuple[List[ControllerSpec], List[str]]:
     """The IOCs to keep: ``configured`` (already filtered) and the log page IOCs ``sources``
-    that are neither excluded nor of a disabled address family. Returns (specs, problems)."""
+    that are neither excluded nor of a disabled address family. Returns (specs, problems).
+    Everything is decided afresh: ``IocPlanner`` answers the same pass after pass, deciding
+    again only what changed."""
     chosen: Dict[TransportId, ControllerSpec] = {}
     for spec in configured:
         source = sources.get(spec.tid)

@@ -235,6 +235,23 @@ def test_a_full_runtime_directory_is_said_once_and_the_plan_goes_on(role, tmp_pa
     assert os.listdir(run) == [StacdRole.STATE_FILE]
 
 
+def test_each_change_of_a_page_reaches_the_plan_and_the_state_file(role, tmp_path):
+    def saved() -> List[str]:
+        doc = json.loads((tmp_path / 'run' / StacdRole.STATE_FILE).read_text())
+        return sorted(w['tid']['subsysnqn'][len(NQN) :] for w in doc['wanted'])
+
+    role.stafd_appeared(':1.4')
+    role.stafd_answered(':1.4', answer(A, B))
+    assert wanted(role) == ['s1', 's2', 's3'] == saved()
+    role.stafd_answered(':1.4', answer(('192.0.2.1', 'tb0', ['s1', 's5']), B))  # one DC's page changed
+    assert role.replans.count == 2
+    assert wanted(role) == ['s1', 's3', 's5'] == saved()
+    role.stafd_answered(':1.4', answer(('192.0.2.1', 'tb0', ['s1', 's5'])))  # stafd removed DC B
+    assert wanted(role) == ['s1', 's5'] == saved()
+    assert wanted(role, config('[Global]\nkato=20\n')) == ['s1', 's5']  # a reload: every spec made again
+    assert {s.options.kato for s in role.specs_by_tid.values()} == {20}
+
+
 def test_an_answer_that_changes_nothing_asks_for_no_replan_and_bad_answers_are_ignored(role):
     role.stafd_appeared(':1.4')
     role.stafd_answered(':1.4', answer(A))
@@ -419,3 +436,7 @@ def test_log_page_iocs_without_an_interface_are_routed(role):
     role.stafd_appeared(':1.4')
     role.stafd_answered(':1.4', answer(('192.0.2.1', '', ['s1', 's2']), B))
     assert role.addresses_to_route() == ['192.0.2.1']
+    role.stafd_answered(':1.4', answer(('192.0.2.1', '', ['s1']), ('198.51.100.1', '', ['s3'])))
+    assert role.addresses_to_route() == ['192.0.2.1', '198.51.100.1']  # a DC without interface for B
+    role.stafd_answered(':1.4', answer(('198.51.100.1', '', ['s3'])))  # A removed
+    assert role.addresses_to_route() == ['198.51.100.1']

@@ -510,3 +510,237 @@ def test_the_iocs_of_unchanged_entries_are_not_built_again(monkeypatch):
     second, _ = view.log_page_iocs(HOSTNQN)
     assert built == [NQN + 's3']
     assert {t: s for t, s in second.items() if s.entry.subnqn != NQN + 's3'} == first
+
+
+# ---- reading, building and planning in proportion to the change ------------------------------------
+# Each answer, page and plan reuses what the previous one built of what did not change
+# (EntryMemo, StacView.dc_iocs, IocPlanner, StacView.dump): what they answer must always be
+# what reading, building and planning everything afresh answers.
+
+POOL = [
+    dlpe_dict
+    for dlpe_dict in (
+        {'trtype': 'tcp', 'adrfam': 'ipv4', 'traddr': '192.0.2.1', 'trsvcid': '4420', 'subnqn': NQN + 's1',
+         'subtype': 'nvme', 'treq': 'not specified', 'portid': '1', 'eflags': '0'},
+        {'trtype': 'tcp', 'adrfam': 'ipv4', 'traddr': '192.0.2.1', 'trsvcid': '4420', 'subnqn': NQN + 's2',
+         'subtype': 'nvme', 'treq': 'not specified', 'portid': '1', 'eflags': '4'},
+        {'trtype': 'tcp', 'adrfam': 'ipv6', 'traddr': '2001:db8::1', 'trsvcid': '4420', 'subnqn': NQN + 's3',
+         'subtype': 'nvme', 'treq': 'not specified', 'portid': '1', 'eflags': '0'},
+        {'trtype': 'tcp', 'adrfam': 'ipv4', 'traddr': '198.51.100.1', 'trsvcid': '4420', 'subnqn': NQN + 's4',
+         'subtype': 'nvme', 'treq': 'not specified', 'portid': '1', 'eflags': '0'},
+        {'trtype': 'tcp', 'adrfam': 'ipv4', 'traddr': '192.0.2.9', 'trsvcid': '8009', 'subnqn': NQN + 'r1',
+         'subtype': 'referral', 'treq': 'not specified', 'portid': '1', 'eflags': '0'},
+        {'trtype': 'tcp'},  # malformed
+    )
+]  # fmt: skip
+DC_ITEMS = [
+    {'transport': 'tcp', 'traddr': '192.0.2.1', 'trsvcid': '8009', 'subsysnqn': WELL_KNOWN_DISC_NQN,
+     'host-iface': 'tb0', 'host-nqn': HOSTNQN},
+    {'transport': 'tcp', 'traddr': '198.51.100.1', 'trsvcid': '8009', 'subsysnqn': WELL_KNOWN_DISC_NQN,
+     'host-iface': 'tb1', 'host-nqn': HOSTNQN},
+    {'transport': 'tcp', 'traddr': '203.0.113.1', 'trsvcid': '8009', 'subsysnqn': WELL_KNOWN_DISC_NQN,
+     'host-iface': 'tb0', 'host-nqn': ''},  # no host-nqn: the host's is lent
+]  # fmt: skip
+
+# an item of an answer: a DC (index) with entries (indexes in POOL), or something that is no DC
+answer_item = st.one_of(
+    st.tuples(st.integers(0, 2), st.lists(st.integers(0, len(POOL) - 1), max_size=4)),
+    st.sampled_from([3, {'discovery-controller': 'nope'}, {'discovery-controller': {}, 'log-pages': 'x'}]),
+)
+answer_items = st.lists(answer_item, max_size=4)
+layout = st.sampled_from([{}, {'indent': 1}, {'separators': (',', ':')}])
+
+
+def answer_doc(items) -> list:
+    doc = []
+    for item in items:
+        if isinstance(item, tuple):
+            d, which = item
+            doc.append({'discovery-controller': DC_ITEMS[d], 'log-pages': [POOL[i] for i in which]})
+        else:
+            doc.append(item)
+    return doc
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(answer_items, layout), min_size=1, max_size=6))
+def test_an_answer_read_in_part_is_what_reading_it_whole_gives(answers):
+    from stas.supervisor.stac import EntryMemo
+
+    memo = EntryMemo()
+    for items, how in answers:
+        text = json.dumps(answer_doc(items), **how)
+        assert memo.parse(text) == EntryMemo().parse(text)
+    with pytest.raises(InvalidArgument):
+        memo.parse('{"a": 1}')
+    assert memo.parse(text) == EntryMemo().parse(text)
+
+
+def test_the_dcs_an_answer_shares_with_the_previous_one_are_not_decoded_again(monkeypatch):
+    from stas.supervisor.stac import EntryMemo
+
+    memo = EntryMemo()
+    decoded = []
+    real = EntryMemo._item
+    monkeypatch.setattr(
+        EntryMemo, '_item', lambda self, i, *rest: (decoded.append(i), real(self, i, *rest))[1]
+    )
+    first, _ = memo.parse(json.dumps(answer_doc([(0, [0, 1]), (1, [3]), (2, [0])])))
+    assert decoded == [0, 1, 2]
+    decoded.clear()
+    second, _ = memo.parse(json.dumps(answer_doc([(0, [0, 1]), (1, [3, 2]), (2, [0])])))
+    assert decoded == [1]  # the changed DC's item only
+    assert second[0] is first[0] and second[2] is first[2]  # the others' pages, as they were
+    assert second[1].dc == first[1].dc and len(second[1].entries) == 2
+    decoded.clear()
+    third, _ = memo.parse(json.dumps(answer_doc([(0, [0, 1]), (2, [0])])))  # DC 1 removed
+    assert decoded == [] and [p.dc for p in third] == [first[0].dc, first[2].dc]
+
+
+def fresh_iocs(view: StacView, hostnqn: str):
+    """What log_page_iocs answers with nothing kept from earlier calls."""
+    again = StacView()
+    again.pages = dict(view.pages)
+    return again.log_page_iocs(hostnqn)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(answer_items, st.sets(st.integers(0, 2))), min_size=1, max_size=6))
+def test_the_iocs_kept_per_dc_are_what_building_them_afresh_gives(answers):
+    from stas.supervisor.stac import EntryMemo
+
+    view, memo = StacView(settle_s=0.0), EntryMemo()
+    view.stafd_appeared(':1.1')
+    for now, (items, read) in enumerate(answers):
+        for d in read:  # stafd read these pages: an empty one counts
+            view.dc_read(dc_tid_of(DC_ITEMS[d]))
+        pages, _ = memo.parse(json.dumps(answer_doc(items)))
+        view.on_answer(':1.1', pages, float(now))
+        for hostnqn in (HOSTNQN, ''):  # specs asks with the host's NQN, addresses_to_route without
+            assert view.log_page_iocs(hostnqn) == fresh_iocs(view, hostnqn)
+        assert view.dump() == whole_dump(view, ())
+
+
+def test_a_changed_page_reaches_the_iocs_and_a_removed_dc_takes_its_iocs_along():
+    view = StacView()
+    answered(view, pages=[(DC_A, [entry('s1'), entry('s2')]), (DC_B, [entry('s3', '198.51.100.1')])])
+    assert subs(view) == ['s1', 's2', 's3']
+    view.on_answer(
+        ':1.1', [DcLogPage(DC_A, (entry('s1'), entry('s4'))), DcLogPage(DC_B, view.pages[DC_B])], 1.0
+    )
+    assert subs(view) == ['s1', 's3', 's4']
+    view.on_answer(':1.1', [DcLogPage(DC_A, view.pages[DC_A])], 2.0)  # stafd removed DC B
+    assert subs(view) == ['s1', 's4']
+    assert view.log_page_iocs(HOSTNQN) == fresh_iocs(view, HOSTNQN)
+
+
+EXCLUSIONS = [
+    (),
+    (normalize_exclusion({'host-iface': 'tb1'}),),
+    (normalize_exclusion({'subsysnqn': NQN + 's1'}),),
+]
+policy = st.tuples(
+    st.sampled_from(range(len(EXCLUSIONS))),
+    st.sampled_from([(4, 6), (4,), (6,)]),
+    st.sampled_from([ConnectOptions(), ConnectOptions(kato=20)]),
+    st.booleans(),
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(answer_items, policy, st.booleans()), min_size=1, max_size=6))
+def test_the_planner_answers_what_desired_iocs_answers_pass_after_pass(passes):
+    from stas.supervisor.stac import EntryMemo, IocPlanner, merged_sources
+
+    view, memo, planner = StacView(settle_s=0.0), EntryMemo(), IocPlanner()
+    view.stafd_appeared(':1.1')
+    for now, (items, (exclusions, families, options, pin), with_configured) in enumerate(passes):
+        pages, _ = memo.parse(json.dumps(answer_doc(items)))
+        view.on_answer(':1.1', pages, float(now))
+        configured_specs = [configured('s2'), configured('c9')] if with_configured else []
+        chosen = dict(excluded=EXCLUSIONS[exclusions], ip_families=families, options=options, pin_iface=pin)
+        parts = view.dc_iocs(HOSTNQN)
+        desired = planner.plan(configured_specs, parts, merged_sources(parts), **chosen)
+        specs, problems = desired_iocs(configured_specs, view.log_page_iocs(HOSTNQN)[0], **chosen)
+        assert (desired.specs, desired.problems) == (specs, problems)
+        assert desired.by_tid == {s.tid: s for s in specs}
+
+
+def test_the_planner_keeps_the_spec_objects_of_what_did_not_change_and_a_new_policy_remakes_all():
+    from stas.supervisor.stac import IocPlanner, merged_sources
+
+    view, planner = StacView(), IocPlanner()
+    chosen = dict(excluded=(), ip_families=(4, 6), options=ConnectOptions(), pin_iface=True)
+
+    def plan(**policy):
+        parts = view.dc_iocs(HOSTNQN)
+        specs = planner.plan([], parts, merged_sources(parts), **dict(chosen, **policy)).specs
+        return {s.tid.subsysnqn[len(NQN) :]: s for s in specs}
+
+    answered(view, pages=[(DC_A, [entry('s1'), entry('s2')]), (DC_B, [entry('s3', '198.51.100.1')])])
+    first = plan()
+    assert all(first[k] is spec for k, spec in plan().items())
+    view.on_answer(
+        ':1.1', [DcLogPage(DC_A, (entry('s1'), entry('s4'))), DcLogPage(DC_B, view.pages[DC_B])], 1.0
+    )
+    second = plan()
+    assert sorted(second) == ['s1', 's3', 's4']
+    assert second['s1'] is first['s1'] and second['s3'] is first['s3']
+    third = plan(options=ConnectOptions(kato=20))  # a reload that changed the connect options
+    assert all(spec.options.kato == 20 for spec in third.values())
+    assert plan(pin_iface=False)['s1'].pin_iface is False
+    assert sorted(plan(ip_families=(6,))) == []
+
+
+def whole_dump(view: StacView, wanted) -> str:
+    """The state file as one document encoded at once."""
+    from stas.fabric.dlpe import entry_as_dbus_dict
+    from stas.supervisor import state_files
+
+    return state_files.dump_json(
+        {
+            'version': 1,
+            'dcs': [
+                {'dc': state_files.tid_fields(d), 'log-pages': [entry_as_dbus_dict(e) for e in view.pages[d]]}
+                for d in sorted(view.pages, key=str)
+            ],
+            'wanted': [
+                {'tid': state_files.tid_fields(s.tid), 'pin-iface': s.pin_iface}
+                for s in sorted(wanted, key=lambda s: str(s.tid))
+            ],
+        }
+    )
+
+
+def test_a_dump_kept_in_parts_is_the_document_encoded_whole():
+    view = StacView()
+    pinned = [configured('s1'), configured('s2')]
+    answered(view, pages=[(DC_A, [entry('s1'), entry('s2')]), (DC_B, [entry('s3', '198.51.100.1')])])
+    assert view.dump(pinned) == whole_dump(view, pinned)
+    view.on_answer(':1.1', [DcLogPage(DC_A, (entry('s1'),)), DcLogPage(DC_B, view.pages[DC_B])], 1.0)
+    unpinned = [pinned[0], configured('s2', pin_iface=False), configured('s5')]  # same TID, new pin
+    assert view.dump(unpinned) == whole_dump(view, unpinned)
+    assert json.loads(view.dump(unpinned))['wanted'][1]['pin-iface'] is False
+    view.on_answer(':1.1', [DcLogPage(DC_B, view.pages[DC_B])], 2.0)  # DC A removed
+    assert view.dump() == whole_dump(view, ())
+
+
+def test_equal_entries_of_another_answer_keep_the_iocs_built_of_them():
+    view = StacView()
+    answered(view, pages=[(DC_A, [entry('s1'), entry('s2')])])
+    first = view.dc_iocs(HOSTNQN)[0]
+    view.on_answer(':1.1', [DcLogPage(DC_A, (entry('s1'), entry('s2')))], 1.0)  # equal, not the same
+    second = view.dc_iocs(HOSTNQN)[0]
+    assert second.entries is view.pages[DC_A]
+    assert all(second.sources[t] is source for t, source in first.sources.items())
+    assert view.dc_iocs(HOSTNQN)[0] is second  # from now on, the same object
+
+
+def test_a_dc_between_two_that_changed_is_decoded_again_but_keeps_its_page():
+    from stas.supervisor.stac import EntryMemo
+
+    memo = EntryMemo()
+    first, _ = memo.parse(json.dumps(answer_doc([(0, [0]), (1, [3]), (2, [0])])))
+    second, _ = memo.parse(json.dumps(answer_doc([(0, [0, 1]), (1, [3]), (2, [])])))
+    assert second[1] is first[1]
+    assert second[0] is not first[0] and second[2] is not first[2]
