@@ -23,8 +23,8 @@ import os
 import re
 from typing import Collection, Dict, Iterable, List, Mapping, Optional, Tuple
 
-from ..fabric.reuse import kernel_ctrl_matches, parse_sysfs_address
-from ..model import KernelController, Role, TransportId
+from ..fabric.reuse import kernel_ctrl_matches, kernel_value, parse_sysfs_address
+from ..model import WELL_KNOWN_DISC_NQN, KernelController, Role, TransportId
 
 SYSFS_ROOT = '/sys'
 FABRICS_DEVICE = '/dev/nvme-fabrics'
@@ -202,9 +202,18 @@ def find_adoptable(
     skipped. When several match, a live one wins over one the kernel is reconnecting, then the
     lowest instance number, so the choice is stable across restarts.
     """
+    # An I/O controller's subsystem NQN must be the kernel controller's: one attribute read per
+    # controller rules out all the others, instead of reading each one whole (a connect among
+    # hundreds of controllers would otherwise read thousands of sysfs files).
+    nqn = tid.subsysnqn if tid.subsysnqn != WELL_KNOWN_DISC_NQN else None
     candidates: List[Tuple[int, int, str]] = []
-    for kctrl in scan_controllers(sysfs_root):
-        if kctrl.device in exclude or not kernel_ctrl_matches(tid, kctrl, iface_addrs, role):
+    for device in list_controllers(sysfs_root):
+        if device in exclude:
+            continue
+        if nqn is not None and kernel_value(read_attr(device, 'subsysnqn', sysfs_root)) != nqn:
+            continue
+        kctrl = read_controller(device, sysfs_root)
+        if kctrl is None or not kernel_ctrl_matches(tid, kctrl, iface_addrs, role):
             continue
         state = controller_state(kctrl.device, sysfs_root).lower()
         if not state or state in GOING_AWAY_STATES:

@@ -221,6 +221,19 @@ def test_find_adoptable_respects_the_role(fake: FakeSys) -> None:
     assert sysfs_io.find_adoptable(dc_tid(subsysnqn=SUB1), Role.IOC, IFACES, str(fake.root)) == 'nvme0'
 
 
+def test_find_adoptable_reads_whole_only_the_controllers_of_the_same_subsystem(
+    fake: FakeSys, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for n in range(5):
+        fake.controller(f'nvme{n}', cntrltype='io', subsysnqn=f'{SUB1}-other{n}')
+    fake.controller('nvme7', cntrltype='io', subsysnqn=f'  {SUB1}\n')  # as the kernel pads it
+    read = []
+    real = sysfs_io.read_controller
+    monkeypatch.setattr(sysfs_io, 'read_controller', lambda d, *a, **k: read.append(d) or real(d, *a, **k))
+    assert sysfs_io.find_adoptable(dc_tid(subsysnqn=SUB1), Role.IOC, IFACES, str(fake.root)) == 'nvme7'
+    assert read == ['nvme7']
+
+
 def test_find_adoptable_requires_the_same_host_nqn(fake: FakeSys) -> None:
     fake.controller('nvme0', hostnqn='nqn.2014-08.org.nvmexpress:uuid:other')
     assert sysfs_io.find_adoptable(dc_tid(), Role.DC, IFACES, str(fake.root)) is None
