@@ -38,7 +38,8 @@ from ..model import (
 # Bump whenever a message's tag or fields change. Supervisor and workers are started from the
 # same installation, but a package upgrade while a daemon runs could pair an old supervisor with
 # a freshly spawned worker: the version in Hello catches that before anything else is read.
-PROTOCOL_VERSION = 2  # 2: a message larger than a frame goes in several (codec.MORE)
+# 2: a message larger than a frame goes in several (codec.MORE); 3: Heartbeat.next_s
+PROTOCOL_VERSION = 3
 
 
 class Sender(str, enum.Enum):
@@ -182,6 +183,9 @@ class Heartbeat(Message):
     seq: int
     ops_in_flight: int = 0
     oldest_op_age_s: float = 0.0  # age of the oldest kernel/libnvme op still running
+    # the next beat comes within this many seconds: the spec's heartbeat_s while the worker has
+    # work, its idle_heartbeat_s once it has none (0: heartbeat_s)
+    next_s: float = 0.0
 
 
 @message('ctrl_status', sender=Sender.WORKER)

@@ -224,6 +224,7 @@ class Supervisor:
             key=key,
             daemon=self._engine,
             heartbeat_s=self._restart_policy.heartbeat_interval_s,
+            idle_heartbeat_s=self._restart_policy.idle_heartbeat_interval_s,
             log_level='DEBUG' if self._tron else 'INFO',
             log_target=self._log_target,
             runtime_dir=self.runtime_dir,

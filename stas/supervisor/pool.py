@@ -225,7 +225,7 @@ class SlotDriver:
             while True:
                 msg = await channel.recv()
                 if isinstance(msg, Heartbeat):
-                    self.handle(HeartbeatReceived())
+                    self.handle(HeartbeatReceived(msg.next_s))
                 elif isinstance(msg, Reply):
                     fut = self._pending.pop(msg.req_id, None)
                     if fut is not None and not fut.done():

@@ -55,6 +55,10 @@ class RestartPolicy:
     # a minute and a quarter.
     heartbeat_interval_s: float = 30.0
     heartbeat_timeout_s: float = 75.0
+    # A worker with nothing to do beats this rarely (and says so in each beat); its silence is
+    # then allowed two and a half of these. Its first message in or out brings the busy pace
+    # back at once (stas.workers.runtime).
+    idle_heartbeat_interval_s: float = 300.0
     kill_grace_s: float = 3.0
     shutdown_grace_s: float = 5.0
     # A timer of the supervisor's loop fires within milliseconds of its deadline; one that
@@ -71,6 +75,7 @@ class RestartPolicy:
             hello_timeout_s=self.hello_timeout_s * factor,
             heartbeat_interval_s=self.heartbeat_interval_s * factor,
             heartbeat_timeout_s=self.heartbeat_timeout_s * factor,
+            idle_heartbeat_interval_s=self.idle_heartbeat_interval_s * factor,
             kill_grace_s=self.kill_grace_s * factor,
             shutdown_grace_s=self.shutdown_grace_s * factor,
             stall_tolerance_s=self.stall_tolerance_s * factor,
@@ -130,7 +135,7 @@ class HelloReceived:
 
 @dataclass(frozen=True)
 class HeartbeatReceived:
-    pass
+    next_s: float = 0.0  # the next beat comes within this many seconds (0: the busy pace)
 
 
 @dataclass(frozen=True)
@@ -213,6 +218,7 @@ class WorkerSlot:
         self.state = SlotState.STOPPED
         self.pid: Optional[int] = None
         self.deadline: Optional[float] = None
+        self.silence_allowed_s = policy.heartbeat_timeout_s  # from the last beat to the deadline
         self.started_at: Optional[float] = None  # when the current process was spawned
         self.running_since: Optional[float] = None  # when it said hello
         self.restarts = 0
@@ -285,14 +291,25 @@ class WorkerSlot:
         self.pid = event.pid
         self.state = SlotState.RUNNING
         self.running_since = now
-        self.deadline = now + self.policy.heartbeat_timeout_s
+        self.silence_allowed_s = self.policy.heartbeat_timeout_s
+        self.deadline = now + self.silence_allowed_s
         return []
 
     def _on_HeartbeatReceived(self, event: HeartbeatReceived, now: float) -> List[Effect]:
         if self.state == SlotState.RUNNING:
-            self.deadline = now + self.policy.heartbeat_timeout_s
+            self.silence_allowed_s = self._silence_allowed(event.next_s)
+            self.deadline = now + self.silence_allowed_s
         # late heartbeats from a process we are already stopping or killing are harmless
         return []
+
+    def _silence_allowed(self, next_s: float) -> float:
+        """Two and a half of the announced intervals: the busy pace's timeout, stretched for an
+        idle worker, never beyond what the idle pace allows (a worker cannot opt out)."""
+        policy = self.policy
+        if next_s <= policy.heartbeat_interval_s:
+            return policy.heartbeat_timeout_s
+        next_s = min(next_s, max(policy.idle_heartbeat_interval_s, policy.heartbeat_interval_s))
+        return policy.heartbeat_timeout_s * next_s / policy.heartbeat_interval_s
 
     def _on_Faulted(self, event: Faulted, now: float) -> List[Effect]:
         if self.state not in (SlotState.STARTING, SlotState.RUNNING, SlotState.STOPPING):
@@ -325,7 +342,7 @@ class WorkerSlot:
         if self.state == SlotState.STARTING:
             return self._terminate(f'no hello within {self.policy.hello_timeout_s:g} s', now)
         if self.state == SlotState.RUNNING:
-            return self._terminate(f'no heartbeat for {self.policy.heartbeat_timeout_s:g} s (hung?)', now)
+            return self._terminate(f'no heartbeat for {self.silence_allowed_s:g} s (hung?)', now)
         if self.state in (SlotState.TERMINATING, SlotState.STOPPING):
             self.deadline = None  # SIGKILL cannot be refused: the exit will follow
             self._sent_sigkill = True

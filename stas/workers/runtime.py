@@ -2,7 +2,14 @@
 
 A worker process runs one asyncio loop that:
 - says ``Hello`` first, then sends a ``Heartbeat`` every ``spec.heartbeat_s`` from the loop
-  itself, so a blocked loop (not just a dead process) is visible to the supervisor;
+  itself, so a blocked loop (not just a dead process) is visible to the supervisor; a worker
+  with nothing to do (no kernel operation in flight, nothing sent or received since its last
+  beat) beats every ``spec.idle_heartbeat_s`` instead, and says so in each beat (``next_s``).
+  Each beat wakes the worker and the supervisor: at the busy pace they were all the CPU an idle
+  daemon used (4 clock ticks a minute for two workers under emulation, 0 at a tenth of the
+  pace). The first message in or out ends an idle interval at once with a beat at the busy
+  pace, so a worker that has work is watched as closely as ever; a loop that blocks while
+  idle, before sending or receiving anything, is found at the idle pace;
 - hands ``Configure`` to its engine (the per-daemon mechanism: DCs for stafd, IOCs for stacd);
 - answers each ``Request`` within its deadline, errors as data, never as exceptions;
 - on ``Shutdown`` lets the engine stop, keeping kernel connections unless told otherwise;
@@ -74,12 +81,22 @@ class WorkerRuntime:
         self._channel: Optional[Channel] = None
         self._seq = 0
         self._started = time.monotonic()
+        self._active = True  # sent or received something since the last beat
+        self._beat_now = asyncio.Event()  # ends an idle interval early
+        self._idle_interval = False
         # called right after Hello is sent (fault injection hooks in here)
         self.after_hello: Optional[Callable[[], None]] = None
 
     async def send(self, msg: Message) -> None:
         assert self._channel is not None
+        if not isinstance(msg, Heartbeat):
+            self._note_activity()
         await self._channel.send(msg)
+
+    def _note_activity(self) -> None:
+        self._active = True
+        if self._idle_interval:
+            self._beat_now.set()  # the supervisor must hear the busy pace before it matters
 
     async def run(self) -> None:
         self._channel = await Channel.open(self._sock, peer=Sender.SUPERVISOR)
@@ -103,12 +120,23 @@ class WorkerRuntime:
             self._channel.close()
 
     async def _heartbeats(self) -> None:
+        interval = self.spec.heartbeat_s  # what Hello implied
         while True:
-            await asyncio.sleep(self.spec.heartbeat_s)
-            ops, age = self.engine.load()
-            self._seq += 1
+            self._idle_interval = interval > self.spec.heartbeat_s
             try:
-                await self.send(Heartbeat(seq=self._seq, ops_in_flight=ops, oldest_op_age_s=age))
+                await asyncio.wait_for(self._beat_now.wait(), interval)
+            except asyncio.TimeoutError:
+                pass
+            self._beat_now.clear()
+            ops, age = self.engine.load()
+            idle = ops == 0 and not self._active
+            self._active = False
+            busy_s = self.spec.heartbeat_s
+            interval = max(self.spec.idle_heartbeat_s, busy_s) if idle else busy_s
+            self._seq += 1
+            beat = Heartbeat(seq=self._seq, ops_in_flight=ops, oldest_op_age_s=age, next_s=interval)
+            try:
+                await self.send(beat)
             except (ConnectionError, OSError):
                 return
 
@@ -121,6 +149,7 @@ class WorkerRuntime:
                 log.info('supervisor closed the channel; exiting and keeping kernel connections')
                 await self.engine.shutdown(keep_connections=True)
                 return
+            self._note_activity()
             if isinstance(msg, Configure):
                 await self.engine.configure(msg)
             elif isinstance(msg, Request):

@@ -16,6 +16,8 @@ class WorkerSpec:
     key: WorkerKey
     daemon: str  # 'stafd', 'stacd' or 'idle' (a worker with no mechanism, for tests and benches)
     heartbeat_s: float = 1.0
+    # the beat interval of a worker with nothing to do (see runtime.py); 0: heartbeat_s always
+    idle_heartbeat_s: float = 0.0
     log_level: str = 'INFO'
     log_target: str = 'stderr'  # 'stderr' or 'journal'
     runtime_dir: str = ''

@@ -63,7 +63,7 @@ def test_frame_layout_is_length_then_tag_and_field_map():
     frame = codec.encode(BEAT)
     (length,) = struct.unpack('>I', frame[:4])
     assert length == len(frame) - 4
-    assert msgpack.unpackb(frame[4:]) == ['heartbeat', {'seq': 1, 'ops_in_flight': 0, 'oldest_op_age_s': 0.0}]
+    assert msgpack.unpackb(frame[4:]) == ['heartbeat', {'seq': 1, 'ops_in_flight': 0, 'oldest_op_age_s': 0.0, 'next_s': 0.0}]
 
 
 def test_several_frames_fed_byte_by_byte():
@@ -294,7 +294,7 @@ def test_unknown_and_missing_fields():
     fields['sequence'] = 1
     assert decode_error(body_of(['heartbeat', fields])) == (
         "message 'heartbeat': fields: Heartbeat: unknown field(s) 'sequence'; missing field(s) seq "
-        '(fields are seq, ops_in_flight, oldest_op_age_s)'
+        '(fields are seq, ops_in_flight, oldest_op_age_s, next_s)'
     )
 
 

@@ -66,6 +66,29 @@ def test_heartbeat_pushes_the_deadline():
     assert slot.deadline == 7.0 + POLICY.heartbeat_timeout_s
 
 
+def test_an_idle_beat_allows_two_and_a_half_idle_intervals_of_silence():
+    slot = running_slot()
+    slot.handle(HeartbeatReceived(next_s=POLICY.idle_heartbeat_interval_s), 7.0)
+    assert slot.deadline == 7.0 + 2.5 * POLICY.idle_heartbeat_interval_s
+    assert slot.handle(DeadlineReached(), slot.deadline - 0.1) == []
+    effects = slot.handle(DeadlineReached(), slot.deadline)
+    assert orders(effects) == [SendSignal(signal.SIGTERM)]
+    assert f'no heartbeat for {2.5 * POLICY.idle_heartbeat_interval_s:g} s (hung?)' in effects[0].message
+
+
+def test_the_busy_pace_comes_back_with_the_next_beat():
+    slot = running_slot()
+    slot.handle(HeartbeatReceived(next_s=POLICY.idle_heartbeat_interval_s), 7.0)
+    slot.handle(HeartbeatReceived(next_s=POLICY.heartbeat_interval_s), 8.0)
+    assert slot.deadline == 8.0 + POLICY.heartbeat_timeout_s
+
+
+def test_a_worker_cannot_announce_more_silence_than_the_idle_pace():
+    slot = running_slot()
+    slot.handle(HeartbeatReceived(next_s=1e9), 7.0)
+    assert slot.deadline == 7.0 + 2.5 * POLICY.idle_heartbeat_interval_s
+
+
 def test_deadline_not_yet_reached_does_nothing():
     slot = running_slot()
     assert slot.handle(DeadlineReached(), POLICY.heartbeat_timeout_s - 0.1) == []
