@@ -59,10 +59,18 @@ Threading model, which follows from the above:
 * One long-lived root per ``NvmeIo`` (one per worker process) holds the controllers this worker
   manages. Adding to or removing from that tree (adopting with ``ctrl.init``, freeing a ctrl)
   happens under ``self._tree_lock`` and is quick (sysfs reads).
-* A connect, the one call that blocks for long, runs on a private root created for that attempt
-  and destroyed right after it (nvme-stas 2.x likewise gives every controller its own context),
-  then the new controller is adopted into the long-lived tree. So a slow connect never holds the
-  lock, and adoption, discovery, registration and disconnects of other controllers go on.
+* A connect, the one call that blocks for long, runs on a second tree of its own (the connect
+  tree, under ``self._connect_lock``), then the new controller is adopted into the long-lived
+  tree and freed from the connect tree. So a slow connect never holds the tree lock, and
+  adoption, discovery, registration and disconnects of other controllers go on. The connect
+  tree is built once, not per connect: ``nvme.root()`` scans all of sysfs, and libnvme 1.x
+  looks up each controller's subsystem by listing every subsystem, so a scan costs O(N^2) in
+  the number of kernel controllers (0.27 s per connect on average over the first 100 in the
+  test guest, 70 % of each connect). Connects are therefore one at a time per worker, which
+  costs nothing: the kernel serialises them anyway (below). The controllers its first scan
+  found are freed from it right away: libnvme would otherwise copy a stale controller's
+  settings and DH-CHAP keys into a new connect to the same address (``nvmf_add_ctrl`` looks
+  for a known controller of the same transport ID and merges its configuration).
 * Per-controller calls (discover, register, log pages, disconnect) take no lock: the caller runs
   at most one operation per controller at a time (DESIGN.md section 4 rule 3), and ``forget`` or
   ``disconnect`` of a device must not overlap another call on that device.
@@ -314,6 +322,62 @@ def _text(value: object) -> str:
     return '' if value is None else str(value).strip()
 
 
+class _Tree:
+    """A libnvme tree: its root (a scan of sysfs) and one host proxy per host identity.
+
+    One proxy per C host: ``nvme.host()`` returns the same C object for the same NQN and ID, and
+    two proxies owning it would free it twice. ``without_controllers`` frees the controllers the
+    scan found (see the module's docstring: the connect tree). Not thread-safe: the owner holds
+    a lock.
+    """
+
+    def __init__(self, nvme: Any, log_level: str, without_controllers: bool = False) -> None:
+        self._nvme = nvme
+        self.root = nvme.root()
+        self.root.log_level(log_level)
+        self._hosts: Dict[Tuple[str, str], Tuple[Any, Optional[str]]] = {}
+        if without_controllers:
+            self._free_controllers()
+
+    def _free_controllers(self) -> None:
+        # listed first: freeing one unlinks it, and the iterators walk the links
+        found = [c for h in self.root.hosts() for s in h.subsystems() for c in s.controllers()]
+        for ctrl in found:
+            try:
+                type(ctrl).__swig_destroy__(ctrl)  # the tree owns it; the proxy does not
+            except Exception as exc:  # noqa: BLE001 (a failed free is logged, not fatal)
+                log.warning('freeing a scanned libnvme controller failed: %s', exc)
+
+    def host(self, identity: HostIdentity) -> Any:
+        key = (identity.hostnqn, identity.hostid)
+        cached = self._hosts.get(key)
+        if cached is None:
+            host = self._nvme.host(
+                self.root,
+                hostnqn=identity.hostnqn,
+                hostid=identity.hostid or None,
+                hostsymname=identity.symname or None,
+            )
+            # The host key goes on each controller (so a per-controller secret can win over
+            # it); a key on the host object would take precedence in libnvme.
+            _set_property(host, 'dhchap_key', None)
+            self._hosts[key] = (host, identity.symname)
+            return host
+        host, symname = cached
+        if symname != identity.symname:
+            host.set_symname(identity.symname or None)
+            self._hosts[key] = (host, identity.symname)
+        return host
+
+    def free(self) -> None:
+        """Free the hosts, then the root (the caller has freed its controllers)."""
+        for host, _symname in self._hosts.values():
+            _destroy(host)
+        self._hosts.clear()
+        _destroy(self.root)
+        self.root = None
+
+
 class NvmeIo:
     """libnvme for one worker: the controllers it manages, by kernel device name.
 
@@ -341,8 +405,9 @@ class NvmeIo:
         self._dev_root = dev_root
         self._fabrics_path = fabrics_path
         self._tree_lock = threading.Lock()
-        self._root: Any = None
-        self._hosts: Dict[Tuple[str, str], Tuple[Any, Optional[str]]] = {}
+        self._tree: Optional[_Tree] = None  # the long-lived one, under _tree_lock
+        self._connect_lock = threading.Lock()
+        self._connect_tree: Optional[_Tree] = None  # under _connect_lock
         self._ctrls: Dict[str, _Managed] = {}
         self._caps: Optional[Tuple[Tuple[str, ...], str]] = None
         self._closed = False
@@ -363,8 +428,11 @@ class NvmeIo:
         self._check_log_level(level)
         self._log_level = level
         with self._tree_lock:
-            if self._root is not None:
-                self._root.log_level(level)
+            if self._tree is not None:
+                self._tree.root.log_level(level)
+        with self._connect_lock:
+            if self._connect_tree is not None:
+                self._connect_tree.root.log_level(level)
 
     @staticmethod
     def _check_log_level(level: str) -> None:
@@ -372,40 +440,12 @@ class NvmeIo:
             raise InvalidArgument(f'libnvme log level {level!r}: accepted are {", ".join(LOG_LEVELS)}')
 
     # ---- the long-lived tree (call with the lock held) ---------------------------------------------
-    def _shared_root(self) -> Any:
+    def _shared_tree(self) -> _Tree:
         if self._closed:
             raise KernelError('libnvme access is closed (the worker is stopping)')
-        if self._root is None:
-            self._root = self._nvme.root()
-            self._root.log_level(self._log_level)
-        return self._root
-
-    def _new_host(self, root: Any, identity: HostIdentity) -> Any:
-        host = self._nvme.host(
-            root,
-            hostnqn=identity.hostnqn,
-            hostid=identity.hostid or None,
-            hostsymname=identity.symname or None,
-        )
-        # The host key goes on each controller (so a per-controller secret can win over it); a
-        # key on the host object would take precedence in libnvme.
-        _set_property(host, 'dhchap_key', None)
-        return host
-
-    def _shared_host(self, identity: HostIdentity) -> Any:
-        # One proxy per C host: nvme.host() returns the same C object for the same NQN and ID,
-        # and two proxies owning it would free it twice.
-        key = (identity.hostnqn, identity.hostid)
-        cached = self._hosts.get(key)
-        if cached is None:
-            host = self._new_host(self._shared_root(), identity)
-            self._hosts[key] = (host, identity.symname)
-            return host
-        host, symname = cached
-        if symname != identity.symname:
-            host.set_symname(identity.symname or None)
-            self._hosts[key] = (host, identity.symname)
-        return host
+        if self._tree is None:
+            self._tree = _Tree(self._nvme, self._log_level)
+        return self._tree
 
     def _drop(self, device: str) -> None:
         managed = self._ctrls.pop(device, None)
@@ -491,8 +531,9 @@ class NvmeIo:
         """Add the kernel controller ``device`` to the long-lived tree (lock held)."""
         if device in self._ctrls:
             raise KernelError(f'{spec.tid}: {device} is already managed by this worker')
-        host = self._shared_host(identity)
-        ctrl = self._new_ctrl(self._shared_root(), spec, host_iface)
+        tree = self._shared_tree()
+        host = tree.host(identity)
+        ctrl = self._new_ctrl(tree.root, spec, host_iface)
         try:
             ok = ctrl.init(host, int(device[4:]))
             name = _text(ctrl.name)
@@ -508,35 +549,39 @@ class NvmeIo:
     def _connect_new(
         self, spec: ControllerSpec, identity: HostIdentity, host_iface: str
     ) -> Tuple[str, Tuple[str, ...]]:
-        """Connect on a private libnvme tree (no lock: this blocks); returns the new device."""
-        tid, options = spec.tid, spec.options
+        """Connect on the connect tree, one connect at a time (this blocks); returns the new
+        device."""
+        tid = spec.tid
         caps, _reason = self.kernel_caps()
-        cfg, ignored = libnvme_cfg(options)
-        root = host = ctrl = None
-        try:
-            root = self._nvme.root()
-            root.log_level(self._log_level)
-            host = self._new_host(root, identity)
-            ctrl = self._new_ctrl(root, spec, host_iface)
-            ignored += self._apply_secrets(ctrl, spec, identity, caps)
-            error = ''
+        cfg, ignored = libnvme_cfg(spec.options)
+        with self._connect_lock:
+            if self._closed:
+                raise KernelError('libnvme access is closed (the worker is stopping)')
+            if self._connect_tree is None:
+                self._connect_tree = _Tree(self._nvme, self._log_level, without_controllers=True)
+            tree = self._connect_tree
+            ctrl = None
             try:
-                ctrl.connect(host, cfg)
-            except Exception as exc:  # noqa: BLE001 (RuntimeError or AttributeError from the binding)
-                error = str(exc) or type(exc).__name__
-            device = _text(ctrl.name)
-            if not sysfs_io.is_controller_name(device):
-                raise KernelError(f'{tid}: connect failed: {error or "libnvme named no controller"}')
-            if error:
-                # The binding's failure flag is a C static: another thread's failed connect or
-                # disconnect can make this successful one raise. The kernel named the device.
-                log.debug('%s: connected as %s despite libnvme reporting "%s"', tid, device, error)
-            return device, ignored
-        finally:
-            # children first: the connected ctrl is linked into a subsystem of ``host``
-            _destroy(ctrl)
-            _destroy(host)
-            _destroy(root)
+                host = tree.host(identity)
+                ctrl = self._new_ctrl(tree.root, spec, host_iface)
+                ignored += self._apply_secrets(ctrl, spec, identity, caps)
+                error = ''
+                try:
+                    ctrl.connect(host, cfg)
+                except Exception as exc:  # noqa: BLE001 (RuntimeError or AttributeError from the binding)
+                    error = str(exc) or type(exc).__name__
+                device = _text(ctrl.name)
+                if not sysfs_io.is_controller_name(device):
+                    raise KernelError(f'{tid}: connect failed: {error or "libnvme named no controller"}')
+                if error:
+                    # The binding's failure flag is a C static: another thread's failed connect
+                    # or disconnect can make this successful one raise. The kernel named the device.
+                    log.debug('%s: connected as %s despite libnvme reporting "%s"', tid, device, error)
+                return device, ignored
+            finally:
+                # linked into the connect tree by the connect: unlinked and freed now (the
+                # long-lived tree gets an object of its own for it)
+                _destroy(ctrl)
 
     def _apply_secrets(
         self, ctrl: Any, spec: ControllerSpec, identity: HostIdentity, caps: Tuple[str, ...]
@@ -678,9 +723,11 @@ class NvmeIo:
         with self._tree_lock:
             for device in list(self._ctrls):
                 self._drop(device)
-            for host, _symname in self._hosts.values():
-                _destroy(host)
-            self._hosts.clear()
-            _destroy(self._root)
-            self._root = None
+            if self._tree is not None:
+                self._tree.free()
+                self._tree = None
             self._closed = True
+        with self._connect_lock:
+            if self._connect_tree is not None:
+                self._connect_tree.free()
+                self._connect_tree = None
