@@ -63,7 +63,8 @@ def test_frame_layout_is_length_then_tag_and_field_map():
     frame = codec.encode(BEAT)
     (length,) = struct.unpack('>I', frame[:4])
     assert length == len(frame) - 4
-    assert msgpack.unpackb(frame[4:]) == ['heartbeat', {'seq': 1, 'ops_in_flight': 0, 'oldest_op_age_s': 0.0, 'next_s': 0.0}]
+    fields = {'seq': 1, 'ops_in_flight': 0, 'oldest_op_age_s': 0.0, 'next_s': 0.0}
+    assert msgpack.unpackb(frame[4:]) == ['heartbeat', fields]
 
 
 def test_several_frames_fed_byte_by_byte():
