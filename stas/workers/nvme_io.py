@@ -405,6 +405,9 @@ class NvmeIo:
         self._dev_root = dev_root
         self._fabrics_path = fabrics_path
         self._tree_lock = threading.Lock()
+        # shared by concurrent connects: each entry is a fact about one sysfs node, so a race
+        # between two of them costs a read, never a wrong answer
+        self._nqns = sysfs_io.ControllerNqns(sysfs_root)
         self._tree: Optional[_Tree] = None  # the long-lived one, under _tree_lock
         self._connect_lock = threading.Lock()
         self._connect_tree: Optional[_Tree] = None  # under _connect_lock
@@ -495,7 +498,7 @@ class NvmeIo:
         match_tid = dataclasses.replace(tid, host_iface=host_iface, host_nqn=host.hostnqn)
 
         device = sysfs_io.find_adoptable(
-            match_tid, spec.role, iface_addrs, self._sysfs_root, exclude=set(self._ctrls)
+            match_tid, spec.role, iface_addrs, self._sysfs_root, exclude=set(self._ctrls), nqns=self._nqns
         )
         if device is not None:
             try:

@@ -188,29 +188,66 @@ def scan_controllers(sysfs_root: str = SYSFS_ROOT) -> List[KernelController]:
     return found
 
 
+class ControllerNqns:
+    """The subsystem NQN of each kernel controller, each read once.
+
+    Adoption looks for the controllers of one subsystem at every connect: reading one file of
+    each of hundreds of controllers per connect was most of what a connect cost beyond the
+    kernel's own work. The kernel reuses a deleted controller's name for the next one, but as a
+    new sysfs node with another inode number, so what was read is keyed by (name, inode). A
+    value read as '' (a controller still being set up) is read again next time.
+    """
+
+    def __init__(self, sysfs_root: str = SYSFS_ROOT) -> None:
+        self._sysfs_root = sysfs_root
+        self._known: Dict[Tuple[str, int], str] = {}
+
+    def now(self) -> List[Tuple[str, str]]:
+        """(device, subsystem NQN) of every controller the kernel has now, by instance number."""
+        try:
+            with os.scandir(_class_dir(self._sysfs_root)) as entries:
+                found = [(e.name, e.inode()) for e in entries if is_controller_name(e.name)]
+        except OSError:
+            return []
+        known: Dict[Tuple[str, int], str] = {}
+        for key in found:
+            nqn = self._known.get(key)
+            if nqn is None:
+                nqn = kernel_value(read_attr(key[0], 'subsysnqn', self._sysfs_root))
+            if nqn:
+                known[key] = nqn
+        self._known = known  # forgets the controllers that are gone
+        return sorted(((name, nqn) for (name, _ino), nqn in known.items()), key=lambda dn: _instance(dn[0]))
+
+
 def find_adoptable(
     tid: TransportId,
     role: Optional[Role],
     iface_addrs: Mapping[str, object],
     sysfs_root: str = SYSFS_ROOT,
     exclude: Collection[str] = (),
+    nqns: Optional[ControllerNqns] = None,
 ) -> Optional[str]:
     """The device name of an existing kernel controller that may be adopted for ``tid``, or None.
 
     Matching is ``stas.fabric.reuse.kernel_ctrl_matches`` (with the DC/IOC check for ``role``).
     Controllers named in ``exclude`` (already managed) and controllers being deleted are
     skipped. When several match, a live one wins over one the kernel is reconnecting, then the
-    lowest instance number, so the choice is stable across restarts.
+    lowest instance number, so the choice is stable across restarts. ``nqns`` keeps what it read
+    from one call to the next (the caller's, e.g. one per worker).
     """
-    # An I/O controller's subsystem NQN must be the kernel controller's: one attribute read per
-    # controller rules out all the others, instead of reading each one whole (a connect among
-    # hundreds of controllers would otherwise read thousands of sysfs files).
+    # An I/O controller's subsystem NQN must be the kernel controller's: that one attribute
+    # rules out all the others, instead of reading each one whole (a connect among hundreds of
+    # controllers would otherwise read thousands of sysfs files).
     nqn = tid.subsysnqn if tid.subsysnqn != WELL_KNOWN_DISC_NQN else None
+    if nqn is None:
+        devices = list_controllers(sysfs_root)
+    else:
+        listed = (nqns or ControllerNqns(sysfs_root)).now()
+        devices = [device for device, its_nqn in listed if its_nqn == nqn]
     candidates: List[Tuple[int, int, str]] = []
-    for device in list_controllers(sysfs_root):
+    for device in devices:
         if device in exclude:
-            continue
-        if nqn is not None and kernel_value(read_attr(device, 'subsysnqn', sysfs_root)) != nqn:
             continue
         kctrl = read_controller(device, sysfs_root)
         if kctrl is None or not kernel_ctrl_matches(tid, kctrl, iface_addrs, role):

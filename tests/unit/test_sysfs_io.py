@@ -234,6 +234,29 @@ def test_find_adoptable_reads_whole_only_the_controllers_of_the_same_subsystem(
     assert read == ['nvme7']
 
 
+def test_controller_nqns_reads_each_controller_once_and_again_when_its_name_is_reused(
+    fake: FakeSys, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fake.controller('nvme0', cntrltype='io', subsysnqn=SUB1)
+    fake.controller('nvme1', cntrltype='io', subsysnqn='')  # still being set up
+    reads = []
+    real = sysfs_io.read_attr
+    monkeypatch.setattr(sysfs_io, 'read_attr', lambda d, n, *a: reads.append(d) or real(d, n, *a))
+    nqns = sysfs_io.ControllerNqns(str(fake.root))
+    assert nqns.now() == [('nvme0', SUB1)]
+    assert nqns.now() == [('nvme0', SUB1)]
+    assert sorted(reads) == ['nvme0', 'nvme1', 'nvme1']  # '' is read again, a known value is not
+    (fake.root / 'class' / 'nvme' / 'nvme1' / 'subsysnqn').write_text(SUB1 + '-b\n')
+    # the name, another node: its class entry made before the old one goes, so that it has
+    # another inode, as sysfs gives it
+    fake.controller('nvme9', cntrltype='io', subsysnqn=SUB1 + '-c')
+    entries = fake.root / 'class' / 'nvme'
+    (entries / 'nvme9').rename(entries / 'nvme0')
+    reads.clear()
+    assert nqns.now() == [('nvme0', SUB1 + '-c'), ('nvme1', SUB1 + '-b')]
+    assert sorted(reads) == ['nvme0', 'nvme1']
+
+
 def test_find_adoptable_requires_the_same_host_nqn(fake: FakeSys) -> None:
     fake.controller('nvme0', hostnqn='nqn.2014-08.org.nvmexpress:uuid:other')
     assert sysfs_io.find_adoptable(dc_tid(), Role.DC, IFACES, str(fake.root)) is None
