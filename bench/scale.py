@@ -42,6 +42,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from datetime import datetime
 from pathlib import Path
 from typing import Dict, List, Optional, Set, Tuple
 
@@ -231,13 +232,38 @@ def listed(conn, nqns: Set[str]) -> Optional[int]:
     return len({r.get('subsysnqn') for r in rows} & nqns)
 
 
+def log_span(path: Path, since: float) -> str:
+    """From one of our daemon's logs: when its first line came, and how many controllers it
+    adopted and connected anew and over which span (seconds after ``since``, a time.time())."""
+    try:
+        lines = path.read_text(errors='replace').splitlines()
+    except OSError:
+        return ''
+
+    def at(line: str) -> Optional[float]:
+        try:
+            return datetime.strptime(line[:23], '%Y-%m-%d %H:%M:%S,%f').timestamp() - since
+        except ValueError:
+            return None
+
+    parts = []
+    first = next((t for t in map(at, lines) if t is not None), None)
+    if first is not None:
+        parts.append(f'first log line at {first:.1f} s')
+    for what, needle in (('adopted', 'adopted existing kernel controller'), ('connected', ': connected as ')):
+        times = [t for t in (at(line) for line in lines if needle in line) if t is not None]
+        if times:
+            parts.append(f'{len(times)} {what} from {min(times):.1f} to {max(times):.1f} s')
+    return '; '.join(parts)
+
+
 def one_side(scale: Scale, view: KernelView, conn, impl: Impl, timeout: float) -> Dict[str, Fig]:
     figs: Dict[str, Fig] = {}
     delete_all_controllers(300)
     view.forget()
     names = sorted(scale.initial)
     work = scale.workdir / f'{impl.name}-{scale.n}'
-    t0 = time.monotonic()
+    t0, wall = time.monotonic(), time.time()
     stafd = impl.spawn('stafd', work / 'stafd', STAFD_CONF)
     stacd = impl.spawn('stacd', work / 'stacd', STACD_CONF)
     try:
@@ -260,6 +286,8 @@ def one_side(scale: Scale, view: KernelView, conn, impl: Impl, timeout: float) -
             progress.all_live, f'CPU {cpu:.1f} s' + (f', {extra} controllers too many' if extra else '')
         )
         print(f'  {impl.name}: start -> all {scale.n} live {secs(progress.all_live)} (CPU {cpu:.1f} s)')
+        if impl.up is None:
+            print(f'    stacd: {log_span(work / "stacd" / "stacd.log", wall)}')
         if progress.all_live is None:
             return figs
         wait_exactly(view, names, time.monotonic(), min(timeout, 120.0))  # duplicates gone first
@@ -281,7 +309,7 @@ def one_side(scale: Scale, view: KernelView, conn, impl: Impl, timeout: float) -
         log = work / 'stacd' / 'stacd.log'
         if log.exists():
             log.rename(work / 'stacd' / 'stacd-first.log')
-        t0 = time.monotonic()
+        t0, wall = time.monotonic(), time.time()
         stacd = impl.spawn('stacd', work / 'stacd', STACD_CONF)
         removes = 0
         took = None
@@ -294,6 +322,8 @@ def one_side(scale: Scale, view: KernelView, conn, impl: Impl, timeout: float) -
         dropped = sum(1 for dev, ident in before.items() if after.get(dev) != ident)
         figs['restart'] = Fig(took, f'{dropped} dropped, {removes} remove uevents')
         print(f'  {impl.name}: stacd restart -> all listed {secs(took)}; {figs["restart"].note}')
+        if impl.up is None:
+            print(f'    restarted stacd: {log_span(log, wall)}')
     finally:
         stop_processes([stafd, stacd])
         delete_all_controllers(300)
