@@ -130,6 +130,9 @@ def exactly(view: KernelView, names: List[str], nqns: Set[str]) -> bool:
     no controller of another subsystem of the fabric."""
     if sorted(kernel_iocs().values()) != sorted(names):
         return False
+    # the kernel reuses a deleted controller's name at once: the view's cache of names may be
+    # stale after a burst of disconnects and connects
+    view.forget()
     live = view.live(nqns)
     return len(live) == len(nqns) and all(c == 1 for c in live.values())
 
