@@ -232,7 +232,9 @@ def listed(conn, nqns: Set[str]) -> Optional[int]:
         [rows] = dbus_call(conn, 'stac', 'org.nvmexpress.stac', 'list_controllers', 'b', (False,))
     except Exception:  # noqa: BLE001 - not on the bus yet
         return None
-    return len({r.get('subsysnqn') for r in rows} & nqns)
+    if not isinstance(rows, list):  # an error reply: its body is the message
+        return None
+    return len({r.get('subsysnqn') for r in rows if isinstance(r, dict)} & nqns)
 
 
 def log_span(path: Path, since: float) -> str:
