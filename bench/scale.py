@@ -226,15 +226,21 @@ def kernel_burst(scale: Scale, view: KernelView, nvme: str, timeout: float) -> F
 # ---- a daemon pair -----------------------------------------------------------------------------------
 
 
-def listed(conn, nqns: Set[str]) -> Optional[int]:
-    """How many of ``nqns`` stacd lists (``list_controllers``); None while it does not answer."""
+def listed(conn, nqns: Set[str]) -> Tuple[Optional[int], Optional[int]]:
+    """How many of ``nqns`` stacd lists in ``list_controllers(detailed)``, and how many of those
+    it says are connected (None where its rows have no 'connected'); (None, None) while it does
+    not answer."""
     try:
-        [rows] = dbus_call(conn, 'stac', 'org.nvmexpress.stac', 'list_controllers', 'b', (False,))
+        [rows] = dbus_call(conn, 'stac', 'org.nvmexpress.stac', 'list_controllers', 'b', (True,))
     except Exception:  # noqa: BLE001 - not on the bus yet
-        return None
+        return None, None
     if not isinstance(rows, list):  # an error reply: its body is the message
-        return None
-    return len({r.get('subsysnqn') for r in rows if isinstance(r, dict)} & nqns)
+        return None, None
+    ours = [r for r in rows if isinstance(r, dict) and r.get('subsysnqn') in nqns]
+    count = len({r['subsysnqn'] for r in ours})
+    if not all('connected' in r for r in ours):
+        return count, None
+    return count, len({r['subsysnqn'] for r in ours if r['connected'] == 'True'})
 
 
 def log_span(path: Path, since: float) -> str:
@@ -317,16 +323,24 @@ def one_side(scale: Scale, view: KernelView, conn, impl: Impl, timeout: float) -
         t0, wall = time.monotonic(), time.time()
         stacd = impl.spawn('stacd', work / 'stacd', STACD_CONF)
         removes = 0
-        took = None
+        took = took_connected = up = None
         while time.monotonic() - t0 < timeout and stacd.poll() is None:
             removes += sum(1 for d in view.events(0.5) if d.action == 'remove' and d.subsystem == 'nvme')
-            if listed(conn, nqns) == len(nqns):
+            count, up = listed(conn, nqns)
+            if count == len(nqns) and took is None:
                 took = time.monotonic() - t0
+            if up == len(nqns):
+                took_connected = time.monotonic() - t0
+            if took is not None and (took_connected is not None or up is None):
                 break
         after = identities()
         dropped = sum(1 for dev, ident in before.items() if after.get(dev) != ident)
         figs['restart'] = Fig(took, f'{dropped} dropped, {removes} remove uevents')
-        print(f'  {impl.name}: stacd restart -> all listed {secs(took)}; {figs["restart"].note}')
+        figs['connected'] = Fig(took_connected, '' if took is None or up is not None else 'not said')
+        print(
+            f'  {impl.name}: stacd restart -> all listed {secs(took)}, all listed as connected '
+            f'{secs(took_connected)}; {figs["restart"].note}'
+        )
         if impl.up is None:
             print(f'    restarted stacd: {log_span(log, wall)}')
     finally:
@@ -344,6 +358,7 @@ ROWS = (
     ('burst', 'burst -> exactly the new set'),
     ('stop', 'stacd SIGTERM -> exit'),
     ('restart', 'stacd start -> all N listed again'),
+    ('connected', 'stacd start -> all N listed as connected'),
 )
 
 
@@ -378,7 +393,7 @@ def report(results: Dict[int, Dict[str, Dict[str, Fig]]], burst: int) -> None:
                 if f is None:
                     continue
                 per = ''
-                if f.seconds is not None and key in ('start', 'restart'):
+                if f.seconds is not None and key in ('start', 'restart', 'connected'):
                     per = f' | {f.seconds / n * 1000:.0f} ms/ctrl'
                 elif f.seconds is not None and key == 'burst' and burst:
                     per = f' | {f.seconds / (2 * min(burst, n)) * 1000:.0f} ms/change'
