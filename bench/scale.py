@@ -22,7 +22,7 @@ the daemons run on a host with K interfaces. Then, in this order:
    ``--no-upstream``): stafd and stacd started together -> all N live (with the CPU time of their
    processes); the same burst -> the kernel has exactly the new set, each once, nothing else;
    stacd SIGTERM -> exit, then started again -> it lists all N (``list_controllers`` over D-Bus),
-   and lists all N as connected (where its detailed rows say so: ours do, upstream's do not),
+   and lists all N as connected (its detailed rows say which are),
    and how many kernel controllers were dropped meanwhile (gone, or replaced by a new controller
    id, or a remove uevent); then the daemons stop, the fabric is put back and every controller
    deleted.
