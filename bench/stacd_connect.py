@@ -235,10 +235,12 @@ def watch_connects(
     must_live: Sequence[Tuple[str, subprocess.Popen, Path]] = (),
     tools: Optional[Dict[str, subprocess.Popen]] = None,
     tool_exits: Optional[Dict[str, float]] = None,
+    disks: bool = True,
 ) -> Progress:
     """Follow the kernel until every subsystem of ``nqns`` has a live controller and a block
-    device, or ``timeout`` s after ``t0``. A process of ``must_live`` (name, process, log) that
-    ends stops the run; the exit time of each of ``tools`` goes into ``tool_exits``."""
+    device (a live controller only, without ``disks``: subsystems with no namespace), or
+    ``timeout`` s after ``t0``. A process of ``must_live`` (name, process, log) that ends stops
+    the run; the exit time of each of ``tools`` goes into ``tool_exits``."""
     progress = Progress(len(nqns))
     half = (len(nqns) + 1) // 2
     last_check = 0.0
@@ -248,7 +250,7 @@ def watch_connects(
             time.sleep(MIN_CHECK_GAP_S - (now - last_check))
         last_check = time.monotonic()
         live = view.live(nqns)
-        disks = view.disks(nqns) if len(live) == len(nqns) else {}
+        present = view.disks(nqns) if disks and len(live) == len(nqns) else {}
         elapsed = time.monotonic() - t0
         if live and progress.first is None:
             progress.first = elapsed
@@ -256,8 +258,8 @@ def watch_connects(
             progress.half = elapsed
         if len(live) == len(nqns) and progress.all_live is None:
             progress.all_live = elapsed
-        if progress.all_live is not None and len(disks) == len(nqns):
-            progress.all_disks = elapsed
+        if progress.all_live is not None and (not disks or len(present) == len(nqns)):
+            progress.all_disks = elapsed if disks else None
             progress.controllers = sum(live.values())
             return progress
         for name, proc, log in must_live:
