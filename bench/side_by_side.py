@@ -173,10 +173,9 @@ def cpu_split(pid: int) -> str:
     """Where a daemon of ours spent its CPU: supervisor, forkserver, workers (upstream is one
     process: nothing to split)."""
     kinds = daemon_processes(pid)
+    # a process's figure holds only the children it reaped (workers that ended count with the
+    # forkserver), never its live ones: the kinds add up to the tree's total
     own = {kind: sum(ticks(p) for p in pids) for kind, pids in kinds.items()}
-    # the forkserver's reaped children are workers that ended: count them there
-    own['forkserver'] -= sum(ticks(p) for p in kinds['worker'])
-    own['supervisor'] -= sum(ticks(p) for p in kinds['forkserver']) + sum(ticks(p) for p in kinds['worker'])
     return ', '.join(f'{kind} {own[kind] / CLK_TCK:.2f}' for kind in ('supervisor', 'forkserver', 'worker'))
 
 
