@@ -95,9 +95,9 @@ class KernelView:
     """The kernel's I/O controllers and block devices of a set of subsystems, read from sysfs.
 
     A kernel uevent monitor tells when to look again, so waiting costs little CPU and the time
-    of a change is known within one sysfs read. Names are cached with their subsystem NQN (it
-    never changes while the name exists); ``forget()`` after deleting controllers, since the
-    kernel reuses names.
+    of a change is known within one sysfs read. A controller's subsystem NQN is cached by its
+    sysfs node (name and inode: the kernel gives a deleted controller's name to the next one at
+    once, as a new node), so a reused name is read again.
     """
 
     def __init__(self) -> None:
@@ -109,7 +109,7 @@ class KernelView:
         except Exception as e:  # noqa: BLE001 - without it a lost uevent only delays a look
             print(f'  (uevent receive buffer left as it is: {e})')
         self.monitor.start()
-        self._ctrl_nqn: Dict[str, str] = {}
+        self._ctrl_nqn: Dict[Tuple[str, int], str] = {}
         self._disk_nqn: Dict[str, str] = {}
 
     def forget(self) -> None:
@@ -135,13 +135,17 @@ class KernelView:
             pass
 
     def controller_nqn(self, name: str) -> Optional[str]:
-        nqn = self._ctrl_nqn.get(name)
+        try:
+            key = (name, os.lstat(f'/sys/class/nvme/{name}').st_ino)
+        except OSError:
+            return None
+        nqn = self._ctrl_nqn.get(key)
         if nqn is None:
             try:
                 nqn = Path(f'/sys/class/nvme/{name}/subsysnqn').read_text().strip()
             except OSError:
                 return None
-            self._ctrl_nqn[name] = nqn
+            self._ctrl_nqn[key] = nqn
         return nqn
 
     def disk_nqn(self, name: str) -> Optional[str]:
@@ -170,7 +174,8 @@ class KernelView:
             if state != 'live':
                 # its NQN is read once it is live (not before the kernel knows its subsystem),
                 # and read again after a reconnect or when the name is reused
-                self._ctrl_nqn.pop(name, None)
+                for key in [k for k in self._ctrl_nqn if k[0] == name]:
+                    del self._ctrl_nqn[key]
                 continue
             nqn = self.controller_nqn(name)
             if nqn in nqns:
