@@ -36,7 +36,7 @@ changed, the same objects flowing from one stage to the next while they stay the
 answer's items (``EntryMemo``: the text an answer shares with the previous one is not decoded),
 each DC's IOCs (``StacView.dc_iocs``), their specs (``IocPlanner``) and the state file's text
 (``StacView.dump``). What is left of a pass over everything is merging dictionaries and sorting,
-in C. ``desired_iocs`` is the plan made afresh, which ``IocPlanner`` must always agree with.
+in C. The unit tests hold the plan made afresh, which ``IocPlanner`` must always agree with.
 """
 
 from __future__ import annotations
@@ -706,7 +706,9 @@ class DesiredIocs:
 
 
 class IocPlanner:
-    """``desired_iocs`` for a pass after pass, in proportion to what changed.
+    """The IOCs to keep: ``configured`` (already filtered) and the log page IOCs that are neither
+    excluded nor of a disabled address family, decided pass after pass in proportion to what
+    changed.
 
     A log page IOC's fate depends only on its TID, its source and the policy; so each DC's
     fates are kept with the DC's part (``StacView.dc_iocs``) and reused while the part is the
@@ -760,37 +762,6 @@ class IocPlanner:
         specs = list(chosen.values()) + [fate.spec for fate in sorted(kept.values(), key=_NAME)]
         problems = [f'log page entry {f.tid} skipped: {f.why}' for f in sorted(skipped.values(), key=_NAME)]
         return DesiredIocs(specs, by_tid, problems)
-
-
-def desired_iocs(
-    configured: Iterable[ControllerSpec],
-    sources: Mapping[TransportId, IocSource],
-    *,
-    excluded: Sequence,
-    ip_families: Tuple[int, ...],
-    options: ConnectOptions,
-    pin_iface: bool,
-) -> Tuple[List[ControllerSpec], List[str]]:
-    """The IOCs to keep: ``configured`` (already filtered) and the log page IOCs ``sources``
-    that are neither excluded nor of a disabled address family. Returns (specs, problems).
-    Everything is decided afresh: ``IocPlanner`` answers the same pass after pass, deciding
-    again only what changed."""
-    chosen: Dict[TransportId, ControllerSpec] = {}
-    for spec in configured:
-        source = sources.get(spec.tid)
-        chosen[spec.tid] = dataclasses.replace(spec, ncc=ncc(source.entry) if source else False)
-    problems: List[str] = []
-    for tid in sorted(sources, key=str):
-        if tid in chosen or is_excluded(tid, excluded) is not None:
-            continue
-        why = address_problem(tid.transport, tid.traddr, ip_families)
-        if why:
-            problems.append(f'log page entry {tid} skipped: {why}')
-            continue
-        chosen[tid] = ControllerSpec(
-            tid=tid, role=Role.IOC, options=options, pin_iface=pin_iface, ncc=ncc(sources[tid].entry)
-        )
-    return list(chosen.values()), problems
 
 
 def worker_options(

@@ -3,8 +3,9 @@ stafd said while it is away, the desired IOC set, and what disconnect-scope tell
 
 from __future__ import annotations
 
+import dataclasses
 import json
-from typing import Dict, List, Tuple
+from typing import Dict, Iterable, List, Mapping, Sequence, Tuple
 
 import pytest
 from hypothesis import given, settings
@@ -12,7 +13,9 @@ from hypothesis import strategies as st
 
 from stas.conf import DisconnectScope
 from stas.errors import InvalidArgument
-from stas.fabric.exclusion import normalize_exclusion
+from stas.fabric.addr import address_problem
+from stas.fabric.dlpe import ncc
+from stas.fabric.exclusion import is_excluded, normalize_exclusion
 from stas.fabric.tid import tid_from_io_entry
 from stas.model import (
     WELL_KNOWN_DISC_NQN,
@@ -26,11 +29,11 @@ from stas.model import (
 from stas.supervisor.policy import InterfaceState, WorkerPlan, with_releases
 from stas.supervisor.stac import (
     DcLogPage,
+    IocSource,
     StacView,
     StafdState,
     audit_worker_keys,
     dc_tid_of,
-    desired_iocs,
     ioc_dbus_extras,
     parse_all_log_pages,
     parse_state,
@@ -41,6 +44,36 @@ from stas.supervisor.stac import (
 HOSTNQN = 'nqn.2014-08.org.nvmexpress:uuid:0c5d3f4e-1111-4222-8333-944455556666'
 NQN = 'nqn.2024-01.com.example:'
 SETTLE = 60.0
+
+
+def desired_iocs(
+    configured: Iterable[ControllerSpec],
+    sources: Mapping[TransportId, IocSource],
+    *,
+    excluded: Sequence,
+    ip_families: Tuple[int, ...],
+    options: ConnectOptions,
+    pin_iface: bool,
+) -> Tuple[List[ControllerSpec], List[str]]:
+    """The IOCs to keep: ``configured`` (already filtered) and the log page IOCs ``sources``
+    that are neither excluded nor of a disabled address family. Returns (specs, problems).
+    Everything is decided afresh: the reference ``IocPlanner`` must agree with."""
+    chosen: Dict[TransportId, ControllerSpec] = {}
+    for spec in configured:
+        source = sources.get(spec.tid)
+        chosen[spec.tid] = dataclasses.replace(spec, ncc=ncc(source.entry) if source else False)
+    problems: List[str] = []
+    for tid in sorted(sources, key=str):
+        if tid in chosen or is_excluded(tid, excluded) is not None:
+            continue
+        why = address_problem(tid.transport, tid.traddr, ip_families)
+        if why:
+            problems.append(f'log page entry {tid} skipped: {why}')
+            continue
+        chosen[tid] = ControllerSpec(
+            tid=tid, role=Role.IOC, options=options, pin_iface=pin_iface, ncc=ncc(sources[tid].entry)
+        )
+    return list(chosen.values()), problems
 
 
 def dc(traddr: str = '192.0.2.1', iface: str = 'tb0', host_nqn: str = HOSTNQN) -> TransportId:
