@@ -48,7 +48,17 @@ from pathlib import Path
 from typing import Dict, List, Optional, Set, Tuple
 
 from _guest import CLK_TCK, dbus_call, guest_problem, stop_process, stop_processes
-from side_by_side import FLOOR, OURS, UPSTREAM, Impl, prepare_upstream_host, read_env, secs, tree_ticks
+from side_by_side import (
+    FLOOR,
+    OURS,
+    UPSTREAM,
+    UPSTREAM_ENV,
+    Impl,
+    prepare_upstream_host,
+    read_env,
+    secs,
+    tree_ticks,
+)
 from stacd_connect import KernelView, connect_all_argv, watch_connects
 
 from stas.testing.bus import start_system_bus, stop_system_bus
@@ -431,10 +441,7 @@ def main() -> int:
     ap.add_argument('--no-upstream', dest='upstream', action='store_false', help='skip upstream 2.4.1')
     ap.add_argument(
         '--upstream-env',
-        default=os.path.join(
-            os.environ.get('NVME_STAS_UPSTREAM_CACHE', os.path.expanduser('~/.cache/nvme-stas-upstream')),
-            'env',
-        ),
+        default=UPSTREAM_ENV,
         help='the env file bench/upstream-peer wrote (upstream is skipped without it)',
     )
     args = ap.parse_args()

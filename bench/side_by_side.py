@@ -84,6 +84,10 @@ from tests.e2e.nvmet import Nvmet
 POLL_S = 0.25
 LINK_FIGURE = 'subsystem link -> log_pages_changed with its entry in get_all_log_pages (s)'
 OURS, UPSTREAM, FLOOR = 'ours', 'upstream', 'connect-all'
+# what bench/upstream-peer writes
+UPSTREAM_ENV = os.path.join(
+    os.environ.get('NVME_STAS_UPSTREAM_CACHE', os.path.expanduser('~/.cache/nvme-stas-upstream')), 'env'
+)
 
 
 # ---- the two implementations --------------------------------------------------------------------
@@ -523,10 +527,7 @@ def main() -> int:
     ap.add_argument('--timeout', type=float, default=600.0, help='per-step timeout in s (default 600)')
     ap.add_argument(
         '--upstream-env',
-        default=os.path.join(
-            os.environ.get('NVME_STAS_UPSTREAM_CACHE', os.path.expanduser('~/.cache/nvme-stas-upstream')),
-            'env',
-        ),
+        default=UPSTREAM_ENV,
         help='the env file bench/upstream-peer wrote',
     )
     args = ap.parse_args()
