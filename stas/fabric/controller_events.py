@@ -2,7 +2,7 @@
 (events, past tense) and the orders it gets back (effects, imperative).
 
 Kept apart from the machine so that the worker's I/O side (libnvme, udev, timers) can import
-the words without the rules. Every type is a frozen dataclass of plain data.
+the words without the rules. Every type is a frozen record (a light dataclass, ``stas.record``) of plain data.
 
 Device-scoped udev facts (``DeviceRemoved``, ``AenReceived``, ``NvmeEventReceived``) may name
 the device they came from; a machine ignores one that names a device it does not hold (kernel
@@ -12,10 +12,10 @@ one). An empty ``device`` means "the device this machine holds".
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Optional, Tuple, Union
 
 from ..model import ControllerSpec, ErrorInfo, LogEntry
+from ..record import record
 from .controller_policy import RetryPolicy
 
 # Timer names. One timer of each name at most; re-arming replaces.
@@ -43,19 +43,19 @@ LSP_PLEO = 2
 
 
 # ---- events (facts) ----------------------------------------------------------------------------
-@dataclass(frozen=True)
+@record
 class Start:
     """The worker created this controller and wants the first attempt now."""
 
 
-@dataclass(frozen=True)
+@record
 class Unwanted:
     """The controller left the desired set. ``keep_connection``: leave the kernel connection up."""
 
     keep_connection: bool = False
 
 
-@dataclass(frozen=True)
+@record
 class Rewanted:
     """The controller is (still) in the desired set, possibly with new options.
 
@@ -69,7 +69,7 @@ class Rewanted:
     policy: Optional[RetryPolicy] = None
 
 
-@dataclass(frozen=True)
+@record
 class Connected:
     """The connect (or the adoption of an existing kernel device) succeeded.
 
@@ -83,29 +83,29 @@ class Connected:
     registration_supported: bool = False
 
 
-@dataclass(frozen=True)
+@record
 class ConnectFailed:
     error: ErrorInfo
 
 
-@dataclass(frozen=True)
+@record
 class Disconnected:
     pass
 
 
-@dataclass(frozen=True)
+@record
 class DisconnectFailed:
     error: ErrorInfo
 
 
-@dataclass(frozen=True)
+@record
 class DeviceRemoved:
     """udev ``remove`` for the controller's device (e.g. an admin's ``nvme disconnect``)."""
 
     device: str = ''
 
 
-@dataclass(frozen=True)
+@record
 class AenReceived:
     """udev ``change`` with ``NVME_AEN`` (the value, parsed from hex)."""
 
@@ -113,7 +113,7 @@ class AenReceived:
     device: str = ''
 
 
-@dataclass(frozen=True)
+@record
 class NvmeEventReceived:
     """udev ``change`` with ``NVME_EVENT`` ('connected', 'rediscover', ...)."""
 
@@ -121,12 +121,12 @@ class NvmeEventReceived:
     device: str = ''
 
 
-@dataclass(frozen=True)
+@record
 class Registered:
     pass
 
 
-@dataclass(frozen=True)
+@record
 class RegistrationFailed:
     """DIM registration did not succeed.
 
@@ -139,30 +139,30 @@ class RegistrationFailed:
     retryable: bool = True
 
 
-@dataclass(frozen=True)
+@record
 class SupportedLogPagesRead:
     """Supported Log Pages came back; ``pleos``: the DC supports PLEO on the discovery log."""
 
     pleos: bool
 
 
-@dataclass(frozen=True)
+@record
 class SupportedLogPagesFailed:
     error: ErrorInfo
 
 
-@dataclass(frozen=True)
+@record
 class LogPageRead:
     genctr: int
     entries: Tuple[LogEntry, ...] = ()
 
 
-@dataclass(frozen=True)
+@record
 class LogPageFailed:
     error: ErrorInfo
 
 
-@dataclass(frozen=True)
+@record
 class TimerFired:
     """The timer armed by ``ArmTimer(name, ..., token)`` expired."""
 
@@ -170,12 +170,12 @@ class TimerFired:
     token: int
 
 
-@dataclass(frozen=True)
+@record
 class Reload:
     """SIGHUP reached this controller (or an admin asked for a rediscovery)."""
 
 
-@dataclass(frozen=True)
+@record
 class NccChanged:
     """I/O controllers: the NCC bit of the controller's discovery log page entry now reads ``ncc``."""
 
@@ -206,7 +206,7 @@ Event = Union[
 
 
 # ---- effects (orders) --------------------------------------------------------------------------
-@dataclass(frozen=True)
+@record
 class StartConnect:
     """Adopt a matching existing kernel device if there is one, otherwise connect.
 
@@ -216,28 +216,28 @@ class StartConnect:
     spec: ControllerSpec
 
 
-@dataclass(frozen=True)
+@record
 class StartDisconnect:
     """Answer with ``Disconnected`` or ``DisconnectFailed``."""
 
     device: str
 
 
-@dataclass(frozen=True)
+@record
 class StartRegister:
     """DIM register (TAS=register). Answer with ``Registered`` or ``RegistrationFailed``."""
 
     device: str
 
 
-@dataclass(frozen=True)
+@record
 class StartSupportedLogPages:
     """Answer with ``SupportedLogPagesRead`` or ``SupportedLogPagesFailed``."""
 
     device: str
 
 
-@dataclass(frozen=True)
+@record
 class StartGetLogPage:
     """Read the discovery log page with this LSP. Answer with ``LogPageRead`` or ``LogPageFailed``."""
 
@@ -245,7 +245,7 @@ class StartGetLogPage:
     lsp: int = LSP_NONE
 
 
-@dataclass(frozen=True)
+@record
 class ArmTimer:
     """Fire ``TimerFired(name, token)`` after ``delay_s``, replacing any timer of that name."""
 
@@ -254,17 +254,17 @@ class ArmTimer:
     token: int
 
 
-@dataclass(frozen=True)
+@record
 class CancelTimer:
     name: str
 
 
-@dataclass(frozen=True)
+@record
 class PublishStatus:
     """The status changed: send a snapshot built from ``machine.status()``."""
 
 
-@dataclass(frozen=True)
+@record
 class PublishLogPage:
     """A log page was read (published after every successful read, changed or not)."""
 
@@ -272,13 +272,13 @@ class PublishLogPage:
     entries: Tuple[LogEntry, ...] = ()
 
 
-@dataclass(frozen=True)
+@record
 class LogEvent:
     level: str  # 'debug', 'info', 'warning', 'error'
     message: str
 
 
-@dataclass(frozen=True)
+@record
 class Released:
     """The machine is done: unwanted and holding nothing in flight. Drop it (and report it gone)."""
 

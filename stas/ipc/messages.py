@@ -1,15 +1,16 @@
 """The supervisor <-> worker message catalogue (DESIGN.md section 2).
 
-Every message is a frozen dataclass registered under a short wire tag with ``@message``. Its
-fields hold plain data only: str, int, float, bool, bytes, None, tuples, ``Dict[str, X]``,
-str-enums and the frozen value types of ``stas.model`` (or small dataclasses defined here).
+Every message is a frozen record (``stas.record``: a dataclass that is cheap to define)
+registered under a short wire tag with ``@message``. Its fields hold plain data only: str, int,
+float, bool, bytes, None, tuples, ``Dict[str, X]``, str-enums and the frozen value types of
+``stas.model`` (or small records defined here).
 ``stas.ipc.codec`` reads the field types with ``typing.get_type_hints`` and checks every
 received value against them, so exceptions, pickles and JSON strings cannot travel.
 
 Reports from a worker are level snapshots (the whole state of one thing), never deltas: a lost
 or repeated message heals with the next one.
 
-Adding a message: define a frozen dataclass, decorate it with ``@message(tag, sender=...)``,
+Adding a message: define a frozen ``@record``, decorate it with ``@message(tag, sender=...)``,
 add a round-trip case to tests/unit/test_ipc_messages.py, and bump ``PROTOCOL_VERSION`` when an
 existing tag changes shape (the field set is checked exactly on receipt).
 
@@ -20,7 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Callable, Dict, FrozenSet, Mapping, Optional, Tuple, Type, TypeVar
 
 from ..errors import ProtocolError
@@ -34,6 +35,7 @@ from ..model import (
     TransportId,
     WorkerKey,
 )
+from ..record import is_frozen, record
 
 # Bump whenever a message's tag or fields change. Supervisor and workers are started from the
 # same installation, but a package upgrade while a daemon runs could pair an old supervisor with
@@ -62,7 +64,7 @@ M = TypeVar('M', bound=Type[Message])
 
 
 def message(tag: str, *, sender: Sender) -> Callable[[M], M]:
-    """Register a frozen dataclass subclassing ``Message`` under ``tag``."""
+    """Register a frozen record (or dataclass) subclassing ``Message`` under ``tag``."""
     if not tag or not isinstance(tag, str):
         raise ValueError(f'message tag must be a non-empty str, got {tag!r}')
     sender = Sender(sender)
@@ -70,8 +72,8 @@ def message(tag: str, *, sender: Sender) -> Callable[[M], M]:
     def register(cls: M) -> M:
         if not (isinstance(cls, type) and issubclass(cls, Message)):
             raise TypeError(f'@message({tag!r}) needs a subclass of Message, got {cls!r}')
-        if not dataclasses.is_dataclass(cls) or not cls.__dataclass_params__.frozen:
-            raise TypeError(f'@message({tag!r}): {cls.__name__} must be a @dataclass(frozen=True)')
+        if not dataclasses.is_dataclass(cls) or not is_frozen(cls):
+            raise TypeError(f'@message({tag!r}): {cls.__name__} must be a frozen @record')
         if tag in _REGISTRY:
             raise ValueError(f'message tag {tag!r} is already used by {_REGISTRY[tag].__name__}')
         cls.TAG = tag
@@ -104,7 +106,7 @@ def sent_by(sender: Sender) -> FrozenSet[Type[Message]]:
 IP_PROTOCOLS = ('ipv4', 'ipv6')
 
 
-@dataclass(frozen=True)
+@record
 class MdnsService:
     """One resolved ``_nvme-disc`` service as Avahi reported it on the worker's interface.
 
@@ -129,7 +131,7 @@ class MdnsService:
             raise ValueError(f'mDNS protocol {self.protocol!r} is not one of {", ".join(IP_PROTOCOLS)}')
 
 
-@dataclass(frozen=True)
+@record
 class WorkerOptions:
     """The daemon-wide settings a worker needs to run its mechanism.
 
@@ -163,7 +165,7 @@ class WorkerOptions:
 
 
 @message('hello', sender=Sender.WORKER)
-@dataclass(frozen=True)
+@record
 class Hello(Message):
     """First frame a worker sends: who it is and what it can do."""
 
@@ -176,7 +178,7 @@ class Hello(Message):
 
 
 @message('heartbeat', sender=Sender.WORKER)
-@dataclass(frozen=True)
+@record
 class Heartbeat(Message):
     """Sent from the worker's event loop: proves the loop turns, and how busy it is."""
 
@@ -189,7 +191,7 @@ class Heartbeat(Message):
 
 
 @message('ctrl_status', sender=Sender.WORKER)
-@dataclass(frozen=True)
+@record
 class CtrlStatus(Message):
     """Level snapshot of one controller."""
 
@@ -197,7 +199,7 @@ class CtrlStatus(Message):
 
 
 @message('ctrl_gone', sender=Sender.WORKER)
-@dataclass(frozen=True)
+@record
 class CtrlGone(Message):
     """The worker no longer tracks this controller."""
 
@@ -206,7 +208,7 @@ class CtrlGone(Message):
 
 
 @message('log_pages', sender=Sender.WORKER)
-@dataclass(frozen=True)
+@record
 class LogPages(Message):
     """The full discovery log page of one DC, as last read (referrals included)."""
 
@@ -217,7 +219,7 @@ class LogPages(Message):
 
 
 @message('mdns', sender=Sender.WORKER)
-@dataclass(frozen=True)
+@record
 class MdnsServices(Message):
     """Every mDNS service currently seen on the worker's interface (full list), and whether
     avahi-daemon is there to ask: 'running', 'missing', or '' while not browsing."""
@@ -227,7 +229,7 @@ class MdnsServices(Message):
 
 
 @message('reply', sender=Sender.WORKER)
-@dataclass(frozen=True)
+@record
 class Reply(Message):
     """The answer to one ``Request``: a flat str->str result, or an error as data.
 
@@ -250,7 +252,7 @@ class Reply(Message):
 
 
 @message('configure', sender=Sender.SUPERVISOR)
-@dataclass(frozen=True)
+@record
 class Configure(Message):
     """The whole desired state of one worker; a newer generation replaces an older one."""
 
@@ -273,7 +275,7 @@ OP_SET_LOG_LEVEL = 'set_log_level'
 
 
 @message('request', sender=Sender.SUPERVISOR)
-@dataclass(frozen=True)
+@record
 class Request(Message):
     """Ask the worker to do something once and answer with ``Reply(req_id)``."""
 
@@ -284,7 +286,7 @@ class Request(Message):
 
 
 @message('shutdown', sender=Sender.SUPERVISOR)
-@dataclass(frozen=True)
+@record
 class Shutdown(Message):
     """Stop the worker; keep_connections=False disconnects what it connected first."""
 

@@ -27,10 +27,10 @@ from __future__ import annotations
 
 import enum
 import signal
-from dataclasses import dataclass
 from typing import List, Optional, Tuple, Union
 
 from ..model import WorkerKey
+from ..record import record
 
 
 class SlotState(str, enum.Enum):
@@ -43,7 +43,7 @@ class SlotState(str, enum.Enum):
     STOPPED = 'stopped'
 
 
-@dataclass(frozen=True)
+@record
 class RestartPolicy:
     backoff_s: Tuple[float, ...] = (1, 2, 4, 8, 16, 32, 60)
     fast_failure_s: float = 10.0
@@ -92,7 +92,7 @@ _SIGNAL_HINTS = {
 }
 
 
-@dataclass(frozen=True)
+@record
 class ExitInfo:
     """A process's end as the OS reports it: an exit status or a signal (Popen convention:
     a negative returncode is a signal)."""
@@ -118,51 +118,51 @@ class ExitInfo:
 
 
 # ---- events (facts) ----------------------------------------------------------------------------
-@dataclass(frozen=True)
+@record
 class Start:
     """The supervisor wants this slot's worker to run."""
 
 
-@dataclass(frozen=True)
+@record
 class Spawned:
     pid: int
 
 
-@dataclass(frozen=True)
+@record
 class HelloReceived:
     pid: int
 
 
-@dataclass(frozen=True)
+@record
 class HeartbeatReceived:
     next_s: float = 0.0  # the next beat comes within this many seconds (0: the busy pace)
 
 
-@dataclass(frozen=True)
+@record
 class Faulted:
     """The worker broke the protocol (malformed frame, wrong version, bad reply)."""
 
     reason: str
 
 
-@dataclass(frozen=True)
+@record
 class Exited:
     info: ExitInfo
 
 
-@dataclass(frozen=True)
+@record
 class DeadlineReached:
     """The slot's deadline (``WorkerSlot.deadline``) has passed."""
 
 
-@dataclass(frozen=True)
+@record
 class RestartRequested:
     """An admin asked for a restart (D-Bus), or a reload/link change resets a FATAL slot."""
 
     reason: str = 'restart requested'
 
 
-@dataclass(frozen=True)
+@record
 class StopRequested:
     pass
 
@@ -181,22 +181,22 @@ Event = Union[
 
 
 # ---- effects (orders) --------------------------------------------------------------------------
-@dataclass(frozen=True)
+@record
 class SpawnWorker:
     pass
 
 
-@dataclass(frozen=True)
+@record
 class SendShutdown:
     """Ask the worker to exit on its own (it keeps kernel connections)."""
 
 
-@dataclass(frozen=True)
+@record
 class SendSignal:
     signum: int
 
 
-@dataclass(frozen=True)
+@record
 class LogEvent:
     level: str  # 'info', 'warning', 'error'
     message: str

@@ -30,6 +30,7 @@ from stas.model import (
     TransportId,
     WorkerKey,
 )
+from stas.record import record
 
 HOSTNQN = 'nqn.2014-08.org.nvmexpress:uuid:5c8a2b6e-4e1d-4b43-9f53-0c5a8b1d2e3f'
 SUBNQN = 'nqn.1988-11.com.dell:powerstore:00:a1b2c3d4e5f6'
@@ -175,11 +176,18 @@ def test_a_tag_can_be_used_once():
 
 
 def test_messages_must_be_frozen_dataclasses():
-    with pytest.raises(TypeError, match='must be a @dataclass'):
+    with pytest.raises(TypeError, match='must be a frozen @record'):
 
         @m.message('mutable_for_test', sender=m.Sender.WORKER)
         @dataclass
         class Mutable(m.Message):
+            x: int
+
+    with pytest.raises(TypeError, match='must be a frozen @record'):
+
+        @m.message('mutable_record_for_test', sender=m.Sender.WORKER)
+        @record(frozen=False)
+        class MutableRecord(m.Message):
             x: int
 
     with pytest.raises(TypeError, match='subclass of Message'):
