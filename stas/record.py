@@ -11,7 +11,7 @@ collects the fields (so ``dataclasses.fields``, ``replace`` and ``asdict`` and t
 an ordinary dataclass), and it gets one shared function for each method instead: the same
 behaviour as ``@dataclass(frozen=True)`` (positional or keyword arguments, defaults and default
 factories, ``__post_init__``, equality and hash by fields between instances of the exact same
-class, a repr by fields, no assignment), or ``@dataclass`` with ``frozen=False``.
+class, a repr by fields, no assignment); ``frozen=False`` and ``eq=False`` as with ``dataclass``.
 
 The price is paid per instance: building one takes a few microseconds more than through a
 generated ``__init__``. Records suit the many kinds of events, effects, messages and
@@ -103,33 +103,38 @@ def _refuse_delattr(self: Any, name: str) -> None:
     raise dataclasses.FrozenInstanceError(f'cannot delete field {name!r}')
 
 
-def _make(cls: T, frozen: bool) -> T:
+def _make(cls: T, frozen: bool, eq: bool) -> T:
     if cls.__dict__.get('__doc__') is None:
         cls.__doc__ = cls.__name__  # dataclass would inspect a signature to write one
     dataclasses.dataclass(cls, init=False, repr=False, eq=False)
     cls.__record_plan__ = _Plan(cls)
     setattr(cls, _FROZEN, frozen)
-    cls.__init__ = _init
-    cls.__repr__ = _repr
-    cls.__eq__ = _eq
+    # what the class body defines itself stays, as with dataclass
+    own = cls.__dict__
+    methods = {'__init__': _init, '__repr__': _repr}
+    if eq:
+        methods['__eq__'] = _eq
     if frozen:
-        cls.__hash__ = _hash
-        cls.__setattr__ = _refuse_setattr
-        cls.__delattr__ = _refuse_delattr
-    else:
-        cls.__hash__ = None  # mutable and compared by value: unhashable, as a dataclass
+        methods.update(__setattr__=_refuse_setattr, __delattr__=_refuse_delattr)
+    for name, method in methods.items():
+        if name not in own:
+            setattr(cls, name, method)
+    if eq and own.get('__hash__') is None:  # None: the body defined __eq__ and no __hash__
+        # compared by value: hashed by value if frozen, unhashable if mutable, as a dataclass
+        cls.__hash__ = _hash if frozen else None
     return cls
 
 
 @overload
 def record(cls: T) -> T: ...
 @overload
-def record(*, frozen: bool = True) -> Callable[[T], T]: ...
-def record(cls: Any = None, *, frozen: bool = True) -> Any:
-    """``@record`` or ``@record(frozen=False)`` on a class with annotated fields."""
+def record(*, frozen: bool = True, eq: bool = True) -> Callable[[T], T]: ...
+def record(cls: Any = None, *, frozen: bool = True, eq: bool = True) -> Any:
+    """``@record``, or ``@record(frozen=False)`` or ``@record(eq=False)`` as with ``dataclass``,
+    on a class with annotated fields."""
     if cls is None:
-        return lambda c: _make(c, frozen)
-    return _make(cls, frozen)
+        return lambda c: _make(c, frozen, eq)
+    return _make(cls, frozen, eq)
 
 
 def is_frozen(cls: type) -> bool:

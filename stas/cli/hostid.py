@@ -27,11 +27,11 @@ import hashlib
 import hmac
 import os
 import uuid
-from dataclasses import dataclass
 from typing import Callable, Optional
 
 from ..errors import InvalidArgument, PermissionDenied
 from ..model import NQN_MAX_LEN
+from ..record import record
 
 NQN_UUID_PREFIX = 'nqn.2014-08.org.nvmexpress:uuid:'
 MACHINE_APP_KEY = b'$nvmexpress.org$'
@@ -41,7 +41,7 @@ _MAX_READ = 256
 _NO_ID_VALUES = frozenset({uuid.UUID(int=0), uuid.UUID(int=(1 << 128) - 1)})
 
 
-@dataclass(frozen=True)
+@record
 class IdentitySources:
     """The files a host UUID may be derived from, in order of preference."""
 
@@ -50,7 +50,7 @@ class IdentitySources:
     partition_uuid: str = '/proc/device-tree/ibm,partition-uuid'
 
 
-@dataclass(frozen=True)
+@record
 class DerivedUuid:
     """A host UUID and the source it came from ('machine-id', 'product_uuid', 'partition-uuid', 'random')."""
 

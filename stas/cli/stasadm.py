@@ -51,10 +51,11 @@ import stat
 import sys
 import tempfile
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Callable, List, Optional, Sequence, Tuple
 
 from ..errors import StasError
+from ..record import record
 from .args import CommandParser
 from .hostid import IdentitySources, derive_host_nqn, new_host_id
 from .version import VersionAction
@@ -70,7 +71,7 @@ _IDENTITY_READ_LIMIT = 4096
 _CONF_READ_LIMIT = 1 << 20
 
 
-@dataclass(frozen=True)
+@record
 class System:
     """The parts of the host stasadm looks at, replaceable in tests."""
 
@@ -95,7 +96,7 @@ _PREFIX_RE = re.compile(r'^(?P<prefix>[^=]*=[ \t]*)')
 _COMMENT_PREFIXES = ('#', ';')
 
 
-@dataclass
+@record(frozen=False)
 class _Entry:
     section: str
     key: str  # lower case
@@ -301,7 +302,7 @@ def _write(path: str, data: str, system: System) -> None:
 # Commands
 
 
-@dataclass(frozen=True)
+@record
 class _Identity:
     key: str  # sys.conf key
     label: str  # for messages

@@ -15,10 +15,11 @@ included), 2 a file cannot be read. What counts as unreadable:
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import List, Optional, Tuple
 
 from ..errors import ConfigError, InvalidArgument
+from ..record import record
 from . import files, paths
 from .daemons import parse_daemon_config
 from .ini import UnreadableConfig
@@ -27,7 +28,7 @@ from .schema import DAEMONS
 from .sysconf import ReadFile, parse_sysconf
 
 
-@dataclass
+@record(frozen=False)
 class CheckReport:
     problems: List[Problem] = field(default_factory=list)
     # (path, reason) of files that exist but cannot be read, or were named and do not exist

@@ -39,10 +39,10 @@ from __future__ import annotations
 import dataclasses
 import difflib
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Callable, Dict, Iterator, List, Optional, Tuple
 
 from ..model import ConnectOptions
+from ..record import record
 from . import values as v
 from .problems import KEY_LIMIT, Code, Problem, Severity, shown, shown_pair
 from .schema import CONNECT_OPTIONS, STACD
@@ -83,7 +83,7 @@ class _Fields(Mapping):
         return dict(self.fields)
 
 
-@dataclass(frozen=True)
+@record
 class ConfiguredController(_Fields):
     """One valid ``controller=`` entry.
 
@@ -138,7 +138,7 @@ class ConfiguredController(_Fields):
         return self.get('host-nqn', '')
 
 
-@dataclass(frozen=True)
+@record
 class ExcludeEntry(_Fields):
     """One valid ``exclude=`` entry: a non-empty mapping of key -> value, and its line."""
 
@@ -152,13 +152,13 @@ class ExcludeEntry(_Fields):
 _COMMA_HINT = ' (fields are separated by ";", not ",")'
 
 
-@dataclass(frozen=True)
+@record
 class _Token:
     key: str
     value: str
 
 
-@dataclass(frozen=True)
+@record
 class _Complaint:
     text: str  # what is wrong with the field
     hint: str  # '' or a hint for the field as written (see _comma_hint)

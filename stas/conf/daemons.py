@@ -27,11 +27,11 @@ Every problem of these files is a warning: the daemon always runs (see ``problem
 from __future__ import annotations
 
 import difflib
-from dataclasses import dataclass
 from typing import Any, Dict, List, Optional, Tuple, Union
 
 from ..errors import InvalidArgument
 from ..model import ConnectOptions
+from ..record import record
 from . import values as v
 from .controllers import ConfiguredController, ExcludeEntry, display, parse_controller, parse_exclude
 from .ini import IniDocument, IniEntry, tokenize
@@ -77,7 +77,7 @@ class _PerController:
         return self.ignore_iface if ctrl.ignore_iface is None else ctrl.ignore_iface
 
 
-@dataclass(frozen=True)
+@record
 class StafdConfig(_PerController):
     """stafd.conf with every default applied (nvme-stas 2.x defaults)."""
 
@@ -97,7 +97,7 @@ class StafdConfig(_PerController):
         return self.pleo if ctrl.pleo is None else ctrl.pleo
 
 
-@dataclass(frozen=True)
+@record
 class StacdConfig(_PerController):
     """stacd.conf with every default applied (nvme-stas 2.x defaults; no kato is sent)."""
 

@@ -34,10 +34,10 @@ newlines, as configparser reads them). ``line_count`` is the number of such line
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from typing import Dict, List, Optional, Tuple, Union
 
 from ..errors import ConfigError
+from ..record import record
 from .problems import KEY_LIMIT, Code, Problem, Severity, is_secret_key, masked, shown, shown_section
 
 # Configuration files are a few kilobytes; anything this large is not one.
@@ -47,7 +47,7 @@ _NON_SPACE = re.compile(r'\S')
 _NEWLINES = re.compile(r'\r\n|\r|\n')
 
 
-@dataclass(frozen=True)
+@record
 class IniEntry:
     """One ``key=value`` occurrence. ``key`` is lower-case; ``value`` is stripped."""
 
@@ -58,7 +58,7 @@ class IniEntry:
     continuation: bool = False
 
 
-@dataclass(frozen=True)
+@record
 class IniSection:
     """One ``[name]`` header occurrence."""
 
@@ -66,7 +66,7 @@ class IniSection:
     line: int
 
 
-@dataclass(frozen=True)
+@record
 class IniDocument:
     filename: str
     entries: Tuple[IniEntry, ...]

@@ -24,10 +24,10 @@ import enum
 import re
 import shlex
 import unicodedata
-from dataclasses import dataclass
 from typing import Dict, Iterable, List, Optional, Union
 
 from ..errors import bounded_text
+from ..record import record
 from . import paths
 
 # The longest message and file name a Problem holds (longer ones are cut, ending in an ellipsis).
@@ -41,7 +41,7 @@ class Severity(str, enum.Enum):
     WARNING = 'warning'
 
 
-@dataclass(frozen=True)
+@record
 class Problem:
     """One finding: where (file and 1-based line, None when not tied to a line) and what.
 

@@ -12,9 +12,9 @@ and checker so both places validate alike.
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
 from typing import Any, Dict, FrozenSet, List, Optional, Tuple
 
+from ..record import record
 from . import values as v
 from .problems import shown
 
@@ -45,7 +45,7 @@ class DisconnectScope(str, enum.Enum):
     NO_DISCONNECT = 'no-disconnect'
 
 
-@dataclass(frozen=True)
+@record
 class ConnectOptionSpec:
     key: str  # as written in the files
     field: str  # the ConnectOptions field
@@ -98,7 +98,7 @@ GLOBAL_CONNECT_OPTIONS: Dict[str, Tuple[str, ...]] = {
 }
 
 
-@dataclass(frozen=True)
+@record
 class OptionSpec:
     """One key of one section for one daemon."""
 

@@ -25,11 +25,11 @@ A ``HostIdentity`` is returned only when both the NQN and the ID are valid.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Callable, Dict, List, Optional, Tuple, Union
 
 from ..errors import ConfigError
 from ..model import HostIdentity
+from ..record import record
 from . import values as v
 from .ini import IniEntry, tokenize
 from .problems import Code, Problem, Severity, is_secret_key, shown, shown_pair, shown_section
@@ -55,7 +55,7 @@ _CHECKS: Dict[str, v.Checker] = {
 ReadFile = Callable[[str], str]
 
 
-@dataclass(frozen=True)
+@record
 class _Source:
     key: str
     text: str  # as written, or the default

@@ -20,10 +20,10 @@ import binascii
 import ipaddress
 import re
 import uuid
-from dataclasses import dataclass
 from typing import Any, Callable, Optional, Tuple
 
 from ..model import NQN_MAX_LEN, TRANSPORTS
+from ..record import record
 from .problems import shown
 from .timeparse import timeparse
 
@@ -57,7 +57,7 @@ class BadValue(Exception):
         self.accepted = accepted
 
 
-@dataclass(frozen=True)
+@record
 class Adjusted:
     """A value accepted after a change the user should hear about."""
 

@@ -62,7 +62,6 @@ An illegal event changes nothing.
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
 from typing import Callable, Dict, List, Optional, Tuple
 
 from ..model import (
@@ -74,6 +73,7 @@ from ..model import (
     LogEntry,
     Role,
 )
+from ..record import record
 from .controller_events import (
     COMPLETES,
     LSP_NONE,
@@ -154,14 +154,14 @@ class IllegalTransition(Exception):
     """An event that cannot happen in the machine's state: a bug in the worker."""
 
 
-@dataclass
+@record(frozen=False)
 class _Armed:
     token: int
     delay_s: float
     deadline: float
 
 
-@dataclass
+@record(frozen=False)
 class _Step:
     """Debug record of one DC step (register, supported, log_page) on the current connection."""
 

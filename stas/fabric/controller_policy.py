@@ -21,13 +21,15 @@ schedule stays predictable and testable) with ``RetryPolicy.spread``.
 from __future__ import annotations
 
 import zlib
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Tuple
+
+from ..record import record
 
 MAX_SPREAD = 0.1  # retries of one controller are stretched by up to 10 %
 
 
-@dataclass(frozen=True)
+@record
 class RetryPolicy:
     # Delay after the n-th consecutive connect failure: the n-th value, the last one repeating.
     connect_backoff_s: Tuple[float, ...] = (3.0, 60.0)

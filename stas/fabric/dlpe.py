@@ -26,11 +26,11 @@ from __future__ import annotations
 
 import re
 import struct
-from dataclasses import dataclass
 from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
 
 from ..errors import InvalidArgument
 from ..model import IP_TRANSPORTS, LogEntry
+from ..record import record
 from .addr import is_unspecified_ip
 
 # The records a log page may hold. The standard puts no practical limit on NUMREC; this bound
@@ -84,7 +84,7 @@ _SPACE = re.compile(r'\s')
 Buffer = Union[bytes, bytearray, memoryview]
 
 
-@dataclass(frozen=True)
+@record
 class DiscoveryLogPage:
     """A parsed raw log page: its generation counter, usable entries, and why others were dropped."""
 

@@ -32,10 +32,11 @@ Differences from nvme-stas 2.x, on purpose:
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Dict, Hashable, Iterable, List, Optional, Sequence, Tuple, Union
 
 from ..model import NQN_MAX_LEN, WELL_KNOWN_DISC_NQN
+from ..record import record
 from .addr import parse_ip
 
 NVME_DISC_STYPES = ('_nvme-disc._tcp', '_nvme-disc._udp')
@@ -140,7 +141,7 @@ def is_nqn(text: str) -> bool:
 # ---- a resolved service ------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
+@record
 class ServiceIdentity:
     """What one resolved ``_nvme-disc`` service names (the controller-facing half)."""
 
@@ -150,7 +151,7 @@ class ServiceIdentity:
     subsysnqn: str
 
 
-@dataclass(frozen=True)
+@record
 class Identified:
     """The outcome of ``identify``: ``identity`` or the ``reason`` it is None; ``notes`` are
     problems of the TXT record that did not prevent using it."""
@@ -244,7 +245,7 @@ def duplicate_addresses(seen: Iterable[Tuple[str, str]]) -> Dict[str, Tuple[str,
 # ---- zeroconf-connections-persistence ----------------------------------------------------------
 
 
-@dataclass
+@record(frozen=False)
 class LostDcAging:
     """Since when each discovered DC has been lost (neither advertised nor connected).
 

@@ -54,10 +54,10 @@ from __future__ import annotations
 import ipaddress
 import struct
 import uuid
-from dataclasses import dataclass
 from typing import Dict, List, Optional, Tuple
 
 from ..errors import ConfigError
+from ..record import record
 
 SIGNATURE = b'NBFT'
 
@@ -137,7 +137,7 @@ class NbftError(ConfigError, ValueError):
     """
 
 
-@dataclass(frozen=True)
+@record
 class NbftHost:
     nqn: Optional[str]
     hostid: Optional[str]  # canonical UUID text; None when the table holds 16 zero bytes
@@ -146,7 +146,7 @@ class NbftHost:
     primary: str  # 'not indicated', 'unselected', 'selected' or 'reserved'
 
 
-@dataclass(frozen=True)
+@record
 class NbftHfi:
     index: int
     transport: str
@@ -177,7 +177,7 @@ class NbftHfi:
         return f'{sbdf >> 16 & 0xFFFF:x}:{sbdf >> 8 & 0xFF:x}:{sbdf >> 3 & 0x1F:x}.{sbdf & 0x7:x}'
 
 
-@dataclass(frozen=True)
+@record
 class NbftSecurity:
     index: int
     flags: int
@@ -185,7 +185,7 @@ class NbftSecurity:
     keypath: Optional[str]
 
 
-@dataclass(frozen=True)
+@record
 class NbftDiscovery:
     index: int
     uri: str
@@ -197,7 +197,7 @@ class NbftDiscovery:
     trsvcid: str  # '' when the URI has no port
 
 
-@dataclass(frozen=True)
+@record
 class NbftSubsystem:
     index: int
     transport: str
@@ -221,7 +221,7 @@ class NbftSubsystem:
     dhcp_root_path: Optional[str] = None
 
 
-@dataclass(frozen=True)
+@record
 class Nbft:
     source: str
     host: NbftHost

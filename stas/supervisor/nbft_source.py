@@ -25,17 +25,17 @@ from __future__ import annotations
 
 import glob
 import os
-from dataclasses import dataclass
 from typing import List, Mapping, Optional, Tuple
 
 from ..conf.controllers import ConfiguredController
 from ..fabric.nbft import Nbft, NbftError, NbftHfi, parse_nbft
+from ..record import record
 from .cli_args import DEFAULT_NBFT_DIR
 
 TABLE_SIZE_LIMIT = 1 << 20  # ACPI tables are a few KiB; anything bigger is not an NBFT
 
 
-@dataclass(frozen=True)
+@record
 class BootTables:
     """The NBFTs found at start, and why any other one could not be used."""
 

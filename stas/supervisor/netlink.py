@@ -38,15 +38,15 @@ import logging
 import socket
 import struct
 import sys
-from dataclasses import dataclass
 from typing import Any, Awaitable, Callable, Dict, Iterator, List, Optional, Set, Tuple, Union
 
 from ..errors import InvalidArgument
+from ..record import record
 
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
+@record
 class Interface:
     name: str
     index: int

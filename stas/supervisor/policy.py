@@ -27,7 +27,6 @@ a family ip-family does not enable is dropped too. fc and loop pass through.
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
 from typing import Dict, List, Mapping, Sequence, Tuple
 
 from ..conf import ConfiguredController
@@ -36,9 +35,10 @@ from ..fabric.addr import address_problem, ip_version, needs_resolution, normali
 from ..fabric.exclusion import is_excluded
 from ..fabric.tid import tid_from_config
 from ..model import ControllerSpec, HostIdentity, Origin, Role, TransportId, WorkerKey
+from ..record import record
 
 
-@dataclass(frozen=True)
+@record
 class InterfaceState:
     """What policy needs to know of one network interface."""
 
@@ -50,7 +50,7 @@ class InterfaceState:
     vlan: int = 0  # 802.1Q id of a VLAN interface, else 0
 
 
-@dataclass(frozen=True)
+@record
 class WorkerPlan:
     key: WorkerKey
     controllers: Tuple[ControllerSpec, ...] = ()

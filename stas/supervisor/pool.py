@@ -19,13 +19,13 @@ import logging
 import os
 import signal
 import time
-from dataclasses import dataclass
 from typing import Awaitable, Callable, Dict, Iterable, List, Optional
 
 from ..errors import NotFound, ProtocolError, StasError, Timeout, Unavailable
 from ..ipc.channel import Channel
 from ..ipc.messages import Heartbeat, Hello, Message, Reply, Request, Sender, Shutdown, check_hello
 from ..model import WorkerKey
+from ..record import record
 from ..workers.spec import WorkerSpec
 from .background import Background
 from .registry import (
@@ -58,7 +58,7 @@ OnReport = Callable[[WorkerKey, Message], None]
 OnGone = Callable[[WorkerKey], None]
 
 
-@dataclass(frozen=True)
+@record
 class WorkerInfo:
     """What admins see of one worker (``stafctl workers``)."""
 

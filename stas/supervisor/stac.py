@@ -45,7 +45,6 @@ import dataclasses
 import enum
 import json
 import operator
-from dataclasses import dataclass
 from typing import Collection, Dict, Iterable, List, Mapping, Optional, Sequence, Set, Tuple
 
 from ..conf import DisconnectScope
@@ -56,6 +55,7 @@ from ..fabric.exclusion import is_excluded
 from ..fabric.tid import tid_from_io_entry, tid_from_request
 from ..ipc.messages import WorkerOptions
 from ..model import ConnectOptions, ControllerSpec, LogEntry, Role, TransportId, WorkerKey
+from ..record import record
 from . import json_items, state_files
 
 # How long a stafd instance that does not (yet) list a DC may take to list it again before the
@@ -77,7 +77,7 @@ class StafdState(str, enum.Enum):
     ANSWERED = 'answered'  # the log pages of record are stafd's latest answer
 
 
-@dataclass(frozen=True)
+@record
 class DcLogPage:
     """One item of ``get_all_log_pages``: a DC and its log page entries."""
 
@@ -85,7 +85,7 @@ class DcLogPage:
     entries: Tuple[LogEntry, ...] = ()
 
 
-@dataclass(frozen=True)
+@record
 class IocSource:
     """Where a log-page-derived IOC comes from: the entry and the DC that listed it."""
 
@@ -94,7 +94,7 @@ class IocSource:
     dc: TransportId
 
 
-@dataclass(frozen=True)
+@record
 class Answer:
     """What an answer of stafd changed. ``recheck_in_s``: ask stafd again after this long, to
     let go of DCs kept only because the instance is young (None: nothing is waiting)."""
@@ -118,7 +118,7 @@ def dc_tid_of(fields: Mapping[str, object]) -> TransportId:
     return tid_from_request(values, role=Role.DC, hostnqn='')
 
 
-@dataclass(frozen=True, eq=False)
+@record(eq=False)
 class _ScreenedPage:
     """One DC's page of an answer as stafd sent it and what it screened to."""
 
@@ -128,7 +128,7 @@ class _ScreenedPage:
     by_fields: Dict[tuple, Tuple[Optional[LogEntry], str]]  # each entry's screening, by its fields
 
 
-@dataclass(frozen=True, eq=False)
+@record(eq=False)
 class _AnswerItem:
     """One item of an answer: where it is in the text, the DC it names and its screened page
     (None: the item names no DC), and the problems it gives."""
@@ -296,7 +296,7 @@ def parse_all_log_pages(text: str, memo: Optional[EntryMemo] = None) -> Tuple[Li
     return (memo if memo is not None else EntryMemo()).parse(text)
 
 
-@dataclass(frozen=True, eq=False)
+@record(eq=False)
 class _DcIocs:
     """The IOCs one DC's entries name (``StacView.dc_iocs``), with the entries they were built of."""
 
@@ -338,7 +338,7 @@ def merged_sources(parts: Iterable[_DcIocs]) -> Dict[TransportId, IocSource]:
     return found
 
 
-@dataclass(frozen=True, eq=False)
+@record(eq=False)
 class _DcText:
     """What ``StacView.dump`` made of a DC: its item of the state file, for these entries, and
     the text of each entry (by ``id``)."""
@@ -636,7 +636,7 @@ def released_iocs(
 # ---- policy ---------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, eq=False)
+@record(eq=False)
 class _IocFate:
     """What the policy makes of one log page IOC: its spec, or why it is skipped (an excluded
     one has neither), and the name it is sorted by."""
@@ -665,7 +665,7 @@ def _fate(tid: TransportId, source: IocSource, policy: _Policy) -> _IocFate:
     return _IocFate(tid, source, name, spec)
 
 
-@dataclass(frozen=True, eq=False)
+@record(eq=False)
 class _DcFates:
     """The fates of the IOCs of one DC's part, sorted into what the plan merges."""
 
@@ -696,7 +696,7 @@ def _dc_fates(part: _DcIocs, policy: _Policy, known: Mapping[TransportId, _IocFa
     return _DcFates(part, every, kept, specs, skipped)
 
 
-@dataclass(frozen=True)
+@record
 class DesiredIocs:
     """The IOCs to keep, as ``IocPlanner.plan`` answers."""
 

@@ -16,7 +16,7 @@ serving its last log page, so stacd never disconnects because a DC was briefly u
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import field, replace
 from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
 from ..fabric.addr import address_problem
@@ -24,12 +24,13 @@ from ..fabric.dlpe import entry_as_dbus_dict
 from ..fabric.exclusion import is_excluded
 from ..fabric.referrals import endpoint_key, reachable_referrals, referral_tids
 from ..model import ControllerSpec, ControllerStatus, CtrlState, LogEntry, Origin, TransportId
+from ..record import record
 from .ctrl_dicts import add_details, controller_id_dict
 
 # detailed dict keys in nvme-stas 2.x's order: info() (after the id keys), then details()
 
 
-@dataclass
+@record(frozen=False)
 class DcRecord:
     spec: ControllerSpec
     status: Optional[ControllerStatus] = None
@@ -46,7 +47,7 @@ class DcRecord:
         return self.status.device if self.status and self.status.device else ''
 
 
-@dataclass
+@record(frozen=False)
 class Changes:
     """What a new plan changed: the supervisor emits ``dc_removed`` when ``removed`` is set."""
 

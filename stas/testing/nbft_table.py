@@ -47,14 +47,15 @@ import ipaddress
 import struct
 import sys
 import uuid
-from dataclasses import dataclass
 from typing import Dict, List, Optional, Sequence, Tuple
 
 from stas.fabric import nbft as layout
 from stas.model import WELL_KNOWN_DISC_NQN
 
+from ..record import record
 
-@dataclass(frozen=True)
+
+@record
 class HfiSpec:
     mac: str
     ip: str
@@ -75,7 +76,7 @@ class HfiSpec:
     index: int = 0  # 0: position + 1
 
 
-@dataclass(frozen=True)
+@record
 class SecuritySpec:
     secret_type: int = 0
     keypath: Optional[str] = None
@@ -84,7 +85,7 @@ class SecuritySpec:
     index: int = 0
 
 
-@dataclass(frozen=True)
+@record
 class DiscoverySpec:
     uri: Optional[str]
     nqn: Optional[str] = None
@@ -94,7 +95,7 @@ class DiscoverySpec:
     index: int = 0
 
 
-@dataclass(frozen=True)
+@record
 class SubsystemSpec:
     traddr: str
     nqn: str

@@ -33,7 +33,6 @@ import asyncio
 import errno
 import logging
 import socket
-from dataclasses import dataclass
 from typing import Any, Awaitable, Callable, Dict, List, Optional, Sequence, Set, Tuple
 
 from ..fabric.addr import parse_ip
@@ -45,6 +44,7 @@ from ..fabric.mdns import (
     probe_retry_delay,
 )
 from ..ipc.messages import IP_PROTOCOLS, MdnsService, MdnsServices
+from ..record import record
 
 log = logging.getLogger(__name__)
 
@@ -176,7 +176,7 @@ def open_system_bus():
 # ---- the browser -----------------------------------------------------------------------------
 
 
-@dataclass
+@record(frozen=False)
 class _Item:
     key: ItemKey
     resolver: str = ''  # the ServiceResolver's object path, '' while none

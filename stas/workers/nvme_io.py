@@ -88,7 +88,6 @@ import logging
 import os
 import struct
 import threading
-from dataclasses import dataclass
 from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 from ..errors import InvalidArgument, KernelError, NotFound
@@ -101,6 +100,7 @@ from ..fabric.dlpe import (
     parse_log_page_records,
 )
 from ..model import ConnectOptions, ControllerSpec, HostIdentity, LogEntry, Role, TransportId
+from ..record import record
 from . import sysfs_io
 
 log = logging.getLogger(__name__)
@@ -165,7 +165,7 @@ def libnvme_cfg(options: ConnectOptions) -> Tuple[Dict[str, object], Tuple[str, 
     return cfg, ignored
 
 
-@dataclass(frozen=True)
+@record
 class ConnectResult:
     """What ``NvmeIo.connect`` did.
 
@@ -182,7 +182,7 @@ class ConnectResult:
     ignored_options: Tuple[str, ...] = ()
 
 
-@dataclass
+@record(frozen=False)
 class _Managed:
     ctrl: Any
     role: Role

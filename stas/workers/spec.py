@@ -6,12 +6,11 @@ so a configuration reload never needs a new process.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from ..model import WorkerKey
+from ..record import record
 
 
-@dataclass(frozen=True)
+@record
 class WorkerSpec:
     key: WorkerKey
     daemon: str  # 'stafd', 'stacd' or 'idle' (a worker with no mechanism, for tests and benches)

@@ -24,10 +24,10 @@ import errno
 import logging
 import os
 import time
-from dataclasses import dataclass
 from typing import Any, Callable, Optional, Tuple
 
 from ..fabric.reuse import kernel_value
+from ..record import record
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +47,7 @@ ERROR_LOG_INTERVAL_S = 2.0
 RECEIVE_BUFFER_BYTES = 4 * 1024 * 1024
 
 
-@dataclass(frozen=True)
+@record
 class NvmeUevent:
     """One uevent of the nvme class: action, kernel device name and the NVME_* properties.
 
