@@ -39,7 +39,7 @@ from ..conf import (
 from ..errors import InvalidArgument, NotFound, Unavailable
 from ..ipc.messages import OP_SET_LOG_LEVEL, Configure, Hello, Message, WorkerOptions
 from ..model import HostIdentity, WorkerKey
-from ..signals import UNUSED, EarlySignals, UnusedSignalLog
+from ..signals import EarlySignals, UnusedSignalLog
 from ..workers import faults
 from ..workers.spec import WorkerSpec
 from . import netlink, resolver, sdnotify
@@ -520,8 +520,7 @@ class Supervisor:
         loop.add_signal_handler(signal.SIGTERM, self.request_stop)
         loop.add_signal_handler(signal.SIGINT, self.request_stop)
         loop.add_signal_handler(signal.SIGHUP, self.request_reload)
-        for signum in UNUSED:
-            loop.add_signal_handler(signum, self._unused_signals.received, signum)
+        self._unused_signals.install(loop)
         self._take_early_signals()
 
         spawner = self._spawner or Spawner(self._engine)
