@@ -213,6 +213,10 @@ class Spawner:
             # every client (this process, each worker) holds the write end: the forkserver
             # exits when the last of them is gone
             alive_r, alive_w = os.pipe()
+            # what both processes hold from now on stays out of either one's collections: a
+            # collection writes into the header of each object it visits, which would give each
+            # of them a private copy of every page they share
+            gc.freeze()
             pid = os.fork()
             if pid == 0:
                 os.close(alive_w)
@@ -257,6 +261,7 @@ def _serve_forked(listener_fd: int, alive_r: int, preload: Sequence[str], title:
         # collection writes into the header of each object it visits, which would copy into
         # each worker every page of the modules it shares with this process.
         gc.freeze()
+        gc.enable()  # off since before the fork (the daemon's main() imports without it)
         forkserver.main(listener_fd, alive_r, ())
         code = 0
     except SystemExit as exc:  # how forkserver.main ends once its last client is gone
