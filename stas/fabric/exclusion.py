@@ -141,3 +141,12 @@ def remove_excluded(
         else:
             excluded.append((candidate, hit))
     return kept, excluded
+
+
+def describe(entry: Mapping[str, str]) -> str:
+    """How a log line names the entry that excluded a controller: ``excluded by exclude=...``,
+    or the file and line of a host-wide exclusion entry."""
+    where = getattr(entry, 'file', '')
+    if where:
+        return f'excluded by {where}:{getattr(entry, "line", 0)}'
+    return f'excluded by exclude={";".join(f"{k}={v}" for k, v in entry.items())}'

@@ -45,6 +45,10 @@ def test_exclusion_files_are_followed_without_a_reload(name, workdir, module_sys
         wait_until(lambda: listed(d) == ['192.0.2.1'], 10, '192.0.2.2 excluded')
         assert status(d)['exclusion files'] == [str(main)]
         assert f'host exclusions: 1 exclusion(s) from {main}' in d.logs()
+        # the controller let go of is named, with the entry that excluded it
+        assert any(
+            '192.0.2.2, ' in line and f'(excluded by {main}:2)' in line for line in d.logs().splitlines()
+        )
         assert 'configuration reloaded' not in d.logs()  # no SIGHUP was needed
 
         # a bad drop-in is said with its line and excludes nothing more; the good one applies

@@ -18,7 +18,7 @@ from stas.conf.exclusions import (
     read_exclusions,
 )
 from stas.conf.problems import Code
-from stas.fabric.exclusion import is_excluded, remove_excluded
+from stas.fabric.exclusion import describe, is_excluded, remove_excluded
 from stas.model import TransportId
 
 HOSTID = '5a1c4e4b-8f1e-4b7a-9a52-0c1b3b1e2f00'
@@ -78,6 +78,12 @@ def test_exclude_key_still_drops_host_traddr():
     """``exclude=`` entries (plain mappings) keep nvme-stas 2.x's rule: host-traddr is removed
     from the entry, so the rest of it decides."""
     assert is_excluded(V1, [{'host-traddr': '192.0.2.98', 'subsysnqn': NQN1}]) is not None
+
+
+def test_describe_names_the_file_and_line_or_the_exclude_key():
+    entries, _ = parse_exclusions(f'[exclusions]\n\nexclusion = nqn={NQN2}\n', FILE)
+    assert describe(is_excluded(V2, entries)) == f'excluded by {FILE}:3'
+    assert describe(is_excluded(V2, [{'subsysnqn': NQN2}])) == f'excluded by exclude=subsysnqn={NQN2}'
 
 
 def test_remove_excluded_takes_host_exclusions():
