@@ -608,7 +608,6 @@ class Supervisor:
             policy=self._restart_policy,
         )
         self.pool.forkserver.watch(forkserver)
-        self._start_exclusion_watch()  # after the forkserver: no worker inherits the descriptor
         self._monitor = netlink.InterfaceMonitor(self._on_interfaces_changed)
         inventory = await self._monitor.start()
         self._interfaces = {name: _interface_state(i) for name, i in inventory.items()}
@@ -624,6 +623,10 @@ class Supervisor:
             await self._shutdown()
             return 1
         self.role.publisher = self._publisher
+        # after the forkserver (no worker inherits the descriptor), before the first plan; a
+        # change made since the files were read at start is read now
+        self._start_exclusion_watch()
+        self._take_exclusions(read_exclusions(self._exclusions_dir))
         await self._replan()
         await self._wait_workers_up(self._restart_policy.hello_timeout_s)
         self._notifier.ready()
