@@ -11,6 +11,10 @@ included), 2 a file cannot be read. What counts as unreadable:
   daemon runs on defaults. A missing default sys.conf is fine too: its defaults
   (``file:///etc/nvme/hostnqn``...) apply, and a missing /etc/nvme/hostnqn is then a problem;
 * a file named by sys.conf (``file://``) that exists but cannot be read.
+
+nvme-cli's host-wide exclusion files (``exclusions``) are checked too. The daemons read them
+fail-open, so their problems, an unreadable file among them, are problems (exit 1), never a
+reason to exit 2: ``FILE:LINE: message`` naming the value and what is accepted.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from ..errors import ConfigError, InvalidArgument
 from ..record import record
 from . import files, paths
 from .daemons import parse_daemon_config
+from .exclusions import NVME_ETC_DIR, read_exclusions
 from .ini import UnreadableConfig
 from .problems import Code, Problem
 from .schema import DAEMONS
@@ -71,8 +76,10 @@ def check_config(
     sys_path: Optional[str] = None,
     *,
     read_file: ReadFile = files.read_text,
+    exclusions_dir: str = NVME_ETC_DIR,
 ) -> CheckReport:
-    """Check ``daemon``'s configuration file and sys.conf (None: the default paths)."""
+    """Check ``daemon``'s configuration file and sys.conf (None: the default paths), and the
+    exclusion files under ``exclusions_dir``."""
     if daemon not in DAEMONS:
         raise InvalidArgument(f'daemon={daemon!r} is not one of {", ".join(DAEMONS)}')
     report = CheckReport()
@@ -108,4 +115,5 @@ def check_config(
 
         _, problems = parse_sysconf(text, sys_path, read_target)
         report.problems += [p for p in problems if p.code != Code.UNREADABLE]
+    report.problems += list(read_exclusions(exclusions_dir).problems)
     return report

@@ -1,4 +1,5 @@
-"""The file-reading edge of ``stas.conf``: the only module of the package that touches files.
+"""The file-reading edge of ``stas.conf``: the only module of the package that touches files,
+besides ``exclusions`` (nvme-cli's host-wide exclusion files, from reading to matching).
 
 Everything else parses text handed to it. The daemons call ``load_*`` at start and on
 SIGHUP; ``check.check_config`` calls the same readers for ``--check-config``.

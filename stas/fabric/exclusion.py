@@ -17,6 +17,11 @@ Deviations from nvme-stas 2.x, on purpose:
   IP literal (host name, fc or loop address) is compared without case;
 * only TID keys (``EXCLUSION_KEYS``) are compared. An entry with another key (``kato=…``)
   matches nothing; ``check_exclusion`` lets the configuration loader refuse it.
+
+The host-wide exclusion files of nvme-cli (``stas.conf.exclusions``) compare ``host-traddr``
+too: their entries say so with a true ``compares_host_traddr`` attribute, and this matcher
+then keeps that key of theirs (in its normalised form) instead of removing it. A controller
+without a host-traddr is not matched by such an entry.
 """
 
 from __future__ import annotations
@@ -35,17 +40,19 @@ _ALIASES = {
     'host_traddr': 'host-traddr',
 }
 _IGNORED = ('host-traddr',)
+_COMPARED = EXCLUSION_KEYS + _IGNORED  # what a candidate carries: every TID key
 
 Candidate = Union[TransportId, Mapping[str, str]]
 T = TypeVar('T', TransportId, Mapping)
 
 
-def _normalize_pairs(pairs: Mapping[str, object]) -> Dict[str, str]:
-    """Keys de-aliased, ignored keys dropped, values stripped and put in canonical form."""
+def _normalize_pairs(pairs: Mapping[str, object], keep: Tuple[str, ...] = ()) -> Dict[str, str]:
+    """Keys de-aliased, ignored keys dropped (unless in ``keep``), values stripped and put in
+    canonical form."""
     out: Dict[str, str] = {}
     for key, value in pairs.items():
         k = _ALIASES.get(key, key)
-        if k in _IGNORED:
+        if k in _IGNORED and k not in keep:
             continue
         out[k] = value.strip() if isinstance(value, str) else str(value)
     if 'transport' in out:
@@ -54,15 +61,22 @@ def _normalize_pairs(pairs: Mapping[str, object]) -> Dict[str, str]:
         # IP literals canonical; anything else (host name, fc address) without case, so an
         # entry with or without transport= compares like the controllers it names.
         out['traddr'] = normalize_ip(out['traddr']) or normalize_fc_addr(out['traddr'])
+    if out.get('host-traddr'):
+        out['host-traddr'] = normalize_ip(out['host-traddr']) or normalize_fc_addr(out['host-traddr'])
     trsvcid = out.get('trsvcid', '')
     if trsvcid.isascii() and trsvcid.isdigit() and len(trsvcid) <= 8:
         out['trsvcid'] = str(int(trsvcid))
     return out
 
 
+def _entry_pairs(entry: Mapping[str, object]) -> Dict[str, str]:
+    """An exclusion entry as it is compared: host-traddr only for entries that compare it."""
+    return _normalize_pairs(entry, _IGNORED if getattr(entry, 'compares_host_traddr', False) else ())
+
+
 def normalize_exclusion(entry: Mapping[str, object]) -> Dict[str, str]:
     """The entry as it is compared: see ``_normalize_pairs``. May be empty."""
-    return _normalize_pairs(entry)
+    return _entry_pairs(entry)
 
 
 def check_exclusion(entry: Mapping[str, object]) -> Dict[str, str]:
@@ -80,14 +94,14 @@ def _candidate_pairs(candidate: Candidate) -> Dict[str, str]:
         pairs: Mapping[str, object] = candidate.as_dbus_dict()
     else:
         pairs = candidate
-    return _normalize_pairs(pairs)
+    return _normalize_pairs(pairs, _IGNORED)
 
 
 def _entry_matches(norm_entry: Mapping[str, str], cand: Mapping[str, str]) -> bool:
     if not norm_entry:
         return False  # an empty entry names no controller
     for key, value in norm_entry.items():
-        if key not in EXCLUSION_KEYS:
+        if key not in _COMPARED:
             return False
         if cand.get(key, '') != value:
             return False
@@ -105,7 +119,7 @@ def is_excluded(candidate: Candidate, exclusions: Iterable[Mapping[str, str]]) -
         return None  # the common case, checked for thousands of controllers per pass
     cand = _candidate_pairs(candidate)
     for entry in exclusions:
-        if _entry_matches(_normalize_pairs(entry), cand):
+        if _entry_matches(_entry_pairs(entry), cand):
             return entry
     return None
 
@@ -114,7 +128,7 @@ def remove_excluded(
     candidates: Iterable[T], exclusions: Sequence[Mapping[str, str]]
 ) -> Tuple[List[T], List[Tuple[T, Mapping[str, str]]]]:
     """``(kept, excluded)``: ``excluded`` pairs each candidate with the entry that matched it."""
-    norm = [(_normalize_pairs(e), e) for e in exclusions]
+    norm = [(_entry_pairs(e), e) for e in exclusions]
     if not norm:
         return list(candidates), []
     kept: List[T] = []
@@ -127,3 +141,12 @@ def remove_excluded(
         else:
             excluded.append((candidate, hit))
     return kept, excluded
+
+
+def describe(entry: Mapping[str, str]) -> str:
+    """How a log line names the entry that excluded a controller: ``excluded by exclude=...``,
+    or the file and line of a host-wide exclusion entry."""
+    where = getattr(entry, 'file', '')
+    if where:
+        return f'excluded by {where}:{getattr(entry, "line", 0)}'
+    return f'excluded by exclude={";".join(f"{k}={v}" for k, v in entry.items())}'

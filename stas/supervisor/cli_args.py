@@ -12,6 +12,8 @@ The options of nvme-stas 2.x are kept (``-f/--conf-file``, ``-s/--syslog``, ``--
   ``RuntimeDirectory=``, else ``/run/<prog>``, the directory the 2.x unit files use.
 * ``--nbft-path DIR``: where the boot firmware tables (ACPI NBFT) are read from, as nvme-cli's
   option of that name (default /sys/firmware/acpi/tables). An empty directory ignores them.
+* ``--exclusions-dir DIR``: where nvme-cli's host-wide ``exclusions.conf`` and
+  ``exclusions.conf.d/`` are read from (default /etc/nvme; ``stas.conf.exclusions``).
 
 Unlike 2.x, the arguments are parsed in ``main()``, never at import time, and parsing imports
 only the standard library: ``--help`` and ``--version`` do not load asyncio, sdbus, libnvme,
@@ -30,6 +32,8 @@ DAEMONS = ('stafd', 'stacd')
 DEFAULT_SYS_CONF = '/etc/stas/sys.conf'
 # where Linux publishes ACPI tables (kept here: parsing the command line imports nothing heavy)
 DEFAULT_NBFT_DIR = '/sys/firmware/acpi/tables'
+# nvme-cli's host-wide exclusion list lives here (stas.conf.exclusions.NVME_ETC_DIR)
+DEFAULT_EXCLUSIONS_DIR = '/etc/nvme'
 
 _DESCRIPTIONS = {
     'stafd': 'STorage Appliance Finder (STAF): finds discovery controllers and caches their log pages',
@@ -94,6 +98,13 @@ def build_daemon_parser(prog: str, environ: Optional[Mapping[str, str]] = None) 
             if prog == 'stafd'
             else 'connections to the subsystems they name are never disconnected'
         ),
+    )
+    parser.add_argument(
+        '--exclusions-dir',
+        default=DEFAULT_EXCLUSIONS_DIR,
+        metavar='DIR',
+        help="Where nvme-cli's host-wide exclusions.conf and exclusions.conf.d/ are read from "
+        '(default: %(default)s); the controllers they name are not connected',
     )
     # Run workers with a different engine: 'idle' workers manage nothing, which is how the
     # supervisor's own tests and benchmarks exercise the process model without NVMe.

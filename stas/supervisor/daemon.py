@@ -10,6 +10,11 @@ host without a usable identity is refused as a whole; the old one stays in force
 reasons are logged and published (``config_problems`` on D-Bus, ``stafctl status``). Bad
 values inside an otherwise readable file fall back to their defaults with a warning, as in
 nvme-stas 2.x.
+
+The host-wide exclusion files of nvme-cli (``stas.conf.exclusions``) are read at start, at
+SIGHUP and whenever they change (``exclusion_watch``); their entries are added to ``exclude=``
+for every planning pass. They are fail-open: a problem in them is logged and published with the
+configuration problems, never refuses a reload, and a file that cannot be read adds nothing.
 """
 
 from __future__ import annotations
@@ -36,6 +41,7 @@ from ..conf import (
     load_sysconf,
     read_daemon_config,
 )
+from ..conf.exclusions import NVME_ETC_DIR, HostExclusions, exclusion_paths, read_exclusions
 from ..errors import InvalidArgument, NotFound, Unavailable
 from ..ipc.messages import OP_SET_LOG_LEVEL, Configure, Hello, Message, WorkerOptions
 from ..model import HostIdentity, WorkerKey
@@ -45,6 +51,7 @@ from ..workers.spec import WorkerSpec
 from . import netlink, resolver, sdnotify
 from .background import Background
 from .cli_args import DEFAULT_NBFT_DIR
+from .exclusion_watch import ExclusionWatch
 from .policy import (
     InterfaceState,
     WorkerPlan,
@@ -87,6 +94,7 @@ class Supervisor:
         log_target: str = 'stderr',
         engine: str = '',
         nbft_dir: str = DEFAULT_NBFT_DIR,
+        exclusions_dir: str = NVME_ETC_DIR,
         spawner: Optional[Spawner] = None,
         early_signals: Optional[EarlySignals] = None,
         environ: Mapping[str, str] = os.environ,
@@ -99,6 +107,11 @@ class Supervisor:
         self._log_target = log_target
         self._engine = engine or daemon
         self._nbft_dir = nbft_dir
+        self._exclusions_dir = exclusions_dir
+        self._exclusions = HostExclusions()  # nvme-cli's host-wide exclusion files, as last read
+        self._exclusion_problems: List[str] = []
+        self._exclusions_read = False
+        self._exclusion_watch: Optional[ExclusionWatch] = None
         self._spawner = spawner  # given when main() started the forkserver early
         self._early_signals = early_signals  # what came before the loop handled signals
         self._unused_signals = UnusedSignalLog(log, daemon)
@@ -191,12 +204,15 @@ class Supervisor:
 
     async def reload(self) -> None:
         self._notifier.reloading()
+        excl_changed = await self._reread_exclusions()
         try:
             config, host, problems, has_content = await self._load_off_loop()
         except ConfigRefused as exc:
             self._refused = self._bounded(exc.reasons, DBUS_PROBLEM_LIMIT)
             for reason in self._bounded(exc.reasons, LOG_PROBLEM_LIMIT):
                 log.error('reload refused, previous configuration stays in force: %s', reason)
+            if excl_changed:  # the exclusion files apply whatever became of the configuration
+                await self._replan_and_configure()
         else:
             # SIGHUP re-reads tron from the file, as nvme-stas 2.x: --tron applies to the start only
             self._cli_tron = False
@@ -209,6 +225,60 @@ class Supervisor:
             self._request_all(getattr(self.role, 'reload_ops', ()))
         self._notifier.ready()
         self._notify_status()
+
+    # ---- host-wide exclusion files ----------------------------------------------------------------
+    def _take_exclusions(self, found: HostExclusions) -> bool:
+        """Put ``found`` in force; True when what is excluded changed. Logs what is in force and
+        the problems when the files changed."""
+        changed = found != self._exclusions
+        if not changed and found.problems == self._exclusions.problems and self._exclusions_read:
+            return False  # nothing new to say
+        self._exclusions, self._exclusions_read = found, True
+        self._exclusion_problems = self._bounded(list(found.problems), DBUS_PROBLEM_LIMIT)
+        for text in self._bounded(list(found.problems), LOG_PROBLEM_LIMIT):
+            log.warning('%s', text)
+        log.info('host exclusions: %s', found.summary())
+        return changed
+
+    async def _reread_exclusions(self) -> bool:
+        """Read the exclusion files again (off the loop); True when what is excluded changed.
+        A read that hangs keeps the entries in force."""
+        future = asyncio.get_running_loop().run_in_executor(None, read_exclusions, self._exclusions_dir)
+        try:
+            found = await asyncio.wait_for(asyncio.shield(future), READ_TIMEOUT_S)
+        except asyncio.TimeoutError:
+            log.warning(
+                'host exclusions: %s still not read after %g s; the entries in force stay',
+                self._exclusions_dir,
+                READ_TIMEOUT_S,
+            )
+            return False
+        return self._take_exclusions(found)
+
+    def _exclusion_files_changed(self) -> None:
+        self._background.start(self._on_exclusion_files_changed())
+
+    async def _on_exclusion_files_changed(self) -> None:
+        if await self._reread_exclusions() and self.pool is not None and self.config is not None:
+            await self._replan_and_configure()
+            self._notify_status()
+
+    def _with_host_exclusions(self, config):
+        """``config`` with the entries of the exclusion files added to ``exclude=``."""
+        assert self.host is not None
+        extra = self._exclusions.for_host(self.host.hostid)
+        if not extra:
+            return config
+        return dataclasses.replace(config, excluded=tuple(config.excluded) + extra)
+
+    def _start_exclusion_watch(self) -> None:
+        main, dropin = exclusion_paths(self._exclusions_dir)
+        watch = ExclusionWatch(main, dropin, self._exclusion_files_changed)
+        why_not = watch.start()
+        if why_not is not None:
+            log.warning('host exclusions: %s; %s and %s are read at SIGHUP only', why_not, main, dropin)
+            return
+        self._exclusion_watch = watch
 
     def _request_all(self, ops: Sequence[str]) -> None:
         """Ask every running worker to do ``ops`` (stafd on SIGHUP: resync every DC, as 2.x)."""
@@ -308,7 +378,8 @@ class Supervisor:
 
     async def _replan(self) -> None:
         assert self.pool is not None and self.config is not None and self.host is not None
-        config, problems = await self._resolve_names(self._with_boot_controllers(self.config), self.host)
+        config = self._with_host_exclusions(self._with_boot_controllers(self.config))
+        config, problems = await self._resolve_names(config, self.host)
         await self._refresh_routes(config)
         specs, more = self.role.specs(config, self.host)
         for p in problems + more:
@@ -427,6 +498,7 @@ class Supervisor:
             'config file': self.conf_file,
             'config generation': self._generation,
             'config problems': list(self.config_problems()),
+            'exclusion files': list(self._exclusions.files),
             'runtime directory': self.runtime_dir,
             'runtime directory problem': self.role.runtime_dir_problem(),
             'workers': [_worker_dict(w) for w in self.workers()],
@@ -469,7 +541,7 @@ class Supervisor:
 
     def config_problems(self) -> Sequence[str]:
         refused = [f'reload refused: {r}' for r in self._refused]
-        return refused + self._config_problems
+        return refused + self._config_problems + self._exclusion_problems
 
     # ---- lifecycle -----------------------------------------------------------------------------
     def _notify_status(self) -> None:
@@ -512,6 +584,7 @@ class Supervisor:
                 self.daemon,
             )
             return 1
+        self._take_exclusions(read_exclusions(self._exclusions_dir))
         self._apply(config, host, problems, has_content)
         self.role.restore()  # makes the runtime directory; one that cannot be used is logged
         if self.daemon == 'stafd':
@@ -549,6 +622,10 @@ class Supervisor:
             await self._shutdown()
             return 1
         self.role.publisher = self._publisher
+        # after the forkserver (no worker inherits the descriptor), before the first plan; a
+        # change made since the files were read at start is read now
+        self._start_exclusion_watch()
+        self._take_exclusions(read_exclusions(self._exclusions_dir))
         await self._replan()
         await self._wait_workers_up(self._restart_policy.hello_timeout_s)
         self._notifier.ready()
@@ -603,6 +680,8 @@ class Supervisor:
     async def _shutdown(self) -> None:
         self._notifier.stopping()
         log.info('%s stopping', self.daemon)
+        if self._exclusion_watch is not None:
+            self._exclusion_watch.stop()
         if self._monitor is not None:
             await self._monitor.stop()
         if self.pool is not None:
@@ -660,6 +739,7 @@ def run_daemon(
         log_target=target,
         engine=getattr(args, 'worker_engine', '') or '',
         nbft_dir=getattr(args, 'nbft_path', DEFAULT_NBFT_DIR),
+        exclusions_dir=getattr(args, 'exclusions_dir', NVME_ETC_DIR),
         spawner=spawner,
         early_signals=early_signals,
     )

@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 def check_config(daemon: str, args) -> int:
     from ..conf import check_config as check
 
-    report = check(daemon, args.conf_file, args.sys_conf)
+    report = check(daemon, args.conf_file, args.sys_conf, exclusions_dir=args.exclusions_dir)
     for line in report.lines():
         print(line)
     if report.exit_code == 0:

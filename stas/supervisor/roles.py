@@ -24,6 +24,7 @@ from typing import Any, Callable, Dict, Iterable, List, Optional, Set, Tuple
 
 from ..conf import DisconnectScope, StacdConfig, StafdConfig
 from ..errors import NotFound, StasError
+from ..fabric.exclusion import describe, is_excluded
 from ..fabric.tid import CONFIG_TID_KEYS
 from ..ipc.messages import (
     OP_REDISCOVER,
@@ -140,7 +141,8 @@ class StafdRole:
         for tid in changes.added:
             log.info('discovery controller %s added (%s)', tid, self.view.dcs[tid].spec.origin.value)
         for tid in changes.removed:
-            log.info('discovery controller %s removed', tid)
+            entry = is_excluded(tid, config.excluded)
+            log.info('discovery controller %s removed%s', tid, f' ({describe(entry)})' if entry else '')
         if changes.removed and self.publisher is not None:
             self.publisher.dc_removed()
         if changes.added or changes.removed:
@@ -417,7 +419,8 @@ class StacdRole:
         for tid in sorted(added, key=str):
             log.info('I/O controller %s wanted (%s)', tid, 'log page' if tid in sources else 'configured')
         for tid in sorted(gone, key=str):
-            log.info('I/O controller %s no longer wanted', tid)
+            entry = is_excluded(tid, config.excluded)
+            log.info('I/O controller %s no longer wanted%s', tid, f' ({describe(entry)})' if entry else '')
         if self._released is None:
             self._released = {s.tid: s for s in released_iocs(self.view.wanted_of_record, wanted)}
             for tid in sorted(self._released, key=str):

@@ -25,7 +25,7 @@ from typing import Callable, Dict, List, Optional, Tuple
 
 from ..errors import StasError
 from ..fabric.addr import address_problem
-from ..fabric.exclusion import is_excluded
+from ..fabric.exclusion import describe, is_excluded
 from ..fabric.mdns import (
     NVME_DISC_STYPES,
     LostDcAging,
@@ -144,7 +144,7 @@ class ZeroconfDcs:
             why = ''
             entry = is_excluded(tid, config.excluded)
             if entry is not None:
-                why = f'excluded by exclude={";".join(f"{k}={v}" for k, v in entry.items())}'
+                why = describe(entry)
             elif address_problem(tid.transport, tid.traddr, config.ip_family):
                 why = address_problem(tid.transport, tid.traddr, config.ip_family)
             if why:

@@ -93,9 +93,11 @@ class Daemon:
         nbft_path: Optional[str] = None,
         runtime_dir: Optional[Path] = None,
         just_started: Optional[Callable[[subprocess.Popen], None]] = None,
+        exclusions_dir: Optional[str] = None,
     ):
         """``just_started(proc)`` runs right after the process is created, before it is ready
-        (to send it signals while it starts)."""
+        (to send it signals while it starts). ``exclusions_dir``: where nvme-cli's exclusion
+        files are read from (default: ``workdir/nvme``, never the host's /etc/nvme)."""
         self.name = name
         self.workdir = workdir
         self.conf = workdir / f'{name}.conf'
@@ -125,6 +127,8 @@ class Daemon:
             'idle',
             '--nbft-path',
             nbft_path or str(workdir / 'no-nbft'),
+            '--exclusions-dir',
+            exclusions_dir or str(workdir / 'nvme'),
         ]
         if netns:
             argv = ['ip', 'netns', 'exec', netns] + argv

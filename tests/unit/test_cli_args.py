@@ -310,13 +310,14 @@ def test_daemon_defaults(prog):
         'sys_conf': '/etc/stas/sys.conf',
         'runtime_dir': f'/run/{prog}',
         'nbft_path': '/sys/firmware/acpi/tables',
+        'exclusions_dir': '/etc/nvme',
         'worker_engine': '',
     }
 
 
 def test_daemon_options():
     argv = ['-f', '/tmp/f.conf', '-s', '--tron', '--check-config', '--sys-conf', '/tmp/sys.conf']
-    argv += ['--runtime-dir', '/tmp/run', '--nbft-path', '/tmp/tables']
+    argv += ['--runtime-dir', '/tmp/run', '--nbft-path', '/tmp/tables', '--exclusions-dir', '/tmp/nvme']
     args = parse_daemon_args('stafd', argv, environ={})
     assert vars(args) == {
         'conf_file': '/tmp/f.conf',
@@ -326,6 +327,7 @@ def test_daemon_options():
         'sys_conf': '/tmp/sys.conf',
         'runtime_dir': '/tmp/run',
         'nbft_path': '/tmp/tables',
+        'exclusions_dir': '/tmp/nvme',
         'worker_engine': '',
     }
     args = parse_daemon_args('stacd', ['--conf-file=/x.conf', '--syslog'], environ={})
