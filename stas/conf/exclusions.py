@@ -43,10 +43,11 @@ from __future__ import annotations
 
 import difflib
 import os
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Dict, List, Optional, Tuple
 
 from ..files import NotRegularFile, TooLarge, read_regular_file
+from ..record import record
 from . import values as v
 from .controllers import _Fields, display
 from .ini import MAX_CONFIG_BYTES, UnreadableConfig, decode, tokenize
@@ -64,7 +65,7 @@ FILE_KEYS = ('transport', 'traddr', 'trsvcid', 'nqn', 'host-traddr', 'host-iface
 _MATCHER_KEY = {'nqn': 'subsysnqn', 'hostnqn': 'host-nqn'}
 
 
-@dataclass(frozen=True)
+@record
 class HostExclusion(_Fields):
     """One valid entry: its fields in the matcher's vocabulary (``subsysnqn``, ``host-nqn``,
     plus ``hostid``), values as written, and where it was read."""
@@ -78,7 +79,7 @@ class HostExclusion(_Fields):
         return f'{self.file}:{self.line}'
 
 
-@dataclass(frozen=True)
+@record
 class HostExclusions:
     """What the exclusion files say: the valid entries, the files read (those that exist), and
     the problems found."""
