@@ -325,10 +325,13 @@ class AutoconnectShadow:
         tmp = self._tmp_path()
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o644)
         try:
-            os.write(fd, text.encode())
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+            with os.fdopen(fd, 'wb') as f:  # closes fd
+                f.write(text.encode())
+                f.flush()
+                os.fsync(f.fileno())
+        except OSError:
+            os.unlink(tmp)  # a full or read-only file system: leave nothing behind
+            raise
         return tmp
 
     def _create(self, text: str) -> bool:

@@ -296,3 +296,14 @@ def test_process_start_reads_past_a_command_name_with_parentheses(tmp_path):
 def test_this_process_is_running():
     me = udev_rule.this_process()
     assert me.pid == os.getpid() and process_start(me.pid) == me.started > 0
+
+
+def test_a_failed_write_leaves_no_temporary_file(env, monkeypatch, caplog):
+    def full(fd, *args, **kwargs):
+        raise OSError(28, 'No space left on device')
+
+    monkeypatch.setattr(os, 'fsync', full)
+    with caplog.at_level(logging.ERROR):
+        env.shadow().apply(True)
+    assert 'No space left on device' in caplog.text
+    assert os.listdir(env.rules_dir) == [] and env.reloads == 0
