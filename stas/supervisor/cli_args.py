@@ -95,6 +95,12 @@ def build_daemon_parser(prog: str, environ: Optional[Mapping[str, str]] = None) 
             else 'connections to the subsystems they name are never disconnected'
         ),
     )
+    if prog == 'stafd':
+        # Where stafd puts the file that shadows nvme-cli's udev autoconnect rule (tests run
+        # stafd with a directory of their own, so that the host's udev never sees it).
+        parser.add_argument(
+            '--udev-rules-dir', default='/run/udev/rules.d', metavar='DIR', help=argparse.SUPPRESS
+        )
     # Run workers with a different engine: 'idle' workers manage nothing, which is how the
     # supervisor's own tests and benchmarks exercise the process model without NVMe.
     parser.add_argument('--worker-engine', choices=('idle',), default='', help=argparse.SUPPRESS)

@@ -125,6 +125,8 @@ class Daemon:
             'idle',
             '--nbft-path',
             nbft_path or str(workdir / 'no-nbft'),
+            '--udev-rules-dir',
+            str(workdir / 'udev-rules.d'),
         ]
         if netns:
             argv = ['ip', 'netns', 'exec', netns] + argv

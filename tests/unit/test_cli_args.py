@@ -303,6 +303,7 @@ def test_restart_needs_a_target(capsys):
 @pytest.mark.parametrize('prog', ['stafd', 'stacd'])
 def test_daemon_defaults(prog):
     args = build_daemon_parser(prog, environ={}).parse_args([])
+    stafd_only = {'udev_rules_dir': '/run/udev/rules.d'} if prog == 'stafd' else {}
     assert vars(args) == {
         'conf_file': f'/etc/stas/{prog}.conf',
         'syslog': False,
@@ -312,12 +313,13 @@ def test_daemon_defaults(prog):
         'runtime_dir': f'/run/{prog}',
         'nbft_path': '/sys/firmware/acpi/tables',
         'worker_engine': '',
+        **stafd_only,
     }
 
 
 def test_daemon_options():
     argv = ['-f', '/tmp/f.conf', '-s', '--tron', '--check-config', '--sys-conf', '/tmp/sys.conf']
-    argv += ['--runtime-dir', '/tmp/run', '--nbft-path', '/tmp/tables']
+    argv += ['--runtime-dir', '/tmp/run', '--nbft-path', '/tmp/tables', '--udev-rules-dir', '/tmp/rules.d']
     args = parse_daemon_args('stafd', argv, environ={})
     assert vars(args) == {
         'conf_file': '/tmp/f.conf',
@@ -328,6 +330,7 @@ def test_daemon_options():
         'runtime_dir': '/tmp/run',
         'nbft_path': '/tmp/tables',
         'worker_engine': '',
+        'udev_rules_dir': '/tmp/rules.d',
     }
     args = parse_daemon_args('stacd', ['--conf-file=/x.conf', '--syslog'], environ={})
     assert (args.conf_file, args.syslog) == ('/x.conf', True)
