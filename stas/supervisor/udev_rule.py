@@ -155,7 +155,7 @@ class AutoconnectShadow:
         *,
         nvme_cli_rules: Sequence[str] = NVME_CLI_RULES,
         admin_rules_dir: str = ADMIN_RULES_DIR,
-        reload: Callable[[], None] = reload_udevd,
+        reload: Optional[Callable[[], None]] = None,  # default: reload_udevd
         me: Optional[ProcessId] = None,
         is_running: Callable[[ProcessId], bool] = lambda p: process_start(p.pid) == p.started,
     ):
@@ -163,7 +163,7 @@ class AutoconnectShadow:
         self.path = os.path.join(rules_dir, RULE_NAME)
         self._nvme_cli_rules = tuple(nvme_cli_rules)
         self._admin_path = os.path.join(admin_rules_dir, RULE_NAME)
-        self._reload = reload
+        self._reload = reload if reload is not None else reload_udevd
         self._me = me or this_process()
         self._is_running = is_running
         self._written: Optional[str] = None  # the text this process wrote, while it is in place

@@ -125,9 +125,9 @@ class Daemon:
             'idle',
             '--nbft-path',
             nbft_path or str(workdir / 'no-nbft'),
-            '--udev-rules-dir',
-            str(workdir / 'udev-rules.d'),
         ]
+        if name == 'stafd':  # never the host's /run/udev/rules.d
+            argv += ['--udev-rules-dir', str(workdir / 'udev-rules.d')]
         if netns:
             argv = ['ip', 'netns', 'exec', netns] + argv
         self.log = open(workdir / 'daemon.log', 'w')  # noqa: SIM115 - closed in close()

@@ -399,12 +399,6 @@ def test_stafd_shadows_nvme_clis_autoconnect_rule_while_it_runs_and_as_configure
         assert 'Traceback' not in d.logs()
 
 
-def test_stacd_never_writes_udev_rules(workdir, module_system_bus):
-    with running('stacd', workdir, module_system_bus, '[Global]\n'):
-        pass
-    assert not (workdir / 'udev-rules.d').exists()
-
-
 def test_a_rule_file_stafd_did_not_write_survives_stafd(workdir, module_system_bus):
     rules = workdir / 'udev-rules.d'
     rules.mkdir()
