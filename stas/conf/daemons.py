@@ -18,7 +18,8 @@ Deprecated keys, each reported with its replacement:
   their log page entry) becomes ``no-disconnect``; ``disabled`` (1.1 then audited and removed
   every connection it did not configure, nvme-cli's included) becomes
   ``all-connections-matching-disconnect-trtypes``.
-* ``[Global] udev-rule`` (2.1.3: stafd always suppresses nvme-cli's rule) and
+* ``[Global] udev-rule`` (unused since 2.1.3, when stafd took over suppressing nvme-cli's
+  autoconnect rule; here stafd.conf's ``[Global] nvme-cli-autoconnect`` decides) and
   ``[Global] duplicate-connect`` (never used): ignored.
 
 Every problem of these files is a warning: the daemon always runs (see ``problems``).
@@ -87,6 +88,8 @@ class StafdConfig(_PerController):
     pleo: bool = True
     options: ConnectOptions = ConnectOptions(kato=30, hdr_digest=False, data_digest=False)
     zeroconf: bool = True
+    # False: stafd shadows nvme-cli's udev autoconnect rule while it runs (nvme-stas 2.x)
+    nvme_cli_autoconnect: bool = False
     persistent_connections: bool = True
     # Seconds before a lost mDNS-discovered DC is purged; any negative value means never.
     zeroconf_persistence_s: float = ZEROCONF_PERSISTENCE_DEFAULT_S
@@ -282,7 +285,8 @@ class _Evaluation:
 
     def ignored_deprecated(self) -> None:
         reasons = {
-            'udev-rule': 'not used since nvme-stas 2.1.3: stafd always suppresses the nvme-cli udev rule',
+            'udev-rule': 'not used since nvme-stas 2.1.3: stafd suppresses the nvme-cli udev rule '
+            'unless stafd.conf has [Global] nvme-cli-autoconnect=enabled',
             'duplicate-connect': 'not used by nvme-stas; ignored',
         }
         for key, reason in reasons.items():
@@ -375,6 +379,7 @@ def parse_stafd(data: Union[str, bytes, None], filename: str) -> Tuple[StafdConf
         pleo=val[(GLOBAL, 'pleo')],
         options=_global_options(ev),
         zeroconf=val[('Service Discovery', 'zeroconf')],
+        nvme_cli_autoconnect=val[(GLOBAL, 'nvme-cli-autoconnect')],
         persistent_connections=ev.persistent_connections(),
         zeroconf_persistence_s=val[(DC_MANAGEMENT, 'zeroconf-connections-persistence')],
         controllers=ev.controllers(),

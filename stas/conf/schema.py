@@ -131,6 +131,9 @@ def option_specs(daemon: str) -> Dict[Tuple[str, str], OptionSpec]:
     if daemon == STAFD:
         specs += [
             OptionSpec(GLOBAL, 'pleo', v.check_enabled, True, 'enabled'),
+            # disabled: while stafd runs, nvme-cli's udev autoconnect rule is shadowed
+            # (stas.supervisor.udev_rule); enabled: nvme-cli's rule is left alone
+            OptionSpec(GLOBAL, 'nvme-cli-autoconnect', v.check_enabled, False, 'disabled'),
             OptionSpec(SERVICE_DISCOVERY, 'zeroconf', v.check_enabled, True, 'enabled'),
             OptionSpec(DC_MANAGEMENT, 'persistent-connections', v.check_bool, True, 'true'),
             OptionSpec(

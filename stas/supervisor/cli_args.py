@@ -106,6 +106,12 @@ def build_daemon_parser(prog: str, environ: Optional[Mapping[str, str]] = None) 
         help="Where nvme-cli's host-wide exclusions.conf and exclusions.conf.d/ are read from "
         '(default: %(default)s); the controllers they name are not connected',
     )
+    if prog == 'stafd':
+        # Where stafd puts the file that shadows nvme-cli's udev autoconnect rule (tests run
+        # stafd with a directory of their own, so that the host's udev never sees it).
+        parser.add_argument(
+            '--udev-rules-dir', default='/run/udev/rules.d', metavar='DIR', help=argparse.SUPPRESS
+        )
     # Run workers with a different engine: 'idle' workers manage nothing, which is how the
     # supervisor's own tests and benchmarks exercise the process model without NVMe.
     parser.add_argument('--worker-engine', choices=('idle',), default='', help=argparse.SUPPRESS)

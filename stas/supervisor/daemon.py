@@ -64,6 +64,7 @@ from .pool import SlotDriver, WorkerInfo, WorkerPool
 from .registry import RestartPolicy
 from .roles import make_role
 from .spawner import Spawner
+from .udev_rule import RULES_DIR, AutoconnectShadow
 
 log = logging.getLogger(__name__)
 
@@ -95,6 +96,7 @@ class Supervisor:
         engine: str = '',
         nbft_dir: str = DEFAULT_NBFT_DIR,
         exclusions_dir: str = NVME_ETC_DIR,
+        udev_rules_dir: str = RULES_DIR,
         spawner: Optional[Spawner] = None,
         early_signals: Optional[EarlySignals] = None,
         environ: Mapping[str, str] = os.environ,
@@ -115,6 +117,8 @@ class Supervisor:
         self._spawner = spawner  # given when main() started the forkserver early
         self._early_signals = early_signals  # what came before the loop handled signals
         self._unused_signals = UnusedSignalLog(log, daemon)
+        # stafd: the file that shadows nvme-cli's udev autoconnect rule (stas.supervisor.udev_rule)
+        self._udev_shadow = AutoconnectShadow(udev_rules_dir) if daemon == 'stafd' else None
         self._boot = None  # the firmware's NBFTs (nbft_source.BootTables), read once at start (stafd)
         self._boot_told: frozenset = frozenset()  # their problems at the last pass (logged once)
         scale = float(environ.get('STAS_TIMEOUT_SCALE', '1') or 1)
@@ -218,6 +222,7 @@ class Supervisor:
             self._cli_tron = False
             self._apply(config, host, problems, has_content)
             log.info('configuration reloaded (generation %d)', self._generation)
+            await self._sync_udev_rule()
             await self._replan()
             assert self.pool is not None
             self.pool.reset_fatal('configuration reloaded')
@@ -279,6 +284,14 @@ class Supervisor:
             log.warning('host exclusions: %s; %s and %s are read at SIGHUP only', why_not, main, dropin)
             return
         self._exclusion_watch = watch
+
+    async def _sync_udev_rule(self) -> None:
+        """stafd: shadow nvme-cli's udev autoconnect rule, or stop doing so, as configured (off
+        the loop: it writes a file and waits for udevadm)."""
+        if self._udev_shadow is None or not isinstance(self.config, StafdConfig):
+            return
+        shadow = not self.config.nvme_cli_autoconnect
+        await asyncio.get_running_loop().run_in_executor(None, self._udev_shadow.apply, shadow)
 
     def _request_all(self, ops: Sequence[str]) -> None:
         """Ask every running worker to do ``ops`` (stafd on SIGHUP: resync every DC, as 2.x)."""
@@ -586,6 +599,8 @@ class Supervisor:
             return 1
         self._take_exclusions(read_exclusions(self._exclusions_dir))
         self._apply(config, host, problems, has_content)
+        # before any discovery controller is connected: its AENs are stafd's, not nvme-cli's
+        await self._sync_udev_rule()
         self.role.restore()  # makes the runtime directory; one that cannot be used is logged
         if self.daemon == 'stafd':
             self._read_boot_tables()
@@ -693,6 +708,8 @@ class Supervisor:
         if self._publisher is not None:
             self._publisher.close()
         self.role.state_file.flush()  # the last burst of changes, not yet saved
+        if self._udev_shadow is not None:  # last: stafd handled the AENs until now
+            await asyncio.get_running_loop().run_in_executor(None, self._udev_shadow.release)
 
 
 def _interface_state(iface) -> InterfaceState:
@@ -740,6 +757,7 @@ def run_daemon(
         engine=getattr(args, 'worker_engine', '') or '',
         nbft_dir=getattr(args, 'nbft_path', DEFAULT_NBFT_DIR),
         exclusions_dir=getattr(args, 'exclusions_dir', NVME_ETC_DIR),
+        udev_rules_dir=getattr(args, 'udev_rules_dir', RULES_DIR),
         spawner=spawner,
         early_signals=early_signals,
     )

@@ -130,6 +130,8 @@ class Daemon:
             '--exclusions-dir',
             exclusions_dir or str(workdir / 'nvme'),
         ]
+        if name == 'stafd':  # never the host's /run/udev/rules.d
+            argv += ['--udev-rules-dir', str(workdir / 'udev-rules.d')]
         if netns:
             argv = ['ip', 'netns', 'exec', netns] + argv
         self.log = open(workdir / 'daemon.log', 'w')  # noqa: SIM115 - closed in close()

@@ -363,3 +363,47 @@ def test_a_runtime_directory_that_is_a_file_is_said_and_the_daemon_runs_on(name,
         wait_until(lambda: status_of(d)['config generation'] == 2, 10, 'the reload')
         assert d.logs().count(problem) == 1 and 'Traceback' not in d.logs()
         assert run.read_text() == 'not a directory\n'
+
+
+# ---- nvme-cli's udev autoconnect rule ------------------------------------------------------------
+def test_stafd_shadows_nvme_clis_autoconnect_rule_while_it_runs_and_as_configured(workdir, module_system_bus):
+    """The file is there from start to stop; SIGHUP with nvme-cli-autoconnect=enabled removes it,
+    back to disabled writes it again; a bad value is named, and the default (shadow) stays."""
+    rule = workdir / 'udev-rules.d' / '70-nvmf-autoconnect.rules'
+
+    def generation_is(n):
+        return lambda: json.loads(d_ctl_status(d))['config generation'] == n
+
+    def d_ctl_status(d):
+        return d.ctl('status', '--json').stdout
+
+    with running('stafd', workdir, module_system_bus, STAFD_NO_ZEROCONF) as d:
+        assert rule.read_text().startswith('# nvme-stas stafd: shadows nvme-cli 70-nvmf-autoconnect.rules')
+        assert f'(pid {d.proc.pid}, ' in rule.read_text().splitlines()[0]
+        d.conf.write_text(STAFD_NO_ZEROCONF + '[Global]\nnvme-cli-autoconnect=enabled\n')
+        d.signal(signal.SIGHUP)
+        wait_until(generation_is(2), 10, 'the reload')
+        assert not rule.exists()
+        d.conf.write_text(STAFD_NO_ZEROCONF + '[Global]\nnvme-cli-autoconnect=sometimes\n')
+        d.signal(signal.SIGHUP)
+        wait_until(generation_is(3), 10, 'the reload')
+        assert rule.exists()
+        problems = json.loads(d_ctl_status(d))['config problems']
+        assert any(
+            '[Global] nvme-cli-autoconnect=sometimes: not enabled/disabled, default used (disabled); '
+            'accepted: enabled, disabled' in p
+            for p in problems
+        ), problems
+        assert d.stop() == 0
+        assert not rule.exists()
+        assert 'Traceback' not in d.logs()
+
+
+def test_a_rule_file_stafd_did_not_write_survives_stafd(workdir, module_system_bus):
+    rules = workdir / 'udev-rules.d'
+    rules.mkdir()
+    (rules / '70-nvmf-autoconnect.rules').write_text("# the admin's\n")
+    with running('stafd', workdir, module_system_bus, STAFD_NO_ZEROCONF) as d:
+        d.stop()
+        assert 'stafd did not write it: left as it is' in d.logs()
+    assert (rules / '70-nvmf-autoconnect.rules').read_text() == "# the admin's\n"

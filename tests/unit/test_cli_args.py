@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from importlib import metadata
@@ -14,6 +15,7 @@ import pytest
 from stas import __version__
 from stas.cli import version
 from stas.cli.args import build_stacctl_parser, build_stafctl_parser, command_names
+from stas.cli.stasadm import build_parser as build_stasadm_parser
 from stas.model import WELL_KNOWN_DISC_NQN
 from stas.supervisor.cli_args import build_daemon_parser, default_runtime_dir, parse_daemon_args
 
@@ -67,15 +69,14 @@ def test_no_command_prints_usage_to_stderr_and_exits_1(capsys, build):
 
 
 @pytest.mark.parametrize('build', [build_stafctl_parser, build_stacctl_parser])
-def test_version_prints_both_lines_and_exits_0(capsys, build):
+def test_version_prints_the_version_lines_and_exits_0(capsys, build):
     for flag in ('-v', '--version'):
         with pytest.raises(SystemExit) as info:
             build().parse_args([flag])
         assert info.value.code == 0
         lines = capsys.readouterr().out.splitlines()
-        assert lines[0] == f'nvme-stas {__version__}'
-        assert lines[1] == f'libnvme {version.libnvme_version()}'
-        assert len(lines) == 2
+        assert lines == version.version_lines(build().prog)
+        assert lines[-1] == f'libnvme {version.libnvme_version()}'
 
 
 @pytest.mark.parametrize('build', [build_stafctl_parser, build_stacctl_parser])
@@ -302,6 +303,7 @@ def test_restart_needs_a_target(capsys):
 @pytest.mark.parametrize('prog', ['stafd', 'stacd'])
 def test_daemon_defaults(prog):
     args = build_daemon_parser(prog, environ={}).parse_args([])
+    stafd_only = {'udev_rules_dir': '/run/udev/rules.d'} if prog == 'stafd' else {}
     assert vars(args) == {
         'conf_file': f'/etc/stas/{prog}.conf',
         'syslog': False,
@@ -312,12 +314,14 @@ def test_daemon_defaults(prog):
         'nbft_path': '/sys/firmware/acpi/tables',
         'exclusions_dir': '/etc/nvme',
         'worker_engine': '',
+        **stafd_only,
     }
 
 
 def test_daemon_options():
     argv = ['-f', '/tmp/f.conf', '-s', '--tron', '--check-config', '--sys-conf', '/tmp/sys.conf']
     argv += ['--runtime-dir', '/tmp/run', '--nbft-path', '/tmp/tables', '--exclusions-dir', '/tmp/nvme']
+    argv += ['--udev-rules-dir', '/tmp/rules.d']
     args = parse_daemon_args('stafd', argv, environ={})
     assert vars(args) == {
         'conf_file': '/tmp/f.conf',
@@ -329,6 +333,7 @@ def test_daemon_options():
         'nbft_path': '/tmp/tables',
         'exclusions_dir': '/tmp/nvme',
         'worker_engine': '',
+        'udev_rules_dir': '/tmp/rules.d',
     }
     args = parse_daemon_args('stacd', ['--conf-file=/x.conf', '--syslog'], environ={})
     assert (args.conf_file, args.syslog) == ('/x.conf', True)
@@ -347,7 +352,7 @@ def test_daemon_version(capsys, prog):
     with pytest.raises(SystemExit) as info:
         build_daemon_parser(prog, environ={}).parse_args(['--version'])
     assert info.value.code == 0
-    assert capsys.readouterr().out == ''.join(line + '\n' for line in version.version_lines())
+    assert capsys.readouterr().out == ''.join(line + '\n' for line in version.version_lines(prog))
 
 
 def test_daemon_rejects_unknown_options(capsys):
@@ -369,12 +374,39 @@ def test_version_lines_without_libnvme_metadata(monkeypatch):
         raise metadata.PackageNotFoundError(name)
 
     monkeypatch.setattr(metadata, 'version', missing)
-    assert version.version_lines() == [f'nvme-stas {__version__}', 'libnvme unknown']
+    assert version.version_lines('stafd')[-1] == 'libnvme unknown'
 
 
 def test_version_lines_with_libnvme_metadata(monkeypatch):
     monkeypatch.setattr(metadata, 'version', lambda name: {'libnvme': '9.8.7'}[name])
-    assert version.version_lines() == [f'nvme-stas {__version__}', 'libnvme 9.8.7']
+    assert version.version_lines('stafd')[-1] == 'libnvme 9.8.7'
+
+
+PROGRAMS = {
+    'stafd': lambda: build_daemon_parser('stafd', environ={}),
+    'stacd': lambda: build_daemon_parser('stacd', environ={}),
+    'stafctl': build_stafctl_parser,
+    'stacctl': build_stacctl_parser,
+    'stasadm': build_stasadm_parser,
+}
+
+
+@pytest.mark.parametrize('prog', sorted(PROGRAMS))
+def test_version_is_this_projects_and_says_what_it_is_compatible_with(capsys, prog):
+    """Upstream nvme-stas 3.x keeps its configuration in /etc/nvme and has no stasadm: no
+    program of this project may present itself as that release."""
+    with pytest.raises(SystemExit) as info:
+        PROGRAMS[prog]().parse_args(['--version'])
+    assert info.value.code == 0
+    out = capsys.readouterr().out
+    first, compat, libnvme = out.splitlines()
+    assert first.startswith(f'{prog} {__version__} ')
+    assert 'not an upstream nvme-stas release' in first
+    assert not re.search(r'nvme-stas v?3', out)  # never "nvme-stas 3.1.0"
+    assert compat.startswith('compatible with nvme-stas 2.x: ')
+    for part in ('/etc/stas', 'D-Bus API', 'stafctl', 'stacctl', 'stasadm'):
+        assert part in compat
+    assert libnvme.startswith('libnvme ')
 
 
 # --------------------------------------------------------------------------------------------------
@@ -391,7 +423,7 @@ build_stacctl_parser().parse_args(['restart', 'eth0'])
 build_parser().parse_args(['hostnqn'])
 build_daemon_parser('stafd').parse_args(['--tron'])
 build_daemon_parser('stacd').format_help()
-version_lines()
+version_lines('stafd')
 print(json.dumps(sorted(sys.modules)))
 """
 

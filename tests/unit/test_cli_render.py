@@ -293,6 +293,6 @@ def test_main_usage_and_version_statuses(capsys):
     assert stacctl_main([]) == 1
     assert 'usage: stacctl' in capsys.readouterr().err
     assert stafctl_main(['--version']) == 0
-    assert capsys.readouterr().out.startswith('nvme-stas ')
+    assert capsys.readouterr().out.startswith('stafctl ')
     assert stafctl_main(['restart', 'eth0/udp']) == 2
     assert "'udp' is not one of tcp, rdma, fc, loop" in capsys.readouterr().err

@@ -322,6 +322,16 @@ def test_problems_exit_1_with_file_line_messages(tmp_path, host):
     ]
 
 
+def test_a_bad_nvme_cli_autoconnect_is_named_with_what_is_accepted(tmp_path, host):
+    conf = write(tmp_path, 'stafd.conf', '[Global]\nnvme-cli-autoconnect=yes\n')
+    report = check_config('stafd', conf, str(host))
+    assert report.exit_code == 1
+    assert report.lines() == [
+        f'{conf}:2: [Global] nvme-cli-autoconnect=yes: not enabled/disabled, default used (disabled); '
+        'accepted: enabled, disabled'
+    ]
+
+
 def test_sys_conf_problems_are_included(tmp_path):
     conf = write(tmp_path, 'stafd.conf', '')
     sys_conf = write(tmp_path, 'sys.conf', f'[Host]\nnqn=host1\nid=file://{tmp_path}/hostid\n')

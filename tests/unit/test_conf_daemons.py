@@ -63,6 +63,31 @@ def test_stacd_defaults_are_nvme_stas_defaults():
     assert config.connect_attempts_on_ncc == 0
 
 
+@pytest.mark.parametrize(
+    'text, expected', [('', False), ('disabled', False), ('enabled', True), ('Enabled', True)]
+)
+def test_nvme_cli_autoconnect(text, expected):
+    body = f'[Global]\nnvme-cli-autoconnect={text}\n' if text else '[Global]\n'
+    config, problems = parse_stafd(body, 'stafd.conf')
+    assert config.nvme_cli_autoconnect is expected
+    assert problems == []
+
+
+def test_nvme_cli_autoconnect_bad_value_names_it_and_what_is_accepted():
+    config, problems = parse_stafd('[Global]\nnvme-cli-autoconnect=off\n', '/etc/stas/stafd.conf')
+    assert config.nvme_cli_autoconnect is False  # the default: nvme-cli's rule stays shadowed
+    assert messages(problems) == [
+        '[Global] nvme-cli-autoconnect=off: not enabled/disabled, default used (disabled); '
+        'accepted: enabled, disabled'
+    ]
+    assert str(problems[0]).startswith('/etc/stas/stafd.conf:2: ')
+
+
+def test_nvme_cli_autoconnect_is_a_stafd_key_only():
+    config, problems = parse_stacd('[Global]\nnvme-cli-autoconnect=enabled\n', 'stacd.conf')
+    assert 'a stafd option, ignored by stacd' in messages(problems)[0]
+
+
 def test_default_config_helper_and_bad_daemon():
     assert default_config('stafd') == StafdConfig()
     assert default_config('stacd') == StacdConfig()
@@ -120,7 +145,9 @@ def test_default_config_helper_and_bad_daemon():
     ],
 )
 def test_key_sets_match_nvme_stas(daemon, keys):
-    assert set(option_specs(daemon)) == keys
+    # keys of this project that nvme-stas 2.x does not have
+    added = {'stafd': {('Global', 'nvme-cli-autoconnect')}, 'stacd': set()}[daemon]
+    assert set(option_specs(daemon)) == keys | added
 
 
 # -- upstream's shipped files ----------------------------------------------------------------------------
@@ -704,8 +731,8 @@ def test_bytes_input_and_non_utf8():
 # -- what messages show of the file --------------------------------------------------------------------------
 
 _STAFD_GLOBAL_KEYS = (
-    'ctrl-loss-tmo, data-digest, disable-sqflow, hdr-digest, ignore-iface, ip-family, kato, pleo, '
-    'queue-size, reconnect-delay, tron'
+    'ctrl-loss-tmo, data-digest, disable-sqflow, hdr-digest, ignore-iface, ip-family, kato, '
+    'nvme-cli-autoconnect, pleo, queue-size, reconnect-delay, tron'
 )
 
 
@@ -766,7 +793,8 @@ def test_correctly_spelled_secrets_still_configure_the_controller():
         (
             '[Global]\nudev-rule=token: hunter2\n',
             '[Global] udev-rule=token: <secret, 7 characters>: deprecated, not used since nvme-stas 2.1.3: '
-            'stafd always suppresses the nvme-cli udev rule; remove it',
+            'stafd suppresses the nvme-cli udev rule unless stafd.conf has [Global] '
+            'nvme-cli-autoconnect=enabled; remove it',
         ),
         (
             '[Global]\npersistent-connections=NVMeTLSkey-1:01:c2VjcmV0:\n',

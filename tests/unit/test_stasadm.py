@@ -493,8 +493,8 @@ def test_version(capsys, host):
         main(['-v'], host)
     assert info.value.code == 0
     lines = capsys.readouterr().out.splitlines()
-    assert lines[0] == f'nvme-stas {__version__}'
-    assert lines[1].startswith('libnvme ')
+    assert lines[0].startswith(f'stasadm {__version__} ')
+    assert lines[-1].startswith('libnvme ')
 
 
 def test_default_conf_file():

@@ -5,8 +5,11 @@ from __future__ import annotations
 import asyncio
 from types import SimpleNamespace
 
+import pytest
+
 from stas.conf import default_config
 from stas.model import HostIdentity, WorkerKey
+from stas.supervisor import udev_rule
 from stas.supervisor.daemon import Supervisor
 
 HOST = HostIdentity('nqn.2014-08.org.nvmexpress:uuid:0c5d3f4e-1111-4222-8333-944455556666', 'id')
@@ -47,3 +50,22 @@ def test_an_unchanged_configure_is_not_sent_again_but_a_change_or_a_new_process_
         assert len(replacement.sent) == 1
 
     asyncio.run(scenario())
+
+
+@pytest.mark.parametrize('daemon, writes', [('stafd', True), ('stacd', False)])
+def test_only_stafd_shadows_nvme_clis_autoconnect_rule(tmp_path, monkeypatch, daemon, writes):
+    reloads = []
+    monkeypatch.setattr(udev_rule, 'reload_udevd', lambda: reloads.append(1))  # not this host's udevd
+    rules = tmp_path / 'rules.d'
+    sup = Supervisor(
+        daemon,
+        str(tmp_path / f'{daemon}.conf'),
+        str(tmp_path / 'sys.conf'),
+        str(tmp_path / 'run'),
+        environ={},
+        udev_rules_dir=str(rules),
+    )
+    sup.config, sup.host = default_config(daemon), HOST
+    asyncio.run(sup._sync_udev_rule())  # noqa: SLF001 - what start and SIGHUP do
+    assert (rules / '70-nvmf-autoconnect.rules').exists() is writes
+    assert len(reloads) == writes
