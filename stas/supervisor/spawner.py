@@ -70,7 +70,9 @@ _NVME = (
 )
 PRELOAD = {
     'idle': (*_COMMON, 'stas.workers.idle'),
-    'stafd': _NVME,
+    # mDNS browsing (sdbus) too: zeroconf is on by default, and then every worker browses;
+    # imported after the fork, it would cost each of them the import and its memory
+    'stafd': (*_NVME, 'stas.workers.mdns_io', 'sdbus'),
     'stacd': _NVME,
 }
 
