@@ -142,6 +142,7 @@ class Supervisor:
         self._routes: Dict[str, str] = {}
         self._stop = asyncio.Event()
         self._reload_requested = asyncio.Event()
+        self._udev_lock = asyncio.Lock()  # one change of the udev rule file at a time
         self._started = time.monotonic()
         self.pool: Optional[WorkerPool] = None
         self._publisher = None
@@ -291,7 +292,8 @@ class Supervisor:
         if self._udev_shadow is None or not isinstance(self.config, StafdConfig):
             return
         shadow = not self.config.nvme_cli_autoconnect
-        await asyncio.get_running_loop().run_in_executor(None, self._udev_shadow.apply, shadow)
+        async with self._udev_lock:
+            await asyncio.get_running_loop().run_in_executor(None, self._udev_shadow.apply, shadow)
 
     def _request_all(self, ops: Sequence[str]) -> None:
         """Ask every running worker to do ``ops`` (stafd on SIGHUP: resync every DC, as 2.x)."""
@@ -599,8 +601,11 @@ class Supervisor:
             return 1
         self._take_exclusions(read_exclusions(self._exclusions_dir))
         self._apply(config, host, problems, has_content)
-        # before any discovery controller is connected: its AENs are stafd's, not nvme-cli's
-        await self._sync_udev_rule()
+        # before any discovery controller is connected: its AENs are stafd's, not nvme-cli's.
+        # In the background: the file is in place within milliseconds, long before a worker
+        # connects a discovery controller, but udevadm's reload can take a while, and the start
+        # need not wait for it.
+        self._background.start(self._sync_udev_rule())
         self.role.restore()  # makes the runtime directory; one that cannot be used is logged
         if self.daemon == 'stafd':
             self._read_boot_tables()
@@ -709,7 +714,8 @@ class Supervisor:
             self._publisher.close()
         self.role.state_file.flush()  # the last burst of changes, not yet saved
         if self._udev_shadow is not None:  # last: stafd handled the AENs until now
-            await asyncio.get_running_loop().run_in_executor(None, self._udev_shadow.release)
+            async with self._udev_lock:  # after a change still under way
+                await asyncio.get_running_loop().run_in_executor(None, self._udev_shadow.release)
 
 
 def _interface_state(iface) -> InterfaceState:
