@@ -687,8 +687,7 @@ def delete_kernel_controller(device: str, sysfs_root: str = sysfs_io.SYSFS_ROOT)
     """Ask the kernel to delete a controller no machine holds (what libnvme's disconnect does).
     False when it was already gone or the kernel refused (logged)."""
     try:
-        with open(os.path.join(sysfs_io.controller_dir(device, sysfs_root), 'delete_controller'), 'w') as f:
-            f.write('1')
+        sysfs_io.delete_controller(device, sysfs_root)
     except FileNotFoundError:
         return False
     except OSError as exc:

@@ -56,21 +56,24 @@ process, until its TCP handshake times out: parallel connects cannot be faster t
 
 Threading model, which follows from the above:
 
-* One long-lived root per ``NvmeIo`` (one per worker process) holds the controllers this worker
-  manages. Adding to or removing from that tree (adopting with ``ctrl.init``, freeing a ctrl)
-  happens under ``self._tree_lock`` and is quick (sysfs reads).
+* One long-lived root per ``NvmeIo`` (one per worker process) holds the discovery controllers
+  this worker manages. Adding to or removing from that tree (adopting with ``ctrl.init``,
+  freeing a ctrl) happens under ``self._tree_lock`` and is quick (sysfs reads). I/O controllers
+  have no libnvme object once connected: nothing is asked of them but their deletion, which is
+  a sysfs write, and ``ctrl.init`` lists every subsystem of the host (see ``_Managed``).
 * A connect, the one call that blocks for long, runs on a second tree of its own (the connect
-  tree, under ``self._connect_lock``), then the new controller is adopted into the long-lived
-  tree and freed from the connect tree. So a slow connect never holds the tree lock, and
-  adoption, discovery, registration and disconnects of other controllers go on. The connect
-  tree is built once, not per connect: ``nvme.root()`` scans all of sysfs, and libnvme 1.x
-  looks up each controller's subsystem by listing every subsystem, so a scan costs O(N^2) in
-  the number of kernel controllers (0.27 s per connect on average over the first 100 in the
-  test guest, 70 % of each connect). Connects are therefore one at a time per worker, which
-  costs nothing: the kernel serialises them anyway (below). The controllers its first scan
-  found are freed from it right away: libnvme would otherwise copy a stale controller's
-  settings and DH-CHAP keys into a new connect to the same address (``nvmf_add_ctrl`` looks
-  for a known controller of the same transport ID and merges its configuration).
+  tree, under ``self._connect_lock``), then a new discovery controller is adopted into the
+  long-lived tree, and the new controller is freed from the connect tree. So a slow connect
+  never holds the tree lock, and adoption, discovery, registration and disconnects of other
+  controllers go on. The connect tree is built once, not per connect: ``nvme.root()`` scans all
+  of sysfs, and libnvme 1.x looks up each controller's subsystem by listing every subsystem, so
+  a scan costs O(N^2) in the number of kernel controllers (0.27 s per connect on average over
+  the first 100 in the test guest, 70 % of each connect). Connects are therefore one at a time
+  per worker, which costs nothing: the kernel serialises them anyway (below). The controllers
+  its first scan found are freed from it right away: libnvme would otherwise copy a stale
+  controller's settings and DH-CHAP keys into a new connect to the same address
+  (``nvmf_add_ctrl`` looks for a known controller of the same transport ID and merges its
+  configuration).
 * Per-controller calls (discover, register, log pages, disconnect) take no lock: the caller runs
   at most one operation per controller at a time (DESIGN.md section 4 rule 3), and ``forget`` or
   ``disconnect`` of a device must not overlap another call on that device.
@@ -184,6 +187,10 @@ class ConnectResult:
 
 @record(frozen=False)
 class _Managed:
+    # libnvme's object for a DC (discovery, registration); None for an I/O controller, of which
+    # nothing is asked but its deletion, which sysfs does: attaching one to the tree
+    # (``ctrl.init``) makes libnvme list every subsystem of the host to find its own, an O(N)
+    # step per controller that made a restart's adoption of N controllers O(N^2)
     ctrl: Any
     role: Role
     tid: TransportId
@@ -534,6 +541,12 @@ class NvmeIo:
         """Add the kernel controller ``device`` to the long-lived tree (lock held)."""
         if device in self._ctrls:
             raise KernelError(f'{spec.tid}: {device} is already managed by this worker')
+        if spec.role is not Role.DC:
+            fingerprint = sysfs_io.connection_fingerprint(device, self._sysfs_root)
+            if fingerprint is None:
+                raise KernelError(f'{spec.tid}: cannot attach to {device}: the kernel has no such controller')
+            self._ctrls[device] = _Managed(None, spec.role, spec.tid, fingerprint)
+            return
         tree = self._shared_tree()
         host = tree.host(identity)
         ctrl = self._new_ctrl(tree.root, spec, host_iface)
@@ -709,7 +722,10 @@ class NvmeIo:
         managed = self._managed(device)
         if self._still_ours(device, managed):
             try:
-                managed.ctrl.disconnect()
+                if managed.ctrl is None:
+                    sysfs_io.delete_controller(device, self._sysfs_root)
+                else:
+                    managed.ctrl.disconnect()
             except Exception as exc:  # noqa: BLE001
                 if sysfs_io.device_exists(device, self._sysfs_root):
                     raise KernelError(f'{device} {managed.tid}: disconnect failed: {exc}') from None

@@ -62,6 +62,13 @@ def controller_dir(device: str, sysfs_root: str = SYSFS_ROOT) -> str:
     return os.path.join(_class_dir(sysfs_root), device)
 
 
+def delete_controller(device: str, sysfs_root: str = SYSFS_ROOT) -> None:
+    """Ask the kernel to delete the controller (what libnvme's disconnect writes). Raises
+    OSError: FileNotFoundError when the kernel has no such controller (any more)."""
+    with open(os.path.join(controller_dir(device, sysfs_root), 'delete_controller'), 'w') as f:
+        f.write('1')
+
+
 def read_attr(device: str, name: str, sysfs_root: str = SYSFS_ROOT) -> str:
     """One attribute of a controller, stripped; '' when missing or unreadable.
 

@@ -432,6 +432,38 @@ def test_disconnect_leaves_alone_another_controller_that_took_the_name(
     assert lo.is_listening()
 
 
+def test_io_controller_disconnect_deletes_it_and_leaves_a_newcomer_with_its_name_alone(
+    fabric: Fabric, tb0, io: NvmeIo, host_identity
+) -> None:
+    # an I/O controller is managed by name and sysfs alone (no libnvme object): its disconnect is
+    # the sysfs write, guarded by the same fingerprint as a discovery controller's
+    disc = fabric.port(tb0)
+    sub = fabric.subsystem('sub1', backing=None)
+    disc.link(sub)
+    first = io.connect(ioc_spec(disc, sub.nqn), host_identity, IFACES).device
+    io.disconnect(first)
+    assert controllers() == []
+    assert io.managed() == ()
+
+    ours = io.connect(ioc_spec(disc, sub.nqn), host_identity, IFACES).device
+    delete_controller(ours)
+    wait_for(lambda: not controllers(), scaled(5), f'{ours} to go away')
+    theirs = fabrics_connect(
+        transport='tcp',
+        traddr=disc.traddr,
+        trsvcid=disc.trsvcid,
+        nqn=WELL_KNOWN_DISC_NQN,
+        hostnqn=host_identity.hostnqn,
+    )
+    assert theirs == ours  # the kernel reuses the lowest free instance number
+
+    io.disconnect(ours)
+
+    assert controllers() == [theirs]
+    assert ctrl_attr(theirs, 'state') == 'live'
+    assert io.managed() == ()
+
+
 def test_close_frees_libnvme_and_keeps_the_kernel_controllers(fabric: Fabric, tb0, host_identity) -> None:
     disc = fabric.port(tb0)
     sub = fabric.subsystem('sub1', backing=None)
