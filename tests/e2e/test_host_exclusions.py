@@ -65,9 +65,8 @@ def write_atomically(path: Path, text: str) -> None:
     os.rename(tmp, path)
 
 
-def test_an_exclusion_written_at_run_time_disconnects_and_its_removal_reconnects(
-    fabric, start_daemon, exclusion_files
-):
+def stacd_with_two_connected(fabric, start_daemon):
+    """stacd up with subsystems k1 and k2 connected through tb0: stacd, {name: device}, k1, k2."""
     tb0 = fabric.interface('tb0', '192.0.2.1/24')
     port = fabric.port(tb0, trsvcid=4420)
     k1, k2 = fabric.subsystem('k1', size_mb=4), fabric.subsystem('k2', size_mb=4)
@@ -75,6 +74,13 @@ def test_an_exclusion_written_at_run_time_disconnects_and_its_removal_reconnects
     port.link(k2)
     stacd = start_daemon('stacd', stacd_conf(k1, k2))
     devices = wait_for(lambda: settled(stacd, ['k1', 'k2']), scaled(4), 'k1 and k2 connected')
+    return stacd, devices, k1, k2
+
+
+def test_an_exclusion_written_at_run_time_disconnects_and_its_removal_reconnects(
+    fabric, start_daemon, exclusion_files
+):
+    stacd, devices, k1, k2 = stacd_with_two_connected(fabric, start_daemon)
 
     write_atomically(MAIN, f'# maintenance\n[exclusions]\nexclusion = transport=tcp;nqn={k2.nqn}\n')
     wait_for(lambda: kernel_iocs() == {devices['k1']: 'k1'}, scaled(3), 'k2 disconnected')
@@ -98,13 +104,7 @@ def test_an_exclusion_written_at_run_time_disconnects_and_its_removal_reconnects
 def test_a_controller_excluded_and_disconnected_by_hand_stays_disconnected(
     fabric, start_daemon, exclusion_files
 ):
-    tb0 = fabric.interface('tb0', '192.0.2.1/24')
-    port = fabric.port(tb0, trsvcid=4420)
-    k1, k2 = fabric.subsystem('k1', size_mb=4), fabric.subsystem('k2', size_mb=4)
-    port.link(k1)
-    port.link(k2)
-    stacd = start_daemon('stacd', stacd_conf(k1, k2))
-    devices = wait_for(lambda: settled(stacd, ['k1', 'k2']), scaled(4), 'k1 and k2 connected')
+    stacd, devices, k1, k2 = stacd_with_two_connected(fabric, start_daemon)
 
     # without an exclusion, a controller disconnected by hand is connected again
     nvme_disconnect(devices['k2'])
