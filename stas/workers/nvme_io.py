@@ -697,6 +697,8 @@ class NvmeIo:
     def is_registration_supported(self, device: str) -> bool:
         """True when the controller takes explicit registration (TP8010 DIM: a CDC or DDC)."""
         managed = self._managed(device)
+        if managed.ctrl is None:  # an I/O controller: registration is a discovery controller's
+            return False
         try:
             return bool(managed.ctrl.is_registration_supported())
         except Exception as exc:  # noqa: BLE001
@@ -705,6 +707,8 @@ class NvmeIo:
     def register(self, device: str) -> Optional[str]:
         """Send a DIM register (TAS=0): None on success, the controller's error message otherwise."""
         managed = self._managed(device)
+        if managed.ctrl is None:
+            raise KernelError(f'{device} {managed.tid}: registration failed: not a discovery controller')
         try:
             result = managed.ctrl.registration_ctlr(self._nvme.NVMF_DIM_TAS_REGISTER)
         except Exception as exc:  # noqa: BLE001
