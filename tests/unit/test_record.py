@@ -104,7 +104,6 @@ def test_dataclass_functions_see_an_ordinary_dataclass():
     assert [f.name for f in dataclasses.fields(rec_cls)] == ['name', 'port', 'tags', 'note']
     assert dataclasses.replace(entry, port=2) == rec_cls('a', 2, ['t'])
     assert dataclasses.is_dataclass(rec_cls)
-    assert rec_cls.__match_args__ == ('name', 'port', 'tags', 'note')
 
 
 @record
