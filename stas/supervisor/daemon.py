@@ -293,6 +293,7 @@ class Supervisor:
         return WorkerSpec(
             key=key,
             daemon=self._engine,
+            service=self.daemon,
             heartbeat_s=self._restart_policy.heartbeat_interval_s,
             idle_heartbeat_s=self._restart_policy.idle_heartbeat_interval_s,
             log_level='DEBUG' if self._tron else 'INFO',
