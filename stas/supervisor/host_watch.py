@@ -43,6 +43,7 @@ class HostWatch:
         self._bus: Any = None
         self._slot: Any = None
         self._recheck: Optional[asyncio.TimerHandle] = None
+        self._rechecking: Optional[asyncio.Task] = None  # held: the loop keeps only a weak one
         self._avahi_activatable = False
         self._config = None
         self._host = None
@@ -75,8 +76,11 @@ class HostWatch:
             self._recheck.cancel()
             self._recheck = None
         if any(p.short.startswith('no /dev/nvme-fabrics') for p in self._kernel):
-            loop = asyncio.get_running_loop()
-            self._recheck = loop.call_later(self._recheck_s, lambda: loop.create_task(self.check()))
+            self._recheck = asyncio.get_running_loop().call_later(self._recheck_s, self._check_again)
+
+    def _check_again(self) -> None:
+        self._recheck = None
+        self._rechecking = asyncio.get_running_loop().create_task(self.check())
 
     # ---- avahi -----------------------------------------------------------------------------------
     async def follow_avahi(self, bus) -> None:
@@ -135,6 +139,9 @@ class HostWatch:
         if self._recheck is not None:
             self._recheck.cancel()
             self._recheck = None
+        if self._rechecking is not None:
+            self._rechecking.cancel()
+            self._rechecking = None
         if self._slot is not None:
             try:
                 self._slot.close()
