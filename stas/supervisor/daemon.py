@@ -52,6 +52,8 @@ from . import netlink, resolver, sdnotify
 from .background import Background
 from .cli_args import DEFAULT_NBFT_DIR
 from .exclusion_watch import ExclusionWatch
+from .host_support import HostPaths, status_suffix
+from .host_watch import RECHECK_S, HostWatch
 from .policy import (
     InterfaceState,
     WorkerPlan,
@@ -128,6 +130,13 @@ class Supervisor:
         # environment so worker processes never talk to systemd on the supervisor's behalf
         self._watchdog_s = sdnotify.watchdog_interval_s(environ)
         self._notifier = sdnotify.Notifier.from_environ(environ, unset=environ is os.environ)
+        # what the host lacks (host_support); STAS_HOST_ROOT: a root of the tests' own making
+        self._host_watch = HostWatch(
+            daemon,
+            HostPaths(root=environ.get('STAS_HOST_ROOT', '') or '/'),
+            self._notify_status,
+            recheck_s=RECHECK_S * scale,
+        )
         self.config = None
         self.host: Optional[HostIdentity] = None
         self._config_problems: List[str] = []
@@ -229,6 +238,7 @@ class Supervisor:
             self.pool.reset_fatal('configuration reloaded')
             await self._configure_all()
             self._request_all(getattr(self.role, 'reload_ops', ()))
+        await self._host_watch.check(self.config, self.host, reload=True)
         self._notifier.ready()
         self._notify_status()
 
@@ -308,6 +318,7 @@ class Supervisor:
         return WorkerSpec(
             key=key,
             daemon=self._engine,
+            service=self.daemon,
             heartbeat_s=self._restart_policy.heartbeat_interval_s,
             idle_heartbeat_s=self._restart_policy.idle_heartbeat_interval_s,
             log_level='DEBUG' if self._tron else 'INFO',
@@ -344,6 +355,7 @@ class Supervisor:
         log.info('worker %s up: pid %d', driver.key, hello.pid, extra={'stas_worker': str(driver.key)})
         await self._send_configure(driver, force=True)
         self._notify_status()
+        self._background.start(self._host_watch.check())  # a worker's start: the kernel may have changed
 
     async def _send_configure(self, driver: SlotDriver, force: bool = False) -> None:
         """Tell a worker its desired state, unless it was told exactly this already: with
@@ -516,6 +528,7 @@ class Supervisor:
             'exclusion files': list(self._exclusions.files),
             'runtime directory': self.runtime_dir,
             'runtime directory problem': self.role.runtime_dir_problem(),
+            'host problems': self._host_watch.texts(),
             'workers': [_worker_dict(w) for w in self.workers()],
             'signals ignored': dict(self._unused_signals.counts),
         }
@@ -568,6 +581,7 @@ class Supervisor:
             text += f', {failing} failing'
         if self._refused:
             text += ', last reload refused'
+        text += status_suffix(self._host_watch.problems)
         self._notifier.status(text)
 
     async def _wait_workers_up(self, timeout_s: float) -> None:
@@ -642,6 +656,9 @@ class Supervisor:
             await self._shutdown()
             return 1
         self.role.publisher = self._publisher
+        if self.daemon == 'stafd':
+            await self._host_watch.follow_avahi(self._publisher.bus)
+        await self._host_watch.check(self.config, self.host)
         # after the forkserver (no worker inherits the descriptor), before the first plan; a
         # change made since the files were read at start is read now
         self._start_exclusion_watch()
@@ -700,6 +717,7 @@ class Supervisor:
     async def _shutdown(self) -> None:
         self._notifier.stopping()
         log.info('%s stopping', self.daemon)
+        self._host_watch.close()
         if self._exclusion_watch is not None:
             self._exclusion_watch.stop()
         if self._monitor is not None:

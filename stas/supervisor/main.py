@@ -59,10 +59,14 @@ def main(daemon: str, argv: Sequence[str] | None = None) -> int:
     # Start the workers' forkserver first, as a fork of this process while it is still a
     # single thread with nothing open: it spends seconds importing the workers' modules
     # (libnvme, pyudev, asyncio...) on another CPU while this one imports its own.
+    from ..proctitle import set_process_title, supervisor_title
+
+    # before the fork: the forkserver then shares what setting it imported
+    set_process_title(supervisor_title(daemon, args.conf_file, f'/etc/stas/{daemon}.conf'), daemon)
     from .spawner import Spawner
 
-    spawner = Spawner(args.worker_engine or daemon)
-    spawner.fork_forkserver(f'{daemon}:forksrv', in_child=early.uninstall)
+    spawner = Spawner(args.worker_engine or daemon, service=daemon)
+    spawner.fork_forkserver(in_child=early.uninstall)
     from .daemon import run_daemon
 
     gc.freeze()

@@ -28,6 +28,11 @@ is also watched through a pidfd of its own (``WorkerProcess.alive``), which tell
 exited from a forkserver that died; the pool (pool.py) watches the forkserver itself and starts
 a new one.
 
+Every process names itself (``stas.proctitle``): the forked forkserver in ``_serve_forked``, a
+replacement in ``serve_replacement`` (``multiprocess`` would start it as ``python3 -c from
+multiprocess.forkserver import main; ...``: ``_start_forkserver`` starts it the same way, through
+that function), each worker in its ``worker_process_main``.
+
 No resource tracker: ``multiprocess`` starts one more interpreter next to the forkserver, whose
 only job is to unlink the named semaphores and shared-memory segments a crashed process leaked.
 Neither supervisor nor workers create any (they talk over socketpairs), so that process would be
@@ -50,6 +55,8 @@ import traceback
 from typing import TYPE_CHECKING, Callable, Optional, Sequence
 
 import multiprocess
+
+from ..proctitle import forkserver_names, set_process_title
 
 if TYPE_CHECKING:
     from ..workers.spec import WorkerSpec
@@ -170,15 +177,90 @@ def _without_resource_tracker() -> None:
         setattr(resource_tracker, name, getattr(null, name))
 
 
+def _titled_forkserver_starts(preload: Sequence[str], names: tuple[str, str]) -> None:
+    """Make ``multiprocess`` start each new forkserver through ``_start_forkserver``. Both its
+    module function (``Spawner.warm_up``) and the method its ``Process.start()`` calls are
+    replaced."""
+    from multiprocess import forkserver
+
+    server = forkserver._forkserver
+
+    def ensure_running() -> None:
+        _start_forkserver(server, preload, names)
+
+    server.ensure_running = ensure_running
+    forkserver.ensure_running = ensure_running
+
+
+def _start_forkserver(server, preload: Sequence[str], names: tuple[str, str]) -> None:
+    """``multiprocess``'s ``ForkServer.ensure_running``, with one difference: the new
+    interpreter runs ``serve_replacement``, which names the process before it serves."""
+    from multiprocess import connection, resource_tracker, spawn, util
+
+    with server._lock:
+        resource_tracker.ensure_running()
+        if server._forkserver_pid is not None:
+            pid, _status = os.waitpid(server._forkserver_pid, os.WNOHANG)
+            if not pid:
+                return  # still running
+            os.close(server._forkserver_alive_fd)
+            server._forkserver_address = None
+            server._forkserver_alive_fd = None
+            server._forkserver_pid = None
+        data = spawn.get_preparation_data('ignore')
+        data = {k: v for k, v in data.items() if k in ('main_path', 'sys_path')}
+        with socket.socket(socket.AF_UNIX) as listener:
+            address = connection.arbitrary_address('AF_UNIX')
+            listener.bind(address)
+            if not util.is_abstract_socket_namespace(address):
+                os.chmod(address, 0o600)
+            listener.listen()
+            # every client holds the write end of the "alive" pipe (see fork_forkserver)
+            alive_r, alive_w = os.pipe()
+            try:
+                # sys.path first: the daemon's own may differ from a bare interpreter's
+                cmd = (
+                    f'import sys; sys.path[:] = {data.get("sys_path", sys.path)!r}; '
+                    'from stas.supervisor.spawner import serve_replacement; '
+                    f'serve_replacement({names!r}, {listener.fileno()}, {alive_r}, {list(preload)!r}, '
+                    f'**{data!r})'
+                )
+                exe = spawn.get_executable()
+                args = [exe, *util._args_from_interpreter_flags(), '-c', cmd]
+                pid = util.spawnv_passfds(exe, args, [listener.fileno(), alive_r])
+            except BaseException:
+                os.close(alive_w)
+                raise
+            finally:
+                os.close(alive_r)
+        server._forkserver_address = address
+        server._forkserver_alive_fd = alive_w
+        server._forkserver_pid = pid
+
+
+def serve_replacement(names: tuple[str, str], listener_fd: int, alive_r: int, preload, **data) -> None:
+    """The life of a forkserver started as a new interpreter (``_start_forkserver``)."""
+    from ..proctitle import set_process_title
+
+    set_process_title(*names)
+    from multiprocess import forkserver
+
+    forkserver.main(listener_fd, alive_r, preload, **data)
+
+
 class Spawner:
-    def __init__(self, daemon: str, preload: Sequence[str] = ()):
+    def __init__(self, daemon: str, preload: Sequence[str] = (), service: str = ''):
+        """``daemon``: the worker engine ('stafd', 'stacd', 'idle'); ``service``: the daemon
+        the processes are named after ('' is ``daemon``)."""
         _without_resource_tracker()
+        self.service = service or daemon
         self._ctx = multiprocess.get_context('forkserver')
         # '__main__' too: each child otherwise re-runs the parent's main script (runpy, no
         # bytecode cache) to rebuild __mp_main__; loaded once in the forkserver, the forked
         # children already have it and skip that (about 15 ms of every worker start)
         self._preload = [*(preload or PRELOAD.get(daemon, ())), '__main__']
         self._ctx.set_forkserver_preload(self._preload)
+        _titled_forkserver_starts(self._preload, forkserver_names(self.service))
         # one thread: starts are serialised (the forkserver serves one request at a time anyway)
         self.executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix='spawner')
 
@@ -196,12 +278,12 @@ class Spawner:
         ours.setblocking(False)
         return WorkerProcess(process, ours, forkserver_pid())
 
-    def fork_forkserver(self, title: str, in_child: Callable[[], None] = lambda: None) -> int:
+    def fork_forkserver(self, in_child: Callable[[], None] = lambda: None) -> int:
         """Start the forkserver as a fork of this process (see the module's docstring); it
         imports the preload list on its own CPU while this process goes on. Only while this
-        process has a single thread and no event loop, bus or netlink socket. ``title`` is its
-        name in ps; ``in_child`` runs first in it (to undo what is the daemon's own, like its
-        signal handlers). Returns its pid."""
+        process has a single thread and no event loop, bus or netlink socket. ``in_child`` runs
+        first in it (to undo what is the daemon's own, like its signal handlers). Returns its
+        pid."""
         from multiprocess import connection, forkserver, util
 
         for name in SHARED:
@@ -222,7 +304,9 @@ class Spawner:
             pid = os.fork()
             if pid == 0:
                 os.close(alive_w)
-                _serve_forked(listener.fileno(), alive_r, self._preload, title, in_child)
+                _serve_forked(
+                    listener.fileno(), alive_r, self._preload, forkserver_names(self.service), in_child
+                )
             os.close(alive_r)
         # what multiprocess notes when it starts a forkserver itself: Process.start() then finds
         # this one running, and ensure_running() replaces it if it dies
@@ -241,15 +325,15 @@ class Spawner:
         return forkserver_pid()
 
 
-def _serve_forked(listener_fd: int, alive_r: int, preload: Sequence[str], title: str, in_child) -> None:
+def _serve_forked(
+    listener_fd: int, alive_r: int, preload: Sequence[str], names: tuple[str, str], in_child
+) -> None:
     """The forked forkserver's life: never returns, and never runs the daemon's exit handlers."""
     code = 1
     try:
         in_child()
         signal.pthread_sigmask(signal.SIG_SETMASK, [])
-        from ..proctitle import set_process_title
-
-        set_process_title(title)
+        set_process_title(*names)
         from multiprocess import forkserver
 
         # the daemon's main module is already loaded here, under its own name: the children

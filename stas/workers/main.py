@@ -43,7 +43,7 @@ def tune_gc() -> None:
 
 def worker_process_main(spec: WorkerSpec, sock: socket.socket) -> None:
     ignore_supervisor_signals()
-    set_process_title(spec.title)
+    set_process_title(spec.title, spec.comm)
     logsetup.setup(spec.daemon, worker=str(spec.key), level=spec.log_level, target=spec.log_target)
     faults.before_hello(spec.fault)
     engine = build_engine(spec)

@@ -7,6 +7,7 @@ so a configuration reload never needs a new process.
 from __future__ import annotations
 
 from ..model import WorkerKey
+from ..proctitle import worker_comm, worker_title
 from ..record import record
 
 
@@ -14,6 +15,8 @@ from ..record import record
 class WorkerSpec:
     key: WorkerKey
     daemon: str  # 'stafd', 'stacd' or 'idle' (a worker with no mechanism, for tests and benches)
+    # the daemon it works for, as its process names show it ('stafd', 'stacd'); '' is ``daemon``
+    service: str = ''
     heartbeat_s: float = 1.0
     # the beat interval of a worker with nothing to do (see runtime.py); 0: heartbeat_s always
     idle_heartbeat_s: float = 0.0
@@ -27,5 +30,10 @@ class WorkerSpec:
 
     @property
     def title(self) -> str:
-        """What ``ps`` shows for this worker, e.g. ``stafd:eth0/tcp``."""
-        return f'{self.daemon}:{self.key}'
+        """What ``ps -o args`` shows for this worker, e.g. ``stafd: worker eth0/tcp``."""
+        return worker_title(self.service or self.daemon, self.key.transport, self.key.host_iface)
+
+    @property
+    def comm(self) -> str:
+        """Its 15-byte name, e.g. ``stafd:eth0/tcp`` (see ``stas.proctitle``)."""
+        return worker_comm(self.service or self.daemon, self.key.transport, self.key.host_iface)

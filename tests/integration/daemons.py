@@ -20,6 +20,24 @@ ROOT = Path(__file__).resolve().parents[2]
 HOSTNQN = 'nqn.2014-08.org.nvmexpress:uuid:0c5d3f4e-1111-4222-8333-944455556666'
 HOSTID = '0c5d3f4e-1111-4222-8333-944455556666'
 SCALE = 0.2  # heartbeat deadline 2 s, backoff 0.2, 0.4, 0.8 ... s
+# what Linux 6.1's /dev/nvme-fabrics lists
+FABRICS_OPTIONS = (
+    'instance=-1,cntlid=-1,transport=%s,traddr=%s,trsvcid=%s,nqn=%s,queue_size=%d,nr_io_queues=%d,'
+    'reconnect_delay=%d,ctrl_loss_tmo=%d,keep_alive_tmo=%d,hostnqn=%s,host_traddr=%s,host_iface=%s,'
+    'hostid=%s,duplicate_connect,disable_sqflow,hdr_digest,data_digest,nr_write_queues=%d,'
+    'nr_poll_queues=%d,tos=%d,fast_io_fail_tmo=%d,discovery,dhchap_secret=%s,dhchap_ctrl_secret=%s\n'
+)
+
+
+def host_root(path: Path, fabrics: bool = True) -> Path:
+    """A root for the daemon's look at the host's kernel (``STAS_HOST_ROOT``): nvme-fabrics and
+    nvme-tcp loaded, or (``fabrics=False``) no /dev/nvme-fabrics; no kernel build configuration,
+    no symbols and no module lists (whatever this machine's kernel has)."""
+    (path / 'dev').mkdir(parents=True, exist_ok=True)
+    (path / 'sys' / 'module' / 'nvme_tcp').mkdir(parents=True, exist_ok=True)
+    if fabrics:
+        (path / 'dev' / 'nvme-fabrics').write_text(FABRICS_OPTIONS)
+    return path
 
 
 def wait_until(predicate, timeout_s: float, what: str):
@@ -110,6 +128,7 @@ class Daemon:
             NOTIFY_SOCKET=str(self.notify.path),
             STAS_TIMEOUT_SCALE=str(SCALE),
             PYTHONPATH=str(ROOT),
+            STAS_HOST_ROOT=str(host_root(workdir / 'host')),
         )
         self.env.update(env_extra or {})
         argv = [
