@@ -195,7 +195,7 @@ def _titled_forkserver_starts(preload: Sequence[str], names: tuple[str, str]) ->
 def _start_forkserver(server, preload: Sequence[str], names: tuple[str, str]) -> None:
     """``multiprocess``'s ``ForkServer.ensure_running``, with one difference: the new
     interpreter runs ``serve_replacement``, which names the process before it serves."""
-    from multiprocess import connection, resource_tracker, spawn, util
+    from multiprocess import resource_tracker, spawn, util
 
     with server._lock:
         resource_tracker.ensure_running()
@@ -209,12 +209,7 @@ def _start_forkserver(server, preload: Sequence[str], names: tuple[str, str]) ->
             server._forkserver_pid = None
         data = spawn.get_preparation_data('ignore')
         data = {k: v for k, v in data.items() if k in ('main_path', 'sys_path')}
-        with socket.socket(socket.AF_UNIX) as listener:
-            address = connection.arbitrary_address('AF_UNIX')
-            listener.bind(address)
-            if not util.is_abstract_socket_namespace(address):
-                os.chmod(address, 0o600)
-            listener.listen()
+        with _listener() as (listener, address):
             # every client holds the write end of the "alive" pipe (see fork_forkserver)
             alive_r, alive_w = os.pipe()
             try:
@@ -233,9 +228,36 @@ def _start_forkserver(server, preload: Sequence[str], names: tuple[str, str]) ->
                 raise
             finally:
                 os.close(alive_r)
-        server._forkserver_address = address
-        server._forkserver_alive_fd = alive_w
-        server._forkserver_pid = pid
+        _note_forkserver(address, alive_w, pid)
+
+
+def _listener():
+    """A forkserver's listening socket at a new address that only root can reach: a context
+    manager of (socket, address)."""
+    from multiprocess import connection, util
+
+    @contextlib.contextmanager
+    def listening():
+        with socket.socket(socket.AF_UNIX) as listener:
+            address = connection.arbitrary_address('AF_UNIX')
+            listener.bind(address)
+            if not util.is_abstract_socket_namespace(address):
+                os.chmod(address, 0o600)
+            listener.listen()
+            yield listener, address
+
+    return listening()
+
+
+def _note_forkserver(address: str, alive_w: int, pid: int) -> None:
+    """What multiprocess notes of a forkserver it started itself: Process.start() then finds
+    this one running, and ensure_running() replaces it once it dies."""
+    from multiprocess import forkserver
+
+    server = forkserver._forkserver
+    server._forkserver_address = address
+    server._forkserver_alive_fd = alive_w
+    server._forkserver_pid = pid
 
 
 def serve_replacement(names: tuple[str, str], listener_fd: int, alive_r: int, preload, **data) -> None:
@@ -284,16 +306,10 @@ class Spawner:
         process has a single thread and no event loop, bus or netlink socket. ``in_child`` runs
         first in it (to undo what is the daemon's own, like its signal handlers). Returns its
         pid."""
-        from multiprocess import connection, forkserver, util
 
         for name in SHARED:
             importlib.import_module(name)
-        with socket.socket(socket.AF_UNIX) as listener:
-            address = connection.arbitrary_address('AF_UNIX')
-            listener.bind(address)
-            if not util.is_abstract_socket_namespace(address):
-                os.chmod(address, 0o600)
-            listener.listen()
+        with _listener() as (listener, address):
             # every client (this process, each worker) holds the write end: the forkserver
             # exits when the last of them is gone
             alive_r, alive_w = os.pipe()
@@ -308,12 +324,7 @@ class Spawner:
                     listener.fileno(), alive_r, self._preload, forkserver_names(self.service), in_child
                 )
             os.close(alive_r)
-        # what multiprocess notes when it starts a forkserver itself: Process.start() then finds
-        # this one running, and ensure_running() replaces it if it dies
-        server = forkserver._forkserver
-        server._forkserver_address = address
-        server._forkserver_alive_fd = alive_w
-        server._forkserver_pid = pid
+        _note_forkserver(address, alive_w, pid)
         return pid
 
     def warm_up(self) -> Optional[int]:
