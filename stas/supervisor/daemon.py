@@ -50,7 +50,7 @@ from ..workers import faults
 from ..workers.spec import WorkerSpec
 from . import netlink, resolver, sdnotify
 from .background import Background
-from .cli_args import DEFAULT_NBFT_DIR
+from .cli_args import DEFAULT_NBFT_DIR, DEFAULT_REGISTRY_DIR
 from .exclusion_watch import ExclusionWatch
 from .policy import (
     InterfaceState,
@@ -95,6 +95,7 @@ class Supervisor:
         engine: str = '',
         nbft_dir: str = DEFAULT_NBFT_DIR,
         exclusions_dir: str = NVME_ETC_DIR,
+        registry_dir: str = DEFAULT_REGISTRY_DIR,
         spawner: Optional[Spawner] = None,
         early_signals: Optional[EarlySignals] = None,
         environ: Mapping[str, str] = os.environ,
@@ -108,6 +109,7 @@ class Supervisor:
         self._engine = engine or daemon
         self._nbft_dir = nbft_dir
         self._exclusions_dir = exclusions_dir
+        self._registry_dir = registry_dir
         self._exclusions = HostExclusions()  # nvme-cli's host-wide exclusion files, as last read
         self._exclusion_problems: List[str] = []
         self._exclusions_read = False
@@ -299,6 +301,7 @@ class Supervisor:
             log_target=self._log_target,
             runtime_dir=self.runtime_dir,
             nbft_dir=self._nbft_dir,
+            registry_dir=self._registry_dir,
             fault=self._faults.get(key.host_iface, ''),
         )
 
@@ -740,6 +743,7 @@ def run_daemon(
         engine=getattr(args, 'worker_engine', '') or '',
         nbft_dir=getattr(args, 'nbft_path', DEFAULT_NBFT_DIR),
         exclusions_dir=getattr(args, 'exclusions_dir', NVME_ETC_DIR),
+        registry_dir=getattr(args, 'registry_dir', DEFAULT_REGISTRY_DIR),
         spawner=spawner,
         early_signals=early_signals,
     )

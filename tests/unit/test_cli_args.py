@@ -311,6 +311,7 @@ def test_daemon_defaults(prog):
         'runtime_dir': f'/run/{prog}',
         'nbft_path': '/sys/firmware/acpi/tables',
         'exclusions_dir': '/etc/nvme',
+        'registry_dir': '/run/nvme/registry',
         'worker_engine': '',
     }
 
@@ -318,6 +319,7 @@ def test_daemon_defaults(prog):
 def test_daemon_options():
     argv = ['-f', '/tmp/f.conf', '-s', '--tron', '--check-config', '--sys-conf', '/tmp/sys.conf']
     argv += ['--runtime-dir', '/tmp/run', '--nbft-path', '/tmp/tables', '--exclusions-dir', '/tmp/nvme']
+    argv += ['--registry-dir', '/tmp/registry']
     args = parse_daemon_args('stafd', argv, environ={})
     assert vars(args) == {
         'conf_file': '/tmp/f.conf',
@@ -328,6 +330,7 @@ def test_daemon_options():
         'runtime_dir': '/tmp/run',
         'nbft_path': '/tmp/tables',
         'exclusions_dir': '/tmp/nvme',
+        'registry_dir': '/tmp/registry',
         'worker_engine': '',
     }
     args = parse_daemon_args('stacd', ['--conf-file=/x.conf', '--syslog'], environ={})

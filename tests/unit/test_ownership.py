@@ -200,3 +200,24 @@ def test_a_registry_that_cannot_be_written_raises_and_one_that_cannot_be_read_ow
         blocked.record('nvme1')
     entry = blocked.claim('nvme1')
     assert entry.foreign and entry.problem.startswith(f'registry entry {blocked.root}/nvme1 cannot be read')
+
+
+def test_the_daemons_registry_dir_option_reaches_each_workers_engine(tmp_path: Path):
+    from stas.model import WorkerKey
+    from stas.supervisor.cli_args import parse_daemon_args
+    from stas.supervisor.daemon import Supervisor
+    from stas.workers.main import build_engine
+
+    args = parse_daemon_args('stacd', ['--registry-dir', str(tmp_path / 'registry')], environ={})
+    sup = Supervisor('stacd', '/nonexistent.conf', '/nonexistent', str(tmp_path / 'run'), environ={},
+                     registry_dir=args.registry_dir)  # fmt: skip
+    spec = sup._make_spec(WorkerKey('tcp', 'tb0'))  # noqa: SLF001
+    assert spec.registry_dir == str(tmp_path / 'registry')
+    engine = build_engine(spec)
+    try:
+        assert engine._registry.root == str(tmp_path / 'registry')  # noqa: SLF001
+    finally:
+        engine._executor.shutdown()  # noqa: SLF001
+    assert Supervisor('stacd', '', '', str(tmp_path), environ={})._make_spec(
+        WorkerKey('tcp', 'tb0')
+    ).registry_dir == (ownership.REGISTRY_DIR)
