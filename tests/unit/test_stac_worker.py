@@ -631,3 +631,22 @@ def test_an_unreadable_entry_keeps_a_daemon_off_its_controller(tmp_path, daemon)
         assert mb.phase is Phase.REMOVED
 
     run(scenario())
+
+
+def test_the_audit_and_the_release_of_a_previous_runs_iocs_remove_our_entries_with_them(tmp_path):
+    async def scenario():
+        h = Harness(tmp_path)
+        await h.start()
+        previous = h.sys.controller('nvme1', 'previous', TB0_ADDRESS)  # a previous run's, ours
+        stray = h.sys.controller('nvme2', 'stray', TB0_ADDRESS, hostnqn='nqn.other')  # ours too
+        for device, stamp in (('nvme1', '11'), ('nvme2', '12')):
+            (h.registry / device).mkdir(parents=True)
+            (h.registry / device / 'owner').write_text('stas\n')
+            (h.registry / device / 'seqnum').write_text(stamp + '\n')
+        await h.configure(release=[spec('previous')])
+        assert (previous / 'delete_controller').read_text() == '1' and entry_of(h, 'nvme1') == {}
+        assert entry_of(h, 'nvme2') == {'owner': 'stas\n', 'seqnum': '12\n'}
+        await h.configure(adopt_trtypes=('tcp',))
+        assert (stray / 'delete_controller').read_text() == '1' and entry_of(h, 'nvme2') == {}
+
+    run(scenario())
