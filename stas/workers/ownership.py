@@ -136,8 +136,13 @@ class Registry:
     # ---- writing ----------------------------------------------------------------------------
     def uevent_seqnum(self) -> str:
         """The kernel's uevent sequence number now ('' when it cannot be read)."""
-        raw = _read(self._seqnum_path, 64)
-        text = raw.decode('ascii', 'replace').strip() if isinstance(raw, bytes) else ''
+        # a sysfs attribute: its size reads as a page whatever it holds, so no size check
+        try:
+            with open(self._seqnum_path, 'rb') as f:
+                text = f.read(64).decode('ascii', 'replace').strip()
+        except OSError as exc:
+            log.debug('%s cannot be read: %s', self._seqnum_path, exc.strerror or exc)
+            return ''
         return text if text.isdigit() else ''
 
     def record(self, device: str) -> Entry:

@@ -221,3 +221,14 @@ def test_the_daemons_registry_dir_option_reaches_each_workers_engine(tmp_path: P
     assert Supervisor('stacd', '', '', str(tmp_path), environ={})._make_spec(
         WorkerKey('tcp', 'tb0')
     ).registry_dir == (ownership.REGISTRY_DIR)
+
+
+def test_the_stamp_is_read_from_the_kernels_own_sysfs_attribute(tmp_path: Path):
+    # sysfs gives its attributes the size of a page, whatever they hold
+    with open('/sys/kernel/uevent_seqnum') as f:
+        before = int(f.read())
+    stamp = Registry(str(tmp_path / 'registry')).record('nvme1').seqnum
+    with open('/sys/kernel/uevent_seqnum') as f:
+        after = int(f.read())
+    assert before <= int(stamp) <= after
+    assert (tmp_path / 'registry' / 'nvme1' / 'seqnum').read_text() == f'{stamp}\n'
