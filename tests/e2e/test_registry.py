@@ -54,14 +54,16 @@ def nvme_connect(nqn: str) -> str:
 
 
 def entry(device: str) -> Dict[str, str]:
+    """The files of ``device``'s registry entry ({} when there is none)."""
     path = os.path.join(REGISTRY, device)
-    if not os.path.isdir(path):
-        return {}
-    out = {}
-    for name in os.listdir(path):
-        with open(os.path.join(path, name)) as f:
-            out[name] = f.read()
-    return out
+    try:
+        out = {}
+        for name in os.listdir(path):
+            with open(os.path.join(path, name)) as f:
+                out[name] = f.read()
+        return out
+    except FileNotFoundError:  # none, or removed (renamed away whole) while it was read
+        return {} if not os.path.isdir(path) else entry(device)
 
 
 def uevent_seqnum() -> int:
