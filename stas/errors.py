@@ -77,6 +77,12 @@ class Unavailable(StasError):
     code = 'Unavailable'
 
 
+class OwnedElsewhere(StasError):
+    """Another tool owns the kernel controller (nvme-cli's ownership registry): left to it."""
+
+    code = 'OwnedElsewhere'
+
+
 _BY_CODE = {
     c.code: c
     for c in (
@@ -89,6 +95,7 @@ _BY_CODE = {
         Timeout,
         KernelError,
         Unavailable,
+        OwnedElsewhere,
     )
 }
 

@@ -14,6 +14,8 @@ The options of nvme-stas 2.x are kept (``-f/--conf-file``, ``-s/--syslog``, ``--
   option of that name (default /sys/firmware/acpi/tables). An empty directory ignores them.
 * ``--exclusions-dir DIR``: where nvme-cli's host-wide ``exclusions.conf`` and
   ``exclusions.conf.d/`` are read from (default /etc/nvme; ``stas.conf.exclusions``).
+* ``--registry-dir DIR``: nvme-cli's controller ownership registry (default /run/nvme/registry;
+  ``stas.workers.ownership``).
 
 Unlike 2.x, the arguments are parsed in ``main()``, never at import time, and parsing imports
 only the standard library: ``--help`` and ``--version`` do not load asyncio, sdbus, libnvme,
@@ -34,6 +36,8 @@ DEFAULT_SYS_CONF = '/etc/stas/sys.conf'
 DEFAULT_NBFT_DIR = '/sys/firmware/acpi/tables'
 # nvme-cli's host-wide exclusion list lives here (stas.conf.exclusions.NVME_ETC_DIR)
 DEFAULT_EXCLUSIONS_DIR = '/etc/nvme'
+# nvme-cli's controller ownership registry (stas.workers.ownership.REGISTRY_DIR)
+DEFAULT_REGISTRY_DIR = '/run/nvme/registry'
 
 _DESCRIPTIONS = {
     'stafd': 'STorage Appliance Finder (STAF): finds discovery controllers and caches their log pages',
@@ -112,6 +116,13 @@ def build_daemon_parser(prog: str, environ: Optional[Mapping[str, str]] = None) 
         parser.add_argument(
             '--udev-rules-dir', default='/run/udev/rules.d', metavar='DIR', help=argparse.SUPPRESS
         )
+    parser.add_argument(
+        '--registry-dir',
+        default=DEFAULT_REGISTRY_DIR,
+        metavar='DIR',
+        help="nvme-cli's controller ownership registry (default: %(default)s); what the daemon "
+        "connects is recorded as owner 'stas', what another tool owns is left alone",
+    )
     # Run workers with a different engine: 'idle' workers manage nothing, which is how the
     # supervisor's own tests and benchmarks exercise the process model without NVMe.
     parser.add_argument('--worker-engine', choices=('idle',), default='', help=argparse.SUPPRESS)

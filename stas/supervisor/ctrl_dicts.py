@@ -8,7 +8,8 @@ daemons build them here, one way (upstream.md 2.5):
 - ``add_details``: then, for ``detailed``, the info() keys (connect attempts, retry connect timer,
   connect operation), the role's own keys (stafd: origin), the DC operation keys, the sysfs
   details, ``connected``, more role keys (stacd: dlpe), then what is new here (the worker's
-  phase as ``state``, ``last error``, other attributes the worker reported).
+  phase as ``state``, ``last error``, the controller's ``owner`` in nvme-cli's ownership
+  registry, other attributes the worker reported).
 """
 
 from __future__ import annotations
@@ -63,6 +64,7 @@ def add_details(
     d['state'] = status.state.value if status else CtrlState.IDLE.value
     if status and status.last_error:
         d['last error'] = status.last_error.message
+    d['owner'] = attrs.get('owner', '')  # nvme-cli's ownership registry ('' for none)
     for key, value in attrs.items():
         d.setdefault(key, value)  # the kernel's own 'state' stays out: 'state' is the phase
     return d

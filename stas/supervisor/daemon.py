@@ -50,7 +50,7 @@ from ..workers import faults
 from ..workers.spec import WorkerSpec
 from . import netlink, resolver, sdnotify
 from .background import Background
-from .cli_args import DEFAULT_NBFT_DIR
+from .cli_args import DEFAULT_NBFT_DIR, DEFAULT_REGISTRY_DIR
 from .exclusion_watch import ExclusionWatch
 from .host_support import HostPaths, status_suffix
 from .host_watch import RECHECK_S, HostWatch
@@ -99,6 +99,7 @@ class Supervisor:
         nbft_dir: str = DEFAULT_NBFT_DIR,
         exclusions_dir: str = NVME_ETC_DIR,
         udev_rules_dir: str = RULES_DIR,
+        registry_dir: str = DEFAULT_REGISTRY_DIR,
         spawner: Optional[Spawner] = None,
         early_signals: Optional[EarlySignals] = None,
         environ: Mapping[str, str] = os.environ,
@@ -112,6 +113,7 @@ class Supervisor:
         self._engine = engine or daemon
         self._nbft_dir = nbft_dir
         self._exclusions_dir = exclusions_dir
+        self._registry_dir = registry_dir
         self._exclusions = HostExclusions()  # nvme-cli's host-wide exclusion files, as last read
         self._exclusion_problems: List[str] = []
         self._exclusions_read = False
@@ -325,6 +327,7 @@ class Supervisor:
             log_target=self._log_target,
             runtime_dir=self.runtime_dir,
             nbft_dir=self._nbft_dir,
+            registry_dir=self._registry_dir,
             fault=self._faults.get(key.host_iface, ''),
         )
 
@@ -782,6 +785,7 @@ def run_daemon(
         nbft_dir=getattr(args, 'nbft_path', DEFAULT_NBFT_DIR),
         exclusions_dir=getattr(args, 'exclusions_dir', NVME_ETC_DIR),
         udev_rules_dir=getattr(args, 'udev_rules_dir', RULES_DIR),
+        registry_dir=getattr(args, 'registry_dir', DEFAULT_REGISTRY_DIR),
         spawner=spawner,
         early_signals=early_signals,
     )

@@ -24,11 +24,10 @@ import concurrent.futures
 import dataclasses
 import glob
 import logging
-import os
 import time
 from typing import Any, Callable, Collection, Dict, List, Mapping, Optional, Sequence, Set, Tuple
 
-from ..errors import InvalidArgument, StasError
+from ..errors import InvalidArgument, OwnedElsewhere, StasError
 from ..fabric.addr import interface_of
 from ..fabric.controller import ControllerMachine
 from ..fabric.controller_events import (
@@ -70,6 +69,7 @@ from ..ipc.messages import OP_DUMP, OP_REDISCOVER, Configure, CtrlGone, CtrlStat
 from ..model import ControllerSpec, ErrorInfo, HostIdentity, KernelController, Role, TransportId
 from . import sysfs_io
 from .nvme_io import NvmeIo, libnvme_version
+from .ownership import REGISTRY_DIR, Registry
 from .udev_io import NvmeUevent, UdevMonitor
 
 log = logging.getLogger(__name__)
@@ -81,10 +81,9 @@ STATUS_ATTRS = ('hostid', 'hostnqn', 'model', 'serial', 'dctype', 'cntrltype', '
 IO_THREADS = 4
 SHUTDOWN_GRACE_S = 10.0
 
-# stacd: kernel connections owned by others (see "stacd: the audit" at the end of this module)
-REGISTRY_DIR = '/run/nvme/registry'
+# stacd: kernel connections the firmware made (see "stacd: the audit" at the end of this module);
+# both daemons: nvme-cli's ownership registry (stas.workers.ownership, REGISTRY_DIR)
 NBFT_GLOB = '/sys/firmware/acpi/tables/NBFT*'
-OWN_REGISTRY_OWNERS = frozenset({'stas', 'nvme-stas', 'stacd'})
 AUDIT_SOAK_S = 1.0  # after a udev 'add', as nvme-stas: a burst of new devices costs one audit
 
 
@@ -132,8 +131,12 @@ class ControllerEngine:
         self._host_iface = host_iface
         self._mdns_factory = mdns_factory
         self._mdns: Any = None
+        # nvme-cli's ownership registry: what we connect or adopt is recorded as ours ('stas'),
+        # what another tool owns is neither adopted nor disconnected. Device -> the stamp of
+        # the entry we wrote or claimed (so we remove only that one, after our own disconnect).
+        self._registry = Registry(registry_dir, sysfs_root)
+        self._stamps: Dict[str, str] = {}
         # stacd: connections it did not make (see "stacd: the audit" below)
-        self._registry_dir = registry_dir
         self._nbft_glob = nbft_glob
         self._generation: Optional[int] = None
         self._desired: Tuple[ControllerSpec, ...] = ()
@@ -236,14 +239,13 @@ class ControllerEngine:
         tid = m.spec.tid
         if isinstance(effect, StartConnect):
             assert self._host is not None
-            self._run(
-                m,
-                lambda: self._io.connect(effect.spec, self._host, self._interfaces),
-                self._connected,
-                ConnectFailed,
-            )
+            host, interfaces = self._host, self._interfaces
+            self._run(m, lambda: self._connect(effect.spec, host, interfaces), self._connected, ConnectFailed)
         elif isinstance(effect, StartDisconnect):
-            self._run(m, lambda: self._disconnect(effect.device), lambda _r: Disconnected(), DisconnectFailed)
+            stamp = self._stamps.pop(effect.device, None)
+            self._run(
+                m, lambda: self._disconnect(effect.device, stamp), lambda _r: Disconnected(), DisconnectFailed
+            )
         elif isinstance(effect, StartRegister):
             self._run(m, lambda: self._io.register(effect.device), _registration_outcome, RegistrationFailed)
         elif isinstance(effect, StartSupportedLogPages):
@@ -276,6 +278,7 @@ class ControllerEngine:
                 self._cancel(tid, name)
             del self._machines[tid]
             if m.device:  # released with its connection kept: libnvme lets go of it too
+                self._stamps.pop(m.device, None)  # its registry entry stays: the connection is ours
                 self._forget_soon(m.device)
             self._send(CtrlGone(tid=tid, role=m.spec.role))
             self._released.set()
@@ -301,11 +304,41 @@ class ControllerEngine:
 
         future.add_done_callback(finished)
 
-    @staticmethod
-    def _connected(result) -> Connected:
+    def _connected(self, outcome) -> Connected:
+        result, stamp = outcome
         if result.ignored_options:
             log.warning('options not applied by the kernel or libnvme: %s', ', '.join(result.ignored_options))
+        if stamp is not None:
+            self._stamps[result.device] = stamp
         return Connected(result.device, result.adopted, result.dctype, result.registration_supported)
+
+    def _connect(self, spec: ControllerSpec, host: HostIdentity, interfaces: Mapping[str, Any]):
+        """On an executor thread: connect or adopt (never a controller another tool owns), then
+        record it in the registry as ours: ``(ConnectResult, stamp of our entry or None)``."""
+        result = self._io.connect(spec, host, interfaces, owned_elsewhere=self._registry.owned_elsewhere)
+        device = result.device
+        try:
+            entry = self._registry.claim(device) if result.adopted else self._registry.record(device)
+        except OSError as exc:
+            log.warning(
+                '%s: %s is not recorded as ours in %s: %s',
+                spec.tid,
+                device,
+                self._registry.root,
+                exc.strerror or exc,
+            )
+            return result, None
+        if entry.foreign:  # another tool claimed it between our check and our claim
+            self._io.forget(device)
+            raise OwnedElsewhere(f'{spec.tid}: {device}: {self._registry.why(entry)}: left to it')
+        if not entry.ours:
+            return result, None
+        if not sysfs_io.device_exists(device, self._sysfs_root):
+            # gone before it was stamped: its removal event may predate the stamp, and nvme-cli's
+            # udev rule would then keep the entry of a controller that no longer exists
+            self._registry.release(device, entry.seqnum)
+            return result, None
+        return result, entry.seqnum
 
     @staticmethod
     def _log_page_read(m: ControllerMachine):
@@ -329,6 +362,9 @@ class ControllerEngine:
     def _status_of(self, m: ControllerMachine):
         # the debug fields (retry timer, operations) matter most while there is no device
         attrs = sysfs_io.read_attrs(m.device, STATUS_ATTRS, self._sysfs_root) if m.device else {}
+        if m.device:
+            entry = self._registry.read(m.device)
+            attrs['owner'] = '(unreadable registry entry)' if entry.problem else entry.owner
         info = m.info(self._clock())
         pairs = tuple(sorted({**attrs, **info}.items()))
         return dataclasses.replace(m.status(), attrs=pairs)
@@ -399,7 +435,7 @@ class ControllerEngine:
         and when another owner claims them)."""
         kctrls = sysfs_io.scan_controllers(self._sysfs_root)
         for kctrl, spec in release_matches(kctrls, release, desired, hostnqn, held, iface_addrs):
-            why = foreign_owner(kctrl, self._registry_dir, glob.glob(self._nbft_glob))
+            why = foreign_owner(kctrl, self._registry, glob.glob(self._nbft_glob))
             if not why and not disconnect:
                 why = 'disconnect-scope keeps the connections stacd no longer wants'
             if why:
@@ -464,7 +500,7 @@ class ControllerEngine:
             hostnqn=hostnqn,
             held=held,
             iface_addrs=iface_addrs,
-            owner_of=lambda k: foreign_owner(k, self._registry_dir, glob.glob(self._nbft_glob)),
+            owner_of=lambda k: foreign_owner(k, self._registry, glob.glob(self._nbft_glob)),
         )
         for kctrl, why in verdicts:
             if why:
@@ -481,11 +517,13 @@ class ControllerEngine:
 
     def _delete_unchanged(self, kctrl: KernelController, why: str) -> None:
         """Disconnect ``kctrl`` (logging ``why``) unless it is gone or its name already belongs
-        to another connection since it was read."""
+        to another connection since it was read; an entry of ours in the registry goes with it."""
+        entry = self._registry.read(kctrl.device)
         if sysfs_io.connection_fingerprint(kctrl.device, self._sysfs_root) != _fingerprint(kctrl):
             return
         log.info('%s: disconnecting', why)
-        delete_kernel_controller(kctrl.device, self._sysfs_root)
+        if delete_kernel_controller(kctrl.device, self._sysfs_root) and entry.ours:
+            self._registry.release(kctrl.device, entry.seqnum)
 
     def _forget_soon(self, device: str) -> None:
         assert self._loop is not None
@@ -494,18 +532,22 @@ class ControllerEngine:
         except RuntimeError:  # the executor is shut down: the process is ending anyway
             pass
 
-    def _disconnect(self, device: str) -> None:
-        """On an executor thread: disconnect a controller a machine let go of; stacd leaves a
-        connection the nvme-cli registry gives to another owner, or that the firmware's NBFT
-        made at boot, as it is."""
-        if self.daemon == 'stacd':
+    def _disconnect(self, device: str, stamp: Optional[str]) -> None:
+        """On an executor thread: disconnect a controller a machine let go of, then remove our
+        registry entry (the one stamped ``stamp``). A connection the registry gives to another
+        owner now (ownership can be handed over) is left as it is, and so is, for stacd, one
+        that the firmware's NBFT made at boot."""
+        why = self._registry.owned_elsewhere(device)
+        if not why and self.daemon == 'stacd':
             kctrl = sysfs_io.read_controller(device, self._sysfs_root)
-            why = foreign_owner(kctrl, self._registry_dir, glob.glob(self._nbft_glob)) if kctrl else ''
-            if why:
-                log.warning('%s: not disconnecting it: %s', device, why)
-                self._io.forget(device)
-                return
+            why = foreign_owner(kctrl, self._registry, glob.glob(self._nbft_glob)) if kctrl else ''
+        if why:
+            log.warning('%s: not disconnecting it: %s', device, why)
+            self._io.forget(device)
+            return
         self._io.disconnect(device)
+        if stamp is not None:
+            self._registry.release(device, stamp)
 
     # ---- udev ------------------------------------------------------------------------------------
     def _on_uevent(self, ev: NvmeUevent) -> None:
@@ -513,6 +555,8 @@ class ControllerEngine:
             self._audit_soon(AUDIT_SOAK_S)  # a connection made by someone else, maybe
         for m in [m for m in self._machines.values() if m.device and m.device == ev.device]:
             if ev.action == 'remove':
+                # its registry entry is left to nvme-cli's udev rule (the one party that cleans up)
+                self._stamps.pop(ev.device, None)
                 self._feed(m, DeviceRemoved(ev.device))
             elif ev.aen is not None:
                 self._feed(m, AenReceived(ev.aen, ev.device))
@@ -541,11 +585,8 @@ def _log_send_failure(task: asyncio.Future) -> None:
 # controller of its desired set. One that matches is left to the machine that adopts it.
 #
 # Never touched, whatever the scope (best effort, as nothing obliges other tools to say so):
-# * a controller the nvme-cli registry gives to another owner. Format assumed (nvme-cli 3.x,
-#   libnvme/design/REGISTRY.md): a directory /run/nvme/registry/<nvmeN>/ per controller with a
-#   text file ``owner`` holding the owner's name on one line (and ``seqnum``, not read here); a
-#   udev rule removes the directory with the device. An owner of ours (OWN_REGISTRY_OWNERS) or an
-#   empty file does not protect.
+# * a controller the nvme-cli registry gives to another owner, or whose entry cannot be read
+#   (stas.workers.ownership). Our own owner name ('stas') and no entry do not protect.
 # * a controller to a subsystem an SSNS descriptor of the firmware's NBFT names
 #   (/sys/firmware/acpi/tables/NBFT*): the boot disk. Every connection to that subsystem is
 #   protected, over any path (multipath may have added paths the table does not list). A table
@@ -581,16 +622,12 @@ def _read_small(path: str, limit: int = 1 << 20) -> Optional[bytes]:
         return None
 
 
-def foreign_owner(kctrl: KernelController, registry_dir: str, nbft_paths: Sequence[str]) -> str:
+def foreign_owner(kctrl: KernelController, registry: Registry, nbft_paths: Sequence[str]) -> str:
     """Why stacd must leave ``kctrl`` alone ('' when nothing says so): see above. An entry that
     cannot be read protects its controller: another tool may have written it."""
-    owner_path = os.path.join(registry_dir, kctrl.device, 'owner')
-    raw = _read_small(owner_path, limit=4096)
-    if raw is None:
-        return f'{owner_path} cannot be read: it may name another owner'
-    owner = raw.decode('utf-8', 'replace').strip()[:64]  # shown with repr(): escaped, bounded
-    if owner and owner not in OWN_REGISTRY_OWNERS:
-        return f'owned by {owner!r} per {registry_dir}'
+    why = registry.owned_elsewhere(kctrl.device)
+    if why:
+        return why
     nqn = kernel_value(kctrl.subsysnqn)
     for path in nbft_paths:
         from ..fabric.nbft import NbftError, parse_nbft  # only hosts booted from NVMe-oF pay for it

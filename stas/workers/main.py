@@ -24,7 +24,10 @@ def build_engine(spec: WorkerSpec):
         from .controllers import ControllerEngine
 
         return ControllerEngine(
-            spec.daemon, host_iface=spec.key.host_iface, nbft_glob=os.path.join(spec.nbft_dir, 'NBFT*')
+            spec.daemon,
+            host_iface=spec.key.host_iface,
+            nbft_glob=os.path.join(spec.nbft_dir, 'NBFT*'),
+            registry_dir=spec.registry_dir,
         )
     raise ValueError(f'no worker engine for daemon {spec.daemon!r}')
 

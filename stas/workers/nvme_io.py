@@ -91,9 +91,9 @@ import logging
 import os
 import struct
 import threading
-from typing import Any, Dict, List, Mapping, Optional, Tuple
+from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
 
-from ..errors import InvalidArgument, KernelError, NotFound
+from ..errors import InvalidArgument, KernelError, NotFound, OwnedElsewhere
 from ..fabric.dlpe import (
     ENTRY_SIZE,
     HEADER_SIZE,
@@ -479,10 +479,19 @@ class NvmeIo:
         return ctrl
 
     def connect(
-        self, spec: ControllerSpec, host: HostIdentity, iface_addrs: Mapping[str, object]
+        self,
+        spec: ControllerSpec,
+        host: HostIdentity,
+        iface_addrs: Mapping[str, object],
+        owned_elsewhere: Optional[Callable[[str], str]] = None,
     ) -> ConnectResult:
         """Make sure the kernel has a controller for ``spec``: adopt a matching existing one
         (a previous run's, nvme-cli's), else connect a new one. Raises ``KernelError``.
+
+        ``owned_elsewhere(device)`` says why a kernel controller belongs to another tool ('' when
+        it does not): such a controller is never adopted, and when it is the only match nothing
+        is connected either (the kernel would refuse a second identical connection, or make a
+        duplicate): ``OwnedElsewhere`` names it and its owner.
 
         ``host`` is the identity to connect with; adoption looks for a kernel controller with the
         same host NQN, since that is what a new connect would create. ``iface_addrs`` (interface
@@ -504,9 +513,20 @@ class NvmeIo:
         # Unpinned, the kernel picks the source by routing: any source is then "the same" connection.
         match_tid = dataclasses.replace(tid, host_iface=host_iface, host_nqn=host.hostnqn)
 
+        passed_over: List[Tuple[str, str]] = []
         device = sysfs_io.find_adoptable(
-            match_tid, spec.role, iface_addrs, self._sysfs_root, exclude=set(self._ctrls), nqns=self._nqns
+            match_tid,
+            spec.role,
+            iface_addrs,
+            self._sysfs_root,
+            exclude=set(self._ctrls),
+            nqns=self._nqns,
+            owned_elsewhere=owned_elsewhere,
+            passed_over=passed_over,
         )
+        if device is None and passed_over:
+            other, why = passed_over[0]
+            raise OwnedElsewhere(f'{tid}: {other} is this connection, {why}: left to it, not connected again')
         if device is not None:
             try:
                 with self._tree_lock:

@@ -25,6 +25,8 @@ class WorkerSpec:
     runtime_dir: str = ''
     # where the firmware's NBFT* tables are (stacd never disconnects the boot connections)
     nbft_dir: str = '/sys/firmware/acpi/tables'
+    # nvme-cli's controller ownership registry (stas.workers.ownership)
+    registry_dir: str = '/run/nvme/registry'
     # Fault injection for the supervisor's own tests (see stas.workers.faults); '' in production.
     fault: str = ''
 

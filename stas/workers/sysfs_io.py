@@ -21,7 +21,7 @@ from __future__ import annotations
 import errno
 import os
 import re
-from typing import Collection, Dict, Iterable, List, Mapping, Optional, Tuple
+from typing import Callable, Collection, Dict, Iterable, List, Mapping, Optional, Tuple
 
 from ..fabric.reuse import kernel_ctrl_matches, kernel_value, parse_sysfs_address
 from ..model import WELL_KNOWN_DISC_NQN, KernelController, Role, TransportId
@@ -234,6 +234,8 @@ def find_adoptable(
     sysfs_root: str = SYSFS_ROOT,
     exclude: Collection[str] = (),
     nqns: Optional[ControllerNqns] = None,
+    owned_elsewhere: Optional[Callable[[str], str]] = None,
+    passed_over: Optional[List[Tuple[str, str]]] = None,
 ) -> Optional[str]:
     """The device name of an existing kernel controller that may be adopted for ``tid``, or None.
 
@@ -241,7 +243,9 @@ def find_adoptable(
     Controllers named in ``exclude`` (already managed) and controllers being deleted are
     skipped. When several match, a live one wins over one the kernel is reconnecting, then the
     lowest instance number, so the choice is stable across restarts. ``nqns`` keeps what it read
-    from one call to the next (the caller's, e.g. one per worker).
+    from one call to the next (the caller's, e.g. one per worker). A match for which
+    ``owned_elsewhere(device)`` gives a reason (another tool owns it) is never chosen; it is
+    added, with that reason, to ``passed_over``.
     """
     # An I/O controller's subsystem NQN must be the kernel controller's: that one attribute
     # rules out all the others, instead of reading each one whole (a connect among hundreds of
@@ -261,6 +265,11 @@ def find_adoptable(
             continue
         state = controller_state(kctrl.device, sysfs_root).lower()
         if not state or state in GOING_AWAY_STATES:
+            continue
+        why = owned_elsewhere(kctrl.device) if owned_elsewhere is not None else ''
+        if why:
+            if passed_over is not None:
+                passed_over.append((kctrl.device, why))
             continue
         candidates.append((0 if state == 'live' else 1, _instance(kctrl.device), kctrl.device))
     return min(candidates)[2] if candidates else None

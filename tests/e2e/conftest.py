@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import shutil
 import subprocess
 from pathlib import Path
 from typing import Callable, Iterator, List, Optional
@@ -22,6 +23,7 @@ import pytest
 
 from stas.model import HostIdentity
 from stas.testing.bus import BusError, start_system_bus, stop_system_bus
+from stas.workers.ownership import REGISTRY_DIR
 
 from .daemons import RunningDaemon
 from .fabric import Fabric
@@ -114,6 +116,17 @@ def fabric(nvmet: Nvmet) -> Iterator[Fabric]:
         problems.append(str(e))
     if problems:
         pytest.fail('teardown: ' + '; '.join(problems), pytrace=False)
+
+
+@pytest.fixture(autouse=True)
+def empty_registry() -> Iterator[None]:
+    """nvme-cli's ownership registry (/run/nvme/registry, the guest's own /run) empty at the start
+    and at the end of each test: the daemons write to it, and tests write other owners' entries."""
+    if IN_GUEST:
+        shutil.rmtree(REGISTRY_DIR, ignore_errors=True)
+    yield
+    if IN_GUEST:
+        shutil.rmtree(REGISTRY_DIR, ignore_errors=True)
 
 
 @pytest.fixture

@@ -313,6 +313,7 @@ def test_daemon_defaults(prog):
         'runtime_dir': f'/run/{prog}',
         'nbft_path': '/sys/firmware/acpi/tables',
         'exclusions_dir': '/etc/nvme',
+        'registry_dir': '/run/nvme/registry',
         'worker_engine': '',
         **stafd_only,
     }
@@ -322,6 +323,7 @@ def test_daemon_options():
     argv = ['-f', '/tmp/f.conf', '-s', '--tron', '--check-config', '--sys-conf', '/tmp/sys.conf']
     argv += ['--runtime-dir', '/tmp/run', '--nbft-path', '/tmp/tables', '--exclusions-dir', '/tmp/nvme']
     argv += ['--udev-rules-dir', '/tmp/rules.d']
+    argv += ['--registry-dir', '/tmp/registry']
     args = parse_daemon_args('stafd', argv, environ={})
     assert vars(args) == {
         'conf_file': '/tmp/f.conf',
@@ -332,6 +334,7 @@ def test_daemon_options():
         'runtime_dir': '/tmp/run',
         'nbft_path': '/tmp/tables',
         'exclusions_dir': '/tmp/nvme',
+        'registry_dir': '/tmp/registry',
         'worker_engine': '',
         'udev_rules_dir': '/tmp/rules.d',
     }

@@ -10,18 +10,16 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import os
-import tempfile
 from pathlib import Path
 from typing import Dict, List, Optional
 
-from hypothesis import given, settings
-from hypothesis import strategies as st
+import pytest
 
-from stas.errors import KernelError
+from stas.errors import KernelError, OwnedElsewhere
 from stas.fabric.controller import Phase
 from stas.fabric.controller_policy import RetryPolicy, retry_spread
-from stas.ipc.messages import Configure, CtrlGone, WorkerOptions
-from stas.model import ControllerSpec, HostIdentity, KernelController, Role, TransportId
+from stas.ipc.messages import Configure, CtrlGone, CtrlStatus, WorkerOptions
+from stas.model import WELL_KNOWN_DISC_NQN, ControllerSpec, HostIdentity, KernelController, Role, TransportId
 from stas.testing.nbft_table import DiscoverySpec, HfiSpec, SubsystemSpec, build_nbft
 from stas.workers import controllers
 from stas.workers.controllers import (
@@ -32,6 +30,7 @@ from stas.workers.controllers import (
     release_matches,
 )
 from stas.workers.nvme_io import ConnectResult
+from stas.workers.ownership import Registry
 
 HOSTNQN = 'nqn.2014-08.org.nvmexpress:uuid:0c5d3f4e-1111-4222-8333-944455556666'
 HOST = HostIdentity(HOSTNQN, '0c5d3f4e-1111-4222-8333-944455556666')
@@ -126,11 +125,12 @@ def test_the_registry_protects_connections_of_other_owners(tmp_path: Path):
     for device, owner in (('nvme1', 'nvme-cli\n'), ('nvme2', 'stas\n'), ('nvme3', '')):
         (registry / device).mkdir(parents=True)
         (registry / device / 'owner').write_text(owner)
-    assert foreign_owner(kctrl('nvme1', 'a'), str(registry), []) == f"owned by 'nvme-cli' per {registry}"
-    assert foreign_owner(kctrl('nvme2', 'a'), str(registry), []) == ''  # ours
-    assert foreign_owner(kctrl('nvme3', 'a'), str(registry), []) == ''  # empty
-    assert foreign_owner(kctrl('nvme4', 'a'), str(registry), []) == ''  # not registered
-    assert foreign_owner(kctrl('nvme4', 'a'), str(tmp_path / 'no-registry'), []) == ''
+    reg = Registry(str(registry))
+    assert foreign_owner(kctrl('nvme1', 'a'), reg, []) == f"owned by 'nvme-cli' per {registry}"
+    assert foreign_owner(kctrl('nvme2', 'a'), reg, []) == ''  # ours
+    assert foreign_owner(kctrl('nvme3', 'a'), reg, []) == ''  # empty: no owner, as libnvme reads it
+    assert foreign_owner(kctrl('nvme4', 'a'), reg, []) == ''  # not registered
+    assert foreign_owner(kctrl('nvme4', 'a'), Registry(str(tmp_path / 'no-registry')), []) == ''
 
 
 def test_a_registry_entry_that_cannot_be_read_protects_its_controller_without_blocking(tmp_path: Path):
@@ -139,22 +139,9 @@ def test_a_registry_entry_that_cannot_be_read_protects_its_controller_without_bl
     os.mkfifo(registry / 'nvme1' / 'owner')  # opened for reading, it would wait for a writer
     (registry / 'nvme2' / 'owner').mkdir(parents=True)
     for device in ('nvme1', 'nvme2'):
-        assert foreign_owner(kctrl(device, 'a'), str(registry), []) == (
-            f'{registry}/{device}/owner cannot be read: it may name another owner'
-        )
-
-
-@settings(max_examples=200, deadline=None)
-@given(st.binary(max_size=300))
-def test_any_registry_owner_bytes_give_an_answer_never_an_error(data):
-    with tempfile.TemporaryDirectory() as tmp:
-        entry = Path(tmp) / 'nvme1'
-        entry.mkdir()
-        (entry / 'owner').write_bytes(data)
-        why = foreign_owner(kctrl('nvme1', 'a'), tmp, [])
-    owner = data.decode('utf-8', 'replace').strip()
-    assert (why == '') == (owner[:64] == '' or owner[:64] in controllers.OWN_REGISTRY_OWNERS)
-    assert len(why) < 200 + len(tmp) and '\n' not in why and '\0' not in why
+        why = foreign_owner(kctrl(device, 'a'), Registry(str(registry)), [])
+        assert why.startswith(f'registry entry {registry}/{device}/owner cannot be read (not a regular file')
+        assert why.endswith("it counts as another owner's")
 
 
 def test_the_nbft_protects_every_connection_to_a_boot_subsystem(tmp_path: Path):
@@ -169,21 +156,21 @@ def test_the_nbft_protects_every_connection_to_a_boot_subsystem(tmp_path: Path):
         )
     )
     assert (
-        foreign_owner(kctrl('nvme1', 'boot'), str(tmp_path), [str(nbft)])
+        foreign_owner(kctrl('nvme1', 'boot'), Registry(str(tmp_path)), [str(nbft)])
         == f'boot connection: its subsystem is in {nbft}'
     )
-    assert foreign_owner(kctrl('nvme2', 'data'), str(tmp_path), [str(nbft)]) == ''
+    assert foreign_owner(kctrl('nvme2', 'data'), Registry(str(tmp_path)), [str(nbft)]) == ''
     missing = str(tmp_path / 'NBFT1')
-    assert foreign_owner(kctrl('nvme2', 'data'), str(tmp_path), [missing]) == ''
+    assert foreign_owner(kctrl('nvme2', 'data'), Registry(str(tmp_path)), [missing]) == ''
 
 
 def test_an_nbft_that_cannot_be_read_or_decoded_protects_everything(tmp_path: Path):
     nbft = tmp_path / 'NBFT'
     nbft.mkdir()  # reading it fails whoever we are (a mode of 0 would not stop root)
-    assert 'cannot be read' in foreign_owner(kctrl('nvme2', 'data'), str(tmp_path), [str(nbft)])
+    assert 'cannot be read' in foreign_owner(kctrl('nvme2', 'data'), Registry(str(tmp_path)), [str(nbft)])
     garbled = tmp_path / 'NBFT1'
     garbled.write_bytes(b'NBFT\x00\x01' + b'\x00' * 60)
-    why = foreign_owner(kctrl('nvme2', 'data'), str(tmp_path), [str(garbled)])
+    why = foreign_owner(kctrl('nvme2', 'data'), Registry(str(tmp_path)), [str(garbled)])
     assert why.startswith(f'{garbled}: ') and why.endswith(': it may describe this boot connection')
 
 
@@ -214,22 +201,42 @@ class InlineExecutor(concurrent.futures.Executor):
 
 
 class FakeIo:
+    """``devices``: what a connect makes; ``existing``: kernel controllers a connect adopts
+    instead (unless ``owned_elsewhere`` names an owner: then it refuses, as ``NvmeIo``)."""
+
     def __init__(self) -> None:
         self.calls: List[tuple] = []
         self.devices: Dict[TransportId, str] = {}
+        self.existing: Dict[TransportId, str] = {}
         self.fail: Optional[str] = None
+        self.on_adopt = None  # called with the device a connect adopts, before it returns
 
     def kernel_caps(self):
         return (('host_iface', 'dhchap_secret'), '')
 
-    def connect(self, spec, host, interfaces):
+    def connect(self, spec, host, interfaces, owned_elsewhere=None):
         self.calls.append(('connect', spec.tid.subsysnqn[len(NQN) :]))
+        device = self.existing.get(spec.tid)
+        if device is not None:
+            why = owned_elsewhere(device) if owned_elsewhere else ''
+            if why:
+                raise OwnedElsewhere(f'{device} is this connection, {why}')
+            if self.on_adopt is not None:
+                self.on_adopt(device)
+            return ConnectResult(device, adopted=True)
         if self.fail or spec.tid not in self.devices:
             raise KernelError(self.fail or 'no such target')
         return ConnectResult(self.devices[spec.tid], adopted=False)
 
     def disconnect(self, device):
         self.calls.append(('disconnect', device))
+
+    # a DC's sequence (stafd): no registration, no PLEO, an empty log page
+    def supported_log_pages(self, device):
+        return False
+
+    def discover(self, device, lsp):
+        return 1, (), []
 
     def forget(self, device):
         self.calls.append(('forget', device))
@@ -253,6 +260,11 @@ class FakeSys:
     def __init__(self, root: Path) -> None:
         self.root = root
         (root / 'class' / 'nvme').mkdir(parents=True)
+        (root / 'kernel').mkdir()
+        self.seqnum(100)
+
+    def seqnum(self, value: int) -> None:
+        (self.root / 'kernel' / 'uevent_seqnum').write_text(f'{value}\n')
 
     def controller(self, device: str, sub: str, address: str, cntrltype: str = 'io', hostnqn: str = HOSTNQN):
         path = self.root / 'class' / 'nvme' / device
@@ -273,13 +285,13 @@ TB0_ADDRESS = 'traddr=192.0.2.1,trsvcid=4420,host_iface=tb0,src_addr=192.0.2.5'
 
 
 class Harness:
-    def __init__(self, tmp_path: Path) -> None:
+    def __init__(self, tmp_path: Path, daemon: str = 'stacd') -> None:
         self.io = FakeIo()
         self.sys = FakeSys(tmp_path / 'sys')
         self.registry = tmp_path / 'registry'
         self.sent: list = []
         self.engine = ControllerEngine(
-            'stacd',
+            daemon,
             io=self.io,
             udev_factory=FakeUdev,
             sysfs_root=str(self.sys.root),
@@ -325,18 +337,18 @@ def run(coro):
     return asyncio.run(coro)
 
 
-def test_a_controller_owned_by_another_tool_is_forgotten_not_disconnected(tmp_path):
+@pytest.mark.parametrize('daemon', ['stafd', 'stacd'])
+def test_a_controller_owned_by_another_tool_is_forgotten_not_disconnected(tmp_path, daemon):
     async def scenario():
-        h = Harness(tmp_path)
+        h = Harness(tmp_path, daemon)
         await h.start()
         a, b = spec('a'), spec('b')
         h.io.devices = {a.tid: 'nvme1', b.tid: 'nvme2'}
         h.sys.controller('nvme1', 'a', TB0_ADDRESS)
         h.sys.controller('nvme2', 'b', TB0_ADDRESS)
-        (h.registry / 'nvme1').mkdir(parents=True)
-        (h.registry / 'nvme1' / 'owner').write_text('nvme-discoverd\n')
         await h.configure(a, b)
         assert h.machine('a').phase is Phase.CONNECTED and h.machine('b').phase is Phase.CONNECTED
+        (h.registry / 'nvme1' / 'owner').write_text('nvme-discoverd\n')  # handed over to another tool
         await h.configure()
         assert ('forget', 'nvme1') in h.io.calls and ('disconnect', 'nvme1') not in h.io.calls
         assert ('disconnect', 'nvme2') in h.io.calls
@@ -429,7 +441,7 @@ def test_the_audit_disconnects_unwanted_iocs_and_leaves_the_rest(tmp_path):
 
 
 def test_the_module_names_the_registry_and_nbft_locations():
-    assert controllers.REGISTRY_DIR == '/run/nvme/registry'
+    assert controllers.REGISTRY_DIR == '/run/nvme/registry' == Registry().root
     assert controllers.NBFT_GLOB == '/sys/firmware/acpi/tables/NBFT*'
 
 
@@ -447,5 +459,194 @@ def test_each_controller_retries_on_a_schedule_spread_from_its_neighbours(tmp_pa
         assert h.machine('a').policy == RetryPolicy(connect_attempts_on_ncc=3).spread(
             retry_spread(str(a.tid))
         )
+
+    run(scenario())
+
+
+# ---- nvme-cli's ownership registry, for both daemons ----------------------------------------------
+
+
+def dc_spec(traddr: str = '192.0.2.1') -> ControllerSpec:
+    return ControllerSpec(
+        TransportId('tcp', traddr, '8009', WELL_KNOWN_DISC_NQN, '', 'tb0', HOSTNQN), Role.DC
+    )
+
+
+def own_spec(daemon: str, sub: str) -> ControllerSpec:
+    """stafd's controllers are DCs (one address each), stacd's IOCs."""
+    return dc_spec(f'192.0.2.{10 + ord(sub) - ord("a")}') if daemon == 'stafd' else spec(sub)
+
+
+def entry_of(h: Harness, device: str) -> Dict[str, str]:
+    path = h.registry / device
+    return {name: (path / name).read_text() for name in sorted(os.listdir(path))} if path.exists() else {}
+
+
+def owners_reported(h: Harness) -> List[str]:
+    return [
+        dict(m.status.attrs).get('owner') for m in h.sent if isinstance(m, CtrlStatus) and m.status.device
+    ]
+
+
+DAEMONS = pytest.mark.parametrize('daemon', ['stafd', 'stacd'])
+
+
+@DAEMONS
+def test_what_a_worker_connects_is_recorded_as_ours_and_unrecorded_when_it_disconnects(tmp_path, daemon):
+    async def scenario():
+        h = Harness(tmp_path, daemon)
+        await h.start()
+        a = own_spec(daemon, 'a')
+        h.io.devices = {a.tid: 'nvme1'}
+        h.sys.controller('nvme1', 'a', TB0_ADDRESS)
+        (h.registry / 'nvme1').mkdir(parents=True)  # a previous nvme1's, left behind
+        (h.registry / 'nvme1' / 'owner').write_text('discoverd\n')
+        h.sys.seqnum(4321)
+        await h.configure(a)
+        [m] = h.engine._machines.values()  # noqa: SLF001
+        assert m.phase is Phase.CONNECTED and m.device == 'nvme1'
+        assert entry_of(h, 'nvme1') == {'owner': 'stas\n', 'seqnum': '4321\n'}
+        assert set(owners_reported(h)) == {'stas'}  # what ls -d shows
+        await h.configure()
+        assert ('disconnect', 'nvme1') in h.io.calls and entry_of(h, 'nvme1') == {}
+
+    run(scenario())
+
+
+@DAEMONS
+def test_a_connection_found_made_is_claimed_when_nobody_owns_it_and_its_stamp_kept_when_ours(
+    tmp_path, daemon
+):
+    async def scenario():
+        h = Harness(tmp_path, daemon)
+        await h.start()
+        a, b = own_spec(daemon, 'a'), own_spec(daemon, 'b')
+        h.io.existing = {a.tid: 'nvme1', b.tid: 'nvme2'}
+        h.sys.controller('nvme1', 'a', TB0_ADDRESS)
+        h.sys.controller('nvme2', 'b', TB0_ADDRESS)
+        (h.registry / 'nvme2').mkdir(parents=True)  # a previous run's
+        (h.registry / 'nvme2' / 'owner').write_text('stas\n')
+        (h.registry / 'nvme2' / 'seqnum').write_text('77\n')
+        await h.configure(a, b)
+        assert entry_of(h, 'nvme1') == {'owner': 'stas\n', 'seqnum': '100\n'}
+        assert entry_of(h, 'nvme2') == {'owner': 'stas\n', 'seqnum': '77\n'}
+        await h.configure()
+        assert {('disconnect', 'nvme1'), ('disconnect', 'nvme2')} <= set(h.io.calls)
+        assert entry_of(h, 'nvme1') == entry_of(h, 'nvme2') == {}
+
+    run(scenario())
+
+
+@DAEMONS
+def test_a_connection_another_tool_owns_is_neither_adopted_nor_made_again_until_it_lets_go(tmp_path, daemon):
+    async def scenario():
+        h = Harness(tmp_path, daemon)
+        await h.start()
+        a = own_spec(daemon, 'a')
+        h.io.existing = {a.tid: 'nvme1'}
+        h.sys.controller('nvme1', 'a', TB0_ADDRESS)
+        (h.registry / 'nvme1').mkdir(parents=True)
+        (h.registry / 'nvme1' / 'owner').write_text('nvme-cli\n')
+        await h.configure(a)
+        [m] = h.engine._machines.values()  # noqa: SLF001
+        assert m.phase is Phase.BACKOFF and m.device == ''
+        assert (
+            m.last_error.code == 'OwnedElsewhere'
+            and f"owned by 'nvme-cli' per {h.registry}" in m.last_error.message
+        )
+        assert entry_of(h, 'nvme1') == {'owner': 'nvme-cli\n'}
+        await h.configure()  # unwanted: nothing to disconnect
+        assert [c for c in h.io.calls if c[0] != 'connect'] == [] and entry_of(h, 'nvme1') == {
+            'owner': 'nvme-cli\n'
+        }
+        await h.configure(a)
+        [m] = h.engine._machines.values()  # noqa: SLF001
+        (h.registry / 'nvme1' / 'owner').unlink()  # the other tool let go of it
+        h.engine._timer_fired(m, 'connect', m.armed_timers['connect'])  # noqa: SLF001 - the retry
+        await settle()
+        assert m.phase is Phase.CONNECTED and m.device == 'nvme1'
+        assert entry_of(h, 'nvme1') == {'owner': 'stas\n', 'seqnum': '100\n'}
+
+    run(scenario())
+
+
+@DAEMONS
+def test_a_claim_lost_to_another_tool_lets_go_of_the_connection(tmp_path, daemon):
+    async def scenario():
+        h = Harness(tmp_path, daemon)
+        await h.start()
+        a = own_spec(daemon, 'a')
+        h.io.existing = {a.tid: 'nvme1'}
+        h.sys.controller('nvme1', 'a', TB0_ADDRESS)
+
+        def another_tool_claims(device):
+            (h.registry / device).mkdir(parents=True)
+            (h.registry / device / 'owner').write_text('discoverd\n')
+
+        h.io.on_adopt = another_tool_claims
+        await h.configure(a)
+        [m] = h.engine._machines.values()  # noqa: SLF001
+        assert m.phase is Phase.BACKOFF and m.last_error.code == 'OwnedElsewhere'
+        assert ('forget', 'nvme1') in h.io.calls and entry_of(h, 'nvme1') == {'owner': 'discoverd\n'}
+
+    run(scenario())
+
+
+@DAEMONS
+def test_an_entry_of_ours_written_for_a_later_controller_of_the_name_is_not_removed(tmp_path, daemon):
+    async def scenario():
+        h = Harness(tmp_path, daemon)
+        await h.start()
+        a = own_spec(daemon, 'a')
+        h.io.devices = {a.tid: 'nvme1'}
+        h.sys.controller('nvme1', 'a', TB0_ADDRESS)
+        await h.configure(a)
+        h.sys.seqnum(150)
+        Registry(str(h.registry), str(h.sys.root)).record('nvme1')  # another connection of ours since
+        await h.configure()
+        assert ('disconnect', 'nvme1') in h.io.calls
+        assert entry_of(h, 'nvme1') == {'owner': 'stas\n', 'seqnum': '150\n'}
+
+    run(scenario())
+
+
+@DAEMONS
+def test_an_unreadable_entry_keeps_a_daemon_off_its_controller(tmp_path, daemon):
+    async def scenario():
+        h = Harness(tmp_path, daemon)
+        await h.start()
+        a, b = own_spec(daemon, 'a'), own_spec(daemon, 'b')
+        h.io.existing = {a.tid: 'nvme1'}
+        h.io.devices = {b.tid: 'nvme2'}
+        h.sys.controller('nvme1', 'a', TB0_ADDRESS)
+        h.sys.controller('nvme2', 'b', TB0_ADDRESS)
+        (h.registry / 'nvme1').mkdir(parents=True)
+        (h.registry / 'nvme1' / 'owner').write_bytes(b'\xff\n')
+        await h.configure(a, b)
+        ma, mb = (next(m for m in h.engine._machines.values() if m.spec is s) for s in (a, b))  # noqa: SLF001
+        assert ma.phase is Phase.BACKOFF and 'is not UTF-8 text' in ma.last_error.message
+        (h.registry / 'nvme2' / 'owner').write_bytes(b'\xff\n')  # spoilt after we connected it
+        await h.configure()
+        assert ('forget', 'nvme2') in h.io.calls and ('disconnect', 'nvme2') not in h.io.calls
+        assert mb.phase is Phase.REMOVED
+
+    run(scenario())
+
+
+def test_the_audit_and_the_release_of_a_previous_runs_iocs_remove_our_entries_with_them(tmp_path):
+    async def scenario():
+        h = Harness(tmp_path)
+        await h.start()
+        previous = h.sys.controller('nvme1', 'previous', TB0_ADDRESS)  # a previous run's, ours
+        stray = h.sys.controller('nvme2', 'stray', TB0_ADDRESS, hostnqn='nqn.other')  # ours too
+        for device, stamp in (('nvme1', '11'), ('nvme2', '12')):
+            (h.registry / device).mkdir(parents=True)
+            (h.registry / device / 'owner').write_text('stas\n')
+            (h.registry / device / 'seqnum').write_text(stamp + '\n')
+        await h.configure(release=[spec('previous')])
+        assert (previous / 'delete_controller').read_text() == '1' and entry_of(h, 'nvme1') == {}
+        assert entry_of(h, 'nvme2') == {'owner': 'stas\n', 'seqnum': '12\n'}
+        await h.configure(adopt_trtypes=('tcp',))
+        assert (stray / 'delete_controller').read_text() == '1' and entry_of(h, 'nvme2') == {}
 
     run(scenario())

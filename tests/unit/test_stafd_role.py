@@ -135,6 +135,7 @@ def test_detailed_dict_key_order(tmp_path):
         'serial': 'abc',
         'state': 'live',  # the kernel's: 'state' stays the worker's phase
         'connect attempts': '0',
+        'owner': 'stas',  # in nvme-cli's ownership registry
     }
     role.on_report(KEY, connected(spec.tid, **attrs))
     [d] = role.list_controllers(True, caller_is_root=False)
@@ -153,7 +154,9 @@ def test_detailed_dict_key_order(tmp_path):
         'cntrltype',
         'connected',
         'state',
+        'owner',
     ]
+    assert d['owner'] == 'stas'
     assert (d['device'], d['connected'], d['state'], d['origin']) == (
         'nvme3',
         'True',
@@ -177,7 +180,7 @@ def test_detailed_dict_of_a_dc_in_backoff_shows_attempts_and_the_error(tmp_path)
     [d] = role.list_controllers(True, caller_is_root=True)
     assert (d['device'], d['connected'], d['state']) == ('nvme?', 'False', 'backoff')
     assert (d['connect attempts'], d['retry connect timer']) == ('2', '60.0s [59.5s]')
-    assert d['last error'] == 'connect failed: Connection refused'
+    assert d['last error'] == 'connect failed: Connection refused' and d['owner'] == ''
     assert (d['hostid'], d['model'], d['dctype']) == ('', '', '')
     # the worker releasing it: back to idle, no device
     role.on_report(KEY, CtrlGone(spec.tid, Role.DC))

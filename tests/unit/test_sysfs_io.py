@@ -287,6 +287,28 @@ def test_find_adoptable_prefers_live_then_lowest_instance(fake: FakeSys) -> None
     assert sysfs_io.find_adoptable(dc_tid(), Role.DC, IFACES, root, exclude={'nvme5', 'nvme7'}) == 'nvme2'
 
 
+def test_find_adoptable_passes_over_controllers_another_tool_owns(fake: FakeSys) -> None:
+    fake.controller('nvme1')
+    fake.controller('nvme2', address='traddr=192.0.2.9,trsvcid=8009,host_iface=tb0')  # no match: never asked
+    fake.controller('nvme3', state='deleting')  # going away: not asked about either
+    asked = []
+
+    def owned_elsewhere(device: str) -> str:
+        asked.append(device)
+        return "owned by 'discoverd'" if device == 'nvme1' else ''
+
+    passed_over: list = []
+    root = str(fake.root)
+    found = sysfs_io.find_adoptable(
+        dc_tid(), Role.DC, IFACES, root, owned_elsewhere=owned_elsewhere, passed_over=passed_over
+    )
+    assert found is None and passed_over == [('nvme1', "owned by 'discoverd'")] and asked == ['nvme1']
+    fake.controller('nvme4', state='connecting')  # an unowned match is chosen over an owned live one
+    assert (
+        sysfs_io.find_adoptable(dc_tid(), Role.DC, IFACES, root, owned_elsewhere=owned_elsewhere) == 'nvme4'
+    )
+
+
 # ---- /dev/nvme-fabrics --------------------------------------------------------------------------
 
 KERNEL_61_OPTIONS = (
