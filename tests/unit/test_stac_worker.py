@@ -376,8 +376,7 @@ def test_a_previous_runs_unwanted_connection_is_let_go_of_once_as_the_scope_says
         await h.start()
         removed = h.sys.controller('nvme1', 'removed', TB0_ADDRESS)
         owned = h.sys.controller('nvme2', 'owned', TB0_ADDRESS)
-        (h.registry / 'nvme2').mkdir(parents=True)
-        (h.registry / 'nvme2' / 'owner').write_text('nvme-cli\n')
+        write_entry(h.registry, 'nvme2', 'nvme-cli\n')
         kept = h.sys.controller('nvme3', 'kept', TB0_ADDRESS)
         # disconnect-scope=no-disconnect: nothing is disconnected, even a previous run's IOC
         await h.configure(release=[spec('kept')], disconnect_unwanted=False)
@@ -427,8 +426,7 @@ def test_the_audit_disconnects_unwanted_iocs_and_leaves_the_rest(tmp_path):
         other = h.sys.controller('nvme4', 'c', 'traddr=198.51.100.1,trsvcid=4420,src_addr=198.51.100.5')
         dc = h.sys.controller('nvme5', 'd', TB0_ADDRESS, cntrltype='discovery')
         owned = h.sys.controller('nvme6', 'e', TB0_ADDRESS)
-        (h.registry / 'nvme6').mkdir(parents=True)
-        (h.registry / 'nvme6' / 'owner').write_text('nbft\n')
+        write_entry(h.registry, 'nvme6', 'nbft\n')
         await h.configure(a, spec('b'), adopt_trtypes=())
         assert not (stray / 'delete_controller').exists()  # no audit without adopt_trtypes
         await h.configure(a, spec('b'), adopt_trtypes=('tcp',))
@@ -482,6 +480,27 @@ def entry_of(h: Harness, device: str) -> Dict[str, str]:
     return {name: (path / name).read_text() for name in sorted(os.listdir(path))} if path.exists() else {}
 
 
+async def started_with_a_connected(tmp_path: Path, daemon: str):
+    """A started harness whose kernel already has a controller ('nvme1') for the spec of 'a'."""
+    h = Harness(tmp_path, daemon)
+    await h.start()
+    a = own_spec(daemon, 'a')
+    h.io.existing = {a.tid: 'nvme1'}
+    h.sys.controller('nvme1', 'a', TB0_ADDRESS)
+    return h, a
+
+
+def write_entry(registry: Path, device: str, owner, seqnum: str = '') -> None:
+    """A registry entry as another tool (or a previous run) left it: ``owner`` as text or bytes."""
+    (registry / device).mkdir(parents=True)
+    if isinstance(owner, bytes):
+        (registry / device / 'owner').write_bytes(owner)
+    else:
+        (registry / device / 'owner').write_text(owner)
+    if seqnum:
+        (registry / device / 'seqnum').write_text(seqnum + '\n')
+
+
 def owners_reported(h: Harness) -> List[str]:
     return [
         dict(m.status.attrs).get('owner') for m in h.sent if isinstance(m, CtrlStatus) and m.status.device
@@ -499,8 +518,7 @@ def test_what_a_worker_connects_is_recorded_as_ours_and_unrecorded_when_it_disco
         a = own_spec(daemon, 'a')
         h.io.devices = {a.tid: 'nvme1'}
         h.sys.controller('nvme1', 'a', TB0_ADDRESS)
-        (h.registry / 'nvme1').mkdir(parents=True)  # a previous nvme1's, left behind
-        (h.registry / 'nvme1' / 'owner').write_text('discoverd\n')
+        write_entry(h.registry, 'nvme1', 'discoverd\n')  # a previous nvme1's, left behind
         h.sys.seqnum(4321)
         await h.configure(a)
         [m] = h.engine._machines.values()  # noqa: SLF001
@@ -524,9 +542,7 @@ def test_a_connection_found_made_is_claimed_when_nobody_owns_it_and_its_stamp_ke
         h.io.existing = {a.tid: 'nvme1', b.tid: 'nvme2'}
         h.sys.controller('nvme1', 'a', TB0_ADDRESS)
         h.sys.controller('nvme2', 'b', TB0_ADDRESS)
-        (h.registry / 'nvme2').mkdir(parents=True)  # a previous run's
-        (h.registry / 'nvme2' / 'owner').write_text('stas\n')
-        (h.registry / 'nvme2' / 'seqnum').write_text('77\n')
+        write_entry(h.registry, 'nvme2', 'stas\n', '77')  # a previous run's
         await h.configure(a, b)
         assert entry_of(h, 'nvme1') == {'owner': 'stas\n', 'seqnum': '100\n'}
         assert entry_of(h, 'nvme2') == {'owner': 'stas\n', 'seqnum': '77\n'}
@@ -540,13 +556,8 @@ def test_a_connection_found_made_is_claimed_when_nobody_owns_it_and_its_stamp_ke
 @DAEMONS
 def test_a_connection_another_tool_owns_is_neither_adopted_nor_made_again_until_it_lets_go(tmp_path, daemon):
     async def scenario():
-        h = Harness(tmp_path, daemon)
-        await h.start()
-        a = own_spec(daemon, 'a')
-        h.io.existing = {a.tid: 'nvme1'}
-        h.sys.controller('nvme1', 'a', TB0_ADDRESS)
-        (h.registry / 'nvme1').mkdir(parents=True)
-        (h.registry / 'nvme1' / 'owner').write_text('nvme-cli\n')
+        h, a = await started_with_a_connected(tmp_path, daemon)
+        write_entry(h.registry, 'nvme1', 'nvme-cli\n')
         await h.configure(a)
         [m] = h.engine._machines.values()  # noqa: SLF001
         assert m.phase is Phase.BACKOFF and m.device == ''
@@ -573,15 +584,10 @@ def test_a_connection_another_tool_owns_is_neither_adopted_nor_made_again_until_
 @DAEMONS
 def test_a_claim_lost_to_another_tool_lets_go_of_the_connection(tmp_path, daemon):
     async def scenario():
-        h = Harness(tmp_path, daemon)
-        await h.start()
-        a = own_spec(daemon, 'a')
-        h.io.existing = {a.tid: 'nvme1'}
-        h.sys.controller('nvme1', 'a', TB0_ADDRESS)
+        h, a = await started_with_a_connected(tmp_path, daemon)
 
         def another_tool_claims(device):
-            (h.registry / device).mkdir(parents=True)
-            (h.registry / device / 'owner').write_text('discoverd\n')
+            write_entry(h.registry, device, 'discoverd\n')
 
         h.io.on_adopt = another_tool_claims
         await h.configure(a)
@@ -620,8 +626,7 @@ def test_an_unreadable_entry_keeps_a_daemon_off_its_controller(tmp_path, daemon)
         h.io.devices = {b.tid: 'nvme2'}
         h.sys.controller('nvme1', 'a', TB0_ADDRESS)
         h.sys.controller('nvme2', 'b', TB0_ADDRESS)
-        (h.registry / 'nvme1').mkdir(parents=True)
-        (h.registry / 'nvme1' / 'owner').write_bytes(b'\xff\n')
+        write_entry(h.registry, 'nvme1', b'\xff\n')
         await h.configure(a, b)
         ma, mb = (next(m for m in h.engine._machines.values() if m.spec is s) for s in (a, b))  # noqa: SLF001
         assert ma.phase is Phase.BACKOFF and 'is not UTF-8 text' in ma.last_error.message
@@ -640,9 +645,7 @@ def test_the_audit_and_the_release_of_a_previous_runs_iocs_remove_our_entries_wi
         previous = h.sys.controller('nvme1', 'previous', TB0_ADDRESS)  # a previous run's, ours
         stray = h.sys.controller('nvme2', 'stray', TB0_ADDRESS, hostnqn='nqn.other')  # ours too
         for device, stamp in (('nvme1', '11'), ('nvme2', '12')):
-            (h.registry / device).mkdir(parents=True)
-            (h.registry / device / 'owner').write_text('stas\n')
-            (h.registry / device / 'seqnum').write_text(stamp + '\n')
+            write_entry(h.registry, device, 'stas\n', stamp)
         await h.configure(release=[spec('previous')])
         assert (previous / 'delete_controller').read_text() == '1' and entry_of(h, 'nvme1') == {}
         assert entry_of(h, 'nvme2') == {'owner': 'stas\n', 'seqnum': '12\n'}
