@@ -415,6 +415,7 @@ class NvmeIo:
         # shared by concurrent connects: each entry is a fact about one sysfs node, so a race
         # between two of them costs a read, never a wrong answer
         self._nqns = sysfs_io.ControllerNqns(sysfs_root)
+        self._subsystems = sysfs_io.SubsystemNqns(sysfs_root)
         self._tree: Optional[_Tree] = None  # the long-lived one, under _tree_lock
         self._connect_lock = threading.Lock()
         self._connect_tree: Optional[_Tree] = None  # under _connect_lock
@@ -523,6 +524,7 @@ class NvmeIo:
             nqns=self._nqns,
             owned_elsewhere=owned_elsewhere,
             passed_over=passed_over,
+            subsystems=self._subsystems,
         )
         if device is None and passed_over:
             other, why = passed_over[0]

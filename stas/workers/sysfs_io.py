@@ -76,8 +76,12 @@ def read_attr(device: str, name: str, sysfs_root: str = SYSFS_ROOT) -> str:
     attribute the kernel version lacks; EIO from a dying device), none of which is an error
     for a scan.
     """
+    return _read_value(os.path.join(controller_dir(device, sysfs_root), name))
+
+
+def _read_value(path: str) -> str:
     try:
-        with open(os.path.join(controller_dir(device, sysfs_root), name), 'rb') as f:
+        with open(path, 'rb') as f:
             data = f.read(4096)
     except OSError:
         return ''
@@ -130,18 +134,36 @@ def _subsystem_namespaces(sysfs_root: str) -> Dict[str, bool]:
     return found
 
 
+def _subsystem_has_heads(device: str, subsysnqn: str, subsystems: SubsystemNqns) -> bool:
+    """Whether the subsystem of ``device`` has namespace heads: only the subsystems of its
+    NQN are listed, not every subsystem of the host."""
+    for path in subsystems.dirs_of(kernel_value(subsysnqn)):
+        entries = _listdir(path)
+        if device in entries:
+            return any(_HEAD_NAMESPACE.fullmatch(e) for e in entries)
+    return False
+
+
 def _has_own_namespaces(device: str, sysfs_root: str) -> bool:
     return any(_CTRL_NAMESPACE.fullmatch(e) for e in _listdir(controller_dir(device, sysfs_root)))
 
 
 def read_controller(
-    device: str, sysfs_root: str = SYSFS_ROOT, subsystem_namespaces: Optional[Mapping[str, bool]] = None
+    device: str,
+    sysfs_root: str = SYSFS_ROOT,
+    subsystem_namespaces: Optional[Mapping[str, bool]] = None,
+    subsystems: Optional[SubsystemNqns] = None,
 ) -> Optional[KernelController]:
-    """The ``KernelController`` for one device, or None when the kernel no longer has it."""
+    """The ``KernelController`` for one device, or None when the kernel no longer has it.
+    ``subsystem_namespaces`` (a scan's, for every controller) or ``subsystems`` (kept by the
+    caller from one read to the next) find the namespace heads of its subsystem."""
     if not device_exists(device, sysfs_root):
         return None
-    if subsystem_namespaces is None:
-        subsystem_namespaces = _subsystem_namespaces(sysfs_root)
+    subsysnqn = read_attr(device, 'subsysnqn', sysfs_root)
+    if subsystem_namespaces is not None:
+        subsystem_heads = subsystem_namespaces.get(device, False)
+    else:
+        subsystem_heads = _subsystem_has_heads(device, subsysnqn, subsystems or SubsystemNqns(sysfs_root))
     address = parse_sysfs_address(read_attr(device, 'address', sysfs_root))
     kctrl = KernelController(
         device=device,
@@ -151,11 +173,11 @@ def read_controller(
         host_traddr=address.get('host_traddr', ''),
         host_iface=address.get('host_iface', ''),
         src_addr=address.get('src_addr', ''),
-        subsysnqn=read_attr(device, 'subsysnqn', sysfs_root),
+        subsysnqn=subsysnqn,
         hostnqn=read_attr(device, 'hostnqn', sysfs_root),
         cntrltype=read_attr(device, 'cntrltype', sysfs_root),
         dctype=read_attr(device, 'dctype', sysfs_root),
-        has_namespaces=_has_own_namespaces(device, sysfs_root) or subsystem_namespaces.get(device, False),
+        has_namespaces=_has_own_namespaces(device, sysfs_root) or subsystem_heads,
     )
     # Deleted while we read it: every attribute came back '' and the directory is gone.
     return kctrl if device_exists(device, sysfs_root) else None
@@ -227,6 +249,35 @@ class ControllerNqns:
         return sorted(((name, nqn) for (name, _ino), nqn in known.items()), key=lambda dn: _instance(dn[0]))
 
 
+class SubsystemNqns:
+    """The NQN of each kernel subsystem (``/sys/class/nvme-subsystem/nvme-subsysN``), each read
+    once and keyed by (name, inode) as in ``ControllerNqns``: one controller's subsystem is then
+    found without listing every subsystem of the host. Listing them all at each adoption made a
+    restart's adoption of N controllers cost O(N^2) directory reads (half of a restarted stacd
+    worker's time at 200 controllers in the test guest)."""
+
+    def __init__(self, sysfs_root: str = SYSFS_ROOT) -> None:
+        self._base = os.path.join(sysfs_root, 'class', 'nvme-subsystem')
+        self._known: Dict[Tuple[str, int], str] = {}
+
+    def dirs_of(self, nqn: str) -> List[str]:
+        """The sysfs directories of the subsystems whose NQN is ``nqn``."""
+        try:
+            with os.scandir(self._base) as entries:
+                found = [(e.name, e.inode()) for e in entries]
+        except OSError:
+            return []
+        known: Dict[Tuple[str, int], str] = {}
+        for key in found:
+            value = self._known.get(key)
+            if value is None:
+                value = kernel_value(_read_value(os.path.join(self._base, key[0], 'subsysnqn')))
+            if value:
+                known[key] = value
+        self._known = known  # forgets the subsystems that are gone
+        return [os.path.join(self._base, name) for (name, _ino), value in known.items() if value == nqn]
+
+
 def find_adoptable(
     tid: TransportId,
     role: Optional[Role],
@@ -236,14 +287,16 @@ def find_adoptable(
     nqns: Optional[ControllerNqns] = None,
     owned_elsewhere: Optional[Callable[[str], str]] = None,
     passed_over: Optional[List[Tuple[str, str]]] = None,
+    subsystems: Optional[SubsystemNqns] = None,
 ) -> Optional[str]:
     """The device name of an existing kernel controller that may be adopted for ``tid``, or None.
 
     Matching is ``stas.fabric.reuse.kernel_ctrl_matches`` (with the DC/IOC check for ``role``).
     Controllers named in ``exclude`` (already managed) and controllers being deleted are
     skipped. When several match, a live one wins over one the kernel is reconnecting, then the
-    lowest instance number, so the choice is stable across restarts. ``nqns`` keeps what it read
-    from one call to the next (the caller's, e.g. one per worker). A match for which
+    lowest instance number, so the choice is stable across restarts. ``nqns`` and
+    ``subsystems`` keep what they read from one call to the next (the caller's, e.g. one per
+    worker). A match for which
     ``owned_elsewhere(device)`` gives a reason (another tool owns it) is never chosen; it is
     added, with that reason, to ``passed_over``.
     """
@@ -260,7 +313,7 @@ def find_adoptable(
     for device in devices:
         if device in exclude:
             continue
-        kctrl = read_controller(device, sysfs_root)
+        kctrl = read_controller(device, sysfs_root, subsystems=subsystems)
         if kctrl is None or not kernel_ctrl_matches(tid, kctrl, iface_addrs, role):
             continue
         state = controller_state(kctrl.device, sysfs_root).lower()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import os
+import shutil
 from pathlib import Path
 from typing import Dict, Optional
 
@@ -14,6 +15,7 @@ from stas.workers import sysfs_io
 
 HOSTNQN = 'nqn.2014-08.org.nvmexpress:uuid:5e1c3a12-7f0b-4e8e-9d5a-0c2f6b8e4a71'
 SUB1 = 'nqn.2024-01.com.example:sub1'
+SUB2 = 'nqn.2024-01.com.example:sub2'
 IFACES = {'tb0': ['192.0.2.5'], 'tb1': ['198.51.100.5']}
 
 
@@ -49,9 +51,10 @@ class FakeSys:
         os.symlink(path, self.root / 'class' / 'nvme' / name)
         return path
 
-    def subsystem(self, name: str, controllers, heads=()) -> Path:
+    def subsystem(self, name: str, controllers, heads=(), nqn: str = '') -> Path:
         path = self.root / 'class' / 'nvme-subsystem' / name
         path.mkdir()
+        (path / 'subsysnqn').write_text(nqn + '\n')
         for ctrl in controllers:
             os.symlink(self.devices / ctrl, path / ctrl)
         for head in heads:
@@ -154,6 +157,30 @@ def test_namespace_heads_of_the_subsystem_count(fake: FakeSys) -> None:
     fake.subsystem('nvme-subsys1', ['nvme1'])
     by_name = {k.device: k.has_namespaces for k in sysfs_io.scan_controllers(str(fake.root))}
     assert by_name == {'nvme0': True, 'nvme1': False}
+
+
+def test_one_controller_read_alone_looks_only_at_the_subsystems_of_its_nqn(fake: FakeSys) -> None:
+    fake.controller('nvme0', subsysnqn=SUB1)
+    fake.controller('nvme1', subsysnqn=SUB2)
+    fake.subsystem('nvme-subsys0', ['nvme0'], heads=['nvme0n1'], nqn=SUB1)
+    fake.subsystem('nvme-subsys1', ['nvme1'], nqn=SUB2)
+    subsystems = sysfs_io.SubsystemNqns(str(fake.root))
+    assert sysfs_io.read_controller('nvme0', str(fake.root), subsystems=subsystems).has_namespaces is True
+    assert sysfs_io.read_controller('nvme1', str(fake.root), subsystems=subsystems).has_namespaces is False
+    # a subsystem of another NQN that lists the device (it cannot, in a real kernel) is not read
+    fake.subsystem('nvme-subsys2', ['nvme1'], heads=['nvme1n1'], nqn=SUB1)
+    assert sysfs_io.read_controller('nvme1', str(fake.root), subsystems=subsystems).has_namespaces is False
+
+
+def test_subsystem_nqns_are_read_once_per_sysfs_node(fake: FakeSys) -> None:
+    first = fake.subsystem('nvme-subsys0', [], nqn=SUB1)
+    subsystems = sysfs_io.SubsystemNqns(str(fake.root))
+    assert subsystems.dirs_of(SUB1) == [str(first)]
+    (first / 'subsysnqn').write_text(SUB2 + '\n')  # not read again: the same node
+    assert subsystems.dirs_of(SUB1) == [str(first)]
+    shutil.rmtree(first)  # gone: forgotten
+    second = fake.subsystem('nvme-subsys1', [], nqn=SUB2)  # new: read
+    assert subsystems.dirs_of(SUB1) == [] and subsystems.dirs_of(SUB2) == [str(second)]
 
 
 def test_other_children_are_not_namespaces(fake: FakeSys) -> None:
