@@ -540,7 +540,10 @@ class AvahiBrowser:
                 ident.trsvcid,
                 ident.subsysnqn,
             )
-            item.probe = self._spawn(self._check_reachable(item, ident))
+            if needs_probe(ident.transport):
+                item.probe = self._spawn(self._check_reachable(item, ident))
+            else:  # reachable as it stands: published so at once, never first as unreachable
+                item.reachable = True
         self._publish()
 
     def _on_resolver_failure(self, msg) -> None:
@@ -620,10 +623,6 @@ class AvahiBrowser:
         self._resolvers[path] = item.key
 
     async def _check_reachable(self, item: _Item, ident: ServiceIdentity) -> None:
-        if not needs_probe(ident.transport):
-            item.reachable = True
-            self._publish()
-            return
         failures = 0
         while True:
             why = await self._probe(self.iface, ident.traddr, int(ident.trsvcid), PROBE_TIMEOUT_S)
