@@ -458,3 +458,35 @@ def test_dbus_policy(private_bus, svc):
     finally:
         owner.kill()
         owner.wait(10)
+
+
+def test_a_venv_in_a_home_directory_gets_read_only_homes(tmp_path):
+    # a venv under /root, whose Python (a link, as venvs make) is elsewhere: ProtectHome=yes
+    # would hide it from the daemons
+    proc = install(tmp_path, '--venv', '/root/stas-venv')
+    units = tmp_path / 'usr/lib/systemd/system'
+    for daemon in ('stafd', 'stacd'):
+        dropin = (units / f'{daemon}.service.d/venv-in-home.conf').read_text()
+        assert dropin.endswith('[Service]\nProtectHome=read-only\n')
+    assert 'ProtectHome=read-only' in proc.stdout
+    # recorded, so --uninstall removes them
+    proc = subprocess.run(
+        [sys.executable, str(INSTALL), '--destdir', str(tmp_path), '--uninstall'],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert not (units / 'stafd.service.d/venv-in-home.conf').exists()
+
+
+def test_a_venv_whose_python_lives_in_a_home_directory_gets_read_only_homes(tmp_path):
+    venv_bin = tmp_path / 'opt/stas/bin'
+    venv_bin.mkdir(parents=True)
+    (venv_bin / 'python').symlink_to('/home/admin/.pyenv/versions/3.11.7/bin/python3')
+    install(tmp_path, '--venv', '/opt/stas')
+    assert (tmp_path / 'usr/lib/systemd/system/stacd.service.d/venv-in-home.conf').is_file()
+
+
+def test_a_venv_outside_home_directories_gets_no_drop_in(tmp_path):
+    install(tmp_path, '--venv', '/opt/stas')
+    assert not list(tmp_path.rglob('*.service.d'))
