@@ -27,7 +27,7 @@ from stas.workers.ownership import REGISTRY_DIR
 
 from .daemons import RunningDaemon
 from .fabric import Fabric
-from .guest import IN_GUEST, SKIP_REASON, missing_kernel_support, scaled, wait_for
+from .guest import IN_GUEST, SKIP_REASON, UNDER_SYSTEMD, missing_kernel_support, scaled, wait_for
 from .initiator import (
     HOSTID,
     HOSTNQN,
@@ -48,13 +48,23 @@ UDEVD = '/lib/systemd/systemd-udevd'
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(config: pytest.Config, items: list) -> None:
-    """Mark everything under tests/e2e as e2e (before -m selects), and skip it off the guest."""
+    """Mark everything under tests/e2e as e2e (before -m selects), and skip it off the guest.
+
+    The tests marked ``systemd`` need systemd as PID 1 (``tools/e2e --systemd``) and the others
+    a guest without it (they run their own bus and udevd): each kind of guest deselects the
+    other kind's tests (``tools/test`` boots both)."""
+    other_kind = []
     for item in items:
         if HERE not in Path(str(item.fspath)).resolve().parents:
             continue
         item.add_marker(pytest.mark.e2e)
         if not IN_GUEST:
             item.add_marker(pytest.mark.skip(reason=SKIP_REASON))
+        elif (item.get_closest_marker('systemd') is not None) != UNDER_SYSTEMD:
+            other_kind.append(item)
+    if other_kind:
+        config.hook.pytest_deselected(items=other_kind)
+        items[:] = [item for item in items if item not in other_kind]
 
 
 @pytest.hookimpl(hookwrapper=True)

@@ -18,6 +18,8 @@ IN_GUEST = os.environ.get('STAS_E2E_GUEST') == '1'
 SKIP_REASON = (
     'e2e test: needs the kernel NVMe-oF stack (nvme-tcp, nvmet) of the test guest; run it with tools/e2e'
 )
+# A guest booted with systemd as PID 1 (tools/e2e --systemd), which runs the tests as a service.
+UNDER_SYSTEMD = IN_GUEST and os.path.isdir('/run/systemd/system')
 # Kernel modules the guest loads at boot (module names as /sys/module spells them).
 REQUIRED_MODULES = ('nvme_tcp', 'nvme_fabrics', 'nvmet', 'nvmet_tcp')
 
