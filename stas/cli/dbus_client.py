@@ -15,15 +15,22 @@ no bus socket, the daemon does not own its name             69     ``cannot reac
 not answer in time                                                 running?``
 the bus policy or the daemon refused (AccessDenied,         77     what was refused: ``setting
 ``...Error.PermissionDenied``)                                     tron is for root only``...
+the running daemon has no such interface, method or         1      ``the running stafd
+property (``NotOffered``; nvme-stas 2.x has no                     (nvme-stas 2.x?) has no
+``org.nvmexpress.<svc>.workers``)                                  org.nvmexpress.staf.workers
+                                                                   interface``
 a named error of the daemon (``org.nvmexpress.<svc>.Error.  1      the daemon's message
 <code>``), or any other D-Bus error
 =========================================================== ====== ============================
+
+What a command can do without a member that only newer daemons have, it does through
+``if_offered``: the one place that turns "not offered" into "left out".
 """
 
 from __future__ import annotations
 
 import json
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple, TypeVar
 
 from jeepney import DBusAddress, MessageType, Properties, new_method_call
 from jeepney.bus import get_bus
@@ -63,7 +70,11 @@ _DENIED = frozenset({'org.freedesktop.DBus.Error.AccessDenied', 'org.freedesktop
 # What only root may do, by action: the policy file refuses it to others, and so does the daemon
 # (sd-bus answers AccessDenied to a Set of tron from another user than the daemon's).
 _ROOT_ONLY = {'set tron': 'setting tron', 'call restart_worker': 'restarting a worker'}
-_UNSUPPORTED = frozenset(
+# How a daemon says it has no such interface or member. sd-bus (our daemons) answers
+# UnknownInterface, UnknownMethod or UnknownProperty. GDBus (nvme-stas 2.x serves its objects
+# through it) answers UnknownMethod "No such interface ..." to a call on an interface the object
+# lacks, and InvalidArgs "No such interface ..." / "No such property ..." to a Get or Set.
+_NOT_OFFERED = frozenset(
     {
         'org.freedesktop.DBus.Error.UnknownMethod',
         'org.freedesktop.DBus.Error.UnknownInterface',
@@ -71,6 +82,13 @@ _UNSUPPORTED = frozenset(
         'org.freedesktop.DBus.Error.UnknownProperty',
     }
 )
+_NO_INTERFACE = frozenset(
+    {'org.freedesktop.DBus.Error.UnknownInterface', 'org.freedesktop.DBus.Error.UnknownObject'}
+)
+_INVALID_ARGS = 'org.freedesktop.DBus.Error.InvalidArgs'
+_NO_SUCH = ('No such interface', 'No such property')
+
+T = TypeVar('T')
 
 
 class CtlError(Exception):
@@ -86,6 +104,32 @@ class CtlError(Exception):
             self.exit_code = exit_code
 
 
+class NotOffered(CtlError):
+    """The running daemon has no such interface, method or property (an older version)."""
+
+
+def not_offered(daemon: str, interface: str, member: str, error_name: str, message: str) -> NotOffered:
+    """The ``NotOffered`` for a daemon that answered a use of ``interface``.``member`` with
+    ``error_name``: one line naming what is missing (the interface or only the member)."""
+    interface = interface or bus_name(daemon)
+    if error_name in _NO_INTERFACE or message.startswith('No such interface'):
+        return NotOffered(
+            f'the running {daemon} (nvme-stas 2.x?) has no {interface} interface', EX_FAILED, error_name
+        )
+    # sd-bus does not tell a missing interface from a missing member: name both
+    return NotOffered(
+        f'the running {daemon} (an older version?) has no {member} in {interface}', EX_FAILED, error_name
+    )
+
+
+def if_offered(call: Callable[..., T], *args: Any) -> Optional[T]:
+    """``call(*args)``, or None when the running daemon does not offer what it uses."""
+    try:
+        return call(*args)
+    except NotOffered:
+        return None
+
+
 def unreachable(daemon: str, detail: str = '') -> CtlError:
     name = bus_name(daemon)
     text = f'cannot reach {daemon} on the system bus ({name}): is {daemon} running?'
@@ -93,11 +137,13 @@ def unreachable(daemon: str, detail: str = '') -> CtlError:
     return CtlError(text + (f'\n  ({detail})' if detail else ''), EX_UNAVAILABLE)
 
 
-def error_from_reply(daemon: str, name: str, message: str, action: str) -> CtlError:
+def error_from_reply(daemon: str, name: str, message: str, action: str, interface: str = '') -> CtlError:
     """The ``CtlError`` for the D-Bus error ``name`` (with its ``message``) that answered
-    ``action`` ('call list_workers', 'set tron')."""
+    ``action`` ('call list_workers', 'set tron') on ``interface`` (default: the daemon's own)."""
     service = SERVICE_OF_DAEMON[daemon]
     message = (message or '').strip()
+    if name in _NOT_OFFERED or (name == _INVALID_ARGS and message.startswith(_NO_SUCH)):
+        return not_offered(daemon, interface, action.rpartition(' ')[2], name, message)
     own_prefix = f'org.nvmexpress.{service}.Error.'
     if name in _UNREACHABLE:
         if name in _NO_ANSWER:
@@ -116,10 +162,6 @@ def error_from_reply(daemon: str, name: str, message: str, action: str) -> CtlEr
         )
     if name.startswith(own_prefix):
         return CtlError(message or f'{daemon} failed: {name[len(own_prefix) :]}', EX_FAILED, name)
-    if name in _UNSUPPORTED:
-        return CtlError(
-            f'{daemon} does not support this ({action}): is it an older version?', EX_FAILED, name
-        )
     return CtlError(f'{action} failed: {name}' + (f': {message}' if message else ''), EX_FAILED, name)
 
 
@@ -201,9 +243,9 @@ class DaemonClient:
     def _interface(self, suffix: str = '') -> str:
         return f'org.nvmexpress.{self.service}{suffix}'
 
-    def _call(self, msg: Message, member: str) -> tuple:
+    def _call(self, msg: Message, member: str, interface: str) -> tuple:
         """Send ``msg``, return the reply's body; ``member`` says what it was in messages
-        ('call list_workers', 'set tron')."""
+        ('call list_workers', 'set tron'), ``interface`` whose member it is."""
         conn = self._connection()
         try:
             reply = conn.send_and_get_reply(msg, timeout=self._timeout_s)
@@ -216,21 +258,24 @@ class DaemonClient:
         if reply.header.message_type == MessageType.error:
             name = reply.header.fields.get(HeaderFields.error_name, '')
             text = reply.body[0] if reply.body and isinstance(reply.body[0], str) else ''
-            raise error_from_reply(self.daemon, name, text, member)
+            raise error_from_reply(self.daemon, name, text, member, interface)
         return reply.body
 
     def _method(self, suffix: str, member: str, signature: str = '', args: tuple = ()) -> Any:
-        msg = new_method_call(self._address_of(self._interface(suffix)), member, signature or None, args)
-        body = self._call(msg, f'call {member}')
+        interface = self._interface(suffix)
+        msg = new_method_call(self._address_of(interface), member, signature or None, args)
+        body = self._call(msg, f'call {member}', interface)
         return body[0] if body else None
 
     def _get(self, suffix: str, prop: str) -> Any:
-        msg = Properties(self._address_of(self._interface(suffix))).get(prop)
-        return self._call(msg, f'get {prop}')[0][1]  # (signature, value) of the variant
+        interface = self._interface(suffix)
+        msg = Properties(self._address_of(interface)).get(prop)
+        return self._call(msg, f'get {prop}', interface)[0][1]  # (signature, value) of the variant
 
     def _set(self, suffix: str, prop: str, signature: str, value: Any) -> None:
-        msg = Properties(self._address_of(self._interface(suffix))).set(prop, signature, value)
-        self._call(msg, f'set {prop}')
+        interface = self._interface(suffix)
+        msg = Properties(self._address_of(interface)).set(prop, signature, value)
+        self._call(msg, f'set {prop}', interface)
 
     def _json(self, text: str, member: str) -> Any:
         try:

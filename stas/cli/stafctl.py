@@ -4,8 +4,12 @@ Commands (``stas.cli.args`` holds the command line): ``tron``, ``troff``, ``stat
 [-d]``, ``dlp``, ``adlp [-d]`` as in nvme-stas 2.x, plus ``workers`` and ``restart IFACE``.
 Output is 2.x's pprint by default, JSON with ``--json`` (``stas.cli.render``).
 
-Exit status: 0 done; 1 the daemon refused or failed (its message is printed), or no
-sub-command; 2 bad command line; 69 the daemon is not on the system bus; 77 permission
+Against an nvme-stas 2.x daemon every 2.x command works as with 2.x (``status`` then has no
+workers section); ``workers`` and ``restart`` say in one line that the daemon has no workers
+interface, and exit 1.
+
+Exit status: 0 done; 1 the daemon refused or failed (its message is printed), does not offer
+the command, or no sub-command; 2 bad command line; 69 the daemon is not on the system bus; 77 permission
 denied (see ``stas.cli.dbus_client``). nvme-stas 2.x exited 1 with "Unable to communicate with
 stafd over D-Bus" for all of these.
 
@@ -17,35 +21,17 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Any, Callable, Dict, List, Optional, Sequence
+from typing import Callable, Dict, List, Optional, Sequence
 
 from . import render
 from .args import build_stafctl_parser, parse_ctl_args
-from .dbus_client import EX_FAILED, CtlError, DaemonClient
+from .dbus_client import EX_FAILED, CtlError, DaemonClient, if_offered
 
 Command = Callable[[DaemonClient, argparse.Namespace], str]
-
-_OLDER_DAEMON = frozenset(
-    {
-        'org.freedesktop.DBus.Error.UnknownMethod',
-        'org.freedesktop.DBus.Error.UnknownInterface',
-        'org.freedesktop.DBus.Error.UnknownProperty',
-    }
-)
 
 
 def _json_mode(args: argparse.Namespace) -> bool:
     return bool(getattr(args, 'json', False))
-
-
-def _if_supported(call: Callable[[], Any]) -> Optional[Any]:
-    """``call()``, or None when the daemon does not have that member (nvme-stas 2.x)."""
-    try:
-        return call()
-    except CtlError as exc:
-        if exc.error_name in _OLDER_DAEMON:
-            return None
-        raise
 
 
 def cmd_tron(client: DaemonClient, args: argparse.Namespace) -> str:
@@ -70,8 +56,9 @@ def cmd_status(client: DaemonClient, args: argparse.Namespace) -> str:
         controllers,
         log_pages=log_pages,
         controller_infos=infos,
-        workers=_if_supported(client.list_workers),
-        config_problems=_if_supported(client.config_problems),
+        # an nvme-stas 2.x daemon has neither: its status is then exactly 2.x's
+        workers=if_offered(client.list_workers),
+        config_problems=if_offered(client.config_problems),
     )
     return render.output(view, _json_mode(args))
 

@@ -210,7 +210,7 @@ UNREACHABLE = 'cannot reach stafd on the system bus (org.nvmexpress.staf): is st
             'org.freedesktop.DBus.Error.UnknownMethod',
             'Unknown method',
             EX_FAILED,
-            'stafd does not support this (call ls): is it an older version?',
+            'the running stafd (an older version?) has no ls in org.nvmexpress.staf',
         ),
         (
             'org.nvmexpress.stac.Error.NotFound',
