@@ -182,6 +182,14 @@ _STEP_WHAT = {
 }
 
 
+def timer_text(interval_s: float, remaining_s: Optional[float] = None) -> str:
+    """A timer as nvme-stas 2.x shows it: ``'60.0s [12.5s]'`` while armed, ``'60.0s [off]'``
+    when not (``remaining_s`` None)."""
+    if remaining_s is None:
+        return f'{float(interval_s)}s [off]'
+    return f'{float(interval_s)}s [{round(max(0.0, remaining_s), 3)}s]'
+
+
 class ControllerMachine:
     """One DC or IOC: its phase, its kernel device, the op in flight and its timers."""
 
@@ -321,8 +329,8 @@ class ControllerMachine:
     def _timer_text(self, name: str, interval_s: float, now: float) -> str:
         armed = self._timers.get(name)
         if armed is None:
-            return f'{float(interval_s)}s [off]'
-        return f'{float(armed.delay_s)}s [{round(max(0.0, armed.deadline - now), 3)}s]'
+            return timer_text(interval_s)
+        return timer_text(armed.delay_s, armed.deadline - now)
 
     def _arm(self, name: str, delay_s: float, now: float) -> List[Effect]:
         self._tokens += 1

@@ -5,26 +5,30 @@ daemons build them here, one way (upstream.md 2.5):
 
 - ``controller_id_dict``: the TID keys, the controller's own ``controller=`` keys, host-nqn,
   device ('nvme?' without a kernel device);
-- ``add_details``: then, for ``detailed``, the info() keys (connect attempts, retry connect timer,
-  connect operation), the role's own keys (stafd: origin), the DC operation keys, the sysfs
-  details, ``connected``, more role keys (stacd: dlpe), then what is new here (the worker's
-  phase as ``state``, ``last error``, the controller's ``owner`` in nvme-cli's ownership
-  registry, other attributes the worker reported).
+- ``add_details``: then, for ``detailed``, the info() keys (connect attempts, retry connect timer
+  (off until the worker reports it), connect operation), the role's own keys (stafd: origin),
+  the DC operation keys, the sysfs details, ``connected``, more role keys (stacd: dlpe), then
+  what is new here (the worker's phase as ``state``, ``last error``, the controller's ``owner``
+  in nvme-cli's ownership registry, other attributes the worker reported).
 """
 
 from __future__ import annotations
 
 from typing import Dict, Iterable, Mapping, Optional, Tuple
 
+from ..fabric.controller import timer_text
+from ..fabric.controller_policy import RetryPolicy
 from ..model import ControllerStatus, CtrlState, TransportId
 
 REDACTED = '(hidden: root only)'
 # controller= keys whose values non-root callers never see
 SECRET_KEYS = ('dhchap-secret', 'dhchap-ctrl-secret')
 
-_INFO_KEYS = ('retry connect timer', 'connect operation')
+_INFO_KEYS = ('connect operation',)
 _OPERATION_KEYS = ('get log page operation', 'register operation', 'get supported log page operation')
 _DETAIL_KEYS = ('hostid', 'hostnqn', 'model', 'serial', 'dctype', 'cntrltype')
+# what a worker's machine says of its connect timer before its first attempt
+_RETRY_CONNECT_IDLE = timer_text(RetryPolicy().connect_backoff_s[-1])
 
 
 def visible_extras(pairs: Iterable[Tuple[str, str]], caller_is_root: bool) -> Dict[str, str]:
@@ -50,6 +54,8 @@ def add_details(
 ) -> Dict[str, str]:
     attrs = dict(status.attrs) if status else {}
     d['connect attempts'] = str(status.attempts if status else 0)
+    # 2.x always has the retry connect timer: keep the key until the worker reports one
+    d['retry connect timer'] = attrs.get('retry connect timer', _RETRY_CONNECT_IDLE)
     for key in _INFO_KEYS:
         if key in attrs:
             d[key] = attrs[key]

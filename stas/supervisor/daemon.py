@@ -43,6 +43,7 @@ from ..conf import (
 )
 from ..conf.exclusions import NVME_ETC_DIR, HostExclusions, exclusion_paths, read_exclusions
 from ..errors import InvalidArgument, NotFound, Unavailable
+from ..fabric.controller import timer_text
 from ..ipc.messages import OP_SET_LOG_LEVEL, Configure, Hello, Message, WorkerOptions
 from ..model import HostIdentity, WorkerKey
 from ..signals import EarlySignals, UnusedSignalLog
@@ -72,6 +73,7 @@ log = logging.getLogger(__name__)
 
 REFUSING_CODES = {Code.SYNTAX, Code.UNREADABLE}
 READ_TIMEOUT_S = 10.0  # reading the configuration files at a reload
+REPLAN_SOAK_S = 0.05  # reports and changes that come within this are planned in one pass
 
 
 class ConfigRefused(Exception):
@@ -381,10 +383,10 @@ class Supervisor:
         if self.pool is not None:
             self._schedule_replan()
 
-    def _schedule_replan(self, delay_s: float = 0.05) -> None:
+    def _schedule_replan(self) -> None:
         """Replan shortly: a burst of reports (referrals from several DCs) costs one pass."""
         if self._replan_soon is None:
-            self._replan_soon = asyncio.get_running_loop().call_later(delay_s, self._replan_now)
+            self._replan_soon = asyncio.get_running_loop().call_later(REPLAN_SOAK_S, self._replan_now)
 
     def _replan_now(self) -> None:
         self._replan_soon = None
@@ -522,19 +524,36 @@ class Supervisor:
             # the host key is a secret: say whether one is configured, never what it is
             'hostkey': ('(set)' if host.hostkey else None) if host else None,
             'symname': host.symname if host else None,
-            'version': __version__,
-            'pid': os.getpid(),
-            'uptime': round(time.monotonic() - self._started, 1),
-            'config file': self.conf_file,
-            'config generation': self._generation,
-            'config problems': list(self.config_problems()),
-            'exclusion files': list(self._exclusions.files),
-            'runtime directory': self.runtime_dir,
-            'runtime directory problem': self.role.runtime_dir_problem(),
-            'host problems': self._host_watch.texts(),
-            'workers': [_worker_dict(w) for w in self.workers()],
-            'signals ignored': dict(self._unused_signals.counts),
         }
+        # nvme-stas 2.x's other keys, for its tools and the scripts written for them (the roles
+        # add stafd's 'avahi' and stacd's 'terminator.controller.<TID>')
+        support = self._host_watch.kernel_support
+        info['last known config file'] = self.role.state_file.path  # what a restart starts from
+        # 2.x waited that long after a change before acting on it; here a burst of changes is
+        # planned together after REPLAN_SOAK_S
+        soon = self._replan_soon
+        remaining = soon.when() - asyncio.get_running_loop().time() if soon is not None else None
+        info['config soak timer'] = timer_text(REPLAN_SOAK_S, remaining)
+        info['kernel support.TP8013'] = str(support.get('TP8013', False))
+        info['kernel support.host_iface'] = str(support.get('host_iface', False))
+        # a controller no longer wanted is let go of at once: no disposal waits for an audit
+        info['terminator.audit timer'] = timer_text(0.0)
+        info.update(
+            {
+                'version': __version__,
+                'pid': os.getpid(),
+                'uptime': round(time.monotonic() - self._started, 1),
+                'config file': self.conf_file,
+                'config generation': self._generation,
+                'config problems': list(self.config_problems()),
+                'exclusion files': list(self._exclusions.files),
+                'runtime directory': self.runtime_dir,
+                'runtime directory problem': self.role.runtime_dir_problem(),
+                'host problems': self._host_watch.texts(),
+                'workers': [_worker_dict(w) for w in self.workers()],
+                'signals ignored': dict(self._unused_signals.counts),
+            }
+        )
         if self._boot is not None:  # stafd: what it found of the firmware's NBFT at start
             info['nbft'] = {
                 'path': self._nbft_dir,

@@ -32,7 +32,7 @@ from __future__ import annotations
 import gzip
 import os
 import re
-from typing import List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 from ..record import record
 
@@ -173,6 +173,24 @@ def fabrics_options(paths: HostPaths) -> Optional[Tuple[str, ...]]:
         os.close(fd)
     line = data.decode('ascii', 'replace').splitlines()[0] if data.strip() else ''
     return tuple(t.split('=', 1)[0].strip() for t in line.split(',') if t.strip())
+
+
+# nvme-stas 2.x's "kernel support" keys: the /dev/nvme-fabrics option each one stands for, and
+# the Linux release that brought it
+_SUPPORT = {'TP8013': ('discovery', (5, 16)), 'host_iface': ('host_iface', (5, 14))}
+
+
+def kernel_support(paths: HostPaths) -> Dict[str, bool]:
+    """Whether the kernel takes the ``discovery`` option (TP8013) and ``host_iface``: told by
+    the option list of /dev/nvme-fabrics, else (before 5.17 it lists nothing; no module) by the
+    kernel's release."""
+    options = fabrics_options(paths)
+    found = re.match(r'(\d+)\.(\d+)', paths.kernel_release())
+    release = (int(found.group(1)), int(found.group(2))) if found else (0, 0)
+    return {
+        key: (option in options) if options is not None else release >= since
+        for key, (option, since) in _SUPPORT.items()
+    }
 
 
 def kernel_problems(

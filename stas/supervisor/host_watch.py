@@ -16,9 +16,17 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any, Callable, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
-from .host_support import AVAHI_NAME, HostPaths, HostProblem, auth_support, avahi_problem, kernel_problems
+from .host_support import (
+    AVAHI_NAME,
+    HostPaths,
+    HostProblem,
+    auth_support,
+    avahi_problem,
+    kernel_problems,
+    kernel_support,
+)
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +45,7 @@ class HostWatch:
         self._on_change = on_change
         self.problems: Tuple[HostProblem, ...] = ()
         self._kernel: List[HostProblem] = []
+        self.kernel_support: Dict[str, bool] = {}  # host_support.kernel_support at the last check
         self._auth: Optional[Tuple[Optional[bool], str]] = None
         self._zeroconf = False
         self.avahi = ''  # 'running', 'activatable', 'missing'; '' not known (or not asked)
@@ -59,17 +68,17 @@ class HostWatch:
         if self._config is None:
             return
         loop = asyncio.get_running_loop()
-        found = await loop.run_in_executor(None, self._kernel_problems)
-        self._kernel = found
+        self._kernel, self.kernel_support = await loop.run_in_executor(None, self._read_kernel)
         self._take()
         self._arm_recheck()
 
-    def _kernel_problems(self) -> List[HostProblem]:
+    def _read_kernel(self) -> Tuple[List[HostProblem], Dict[str, bool]]:
         from .host_support import auth_users
 
         if self._auth is None and auth_users(self._config, self._host):
             self._auth = auth_support(self.paths)
-        return kernel_problems(self.daemon, self._config, self._host, self.paths, self._auth)
+        problems = kernel_problems(self.daemon, self._config, self._host, self.paths, self._auth)
+        return problems, kernel_support(self.paths)
 
     def _arm_recheck(self) -> None:
         if self._recheck is not None:

@@ -520,7 +520,13 @@ class StacdRole:
             self._replan()
 
     def process_info_extra(self) -> dict:
-        return {'stafd': self.view.summary()}
+        # 2.x's key for each I/O controller it is still disconnecting (secrets hidden: a string)
+        info = {
+            f'terminator.controller.{tid}': str(self.controller_dict(tid, True, False))
+            for tid in sorted(self._letting_go, key=str)
+        }
+        info['stafd'] = self.view.summary()
+        return info
 
     # ---- D-Bus data -----------------------------------------------------------------------------
     def _listed(self) -> List[TransportId]:

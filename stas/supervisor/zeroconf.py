@@ -25,6 +25,7 @@ from typing import Callable, Dict, List, Optional, Tuple
 
 from ..errors import StasError
 from ..fabric.addr import address_problem
+from ..fabric.controller import timer_text
 from ..fabric.exclusion import describe, is_excluded
 from ..fabric.mdns import (
     NVME_DISC_STYPES,
@@ -197,10 +198,15 @@ class ZeroconfDcs:
         if tid not in self.dcs:
             return {}
         due = self.aging.deadline(tid, self._persistence_s)
-        when = '---'
+        when, remaining = '---', None
         if due is not None:
-            when = time.ctime(self._wall_clock() + (due - self._clock()))
-        return {'unresponsive timeout': persistence_text(self._persistence_s), 'unresponsive time': when}
+            remaining = due - self._clock()
+            when = time.ctime(self._wall_clock() + remaining)
+        return {
+            'unresponsive timer': timer_text(max(self._persistence_s, 0.0), remaining),
+            'unresponsive timeout': persistence_text(self._persistence_s),
+            'unresponsive time': when,
+        }
 
     def process_info(self) -> dict:
         """The ``avahi`` part of process_info, shaped as nvme-stas 2.x's."""
@@ -216,6 +222,8 @@ class ZeroconfDcs:
                     'reachable': str(s.reachable),
                 }
         return {
+            # 2.x retried a missing avahi-daemon on this timer; here the bus says when it comes
+            'avahi wake up timer': timer_text(0.0),
             'service types': list(NVME_DISC_STYPES if self._enabled else ()),
             'avahi-daemon': dict(sorted(self.avahi.items())),
             'services': services,

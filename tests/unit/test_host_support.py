@@ -14,6 +14,7 @@ from stas.supervisor.host_support import (
     auth_support,
     avahi_problem,
     kernel_problems,
+    kernel_support,
     status_suffix,
     transport_module,
 )
@@ -159,6 +160,17 @@ def test_host_iface_on_a_kernel_that_does_not_take_it(tmp_path):
         'kernel without host_iface'
     ]
     assert kernel_problems('stafd', config, HOST, root(tmp_path)) == []
+
+
+def test_kernel_support_is_read_from_the_option_list_else_from_the_release(tmp_path):
+    assert kernel_support(root(tmp_path)) == {'TP8013': True, 'host_iface': True}
+    old = 'instance=-1,cntlid=-1,transport=%s,traddr=%s,trsvcid=%s,nqn=%s,host_traddr=%s\n'
+    assert kernel_support(root(tmp_path, fabrics=old)) == {'TP8013': False, 'host_iface': False}
+    # no list to read (no module, or a kernel before 5.17): the release tells
+    (tmp_path / 'dev' / 'nvme-fabrics').unlink()
+    for release, support in (('5.15.0-91-generic', (False, True)), ('6.1.0-57-amd64', (True, True))):
+        paths = HostPaths(root=str(tmp_path), release=release)
+        assert kernel_support(paths) == dict(zip(('TP8013', 'host_iface'), support))
 
 
 def test_avahi():

@@ -230,10 +230,16 @@ def test_mdns_outage_with_zeroconf_disabled_ages_like_any_loss(zc, clock):
 
 def test_controller_info_of_a_discovered_dc(zc, clock):
     t = lose(zc, clock, 60)
-    assert zc.controller_info(t) == {'unresponsive timeout': '60 sec', 'unresponsive time': '---'}
+    assert zc.controller_info(t) == {
+        'unresponsive timer': '60.0s [off]',
+        'unresponsive timeout': '60 sec',
+        'unresponsive time': '---',
+    }
     zc.roots(conf(), HOST)
+    clock.now += 20
     info = zc.controller_info(t)
     assert info['unresponsive timeout'] == '60 sec' and info['unresponsive time'] != '---'
+    assert info['unresponsive timer'] == '60.0s [40.0s]'  # 2.x's timer, armed when the DC was lost
     assert zc.controller_info(tid('192.0.2.99')) == {}
 
 

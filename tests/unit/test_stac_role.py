@@ -290,7 +290,12 @@ def test_a_worker_letting_controllers_go_is_kept_until_they_are_gone(role):
     role.stafd_answered(':1.4', answer(A, ('198.51.100.1', 'tb1', ['s9'])))
     wanted(role)
     assert role.extra_worker_keys({}) == [TB1]  # s3 is being disconnected there
+    # nvme-stas 2.x's status key for a controller being disconnected: its dict, as a string
+    pending = {k: v for k, v in role.process_info_extra().items() if k.startswith('terminator.')}
+    assert list(pending) == [f'terminator.controller.{s3}']
+    assert f"'traddr': '{s3.traddr}'" in pending[f'terminator.controller.{s3}']
     assert role.on_report(TB1, CtrlGone(tid=s3, role=Role.IOC)) is True
+    assert not any(k.startswith('terminator.') for k in role.process_info_extra())
     assert role.extra_worker_keys({}) == []
     role.on_worker_gone(TB1)
     assert role.release_specs() == []  # it was let go of: nothing for a successor to do

@@ -166,6 +166,12 @@ def test_detailed_dict_key_order(tmp_path):
     assert (d['model'], d['serial'], d['dctype']) == ('Linux', 'abc', 'none')
 
 
+def test_detailed_dict_before_any_report_has_the_2x_keys(tmp_path):
+    role, _, _ = role_with(tmp_path, 'controller=transport=tcp;traddr=192.0.2.1;host-iface=tb0')
+    [d] = role.list_controllers(True, caller_is_root=False)
+    assert (d['connect attempts'], d['retry connect timer'], d['connected']) == ('0', '60.0s [off]', 'False')
+
+
 def test_detailed_dict_of_a_dc_in_backoff_shows_attempts_and_the_error(tmp_path):
     role, [spec], _ = role_with(tmp_path, 'controller=transport=tcp;traddr=192.0.2.1;host-iface=tb0')
     status = ControllerStatus(
