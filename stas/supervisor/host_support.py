@@ -188,8 +188,7 @@ def kernel_support(paths: HostPaths) -> Dict[str, bool]:
     found = re.match(r'(\d+)\.(\d+)', paths.kernel_release())
     release = (int(found.group(1)), int(found.group(2))) if found else (0, 0)
     return {
-        key: (option in options) if options is not None else release >= since
-        for key, (option, since) in _SUPPORT.items()
+        key: (option in options) if options else release >= since for key, (option, since) in _SUPPORT.items()
     }
 
 
