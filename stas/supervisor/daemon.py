@@ -124,7 +124,9 @@ class Supervisor:
         self._early_signals = early_signals  # what came before the loop handled signals
         self._unused_signals = UnusedSignalLog(log, daemon)
         # stafd: the file that shadows nvme-cli's udev autoconnect rule (stas.supervisor.udev_rule)
-        self._udev_shadow = AutoconnectShadow(udev_rules_dir) if daemon == 'stafd' else None
+        self._udev_shadow = (
+            AutoconnectShadow(udev_rules_dir, registry_dir=registry_dir) if daemon == 'stafd' else None
+        )
         self._boot = None  # the firmware's NBFTs (nbft_source.BootTables), read once at start (stafd)
         self._boot_told: frozenset = frozenset()  # their problems at the last pass (logged once)
         scale = float(environ.get('STAS_TIMEOUT_SCALE', '1') or 1)

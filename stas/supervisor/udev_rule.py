@@ -3,10 +3,18 @@
 nvme-cli installs ``70-nvmf-autoconnect.rules`` (in /usr/lib/udev/rules.d). On a Discovery Log
 Page Change AEN, or when a discovery controller reconnects, it has systemd run
 ``nvme connect-all`` for that discovery controller: on a host where stafd and stacd manage the
-connections, that races stacd and connects what ``exclude=`` keeps off. As nvme-stas 2.x does,
-stafd writes a file of the same name in /run/udev/rules.d, which udev reads instead of
-nvme-cli's, and which keeps only nvme-cli's Fibre Channel rule (FC discovery events, which
-stafd does not handle). ``[Global] nvme-cli-autoconnect=enabled`` in stafd.conf turns this off.
+connections, that races stacd and connects what ``exclude=`` keeps off. stafd writes a file of
+the same name in /run/udev/rules.d, which udev reads instead of nvme-cli's.
+``[Global] nvme-cli-autoconnect=enabled`` in stafd.conf turns this off.
+
+The file stops nvme-cli's rules for stafd's own discovery controllers only: those whose owner in
+nvme-cli's ownership registry (``<registry>/nvmeN/owner``) is ``stas``, which stafd records for
+every controller it connects or adopts. Every other device's events still go to nvme-cli's
+rules, copied below that guard, so a discovery controller an admin connected with nvme-cli
+(``nvme discover --persistent``, /etc/nvme/discovery.conf at boot) keeps following its AENs.
+nvme-stas 2.x got there in two pieces: its file kept only nvme-cli's Fibre Channel rule, and
+stafd itself restarted ``nvmf-connect@`` on the AENs of discovery controllers it did not manage.
+Without a readable nvme-cli file, only nvme-cli's Fibre Channel rule is kept (2.x's file).
 
 Unlike nvme-stas 2.x, which deletes the file at exit whoever wrote it:
 
@@ -36,6 +44,7 @@ import subprocess
 from typing import Callable, Optional, Sequence, Tuple
 
 from ..record import record
+from .cli_args import DEFAULT_REGISTRY_DIR
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +58,11 @@ UDEV_CONTROL = '/run/udev/control'
 RELOAD_COMMAND = ('udevadm', 'control', '--reload')
 RELOAD_TIMEOUT_S = 10.0
 MAX_RULES_BYTES = 64 * 1024  # nvme-cli's file is about 2 KiB
+
+# udev runs it to read a registry entry (a PROGRAM match: true when it exits 0, RESULT its output)
+CAT = '/bin/cat'
+END_LABEL = 'nvme_stas_autoconnect_end'
+OWNER = 'stas'  # what both daemons write as owner in the registry (stas.workers.ownership.OWNER)
 
 HEADER = '# nvme-stas stafd: shadows nvme-cli'
 _OWNER = re.compile(r'^# nvme-stas stafd: shadows nvme-cli.*\(pid (\d+), started (\d+)\)$')
@@ -91,35 +105,6 @@ def this_process(proc: str = '/proc') -> ProcessId:
     return ProcessId(pid, process_start(pid, proc) or 0)
 
 
-def fc_rule_of(text: str) -> Optional[str]:
-    """nvme-cli's FC rule (with the comment lines right above it) out of its rules file, or None.
-
-    A rule is one line plus the lines its trailing backslashes continue onto."""
-    lines = text.splitlines()
-    comments: list = []
-    i = 0
-    while i < len(lines):
-        line = lines[i]
-        if line.lstrip().startswith('#'):
-            comments.append(line)
-            i += 1
-            continue
-        if not line.strip():
-            comments = []
-            i += 1
-            continue
-        rule = [line]
-        while rule[-1].endswith('\\') and i + 1 < len(lines):
-            i += 1
-            rule.append(lines[i])
-        i += 1
-        joined = ' '.join(rule)
-        if 'SUBSYSTEM=="fc"' in joined and 'nvmediscovery' in joined and 'RUN' in joined:
-            return '\n'.join(comments + rule) + '\n'
-        comments = []
-    return None
-
-
 def reload_udevd(control: str = UDEV_CONTROL, command: Sequence[str] = RELOAD_COMMAND) -> None:
     """Have systemd-udevd read its rules again before its next event; every failure is logged."""
     if not os.path.exists(control):
@@ -156,6 +141,7 @@ class AutoconnectShadow:
         *,
         nvme_cli_rules: Sequence[str] = NVME_CLI_RULES,
         admin_rules_dir: str = ADMIN_RULES_DIR,
+        registry_dir: str = DEFAULT_REGISTRY_DIR,
         reload: Optional[Callable[[], None]] = None,  # default: reload_udevd
         me: Optional[ProcessId] = None,
         is_running: Callable[[ProcessId], bool] = lambda p: process_start(p.pid) == p.started,
@@ -164,6 +150,7 @@ class AutoconnectShadow:
         self.path = os.path.join(rules_dir, RULE_NAME)
         self._nvme_cli_rules = tuple(nvme_cli_rules)
         self._admin_path = os.path.join(admin_rules_dir, RULE_NAME)
+        self._registry_dir = registry_dir
         self._reload = reload if reload is not None else reload_udevd
         self._me = me or this_process()
         self._is_running = is_running
@@ -205,31 +192,41 @@ class AutoconnectShadow:
     def text(self) -> str:
         """The file this process writes."""
         me = self._me
+        found = self._nvme_cli_text()
+        if found is None:
+            rules = (
+                "# nvme-cli's rules cannot be read: only its Fibre Channel rule (nvme-cli 2.x's)\n"
+                f'ACTION!="change", GOTO="{END_LABEL}"\n\n' + FC_RULE
+            )
+        else:
+            path, text = found
+            rules = f"# nvme-cli's rules, as {path} has them:\n\n" + text.rstrip('\n') + '\n'
         return (
             f'{HEADER} 70-nvmf-autoconnect.rules while stafd runs (pid {me.pid}, started {me.started})\n'
             '# stafd and stacd manage the NVMe-oF connections of this host: this file keeps nvme-cli\n'
-            '# from connecting behind their back. stafd removes it when it stops;\n'
+            "# from connecting behind their back on the events of stafd's discovery controllers\n"
+            '# (owner "stas" in the ownership registry); other devices\' events still go to nvme-cli\'s\n'
+            '# rules, below. stafd removes this file when it stops;\n'
             "# nvme-cli-autoconnect=enabled in /etc/stas/stafd.conf leaves nvme-cli's rule alone.\n"
-            "# Only nvme-cli's Fibre Channel rule is kept:\n"
             '\n'
-            'ACTION!="change", GOTO="autoconnect_end"\n'
-            '\n' + self._fc_rule() + '\n'
-            'LABEL="autoconnect_end"\n'
+            f'ACTION=="change", SUBSYSTEM=="nvme", PROGRAM=="{CAT} {self._registry_dir}/%k/owner", '
+            f'RESULT=="{OWNER}", GOTO="{END_LABEL}"\n'
+            '\n' + rules + f'\nLABEL="{END_LABEL}"\n'
         )
 
-    def _fc_rule(self) -> str:
+    def _nvme_cli_text(self) -> Optional[Tuple[str, str]]:
+        """(path, text) of nvme-cli's installed rules, or None when none can be read."""
         for path in self._nvme_cli_rules:
             try:
                 with open(path, 'rb') as f:
-                    data = f.read(MAX_RULES_BYTES)
+                    data = f.read(MAX_RULES_BYTES + 1)
             except OSError:
                 continue
-            rule = fc_rule_of(data.decode('utf-8', 'replace'))
-            if rule is not None:
-                return rule
-            log.warning("udev rules: no Fibre Channel rule in %s: using nvme-cli 2.x's", path)
-            break
-        return FC_RULE
+            if len(data) > MAX_RULES_BYTES:
+                log.warning('udev rules: %s is larger than %d bytes: not copied', path, MAX_RULES_BYTES)
+                return None
+            return path, data.decode('utf-8', 'replace')
+        return None
 
     def _read(self) -> Tuple[Optional[str], bool]:
         """(the file's text, or None if there is none; whether it is a regular file)."""
@@ -273,8 +270,14 @@ class AutoconnectShadow:
         if current == mine:
             self._written = mine
             return False
-        self._written = None
+        written, self._written = self._written, None
         owner = self.owner(current) if regular else None
+        if owner == self._me and current == written:
+            # ours, untouched, but nvme-cli's rules (or the registry) changed since
+            self._replace(mine)
+            log.info('udev rules: rewrote %s', self.path)
+            self._written = mine
+            return True
         if owner is None:
             log.info(
                 "udev rules: %s exists and stafd did not write it: left as it is (nvme-cli's autoconnect "

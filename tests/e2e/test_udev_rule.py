@@ -14,7 +14,9 @@ One test, one fabric, as few daemon starts as possible:
    its discovery controller makes the stand-in connect (so the checks below can fail);
 2. SIGHUP with the default (disabled): stafd writes /run/udev/rules.d/70-nvmf-autoconnect.rules;
    with stacd running and excluding one subsystem, a subsystem linked on the target is connected
-   once (stacd's), the excluded one stays unconnected, the stand-in is never called;
+   once (stacd's), the excluded one stays unconnected, the stand-in is never called for stafd's
+   discovery controller; but a discovery controller made by hand still has nvme-cli's rule
+   connect what its AEN announces;
 3. stafd stops (its discovery controller connection persists): the file is gone, and the next
    AEN makes the stand-in connect again, the excluded subsystem included.
 """
@@ -32,7 +34,7 @@ import pytest
 from .daemons import subsystems_seen
 from .fabric import NQN_PREFIX
 from .guest import scaled, wait_for
-from .initiator import controllers, ctrl_attr, delete_controller
+from .initiator import HOSTID, HOSTNQN, controllers, ctrl_attr, delete_controller, fabrics_connect
 
 pytestmark = pytest.mark.e2e
 
@@ -147,7 +149,8 @@ def test_nvme_cli_autoconnect_rule_is_shadowed_only_while_stafd_runs(
     wait_for(OVERRIDE.exists, scaled(2), f'{OVERRIDE}')
     text = OVERRIDE.read_text()
     assert text.startswith('# nvme-stas stafd:') and f'(pid {stafd.proc.pid}, ' in text
-    assert 'NVME_AEN' not in text and 'SUBSYSTEM=="fc"' in text
+    # stafd's own discovery controllers skip nvme-cli's rules, which follow, all of them
+    assert 'RESULT=="stas", GOTO=' in text and 'NVME_AEN' in text and 'SUBSYSTEM=="fc"' in text
     before = calls.read_text()
     stacd = start_daemon('stacd', f'[Controllers]\nexclude=nqn={s2.nqn}\n')
     wait_for(lambda: iocs() == ['u1'], scaled(4), 'stacd to connect u1')
@@ -161,6 +164,33 @@ def test_nvme_cli_autoconnect_rule_is_shadowed_only_while_stafd_runs(
     assert iocs() == ['u1', 'u3']  # one controller each, stacd's; the excluded u2 never connected
     assert calls.read_text() == before, 'udev ran nvme-cli rule while stafd shadowed it'
     assert 'udev rules: wrote' in stafd.logs()
+
+    # ... while a discovery controller stafd does not manage (made by hand, as nvme discover
+    # --persistent does) still has nvme-cli's rule answer its AENs
+    p1 = fabric.port(tb0, trsvcid=8010)
+    s5 = fabric.subsystem('u5', size_mb=4)
+    hand_dc = fabrics_connect(
+        transport='tcp',
+        traddr='192.0.2.1',
+        trsvcid='8010',
+        nqn=DISCOVERY_NQN,
+        hostnqn=HOSTNQN,
+        hostid=HOSTID,
+        host_iface='tb0',
+        keep_alive_tmo=30,
+    )
+    p1.link(s5)
+    wait_for(lambda: 'u5' in iocs(), scaled(4), "nvme-cli's rule to connect u5 through the hand-made DC")
+    assert f'nvmf-connect@--device={hand_dc}' in calls.read_text()
+    assert iocs() == ['u1', 'u3', 'u5']
+    for device in controllers():  # step 3 wants stafd's controllers only
+        try:
+            if device == hand_dc or ctrl_attr(device, 'subsysnqn') == s5.nqn:
+                delete_controller(device)
+        except OSError:
+            continue
+    wait_for(lambda: iocs() == ['u1', 'u3'] and len(dcs()) == 1, scaled(3), 'the hand-made controllers to go')
+    before = calls.read_text()
 
     # 3. stafd stops (its DC connection persists): the file goes, nvme-cli's rule works again
     stacd.stop()

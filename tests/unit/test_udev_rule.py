@@ -15,7 +15,6 @@ from stas.supervisor.udev_rule import (
     RULE_NAME,
     AutoconnectShadow,
     ProcessId,
-    fc_rule_of,
     process_start,
     reload_udevd,
 )
@@ -65,22 +64,45 @@ def env(tmp_path) -> Env:
     return Env(tmp_path)
 
 
-def test_written_when_absent_with_only_nvme_clis_fc_rule(env):
+GUARD = (
+    'ACTION=="change", SUBSYSTEM=="nvme", PROGRAM=="/bin/cat /run/nvme/registry/%k/owner", '
+    'RESULT=="stas", GOTO="nvme_stas_autoconnect_end"'
+)
+
+
+def test_written_when_absent_guarding_nvme_clis_rules(env):
     s = env.shadow()
     s.apply(True)
     text = env.path.read_text()
     assert text == s.text()
     assert text.startswith('# nvme-stas stafd: shadows nvme-cli 70-nvmf-autoconnect.rules while stafd runs')
     assert s.owner(text) == ME
-    # the FC rule as nvme-cli's installed file has it (its systemctl path and verb included)
-    assert fc_rule_of(NVME_CLI_RULES) in text
+    # stafd's own devices (owner "stas" in the registry) skip to the end, past all of nvme-cli's
+    # rules, which follow as its installed file has them (its systemctl path and verb included)
+    assert GUARD in text
+    assert NVME_CLI_RULES in text
+    assert text.index(GUARD) < text.index(NVME_CLI_RULES)
+    assert text.endswith('\nLABEL="nvme_stas_autoconnect_end"\n')
     assert '/opt/bin/systemctl --no-block restart nvmf-connect@--device=none\\t--transport=fc' in text
-    # and nothing else of nvme-cli's: no AEN rule, no rediscover rule
-    assert 'NVME_AEN' not in text and 'rediscover' not in text and 'SUBSYSTEM=="nvme"' not in text
-    assert text.count('RUN+=') == 1
     assert env.reloads == 1 and s.active
     assert os.listdir(env.rules_dir) == [RULE_NAME]  # no temporary file left behind
     assert oct(env.path.stat().st_mode & 0o777) == '0o644'
+
+
+def test_the_guard_reads_the_registry_stafd_uses(env):
+    s = AutoconnectShadow(str(env.rules_dir), registry_dir='/tmp/registry', me=ME, reload=env.reload)
+    assert 'PROGRAM=="/bin/cat /tmp/registry/%k/owner", RESULT=="stas"' in s.text()
+
+
+def test_its_untouched_file_follows_a_change_of_nvme_clis_rules(env):
+    s = env.shadow()
+    s.apply(True)
+    env.nvme_cli.write_text(NVME_CLI_RULES + '# a newer nvme-cli\n')
+    s.apply(True)  # at the next SIGHUP
+    assert '# a newer nvme-cli' in env.path.read_text()
+    assert env.reloads == 2 and s.active
+    s.release()
+    assert not env.path.exists()
 
 
 def test_applying_again_changes_nothing(env):
@@ -233,22 +255,29 @@ def test_an_admin_rule_in_etc_is_said_to_take_precedence(env, caplog):
     assert f'{env.admin_dir / RULE_NAME} takes precedence over {env.path}' in caplog.text
 
 
-def test_without_nvme_clis_file_the_built_in_fc_rule_is_used(env):
+def test_without_nvme_clis_file_only_the_built_in_fc_rule_is_kept(env):
     env.nvme_cli.unlink()
     s = env.shadow()
     s.apply(True)
-    assert FC_RULE in env.path.read_text()
+    text = env.path.read_text()
+    assert FC_RULE in text and GUARD in text
+    assert 'NVME_AEN' not in text and 'rediscover' not in text
+    assert text.count('RUN+=') == 1
 
 
 def test_the_built_in_fc_rule_is_nvme_clis():
     debian = NVME_CLI_RULES.replace(
         '/opt/bin/systemctl --no-block restart', '/usr/bin/systemctl --no-block start'
     )
-    assert fc_rule_of(debian) == FC_RULE
+    assert FC_RULE in debian
 
 
-def test_fc_rule_of_a_file_without_one():
-    assert fc_rule_of('ACTION=="change", SUBSYSTEM=="nvme", RUN+="x"\n# nvmediscovery\n') is None
+def test_a_huge_nvme_cli_file_is_not_copied(env, caplog):
+    env.nvme_cli.write_text('#' * (udev_rule.MAX_RULES_BYTES + 1))
+    with caplog.at_level(logging.WARNING):
+        env.shadow().apply(True)
+    assert FC_RULE in env.path.read_text()
+    assert 'is larger than' in caplog.text
 
 
 # ---- udevd reload ---------------------------------------------------------------------------
