@@ -684,9 +684,9 @@ class Supervisor:
             await self._host_watch.follow_avahi(self._publisher.bus)
         await self._host_watch.check(self.config, self.host)
         # after the forkserver (no worker inherits the descriptor), before the first plan; a
-        # change made since the files were read at start is read now
+        # change made since the files were read at start is read now (off the loop, bounded)
         self._start_exclusion_watch()
-        self._take_exclusions(read_exclusions(self._exclusions_dir))
+        await self._reread_exclusions()
         await self._replan()
         await self._wait_workers_up(self._restart_policy.hello_timeout_s)
         self._notifier.ready()
