@@ -32,7 +32,7 @@ import pytest
 
 from .fabric import NQN_PREFIX
 from .guest import scaled, wait_for
-from .initiator import controllers, ctrl_attr
+from .test_stacd import kernel_iocs, short
 
 pytestmark = pytest.mark.systemd
 
@@ -88,24 +88,11 @@ def watchdog_seconds(name: str) -> float:
     return int(out.stdout.split()[1]) / 1e6  # "t 30000000"
 
 
-def kernel_iocs() -> Dict[str, str]:
-    """device -> short subsystem name, for the kernel's controllers of the test subsystems."""
-    found = {}
-    for device in controllers():
-        try:
-            nqn = ctrl_attr(device, 'subsysnqn')
-        except OSError:
-            continue
-        if nqn.startswith(NQN_PREFIX):
-            found[device] = nqn[len(NQN_PREFIX) :]
-    return found
-
-
 def connected_by_stacd() -> set:
     """Short names of the test subsystems stacd lists as connected."""
     listed = json.loads(run('stacctl', 'ls', '-d', '--json').stdout)
     return {
-        c['subsysnqn'][len(NQN_PREFIX) :]
+        short(c['subsysnqn'])
         for c in listed
         if c['subsysnqn'].startswith(NQN_PREFIX) and c.get('connected') == 'True'
     }
