@@ -169,7 +169,7 @@ class ControllerSpec:
     # DCs: ask for port-local entries only (TP8010 PLEO) when the DC supports it; None = the
     # daemon-wide setting.
     pleo: Optional[bool] = None
-    # IOCs: the NCC bit of the controller's discovery log page entry (upstream.md 5.5).
+    # IOCs: the NCC bit of the controller's discovery log page entry (nvme-stas 2.x's rule).
     ncc: bool = False
 
 

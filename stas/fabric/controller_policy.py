@@ -1,4 +1,4 @@
-"""Retry timers of one controller, with nvme-stas 2.x's values as defaults (upstream.md 5.13).
+"""Retry timers of one controller, with nvme-stas 2.x's values as defaults.
 
 Connect: 3 s after the first failure (a fast second try rides out a target that was just
 starting), then 60 s; 3 s after the kernel removed the device (a fresh start). DIM registration

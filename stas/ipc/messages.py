@@ -1,4 +1,4 @@
-"""The supervisor <-> worker message catalogue (DESIGN.md section 2).
+"""The supervisor <-> worker message catalogue.
 
 Every message is a frozen record (``stas.record``: a dataclass that is cheap to define)
 registered under a short wire tag with ``@message``. Its fields hold plain data only: str, int,
@@ -111,7 +111,7 @@ class MdnsService:
     """One resolved ``_nvme-disc`` service as Avahi reported it on the worker's interface.
 
     ``transport``, ``traddr``, ``trsvcid`` and ``subsysnqn`` are already derived from the TXT
-    record and the resolved address (upstream.md 1.3); ``reachable`` is the outcome of the TCP
+    record and the resolved address (nvme-stas 2.x's rules); ``reachable`` is the outcome of the TCP
     reachability check (always True for non-tcp services).
     """
 
@@ -141,10 +141,10 @@ class WorkerOptions:
     """
 
     trace: bool = False  # tron: debug logging in the worker
-    pleo: bool = True  # ask DDCs for port-local entries only (upstream.md 5.7)
+    pleo: bool = True  # ask DDCs for port-local entries only (TP8010's PLEO)
     mdns_stypes: Tuple[str, ...] = ()  # Avahi service types to browse; () = no mDNS
     ip_families: Tuple[str, ...] = IP_PROTOCOLS  # address families accepted from mDNS
-    connect_attempts_on_ncc: int = 0  # 0 = never stop retrying (upstream.md 5.5)
+    connect_attempts_on_ncc: int = 0  # 0 = never stop retrying (nvme-stas 2.x)
     # What to do with a controller that leaves the desired set: disconnect it (True) or only
     # forget it and leave the kernel connection alone (False, e.g. disconnect-scope=no-disconnect).
     disconnect_unwanted: bool = True

@@ -1,7 +1,7 @@
 """The controller dictionaries of the D-Bus API, shared by stafd and stacd (pure).
 
 nvme-stas 2.x clients read these ``aa{ss}`` dicts by key and often print them in order, so both
-daemons build them here, one way (upstream.md 2.5):
+daemons build them here, one way, with nvme-stas 2.x's keys in 2.x's order:
 
 - ``controller_id_dict``: the TID keys, the controller's own ``controller=`` keys, host-nqn,
   device ('nvme?' without a kernel device);

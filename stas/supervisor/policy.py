@@ -4,7 +4,7 @@ Input: the effective configuration, the host identity, the interfaces the kernel
 the routing answers the supervisor looked up for addresses configured without host-iface.
 Output: one ``WorkerPlan`` per ``WorkerKey``.
 
-Rules (DESIGN.md section 1):
+Rules:
 - A controller with ``host-iface`` goes to that interface's worker.
 - A tcp/rdma controller without one goes to the worker of the interface the routing table
   picks for its address; ``ignore-iface`` then keeps the kernel connection unpinned
@@ -14,7 +14,7 @@ Rules (DESIGN.md section 1):
 - stafd with ``zeroconf`` enabled runs a worker (for mDNS browsing) on every interface that is
   up, has an address and is not loopback.
 
-Configured controllers and ``ip-family`` (nvme-stas 2.x rules, upstream.md 1.2): a tcp/rdma
+Configured controllers and ``ip-family`` (nvme-stas 2.x's rules): a tcp/rdma
 ``traddr`` given as a host name is resolved by the supervisor before each planning pass
 (``names_to_resolve`` says which, ``with_resolved_names`` puts the answers in; the lookup
 itself is ``stas.supervisor.resolver``). Of a name's addresses the first IPv4 one is taken when

@@ -533,7 +533,7 @@ class StacdRole:
         return sorted(set(self.specs_by_tid) | set(self.status), key=str)
 
     def controller_dict(self, tid: TransportId, detailed: bool, caller_is_root: bool) -> Dict[str, str]:
-        """nvme-stas 2.x's IOC dict (upstream.md 2.5): the TID keys, the controller's own
+        """nvme-stas 2.x's IOC dict: the TID keys, the controller's own
         ``controller=`` keys, host-nqn, device; detailed: info(), details(), ``connected``,
         ``dlpe`` and ``dlpe.eflags.ncc``, then what is new here (``state``, ``last error``)."""
         status = self.status.get(tid)

@@ -5,7 +5,7 @@ says over D-Bus (``staf_client``) and the configuration; it answers with the IOC
 to the workers, the options that carry ``disconnect-scope`` to them, and the data of the D-Bus
 API.
 
-Desired I/O controllers (upstream.md 1.4) = ``controller=`` of stacd.conf + every log page entry
+Desired I/O controllers (as in nvme-stas 2.x) = ``controller=`` of stacd.conf + every log page entry
 of subtype ``nvme`` that stafd reports, each inheriting host-traddr, host-iface and host-nqn
 from the DC that listed it (``stas.fabric.tid.tid_from_io_entry``), minus ``exclude=``, minus
 addresses of a family ``ip-family`` does not enable. A configured controller that a log page
@@ -773,7 +773,7 @@ def worker_options(
     trace: bool,
     audit: bool,
 ) -> WorkerOptions:
-    """What ``disconnect-scope`` means to the worker of ``key`` (upstream.md 5.4).
+    """What ``disconnect-scope`` means to the worker of ``key`` (nvme-stas 2.x's meanings).
 
     only-stas-connections: controllers that leave the desired set are disconnected.
     no-disconnect: they are only forgotten. all-connections-matching-disconnect-trtypes: they
@@ -821,7 +821,7 @@ def audit_worker_keys(interfaces: Mapping[str, object], trtypes: Iterable[str]) 
 
 
 def ioc_dbus_extras(source: Optional[IocSource]) -> Dict[str, str]:
-    """The ``dlpe`` and ``dlpe.eflags.ncc`` keys of a detailed IOC (upstream.md 2.5)."""
+    """The ``dlpe`` and ``dlpe.eflags.ncc`` keys of a detailed IOC, as nvme-stas 2.x shows them."""
     if source is None:
         return {'dlpe': 'None', 'dlpe.eflags.ncc': 'False'}
     return {'dlpe': str(entry_as_dbus_dict(source.entry)), 'dlpe.eflags.ncc': str(ncc(source.entry))}

@@ -578,7 +578,7 @@ def _log_send_failure(task: asyncio.Future) -> None:
 
 # ---- stacd: the audit ---------------------------------------------------------------------------
 #
-# disconnect-scope=all-connections-matching-disconnect-trtypes (upstream.md 5.4) makes stacd
+# disconnect-scope=all-connections-matching-disconnect-trtypes (as in nvme-stas 2.x) makes stacd
 # responsible for every kernel I/O controller of the transports in disconnect-trtypes, not only
 # for the ones it connected: at each Configure that asks for it (``adopt_trtypes``) and 1 s after
 # a udev 'add', a worker scans sysfs and disconnects the IOCs on its interface that match no

@@ -75,7 +75,7 @@ Threading model, which follows from the above:
   (``nvmf_add_ctrl`` looks for a known controller of the same transport ID and merges its
   configuration).
 * Per-controller calls (discover, register, log pages, disconnect) take no lock: the caller runs
-  at most one operation per controller at a time (DESIGN.md section 4 rule 3), and ``forget`` or
+  at most one operation per controller at a time, and ``forget`` or
   ``disconnect`` of a device must not overlap another call on that device.
 * Objects are freed explicitly, children first (ctrl, then host, then root), under the lock for
   the long-lived tree: a proxy kept alive by a stored exception's traceback is then inert and can

@@ -1,4 +1,4 @@
-"""The import boundaries of DESIGN.md section 3, checked by importing every module of the
+"""The import boundaries of the package, checked by importing every module of the
 package in a fresh interpreter and looking at what it pulled in.
 
 Pure layers must stay pure (no I/O libraries, no event loop), the supervisor never loads libnvme
