@@ -191,19 +191,23 @@ def connection_fingerprint(device: str, sysfs_root: str = SYSFS_ROOT) -> Optiona
     "another connection under the same name". The source address is left out (a reconnect may
     pick another one), and so is cntlid (the target assigns a new one on each reconnect).
     """
-    if not device_exists(device, sysfs_root):
-        return None
     address = parse_sysfs_address(read_attr(device, 'address', sysfs_root))
-    fingerprint = (
-        read_attr(device, 'transport', sysfs_root),
-        read_attr(device, 'subsysnqn', sysfs_root),
-        read_attr(device, 'hostnqn', sysfs_root),
+    subsysnqn = read_attr(device, 'subsysnqn', sysfs_root)
+    hostnqn = read_attr(device, 'hostnqn', sysfs_root)
+    # read last: every controller has a transport, so the device was there until the end (no
+    # stat before and after: this runs at every connect)
+    transport = read_attr(device, 'transport', sysfs_root)
+    if not transport or not subsysnqn:
+        return None
+    return (
+        transport,
+        subsysnqn,
+        hostnqn,
         address.get('traddr', ''),
         address.get('trsvcid', ''),
         address.get('host_traddr', ''),
         address.get('host_iface', ''),
     )
-    return fingerprint if device_exists(device, sysfs_root) else None
 
 
 def scan_controllers(sysfs_root: str = SYSFS_ROOT) -> List[KernelController]:
@@ -233,20 +237,32 @@ class ControllerNqns:
 
     def now(self) -> List[Tuple[str, str]]:
         """(device, subsystem NQN) of every controller the kernel has now, by instance number."""
+        known = self._refresh()
+        return sorted(((name, nqn) for (name, _ino), nqn in known.items()), key=lambda dn: _instance(dn[0]))
+
+    def devices_of(self, nqn: str) -> List[str]:
+        """The controllers of subsystem ``nqn`` the kernel has now, in no particular order (this
+        runs before every connect: nothing is sorted or parsed that is already known)."""
+        return [name for (name, _ino), its_nqn in self._refresh().items() if its_nqn == nqn]
+
+    def _refresh(self) -> Dict[Tuple[str, int], str]:
         try:
             with os.scandir(_class_dir(self._sysfs_root)) as entries:
-                found = [(e.name, e.inode()) for e in entries if is_controller_name(e.name)]
+                found = [(e.name, e.inode()) for e in entries]
         except OSError:
-            return []
+            return {}
+        previous = self._known
         known: Dict[Tuple[str, int], str] = {}
         for key in found:
-            nqn = self._known.get(key)
+            nqn = previous.get(key)
             if nqn is None:
+                if not is_controller_name(key[0]):
+                    continue
                 nqn = kernel_value(read_attr(key[0], 'subsysnqn', self._sysfs_root))
             if nqn:
                 known[key] = nqn
         self._known = known  # forgets the controllers that are gone
-        return sorted(((name, nqn) for (name, _ino), nqn in known.items()), key=lambda dn: _instance(dn[0]))
+        return known
 
 
 class SubsystemNqns:
@@ -307,8 +323,7 @@ def find_adoptable(
     if nqn is None:
         devices = list_controllers(sysfs_root)
     else:
-        listed = (nqns or ControllerNqns(sysfs_root)).now()
-        devices = [device for device, its_nqn in listed if its_nqn == nqn]
+        devices = (nqns or ControllerNqns(sysfs_root)).devices_of(nqn)
     candidates: List[Tuple[int, int, str]] = []
     for device in devices:
         if device in exclude:

@@ -284,6 +284,38 @@ def test_controller_nqns_reads_each_controller_once_and_again_when_its_name_is_r
     assert sorted(reads) == ['nvme0', 'nvme1']
 
 
+def test_controller_nqns_devices_of_one_subsystem_reads_nothing_it_knows(
+    fake: FakeSys, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fake.controller('nvme0', cntrltype='io', subsysnqn=SUB1)
+    fake.controller('nvme1', cntrltype='io', subsysnqn=SUB1 + '-b')
+    fake.controller('nvme2', cntrltype='io', subsysnqn=SUB1)
+    nqns = sysfs_io.ControllerNqns(str(fake.root))
+    assert sorted(nqns.devices_of(SUB1)) == ['nvme0', 'nvme2']
+    reads = []
+    real = sysfs_io.read_attr
+    monkeypatch.setattr(sysfs_io, 'read_attr', lambda d, n, *a: reads.append(d) or real(d, n, *a))
+    assert nqns.devices_of(SUB1 + '-b') == ['nvme1']
+    assert nqns.devices_of('nqn.2014-08.org.example:none') == []
+    assert reads == []  # nothing known is read again
+    fake.controller('nvme3', cntrltype='io', subsysnqn=SUB1)
+    reads.clear()
+    assert sorted(nqns.devices_of(SUB1)) == ['nvme0', 'nvme2', 'nvme3']
+    assert reads == ['nvme3']  # the new one only
+
+
+def test_a_fingerprint_needs_the_controller_there_to_its_last_read(fake: FakeSys, monkeypatch) -> None:
+    fake.controller('nvme0')
+    root = str(fake.root)
+    real = sysfs_io.read_attr
+
+    def vanishing(device, name, *args):
+        return '' if name == 'transport' else real(device, name, *args)  # deleted meanwhile
+
+    monkeypatch.setattr(sysfs_io, 'read_attr', vanishing)
+    assert sysfs_io.connection_fingerprint('nvme0', root) is None
+
+
 def test_find_adoptable_requires_the_same_host_nqn(fake: FakeSys) -> None:
     fake.controller('nvme0', hostnqn='nqn.2014-08.org.nvmexpress:uuid:other')
     assert sysfs_io.find_adoptable(dc_tid(), Role.DC, IFACES, str(fake.root)) is None
