@@ -9,9 +9,9 @@ nvme-stas, boot scripts)::
 * No entry (no directory, no ``owner`` file, or an empty one) means unowned: anyone may manage
   the controller. stafd and stacd record themselves as ``stas`` (``OWNER``).
 * An entry is written whole or not at all: its files go into a hidden temporary directory
-  (``.nvmeN.tmp.XXXXXX``) of the registry, which is renamed into place, so a reader never sees
+  (``.nvmeN.tmp.<pid>-<n>``) of the registry, which is renamed into place, so a reader never sees
   an entry without its stamp. An entry is removed the same way: renamed to a hidden
-  ``.trash.XXXXXX`` sibling, then emptied.
+  ``.trash.<pid>-<n>`` sibling, then emptied.
 * ``seqnum`` is what tells an entry of a recycled name (the kernel gives a freed nvmeN to the
   next controller) from the live one. It is stamped after the controller exists, so the removal
   uevent of that controller carries a greater SEQNUM than the stamp, and the removal uevent of a
@@ -35,6 +35,7 @@ for one short read when it reports a controller's status).
 from __future__ import annotations
 
 import errno
+import itertools
 import logging
 import os
 import stat
@@ -150,16 +151,22 @@ class Registry:
         (stale: the name was free until the connect). Raises OSError."""
         import shutil  # writing is for connects: the worker's start does without
 
-        previous = self.read(device)
         staged, stamp = self._stage(device)
         try:
-            self._discard(device)
-            os.rename(staged, self.path(device))
+            try:
+                # the usual case, once per connect: no entry (or an empty one) is in the way
+                os.rename(staged, self.path(device))
+            except OSError as exc:
+                if exc.errno not in _IN_THE_WAY:
+                    raise
+                previous = self.read(device)
+                self._discard(device)
+                os.rename(staged, self.path(device))
+                if previous.owner or previous.problem:
+                    log.info('%s: stale registry entry (%s) replaced', device, previous.describe())
         except OSError:
             shutil.rmtree(staged, ignore_errors=True)
             raise
-        if previous.owner or previous.problem:
-            log.info('%s: stale registry entry (%s) replaced', device, previous.describe())
         return Entry(device, OWNER, stamp)
 
     def claim(self, device: str) -> Entry:
@@ -175,7 +182,7 @@ class Registry:
             os.rename(staged, self.path(device))  # fails if a non-empty entry appeared
         except OSError as exc:
             shutil.rmtree(staged, ignore_errors=True)
-            if exc.errno not in (errno.EEXIST, errno.ENOTEMPTY, errno.ENOTDIR, errno.EISDIR):
+            if exc.errno not in _IN_THE_WAY:
                 raise
             current = self.read(device)
             if current.owner or current.problem:
@@ -196,22 +203,34 @@ class Registry:
     def _stage(self, device: str) -> Tuple[str, str]:
         """A hidden directory holding a complete entry of ours, and its stamp."""
         import shutil
-        import tempfile
 
-        os.makedirs(self.root, mode=0o755, exist_ok=True)
-        staged = tempfile.mkdtemp(prefix=f'.{device}.tmp.', dir=self.root)
+        staged = self._new_hidden_dir(f'.{device}.tmp.')
         try:
             os.chmod(staged, 0o755)
             stamp = self.uevent_seqnum()
+            # nobody looks into the hidden directory: its files are written in place
             if stamp:
-                self._write_attr(staged, 'seqnum', stamp)
+                _write_new(staged, 'seqnum', stamp)
             else:
                 log.debug('%s: no uevent sequence number to stamp the registry entry with', device)
-            self._write_attr(staged, 'owner', OWNER)
+            _write_new(staged, 'owner', OWNER)
         except OSError:
             shutil.rmtree(staged, ignore_errors=True)
             raise
         return staged, stamp
+
+    def _new_hidden_dir(self, prefix: str) -> str:
+        """A new empty directory ``<root>/<prefix><pid>-<n>`` (the root made when missing). Named
+        by this process and a counter, not at random: this runs at every connect."""
+        while True:
+            path = os.path.join(self.root, f'{prefix}{os.getpid()}-{next(_HIDDEN_NAMES)}')
+            try:
+                os.mkdir(path, 0o700)
+                return path
+            except FileExistsError:  # left by an earlier process of this pid: take another
+                continue
+            except FileNotFoundError:
+                os.makedirs(self.root, mode=0o755, exist_ok=True)
 
     @staticmethod
     def _write_attr(directory: str, name: str, value: str) -> None:
@@ -237,12 +256,10 @@ class Registry:
     def _discard(self, device: str) -> bool:
         """Make the entry of ``device`` vanish at once (renamed to a hidden sibling), then purge it."""
         import shutil
-        import tempfile
 
-        try:
-            trash = tempfile.mkdtemp(prefix='.trash.', dir=self.root)
-        except FileNotFoundError:
+        if not os.path.isdir(self.root):
             return False
+        trash = self._new_hidden_dir('.trash.')
         try:
             # into the trash directory, not onto it: an entry that is a file goes the same way
             os.rename(self.path(device), os.path.join(trash, device))
@@ -254,6 +271,22 @@ class Registry:
             raise
         shutil.rmtree(trash, ignore_errors=True)
         return True
+
+
+# what a rename onto an entry meets when the entry has content (or is a file)
+_IN_THE_WAY = (errno.EEXIST, errno.ENOTEMPTY, errno.ENOTDIR, errno.EISDIR)
+# numbers the hidden directories of this process (next() on a count is atomic in CPython)
+_HIDDEN_NAMES = itertools.count()
+
+
+def _write_new(directory: str, name: str, value: str) -> None:
+    """Create ``directory/name`` holding ``value`` and a newline (it must not exist)."""
+    fd = os.open(os.path.join(directory, name), os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
+    try:
+        os.fchmod(fd, 0o644)
+        os.write(fd, (value + '\n').encode())
+    finally:
+        os.close(fd)
 
 
 def _check_device(device: str) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import stat
 import tempfile
 from pathlib import Path
@@ -147,6 +148,21 @@ def test_a_connected_controller_replaces_the_stale_entry_of_its_recycled_name(ho
     assert sorted(os.listdir(host.root / 'nvme3')) == ['owner', 'seqnum']
     assert host.registry.read('nvme4').ours and host.listing() == ['nvme3', 'nvme4']
     assert "nvme3: stale registry entry (owned by 'discoverd') replaced" in caplog.text
+
+
+def test_the_first_entry_makes_the_registry_and_an_empty_entry_is_simply_taken(host: Host, caplog):
+    shutil.rmtree(host.root, ignore_errors=True)
+    host.seqnum(7)
+    assert host.registry.record('nvme1') == Entry('nvme1', 'stas', '7')
+    (host.root / 'nvme2').mkdir()  # an entry without an owner: nobody's
+    with caplog.at_level(logging.INFO, logger='stas.workers.ownership'):
+        assert host.registry.record('nvme2') == Entry('nvme2', 'stas', '7')
+    assert 'replaced' not in caplog.text
+    assert sorted(os.listdir(host.root / 'nvme2')) == [
+        'owner',
+        'seqnum',
+    ]
+    assert sorted(os.listdir(host.root)) == ['nvme1', 'nvme2']  # no hidden leftovers
 
 
 def test_without_a_sequence_number_the_entry_has_no_stamp(host: Host):
