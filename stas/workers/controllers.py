@@ -111,6 +111,7 @@ class ControllerEngine:
         self._io = io if io is not None else NvmeIo()
         self._udev_factory = udev_factory or UdevMonitor
         self._sysfs_root = sysfs_root
+        self._subsystems = sysfs_io.SubsystemNqns(sysfs_root)  # each subsystem's NQN, read once
         self._clock = clock
         caps, reason = self._io.kernel_caps()
         if reason:
@@ -539,7 +540,7 @@ class ControllerEngine:
         that the firmware's NBFT made at boot."""
         why = self._registry.owned_elsewhere(device)
         if not why and self.daemon == 'stacd':
-            kctrl = sysfs_io.read_controller(device, self._sysfs_root)
+            kctrl = sysfs_io.read_controller(device, self._sysfs_root, subsystems=self._subsystems)
             why = foreign_owner(kctrl, self._registry, glob.glob(self._nbft_glob)) if kctrl else ''
         if why:
             log.warning('%s: not disconnecting it: %s', device, why)
