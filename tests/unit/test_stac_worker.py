@@ -653,3 +653,50 @@ def test_the_audit_and_the_release_of_a_previous_runs_iocs_remove_our_entries_wi
         assert (stray / 'delete_controller').read_text() == '1' and entry_of(h, 'nvme2') == {}
 
     run(scenario())
+
+
+def test_a_status_reads_a_controllers_identity_once_per_sysfs_node_and_its_state_each_time(
+    tmp_path, monkeypatch
+):
+    reads: List[tuple] = []
+    real = controllers.sysfs_io.read_attr
+    monkeypatch.setattr(
+        controllers.sysfs_io, 'read_attr', lambda d, name, *a: reads.append((d, name)) or real(d, name, *a)
+    )
+
+    async def scenario():
+        h = Harness(tmp_path)
+        await h.start()
+        a = spec('a')
+        h.io.devices = {a.tid: 'nvme1'}
+        node = h.sys.controller('nvme1', 'a', TB0_ADDRESS)
+        for name, value in (
+            ('hostid', HOST.hostid),
+            ('model', 'Linux'),
+            ('serial', 'abc'),
+            ('dctype', 'none'),
+        ):
+            (node / name).write_text(value + '\n')
+        await h.configure(a)
+        m = h.machine('a')
+        details = dict(h.engine._status_of(m).attrs)  # noqa: SLF001
+        assert (details['model'], details['serial'], details['state']) == ('Linux', 'abc', 'live')
+        reads.clear()
+        (node / 'state').write_text('connecting\n')
+        details = dict(h.engine._status_of(m).attrs)  # noqa: SLF001
+        assert details['state'] == 'connecting' and details['serial'] == 'abc'
+        assert [name for _d, name in reads] == ['state']
+        # the name reused by another controller: another sysfs node, read whole again
+        renamed = node.with_name('old')
+        node.rename(renamed)
+        h.sys.controller('nvme1', 'a', TB0_ADDRESS)
+        for name, value in (
+            ('hostid', HOST.hostid),
+            ('model', 'Linux'),
+            ('serial', 'xyz'),
+            ('dctype', 'none'),
+        ):
+            (node / name).write_text(value + '\n')
+        assert dict(h.engine._status_of(m).attrs)['serial'] == 'xyz'  # noqa: SLF001
+
+    run(scenario())
