@@ -44,16 +44,15 @@ Differences from nvme-stas 2.x, all on the side of not losing data:
 from __future__ import annotations
 
 import argparse
-import contextlib
 import os
 import re
 import stat
 import sys
-import tempfile
 import uuid
 from dataclasses import field
 from typing import Callable, List, Optional, Sequence, Tuple
 
+from .. import files
 from ..errors import StasError
 from ..record import record
 from .args import CommandParser
@@ -231,36 +230,19 @@ def remove_host_value(text: str, key: str) -> Tuple[str, bool]:
 def write_atomic(path: str, data: str, new_mode: int = NEW_FILE_MODE) -> None:
     """Replace ``path`` with ``data`` so that readers see the old or the new content, never a mix."""
     target = os.path.realpath(path)
-    directory = os.path.dirname(target)
-    os.makedirs(directory, mode=0o755, exist_ok=True)
+    os.makedirs(os.path.dirname(target), mode=0o755, exist_ok=True)
     try:
         old = os.stat(target)
     except FileNotFoundError:
         old = None
-    fd, temp = tempfile.mkstemp(prefix=f'.{os.path.basename(target)}.', suffix='.tmp', dir=directory)
-    try:
-        with os.fdopen(fd, 'w', encoding='utf-8', newline='') as f:
-            f.write(data)
-            f.flush()
-            os.fchmod(f.fileno(), stat.S_IMODE(old.st_mode) if old else new_mode)
-            if old is not None:
-                mine = os.fstat(f.fileno())
-                if (mine.st_uid, mine.st_gid) != (old.st_uid, old.st_gid):
-                    with contextlib.suppress(OSError):
-                        os.fchown(f.fileno(), old.st_uid, old.st_gid)
-            os.fsync(f.fileno())
-        os.replace(temp, target)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(temp)
-        raise
-    # Make the rename itself durable.
-    with contextlib.suppress(OSError):
-        dir_fd = os.open(directory, os.O_RDONLY | getattr(os, 'O_DIRECTORY', 0))
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
+    files.write_atomic(
+        target,
+        data,
+        mode=stat.S_IMODE(old.st_mode) if old else new_mode,
+        owner=(old.st_uid, old.st_gid) if old else None,
+        fsync=True,
+        fsync_directory=True,  # the rename itself survives a crash
+    )
 
 
 def _read(path: str, limit: int) -> Optional[str]:

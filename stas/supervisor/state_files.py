@@ -31,9 +31,9 @@ import logging
 import math
 import os
 import stat
-import tempfile
 from typing import Callable, Optional, Tuple, Type, TypeVar, cast
 
+from .. import files
 from ..errors import StasError
 from ..files import NotRegularFile, TooLarge, file_kind, read_regular_file
 from ..model import TransportId
@@ -291,18 +291,7 @@ def write_atomic(path: str, text: str) -> None:
 
     Raises OSError; the temporary file is gone then. No fsync: the runtime directory is a tmpfs.
     """
-    directory, name = os.path.split(path)
-    fd, tmp = tempfile.mkstemp(dir=directory or '.', prefix=f'.{name}.', suffix='.tmp')
-    try:
-        with os.fdopen(fd, 'wb') as f:
-            f.write(text.encode('utf-8'))
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    files.write_atomic(path, text, mode=0o600)  # the supervisor alone reads it
 
 
 # Changes closer together than this are saved together (``StateFile.save_soon``).

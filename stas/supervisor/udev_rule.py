@@ -43,6 +43,7 @@ import stat
 import subprocess
 from typing import Callable, Optional, Sequence, Tuple
 
+from ..files import write_atomic
 from ..record import record
 from .cli_args import DEFAULT_REGISTRY_DIR
 
@@ -321,38 +322,9 @@ class AutoconnectShadow:
             return True
         return False
 
-    def _tmp_path(self) -> str:
-        # not ending in .rules: udevd never reads it
-        return os.path.join(self.rules_dir, f'.{RULE_NAME}.{self._me.pid}.tmp')
-
-    def _write_tmp(self, text: str) -> str:
-        tmp = self._tmp_path()
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o644)
-        try:
-            with os.fdopen(fd, 'wb') as f:  # closes fd
-                f.write(text.encode())
-                f.flush()
-                os.fsync(f.fileno())
-        except OSError:
-            os.unlink(tmp)  # a full or read-only file system: leave nothing behind
-            raise
-        return tmp
-
     def _create(self, text: str) -> bool:
         """Create the file with ``text`` in one step, only if it does not exist; False if it did."""
-        tmp = self._write_tmp(text)
-        try:
-            os.link(tmp, self.path)  # fails if the file exists: never replaces anyone's file
-        except FileExistsError:
-            return False
-        finally:
-            os.unlink(tmp)
-        return True
+        return write_atomic(self.path, text, replace=False, fsync=True)
 
     def _replace(self, text: str) -> None:
-        tmp = self._write_tmp(text)
-        try:
-            os.replace(tmp, self.path)
-        except OSError:
-            os.unlink(tmp)
-            raise
+        write_atomic(self.path, text, fsync=True)

@@ -42,7 +42,7 @@ import stat
 from typing import Set, Tuple
 
 from ..errors import shown_value
-from ..files import read_regular_file
+from ..files import read_regular_file, write_atomic
 from ..record import record
 
 log = logging.getLogger(__name__)
@@ -234,24 +234,7 @@ class Registry:
 
     @staticmethod
     def _write_attr(directory: str, name: str, value: str) -> None:
-        import tempfile
-
-        fd, tmp = tempfile.mkstemp(prefix=f'{name}.tmp.', dir=directory)
-        try:
-            os.fchmod(fd, 0o644)
-            os.write(fd, (value + '\n').encode())
-            os.fsync(fd)
-            os.close(fd)
-            fd = -1
-            os.rename(tmp, os.path.join(directory, name))
-        except OSError:
-            if fd >= 0:
-                os.close(fd)
-            try:
-                os.unlink(tmp)
-            except OSError:
-                pass
-            raise
+        write_atomic(os.path.join(directory, name), value + '\n', fsync=True)
 
     def _discard(self, device: str) -> bool:
         """Make the entry of ``device`` vanish at once (renamed to a hidden sibling), then purge it."""
