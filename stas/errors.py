@@ -83,6 +83,36 @@ class OwnedElsewhere(StasError):
     code = 'OwnedElsewhere'
 
 
+class IllegalTransition(Exception):
+    """An event a state machine cannot take where it is: a bug in the code that drives it (a
+    worker its controller machines, the supervisor its worker slots), which must fail loudly.
+    The machine is left as it was.
+
+    Not a ``StasError``: those are expected, answered to a caller or logged as a condition of
+    the host, and a bug must be neither. The message names the machine, what it is about, the
+    event, the state and, when there is more to say, why the event does not fit::
+
+        controller <tid>: Start in phase connecting: a controller starts in phase idle only
+        worker slot eth0/tcp: HelloReceived in state running
+    """
+
+    def __init__(self, machine: str, subject: object, event: str, state: str, why: str = ''):
+        """``machine``: its kind ('controller', 'worker slot'); ``subject``: which one (a TID, a
+        worker key); ``event``: the event's name, or a description of it that says what is wrong
+        ('NccChanged for a discovery controller'); ``state``: where the machine is, in its own
+        words ('phase connecting', 'state running')."""
+        message = f'{machine} {subject}: {event} in {state}' + (f': {why}' if why else '')
+        super().__init__(message)
+        self.machine = machine
+        self.subject = str(subject)
+        self.event = event
+        self.state = state
+        self.why = why
+
+    def __reduce__(self):  # rebuilt from its parts, not from the message (copy, pickle)
+        return type(self), (self.machine, self.subject, self.event, self.state, self.why)
+
+
 _BY_CODE = {
     c.code: c
     for c in (

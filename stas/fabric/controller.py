@@ -64,6 +64,7 @@ from __future__ import annotations
 import enum
 from typing import Callable, Dict, List, Optional, Tuple
 
+from ..errors import IllegalTransition
 from ..model import (
     AEN_DISCOVERY_LOG_CHANGE,
     ControllerSpec,
@@ -121,7 +122,7 @@ from .controller_events import (
 )
 from .controller_policy import RetryPolicy
 
-__all__ = ['ControllerMachine', 'IllegalTransition', 'Phase', 'RetryPolicy']
+__all__ = ['ControllerMachine', 'Phase', 'RetryPolicy']
 
 
 class Phase(str, enum.Enum):
@@ -148,10 +149,6 @@ _CTRL_STATE = {
     Phase.DISCONNECTING: CtrlState.DISCONNECTING,
     Phase.REMOVED: CtrlState.IDLE,
 }
-
-
-class IllegalTransition(Exception):
-    """An event that cannot happen in the machine's state: a bug in the worker."""
 
 
 @record(frozen=False)
@@ -269,23 +266,23 @@ class ControllerMachine:
 
     def handle(self, event: Event, now: float) -> List[Effect]:
         if self.phase is Phase.REMOVED:
-            raise IllegalTransition(
-                f'{self.spec.tid}: {type(event).__name__} after the controller was released'
-            )
+            raise self._illegal(type(event).__name__, 'it comes after the controller was released')
         handler = self._handlers.get(type(event))
         if handler is None:
-            raise IllegalTransition(f'{self.spec.tid}: unknown event {event!r}')
+            raise self._illegal(repr(event), 'not an event of this machine')
         op = COMPLETES.get(type(event))
         if op is not None and op != self._op:
-            raise IllegalTransition(
-                f'{self.spec.tid}: {type(event).__name__} in phase {self.phase.value} '
-                f'with {self._op or "no"} operation in flight'
-            )
+            in_flight = f'the operation in flight is {self._op}' if self._op else 'no operation is in flight'
+            raise self._illegal(type(event).__name__, in_flight)
         before = self.status()
         effects = handler(event, now)
         if self.phase is not Phase.REMOVED and self.status() != before:
             effects.append(PublishStatus())
         return effects
+
+    def _illegal(self, event: str, why: str = '') -> IllegalTransition:
+        """The error for ``event`` (its name, or what is wrong with it) in the current phase."""
+        return IllegalTransition('controller', self.spec.tid, event, f'phase {self.phase.value}', why)
 
     def status(self) -> ControllerStatus:
         return ControllerStatus(
@@ -396,7 +393,7 @@ class ControllerMachine:
 
     def _on_start(self, event: Start, now: float) -> List[Effect]:
         if self.phase is not Phase.IDLE:
-            raise IllegalTransition(f'{self.spec.tid}: Start in phase {self.phase.value}')
+            raise self._illegal('Start', 'a controller starts in phase idle only')
         return self._connect(now)
 
     def _on_unwanted(self, event: Unwanted, now: float) -> List[Effect]:
@@ -416,9 +413,9 @@ class ControllerMachine:
 
     def _on_rewanted(self, event: Rewanted, now: float) -> List[Effect]:
         if event.spec.tid != self.spec.tid or event.spec.role != self.spec.role:
-            raise IllegalTransition(
-                f'{self.spec.tid} ({self.spec.role.value}): Rewanted for another controller: '
-                f'{event.spec.tid} ({event.spec.role.value})'
+            raise self._illegal(
+                f'Rewanted for another controller, {event.spec.tid} ({event.spec.role.value})',
+                f'this one is {self.spec.tid} ({self.spec.role.value})',
             )
         self.spec = event.spec
         if event.pleo is not None:
@@ -433,7 +430,7 @@ class ControllerMachine:
 
     def _on_connected(self, event: Connected, now: float) -> List[Effect]:
         if not event.device:
-            raise IllegalTransition(f'{self.spec.tid}: Connected without a device name')
+            raise self._illegal('Connected without a device name')
         self._end()
         self.phase = Phase.CONNECTED
         self.device = event.device
@@ -664,7 +661,7 @@ class ControllerMachine:
 
     def _on_ncc(self, event: NccChanged, now: float) -> List[Effect]:
         if self.is_dc:
-            raise IllegalTransition(f'{self.spec.tid}: NccChanged for a discovery controller')
+            raise self._illegal('NccChanged for a discovery controller')
         cleared = self.ncc and not event.ncc
         self.ncc = event.ncc
         if not cleared or not self.wanted or self.phase not in (Phase.BACKOFF, Phase.GAVE_UP):

@@ -29,6 +29,7 @@ import enum
 import signal
 from typing import List, Optional, Tuple, Union
 
+from ..errors import IllegalTransition
 from ..model import WorkerKey
 from ..record import record
 
@@ -205,10 +206,6 @@ class LogEvent:
 Effect = Union[SpawnWorker, SendShutdown, SendSignal, LogEvent]
 
 
-class IllegalTransition(Exception):
-    """An event that cannot happen in the slot's state: a bug in the driver."""
-
-
 class WorkerSlot:
     """One interface's worker: its state, deadline and history."""
 
@@ -232,7 +229,7 @@ class WorkerSlot:
     def handle(self, event: Event, now: float) -> List[Effect]:
         handler = getattr(self, f'_on_{type(event).__name__}', None)
         if handler is None:
-            raise IllegalTransition(f'{self.key}: unknown event {event!r}')
+            raise self._illegal_transition(repr(event), 'not an event of this machine')
         return handler(event, now)
 
     def uptime_s(self, now: float) -> float:
@@ -250,7 +247,10 @@ class WorkerSlot:
 
     # -- transitions -------------------------------------------------------------------------
     def _illegal(self, event: Event) -> List[Effect]:
-        raise IllegalTransition(f'{self.key}: {type(event).__name__} in state {self.state.value}')
+        raise self._illegal_transition(type(event).__name__)
+
+    def _illegal_transition(self, event: str, why: str = '') -> IllegalTransition:
+        return IllegalTransition('worker slot', self.key, event, f'state {self.state.value}', why)
 
     def _spawn(self, now: float) -> List[Effect]:
         self.state = SlotState.STARTING

@@ -11,7 +11,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from stas.fabric.controller import ControllerMachine, IllegalTransition, Phase, RetryPolicy
+from stas.errors import IllegalTransition
+from stas.fabric.controller import ControllerMachine, Phase, RetryPolicy
 from stas.fabric.controller_events import (
     COMPLETES,
     AenReceived,
@@ -193,6 +194,21 @@ def test_start_outside_idle_raises():
     h(Start())
     with pytest.raises(IllegalTransition, match='Start in phase connecting'):
         h(Start())
+
+
+def test_an_illegal_event_names_the_controller_the_event_and_the_phase():
+    h = Harness()
+    h(Start())
+    with pytest.raises(IllegalTransition) as info:
+        h(Start())
+    exc = info.value
+    assert (exc.machine, exc.subject, exc.event, exc.state) == (
+        'controller',
+        str(h.m.spec.tid),
+        'Start',
+        'phase connecting',
+    )
+    assert str(exc).startswith(f'controller {h.m.spec.tid}: Start in phase connecting: ')
 
 
 # ---- CONNECTING ---------------------------------------------------------------------------------

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import pickle
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from stas.errors import SHOWN_VALUE_CHARS, InvalidArgument, StasError, shown_value
+from stas.errors import SHOWN_VALUE_CHARS, IllegalTransition, InvalidArgument, StasError, shown_value
 
 
 @pytest.mark.parametrize(
@@ -57,3 +59,27 @@ def test_shown_value_is_printable_bounded_and_a_prefix_of_the_repr(value):
 def test_codes_survive_error_info():
     err = StasError.from_info(InvalidArgument('bad').to_info())
     assert type(err) is InvalidArgument and err.message == 'bad'
+
+
+def test_an_illegal_transition_names_the_machine_the_event_and_the_state():
+    exc = IllegalTransition('worker slot', 'eth0/tcp', 'HelloReceived', 'state running')
+    assert str(exc) == 'worker slot eth0/tcp: HelloReceived in state running'
+    why = IllegalTransition('controller', 'tid', 'Start', 'phase connecting', 'it starts in phase idle only')
+    assert str(why) == 'controller tid: Start in phase connecting: it starts in phase idle only'
+    assert (why.machine, why.subject, why.event, why.state, why.why) == (
+        'controller',
+        'tid',
+        'Start',
+        'phase connecting',
+        'it starts in phase idle only',
+    )
+
+
+def test_an_illegal_transition_is_a_bug_not_an_expected_error():
+    assert not issubclass(IllegalTransition, StasError)
+
+
+def test_an_illegal_transition_survives_a_pickle_whole():
+    exc = IllegalTransition('controller', 'tid', 'Start', 'phase connecting', 'why')
+    back = pickle.loads(pickle.dumps(exc))
+    assert type(back) is IllegalTransition and str(back) == str(exc) and back.why == 'why'

@@ -8,6 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from stas.errors import IllegalTransition
 from stas.model import WorkerKey
 from stas.supervisor.registry import (
     DeadlineReached,
@@ -16,7 +17,6 @@ from stas.supervisor.registry import (
     Faulted,
     HeartbeatReceived,
     HelloReceived,
-    IllegalTransition,
     LogEvent,
     RestartPolicy,
     RestartRequested,
@@ -210,6 +210,15 @@ def test_hello_while_running_is_a_driver_bug():
     slot = running_slot()
     with pytest.raises(IllegalTransition):
         slot.handle(HelloReceived(100), 1.0)
+
+
+def test_an_illegal_event_names_the_slot_the_event_and_the_state():
+    slot = running_slot()
+    with pytest.raises(IllegalTransition) as info:
+        slot.handle(HelloReceived(100), 1.0)
+    assert str(info.value) == f'worker slot {KEY}: HelloReceived in state running'
+    with pytest.raises(IllegalTransition, match=f'worker slot {KEY}: .*not an event of this machine'):
+        slot.handle(object(), 1.0)
 
 
 def test_a_deadline_found_long_past_gives_the_heartbeats_a_chance_first():
