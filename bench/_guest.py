@@ -97,14 +97,15 @@ def stop_process(proc: Optional[subprocess.Popen], timeout: float = 120) -> Opti
 
 def dbus_call(conn, service: str, interface: str, member: str, signature: str = '', body: tuple = ()):
     """Call ``member`` of ``interface`` on the object of service ``staf`` or ``stac`` through a
-    jeepney blocking connection; the reply's body."""
+    jeepney blocking connection; the reply's body. An error reply raises
+    ``jeepney.DBusErrorResponse`` (e.g. while no daemon owns the name)."""
     from jeepney import DBusAddress, new_method_call
+    from jeepney.wrappers import unwrap_msg
 
     addr = DBusAddress(
         f'/org/nvmexpress/{service}', bus_name=f'org.nvmexpress.{service}', interface=interface
     )
-    reply = conn.send_and_get_reply(new_method_call(addr, member, signature, body), timeout=60)
-    return reply.body
+    return unwrap_msg(conn.send_and_get_reply(new_method_call(addr, member, signature, body), timeout=60))
 
 
 def daemon_workers(conn, service: str) -> List[Tuple[str, int]]:

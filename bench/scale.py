@@ -243,9 +243,7 @@ def listed(conn, nqns: Set[str]) -> Tuple[Optional[int], Optional[int]]:
     not answer."""
     try:
         [rows] = dbus_call(conn, 'stac', 'org.nvmexpress.stac', 'list_controllers', 'b', (True,))
-    except Exception:  # noqa: BLE001 - not on the bus yet
-        return None, None
-    if not isinstance(rows, list):  # an error reply: its body is the message
+    except Exception:  # noqa: BLE001 - not on the bus yet (an error reply raises)
         return None, None
     ours = [r for r in rows if isinstance(r, dict) and r.get('subsysnqn') in nqns]
     count = len({r['subsysnqn'] for r in ours})
