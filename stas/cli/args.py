@@ -186,8 +186,8 @@ def _new_ctl_parser(prog: str, daemon: str, description: str):
     parser = CommandParser(prog=prog, description=description)
     parser.add_argument('-v', '--version', action=VersionAction)
     commands = parser.add_subparsers(title='Commands', dest='command', parser_class=argparse.ArgumentParser)
-    commands.add_parser('tron', help=f'Trace ON: turn on debug logging in {daemon}')
-    commands.add_parser('troff', help=f'Trace OFF: turn off debug logging in {daemon}')
+    _add_json(commands.add_parser('tron', help=f'Trace ON: turn on debug logging in {daemon}'))
+    _add_json(commands.add_parser('troff', help=f'Trace OFF: turn off debug logging in {daemon}'))
     _add_json(commands.add_parser('status', help=f'Show {daemon} status: process info and controllers'))
     ls = commands.add_parser('ls', help='List controllers')
     _add_detailed(ls)
@@ -208,6 +208,7 @@ def _add_worker_commands(parser: CommandParser, commands, daemon: str) -> None:
         metavar='IFACE',
         help='Interface name (every transport on it), IFACE/TRANSPORT, or -/TRANSPORT for fc and loop',
     )
+    _add_json(restart)
     parser.command_checks['restart'] = (restart, _check_restart)
 
 

@@ -28,9 +28,10 @@ def output(obj: Any, json_mode: bool) -> str:
     return as_json(obj) if json_mode else pretty(obj)
 
 
-def tron_line(value: bool) -> str:
-    """What ``tron``/``troff`` print once the daemon's value is read back: ``tron = True``."""
-    return f'tron = {bool(value)}'
+def tron_line(value: bool, json_mode: bool = False) -> str:
+    """What ``tron``/``troff`` print once the daemon's value is read back: ``tron = True``
+    (``{"tron": true}`` in JSON)."""
+    return as_json({'tron': bool(value)}) if json_mode else f'tron = {bool(value)}'
 
 
 def status_view(
@@ -117,6 +118,9 @@ def workers_table(rows: Sequence[Mapping[str, Any]]) -> str:
     return '\n'.join(lines)
 
 
-def restarted_lines(keys: Sequence[str]) -> str:
-    """What ``restart`` prints: one ``restarted IFACE/TRANSPORT`` line per worker."""
+def restarted_lines(keys: Sequence[str], json_mode: bool = False) -> str:
+    """What ``restart`` prints: one ``restarted IFACE/TRANSPORT`` line per worker
+    (``{"restarted": ["IFACE/TRANSPORT", ...]}`` in JSON)."""
+    if json_mode:
+        return as_json({'restarted': list(keys)})
     return '\n'.join(f'restarted {key}' for key in keys)

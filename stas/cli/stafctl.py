@@ -36,12 +36,12 @@ def _json_mode(args: argparse.Namespace) -> bool:
 
 def cmd_tron(client: DaemonClient, args: argparse.Namespace) -> str:
     client.set_tron(True)
-    return render.tron_line(client.tron())
+    return render.tron_line(client.tron(), _json_mode(args))
 
 
 def cmd_troff(client: DaemonClient, args: argparse.Namespace) -> str:
     client.set_tron(False)
-    return render.tron_line(client.tron())
+    return render.tron_line(client.tron(), _json_mode(args))
 
 
 def cmd_status(client: DaemonClient, args: argparse.Namespace) -> str:
@@ -108,7 +108,7 @@ def cmd_workers(client: DaemonClient, args: argparse.Namespace) -> str:
 
 def cmd_restart(client: DaemonClient, args: argparse.Namespace) -> str:
     keys = client.restart_worker(args.host_iface or '-', args.transport or '')
-    return render.restarted_lines(keys)
+    return render.restarted_lines(keys, _json_mode(args))
 
 
 COMMANDS: Dict[str, Command] = {

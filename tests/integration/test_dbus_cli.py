@@ -485,7 +485,13 @@ def test_stafctl_tron_and_troff_set_and_read_back(staf):
     assert staf.tron is True
     out = ctl('stafctl', 'troff')
     assert (out.returncode, out.stdout) == (0, 'tron = False\n'), out.stderr
-    assert [c for c in staf.calls if c[0] == 'set_tron'] == [('set_tron', True), ('set_tron', False)]
+    out = ctl('stafctl', 'tron', '--json')
+    assert (out.returncode, json.loads(out.stdout)) == (0, {'tron': True}), out.stderr
+    assert [c for c in staf.calls if c[0] == 'set_tron'] == [
+        ('set_tron', True),
+        ('set_tron', False),
+        ('set_tron', True),
+    ]
 
 
 def test_stafctl_workers_table_and_json(staf):
@@ -514,9 +520,12 @@ def test_stafctl_restart_one_interface(staf):
     assert (out.returncode, out.stdout) == (0, 'restarted eth0/tcp\n'), out.stderr
     out = ctl('stafctl', 'restart', '-/fc')
     assert (out.returncode, out.stdout) == (0, 'restarted -/fc\n'), out.stderr
+    out = ctl('stafctl', 'restart', '--json', 'eth0')
+    assert (out.returncode, json.loads(out.stdout)) == (0, {'restarted': ['eth0/tcp']}), out.stderr
     assert [c for c in staf.calls if c[0] == 'restart_worker'] == [
         ('restart_worker', 'eth0', ''),
         ('restart_worker', '', 'fc'),
+        ('restart_worker', 'eth0', ''),
     ]
 
 

@@ -81,10 +81,19 @@ def test_version_prints_the_version_lines_and_exits_0(capsys, build):
 
 @pytest.mark.parametrize('build', [build_stafctl_parser, build_stacctl_parser])
 @pytest.mark.parametrize('command', ['tron', 'troff'])
-def test_tron_troff_take_no_options(capsys, build, command):
-    assert vars(build().parse_args([command])) == {'command': command}
-    err = _fails(capsys, build(), [command, '--json'])
-    assert 'unrecognized arguments: --json' in err
+def test_tron_troff_take_only_json(capsys, build, command):
+    assert vars(build().parse_args([command])) == {'command': command, 'json': False}
+    assert vars(build().parse_args([command, '--json'])) == {'command': command, 'json': True}
+    err = _fails(capsys, build(), [command, '-d'])
+    assert 'unrecognized arguments: -d' in err
+
+
+@pytest.mark.parametrize('build', [build_stafctl_parser, build_stacctl_parser])
+def test_every_command_takes_json(build):
+    parser = build()
+    for command, sub in parser._subparsers._group_actions[0].choices.items():  # noqa: SLF001
+        options = {s for action in sub._actions for s in action.option_strings}  # noqa: SLF001
+        assert '--json' in options, f'{parser.prog} {command} has no --json'
 
 
 @pytest.mark.parametrize('build', [build_stafctl_parser, build_stacctl_parser])
@@ -266,6 +275,7 @@ def test_restart_targets(build, target, host_iface, transport):
     assert vars(args) == {
         'command': 'restart',
         'target': target,
+        'json': False,
         'host_iface': host_iface,
         'transport': transport,
     }

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from stas.cli import render
@@ -70,6 +72,7 @@ def test_json_keeps_daemon_order_with_indent_2():
 def test_tron_line():
     assert render.tron_line(True) == 'tron = True'
     assert render.tron_line(0) == 'tron = False'
+    assert json.loads(render.tron_line(1, json_mode=True)) == {'tron': True}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -154,6 +157,7 @@ def test_workers_table_without_workers():
 def test_restarted_lines():
     assert render.restarted_lines(['eth0/tcp', 'eth0/rdma']) == 'restarted eth0/tcp\nrestarted eth0/rdma'
     assert render.restarted_lines([]) == ''
+    assert json.loads(render.restarted_lines(['eth0/tcp'], json_mode=True)) == {'restarted': ['eth0/tcp']}
 
 
 # ---------------------------------------------------------------------------------------------
