@@ -45,7 +45,7 @@ from ..model import ConnectOptions
 from ..record import record
 from . import values as v
 from .problems import KEY_LIMIT, Code, Problem, Severity, shown, shown_pair
-from .schema import CONNECT_OPTIONS, STACD
+from .schema import CONNECT_OPTIONS, NOT_APPLIED, STACD
 
 IDENTITY_KEYS = ('transport', 'traddr', 'trsvcid', 'subsysnqn', 'host-traddr', 'host-iface', 'host-nqn')
 OVERRIDE_KEYS = ('tron', 'pleo', 'ip-family', 'ignore-iface')
@@ -288,6 +288,11 @@ def parse_controller(
             elif key in CONNECT_OPTIONS:
                 checked = CONNECT_OPTIONS[key].check(value)
                 options[CONNECT_OPTIONS[key].field] = checked
+                if key in NOT_APPLIED:
+                    rep.warn(
+                        f'{display(key, value)}: accepted, but not applied: {NOT_APPLIED[key]}',
+                        Code.NOT_APPLIED,
+                    )
             else:
                 checked = _OVERRIDE_CHECKS[key](value)
                 overrides[key.replace('-', '_')] = checked

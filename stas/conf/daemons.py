@@ -45,6 +45,7 @@ from .schema import (
     GLOBAL,
     GLOBAL_CONNECT_OPTIONS,
     IOC_MANAGEMENT,
+    NOT_APPLIED,
     SECTIONS,
     STACD,
     STAFD,
@@ -297,6 +298,17 @@ class _Evaluation:
                     Code.DEPRECATED,
                 )
 
+    def not_applied(self) -> None:
+        for key, reason in NOT_APPLIED.items():
+            if self.values.get((GLOBAL, key)) is None:
+                continue  # not given, or refused (said already)
+            for e in self.given.get((GLOBAL, key), [])[-1:]:  # the value in force
+                self.warn(
+                    e.line,
+                    f'[Global] {shown_pair(key, e.value, 80)}: accepted, but not applied: {reason}',
+                    Code.NOT_APPLIED,
+                )
+
     def persistent_connections(self) -> bool:
         where_new = (DC_MANAGEMENT, 'persistent-connections')
         new_given = bool(self.given.get(where_new))
@@ -362,6 +374,7 @@ def _start(data: Union[str, bytes, None], filename: str, daemon: str) -> _Evalua
     ev.sort_entries()
     ev.evaluate_scalars()
     ev.ignored_deprecated()
+    ev.not_applied()
     return ev
 
 

@@ -86,6 +86,7 @@ class Code:
     BAD_VALUE = 'bad-value'  # value refused, default used / override or entry dropped
     ADJUSTED = 'adjusted'  # value accepted after a documented adjustment (e.g. NCC 1 -> 2)
     DEPRECATED = 'deprecated'  # an old key, migrated or ignored
+    NOT_APPLIED = 'not-applied'  # accepted (nvme-stas 2.x has it), but it cannot take effect
     MISSING = 'missing'  # a mandatory value or field is absent
     EMPTY = 'empty'  # a configuration file with nothing but white space: defaults apply
     UNREADABLE = 'unreadable'  # a file named by the configuration cannot be read

@@ -71,6 +71,13 @@ CONNECT_OPTIONS: Dict[str, ConnectOptionSpec] = {
     )
 }
 
+# Connection options that are accepted, as nvme-stas 2.x accepts them, but cannot take effect:
+# why, for the warning that says so (--check-config, the log, status).
+NOT_APPLIED: Dict[str, str] = {
+    'queue-size': "the connect path (libnvme's binding) cannot pass it to the kernel, which uses "
+    'its default (128)',
+}
+
 # The connection options that [Global] offers, per daemon (secrets are per controller only;
 # the I/O queue counts mean nothing to a discovery controller).
 GLOBAL_CONNECT_OPTIONS: Dict[str, Tuple[str, ...]] = {

@@ -407,3 +407,16 @@ def test_a_rule_file_stafd_did_not_write_survives_stafd(workdir, module_system_b
         d.stop()
         assert 'stafd did not write it: left as it is' in d.logs()
     assert (rules / '70-nvmf-autoconnect.rules').read_text() == "# the admin's\n"
+
+
+@pytest.mark.parametrize('name', ['stafd', 'stacd'])
+def test_sighup_reads_sys_conf_again(name, workdir, module_system_bus):
+    """sys.conf.doc says no restart is needed after a change of the host identity."""
+    other_id = '6b2d5f3a-4c1e-4f8a-9b7d-2e3f4a5b6c7d'
+    other_nqn = f'nqn.2014-08.org.nvmexpress:uuid:{other_id}'
+    with running(name, workdir, module_system_bus, STAFD_NO_ZEROCONF if name == 'stafd' else '') as d:
+        assert (d.status()['hostnqn'], d.status()['hostid']) == (HOSTNQN, HOSTID)
+        (workdir / 'sys.conf').write_text(f'[Host]\nnqn={other_nqn}\nid={other_id}\n')
+        d.signal(signal.SIGHUP)
+        wait_until(lambda: d.status()['hostnqn'] == other_nqn, 10, 'the new host NQN in status')
+        assert d.status()['hostid'] == other_id

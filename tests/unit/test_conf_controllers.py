@@ -84,14 +84,13 @@ def excl(text: str):
             ConnectOptions(),
         ),
         (
-            'transport=tcp;traddr=storage-1.example.com;nqn=nqn.a:b;kato=10;queue-size=16;hdr-digest=TRUE;'
+            'transport=tcp;traddr=storage-1.example.com;nqn=nqn.a:b;kato=10;hdr-digest=TRUE;'
             'data-digest=false;nr-io-queues=4;nr-write-queues=2;nr-poll-queues=1;reconnect-delay=3;'
             'ctrl-loss-tmo=-1;disable-sqflow=true',
             'stacd',
             None,
             ConnectOptions(
                 kato=10,
-                queue_size=16,
                 hdr_digest=True,
                 data_digest=False,
                 nr_io_queues=4,
@@ -581,3 +580,11 @@ def test_fuzz_exclude_parser(text):
         assert len(entry) > 0  # never an entry that matches everything
         assert set(entry) <= set(EXCLUDE_KEYS)
         assert all(val for val in entry.values())
+
+
+def test_a_queue_size_is_accepted_and_said_to_have_no_effect():
+    entry, problems = ctrl('transport=tcp;traddr=1.2.3.4;nqn=nqn.a:b;queue-size=64', 'stacd')
+    assert entry is not None and entry.options.queue_size == 64
+    assert [p.code for p in problems] == [Code.NOT_APPLIED]
+    assert 'controller: queue-size=64: accepted, but not applied: ' in problems[0].message
+    assert 'cannot pass it to the kernel' in problems[0].message

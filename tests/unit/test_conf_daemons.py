@@ -165,11 +165,10 @@ def test_shipped_file_with_every_key_uncommented_gives_the_defaults(daemon):
     text = (DATA / f'{daemon}.conf').read_text()
     uncommented = re.sub(r'^#([a-z-]+=\S.*)$', r'\1', text, flags=re.M)
     config, problems = parse_daemon_config(daemon, uncommented, 'u.conf')
-    # duplicate-connect is listed (commented) in stafd.conf but nvme-stas never used it
-    expected = ['[Global] duplicate-connect=true: deprecated, not used by nvme-stas; ignored; remove it']
-    assert messages(problems) == (expected if daemon == 'stafd' else [])
+    # no example of a key that is ignored or not applied (queue-size, duplicate-connect)
+    assert messages(problems) == []
     # the uncommented values are the defaults, or the kernel's defaults where stas sets none
-    kernel = {'queue_size': 128, 'reconnect_delay': 10, 'ctrl_loss_tmo': 600, 'disable_sqflow': False}
+    kernel = {'reconnect_delay': 10, 'ctrl_loss_tmo': 600, 'disable_sqflow': False}
     if daemon == 'stacd':
         kernel['kato'] = 30  # the shipped comment says 30; stacd itself sends none by default
     default = default_config(daemon)
@@ -189,6 +188,7 @@ def _shipped_examples():
 
 
 _FC = 'nn-0x204600a098cbcac6:pn-0x204700a098cbcac6'
+_FC_HOST = 'nn-0x200000109b579ef3:pn-0x100000109b579ef3'
 _DELL_NQN = 'nqn.1988-11.com.dell:PowerSANxxx:01:20210225100113-454f73093ceb4847a7bdfc6e34ae8e28'
 _HOST_TRADDR_MISSING = (
     '[Controllers] controller: missing host-traddr= (the kernel needs the local FC port for fc, '
@@ -209,8 +209,13 @@ SHIPPED_EXAMPLES = [
         {'transport': 'tcp', 'traddr': '2001:db8::370:7334', 'host-iface': 'enp0s8'},
         None,
     ),
-    # The documented fc example cannot work: the kernel requires host-traddr for fc.
-    ('stafd', f'controller = transport=fc;traddr={_FC}', None, _HOST_TRADDR_MISSING),
+    # fc: the kernel requires host-traddr (the local FC port)
+    (
+        'stafd',
+        f'controller = transport=fc;traddr={_FC};host-traddr={_FC_HOST}',
+        {'transport': 'fc', 'traddr': _FC, 'host-traddr': _FC_HOST},
+        None,
+    ),
     (
         'stafd',
         'exclude = transport=tcp;traddr=fe80::2c6e:dee7:857:26bb # Eliminate a specific address',
@@ -240,7 +245,17 @@ SHIPPED_EXAMPLES = [
         },
         None,
     ),
-    ('stacd', f'controller = transport=fc;traddr={_FC};nqn=nqn.romulan-empire', None, _HOST_TRADDR_MISSING),
+    (
+        'stacd',
+        f'controller = transport=fc;traddr={_FC};host-traddr={_FC_HOST};nqn=nqn.2014-08.com.example:fc-array',
+        {
+            'transport': 'fc',
+            'traddr': _FC,
+            'host-traddr': _FC_HOST,
+            'subsysnqn': 'nqn.2014-08.com.example:fc-array',
+        },
+        None,
+    ),
     (
         'stacd',
         'exclude = transport=tcp;traddr=fe80::2c6e:dee7:857:26bb # Eliminate a specific address',
@@ -272,11 +287,10 @@ def test_shipped_examples(daemon, line, fields, problem):
     assert messages(problems) == ([problem] if problem else [])
 
 
-def test_fc_example_works_with_host_traddr():
-    text = f'[Controllers]\ncontroller = transport=fc;traddr={_FC};host-traddr=nn-0x1000:pn-0x2000\n'
-    config, problems = parse_stafd(text, 'fc.conf')
-    assert problems == []
-    assert [c.transport for c in config.controllers] == ['fc']
+def test_fc_without_host_traddr_is_refused_by_name():
+    config, problems = parse_stafd(f'[Controllers]\ncontroller = transport=fc;traddr={_FC}\n', 'fc.conf')
+    assert config.controllers == ()
+    assert messages(problems) == [_HOST_TRADDR_MISSING]
 
 
 # -- whole valid files -------------------------------------------------------------------------------------
@@ -284,7 +298,9 @@ def test_fc_example_works_with_host_traddr():
 
 def test_valid_stafd_file():
     config, problems = load('stafd', 'stafd-valid.conf')
-    assert problems == []
+    # queue-size is valid, and said to have no effect
+    assert [(p.line, p.code) for p in problems] == [(7, Code.NOT_APPLIED)]
+    assert problems[0].message.startswith('[Global] queue-size=256: accepted, but not applied: ')
     assert isinstance(config, StafdConfig)
     assert (config.tron, config.ignore_iface, config.ip_family, config.pleo) == (True, True, (6,), False)
     assert config.options == ConnectOptions(
@@ -317,7 +333,9 @@ def test_valid_stafd_file():
 
 def test_valid_stacd_file():
     config, problems = load('stacd', 'stacd-valid.conf')
-    assert problems == []
+    # queue-size is valid in [Global] and in a controller, and said to have no effect
+    assert [(p.line, p.code) for p in problems] == [(10, Code.NOT_APPLIED), (23, Code.NOT_APPLIED)]
+    assert 'controller: queue-size=64: accepted, but not applied: ' in problems[1].message
     assert isinstance(config, StacdConfig)
     assert config.options == ConnectOptions(
         kato=120,
