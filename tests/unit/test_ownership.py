@@ -15,6 +15,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from stas.testing.sysfs import FakeSys
 from stas.workers import ownership
 from stas.workers.ownership import OWNER, Entry, Registry
 
@@ -22,13 +23,9 @@ from stas.workers.ownership import OWNER, Entry, Registry
 class Host:
     def __init__(self, tmp_path: Path) -> None:
         self.root = tmp_path / 'registry'
-        self.sys = tmp_path / 'sys'
-        (self.sys / 'kernel').mkdir(parents=True)
-        self.seqnum(1000)
-        self.registry = Registry(str(self.root), str(self.sys))
-
-    def seqnum(self, value: int) -> None:
-        (self.sys / 'kernel' / 'uevent_seqnum').write_text(f'{value}\n')
+        self.sys = FakeSys(tmp_path / 'sys', seqnum=1000)
+        self.seqnum = self.sys.seqnum
+        self.registry = Registry(str(self.root), str(self.sys.root))
 
     def entry(self, device: str, owner, seqnum=None) -> Path:
         path = self.root / device
@@ -166,7 +163,7 @@ def test_the_first_entry_makes_the_registry_and_an_empty_entry_is_simply_taken(h
 
 
 def test_without_a_sequence_number_the_entry_has_no_stamp(host: Host):
-    (host.sys / 'kernel' / 'uevent_seqnum').unlink()
+    (host.sys.root / 'kernel' / 'uevent_seqnum').unlink()
     assert host.registry.record('nvme1') == Entry('nvme1', 'stas', '')
     assert os.listdir(host.root / 'nvme1') == ['owner']
 
@@ -211,7 +208,7 @@ def test_release_removes_only_our_entry_with_the_stamp_we_wrote(host: Host):
 
 def test_a_registry_that_cannot_be_written_raises_and_one_that_cannot_be_read_owns_everything(host: Host):
     host.root.parent.joinpath('blocked').write_text('')
-    blocked = Registry(str(host.root.parent / 'blocked' / 'registry'), str(host.sys))
+    blocked = Registry(str(host.root.parent / 'blocked' / 'registry'), str(host.sys.root))
     with pytest.raises(OSError):
         blocked.record('nvme1')
     entry = blocked.claim('nvme1')

@@ -21,6 +21,7 @@ from stas.fabric.controller_policy import RetryPolicy, retry_spread
 from stas.ipc.messages import Configure, CtrlGone, CtrlStatus, WorkerOptions
 from stas.model import WELL_KNOWN_DISC_NQN, ControllerSpec, HostIdentity, KernelController, Role, TransportId
 from stas.testing.nbft_table import DiscoverySpec, HfiSpec, SubsystemSpec, build_nbft
+from stas.testing.sysfs import FakeSys
 from stas.workers import controllers
 from stas.workers.controllers import (
     ControllerEngine,
@@ -175,11 +176,11 @@ def test_an_nbft_that_cannot_be_read_or_decoded_protects_everything(tmp_path: Pa
 
 
 def test_deleting_a_kernel_controller_writes_its_delete_file(tmp_path: Path):
-    ctl = tmp_path / 'class' / 'nvme' / 'nvme4'
-    ctl.mkdir(parents=True)
-    assert delete_kernel_controller('nvme4', str(tmp_path)) is True
+    sys = FakeSys(tmp_path / 'sys')
+    ctl = sys.controller('nvme4')
+    assert delete_kernel_controller('nvme4', str(sys.root)) is True
     assert (ctl / 'delete_controller').read_text() == '1'
-    assert delete_kernel_controller('nvme9', str(tmp_path)) is False
+    assert delete_kernel_controller('nvme9', str(sys.root)) is False
 
 
 # ---- the engine ----------------------------------------------------------------------------------
@@ -256,38 +257,13 @@ class FakeUdev:
         pass
 
 
-class FakeSys:
-    def __init__(self, root: Path) -> None:
-        self.root = root
-        (root / 'class' / 'nvme').mkdir(parents=True)
-        (root / 'kernel').mkdir()
-        self.seqnum(100)
-
-    def seqnum(self, value: int) -> None:
-        (self.root / 'kernel' / 'uevent_seqnum').write_text(f'{value}\n')
-
-    def controller(self, device: str, sub: str, address: str, cntrltype: str = 'io', hostnqn: str = HOSTNQN):
-        path = self.root / 'class' / 'nvme' / device
-        path.mkdir()
-        for name, value in (
-            ('transport', 'tcp'),
-            ('address', address),
-            ('subsysnqn', NQN + sub),
-            ('hostnqn', hostnqn),
-            ('cntrltype', cntrltype),
-            ('state', 'live'),
-        ):
-            (path / name).write_text(value + '\n')
-        return path
-
-
 TB0_ADDRESS = 'traddr=192.0.2.1,trsvcid=4420,host_iface=tb0,src_addr=192.0.2.5'
 
 
 class Harness:
     def __init__(self, tmp_path: Path, daemon: str = 'stacd') -> None:
         self.io = FakeIo()
-        self.sys = FakeSys(tmp_path / 'sys')
+        self.sys = FakeSys(tmp_path / 'sys', hostnqn=HOSTNQN)
         self.registry = tmp_path / 'registry'
         self.sent: list = []
         self.engine = ControllerEngine(
@@ -324,6 +300,14 @@ class Harness:
         await self.engine.configure(msg)
         await settle()
 
+    def kernel_ctrl(
+        self, device: str, sub: str, address: str, cntrltype: str = 'io', hostnqn: str = HOSTNQN
+    ) -> Path:
+        """A kernel controller of subsystem ``NQN + sub`` in the fake /sys."""
+        return self.sys.controller(
+            device, subsysnqn=NQN + sub, address=address, cntrltype=cntrltype, hostnqn=hostnqn
+        )
+
     def machine(self, sub: str):
         return next(m for t, m in self.engine._machines.items() if t.subsysnqn == NQN + sub)  # noqa: SLF001
 
@@ -344,8 +328,8 @@ def test_a_controller_owned_by_another_tool_is_forgotten_not_disconnected(tmp_pa
         await h.start()
         a, b = spec('a'), spec('b')
         h.io.devices = {a.tid: 'nvme1', b.tid: 'nvme2'}
-        h.sys.controller('nvme1', 'a', TB0_ADDRESS)
-        h.sys.controller('nvme2', 'b', TB0_ADDRESS)
+        h.kernel_ctrl('nvme1', 'a', TB0_ADDRESS)
+        h.kernel_ctrl('nvme2', 'b', TB0_ADDRESS)
         await h.configure(a, b)
         assert h.machine('a').phase is Phase.CONNECTED and h.machine('b').phase is Phase.CONNECTED
         (h.registry / 'nvme1' / 'owner').write_text('nvme-discoverd\n')  # handed over to another tool
@@ -374,10 +358,10 @@ def test_a_previous_runs_unwanted_connection_is_let_go_of_once_as_the_scope_says
     async def scenario():
         h = Harness(tmp_path)
         await h.start()
-        removed = h.sys.controller('nvme1', 'removed', TB0_ADDRESS)
-        owned = h.sys.controller('nvme2', 'owned', TB0_ADDRESS)
+        removed = h.kernel_ctrl('nvme1', 'removed', TB0_ADDRESS)
+        owned = h.kernel_ctrl('nvme2', 'owned', TB0_ADDRESS)
         write_entry(h.registry, 'nvme2', 'nvme-cli\n')
-        kept = h.sys.controller('nvme3', 'kept', TB0_ADDRESS)
+        kept = h.kernel_ctrl('nvme3', 'kept', TB0_ADDRESS)
         # disconnect-scope=no-disconnect: nothing is disconnected, even a previous run's IOC
         await h.configure(release=[spec('kept')], disconnect_unwanted=False)
         assert not (kept / 'delete_controller').exists()
@@ -420,12 +404,12 @@ def test_the_audit_disconnects_unwanted_iocs_and_leaves_the_rest(tmp_path):
         await h.start()
         a = spec('a')
         h.io.devices = {a.tid: 'nvme1'}
-        h.sys.controller('nvme1', 'a', TB0_ADDRESS)  # ours, held by a machine
-        stray = h.sys.controller('nvme2', 'stray', TB0_ADDRESS, hostnqn='nqn.other')
-        wanted = h.sys.controller('nvme3', 'b', TB0_ADDRESS)  # matches a desired spec
-        other = h.sys.controller('nvme4', 'c', 'traddr=198.51.100.1,trsvcid=4420,src_addr=198.51.100.5')
-        dc = h.sys.controller('nvme5', 'd', TB0_ADDRESS, cntrltype='discovery')
-        owned = h.sys.controller('nvme6', 'e', TB0_ADDRESS)
+        h.kernel_ctrl('nvme1', 'a', TB0_ADDRESS)  # ours, held by a machine
+        stray = h.kernel_ctrl('nvme2', 'stray', TB0_ADDRESS, hostnqn='nqn.other')
+        wanted = h.kernel_ctrl('nvme3', 'b', TB0_ADDRESS)  # matches a desired spec
+        other = h.kernel_ctrl('nvme4', 'c', 'traddr=198.51.100.1,trsvcid=4420,src_addr=198.51.100.5')
+        dc = h.kernel_ctrl('nvme5', 'd', TB0_ADDRESS, cntrltype='discovery')
+        owned = h.kernel_ctrl('nvme6', 'e', TB0_ADDRESS)
         write_entry(h.registry, 'nvme6', 'nbft\n')
         await h.configure(a, spec('b'), adopt_trtypes=())
         assert not (stray / 'delete_controller').exists()  # no audit without adopt_trtypes
@@ -486,7 +470,7 @@ async def started_with_a_connected(tmp_path: Path, daemon: str):
     await h.start()
     a = own_spec(daemon, 'a')
     h.io.existing = {a.tid: 'nvme1'}
-    h.sys.controller('nvme1', 'a', TB0_ADDRESS)
+    h.kernel_ctrl('nvme1', 'a', TB0_ADDRESS)
     return h, a
 
 
@@ -517,7 +501,7 @@ def test_what_a_worker_connects_is_recorded_as_ours_and_unrecorded_when_it_disco
         await h.start()
         a = own_spec(daemon, 'a')
         h.io.devices = {a.tid: 'nvme1'}
-        h.sys.controller('nvme1', 'a', TB0_ADDRESS)
+        h.kernel_ctrl('nvme1', 'a', TB0_ADDRESS)
         write_entry(h.registry, 'nvme1', 'discoverd\n')  # a previous nvme1's, left behind
         h.sys.seqnum(4321)
         await h.configure(a)
@@ -540,8 +524,8 @@ def test_a_connection_found_made_is_claimed_when_nobody_owns_it_and_its_stamp_ke
         await h.start()
         a, b = own_spec(daemon, 'a'), own_spec(daemon, 'b')
         h.io.existing = {a.tid: 'nvme1', b.tid: 'nvme2'}
-        h.sys.controller('nvme1', 'a', TB0_ADDRESS)
-        h.sys.controller('nvme2', 'b', TB0_ADDRESS)
+        h.kernel_ctrl('nvme1', 'a', TB0_ADDRESS)
+        h.kernel_ctrl('nvme2', 'b', TB0_ADDRESS)
         write_entry(h.registry, 'nvme2', 'stas\n', '77')  # a previous run's
         await h.configure(a, b)
         assert entry_of(h, 'nvme1') == {'owner': 'stas\n', 'seqnum': '100\n'}
@@ -605,7 +589,7 @@ def test_an_entry_of_ours_written_for_a_later_controller_of_the_name_is_not_remo
         await h.start()
         a = own_spec(daemon, 'a')
         h.io.devices = {a.tid: 'nvme1'}
-        h.sys.controller('nvme1', 'a', TB0_ADDRESS)
+        h.kernel_ctrl('nvme1', 'a', TB0_ADDRESS)
         await h.configure(a)
         h.sys.seqnum(150)
         Registry(str(h.registry), str(h.sys.root)).record('nvme1')  # another connection of ours since
@@ -624,8 +608,8 @@ def test_an_unreadable_entry_keeps_a_daemon_off_its_controller(tmp_path, daemon)
         a, b = own_spec(daemon, 'a'), own_spec(daemon, 'b')
         h.io.existing = {a.tid: 'nvme1'}
         h.io.devices = {b.tid: 'nvme2'}
-        h.sys.controller('nvme1', 'a', TB0_ADDRESS)
-        h.sys.controller('nvme2', 'b', TB0_ADDRESS)
+        h.kernel_ctrl('nvme1', 'a', TB0_ADDRESS)
+        h.kernel_ctrl('nvme2', 'b', TB0_ADDRESS)
         write_entry(h.registry, 'nvme1', b'\xff\n')
         await h.configure(a, b)
         ma, mb = (next(m for m in h.engine._machines.values() if m.spec is s) for s in (a, b))  # noqa: SLF001
@@ -642,8 +626,8 @@ def test_the_audit_and_the_release_of_a_previous_runs_iocs_remove_our_entries_wi
     async def scenario():
         h = Harness(tmp_path)
         await h.start()
-        previous = h.sys.controller('nvme1', 'previous', TB0_ADDRESS)  # a previous run's, ours
-        stray = h.sys.controller('nvme2', 'stray', TB0_ADDRESS, hostnqn='nqn.other')  # ours too
+        previous = h.kernel_ctrl('nvme1', 'previous', TB0_ADDRESS)  # a previous run's, ours
+        stray = h.kernel_ctrl('nvme2', 'stray', TB0_ADDRESS, hostnqn='nqn.other')  # ours too
         for device, stamp in (('nvme1', '11'), ('nvme2', '12')):
             write_entry(h.registry, device, 'stas\n', stamp)
         await h.configure(release=[spec('previous')])
@@ -669,7 +653,7 @@ def test_a_status_reads_a_controllers_identity_once_per_sysfs_node_and_its_state
         await h.start()
         a = spec('a')
         h.io.devices = {a.tid: 'nvme1'}
-        node = h.sys.controller('nvme1', 'a', TB0_ADDRESS)
+        node = h.kernel_ctrl('nvme1', 'a', TB0_ADDRESS)
         for name, value in (
             ('hostid', HOST.hostid),
             ('model', 'Linux'),
@@ -689,7 +673,7 @@ def test_a_status_reads_a_controllers_identity_once_per_sysfs_node_and_its_state
         # the name reused by another controller: another sysfs node, read whole again
         renamed = node.with_name('old')
         node.rename(renamed)
-        h.sys.controller('nvme1', 'a', TB0_ADDRESS)
+        h.kernel_ctrl('nvme1', 'a', TB0_ADDRESS)
         for name, value in (
             ('hostid', HOST.hostid),
             ('model', 'Linux'),

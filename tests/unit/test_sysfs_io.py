@@ -3,66 +3,18 @@
 from __future__ import annotations
 
 import errno
-import os
 import shutil
 from pathlib import Path
-from typing import Dict, Optional
 
 import pytest
 
 from stas.model import WELL_KNOWN_DISC_NQN, KernelController, Role, TransportId
+from stas.testing.sysfs import HOSTNQN, FakeSys
 from stas.workers import sysfs_io
 
-HOSTNQN = 'nqn.2014-08.org.nvmexpress:uuid:5e1c3a12-7f0b-4e8e-9d5a-0c2f6b8e4a71'
 SUB1 = 'nqn.2024-01.com.example:sub1'
 SUB2 = 'nqn.2024-01.com.example:sub2'
 IFACES = {'tb0': ['192.0.2.5'], 'tb1': ['198.51.100.5']}
-
-
-class FakeSys:
-    """A /sys with nvme controllers as the kernel shows them: the class entry is a symlink to the
-    device directory under devices/virtual/nvme-fabrics/ctl, as on a real system."""
-
-    def __init__(self, root: Path) -> None:
-        self.root = root
-        (root / 'class' / 'nvme').mkdir(parents=True)
-        (root / 'class' / 'nvme-subsystem').mkdir(parents=True)
-        self.devices = root / 'devices' / 'virtual' / 'nvme-fabrics' / 'ctl'
-        self.devices.mkdir(parents=True)
-
-    def controller(self, name: str, attrs: Optional[Dict[str, str]] = None, **kw: str) -> Path:
-        values = {
-            'transport': 'tcp',
-            'address': 'traddr=192.0.2.1,trsvcid=8009,host_iface=tb0,src_addr=192.0.2.5',
-            'subsysnqn': WELL_KNOWN_DISC_NQN,
-            'hostnqn': HOSTNQN,
-            'cntrltype': 'discovery',
-            'dctype': 'none',
-            'state': 'live',
-            'kato': '30',
-        }
-        values.update(attrs or {})
-        values.update(kw)
-        path = self.devices / name
-        path.mkdir()
-        for key, value in values.items():
-            if value is not None:
-                (path / key).write_text(value + '\n')
-        os.symlink(path, self.root / 'class' / 'nvme' / name)
-        return path
-
-    def subsystem(self, name: str, controllers, heads=(), nqn: str = '') -> Path:
-        path = self.root / 'class' / 'nvme-subsystem' / name
-        path.mkdir()
-        (path / 'subsysnqn').write_text(nqn + '\n')
-        for ctrl in controllers:
-            os.symlink(self.devices / ctrl, path / ctrl)
-        for head in heads:
-            (path / head).mkdir()
-        return path
-
-    def remove(self, name: str) -> None:
-        (self.root / 'class' / 'nvme' / name).unlink()
 
 
 @pytest.fixture
