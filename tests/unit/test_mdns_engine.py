@@ -7,29 +7,12 @@ import asyncio
 
 from stas.ipc.messages import Configure, MdnsServices, WorkerOptions
 from stas.model import HostIdentity
+from stas.testing.nvme import FakeNvmeIo
+from stas.testing.udev import FakeUdev
 from stas.workers.controllers import ControllerEngine
 
 HOST = HostIdentity(hostnqn='nqn.2014-08.org.nvmexpress:uuid:h', hostid='h')
 STYPES = ('_nvme-disc._tcp', '_nvme-disc._udp')
-
-
-class FakeIo:
-    def kernel_caps(self):
-        return ('discovery', 'host_iface'), ''
-
-    def close(self):
-        pass
-
-
-class FakeUdev:
-    def __init__(self, callback):
-        pass
-
-    def start(self, loop):
-        pass
-
-    def stop(self):
-        pass
 
 
 class FakeBrowser:
@@ -54,7 +37,7 @@ def engine(host_iface='eth0'):
     FakeBrowser.made = []
     return ControllerEngine(
         'stafd',
-        io=FakeIo(),
+        io=FakeNvmeIo(),
         udev_factory=FakeUdev,
         sysfs_root='/nonexistent',
         host_iface=host_iface,

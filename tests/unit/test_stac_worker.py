@@ -8,20 +8,20 @@ kernel operations run inline (``InlineExecutor``), so nothing here waits on a cl
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import os
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import Dict, List
 
 import pytest
 
-from stas.errors import KernelError, OwnedElsewhere
 from stas.fabric.controller import Phase
 from stas.fabric.controller_policy import RetryPolicy, retry_spread
 from stas.ipc.messages import Configure, CtrlGone, CtrlStatus, WorkerOptions
 from stas.model import WELL_KNOWN_DISC_NQN, ControllerSpec, HostIdentity, KernelController, Role, TransportId
 from stas.testing.nbft_table import DiscoverySpec, HfiSpec, SubsystemSpec, build_nbft
+from stas.testing.nvme import FakeNvmeIo, InlineExecutor
 from stas.testing.sysfs import FakeSys
+from stas.testing.udev import FakeUdev
 from stas.workers import controllers
 from stas.workers.controllers import (
     ControllerEngine,
@@ -30,7 +30,6 @@ from stas.workers.controllers import (
     foreign_owner,
     release_matches,
 )
-from stas.workers.nvme_io import ConnectResult
 from stas.workers.ownership import Registry
 
 HOSTNQN = 'nqn.2014-08.org.nvmexpress:uuid:0c5d3f4e-1111-4222-8333-944455556666'
@@ -186,83 +185,12 @@ def test_deleting_a_kernel_controller_writes_its_delete_file(tmp_path: Path):
 # ---- the engine ----------------------------------------------------------------------------------
 
 
-class InlineExecutor(concurrent.futures.Executor):
-    """Runs each call at once in the caller's thread: kernel operations complete in order."""
-
-    def submit(self, fn, *args, **kwargs):
-        future: concurrent.futures.Future = concurrent.futures.Future()
-        try:
-            future.set_result(fn(*args, **kwargs))
-        except BaseException as exc:  # noqa: BLE001 - handed to the caller, as a pool would
-            future.set_exception(exc)
-        return future
-
-    def shutdown(self, wait=True, **kwargs):
-        return None
-
-
-class FakeIo:
-    """``devices``: what a connect makes; ``existing``: kernel controllers a connect adopts
-    instead (unless ``owned_elsewhere`` names an owner: then it refuses, as ``NvmeIo``)."""
-
-    def __init__(self) -> None:
-        self.calls: List[tuple] = []
-        self.devices: Dict[TransportId, str] = {}
-        self.existing: Dict[TransportId, str] = {}
-        self.fail: Optional[str] = None
-        self.on_adopt = None  # called with the device a connect adopts, before it returns
-
-    def kernel_caps(self):
-        return (('host_iface', 'dhchap_secret'), '')
-
-    def connect(self, spec, host, interfaces, owned_elsewhere=None):
-        self.calls.append(('connect', spec.tid.subsysnqn[len(NQN) :]))
-        device = self.existing.get(spec.tid)
-        if device is not None:
-            why = owned_elsewhere(device) if owned_elsewhere else ''
-            if why:
-                raise OwnedElsewhere(f'{device} is this connection, {why}')
-            if self.on_adopt is not None:
-                self.on_adopt(device)
-            return ConnectResult(device, adopted=True)
-        if self.fail or spec.tid not in self.devices:
-            raise KernelError(self.fail or 'no such target')
-        return ConnectResult(self.devices[spec.tid], adopted=False)
-
-    def disconnect(self, device):
-        self.calls.append(('disconnect', device))
-
-    # a DC's sequence (stafd): no registration, no PLEO, an empty log page
-    def supported_log_pages(self, device):
-        return False
-
-    def discover(self, device, lsp):
-        return 1, (), []
-
-    def forget(self, device):
-        self.calls.append(('forget', device))
-
-    def close(self):
-        self.calls.append(('close',))
-
-
-class FakeUdev:
-    def __init__(self, callback) -> None:
-        self.callback = callback
-
-    def start(self, loop) -> None:
-        pass
-
-    def stop(self) -> None:
-        pass
-
-
 TB0_ADDRESS = 'traddr=192.0.2.1,trsvcid=4420,host_iface=tb0,src_addr=192.0.2.5'
 
 
 class Harness:
     def __init__(self, tmp_path: Path, daemon: str = 'stacd') -> None:
-        self.io = FakeIo()
+        self.io = FakeNvmeIo(label=lambda tid: tid.subsysnqn[len(NQN) :])
         self.sys = FakeSys(tmp_path / 'sys', hostnqn=HOSTNQN)
         self.registry = tmp_path / 'registry'
         self.sent: list = []
