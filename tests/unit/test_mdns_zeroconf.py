@@ -22,17 +22,10 @@ from stas.model import (
 )
 from stas.supervisor.roles import StafdRole
 from stas.supervisor.zeroconf import ZeroconfDcs, discovered_tid
+from stas.testing.clock import FakeClock
 
 HOST = HostIdentity(hostnqn='nqn.2014-08.org.nvmexpress:uuid:host', hostid='hid')
 ETH0, ETH1 = WorkerKey('tcp', 'eth0'), WorkerKey('tcp', 'eth1')
-
-
-class FakeClock:
-    def __init__(self, now: float = 1000.0):
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def svc(name='cdc', iface='eth0', traddr='192.0.2.10', reachable=True, transport='tcp', port='8009', **kw):

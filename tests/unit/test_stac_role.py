@@ -21,6 +21,7 @@ from stas.supervisor.ctrl_dicts import REDACTED
 from stas.supervisor.policy import InterfaceState
 from stas.supervisor.roles import StacdRole
 from stas.supervisor.stac import StafdState
+from stas.testing.clock import FakeClock
 
 HOSTNQN = 'nqn.2014-08.org.nvmexpress:uuid:0c5d3f4e-1111-4222-8333-944455556666'
 HOST = HostIdentity(HOSTNQN, '0c5d3f4e-1111-4222-8333-944455556666')
@@ -71,14 +72,6 @@ def answer(*dcs) -> str:
     )
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 class Replans:
     def __init__(self) -> None:
         self.count = 0
@@ -89,7 +82,7 @@ class Replans:
 
 @pytest.fixture
 def role(tmp_path: Path):
-    r = StacdRole(str(tmp_path / 'run'), clock=Clock())
+    r = StacdRole(str(tmp_path / 'run'), clock=FakeClock())
     r.replans = Replans()
     r.bind(r.replans)
     return r
