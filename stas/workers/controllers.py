@@ -69,6 +69,7 @@ from ..files import read_regular_file
 from ..ipc.messages import OP_DUMP, OP_REDISCOVER, Configure, CtrlGone, CtrlStatus, LogPages, WorkerOptions
 from ..model import ControllerSpec, ErrorInfo, HostIdentity, KernelController, Role, TransportId
 from . import sysfs_io
+from .edges import NvmeOps, UdevFactory, UdevSource
 from .nvme_io import NvmeIo, libnvme_version
 from .ownership import REGISTRY_DIR, Registry
 from .udev_io import NvmeUevent, UdevMonitor
@@ -100,8 +101,8 @@ class ControllerEngine:
         self,
         daemon: str,
         *,
-        io: Optional[Any] = None,
-        udev_factory: Optional[Callable[..., Any]] = None,
+        io: Optional[NvmeOps] = None,
+        udev_factory: Optional[UdevFactory] = None,
         sysfs_root: str = sysfs_io.SYSFS_ROOT,
         clock: Callable[[], float] = time.monotonic,
         host_iface: str = '',
@@ -110,8 +111,8 @@ class ControllerEngine:
         nbft_glob: str = NBFT_GLOB,
     ):
         self.daemon = daemon
-        self._io = io if io is not None else NvmeIo()
-        self._udev_factory = udev_factory or UdevMonitor
+        self._io: NvmeOps = io if io is not None else NvmeIo()
+        self._udev_factory: UdevFactory = udev_factory or UdevMonitor
         self._sysfs_root = sysfs_root
         self._subsystems = sysfs_io.SubsystemNqns(sysfs_root)  # each subsystem's NQN, read once
         # device -> (its sysfs node's inode, IDENTITY_ATTRS): a reused name is another node
@@ -128,7 +129,7 @@ class ControllerEngine:
         self._host: Optional[HostIdentity] = None
         self._interfaces: Dict[str, Tuple[str, ...]] = {}
         self._options = WorkerOptions()
-        self._udev: Any = None
+        self._udev: Optional[UdevSource] = None
         self._emit: Any = None
         self._loop: Optional[asyncio.AbstractEventLoop] = None
         self._released = asyncio.Event()

@@ -32,6 +32,8 @@ RULES = {
     'stas.cli': {'libnvme', 'pyudev', 'pyroute2', 'multiprocess', 'asyncio', 'sdbus'},
     # the fakes stand in for libnvme and pyudev: tests that use them run where neither is installed
     'stas.testing': {'libnvme', 'pyudev'},
+    # the Protocols of the worker's I/O edges: every worker loads them
+    'stas.workers.edges': IO_LIBS | {'msgpack'},
 }
 
 # msgpack is the codec's business alone
@@ -85,6 +87,20 @@ def test_only_the_codec_imports_msgpack(module):
         source = ROOT / module.replace('.', '/') / '__init__.py'
     text = source.read_text()
     assert 'import msgpack' not in text and 'from msgpack' not in text, module
+
+
+def test_the_worker_edge_protocols_load_nothing_but_typing():
+    code = (
+        'import __future__, json, sys, typing\n'
+        'before = set(sys.modules)\n'
+        'import stas.workers.edges\n'
+        'print(json.dumps(sorted(set(sys.modules) - before)))\n'
+    )
+    out = subprocess.run(
+        [sys.executable, '-c', code], cwd=ROOT, capture_output=True, text=True, check=False, timeout=60
+    )
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout) == ['stas', 'stas.workers', 'stas.workers.edges']
 
 
 def test_the_rules_cover_real_modules():
