@@ -567,6 +567,13 @@ def test_the_audit_and_the_release_of_a_previous_runs_iocs_remove_our_entries_wi
     run(scenario())
 
 
+def identified(node: Path, serial: str) -> Path:
+    """``node`` (a fake controller's sysfs directory) with the identity attributes a status reads."""
+    for name, value in (('hostid', HOST.hostid), ('model', 'Linux'), ('serial', serial), ('dctype', 'none')):
+        (node / name).write_text(value + '\n')
+    return node
+
+
 def test_a_status_reads_a_controllers_identity_once_per_sysfs_node_and_its_state_each_time(
     tmp_path, monkeypatch
 ):
@@ -581,14 +588,7 @@ def test_a_status_reads_a_controllers_identity_once_per_sysfs_node_and_its_state
         await h.start()
         a = spec('a')
         h.io.devices = {a.tid: 'nvme1'}
-        node = h.kernel_ctrl('nvme1', 'a', TB0_ADDRESS)
-        for name, value in (
-            ('hostid', HOST.hostid),
-            ('model', 'Linux'),
-            ('serial', 'abc'),
-            ('dctype', 'none'),
-        ):
-            (node / name).write_text(value + '\n')
+        node = identified(h.kernel_ctrl('nvme1', 'a', TB0_ADDRESS), 'abc')
         await h.configure(a)
         m = h.machine('a')
         details = dict(h.engine._status_of(m).attrs)  # noqa: SLF001
@@ -601,14 +601,7 @@ def test_a_status_reads_a_controllers_identity_once_per_sysfs_node_and_its_state
         # the name reused by another controller: another sysfs node, read whole again
         renamed = node.with_name('old')
         node.rename(renamed)
-        h.kernel_ctrl('nvme1', 'a', TB0_ADDRESS)
-        for name, value in (
-            ('hostid', HOST.hostid),
-            ('model', 'Linux'),
-            ('serial', 'xyz'),
-            ('dctype', 'none'),
-        ):
-            (node / name).write_text(value + '\n')
+        identified(h.kernel_ctrl('nvme1', 'a', TB0_ADDRESS), 'xyz')
         assert dict(h.engine._status_of(m).attrs)['serial'] == 'xyz'  # noqa: SLF001
 
     run(scenario())
