@@ -37,13 +37,14 @@ from jeepney.bus import get_bus
 from jeepney.io.blocking import DBusConnection, open_dbus_connection
 from jeepney.low_level import HeaderFields, Message
 
+from ..dbus_names import SERVICE_OF_DAEMON, bus_name, error_prefix, interface_name, object_path
+
 EX_OK = 0
 EX_FAILED = 1
 EX_UNAVAILABLE = 69
 EX_NOPERM = 77
 
 DEFAULT_TIMEOUT_S = 25.0  # libdbus's default reply timeout
-SERVICE_OF_DAEMON = {'stafd': 'staf', 'stacd': 'stac'}
 
 # The worker rows of list_workers, as dictionaries with these keys (the a(ssisuds) order).
 WORKER_FIELDS = ('interface', 'transport', 'pid', 'state', 'restarts', 'uptime_s', 'last_exit')
@@ -144,7 +145,7 @@ def error_from_reply(daemon: str, name: str, message: str, action: str, interfac
     message = (message or '').strip()
     if name in _NOT_OFFERED or (name == _INVALID_ARGS and message.startswith(_NO_SUCH)):
         return not_offered(daemon, interface, action.rpartition(' ')[2], name, message)
-    own_prefix = f'org.nvmexpress.{service}.Error.'
+    own_prefix = error_prefix(service)
     if name in _UNREACHABLE:
         if name in _NO_ANSWER:
             return CtlError(f'{daemon} did not answer in time ({action})', EX_UNAVAILABLE, name)
@@ -163,14 +164,6 @@ def error_from_reply(daemon: str, name: str, message: str, action: str, interfac
     if name.startswith(own_prefix):
         return CtlError(message or f'{daemon} failed: {name[len(own_prefix) :]}', EX_FAILED, name)
     return CtlError(f'{action} failed: {name}' + (f': {message}' if message else ''), EX_FAILED, name)
-
-
-def bus_name(daemon: str) -> str:
-    return f'org.nvmexpress.{SERVICE_OF_DAEMON[daemon]}'
-
-
-def object_path(daemon: str) -> str:
-    return f'/org/nvmexpress/{SERVICE_OF_DAEMON[daemon]}'
 
 
 def tid_args(fields: Dict[str, str]) -> Tuple[str, str, str, str, str, str, str]:
@@ -241,7 +234,7 @@ class DaemonClient:
         return DBusAddress(object_path(self.daemon), bus_name=bus_name(self.daemon), interface=interface)
 
     def _interface(self, suffix: str = '') -> str:
-        return f'org.nvmexpress.{self.service}{suffix}'
+        return interface_name(self.service, suffix)
 
     def _call(self, msg: Message, member: str, interface: str) -> tuple:
         """Send ``msg``, return the reply's body; ``member`` says what it was in messages

@@ -75,6 +75,7 @@ from sdbus import (
 from sdbus.dbus_proxy_async_property import DbusLocalPropertyAsync, DbusPropertyAsync
 from sdbus.exceptions import SdBusBaseError, SdBusRequestNameError
 
+from ..dbus_names import SERVICES, bus_name, interface_name, object_path, service_of
 from ..errors import InvalidArgument, PermissionDenied, StasError, Unavailable, shown_value
 from ..fabric.tid import IFNAME_MAX_LEN, tid_from_request
 from ..model import TRANSPORTS, Role
@@ -83,8 +84,6 @@ from .ctrl_dicts import REDACTED
 from .dbus_errors import to_dbus_error
 
 log = logging.getLogger(__name__)
-
-SERVICE_OF_DAEMON = {'stafd': 'staf', 'stacd': 'stac'}
 
 # Keys whose values non-root callers never see, whatever the api returns.
 SECRET_KEYS = frozenset(
@@ -100,21 +99,6 @@ _DBUS = ('org.freedesktop.DBus', '/org/freedesktop/DBus', 'org.freedesktop.DBus'
 
 # Given a D-Bus sender (unique name, None when unknown), its uid or None. Tests pass one in.
 UidLookup = Callable[[Optional[str]], Optional[int]]
-
-
-def bus_name(daemon: str) -> str:
-    return f'org.nvmexpress.{_service(daemon)}'
-
-
-def object_path(daemon: str) -> str:
-    return f'/org/nvmexpress/{_service(daemon)}'
-
-
-def _service(daemon: str) -> str:
-    try:
-        return SERVICE_OF_DAEMON[daemon]
-    except KeyError:
-        raise ValueError(f'daemon {daemon!r} is not one of {", ".join(SERVICE_OF_DAEMON)}') from None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -416,7 +400,7 @@ _OBJECT_CLASSES: Dict[str, type] = {}
 
 
 def _debug_interface(service: str) -> type:
-    class DebugInterface(DbusInterfaceCommonAsync, interface_name=f'org.nvmexpress.{service}.debug'):
+    class DebugInterface(DbusInterfaceCommonAsync, interface_name=interface_name(service, '.debug')):
         def _tron_get(self) -> bool:
             return self._get_tron()
 
@@ -462,7 +446,7 @@ def _debug_interface(service: str) -> type:
 
 
 def _workers_interface(service: str) -> type:
-    class WorkersInterface(DbusInterfaceCommonAsync, interface_name=f'org.nvmexpress.{service}.workers'):
+    class WorkersInterface(DbusInterfaceCommonAsync, interface_name=interface_name(service, '.workers')):
         @dbus_method_async(
             result_signature='a(ssisuds)',
             result_args_names=('workers',),
@@ -491,7 +475,7 @@ def _workers_interface(service: str) -> type:
 
 
 def _staf_interface() -> type:
-    class StafInterface(DbusInterfaceCommonAsync, interface_name='org.nvmexpress.staf'):
+    class StafInterface(DbusInterfaceCommonAsync, interface_name=interface_name('staf')):
         @dbus_method_async(
             input_signature='b',
             result_signature='aa{ss}',
@@ -556,7 +540,7 @@ def _staf_interface() -> type:
 
 
 def _stac_interface() -> type:
-    class StacInterface(DbusInterfaceCommonAsync, interface_name='org.nvmexpress.stac'):
+    class StacInterface(DbusInterfaceCommonAsync, interface_name=interface_name('stac')):
         @dbus_method_async(
             input_signature='b',
             result_signature='aa{ss}',
@@ -575,8 +559,8 @@ def object_class(service: str) -> type:
     """The class of the object served at ``/org/nvmexpress/<service>`` ('staf' or 'stac')."""
     cls = _OBJECT_CLASSES.get(service)
     if cls is None:
-        if service not in SERVICE_OF_DAEMON.values():
-            raise ValueError(f'service {service!r} is not one of {", ".join(SERVICE_OF_DAEMON.values())}')
+        if service not in SERVICES:
+            raise ValueError(f'service {service!r} is not one of {", ".join(SERVICES)}')
         main = _staf_interface() if service == 'staf' else _stac_interface()
         debug = _debug_interface(service)
         workers = _workers_interface(service)
@@ -594,7 +578,7 @@ def object_class(service: str) -> type:
 
 def new_object(api: SupervisorApi, uid_of: Optional[UidLookup] = None):
     """The D-Bus object for ``api.daemon``, not yet exported (tests call its members directly)."""
-    return object_class(_service(api.daemon))(api, uid_of)
+    return object_class(service_of(api.daemon))(api, uid_of)
 
 
 # ---------------------------------------------------------------------------------------------

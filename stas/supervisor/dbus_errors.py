@@ -25,11 +25,11 @@ from typing import Dict, Tuple, Type
 
 from sdbus import DbusFailedError
 
+from ..dbus_names import SERVICES, error_prefix
 from ..errors import StasError, bounded_text
 
 log = logging.getLogger(__name__)
 
-SERVICES = ('staf', 'stac')
 FAILED = StasError.code  # 'Failed'
 MESSAGE_LIMIT = 1000  # characters of an error message sent over D-Bus
 
@@ -42,7 +42,7 @@ def error_name(service: str, code: str) -> str:
         raise ValueError(f'service {service!r} is not one of {", ".join(SERVICES)}')
     if not code or not code.isidentifier():
         raise ValueError(f'error code {code!r} is not a D-Bus name element')
-    return f'org.nvmexpress.{service}.Error.{code}'
+    return error_prefix(service) + code
 
 
 def error_class(service: str, code: str) -> Type[DbusFailedError]:

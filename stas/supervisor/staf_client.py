@@ -30,13 +30,11 @@ import asyncio
 import logging
 from typing import Any, List, Optional, Protocol, Tuple
 
+from ..dbus_names import STAF_INTERFACE, STAF_NAME, STAF_PATH
 from .background import Background
 
 log = logging.getLogger(__name__)
 
-STAF_NAME = 'org.nvmexpress.staf'
-STAF_PATH = '/org/nvmexpress/staf'
-STAF_INTERFACE = 'org.nvmexpress.staf'
 _DBUS = ('org.freedesktop.DBus', '/org/freedesktop/DBus', 'org.freedesktop.DBus')
 TID_KEYS = ('transport', 'traddr', 'trsvcid', 'subsysnqn', 'host-traddr', 'host-iface', 'host-nqn')
 

@@ -12,6 +12,15 @@ from sdbus import DbusFailedError, DbusUnprivilegedFlag
 from sdbus.dbus_proxy_async_method import DbusMethodAsync
 from sdbus.dbus_proxy_async_property import DbusPropertyAsync
 
+from stas.dbus_names import (
+    STAF_INTERFACE,
+    STAF_NAME,
+    STAF_PATH,
+    bus_name,
+    error_prefix,
+    interface_name,
+    object_path,
+)
 from stas.errors import (
     ConfigError,
     InvalidArgument,
@@ -27,11 +36,9 @@ from stas.model import WELL_KNOWN_DISC_NQN, WorkerKey
 from stas.supervisor.dbus_api import (
     REDACTED,
     _GuardedProperty,
-    bus_name,
     dbus_text,
     new_object,
     object_class,
-    object_path,
     redact_secrets,
     request_fields,
     string_dicts,
@@ -131,6 +138,24 @@ def test_bus_names_and_paths():
     assert (bus_name('stacd'), object_path('stacd')) == ('org.nvmexpress.stac', '/org/nvmexpress/stac')
     with pytest.raises(ValueError, match="'stasadm'"):
         bus_name('stasadm')
+    assert (STAF_NAME, STAF_PATH, STAF_INTERFACE) == (
+        'org.nvmexpress.staf',
+        '/org/nvmexpress/staf',
+        'org.nvmexpress.staf',
+    )
+    assert interface_name('stac', '.workers') == 'org.nvmexpress.stac.workers'
+    assert (
+        error_name('stac', 'NotFound')
+        == error_prefix('stac') + 'NotFound'
+        == 'org.nvmexpress.stac.Error.NotFound'
+    )
+
+
+def test_the_objects_serve_the_interfaces_the_names_module_gives():
+    for service in ('staf', 'stac'):
+        names = {name for name, _meta in object_class(service)._dbus_iter_interfaces_meta()}  # noqa: SLF001
+        for suffix in ('', '.debug', '.workers'):
+            assert interface_name(service, suffix) in names
 
 
 # ---------------------------------------------------------------------------------------------

@@ -34,6 +34,8 @@ RULES = {
     'stas.testing': {'libnvme', 'pyudev'},
     # the Protocols of the worker's I/O edges: every worker loads them
     'stas.workers.edges': IO_LIBS | {'msgpack'},
+    # the D-Bus names: the daemons, the command-line tools and stacd's client of stafd share them
+    'stas.dbus_names': IO_LIBS | {'msgpack', 'jeepney'},
 }
 
 # msgpack is the codec's business alone
