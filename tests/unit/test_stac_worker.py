@@ -392,12 +392,16 @@ def entry_of(h: Harness, device: str) -> Dict[str, str]:
     return {name: (path / name).read_text() for name in sorted(os.listdir(path))} if path.exists() else {}
 
 
-async def started_with_a_connected(tmp_path: Path, daemon: str):
-    """A started harness whose kernel already has a controller ('nvme1') for the spec of 'a'."""
+async def started_with_nvme1(tmp_path: Path, daemon: str, *, adopted: bool):
+    """A started harness and the spec of 'a', whose controller is 'nvme1' in the kernel: already
+    there, so that a connect adopts it (``adopted``), or made by the connect."""
     h = Harness(tmp_path, daemon)
     await h.start()
     a = own_spec(daemon, 'a')
-    h.io.existing = {a.tid: 'nvme1'}
+    if adopted:
+        h.io.existing = {a.tid: 'nvme1'}
+    else:
+        h.io.devices = {a.tid: 'nvme1'}
     h.kernel_ctrl('nvme1', 'a', TB0_ADDRESS)
     return h, a
 
@@ -425,11 +429,7 @@ DAEMONS = pytest.mark.parametrize('daemon', ['stafd', 'stacd'])
 @DAEMONS
 def test_what_a_worker_connects_is_recorded_as_ours_and_unrecorded_when_it_disconnects(tmp_path, daemon):
     async def scenario():
-        h = Harness(tmp_path, daemon)
-        await h.start()
-        a = own_spec(daemon, 'a')
-        h.io.devices = {a.tid: 'nvme1'}
-        h.kernel_ctrl('nvme1', 'a', TB0_ADDRESS)
+        h, a = await started_with_nvme1(tmp_path, daemon, adopted=False)
         write_entry(h.registry, 'nvme1', 'discoverd\n')  # a previous nvme1's, left behind
         h.sys.seqnum(4321)
         await h.configure(a)
@@ -468,7 +468,7 @@ def test_a_connection_found_made_is_claimed_when_nobody_owns_it_and_its_stamp_ke
 @DAEMONS
 def test_a_connection_another_tool_owns_is_neither_adopted_nor_made_again_until_it_lets_go(tmp_path, daemon):
     async def scenario():
-        h, a = await started_with_a_connected(tmp_path, daemon)
+        h, a = await started_with_nvme1(tmp_path, daemon, adopted=True)
         write_entry(h.registry, 'nvme1', 'nvme-cli\n')
         await h.configure(a)
         [m] = h.engine._machines.values()  # noqa: SLF001
@@ -496,7 +496,7 @@ def test_a_connection_another_tool_owns_is_neither_adopted_nor_made_again_until_
 @DAEMONS
 def test_a_claim_lost_to_another_tool_lets_go_of_the_connection(tmp_path, daemon):
     async def scenario():
-        h, a = await started_with_a_connected(tmp_path, daemon)
+        h, a = await started_with_nvme1(tmp_path, daemon, adopted=True)
 
         def another_tool_claims(device):
             write_entry(h.registry, device, 'discoverd\n')
@@ -513,11 +513,7 @@ def test_a_claim_lost_to_another_tool_lets_go_of_the_connection(tmp_path, daemon
 @DAEMONS
 def test_an_entry_of_ours_written_for_a_later_controller_of_the_name_is_not_removed(tmp_path, daemon):
     async def scenario():
-        h = Harness(tmp_path, daemon)
-        await h.start()
-        a = own_spec(daemon, 'a')
-        h.io.devices = {a.tid: 'nvme1'}
-        h.kernel_ctrl('nvme1', 'a', TB0_ADDRESS)
+        h, a = await started_with_nvme1(tmp_path, daemon, adopted=False)
         await h.configure(a)
         h.sys.seqnum(150)
         Registry(str(h.registry), str(h.sys.root)).record('nvme1')  # another connection of ours since
