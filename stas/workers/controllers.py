@@ -24,7 +24,6 @@ import concurrent.futures
 import dataclasses
 import glob
 import logging
-import os
 import time
 from typing import Any, Callable, Collection, Dict, List, Mapping, Optional, Sequence, Set, Tuple
 
@@ -76,9 +75,6 @@ from .udev_io import NvmeUevent, UdevMonitor
 
 log = logging.getLogger(__name__)
 
-# sysfs attributes reported with each controller's status (nvme-stas 2.x "details"): those that
-# a controller keeps for life, read once per sysfs node, and its state, read every time
-IDENTITY_ATTRS = ('hostid', 'hostnqn', 'model', 'serial', 'dctype', 'cntrltype')
 # kernel operations at once per worker: connects are serialised by the kernel anyway, but log
 # page reads and registrations of other controllers should not wait behind a slow connect
 IO_THREADS = 4
@@ -115,8 +111,7 @@ class ControllerEngine:
         self._udev_factory: UdevFactory = udev_factory or UdevMonitor
         self._sysfs_root = sysfs_root
         self._subsystems = sysfs_io.SubsystemNqns(sysfs_root)  # each subsystem's NQN, read once
-        # device -> (its sysfs node's inode, IDENTITY_ATTRS): a reused name is another node
-        self._identities: Dict[str, Tuple[int, Dict[str, str]]] = {}
+        self._details = sysfs_io.ControllerDetails(sysfs_root)  # what a status reports of sysfs
         self._clock = clock
         caps, reason = self._io.kernel_caps()
         if reason:
@@ -284,7 +279,7 @@ class ControllerEngine:
                 self._cancel(tid, name)
             del self._machines[tid]
             if m.device:  # released with its connection kept: libnvme lets go of it too
-                self._identities.pop(m.device, None)
+                self._details.forget(m.device)
                 self._stamps.pop(m.device, None)  # its registry entry stays: the connection is ours
                 self._forget_soon(m.device)
             self._send(CtrlGone(tid=tid, role=m.spec.role))
@@ -368,32 +363,13 @@ class ControllerEngine:
 
     def _status_of(self, m: ControllerMachine):
         # the debug fields (retry timer, operations) matter most while there is no device
-        attrs = self._sysfs_details(m.device) if m.device else {}
+        attrs = self._details.read(m.device) if m.device else {}
         if m.device:
             entry = self._registry.read(m.device)
             attrs['owner'] = '(unreadable registry entry)' if entry.problem else entry.owner
         info = m.info(self._clock())
         pairs = tuple(sorted({**attrs, **info}.items()))
         return dataclasses.replace(m.status(), attrs=pairs)
-
-    def _sysfs_details(self, device: str) -> Dict[str, str]:
-        """The sysfs attributes of ``device`` that its status carries (a status goes out at every
-        step of every controller: at hundreds of controllers, reading all of them each time was
-        a good part of the worker's own work)."""
-        try:
-            node = os.lstat(sysfs_io.controller_dir(device, self._sysfs_root)).st_ino
-        except OSError:
-            node = None
-        known = self._identities.get(device)
-        if known is not None and known[0] == node:
-            identity = known[1]
-        else:
-            identity = sysfs_io.read_attrs(device, IDENTITY_ATTRS, self._sysfs_root)
-            if node is not None and all(identity.values()):  # '' while it is being set up
-                self._identities[device] = (node, identity)
-            else:
-                self._identities.pop(device, None)
-        return {**identity, 'state': sysfs_io.controller_state(device, self._sysfs_root)}
 
     def _send(self, msg) -> None:
         if self._emit is None:
@@ -583,7 +559,7 @@ class ControllerEngine:
             if ev.action == 'remove':
                 # its registry entry is left to nvme-cli's udev rule (the one party that cleans up)
                 self._stamps.pop(ev.device, None)
-                self._identities.pop(ev.device, None)
+                self._details.forget(ev.device)
                 self._feed(m, DeviceRemoved(ev.device))
             elif ev.aen is not None:
                 self._feed(m, AenReceived(ev.aen, ev.device))

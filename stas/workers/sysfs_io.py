@@ -265,6 +265,41 @@ class ControllerNqns:
         return known
 
 
+class ControllerDetails:
+    """The sysfs attributes a controller's status carries (nvme-stas 2.x's "details"): those a
+    controller keeps for life (``IDENTITY_ATTRS``) read once per sysfs node, keyed by (name,
+    inode) as in ``ControllerNqns``, and its state read every time. A status goes out at every
+    step of every controller: at hundreds of controllers, reading all of them each time was a
+    good part of a worker's own work."""
+
+    IDENTITY_ATTRS = ('hostid', 'hostnqn', 'model', 'serial', 'dctype', 'cntrltype')
+
+    def __init__(self, sysfs_root: str = SYSFS_ROOT) -> None:
+        self._sysfs_root = sysfs_root
+        self._known: Dict[str, Tuple[int, Dict[str, str]]] = {}
+
+    def read(self, device: str) -> Dict[str, str]:
+        """The identity attributes and ``state`` of ``device`` ('' for what cannot be read)."""
+        try:
+            node: Optional[int] = os.lstat(controller_dir(device, self._sysfs_root)).st_ino
+        except OSError:
+            node = None
+        known = self._known.get(device)
+        if known is not None and known[0] == node:
+            identity = known[1]
+        else:
+            identity = read_attrs(device, self.IDENTITY_ATTRS, self._sysfs_root)
+            if node is not None and all(identity.values()):  # '' while it is being set up
+                self._known[device] = (node, identity)
+            else:
+                self._known.pop(device, None)
+        return {**identity, 'state': controller_state(device, self._sysfs_root)}
+
+    def forget(self, device: str) -> None:
+        """Drop what is kept of ``device`` (gone, or no longer this worker's)."""
+        self._known.pop(device, None)
+
+
 class SubsystemNqns:
     """The NQN of each kernel subsystem (``/sys/class/nvme-subsystem/nvme-subsysN``), each read
     once and keyed by (name, inode) as in ``ControllerNqns``: one controller's subsystem is then
