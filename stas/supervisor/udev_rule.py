@@ -45,6 +45,7 @@ from typing import Callable, Optional, Sequence, Tuple
 
 from ..files import write_atomic
 from ..record import record
+from ..workers.ownership import OWNER
 from .cli_args import DEFAULT_REGISTRY_DIR
 
 log = logging.getLogger(__name__)
@@ -63,7 +64,6 @@ MAX_RULES_BYTES = 64 * 1024  # nvme-cli's file is about 2 KiB
 # udev runs it to read a registry entry (a PROGRAM match: true when it exits 0, RESULT its output)
 CAT = '/bin/cat'
 END_LABEL = 'nvme_stas_autoconnect_end'
-OWNER = 'stas'  # what both daemons write as owner in the registry (stas.workers.ownership.OWNER)
 
 HEADER = '# nvme-stas stafd: shadows nvme-cli'
 _OWNER = re.compile(r'^# nvme-stas stafd: shadows nvme-cli.*\(pid (\d+), started (\d+)\)$')

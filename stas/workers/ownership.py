@@ -188,7 +188,7 @@ class Registry:
             if current.owner or current.problem:
                 return current
             # an entry without an owner (its owner attribute was deleted): add ours to it
-            self._write_attr(self.path(device), 'owner', OWNER)
+            write_atomic(self.path(device, 'owner'), OWNER + '\n', fsync=True)
             return self.read(device)
         return Entry(device, OWNER, stamp)
 
@@ -231,10 +231,6 @@ class Registry:
                 continue
             except FileNotFoundError:
                 os.makedirs(self.root, mode=0o755, exist_ok=True)
-
-    @staticmethod
-    def _write_attr(directory: str, name: str, value: str) -> None:
-        write_atomic(os.path.join(directory, name), value + '\n', fsync=True)
 
     def _discard(self, device: str) -> bool:
         """Make the entry of ``device`` vanish at once (renamed to a hidden sibling), then purge it."""
