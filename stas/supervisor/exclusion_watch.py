@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import asyncio
 import ctypes
-import ctypes.util
 import errno
 import logging
 import os
@@ -56,7 +55,9 @@ class _Inotify:
     """The three system calls, through libc."""
 
     def __init__(self) -> None:
-        libc = ctypes.CDLL(ctypes.util.find_library('c') or 'libc.so.6', use_errno=True)
+        # the C library the interpreter is linked with; ctypes' find_library would run
+        # `ldconfig -p` in a child process to find it again
+        libc = ctypes.CDLL(None, use_errno=True)
         self._init1 = libc.inotify_init1
         self._add = libc.inotify_add_watch
         self._add.argtypes = (ctypes.c_int, ctypes.c_char_p, ctypes.c_uint32)

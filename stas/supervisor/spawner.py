@@ -177,7 +177,7 @@ def _without_resource_tracker() -> None:
         setattr(resource_tracker, name, getattr(null, name))
 
 
-def _titled_forkserver_starts(preload: Sequence[str], names: tuple[str, str]) -> None:
+def _titled_forkserver_starts(preload: Sequence[str], daemon: str, names: tuple[str, str]) -> None:
     """Make ``multiprocess`` start each new forkserver through ``_start_forkserver``. Both its
     module function (``Spawner.warm_up``) and the method its ``Process.start()`` calls are
     replaced."""
@@ -186,13 +186,13 @@ def _titled_forkserver_starts(preload: Sequence[str], names: tuple[str, str]) ->
     server = forkserver._forkserver
 
     def ensure_running() -> None:
-        _start_forkserver(server, preload, names)
+        _start_forkserver(server, preload, daemon, names)
 
     server.ensure_running = ensure_running
     forkserver.ensure_running = ensure_running
 
 
-def _start_forkserver(server, preload: Sequence[str], names: tuple[str, str]) -> None:
+def _start_forkserver(server, preload: Sequence[str], daemon: str, names: tuple[str, str]) -> None:
     """``multiprocess``'s ``ForkServer.ensure_running``, with one difference: the new
     interpreter runs ``serve_replacement``, which names the process before it serves."""
     from multiprocess import resource_tracker, spawn, util
@@ -217,7 +217,8 @@ def _start_forkserver(server, preload: Sequence[str], names: tuple[str, str]) ->
                 cmd = (
                     f'import sys; sys.path[:] = {data.get("sys_path", sys.path)!r}; '
                     'from stas.supervisor.spawner import serve_replacement; '
-                    f'serve_replacement({names!r}, {listener.fileno()}, {alive_r}, {list(preload)!r}, '
+                    f'serve_replacement({names!r}, {daemon!r}, {listener.fileno()}, {alive_r}, '
+                    f'{list(preload)!r}, '
                     f'**{data!r})'
                 )
                 exe = spawn.get_executable()
@@ -260,12 +261,16 @@ def _note_forkserver(address: str, alive_w: int, pid: int) -> None:
     server._forkserver_pid = pid
 
 
-def serve_replacement(names: tuple[str, str], listener_fd: int, alive_r: int, preload, **data) -> None:
+def serve_replacement(
+    names: tuple[str, str], daemon: str, listener_fd: int, alive_r: int, preload, **data
+) -> None:
     """The life of a forkserver started as a new interpreter (``_start_forkserver``)."""
     from ..proctitle import set_process_title
 
     set_process_title(*names)
     from multiprocess import forkserver
+
+    _preload(preload, daemon)  # what forkserver.main would import, and the workers' preparation
 
     forkserver.main(listener_fd, alive_r, preload, **data)
 
@@ -275,6 +280,7 @@ class Spawner:
         """``daemon``: the worker engine ('stafd', 'stacd', 'idle'); ``service``: the daemon
         the processes are named after ('' is ``daemon``)."""
         _without_resource_tracker()
+        self._daemon = daemon
         self.service = service or daemon
         self._ctx = multiprocess.get_context('forkserver')
         # '__main__' too: each child otherwise re-runs the parent's main script (runpy, no
@@ -282,7 +288,7 @@ class Spawner:
         # children already have it and skip that (about 15 ms of every worker start)
         self._preload = [*(preload or PRELOAD.get(daemon, ())), '__main__']
         self._ctx.set_forkserver_preload(self._preload)
-        _titled_forkserver_starts(self._preload, forkserver_names(self.service))
+        _titled_forkserver_starts(self._preload, daemon, forkserver_names(self.service))
         # one thread: starts are serialised (the forkserver serves one request at a time anyway)
         self.executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix='spawner')
 
@@ -321,7 +327,12 @@ class Spawner:
             if pid == 0:
                 os.close(alive_w)
                 _serve_forked(
-                    listener.fileno(), alive_r, self._preload, forkserver_names(self.service), in_child
+                    listener.fileno(),
+                    alive_r,
+                    self._preload,
+                    self._daemon,
+                    forkserver_names(self.service),
+                    in_child,
                 )
             os.close(alive_r)
         _note_forkserver(address, alive_w, pid)
@@ -336,8 +347,22 @@ class Spawner:
         return forkserver_pid()
 
 
+def _preload(preload: Sequence[str], daemon: str) -> None:
+    """What a forkserver loads and prepares once for all the workers it forks."""
+    for name in preload:
+        if name != '__main__':
+            with contextlib.suppress(ImportError):  # the worker that needs it says why
+                importlib.import_module(name)
+    from ..workers.main import prepare_forkserver
+
+    try:
+        prepare_forkserver(daemon)
+    except Exception as exc:  # noqa: BLE001 (each worker does it again, and reports what fails)
+        print(f'forkserver: preparing the workers failed: {exc}', file=sys.stderr)
+
+
 def _serve_forked(
-    listener_fd: int, alive_r: int, preload: Sequence[str], names: tuple[str, str], in_child
+    listener_fd: int, alive_r: int, preload: Sequence[str], daemon: str, names: tuple[str, str], in_child
 ) -> None:
     """The forked forkserver's life: never returns, and never runs the daemon's exit handlers."""
     code = 1
@@ -350,10 +375,7 @@ def _serve_forked(
         # the daemon's main module is already loaded here, under its own name: the children
         # multiprocess forks look for it as __mp_main__
         sys.modules.setdefault('__mp_main__', sys.modules['__main__'])
-        for name in preload:
-            if name != '__main__':
-                with contextlib.suppress(ImportError):  # the worker that needs it says why
-                    importlib.import_module(name)
+        _preload(preload, daemon)
         # Out of the cyclic collector's reach from now on, here and in every worker: a
         # collection writes into the header of each object it visits, which would copy into
         # each worker every page of the modules it shares with this process.

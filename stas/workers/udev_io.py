@@ -213,10 +213,26 @@ class UdevMonitor:
                 self._log_error('handling lost events failed', exc)
 
 
+_context: Any = None
+
+
+def udev_context() -> Any:
+    """This process's pyudev ``Context``, made once. Each new ``Context`` finds libudev again
+    (ctypes' ``find_library`` runs ``ldconfig -p`` in a child process) and wraps its functions
+    again. The forkserver makes it before it forks any worker (``prepare_forkserver``), so
+    every worker shares that one: libudev's context holds no descriptor, only settings."""
+    global _context
+    if _context is None:
+        import pyudev
+
+        _context = pyudev.Context()
+    return _context
+
+
 def _pyudev_monitor(source: str) -> Any:
     import pyudev
 
-    monitor = pyudev.Monitor.from_netlink(pyudev.Context(), source=source)
+    monitor = pyudev.Monitor.from_netlink(udev_context(), source=source)
     monitor.filter_by(SUBSYSTEM)
     try:
         monitor.set_receive_buffer_size(RECEIVE_BUFFER_BYTES)  # SO_RCVBUFFORCE: root only
