@@ -156,6 +156,26 @@ def memory_kib(pid: int) -> Dict[str, int]:
     return found
 
 
+def private_by_mapping(pid: int) -> Dict[str, int]:
+    """Private (clean + dirty) KiB of one process per mapping name from /proc/PID/smaps: the
+    file's base name, or [heap], [stack], [anon] ...; {} if the process is gone. Says where a
+    process's own memory lies: the interpreter's heap, malloc arenas of threads, a library's
+    data."""
+    found: Dict[str, int] = {}
+    name = '?'
+    try:
+        with open(f'/proc/{pid}/smaps') as f:
+            for line in f:
+                head = line.split(None, 6)
+                if '-' in head[0] and len(head) >= 5 and ':' not in head[0]:
+                    name = os.path.basename(head[5].strip()) if len(head) > 5 else '[anon]'
+                elif head[0] in ('Private_Clean:', 'Private_Dirty:'):
+                    found[name] = found.get(name, 0) + int(head[1])
+    except OSError:
+        pass
+    return found
+
+
 def pss_kib(pid: int) -> int:
     """Proportional set size in KiB; -1 if the process is gone."""
     return memory_kib(pid).get('Pss', -1)

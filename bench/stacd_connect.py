@@ -48,6 +48,7 @@ from _guest import (
     dbus_call,
     descendants,
     guest_problem,
+    private_by_mapping,
     process_labels,
     pss_kib,
     spawn_daemon,
@@ -445,7 +446,13 @@ def print_memory(bench: Bench) -> None:
     for daemon, label, pid in bench.processes():
         kib = pss_kib(pid)
         totals[daemon] = totals.get(daemon, 0) + max(kib, 0)
-        print(f'  {daemon} {label} (pid {pid}): {kib / 1024:.1f} MiB')
+        mappings = private_by_mapping(pid)
+        top = sorted(mappings.items(), key=lambda item: -item[1])[:5]
+        where = ', '.join(f'{name} {size / 1024:.1f}' for name, size in top)
+        print(
+            f'  {daemon} {label} (pid {pid}): {kib / 1024:.1f} MiB;'
+            f' private {sum(mappings.values()) / 1024:.1f} MiB ({where})'
+        )
     for daemon, kib in totals.items():
         print(f'  {daemon} total: {kib / 1024:.1f} MiB')
     print(f'  stafd + stacd total: {sum(totals.values()) / 1024:.1f} MiB')
