@@ -43,6 +43,26 @@ FILES = {
     'etc/stas/stacd.conf': 'etc/stas/stacd.conf',
     'etc/stas/sys.conf.doc': 'etc/stas/sys.conf.doc',
 }
+# the generated reference files (tools/gen-docs): man pages, completion, D-Bus introspection
+PROGRAMS = ('stafd', 'stacd', 'stafctl', 'stacctl', 'stasadm')
+MAN_PAGES = {
+    '1': ('stafctl', 'stacctl', 'stasadm'),
+    '5': ('stafd.conf', 'stacd.conf', 'sys.conf'),
+    '7': ('nvme-stas',),
+    '8': ('stafd', 'stacd'),
+}
+FILES.update(
+    {f'usr/share/man/man{s}/{p}.{s}': f'man/{p}.{s}' for s, pages in MAN_PAGES.items() for p in pages}
+)
+FILES.update({f'usr/share/bash-completion/completions/{p}': f'completion/bash/{p}' for p in PROGRAMS})
+FILES.update({f'usr/share/zsh/vendor-completions/_{p}': f'completion/zsh/_{p}' for p in PROGRAMS})
+FILES.update(
+    {
+        f'usr/share/dbus-1/interfaces/org.nvmexpress.{svc}{part}.xml': f'dbus/org.nvmexpress.{svc}{part}.xml'
+        for svc in ('staf', 'stac')
+        for part in ('', '.debug', '.workers')
+    }
+)
 MANIFEST = 'var/lib/nvme-stas/install-manifest.json'
 
 
@@ -119,6 +139,11 @@ def test_prefix_moves_the_commands_and_the_unit_paths(tmp_path):
     ]
     # the system bus reads its policy from /usr/share whatever the prefix
     assert (tmp_path / 'usr/share/dbus-1/system.d/org.nvmexpress.staf.conf').is_file()
+    # man pages, completion and introspection XML follow the prefix
+    assert (tmp_path / 'usr/local/share/man/man8/stafd.8').is_file()
+    assert (tmp_path / 'usr/local/share/bash-completion/completions/stafctl').is_file()
+    assert (tmp_path / 'usr/local/share/zsh/site-functions/_stafctl').is_file()
+    assert (tmp_path / 'usr/local/share/dbus-1/interfaces/org.nvmexpress.staf.xml').is_file()
     assert not (tmp_path / 'usr/sbin').exists()
 
 
