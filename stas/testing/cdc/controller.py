@@ -32,6 +32,7 @@ from typing import List, Optional, Tuple
 from ...model import WELL_KNOWN_DISC_NQN
 from . import connect, dim
 from .identify import (
+    AERL,
     CNS_CONTROLLER,
     DCTYPE_NOT_REPORTED,
     OAES_DISCOVERY_CHANGE,
@@ -52,7 +53,6 @@ from .log_pages import (
 from .pdu import (
     DGST_DATA,
     DGST_HEADER,
-    FES_UNSUPPORTED_PARAMETER,
     H2C_TERM_REQ,
     NO_DIGESTS,
     C2HData,
@@ -62,9 +62,9 @@ from .pdu import (
     IcReq,
     IcResp,
     Pdu,
-    PduError,
     TermReq,
     UnexpectedPdu,
+    UnsupportedParameter,
 )
 from .service import DiscoveryService, Registration
 from .sqe import (
@@ -225,13 +225,9 @@ class ControllerSession:
         if self.initialized:
             raise UnexpectedPdu('a second ICReq on the same connection')
         if req.pfv != 0:
-            error = PduError(f'ICReq PFV={req.pfv}, only 0 is accepted', fei=8)
-            error.fes = FES_UNSUPPORTED_PARAMETER
-            raise error
+            raise UnsupportedParameter(f'ICReq PFV={req.pfv}, only 0 is accepted', fei=8)
         if req.hpda > 31:
-            error = PduError(f'ICReq HPDA={req.hpda}, accepted: 0 to 31', fei=10)
-            error.fes = FES_UNSUPPORTED_PARAMETER
-            raise error
+            raise UnsupportedParameter(f'ICReq HPDA={req.hpda}, accepted: 0 to 31', fei=10)
         dgst = req.dgst & (DGST_HEADER | DGST_DATA)
         self.initialized = True
         self.digests = Digests(header=bool(dgst & DGST_HEADER), data=bool(dgst & DGST_DATA))
@@ -451,7 +447,7 @@ class ControllerSession:
         return 0, 0, None
 
     def _async_event_request(self, cmd: Command, _data: bytes):
-        if len(self.aers) > ControllerIdentity(0, '').aerl:
+        if len(self.aers) > AERL:
             raise CommandFailed(SC_AER_LIMIT_EXCEEDED)
         self.aers.append(cmd.cid)
         if self.aen_pending and not self.aen_masked:

@@ -31,6 +31,7 @@ SGLS_SUPPORTED = 1 << 0
 SGLS_OFFSET = 1 << 20
 
 VERSION_1_3 = 0x00010300
+AERL = 3  # zero based: four AERs held at once
 
 # byte offsets
 OFF_SN = 4
@@ -65,7 +66,7 @@ class ControllerIdentity:
     firmware: str = '1.0'
     kas: int = 10  # 1 s
     maxcmd: int = 128
-    aerl: int = 3  # four outstanding AERs
+    aerl: int = AERL
 
 
 def _ascii(value: str, width: int) -> bytes:

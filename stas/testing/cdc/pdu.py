@@ -18,7 +18,7 @@ Nothing here does I/O.
 from __future__ import annotations
 
 import struct
-from typing import Optional, Union
+from typing import Union
 
 from ...record import record
 from .crc32c import crc32c
@@ -149,6 +149,12 @@ class HeaderDigestError(PduError):
 class DataDigestError(PduError):
     """The data digest does not match the data. (A real controller may fail only the command;
     this one ends the connection.)"""
+
+
+class UnsupportedParameter(PduError):
+    """An ICReq asks for what this controller does not offer (another PDU format version)."""
+
+    fes = FES_UNSUPPORTED_PARAMETER
 
 
 class TruncatedPdu(PduError):
@@ -366,22 +372,6 @@ def decode(buf: bytes, digests: Digests = NO_DIGESTS, max_c2h_data: int = DEFAUL
     return decode_body(header, bytes(buf[COMMON_HEADER_LEN:]), digests), header.plen
 
 
-def pdu_type_of(pdu: Pdu) -> int:
-    if isinstance(pdu, IcReq):
-        return ICREQ
-    if isinstance(pdu, IcResp):
-        return ICRESP
-    if isinstance(pdu, TermReq):
-        return pdu.direction
-    if isinstance(pdu, CapsuleCmd):
-        return CAPSULE_CMD
-    if isinstance(pdu, CapsuleResp):
-        return CAPSULE_RESP
-    if isinstance(pdu, C2HData):
-        return C2H_DATA
-    raise TypeError(f'{pdu!r} is no PDU of this codec')
-
-
 # ---- encoding ----------------------------------------------------------------------------------
 
 
@@ -443,8 +433,3 @@ def encode(pdu: Pdu, digests: Digests = NO_DIGESTS, data_align: int = 0) -> byte
         specific = _DATA.pack(pdu.cccid, 0, pdu.datao, len(pdu.data))
         return _framed(C2H_DATA, flags, specific, pdu.data, digests, data_align)
     raise TypeError(f'{pdu!r} is no PDU of this codec')
-
-
-def term_header(raw: Optional[bytes]) -> bytes:
-    """What of an offending PDU a terminate request quotes: its header, at most 128 bytes."""
-    return bytes(raw or b'')[:MAX_TERM_DATA]
