@@ -40,7 +40,7 @@ SUB1 = lp.nvme_entry('nqn.2014-08.org.example:cdc-sub1', '192.0.2.50', '4420')
 SUB2 = lp.nvme_entry('nqn.2014-08.org.example:cdc-sub2', '192.0.2.51', '4420', eflags=lp.EFLAG_NCC)
 FAR = lp.referral('198.51.100.50', '8009')
 
-# struct nvme_passthru_cmd of linux/nvme_ioctl.h: opcode, flags, rsvd1, nsid, cdw2, cdw3,
+# the kernel's admin passthrough command (struct nvme_passthru_cmd): opcode, flags, rsvd1, nsid, cdw2, cdw3,
 # metadata, addr, metadata_len, data_len, cdw10..cdw15, timeout_ms, result (72 bytes)
 _PASSTHRU = struct.Struct('<BBHIIIQQIIIIIIIIII')
 _NVME_IOCTL_ADMIN_CMD = (3 << 30) | (_PASSTHRU.size << 16) | (ord('N') << 8) | 0x41

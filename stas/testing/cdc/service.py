@@ -35,7 +35,7 @@ class Session(Protocol):
 @record
 class Registration:
     """A host's DIM registration. ``traddr``/``adrfam``: the address the connection came from
-    (what the host claimed is ``claimed_traddr``; libnvme sends an empty one)."""
+    (what the host claimed is ``claimed_traddr``, often empty: "the address you see")."""
 
     hostnqn: str
     traddr: str
