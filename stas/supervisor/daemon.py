@@ -52,6 +52,7 @@ from ..workers.spec import WorkerSpec
 from . import netlink, resolver, sdnotify
 from .background import Background
 from .cli_args import DEFAULT_NBFT_DIR, DEFAULT_REGISTRY_DIR
+from .ctrl_counters import CounterBook
 from .exclusion_watch import ExclusionWatch
 from .host_support import HostPaths, status_suffix
 from .host_watch import RECHECK_S, HostWatch
@@ -163,6 +164,7 @@ class Supervisor:
         self._publisher = None
         self._monitor = None
         self.role = make_role(daemon, runtime_dir)
+        self.counters = CounterBook()  # per-controller totals of the health metrics
         self._replan_soon: Optional[asyncio.TimerHandle] = None
         self._background = Background()  # tasks started and not waited for
         # a planning pass the role asked for at a time of its own (role.next_wakeup_s)
@@ -377,6 +379,7 @@ class Supervisor:
             self._configured[driver.key] = told
 
     def _on_report(self, key: WorkerKey, msg: Message) -> None:
+        self.counters.on_report(key, msg)
         if self.role.on_report(key, msg):
             self._schedule_replan()
 
@@ -399,6 +402,7 @@ class Supervisor:
         await self._configure_all()
 
     def _on_gone(self, key: WorkerKey) -> None:
+        self.counters.worker_gone(key)
         gone = getattr(self.role, 'on_worker_gone', None)
         if gone is not None:
             gone(key)
@@ -418,6 +422,8 @@ class Supervisor:
         specs, more = self.role.specs(config, self.host)
         for p in problems + more:
             log.warning('%s', p)
+        if len(self.counters) > len(specs):  # controllers went away: forget their counts
+            self.counters.retain({s.tid for s in specs})
         zeroconf = isinstance(self.config, StafdConfig) and self.config.zeroconf
         self._plans = plan_workers(specs, self._interfaces, self._routes, zeroconf=zeroconf)
         extra = getattr(self.role, 'extra_worker_keys', None)  # workers with nothing to connect
@@ -590,6 +596,31 @@ class Supervisor:
         iface = '' if iface == '-' else iface
         keys = self.pool.restart(iface, transport, reason='restart requested by an administrator')
         return keys
+
+    def metrics(self) -> str:
+        """Controller and worker health in the Prometheus text format (``metrics``)."""
+        from . import metrics  # prometheus_client: loaded when metrics are first asked for
+
+        return metrics.render(self.metrics_snapshot())
+
+    def metrics_snapshot(self):
+        from . import metrics
+
+        drivers = self.pool.drivers.values() if self.pool is not None else ()
+        return metrics.Snapshot(
+            daemon=self.daemon,
+            version=__version__,
+            config_problems=len(self.config_problems()),
+            workers=tuple(
+                metrics.worker_sample(d.key, d.slot.state.value, d.slot.restarts, d.slot.running_since)
+                for d in drivers
+            ),
+            controllers=tuple(
+                metrics.controller_samples(
+                    self.role.controller_states(), self.counters, log_pages=self.daemon == 'stafd'
+                )
+            ),
+        )
 
     def config_problems(self) -> Sequence[str]:
         refused = [f'reload refused: {r}' for r in self._refused]
