@@ -56,6 +56,7 @@ from .ctrl_counters import CounterBook
 from .exclusion_watch import ExclusionWatch
 from .host_support import HostPaths, status_suffix
 from .host_watch import RECHECK_S, HostWatch
+from .metrics_export import TextfileExport
 from .policy import (
     InterfaceState,
     WorkerPlan,
@@ -165,6 +166,7 @@ class Supervisor:
         self._monitor = None
         self.role = make_role(daemon, runtime_dir)
         self.counters = CounterBook()  # per-controller totals of the health metrics
+        self._metrics_file = TextfileExport(self.metrics)  # [Metrics] textfile, for node_exporter
         self._replan_soon: Optional[asyncio.TimerHandle] = None
         self._background = Background()  # tasks started and not waited for
         # a planning pass the role asked for at a time of its own (role.next_wakeup_s)
@@ -246,6 +248,7 @@ class Supervisor:
             self.pool.reset_fatal('configuration reloaded')
             await self._configure_all()
             self._request_all(getattr(self.role, 'reload_ops', ()))
+            self._export_metrics()
         await self._host_watch.check(self.config, self.host, reload=True)
         self._notifier.ready()
         self._notify_status()
@@ -603,6 +606,11 @@ class Supervisor:
 
         return metrics.render(self.metrics_snapshot())
 
+    def _export_metrics(self) -> None:
+        config = self.config
+        if config is not None:
+            self._metrics_file.configure(config.metrics_textfile, config.metrics_interval_s)
+
     def metrics_snapshot(self):
         from . import metrics
 
@@ -723,6 +731,7 @@ class Supervisor:
         self._notifier.ready()
         self._notify_status()
         log.info('%s %s ready: %d workers', self.daemon, __version__, len(self.workers()))
+        self._export_metrics()  # once up: the first file shows the workers running
 
         watchdog = asyncio.ensure_future(self._watchdog()) if self._watchdog_s else None
         try:
@@ -772,6 +781,7 @@ class Supervisor:
     async def _shutdown(self) -> None:
         self._notifier.stopping()
         log.info('%s stopping', self.daemon)
+        self._metrics_file.close()  # a file left behind would say the workers are up
         self._host_watch.close()
         if self._exclusion_watch is not None:
             self._exclusion_watch.stop()

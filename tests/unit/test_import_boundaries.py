@@ -42,6 +42,7 @@ RULES = {
     'stas.supervisor.daemon': {'prometheus_client'},
     'stas.supervisor.dbus_api': {'prometheus_client'},
     'stas.supervisor.ctrl_counters': {'prometheus_client'},
+    'stas.supervisor.metrics_export': {'prometheus_client'},
     'stas.workers': {'prometheus_client'},
 }
 

@@ -266,3 +266,32 @@ def test_an_empty_daemon_has_its_families_and_no_sample_but_info(daemon):
     fams = parse(metrics.render(metrics.Snapshot(daemon, '1')))
     assert value(fams, 'nvme_stas_info') == 1
     assert samples(fams, 'nvme_stas_worker_up') == []
+
+
+# ---- the textfile ---------------------------------------------------------------------------------
+def test_the_textfile_is_written_moved_and_removed(tmp_path, caplog):
+    import asyncio
+
+    from stas.supervisor.metrics_export import TextfileExport
+
+    text = metrics.render(metrics.Snapshot('stafd', '1'))
+    first, second = tmp_path / 'a' / 'stafd.prom', tmp_path / 'b' / 'stafd.prom'
+    first.parent.mkdir()
+
+    async def scenario():
+        export = TextfileExport(lambda: text)
+        export.configure(str(second), 0.01)  # its directory does not exist yet
+        await asyncio.sleep(0.1)
+        assert export.problem and not second.exists()
+        second.parent.mkdir()
+        await asyncio.sleep(0.1)
+        assert export.problem is None and parse(second.read_text())
+        export.configure(str(first), 0.01)
+        await asyncio.sleep(0.1)
+        assert first.read_text() == text and not second.exists()
+        export.close()
+        assert not first.exists()
+
+    asyncio.run(scenario())
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == 'WARNING']
+    assert len(warnings) == 1 and 'cannot write the metrics to' in warnings[0]
