@@ -210,6 +210,20 @@ class ErrorInfo:
 
 
 @dataclass(frozen=True)
+class CtrlCounters:
+    """What happened to one controller since its worker took it on (``stas.fabric.controller``
+    counts; the supervisor adds up the counts of successive workers, so its totals survive a
+    worker restart)."""
+
+    connects: int = 0  # kernel connections made (an adopted one is not counted)
+    connect_failures: int = 0
+    # connections made again after they were lost: by the daemon once the kernel removed the
+    # device, or by the kernel itself (a discovery controller's NVME_EVENT=rediscover)
+    reconnects: int = 0
+    aens: int = 0  # asynchronous event notifications received while connected
+
+
+@dataclass(frozen=True)
 class ControllerStatus:
     """A worker's level snapshot of one controller."""
 
@@ -221,6 +235,7 @@ class ControllerStatus:
     last_error: Optional[ErrorInfo] = None
     # Kernel-reported attributes (sysfs), '' when unknown.
     attrs: Tuple[Tuple[str, str], ...] = field(default=())
+    counters: CtrlCounters = CtrlCounters()
 
 
 @dataclass(frozen=True)

@@ -3,8 +3,8 @@
 The sub-commands and options of nvme-stas 2.x are kept as they were (names, short options,
 defaults), so scripts keep working:
 
-    stafctl [-h] [-v] {tron,troff,status,ls,dlp,adlp,workers,restart} ...
-    stacctl [-h] [-v] {tron,troff,status,ls,workers,restart} ...
+    stafctl [-h] [-v] {tron,troff,status,ls,dlp,adlp,workers,restart,metrics} ...
+    stacctl [-h] [-v] {tron,troff,status,ls,workers,restart,metrics} ...
 
 Additions:
 
@@ -13,7 +13,9 @@ Additions:
   that interface) or ``IFACE/TRANSPORT``; ``-/TRANSPORT`` names the interface-less worker of a
   transport (fc, loop), which is how ``WorkerKey`` prints itself. The parsed namespace carries
   ``target`` (as typed), ``host_iface`` and ``transport`` (None: every transport).
-* ``--json`` on status, ls, dlp, adlp and workers selects the stable JSON output.
+* ``metrics [--json]`` prints the daemon's controller and worker health in the Prometheus text
+  format (``--json``: the same samples as JSON).
+* ``--json`` on status, ls, dlp, adlp, workers and metrics selects the stable JSON output.
 
 Differences from 2.x:
 
@@ -210,6 +212,12 @@ def _add_worker_commands(parser: CommandParser, commands, daemon: str) -> None:
     )
     _add_json(restart)
     parser.command_checks['restart'] = (restart, _check_restart)
+    _add_json(
+        commands.add_parser(
+            'metrics',
+            help=f'Print the health of the controllers and workers of {daemon} (Prometheus text format)',
+        )
+    )
 
 
 def build_stafctl_parser(prog: str = 'stafctl') -> CommandParser:

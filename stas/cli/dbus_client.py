@@ -295,6 +295,9 @@ class DaemonClient:
         text = self._method('.debug', 'controller_info', 'sssssss', tid_args(fields))
         return self._json(text, 'controller_info')
 
+    def metrics(self) -> str:
+        return str(self._method('.debug', 'metrics'))
+
     # -- org.nvmexpress.<svc> -----------------------------------------------------------------
     def list_controllers(self, detailed: bool) -> List[Dict[str, str]]:
         return list(self._method('', 'list_controllers', 'b', (bool(detailed),)))

@@ -24,6 +24,24 @@ def as_json(obj: Any) -> str:
     return json.dumps(obj, indent=2)
 
 
+def metrics_json(text: str) -> str:
+    """The samples of a Prometheus text (``metrics --json``): one object per metric family with
+    its name, type, help and samples (name, labels, value)."""
+    from prometheus_client.parser import text_string_to_metric_families  # only for --json
+
+    return as_json(
+        [
+            {
+                'name': family.name,
+                'type': family.type,
+                'help': family.documentation,
+                'samples': [{'name': s.name, 'labels': s.labels, 'value': s.value} for s in family.samples],
+            }
+            for family in text_string_to_metric_families(text)
+        ]
+    )
+
+
 def output(obj: Any, json_mode: bool) -> str:
     return as_json(obj) if json_mode else pretty(obj)
 

@@ -1,7 +1,7 @@
 """stacctl: ask stacd over D-Bus.
 
-Commands: ``tron``, ``troff``, ``status``, ``ls [-d]`` as in nvme-stas 2.x, plus ``workers``
-and ``restart IFACE``. The commands, output and exit statuses are stafctl's (``stas.cli.stafctl``
+Commands: ``tron``, ``troff``, ``status``, ``ls [-d]`` as in nvme-stas 2.x, plus ``workers``,
+``restart IFACE`` and ``metrics``. The commands, output and exit statuses are stafctl's (``stas.cli.stafctl``
 runs them); stacd has no discovery log pages, so ``status`` shows none.
 """
 

@@ -1,7 +1,8 @@
 """stafctl: ask stafd over D-Bus (and the command runner stacctl shares).
 
 Commands (``stas.cli.args`` holds the command line): ``tron``, ``troff``, ``status``, ``ls
-[-d]``, ``dlp``, ``adlp [-d]`` as in nvme-stas 2.x, plus ``workers`` and ``restart IFACE``.
+[-d]``, ``dlp``, ``adlp [-d]`` as in nvme-stas 2.x, plus ``workers``, ``restart IFACE`` and
+``metrics``.
 Output is 2.x's pprint by default, JSON with ``--json`` (``stas.cli.render``).
 
 Against an nvme-stas 2.x daemon every 2.x command works as with 2.x (``status`` then has no
@@ -111,6 +112,11 @@ def cmd_restart(client: DaemonClient, args: argparse.Namespace) -> str:
     return render.restarted_lines(keys, _json_mode(args))
 
 
+def cmd_metrics(client: DaemonClient, args: argparse.Namespace) -> str:
+    text = client.metrics()
+    return render.metrics_json(text) if _json_mode(args) else text.rstrip('\n')
+
+
 COMMANDS: Dict[str, Command] = {
     'tron': cmd_tron,
     'troff': cmd_troff,
@@ -120,6 +126,7 @@ COMMANDS: Dict[str, Command] = {
     'adlp': cmd_adlp,
     'workers': cmd_workers,
     'restart': cmd_restart,
+    'metrics': cmd_metrics,
 }
 
 

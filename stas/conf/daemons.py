@@ -45,6 +45,8 @@ from .schema import (
     GLOBAL,
     GLOBAL_CONNECT_OPTIONS,
     IOC_MANAGEMENT,
+    METRICS,
+    METRICS_INTERVAL_DEFAULT_S,
     NOT_APPLIED,
     SECTIONS,
     STACD,
@@ -96,6 +98,8 @@ class StafdConfig(_PerController):
     zeroconf_persistence_s: float = ZEROCONF_PERSISTENCE_DEFAULT_S
     controllers: Tuple[ConfiguredController, ...] = ()
     excluded: Tuple[ExcludeEntry, ...] = ()
+    metrics_textfile: Optional[str] = None  # [Metrics] textfile: no file when None
+    metrics_interval_s: int = METRICS_INTERVAL_DEFAULT_S
 
     def pleo_for(self, ctrl: ConfiguredController) -> bool:
         return self.pleo if ctrl.pleo is None else ctrl.pleo
@@ -115,6 +119,8 @@ class StacdConfig(_PerController):
     connect_attempts_on_ncc: int = 0
     controllers: Tuple[ConfiguredController, ...] = ()
     excluded: Tuple[ExcludeEntry, ...] = ()
+    metrics_textfile: Optional[str] = None  # [Metrics] textfile: no file when None
+    metrics_interval_s: int = METRICS_INTERVAL_DEFAULT_S
 
 
 DaemonConfig = Union[StafdConfig, StacdConfig]
@@ -397,6 +403,8 @@ def parse_stafd(data: Union[str, bytes, None], filename: str) -> Tuple[StafdConf
         zeroconf_persistence_s=val[(DC_MANAGEMENT, 'zeroconf-connections-persistence')],
         controllers=ev.controllers(),
         excluded=ev.excluded(),
+        metrics_textfile=val[(METRICS, 'textfile')],
+        metrics_interval_s=val[(METRICS, 'interval')],
     )
     return config, ev.finish()
 
@@ -418,6 +426,8 @@ def parse_stacd(data: Union[str, bytes, None], filename: str) -> Tuple[StacdConf
         connect_attempts_on_ncc=val[(IOC_MANAGEMENT, 'connect-attempts-on-ncc')],
         controllers=ev.controllers(),
         excluded=ev.excluded(),
+        metrics_textfile=val[(METRICS, 'textfile')],
+        metrics_interval_s=val[(METRICS, 'interval')],
     )
     return config, ev.finish()
 

@@ -27,13 +27,17 @@ SERVICE_DISCOVERY = 'Service Discovery'
 DC_MANAGEMENT = 'Discovery controller connection management'
 IOC_MANAGEMENT = 'I/O controller connection management'
 CONTROLLERS = 'Controllers'
+METRICS = 'Metrics'  # not in nvme-stas 2.x: the health metrics (stas.supervisor.metrics)
 
 SECTIONS: Dict[str, Tuple[str, ...]] = {
-    STAFD: (GLOBAL, SERVICE_DISCOVERY, DC_MANAGEMENT, CONTROLLERS),
-    STACD: (GLOBAL, IOC_MANAGEMENT, CONTROLLERS),
+    STAFD: (GLOBAL, SERVICE_DISCOVERY, DC_MANAGEMENT, CONTROLLERS, METRICS),
+    STACD: (GLOBAL, IOC_MANAGEMENT, CONTROLLERS, METRICS),
 }
 
 ZEROCONF_PERSISTENCE_DEFAULT_S = 72 * 3600.0
+# node_exporter's default scrape interval is 15 s: a file written as often is never older
+METRICS_INTERVAL_DEFAULT_S = 15
+METRICS_INTERVAL_MAX_S = 3600
 DISCONNECT_TRTYPES = ('tcp', 'rdma', 'fc')
 
 
@@ -166,6 +170,15 @@ def option_specs(daemon: str) -> Dict[Tuple[str, str], OptionSpec]:
     specs += [
         OptionSpec(CONTROLLERS, 'controller', str, None, 'none', multi=True),
         OptionSpec(CONTROLLERS, 'exclude', str, None, 'none', multi=True),
+        # the health metrics for node_exporter's textfile collector: no file unless set
+        OptionSpec(METRICS, 'textfile', v.check_prom_file, None, 'not set'),
+        OptionSpec(
+            METRICS,
+            'interval',
+            v.int_checker(1, METRICS_INTERVAL_MAX_S, ' seconds'),
+            METRICS_INTERVAL_DEFAULT_S,
+            str(METRICS_INTERVAL_DEFAULT_S),
+        ),
     ]
     return {(s.section, s.key): s for s in specs}
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 import base64
 import binascii
 import ipaddress
+import posixpath
 import re
 import uuid
 from typing import Any, Callable, Optional, Tuple
@@ -158,6 +159,25 @@ def check_timespan(text: str) -> float:
             'seconds (-1 = never, 0 = at once) or a span such as 72hours, "3 days 5 hours", 1:30',
         )
     return float(seconds)
+
+
+PROM_FILE_ACCEPTED = (
+    'an absolute path ending in .prom (the textfile collector of node_exporter reads only *.prom '
+    'files), e.g. /var/lib/prometheus/node-exporter/stafd.prom'
+)
+
+
+def check_prom_file(text: str) -> str:
+    """The metrics file for node_exporter's textfile collector (``[Metrics] textfile``)."""
+    if _CONTROL.search(text):
+        raise BadValue('has control characters', PROM_FILE_ACCEPTED)
+    if not text.startswith('/'):
+        raise BadValue('not an absolute path', PROM_FILE_ACCEPTED)
+    path = posixpath.normpath(text)
+    name = posixpath.basename(path)
+    if not name.endswith('.prom') or name == '.prom' or text.endswith('/'):
+        raise BadValue('not a file name ending in .prom', PROM_FILE_ACCEPTED)
+    return path
 
 
 # -- controller= field checkers ------------------------------------------------------------------

@@ -62,6 +62,7 @@ An illegal event changes nothing.
 from __future__ import annotations
 
 import enum
+from dataclasses import replace
 from typing import Callable, Dict, List, Optional, Tuple
 
 from ..errors import IllegalTransition
@@ -69,6 +70,7 @@ from ..model import (
     AEN_DISCOVERY_LOG_CHANGE,
     ControllerSpec,
     ControllerStatus,
+    CtrlCounters,
     CtrlState,
     ErrorInfo,
     LogEntry,
@@ -212,6 +214,8 @@ class ControllerMachine:
         self.registration_supported = False
         self.lsp: Optional[int] = None  # DC: chosen by the last sequence, reused by later reads
         self.log_page: Optional[Tuple[int, Tuple[LogEntry, ...]]] = None  # last (genctr, entries) read
+        self.counters = CtrlCounters()  # reported with the status (health metrics)
+        self._lost = False  # the device was removed: the next connect is a reconnect
         self._op: Optional[str] = None
         self._op_since = 0.0
         self._orphaned = False  # the op in flight belongs to a device that is gone
@@ -292,6 +296,7 @@ class ControllerMachine:
             device=self.device,
             attempts=self.attempts,
             last_error=self.last_error,
+            counters=self.counters,
         )
 
     def info(self, now: float) -> Dict[str, str]:
@@ -363,6 +368,10 @@ class ControllerMachine:
 
     def _holds(self, device: str) -> bool:
         return bool(self.device) and device in ('', self.device)
+
+    def _count(self, **steps: int) -> None:
+        """Add to the counters (a new record: the status before the event must not change)."""
+        self.counters = replace(self.counters, **{k: getattr(self.counters, k) + n for k, n in steps.items()})
 
     # ---- connect / release -------------------------------------------------------------------------
     def _connect(self, now: float) -> List[Effect]:
@@ -439,6 +448,9 @@ class ControllerMachine:
         self.dctype = event.dctype
         self.registration_supported = event.registration_supported
         self.lsp = None
+        if not event.adopted:
+            self._count(connects=1, reconnects=1 if self._lost else 0)
+        self._lost = False
         self._steps = {}
         self._want_resync = self._want_read = False
         how = 'Adopted existing kernel connection' if event.adopted else 'Connection established'
@@ -452,6 +464,7 @@ class ControllerMachine:
     def _on_connect_failed(self, event: ConnectFailed, now: float) -> List[Effect]:
         self._end()
         self.last_error = event.error
+        self._count(connect_failures=1)
         failures = self.attempts
         if not self.wanted:
             return self._release()
@@ -494,6 +507,7 @@ class ControllerMachine:
         effects: List[Effect] = [self._log('info', 'Received "remove" event')]
         effects += self._cancel_all()
         self.device = ''
+        self._lost = True
         self.attempts = 0
         self.lsp = None
         self._steps = {}
@@ -622,6 +636,7 @@ class ControllerMachine:
     def _on_aen(self, event: AenReceived, now: float) -> List[Effect]:
         if self.phase is not Phase.CONNECTED or not self._holds(event.device):
             return []
+        self._count(aens=1)
         effects: List[Effect] = [self._log('info', f'Received AEN: {event.code:#08x}')]
         if self._dc_acts() and event.code == AEN_DISCOVERY_LOG_CHANGE:
             effects += self._request_read(now)
@@ -630,6 +645,8 @@ class ControllerMachine:
     def _on_nvme_event(self, event: NvmeEventReceived, now: float) -> List[Effect]:
         if self.phase is not Phase.CONNECTED or not self._holds(event.device):
             return []
+        if event.name == 'rediscover' and self.is_dc:  # the kernel reconnected a DC by itself
+            self._count(reconnects=1)
         if not self._dc_acts() or event.name not in RESYNC_EVENTS:
             return []
         return [self._log('debug', f'Received "{event.name}" event: resync'), *self._request_resync(now)]

@@ -40,8 +40,9 @@ from ..record import is_frozen, record
 # Bump whenever a message's tag or fields change. Supervisor and workers are started from the
 # same installation, but a package upgrade while a daemon runs could pair an old supervisor with
 # a freshly spawned worker: the version in Hello catches that before anything else is read.
-# 2: a message larger than a frame goes in several (codec.MORE); 3: Heartbeat.next_s
-PROTOCOL_VERSION = 3
+# 2: a message larger than a frame goes in several (codec.MORE); 3: Heartbeat.next_s;
+# 4: ControllerStatus.counters
+PROTOCOL_VERSION = 4
 
 
 class Sender(str, enum.Enum):

@@ -32,6 +32,10 @@ class SupervisorApi(Protocol):
 
     def controller_info(self, fields: Dict[str, str], caller_is_root: bool) -> dict: ...
 
+    def metrics(self) -> str:
+        """Controller and worker health in the Prometheus text format (``stas.supervisor.metrics``)."""
+        ...
+
     # -- upstream's <name> interface ---------------------------------------------------------------
     def list_controllers(self, detailed: bool, caller_is_root: bool) -> List[Dict[str, str]]: ...
 

@@ -52,9 +52,11 @@ from ..workers.spec import WorkerSpec
 from . import netlink, resolver, sdnotify
 from .background import Background
 from .cli_args import DEFAULT_NBFT_DIR, DEFAULT_REGISTRY_DIR
+from .ctrl_counters import CounterBook
 from .exclusion_watch import ExclusionWatch
 from .host_support import HostPaths, status_suffix
 from .host_watch import RECHECK_S, HostWatch
+from .metrics_export import TextfileExport
 from .policy import (
     InterfaceState,
     WorkerPlan,
@@ -163,6 +165,8 @@ class Supervisor:
         self._publisher = None
         self._monitor = None
         self.role = make_role(daemon, runtime_dir)
+        self.counters = CounterBook()  # per-controller totals of the health metrics
+        self._metrics_file = TextfileExport(self.metrics)  # [Metrics] textfile, for node_exporter
         self._replan_soon: Optional[asyncio.TimerHandle] = None
         self._background = Background()  # tasks started and not waited for
         # a planning pass the role asked for at a time of its own (role.next_wakeup_s)
@@ -244,6 +248,7 @@ class Supervisor:
             self.pool.reset_fatal('configuration reloaded')
             await self._configure_all()
             self._request_all(getattr(self.role, 'reload_ops', ()))
+            self._export_metrics()
         await self._host_watch.check(self.config, self.host, reload=True)
         self._notifier.ready()
         self._notify_status()
@@ -377,6 +382,7 @@ class Supervisor:
             self._configured[driver.key] = told
 
     def _on_report(self, key: WorkerKey, msg: Message) -> None:
+        self.counters.on_report(key, msg)
         if self.role.on_report(key, msg):
             self._schedule_replan()
 
@@ -399,6 +405,7 @@ class Supervisor:
         await self._configure_all()
 
     def _on_gone(self, key: WorkerKey) -> None:
+        self.counters.worker_gone(key)
         gone = getattr(self.role, 'on_worker_gone', None)
         if gone is not None:
             gone(key)
@@ -418,6 +425,8 @@ class Supervisor:
         specs, more = self.role.specs(config, self.host)
         for p in problems + more:
             log.warning('%s', p)
+        if len(self.counters) > len(specs):  # controllers went away: forget their counts
+            self.counters.retain({s.tid for s in specs})
         zeroconf = isinstance(self.config, StafdConfig) and self.config.zeroconf
         self._plans = plan_workers(specs, self._interfaces, self._routes, zeroconf=zeroconf)
         extra = getattr(self.role, 'extra_worker_keys', None)  # workers with nothing to connect
@@ -591,6 +600,36 @@ class Supervisor:
         keys = self.pool.restart(iface, transport, reason='restart requested by an administrator')
         return keys
 
+    def metrics(self) -> str:
+        """Controller and worker health in the Prometheus text format (``metrics``)."""
+        from . import metrics  # prometheus_client: loaded when metrics are first asked for
+
+        return metrics.render(self.metrics_snapshot())
+
+    def _export_metrics(self) -> None:
+        config = self.config
+        if config is not None:
+            self._metrics_file.configure(config.metrics_textfile, config.metrics_interval_s)
+
+    def metrics_snapshot(self):
+        from . import metrics
+
+        drivers = self.pool.drivers.values() if self.pool is not None else ()
+        return metrics.Snapshot(
+            daemon=self.daemon,
+            version=__version__,
+            config_problems=len(self.config_problems()),
+            workers=tuple(
+                metrics.worker_sample(d.key, d.slot.state.value, d.slot.restarts, d.slot.running_since)
+                for d in drivers
+            ),
+            controllers=tuple(
+                metrics.controller_samples(
+                    self.role.controller_states(), self.counters, log_pages=self.daemon == 'stafd'
+                )
+            ),
+        )
+
     def config_problems(self) -> Sequence[str]:
         refused = [f'reload refused: {r}' for r in self._refused]
         return refused + self._config_problems + self._exclusion_problems
@@ -692,6 +731,7 @@ class Supervisor:
         self._notifier.ready()
         self._notify_status()
         log.info('%s %s ready: %d workers', self.daemon, __version__, len(self.workers()))
+        self._export_metrics()  # once up: the first file shows the workers running
 
         watchdog = asyncio.ensure_future(self._watchdog()) if self._watchdog_s else None
         try:
@@ -741,6 +781,7 @@ class Supervisor:
     async def _shutdown(self) -> None:
         self._notifier.stopping()
         log.info('%s stopping', self.daemon)
+        self._metrics_file.close()  # a file left behind would say the workers are up
         self._host_watch.close()
         if self._exclusion_watch is not None:
             self._exclusion_watch.stop()

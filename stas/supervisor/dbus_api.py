@@ -6,7 +6,8 @@ Bus names, object paths, interfaces and member names are those of nvme-stas 2.x
 
 =============================== ===========================================================
 ``org.nvmexpress.<svc>.debug``  ``tron`` (b, read-write), ``log_level`` (s),
-                                ``process_info() -> s``, ``controller_info(sssssss) -> s``
+                                ``process_info() -> s``, ``controller_info(sssssss) -> s``,
+                                (new) ``metrics() -> s`` (the Prometheus text format)
 ``org.nvmexpress.staf``         ``list_controllers(b) -> aa{ss}``, ``get_log_pages(sssssss)
                                 -> aa{ss}``, ``get_all_log_pages(b) -> s``, signals
                                 ``log_pages_changed(ssssssss)`` and ``dc_removed()``
@@ -419,6 +420,16 @@ def _debug_interface(service: str) -> type:
         )
         async def process_info(self) -> str:
             return await self._process_info()
+
+        # read-only health data (no secret: no host NQN, no key), for anyone the policy lets in
+        @dbus_method_async(
+            result_signature='s',
+            result_args_names=('metrics_text',),
+            flags=DbusUnprivilegedFlag,
+            method_name='metrics',
+        )
+        async def metrics(self) -> str:
+            return await self._serve('metrics', lambda _is_root: self._api.metrics(), dbus_text)
 
         @dbus_method_async(
             input_signature='sssssss',

@@ -7,7 +7,8 @@ do with workers' reports, and the data behind their D-Bus members.
 - ``on_report(key, msg)`` -> True when the answer of ``specs`` may have changed (replan);
 - ``worker_options(config)``, ``keep_connections_on_stop(config)``;
 - ``restore()`` at start (it also checks the runtime directory), ``runtime_dir_problem()``
-  (why the state is not saved now, or None), and the D-Bus data methods.
+  (why the state is not saved now, or None), and the D-Bus data methods;
+- ``controller_states()`` -> each controller and its reported state (the health metrics).
 
 Optional hooks, called when a role has them: ``bind(supervisor)`` (a role that learns of changes
 by itself asks ``supervisor.request_replan()``), ``worker_options_for(key, config, trace)``,
@@ -208,6 +209,10 @@ class StafdRole:
 
     def list_controllers(self, detailed: bool, caller_is_root: bool) -> List[Dict[str, str]]:
         return [self.controller_dict(r, detailed, caller_is_root) for r in self.view.records()]
+
+    def controller_states(self) -> List[Tuple[TransportId, Optional[CtrlState]]]:
+        """Each DC of record and its state as last reported (None: not yet): the metrics."""
+        return [(r.tid, r.status.state if r.status else None) for r in self.view.dcs.values()]
 
     # ---- zeroconf hooks (the Supervisor calls them when a role has them) ---------------------------
     def _dc_connected(self, tid: TransportId) -> bool:
@@ -545,6 +550,15 @@ class StacdRole:
 
     def list_controllers(self, detailed: bool, caller_is_root: bool) -> List[Dict[str, str]]:
         return [self.controller_dict(t, detailed, caller_is_root) for t in self._listed()]
+
+    def controller_states(self) -> List[Tuple[TransportId, Optional[CtrlState]]]:
+        """Each IOC wanted or still reported, and its state as last reported (None: not yet)."""
+        out: List[Tuple[TransportId, Optional[CtrlState]]] = []
+        for tid in self.specs_by_tid:
+            status = self.status.get(tid)
+            out.append((tid, status.state if status else None))
+        out += [(tid, status.state) for tid, status in self.status.items() if tid not in self.specs_by_tid]
+        return out
 
     def controller_info(self, fields: Dict[str, str], host, caller_is_root: bool) -> dict:
         tid = tid_of(fields, host)

@@ -182,6 +182,10 @@ class FakeApi:
     def config_problems(self) -> List[str]:
         return list(PROBLEMS)
 
+    def metrics(self) -> str:
+        self.calls.append(('metrics',))
+        return '# HELP nvme_stas_info x\n# TYPE nvme_stas_info gauge\nnvme_stas_info{daemon="stafd"} 1.0\n'
+
 
 class ServerThread:
     """An asyncio loop in a thread serving the given apis on the system bus."""
@@ -335,6 +339,8 @@ def test_staf_members_have_upstream_names_and_signatures(served):
         'log_level': ('property', 's', 'read'),
         'process_info': ('method', (('out', 's', 'info_json'),)),
         'controller_info': ('method', (*TID_IN, ('out', 's', 'info_json'))),
+        # new here: the health metrics (Prometheus text format)
+        'metrics': ('method', (('out', 's', 'metrics_text'),)),
     }
     assert members(root, 'org.nvmexpress.staf') == {
         'list_controllers': ('method', (('in', 'b', 'detailed'), ('out', 'aa{ss}', 'controller_list'))),
@@ -363,6 +369,7 @@ def test_stac_members_have_upstream_names_and_signatures(served):
         'log_level',
         'process_info',
         'controller_info',
+        'metrics',
     }
     assert members(root, 'org.nvmexpress.stac') == {
         'list_controllers': ('method', (('in', 'b', 'detailed'), ('out', 'aa{ss}', 'controller_list'))),

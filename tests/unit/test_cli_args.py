@@ -46,19 +46,29 @@ def test_stafctl_commands():
         'adlp',
         'workers',
         'restart',
+        'metrics',
     ]
 
 
 def test_stacctl_commands():
-    assert command_names(build_stacctl_parser()) == ['tron', 'troff', 'status', 'ls', 'workers', 'restart']
+    assert command_names(build_stacctl_parser()) == [
+        'tron',
+        'troff',
+        'status',
+        'ls',
+        'workers',
+        'restart',
+        'metrics',
+    ]
 
 
 def test_usage_lines_list_the_commands():
     assert build_stafctl_parser().format_usage() == (
-        'usage: stafctl [-h] [-v] {tron,troff,status,ls,dlp,adlp,workers,restart} ...\n'
+        'usage: stafctl [-h] [-v]\n'
+        '               {tron,troff,status,ls,dlp,adlp,workers,restart,metrics} ...\n'
     )
     assert build_stacctl_parser().format_usage() == (
-        'usage: stacctl [-h] [-v] {tron,troff,status,ls,workers,restart} ...\n'
+        'usage: stacctl [-h] [-v] {tron,troff,status,ls,workers,restart,metrics} ...\n'
     )
 
 

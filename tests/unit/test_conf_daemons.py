@@ -147,6 +147,7 @@ def test_default_config_helper_and_bad_daemon():
 def test_key_sets_match_nvme_stas(daemon, keys):
     # keys of this project that nvme-stas 2.x does not have
     added = {'stafd': {('Global', 'nvme-cli-autoconnect')}, 'stacd': set()}[daemon]
+    added |= {('Metrics', 'textfile'), ('Metrics', 'interval')}
     assert set(option_specs(daemon)) == keys | added
 
 
@@ -592,7 +593,7 @@ def test_unknown_sections_and_keys():
     assert text[4].startswith('[I/O controller connection management]: a stacd section, ignored by stafd')
     assert text[5] == (
         '[Whatever]: unknown section, ignored with its keys; accepted: [Global], [Service Discovery], '
-        '[Discovery controller connection management], [Controllers]'
+        '[Discovery controller connection management], [Controllers], [Metrics]'
     )
 
 
@@ -606,7 +607,7 @@ def test_stafd_only_keys_in_stacd():
         'disable-sqflow, hdr-digest, ignore-iface, ip-family, kato, nr-io-queues, nr-poll-queues, '
         'nr-write-queues, queue-size, reconnect-delay, tron',
         '[Service Discovery]: a stafd section, ignored by stacd; accepted: [Global], '
-        '[I/O controller connection management], [Controllers]',
+        '[I/O controller connection management], [Controllers], [Metrics]',
     ]
 
 
@@ -829,7 +830,7 @@ def test_correctly_spelled_secrets_still_configure_the_controller():
             '[Glo\x00bal]\nx=1\n',
             '[Glo\\x00bal]: unknown section (did you mean [Global]?), ignored with its keys; '
             'accepted: [Global], [Service Discovery], [Discovery controller connection management], '
-            '[Controllers]',
+            '[Controllers], [Metrics]',
         ),
         (
             '[Global]\n' + 'k' * 500_000 + '=1\n',
@@ -838,7 +839,7 @@ def test_correctly_spelled_secrets_still_configure_the_controller():
         (
             '[' + 'S' * 500_000 + ']\n',
             '[' + 'S' * 59 + '…]: unknown section, ignored with its keys; accepted: [Global], '
-            '[Service Discovery], [Discovery controller connection management], [Controllers]',
+            '[Service Discovery], [Discovery controller connection management], [Controllers], [Metrics]',
         ),
         (
             '[Global]\ntron=\x1b[31m\n',
@@ -869,7 +870,7 @@ def test_repeated_secret_looking_keys_are_never_quoted():
     assert messages(problems) == [
         '[Global] kato=1: overridden by line 3 (the last kato= wins)',
         '[Whatever]: unknown section, ignored with its keys; accepted: [Global], '
-        '[I/O controller connection management], [Controllers]',
+        '[I/O controller connection management], [Controllers], [Metrics]',
     ]
 
 
@@ -974,3 +975,46 @@ def test_fuzz_messages_hold_no_control_character_and_are_bounded(text):
     for p in _all_problems(text):
         assert str(p).isprintable(), str(p)
         assert len(p.message) <= MAX_MESSAGE_CHARS
+
+
+# -- [Metrics] -------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize('daemon', ['stafd', 'stacd'])
+def test_metrics_textfile_and_interval(daemon):
+    text = '[Metrics]\ntextfile = /var/lib/prometheus/node-exporter//x.prom\ninterval=60\n'
+    config, problems = parse_daemon_config(daemon, text, 'm.conf')
+    assert messages(problems) == []
+    assert (config.metrics_textfile, config.metrics_interval_s) == (
+        '/var/lib/prometheus/node-exporter/x.prom',
+        60,
+    )
+    default = default_config(daemon)
+    assert (default.metrics_textfile, default.metrics_interval_s) == (None, 15)
+
+
+@pytest.mark.parametrize(
+    ('value', 'reason'),
+    [
+        ('metrics.prom', 'not an absolute path'),
+        ('/var/lib/node-exporter/stafd.txt', 'not a file name ending in .prom'),
+        ('/var/lib/node-exporter/', 'not a file name ending in .prom'),
+        ('/var/lib/node-exporter/.prom', 'not a file name ending in .prom'),
+    ],
+)
+def test_a_bad_metrics_textfile_is_named_with_what_is_accepted(value, reason):
+    config, problems = parse_stafd(f'[Metrics]\ntextfile={value}\n', 'm.conf')
+    assert config.metrics_textfile is None
+    assert messages(problems) == [
+        f'[Metrics] textfile={value}: {reason}, default used (not set); accepted: an absolute path '
+        'ending in .prom (the textfile collector of node_exporter reads only *.prom files), '
+        'e.g. /var/lib/prometheus/node-exporter/stafd.prom'
+    ]
+
+
+def test_a_bad_metrics_interval_is_named_with_what_is_accepted():
+    config, problems = parse_stacd('[Metrics]\ninterval=0\n', 'm.conf')
+    assert config.metrics_interval_s == 15
+    assert messages(problems) == [
+        '[Metrics] interval=0: out of range, default used (15); accepted: an integer in 1..3600 seconds'
+    ]

@@ -51,6 +51,7 @@ from stas.model import (
     WELL_KNOWN_DISC_NQN,
     ConnectOptions,
     ControllerSpec,
+    CtrlCounters,
     CtrlState,
     ErrorInfo,
     LogEntry,
@@ -94,6 +95,12 @@ class Harness:
 def real(effects: list) -> list:
     """The effects without log lines."""
     return [e for e in effects if not isinstance(e, LogEvent)]
+
+
+def acts(effects: list) -> list:
+    """The effects without log lines and without the status that a counted event (AEN, the
+    kernel's reconnect) publishes."""
+    return [e for e in real(effects) if not isinstance(e, PublishStatus)]
 
 
 def logs(effects: list) -> List[Tuple[str, str]]:
@@ -529,14 +536,14 @@ def test_adopted_dc_registers_too():
 def test_pleo_lsp_is_reused_by_aen_reads():
     h = Harness(DC)
     connected_dc(h, pleos=True)
-    assert real(h(AenReceived(AEN_DISCOVERY_LOG_CHANGE))) == [StartGetLogPage('nvme3', 2)]
+    assert acts(h(AenReceived(AEN_DISCOVERY_LOG_CHANGE))) == [StartGetLogPage('nvme3', 2)]
 
 
 def test_pleo_change_applies_at_the_next_resync():
     h = Harness(DC)
     connected_dc(h, reg=False, pleos=True)
     h(Rewanted(DC, pleo=False))
-    assert real(h(NvmeEventReceived('rediscover'))) == [StartGetLogPage('nvme3', 0)]
+    assert acts(h(NvmeEventReceived('rediscover'))) == [StartGetLogPage('nvme3', 0)]
     assert h.m.lsp == 0
 
 
@@ -613,7 +620,7 @@ def test_dlp_change_aen_reads_the_log_page_not_registration():
     h = Harness(DC)
     connected_dc(h)
     effects = h(AenReceived(AEN_DISCOVERY_LOG_CHANGE))
-    assert real(effects) == [StartGetLogPage('nvme3', 2)]
+    assert acts(effects) == [StartGetLogPage('nvme3', 2)]
     assert logs(effects) == [('info', f'{DC_TID} | nvme3 - Received AEN: 0x70f002')]
 
 
@@ -621,7 +628,7 @@ def test_other_aen_is_only_logged():
     h = Harness(DC)
     connected_dc(h)
     effects = h(AenReceived(OTHER_AEN))
-    assert real(effects) == []
+    assert acts(effects) == []
     assert levels(effects) == ['info']
 
 
@@ -630,7 +637,7 @@ def test_aens_during_a_read_cause_exactly_one_more_read():
     connected_dc(h)
     h(AenReceived(AEN_DISCOVERY_LOG_CHANGE))
     for _ in range(3):
-        assert real(h(AenReceived(AEN_DISCOVERY_LOG_CHANGE))) == []
+        assert acts(h(AenReceived(AEN_DISCOVERY_LOG_CHANGE))) == []
     effects = h(LogPageRead(8, ENTRIES))
     assert [e for e in effects if isinstance(e, StartGetLogPage)] == [StartGetLogPage('nvme3', 2)]
     assert PublishLogPage(8, ENTRIES) in effects
@@ -655,7 +662,7 @@ def test_aen_during_registration_is_absorbed_by_the_sequence():
     h = Harness(DC)
     h(Start())
     h(Connected('nvme3', dctype='ddc', registration_supported=True))
-    assert real(h(AenReceived(AEN_DISCOVERY_LOG_CHANGE))) == []
+    assert acts(h(AenReceived(AEN_DISCOVERY_LOG_CHANGE))) == []
     h(Registered())
     h(SupportedLogPagesRead(True))
     effects = h(LogPageRead(1, ENTRIES))
@@ -667,7 +674,7 @@ def test_aen_while_a_log_page_retry_is_pending_reads_now():
     connected_dc(h)
     h(AenReceived(AEN_DISCOVERY_LOG_CHANGE))
     h(LogPageFailed(ERR))
-    assert real(h(AenReceived(AEN_DISCOVERY_LOG_CHANGE))) == [
+    assert acts(h(AenReceived(AEN_DISCOVERY_LOG_CHANGE))) == [
         CancelTimer('log_page'),
         StartGetLogPage('nvme3', 2),
     ]
@@ -678,7 +685,7 @@ def test_aen_while_a_registration_retry_is_pending_is_absorbed():
     h(Start())
     h(Connected('nvme3', dctype='ddc', registration_supported=True))
     h(RegistrationFailed(ERR))
-    assert real(h(AenReceived(AEN_DISCOVERY_LOG_CHANGE))) == []
+    assert acts(h(AenReceived(AEN_DISCOVERY_LOG_CHANGE))) == []
     assert 'register' in h.m.armed_timers
 
 
@@ -686,14 +693,14 @@ def test_aen_for_another_device_is_ignored():
     h = Harness(DC)
     connected_dc(h)
     assert h(AenReceived(AEN_DISCOVERY_LOG_CHANGE, device='nvme9')) == []
-    assert real(h(AenReceived(AEN_DISCOVERY_LOG_CHANGE, device='nvme3'))) == [StartGetLogPage('nvme3', 2)]
+    assert acts(h(AenReceived(AEN_DISCOVERY_LOG_CHANGE, device='nvme3'))) == [StartGetLogPage('nvme3', 2)]
 
 
 def test_ioc_aen_is_only_logged():
     h = Harness(IOC)
     connected_ioc(h)
     effects = h(AenReceived(AEN_DISCOVERY_LOG_CHANGE))
-    assert real(effects) == []
+    assert acts(effects) == []
     assert levels(effects) == ['info']
 
 
@@ -710,7 +717,7 @@ def test_aen_after_device_removal_is_ignored():
 def test_kernel_reconnect_event_resyncs_from_registration(name):
     h = Harness(DC)
     connected_dc(h)
-    assert real(h(NvmeEventReceived(name))) == [StartRegister('nvme3')]
+    assert acts(h(NvmeEventReceived(name))) == [StartRegister('nvme3')]
 
 
 def test_other_nvme_event_is_ignored():
@@ -728,7 +735,7 @@ def test_ioc_ignores_nvme_events():
 def test_resync_without_registration_restarts_at_supported_log_pages():
     h = Harness(DC)
     connected_dc(h, reg=False)
-    assert real(h(NvmeEventReceived('rediscover'))) == [StartSupportedLogPages('nvme3')]
+    assert acts(h(NvmeEventReceived('rediscover'))) == [StartSupportedLogPages('nvme3')]
 
 
 def test_resyncs_during_an_op_coalesce_into_one_after_it():
@@ -736,7 +743,7 @@ def test_resyncs_during_an_op_coalesce_into_one_after_it():
     connected_dc(h)
     h(AenReceived(AEN_DISCOVERY_LOG_CHANGE))
     assert real(h(NvmeEventReceived('connected'))) == []
-    assert real(h(NvmeEventReceived('rediscover'))) == []
+    assert acts(h(NvmeEventReceived('rediscover'))) == []
     effects = h(LogPageRead(8, ENTRIES))
     assert real(effects) == [PublishLogPage(8, ENTRIES), StartRegister('nvme3')]
     h(Registered())
@@ -1021,7 +1028,8 @@ def test_status_is_published_only_when_it_changes():
     h = Harness(DC)
     connected_dc(h)
     assert h(Rewanted(DC)) == []
-    assert PublishStatus() not in h(AenReceived(AEN_DISCOVERY_LOG_CHANGE))
+    # an AEN changes the counters, which travel with the status
+    assert PublishStatus() in h(AenReceived(AEN_DISCOVERY_LOG_CHANGE))
 
 
 def test_info_shows_the_retry_timer_and_attempts():
@@ -1438,3 +1446,51 @@ def test_sweep_random_event_sequences(scenario, refresh, steps):
     w.m.policy = RetryPolicy(refresh_s=refresh, connect_attempts_on_ncc=scenario.limit)
     for action, n, flag, advance in steps:
         w.drive(_event_for(action, n, flag, w), advance)
+
+
+# ---- counters (health metrics) ---------------------------------------------------------------
+def test_counters_count_connects_failures_and_aens():
+    h = Harness(DC)
+    h(Start())
+    h(ConnectFailed(ERR))
+    h.fire('connect')
+    connected = h(Connected('nvme3', dctype='ddc', registration_supported=False))
+    assert PublishStatus() in connected
+    h(SupportedLogPagesRead(True))
+    h(LogPageRead(7, ENTRIES))
+    h(AenReceived(AEN_DISCOVERY_LOG_CHANGE))
+    h(AenReceived(OTHER_AEN))
+    assert h.m.status().counters == CtrlCounters(connects=1, connect_failures=1, reconnects=0, aens=2)
+
+
+def test_an_adoption_is_no_connect():
+    h = Harness(IOC)
+    h(Start())
+    h(Connected('nvme5', adopted=True))
+    assert h.m.status().counters == CtrlCounters()
+
+
+def test_a_connect_after_the_device_was_removed_is_a_reconnect():
+    h = Harness(IOC)
+    connected_ioc(h)
+    h(DeviceRemoved('nvme5'))
+    h.fire('connect')
+    h(Connected('nvme6'))
+    assert h.m.status().counters == CtrlCounters(connects=2, reconnects=1)
+
+
+def test_the_kernels_reconnect_of_a_dc_is_a_reconnect():
+    h = Harness(DC)
+    connected_dc(h)
+    assert PublishStatus() in h(NvmeEventReceived('rediscover'))
+    assert h.m.status().counters.reconnects == 1
+    h(NvmeEventReceived('connected'))  # only 'rediscover' is counted
+    assert h.m.status().counters.reconnects == 1
+
+
+def test_ignored_events_count_nothing():
+    h = Harness(DC)
+    connected_dc(h)
+    h(AenReceived(AEN_DISCOVERY_LOG_CHANGE, device='nvme9'))
+    h(NvmeEventReceived('rediscover', device='nvme9'))
+    assert h.m.status().counters == CtrlCounters(connects=1)

@@ -319,6 +319,9 @@ class RecordingApi:
     def config_problems(self) -> List[str]:
         return ['a: b']
 
+    def metrics(self) -> str:
+        return '# HELP nvme_stas_info x\n# TYPE nvme_stas_info gauge\nnvme_stas_info{daemon="stafd"} 1.0\n'
+
 
 def run(coro):
     return asyncio.run(coro)
@@ -334,6 +337,11 @@ def test_root_caller_gets_everything(api):
     assert run(obj.list_controllers(True)) == [{'traddr': '1.2.3.4', 'dhchap-secret': SECRET, 'kato': '30'}]
     assert run(obj.process_info()) == f'{{"tron": false, "hostkey": "{SECRET}"}}'
     assert api.calls == [('list_controllers', True, True)]
+
+
+def test_metrics_are_served_to_any_caller(api):
+    obj = new_object(api, uid_of=lambda sender: 1000)
+    assert run(obj.metrics()) == api.metrics()
 
 
 def test_non_root_caller_gets_flag_and_no_secret(api):
@@ -415,7 +423,7 @@ def test_setting_tron_is_left_to_sd_bus_and_every_method_is_unprivileged():
         cls = object_class(service)
         assert cls.tron.flags & DbusUnprivilegedFlag == 0
         methods = list(served_members(cls, DbusMethodAsync).values())
-        assert len(methods) == (7 if service == 'staf' else 5)
+        assert len(methods) == (8 if service == 'staf' else 6)
         assert all(m.flags & DbusUnprivilegedFlag for m in methods)
 
 

@@ -29,13 +29,21 @@ RULES = {
     'stas.ipc.codec': IO_LIBS,
     'stas.ipc.messages': IO_LIBS,
     'stas.supervisor': {'libnvme', 'pyudev'},
-    'stas.cli': {'libnvme', 'pyudev', 'pyroute2', 'multiprocess', 'asyncio', 'sdbus'},
+    'stas.cli': {'libnvme', 'pyudev', 'pyroute2', 'multiprocess', 'asyncio', 'sdbus', 'prometheus_client'},
     # the fakes stand in for libnvme and pyudev: tests that use them run where neither is installed
     'stas.testing': {'libnvme', 'pyudev'},
     # the Protocols of the worker's I/O edges: every worker loads them
     'stas.workers.edges': IO_LIBS | {'msgpack'},
     # the D-Bus names: the daemons, the command-line tools and stacd's client of stafd share them
     'stas.dbus_names': IO_LIBS | {'msgpack', 'jeepney'},
+    # prometheus_client (some 170 modules) is loaded when metrics are first asked for: never on
+    # the start path of a daemon or a tool, never in a worker
+    'stas.supervisor.main': {'prometheus_client'},
+    'stas.supervisor.daemon': {'prometheus_client'},
+    'stas.supervisor.dbus_api': {'prometheus_client'},
+    'stas.supervisor.ctrl_counters': {'prometheus_client'},
+    'stas.supervisor.metrics_export': {'prometheus_client'},
+    'stas.workers': {'prometheus_client'},
 }
 
 # the test discovery controller's codec, byte layouts and connection state machine do no I/O:

@@ -21,6 +21,7 @@ from stas.model import (
     ConnectOptions,
     ControllerSpec,
     ControllerStatus,
+    CtrlCounters,
     CtrlState,
     ErrorInfo,
     HostIdentity,
@@ -75,6 +76,7 @@ SAMPLES = [
             attempts=3,
             last_error=ErrorInfo('KernelError', 'connect failed: Connection refused'),
             attrs=(('cntrltype', 'io'), ('dctype', 'none')),
+            counters=CtrlCounters(connects=2, connect_failures=3, reconnects=1, aens=4),
         )
     ),
     m.CtrlStatus(ControllerStatus(tid=DC_TID, role=Role.DC, state=CtrlState.CONNECTED, device='nvme0')),

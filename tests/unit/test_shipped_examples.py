@@ -14,8 +14,9 @@ from stas.conf.check import check_config
 ETC = Path(__file__).resolve().parents[2] / 'etc' / 'stas'
 # '#kato=30': a key shown with its default
 DEFAULT_LINE = re.compile(r'^#(?P<key>[a-z][a-z0-9-]*)=(?P<value>\S.*)$')
-# '#   controller = transport=tcp;...   # comment': an example of a repeated key
-EXAMPLE_LINE = re.compile(r'^#\s+(?P<key>controller|exclude) = (?P<value>[^#]*?)\s*(#.*)?$')
+# '#   controller = transport=tcp;...   # comment': an example of a repeated key, or of a key
+# with no default (textfile)
+EXAMPLE_LINE = re.compile(r'^#\s+(?P<key>controller|exclude|textfile) = (?P<value>[^#]*?)\s*(#.*)?$')
 
 
 def examples(daemon: str) -> Iterator[Tuple[int, str]]:
@@ -32,6 +33,9 @@ CASES = [(daemon, number, line) for daemon in ('stafd', 'stacd') for number, lin
 def test_the_shipped_files_have_examples():
     assert len([c for c in CASES if c[0] == 'stafd']) >= 15
     assert any(line.startswith('controller=transport=fc') for _d, _n, line in CASES)
+    assert ('stacd', 'textfile=/var/lib/prometheus/node-exporter/stacd.prom') in [
+        (d, t) for d, _n, t in CASES
+    ]
 
 
 @pytest.mark.parametrize(('daemon', 'number', 'line'), CASES, ids=[f'{d}:{n + 1}' for d, n, _l in CASES])
