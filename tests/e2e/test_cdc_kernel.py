@@ -17,9 +17,9 @@ from typing import Any, Iterator, List, Tuple
 
 import pytest
 
+from stas.fabric import dim
 from stas.fabric.dlpe import parse_log_page
 from stas.model import WELL_KNOWN_DISC_NQN
-from stas.testing.cdc import dim
 from stas.testing.cdc import log_pages as lp
 from stas.testing.cdc.server import BackgroundCdc
 

@@ -13,10 +13,11 @@ from pathlib import Path
 
 import pytest
 
+from stas.fabric import dim
 from stas.fabric.dlpe import parse_log_page
 from stas.model import WELL_KNOWN_DISC_NQN
-from stas.testing.cdc import dim, pdu, sqe
 from stas.testing.cdc import log_pages as lp
+from stas.testing.cdc import pdu, sqe
 from stas.testing.cdc.control import serve_control
 from stas.testing.cdc.control_client import CdcControl, CdcControlError
 from stas.testing.cdc.controller import AEN_DISCOVERY_LOG_CHANGE

@@ -8,9 +8,10 @@ from typing import List, Tuple
 
 import pytest
 
+from stas.fabric import dim
 from stas.fabric.dlpe import parse_log_page
 from stas.model import WELL_KNOWN_DISC_NQN
-from stas.testing.cdc import connect, dim, identify, pdu, sqe
+from stas.testing.cdc import connect, identify, pdu, sqe
 from stas.testing.cdc import log_pages as lp
 from stas.testing.cdc.controller import AEN_DISCOVERY_LOG_CHANGE, ControllerSession
 from stas.testing.cdc.service import DiscoveryService, Fault

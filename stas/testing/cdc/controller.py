@@ -29,8 +29,9 @@ from __future__ import annotations
 import ipaddress
 from typing import List, Optional, Tuple
 
+from ...fabric import dim
 from ...model import WELL_KNOWN_DISC_NQN
-from . import connect, dim
+from . import connect
 from .identify import (
     AERL,
     CNS_CONTROLLER,

@@ -1,5 +1,7 @@
 """Discovery Information Management (DIM, admin opcode 21h): the data a host sends to register
-with, deregister from or update its registration at a discovery controller.
+with, deregister from or update its registration at a discovery controller. stafd encodes it
+(its workers send it through the admin passthrough); the test discovery controller
+(stas.testing.cdc) decodes it.
 
 CDW10 bits 3:0 hold the task (TAS): 0 register, 1 deregister, 2 update.
 
@@ -25,7 +27,7 @@ import struct
 import uuid
 from typing import List, Sequence, Tuple
 
-from ...record import record
+from ..record import record
 
 TAS_REGISTER = 0
 TAS_DEREGISTER = 1
