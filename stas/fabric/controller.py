@@ -89,6 +89,7 @@ from .controller_events import (
     RESYNC_EVENTS,
     TIMER_CONNECT,
     TIMER_REFRESH,
+    TIMER_REGISTER_AGAIN,
     AenReceived,
     ArmTimer,
     CancelTimer,
@@ -123,6 +124,7 @@ from .controller_events import (
     Unwanted,
 )
 from .controller_policy import RetryPolicy
+from .dim import TAS_REGISTER, TAS_UPDATE
 
 __all__ = ['ControllerMachine', 'Phase', 'RetryPolicy']
 
@@ -212,6 +214,9 @@ class ControllerMachine:
         self.keep_connection = False  # with wanted False: release without disconnecting
         self.dctype = ''
         self.registration_supported = False
+        # DC: the DC holds our registration (the last DIM register or update succeeded on this
+        # connection): an admin's reload updates it, and a disconnect deregisters first
+        self.registered = False
         self.lsp: Optional[int] = None  # DC: chosen by the last sequence, reused by later reads
         self.log_page: Optional[Tuple[int, Tuple[LogEntry, ...]]] = None  # last (genctr, entries) read
         self.counters = CtrlCounters()  # reported with the status (health metrics)
@@ -222,6 +227,8 @@ class ControllerMachine:
         self._retry_step: Optional[str] = None  # DC step waiting on its retry timer
         self._want_resync = False  # DC: restart the sequence once the op in flight ends
         self._want_read = False  # DC: read the log page once more after the read in flight
+        self._update_registration = False  # DC: the next DIM is an update (after a reload)
+        self._register_only = False  # DC: a registration retried on its own, discovery done
         self._connect_deferred = False  # connect as soon as the (orphaned) op in flight ends
         self._timers: Dict[str, _Armed] = {}
         self._tokens = 0
@@ -395,7 +402,8 @@ class ControllerMachine:
         if self.device and not self.keep_connection:
             self.phase = Phase.DISCONNECTING
             self._begin(OP_DISCONNECT, now)
-            return [*effects, self._log('info', 'Disconnect initiated'), StartDisconnect(self.device)]
+            disconnect = StartDisconnect(self.device, deregister=self.registered)
+            return [*effects, self._log('info', 'Disconnect initiated'), disconnect]
         if self.device:
             effects.append(self._log('info', 'No longer wanted; the kernel connection is kept'))
         return [*effects, *self._release()]
@@ -447,6 +455,7 @@ class ControllerMachine:
         self.last_error = None
         self.dctype = event.dctype
         self.registration_supported = event.registration_supported
+        self.registered = self._update_registration = self._register_only = False
         self.lsp = None
         if not event.adopted:
             self._count(connects=1, reconnects=1 if self._lost else 0)
@@ -512,6 +521,7 @@ class ControllerMachine:
         self.lsp = None
         self._steps = {}
         self._want_resync = self._want_read = False
+        self.registered = self._update_registration = self._register_only = False
         self._orphaned = self._op is not None
         self.phase = Phase.BACKOFF
         if not self.wanted:
@@ -527,8 +537,40 @@ class ControllerMachine:
         self.lsp = LSP_NONE
         return OP_LOG_PAGE
 
+    def _registration_refused(self, event: RegistrationFailed, now: float) -> List[Effect]:
+        """The DC answered the DIM command with an error status. Discovery goes on without the
+        registration; unless the DC said not to retry, the registration alone is sent again
+        after ``register_retry_s``."""
+        record = self._steps[OP_REGISTER]
+        record.fail_count += 1
+        record.error = event.error.message
+        self.registered = False
+        text = f'Registration error. {event.error.code}: {event.error.message}'
+        effects: List[Effect] = []
+        if event.retry_later:
+            record.retry_s = self.policy.register_retry_s
+            text += f'; registration retried in {record.retry_s:g} s'
+            effects = self._arm(TIMER_REGISTER_AGAIN, record.retry_s, now)
+        warning = self._log('warning' if record.fail_count == 1 else 'debug', text)
+        if self._register_only:
+            self._register_only = False
+            return [warning, *effects, *self._after_register_only(now)]
+        if self._want_resync:
+            return [warning, *effects, *self._start_sequence(now)]
+        return [warning, *effects, *self._start_step(self._step_after_register(), now)]
+
+    def _after_register_only(self, now: float) -> List[Effect]:
+        """A registration retried on its own has ended: what arrived meanwhile runs now."""
+        if self._want_resync:
+            return self._start_sequence(now)
+        if self._want_read:
+            self._want_read = False
+            return self._start_step(OP_LOG_PAGE, now)
+        return []
+
     def _start_sequence(self, now: float) -> List[Effect]:
         effects = self._cancel(self._retry_step) if self._retry_step else []
+        effects += self._cancel(TIMER_REGISTER_AGAIN)
         self._want_resync = self._want_read = False
         first = OP_REGISTER if self.registration_supported else self._step_after_register()
         return [*effects, *self._start_step(first, now)]
@@ -537,7 +579,9 @@ class ControllerMachine:
         self._begin(step, now)
         self._steps.setdefault(step, _Step())
         if step == OP_REGISTER:
-            return [StartRegister(self.device)]
+            task = TAS_UPDATE if self._update_registration else TAS_REGISTER
+            self._update_registration = False
+            return [StartRegister(self.device, task)]
         if step == OP_SUPPORTED:
             return [StartSupportedLogPages(self.device)]
         return [StartGetLogPage(self.device, self.lsp if self.lsp is not None else LSP_NONE)]
@@ -580,16 +624,17 @@ class ControllerMachine:
         if not self.wanted:  # the result no longer matters
             return self._leave(now)
         if isinstance(event, Registered):
+            self.registered = True
+            if self._register_only:  # discovery went on meanwhile: nothing else to do
+                self._register_only = False
+                self._steps[step].fail_count = 0
+                self._steps[step].error = ''
+                return self._after_register_only(now)
             return self._step_succeeded(step, now)
         if isinstance(event, RegistrationFailed):
             if event.retryable:
                 return self._step_failed(step, event.error, self.policy.register_retry_s, now)
-            record = self._steps[step]
-            record.error = event.error.message
-            warning = self._log('warning', f'Registration error. {event.error.code}: {event.error.message}')
-            if self._want_resync:
-                return [warning, *self._start_sequence(now)]
-            return [warning, *self._start_step(self._step_after_register(), now)]
+            return self._registration_refused(event, now)
         if isinstance(event, SupportedLogPagesRead):
             self.lsp = LSP_PLEO if event.pleos else LSP_NONE
             return self._step_succeeded(step, now)
@@ -621,7 +666,7 @@ class ControllerMachine:
 
     def _request_read(self, now: float) -> List[Effect]:
         if self._op is not None:
-            if self._op == OP_LOG_PAGE:
+            if self._op == OP_LOG_PAGE or self._register_only:
                 self._want_read = True
             return []  # an earlier step is running: the sequence ends with a read
         if self._retry_step == OP_LOG_PAGE:
@@ -664,6 +709,13 @@ class ControllerMachine:
             if self._dc_acts() and self._op is None and self._retry_step is None:
                 return self._start_step(OP_LOG_PAGE, now)
             return []  # busy: whatever runs ends with a read
+        if event.name == TIMER_REGISTER_AGAIN:
+            if not self._dc_acts():
+                return []
+            if self._op is not None or self._retry_step is not None:  # busy: try once it is done
+                return self._arm(TIMER_REGISTER_AGAIN, self.policy.register_retry_s, now)
+            self._register_only = True
+            return self._start_step(OP_REGISTER, now)
         assert self._retry_step == event.name and self._op is None, (event.name, self._retry_step, self._op)
         self._retry_step = None
         return self._start_step(event.name, now)
@@ -673,6 +725,8 @@ class ControllerMachine:
             self.attempts = 0
             return [self._log('info', 'Reload: retrying to connect'), *self._connect(now)]
         if self._dc_acts():
+            # sys.conf may have a new symbolic name: the DC gets it as an update
+            self._update_registration = self.registered
             return self._request_resync(now)
         return []  # not connected with a retry pending, connecting, or an IOC that is connected
 

@@ -24,7 +24,15 @@ TIMER_REGISTER = 'register'  # DIM registration retry
 TIMER_SUPPORTED = 'supported'  # Supported Log Pages retry
 TIMER_LOG_PAGE = 'log_page'  # Get Log Page retry
 TIMER_REFRESH = 'refresh'  # periodic log page read, the fallback for lost AENs
-TIMER_NAMES = (TIMER_CONNECT, TIMER_REGISTER, TIMER_SUPPORTED, TIMER_LOG_PAGE, TIMER_REFRESH)
+TIMER_REGISTER_AGAIN = 'register_again'  # a registration the DC refused, sent again on its own
+TIMER_NAMES = (
+    TIMER_CONNECT,
+    TIMER_REGISTER,
+    TIMER_SUPPORTED,
+    TIMER_LOG_PAGE,
+    TIMER_REFRESH,
+    TIMER_REGISTER_AGAIN,
+)
 
 # Kernel operations. At most one is in flight per controller.
 OP_CONNECT = 'connect'
@@ -132,11 +140,13 @@ class RegistrationFailed:
 
     ``retryable``: the exchange itself failed (transport error): retried every 5 s and
     discovery waits for it. Not retryable: the DC answered with an error status; logged as a
-    warning and discovery goes on without it.
+    warning and discovery goes on without it; ``retry_later``: the status did not say "do not
+    retry", so the registration alone is sent again after the same 5 s.
     """
 
     error: ErrorInfo
     retryable: bool = True
+    retry_later: bool = False
 
 
 @record
@@ -218,16 +228,20 @@ class StartConnect:
 
 @record
 class StartDisconnect:
-    """Answer with ``Disconnected`` or ``DisconnectFailed``."""
+    """Answer with ``Disconnected`` or ``DisconnectFailed``. ``deregister``: a DC that holds our
+    registration is sent a DIM deregister first."""
 
     device: str
+    deregister: bool = False
 
 
 @record
 class StartRegister:
-    """DIM register (TAS=register). Answer with ``Registered`` or ``RegistrationFailed``."""
+    """A DIM command: ``task`` is ``stas.fabric.dim.TAS_REGISTER`` or ``TAS_UPDATE``. Answer with
+    ``Registered`` or ``RegistrationFailed``."""
 
     device: str
+    task: int = 0  # TAS_REGISTER
 
 
 @record

@@ -28,6 +28,7 @@ import uuid
 from typing import List, Sequence, Tuple
 
 from ..record import record
+from .dlpe import TRTYPES
 
 TAS_REGISTER = 0
 TAS_DEREGISTER = 1
@@ -40,6 +41,10 @@ ETYPE_HOST = 1
 ETYPE_DDC = 2
 ETYPE_CDC = 3
 EKTYPE = 0x5F
+
+ADRFAM_IPV4 = 1
+ADRFAM_IPV6 = 2
+ADRFAMS_BY_TRANSPORT = {'fc': 4, 'loop': 0}  # transports without an IP address
 
 EXATTYPE_HOSTID = 1
 EXATTYPE_SYMNAME = 2
@@ -225,3 +230,28 @@ def encode_dim(
     head = _HEAD.pack(tdl, len(entries), ENTFMT_EXTENDED, etype, portlcl, ektype)
     header = head + _field(eid, 256) + _field(ename, 256) + _field(ever, 64)
     return header.ljust(HEADER_SIZE, b'\0') + body
+
+
+def host_dim(
+    hostnqn: str,
+    hostid: str,
+    symname: str,
+    transport: str,
+    dc_traddr: str,
+    ename: str,
+    ever: str,
+) -> bytes:
+    """The DIM data of this host's own entry, as stafd sends it to a discovery controller: one
+    extended entry for the transport it is connected over, with HOSTID and SYMNAME.
+
+    The entry's address is left empty, as Linux hosts send it: the DC records the address the
+    connection comes from, which is right behind NAT and with several addresses on an interface.
+    The address family follows the DC's address. ``ename``/``ever``: the host's name and its
+    operating system, which a DC shows its admin."""
+    trtype = next((number for number, name in TRTYPES.items() if name == transport), 0)
+    if transport in ('tcp', 'rdma'):
+        adrfam = ADRFAM_IPV6 if ':' in dc_traddr else ADRFAM_IPV4
+    else:
+        adrfam = ADRFAMS_BY_TRANSPORT.get(transport, 0)
+    entry = DimEntry(nqn=hostnqn, trtype=trtype, adrfam=adrfam, hostid=hostid, symname=symname)
+    return encode_dim(hostnqn, [entry], ename=ename, ever=ever)

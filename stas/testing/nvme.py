@@ -66,9 +66,9 @@ class FakeNvmeIo:
     def forget(self, device: str) -> None:
         self.calls.append(('forget', device))
 
-    def register(self, device: str) -> Optional[str]:
-        self.calls.append(('register', device))
-        return None
+    def send_dim(self, device: str, task: int, data: bytes) -> int:
+        self.calls.append(('dim', device, task))
+        return 0
 
     def supported_log_pages(self, device: str) -> bool:
         return False

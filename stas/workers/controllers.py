@@ -24,10 +24,12 @@ import concurrent.futures
 import dataclasses
 import glob
 import logging
+import os
 import time
 from typing import Any, Callable, Collection, Dict, List, Mapping, Optional, Sequence, Set, Tuple
 
 from ..errors import InvalidArgument, OwnedElsewhere, StasError
+from ..fabric import dim, nvme_status
 from ..fabric.addr import interface_of
 from ..fabric.controller import ControllerMachine
 from ..fabric.controller_events import (
@@ -244,11 +246,21 @@ class ControllerEngine:
             self._run(m, lambda: self._connect(effect.spec, host, interfaces), self._connected, ConnectFailed)
         elif isinstance(effect, StartDisconnect):
             stamp = self._stamps.pop(effect.device, None)
+            dim_data = self._host_dim(m.spec.tid) if effect.deregister else None
             self._run(
-                m, lambda: self._disconnect(effect.device, stamp), lambda _r: Disconnected(), DisconnectFailed
+                m,
+                lambda: self._disconnect(effect.device, stamp, dim_data),
+                lambda _r: Disconnected(),
+                DisconnectFailed,
             )
         elif isinstance(effect, StartRegister):
-            self._run(m, lambda: self._io.register(effect.device), _registration_outcome, RegistrationFailed)
+            data = self._host_dim(tid)
+            self._run(
+                m,
+                lambda: self._io.send_dim(effect.device, effect.task, data),
+                _registration_outcome,
+                RegistrationFailed,
+            )
         elif isinstance(effect, StartSupportedLogPages):
             self._run(
                 m,
@@ -534,11 +546,26 @@ class ControllerEngine:
         except RuntimeError:  # the executor is shut down: the process is ending anyway
             pass
 
-    def _disconnect(self, device: str, stamp: Optional[str]) -> None:
+    def _host_dim(self, tid: TransportId) -> bytes:
+        """This host's DIM data for a discovery controller reached over ``tid``."""
+        assert self._host is not None
+        host, system = self._host, os.uname()
+        return dim.host_dim(
+            host.hostnqn,
+            host.hostid,
+            host.symname or '',
+            tid.transport,
+            tid.traddr,
+            ename=system.nodename,
+            ever=f'{system.sysname} {system.release}',
+        )
+
+    def _disconnect(self, device: str, stamp: Optional[str], dim_data: Optional[bytes] = None) -> None:
         """On an executor thread: disconnect a controller a machine let go of, then remove our
         registry entry (the one stamped ``stamp``). A connection the registry gives to another
         owner now (ownership can be handed over) is left as it is, and so is, for stacd, one
-        that the firmware's NBFT made at boot."""
+        that the firmware's NBFT made at boot. ``dim_data``: the DC holds our registration,
+        withdrawn before we disconnect (a DC that refuses is logged; the disconnect goes on)."""
         why = self._registry.owned_elsewhere(device)
         if not why and self.daemon == 'stacd':
             kctrl = sysfs_io.read_controller(device, self._sysfs_root, subsystems=self._subsystems)
@@ -547,9 +574,26 @@ class ControllerEngine:
             log.warning('%s: not disconnecting it: %s', device, why)
             self._io.forget(device)
             return
+        if dim_data is not None:
+            self._deregister(device, dim_data)
         self._io.disconnect(device)
         if stamp is not None:
             self._registry.release(device, stamp)
+
+    def _deregister(self, device: str, data: bytes) -> None:
+        try:
+            status = self._io.send_dim(device, dim.TAS_DEREGISTER, data)
+        except StasError as exc:
+            log.warning('%s: deregistration failed: %s', device, exc)
+            return
+        if status:
+            log.warning(
+                '%s: the discovery controller refused the deregistration: %s',
+                device,
+                nvme_status.describe(status),
+            )
+        else:
+            log.info('%s: deregistered from the discovery controller', device)
 
     # ---- udev ------------------------------------------------------------------------------------
     def _on_uevent(self, ev: NvmeUevent) -> None:
@@ -567,11 +611,16 @@ class ControllerEngine:
                 self._feed(m, NvmeEventReceived(ev.event, ev.device))
 
 
-def _registration_outcome(error: Optional[str]):
-    if error is None:
+def _registration_outcome(status: int):
+    if status == 0:
         return Registered()
-    # the DC answered with an error status: not worth retrying, discovery goes on
-    return RegistrationFailed(ErrorInfo('KernelError', error), retryable=False)
+    # the DC answered with an error status: discovery goes on; the registration is sent again
+    # later unless the DC said not to
+    return RegistrationFailed(
+        ErrorInfo('NvmeStatus', nvme_status.describe(status)),
+        retryable=False,
+        retry_later=not nvme_status.do_not_retry(status),
+    )
 
 
 def _log_send_failure(task: asyncio.Future) -> None:

@@ -38,8 +38,8 @@ class NvmeOps(Protocol):
         """Adopt a matching kernel controller nobody else owns, or connect a new one."""
         ...
 
-    def register(self, device: str) -> Optional[str]:
-        """Register with a discovery controller: None, or the controller's error message."""
+    def send_dim(self, device: str, task: int, data: bytes) -> int:
+        """A DIM command (register, deregister, update) to a discovery controller: its status."""
         ...
 
     def supported_log_pages(self, device: str) -> bool:

@@ -46,6 +46,7 @@ guest; tests/e2e/test_nvme_io.py pins them):
   the same ``LogEntry`` values libnvme's dicts give (checked against libnvme in the guest).
 * ``registration_ctlr(tas)`` always sends TAS=register whatever ``tas`` says, and returns None or
   an error string ("Status:0xffffffff - Operation not supported" when the DC is no CDC/DDC).
+  DIM commands are therefore sent here too (``send_dim``), with data ``stas.fabric.dim`` encodes.
 * Errors are RuntimeError (libnvme's message, e.g. "failed to write to nvme-fabrics device":
   the kernel's errno is not kept) or AttributeError ("Existing controller connection", "No
   controller connection").
@@ -204,8 +205,27 @@ class _Managed:
 _PASSTHRU = struct.Struct('<BBHIIIQQIIIIIIIIII')
 _NVME_IOCTL_ADMIN_CMD = (3 << 30) | (_PASSTHRU.size << 16) | (ord('N') << 8) | 0x41  # _IOWR('N', 0x41, ..)
 _ADMIN_GET_LOG_PAGE = 0x02
+_ADMIN_DIM = 0x21
 LOG_CHUNK = 4096  # bytes per command: within any controller's MDTS (libnvme uses the same)
 DISCOVERY_HEADER_LEN = 20  # GENCTR, NUMREC, RECFMT (18 bytes) rounded up to dwords, as libnvme reads it
+
+
+def send_dim(dev_path: str, task: int, data: bytes) -> int:
+    """Discovery Information Management (admin 21h) through NVME_IOCTL_ADMIN_CMD: ``task`` in
+    CDW10 (``stas.fabric.dim.TAS_*``), ``data`` the DIM data. Returns the NVMe status, 0 on
+    success; an ioctl failure raises OSError."""
+    buf = ctypes.create_string_buffer(bytes(data), len(data))
+    # fmt: off
+    cmd = bytearray(_PASSTHRU.pack(
+        _ADMIN_DIM, 0, 0, 0, 0, 0, 0, ctypes.addressof(buf), 0, len(data),
+        task, 0, 0, 0, 0, 0, 0, 0,
+    ))
+    # fmt: on
+    fd = os.open(dev_path, os.O_RDWR | os.O_CLOEXEC)
+    try:
+        return fcntl.ioctl(fd, _NVME_IOCTL_ADMIN_CMD, cmd, True)
+    finally:
+        os.close(fd)
 
 
 def _get_log_page_fd(
@@ -726,16 +746,18 @@ class NvmeIo:
         except Exception as exc:  # noqa: BLE001
             raise KernelError(f'{device} {managed.tid}: registration support unknown: {exc}') from None
 
-    def register(self, device: str) -> Optional[str]:
-        """Send a DIM register (TAS=0): None on success, the controller's error message otherwise."""
+    def send_dim(self, device: str, task: int, data: bytes) -> int:
+        """Send DIM data to a discovery controller (register, deregister or update, as ``task``
+        says): the NVMe status it answered, 0 on success. Not libnvme's ``registration_ctlr``:
+        libnvme 1.x sends TAS=register whatever task it is given, so it can neither deregister
+        nor update. Raises ``KernelError`` when the command cannot be sent."""
         managed = self._managed(device)
         if managed.ctrl is None:
             raise KernelError(f'{device} {managed.tid}: registration failed: not a discovery controller')
         try:
-            result = managed.ctrl.registration_ctlr(self._nvme.NVMF_DIM_TAS_REGISTER)
-        except Exception as exc:  # noqa: BLE001
-            raise KernelError(f'{device} {managed.tid}: registration failed: {exc}') from None
-        return None if result is None else str(result)
+            return send_dim(self._dev_path(device), task, data)
+        except OSError as exc:
+            raise KernelError(f'{device} {managed.tid}: DIM command failed: {exc}') from None
 
     def _still_ours(self, device: str, managed: _Managed) -> bool:
         return sysfs_io.connection_fingerprint(device, self._sysfs_root) == managed.fingerprint

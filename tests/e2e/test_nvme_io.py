@@ -20,6 +20,7 @@ from typing import Callable, Iterator, List, Optional
 import pytest
 
 from stas.errors import KernelError, NotFound
+from stas.fabric import dim, nvme_status
 from stas.fabric.dlpe import convert_log_page
 from stas.model import (
     AEN_DISCOVERY_LOG_CHANGE,
@@ -338,8 +339,11 @@ def test_nvmet_offers_no_pleo_and_no_registration(fabric: Fabric, tb0, io: NvmeI
     assert [io.supported_log_pages(device) for _ in range(3)] == [False, False, False]
     assert ctrl_attr(device, 'dctype') == 'none'
     assert io.is_registration_supported(device) is False
-    error = io.register(device)
-    assert isinstance(error, str) and 'not supported' in error
+    # nvmet knows no DIM command: Invalid Command Opcode, do not retry
+    data = dim.host_dim(host_identity.hostnqn, host_identity.hostid, '', 'tcp', disc.traddr, 'guest', 'Linux')
+    status = io.send_dim(device, dim.TAS_REGISTER, data)
+    assert nvme_status.describe(status).startswith('Invalid Command Opcode')
+    assert nvme_status.do_not_retry(status)
     # the PLEO LSP is accepted and changes nothing on nvmet
     assert io.discover(device, lsp=nvme_io.NVMF_LOG_DISC_LSP_PLEO)[1] == io.discover(device)[1]
 

@@ -46,6 +46,7 @@ from stas.fabric.controller_events import (
     TimerFired,
     Unwanted,
 )
+from stas.fabric.dim import TAS_REGISTER, TAS_UPDATE
 from stas.model import (
     AEN_DISCOVERY_LOG_CHANGE,
     WELL_KNOWN_DISC_NQN,
@@ -756,7 +757,8 @@ def test_resync_cancels_a_pending_retry():
     connected_dc(h)
     h(AenReceived(AEN_DISCOVERY_LOG_CHANGE))
     h(LogPageFailed(ERR))
-    assert real(h(Reload())) == [CancelTimer('log_page'), StartRegister('nvme3')]
+    # registered: a reload sends the DC an update (sys.conf may name the host anew)
+    assert real(h(Reload())) == [CancelTimer('log_page'), StartRegister('nvme3', TAS_UPDATE)]
 
 
 def test_failure_with_a_pending_resync_restarts_at_once():
@@ -899,7 +901,12 @@ def test_unwanted_connected_dc_cancels_timers_and_disconnects():
     h = Harness(DC)
     connected_dc(h)
     effects = h(Unwanted())
-    assert real(effects) == [CancelTimer('refresh'), StartDisconnect('nvme3'), PublishStatus()]
+    # registered with it: the worker deregisters before it disconnects
+    assert real(effects) == [
+        CancelTimer('refresh'),
+        StartDisconnect('nvme3', deregister=True),
+        PublishStatus(),
+    ]
     assert logs(effects) == [('info', f'{DC_TID} | nvme3 - Disconnect initiated')]
     assert h.m.status().state is CtrlState.DISCONNECTING
     assert real(h(Disconnected())) == [Released()]
@@ -917,7 +924,11 @@ def test_unwanted_during_a_read_waits_and_drops_its_result():
     h(AenReceived(AEN_DISCOVERY_LOG_CHANGE))
     assert h(Unwanted()) == []
     effects = h(LogPageRead(8, ENTRIES))
-    assert real(effects) == [CancelTimer('refresh'), StartDisconnect('nvme3'), PublishStatus()]
+    assert real(effects) == [
+        CancelTimer('refresh'),
+        StartDisconnect('nvme3', deregister=True),
+        PublishStatus(),
+    ]
     assert h.m.log_page == (7, ENTRIES)
 
 
@@ -1494,3 +1505,96 @@ def test_ignored_events_count_nothing():
     h(AenReceived(AEN_DISCOVERY_LOG_CHANGE, device='nvme9'))
     h(NvmeEventReceived('rediscover', device='nvme9'))
     assert h.m.status().counters == CtrlCounters(connects=1)
+
+
+# ---- DIM: refused registrations, updates, deregistration ----------------------------------------
+
+
+def test_an_unregistered_dc_is_disconnected_without_deregistration():
+    h = Harness(DC)
+    connected_dc(h, reg=False)
+    assert StartDisconnect('nvme3', deregister=False) in h(Unwanted())
+
+
+def test_a_refused_registration_goes_on_with_discovery_and_is_sent_again_alone():
+    h = Harness(DC)
+    h(Start())
+    h(Connected('nvme3', dctype='cdc', registration_supported=True))
+    refused = ErrorInfo('NvmeStatus', 'Internal Error (0x0006)')
+    effects = h(RegistrationFailed(refused, retryable=False, retry_later=True))
+    # discovery goes on at once (a CDC: no PLEO), and the registration has its own timer
+    assert StartGetLogPage('nvme3', 0) in effects
+    assert ('register_again', 5.0) in [(e.name, e.delay_s) for e in effects if isinstance(e, ArmTimer)]
+    assert logs(effects) == [
+        (
+            'warning',
+            f'{DC_TID} | nvme3 - Registration error. NvmeStatus: Internal Error (0x0006); '
+            'registration retried in 5 s',
+        )
+    ]
+    assert not h.m.registered
+    h(LogPageRead(7, ENTRIES))
+    # the timer: the registration alone; once it succeeds nothing else runs
+    assert real(h.fire('register_again')) == [StartRegister('nvme3')]
+    assert not [e for e in h(Registered()) if isinstance(e, (StartGetLogPage, StartSupportedLogPages))]
+    assert h.m.registered and h.m.op_in_flight is None
+
+
+def test_a_registration_refused_with_do_not_retry_is_not_sent_again():
+    h = Harness(DC)
+    h(Start())
+    h(Connected('nvme3', dctype='cdc', registration_supported=True))
+    refused = ErrorInfo('NvmeStatus', 'Invalid Field in Command (0x4002, do not retry)')
+    effects = h(RegistrationFailed(refused, retryable=False, retry_later=False))
+    assert StartGetLogPage('nvme3', 0) in effects
+    assert not [e for e in effects if isinstance(e, ArmTimer) and e.name == 'register_again']
+
+
+def test_a_registration_retry_while_busy_waits_for_the_op():
+    h = Harness(DC)
+    h(Start())
+    h(Connected('nvme3', dctype='cdc', registration_supported=True))
+    h(
+        RegistrationFailed(
+            ErrorInfo('NvmeStatus', 'Internal Error (0x0006)'), retryable=False, retry_later=True
+        )
+    )
+    assert h.m.op_in_flight == 'log_page'
+    effects = h.fire('register_again')
+    assert [(e.name, e.delay_s) for e in effects if isinstance(e, ArmTimer)] == [('register_again', 5.0)]
+    assert not [e for e in effects if isinstance(e, StartRegister)]
+
+
+def test_an_aen_during_a_lone_registration_is_read_after_it():
+    h = Harness(DC)
+    h(Start())
+    h(Connected('nvme3', dctype='cdc', registration_supported=True))
+    h(
+        RegistrationFailed(
+            ErrorInfo('NvmeStatus', 'Internal Error (0x0006)'), retryable=False, retry_later=True
+        )
+    )
+    h(LogPageRead(7, ENTRIES))
+    h.fire('register_again')
+    h(AenReceived(AEN_DISCOVERY_LOG_CHANGE))
+    assert StartGetLogPage('nvme3', 0) in h(Registered())
+
+
+def test_a_reload_of_an_unregistered_dc_registers_and_of_a_registered_one_updates():
+    h = Harness(DC)
+    connected_dc(h, dctype='cdc')
+    assert StartRegister('nvme3', TAS_UPDATE) in h(Reload())
+    h(
+        RegistrationFailed(
+            ErrorInfo('NvmeStatus', 'Internal Error (0x0006)'), retryable=False, retry_later=True
+        )
+    )
+    h(LogPageRead(8, ENTRIES))
+    assert StartRegister('nvme3', TAS_REGISTER) in h(Reload())
+
+
+def test_a_removed_device_forgets_the_registration():
+    h = Harness(DC)
+    connected_dc(h)
+    h(DeviceRemoved('nvme3'))
+    assert not h.m.registered
