@@ -1,0 +1,220 @@
+"""stafd and stacd against a central discovery controller: the test CDC (stas.testing.cdc),
+reached by the kernel's NVMe/TCP host exactly as a real one, with real nvmet subsystems behind
+its entries, so the I/O controllers stacd makes are real.
+
+Linux nvmet has no DIM, no Supported Log Pages on a discovery controller, ignores PLEO and
+says it is no CDC; these are the tests of what a CDC-managed fabric asks of the daemons:
+registration with the host's entry, port-local entries when the CDC offers them, AEN -> new log
+page -> stacd connects and disconnects, per-host zones, the CDC dropping its connections, and a
+refused registration.
+
+The CDC runs in the pytest process (a thread) on a second address of tb0, the nvmet port on the
+first. Every kernel controller is deleted before the CDC stops, so the kernel is not left
+reconnecting to nothing.
+"""
+
+from __future__ import annotations
+
+from typing import Iterator, List
+
+import pytest
+
+from stas.testing.cdc import log_pages as lp
+from stas.testing.cdc.server import BackgroundCdc
+from stas.testing.cdc.sqe import SC_INTERNAL
+
+from .daemons import subsystems_seen
+from .fabric import NQN_PREFIX
+from .guest import scaled, wait_for
+from .initiator import HOSTID, HOSTNQN, controllers, ctrl_attr, delete_all_controllers
+
+pytestmark = pytest.mark.e2e
+
+CDC_ADDR = '192.0.2.9'
+NVMET_ADDR = '192.0.2.1'
+CDC_PORT = 8009
+OP_DIM = 0x21
+OP_GET_LOG_PAGE = 0x02
+LID_SUPPORTED = 0x00
+LID_DISCOVERY = 0x70
+LSP_PLEO = 0x2
+STAFD_CONF = (
+    '[Service Discovery]\nzeroconf=disabled\n'
+    f'[Controllers]\ncontroller=transport=tcp;traddr={CDC_ADDR};trsvcid={CDC_PORT};host-iface=tb0\n'
+)
+# a subsystem behind another port of the CDC's fabric: not port-local, never connected here
+FAR = lp.nvme_entry(NQN_PREFIX + 'far-away', '203.0.113.5', '4420', portid=2)
+
+
+@pytest.fixture
+def cdc(fabric) -> Iterator[BackgroundCdc]:
+    fabric.interface('tb0', f'{NVMET_ADDR}/24', f'{CDC_ADDR}/24')
+    with BackgroundCdc(host=CDC_ADDR, port=CDC_PORT) as server:
+        yield server
+        delete_all_controllers(scaled(2))
+
+
+@pytest.fixture
+def nvmet_port(fabric, cdc):
+    """The nvmet port the CDC's entries point to (after the ``cdc`` fixture made tb0)."""
+    return fabric.port(NVMET_ADDR)
+
+
+def entry(sub) -> lp.Entry:
+    """The CDC's entry for an nvmet subsystem on ``nvmet_port`` (the CDC's own port: portid 1)."""
+    return lp.nvme_entry(sub.nqn, NVMET_ADDR, str(CDC_PORT))
+
+
+def commands(cdc: BackgroundCdc, opcode: int, lid=None) -> list:
+    seen = cdc.call(lambda s: s.commands())
+    return [c for c in seen if c.opcode == opcode and (lid is None or c.lid == lid)]
+
+
+def io_controllers_of(nqn: str) -> List[str]:
+    return sorted(c for c in controllers() if ctrl_attr(c, 'subsysnqn') == nqn)
+
+
+def test_stafd_registers_updates_and_deregisters(cdc, nvmet_port, fabric, stafd_factory):
+    sub1 = fabric.subsystem('sub1')
+    nvmet_port.link(sub1)
+    cdc.call(lambda s: s.set_entries([entry(sub1)]))
+
+    d = stafd_factory(STAFD_CONF)
+
+    wait_for(lambda: subsystems_seen(d).get(CDC_ADDR) == [sub1.nqn], scaled(3), 'the CDC log page')
+    # registered with the host's entry; the address is the one the CDC saw the connection from
+    wait_for(lambda: cdc.call(lambda s: s.registrations()), scaled(2), 'a DIM registration')
+    (reg,) = cdc.call(lambda s: s.registrations())
+    assert (reg.hostnqn, reg.hostid, reg.symname, reg.task) == (HOSTNQN, HOSTID, '', 'register')
+    assert reg.traddr in (NVMET_ADDR, CDC_ADDR) and reg.trtype == 3
+    (dc,) = [c for c in d.ctl_json('ls') if c['traddr'] == CDC_ADDR]
+    assert ctrl_attr(dc['device'], 'state') == 'live'
+
+    # a new symbolic name in sys.conf and a reload: the CDC gets it as an update
+    d.sys_conf.write_text(d.sys_conf.read_text() + 'symname=rack12-host7\n')
+    d.reload()
+    wait_for(
+        lambda: (
+            [(r.symname, r.task) for r in cdc.call(lambda s: s.registrations())]
+            == [('rack12-host7', 'update')]
+        ),
+        scaled(3),
+        'the registration updated',
+    )
+
+    # the CDC drops every connection: the kernel reconnects, stafd registers and reads again
+    before = len(commands(cdc, OP_DIM))
+    assert cdc.call(lambda s: s.drop_connections()) == 1
+    wait_for(lambda: len(commands(cdc, OP_DIM)) > before, scaled(4), 'registration after the reconnect')
+    assert [c['hostnqn'] for c in cdc.call(lambda s: s.connections())] == [HOSTNQN]
+    assert subsystems_seen(d).get(CDC_ADDR) == [sub1.nqn]
+
+    # the CDC removed from the configuration: deregistered, then disconnected
+    d.reload('[Service Discovery]\nzeroconf=disabled\n')
+    wait_for(lambda: not cdc.call(lambda s: s.registrations()), scaled(3), 'the deregistration')
+    wait_for(lambda: not cdc.call(lambda s: s.connections()), scaled(3), 'the disconnect')
+    assert 'deregistered from the discovery controller' in d.logs()
+
+
+def test_stafd_asks_a_ddc_for_port_local_entries_when_it_offers_them(cdc, nvmet_port, fabric, stafd_factory):
+    sub1 = fabric.subsystem('sub1')
+    nvmet_port.link(sub1)
+    cdc.call(lambda s: s.set_dctype('ddc'))
+    cdc.call(lambda s: s.set_entries([entry(sub1), FAR]))
+
+    d = stafd_factory(STAFD_CONF)
+
+    # Supported Log Pages says PLEO: stafd asks for port-local entries, so FAR is not in its page
+    wait_for(lambda: subsystems_seen(d).get(CDC_ADDR) == [sub1.nqn], scaled(3), 'the port-local page')
+    assert commands(cdc, OP_GET_LOG_PAGE, LID_SUPPORTED), 'Supported Log Pages never read'
+    reads = commands(cdc, OP_GET_LOG_PAGE, LID_DISCOVERY)
+    assert reads and all(r.lsp & LSP_PLEO for r in reads), [(r.lsp, r.offset, r.length) for r in reads]
+
+
+def test_stafd_stopping_without_persistent_connections_deregisters(cdc, nvmet_port, fabric, stafd_factory):
+    sub1 = fabric.subsystem('sub1')
+    nvmet_port.link(sub1)
+    cdc.call(lambda s: s.set_entries([entry(sub1)]))
+    d = stafd_factory(
+        STAFD_CONF + '[Discovery controller connection management]\npersistent-connections=false\n'
+    )
+    wait_for(lambda: cdc.call(lambda s: s.registrations()), scaled(3), 'a DIM registration')
+
+    assert d.stop() == 0
+
+    assert cdc.call(lambda s: s.registrations()) == []
+    wait_for(lambda: not cdc.call(lambda s: s.connections()), scaled(2), 'the disconnect')
+
+
+def test_without_pleo_support_a_ddc_is_read_whole(cdc, nvmet_port, fabric, stafd_factory):
+    sub1 = fabric.subsystem('sub1')
+    nvmet_port.link(sub1)
+    cdc.call(lambda s: s.set_dctype('ddc'))
+    cdc.call(lambda s: s.set_pleos(False))
+    cdc.call(lambda s: s.set_entries([entry(sub1), FAR]))
+
+    d = stafd_factory(STAFD_CONF)
+
+    both = sorted([sub1.nqn, FAR.subnqn])
+    wait_for(lambda: subsystems_seen(d).get(CDC_ADDR) == both, scaled(3), 'the whole page')
+    reads = commands(cdc, OP_GET_LOG_PAGE, LID_DISCOVERY)
+    assert reads and not any(r.lsp & LSP_PLEO for r in reads), [r.lsp for r in reads]
+
+
+def test_each_host_sees_its_own_zone(cdc, nvmet_port, fabric, stafd_factory):
+    mine, theirs = fabric.subsystem('mine'), fabric.subsystem('theirs')
+    nvmet_port.link(mine)
+    other = 'nqn.2014-08.org.nvmexpress:uuid:5e1f0b9a-4c3d-4b2a-9e8f-7a6b5c4d3e2f'
+    cdc.call(lambda s: s.set_entries([entry(mine)], hostnqn=HOSTNQN))
+    cdc.call(lambda s: s.set_entries([entry(theirs)], hostnqn=other))
+    cdc.call(lambda s: s.set_entries([FAR]))  # every other host
+
+    d = stafd_factory(STAFD_CONF)
+
+    wait_for(lambda: subsystems_seen(d).get(CDC_ADDR) == [mine.nqn], scaled(3), "this host's zone")
+    # a change in another host's zone alone brings this host no new entry
+    cdc.call(lambda s: s.set_entries([entry(theirs), FAR], hostnqn=other))
+    # a change in this host's zone does, through the AEN
+    cdc.call(lambda s: s.set_entries([entry(mine), FAR], hostnqn=HOSTNQN))
+    wait_for(
+        lambda: subsystems_seen(d).get(CDC_ADDR) == sorted([mine.nqn, FAR.subnqn]), scaled(2), 'the new zone'
+    )
+    assert theirs.nqn not in subsystems_seen(d).get(CDC_ADDR, [])
+    # a CDC is never asked for port-local entries, though it offers them
+    assert not any(r.lsp & LSP_PLEO for r in commands(cdc, OP_GET_LOG_PAGE, LID_DISCOVERY))
+
+
+def test_a_change_on_the_cdc_reaches_stacd(cdc, nvmet_port, fabric, start_daemon):
+    sub1, sub2 = fabric.subsystem('sub1'), fabric.subsystem('sub2')
+    nvmet_port.link(sub1)
+    nvmet_port.link(sub2)
+    cdc.call(lambda s: s.set_entries([entry(sub1)]))
+    stafd = start_daemon('stafd', STAFD_CONF)
+    start_daemon('stacd', '')
+    wait_for(lambda: io_controllers_of(sub1.nqn), scaled(4), 'sub1 connected by stacd')
+
+    # a new entry: AEN -> stafd reads the page -> stacd connects it
+    cdc.call(lambda s: s.set_entries([entry(sub1), entry(sub2)]))
+    wait_for(lambda: io_controllers_of(sub2.nqn), scaled(3), 'sub2 connected after the AEN')
+    assert len(io_controllers_of(sub1.nqn)) == 1
+    assert subsystems_seen(stafd).get(CDC_ADDR) == sorted([sub1.nqn, sub2.nqn])
+
+    # an entry withdrawn: stacd disconnects what it connected
+    cdc.call(lambda s: s.set_entries([entry(sub2)]))
+    wait_for(lambda: not io_controllers_of(sub1.nqn), scaled(3), 'sub1 disconnected once withdrawn')
+    assert len(io_controllers_of(sub2.nqn)) == 1
+
+
+def test_a_refused_registration_is_reported_by_name_and_retried(cdc, nvmet_port, fabric, stafd_factory):
+    sub1 = fabric.subsystem('sub1')
+    nvmet_port.link(sub1)
+    cdc.call(lambda s: s.set_entries([entry(sub1)]))
+    cdc.call(lambda s: s.fail(OP_DIM, status=SC_INTERNAL, count=1))  # without Do Not Retry
+
+    d = stafd_factory(STAFD_CONF)
+
+    # the page is read all the same, and the registration alone is sent again 5 s later
+    wait_for(lambda: subsystems_seen(d).get(CDC_ADDR) == [sub1.nqn], scaled(3), 'the CDC log page')
+    wait_for(lambda: cdc.call(lambda s: s.registrations()), scaled(4), 'the retried registration')
+    assert [c.status for c in commands(cdc, OP_DIM)] == [SC_INTERNAL, 0]
+    assert 'Registration error. NvmeStatus: Internal Error (0x0006); registration retried in 5 s' in d.logs()
