@@ -24,6 +24,13 @@ UNDER_SYSTEMD = IN_GUEST and os.path.isdir('/run/systemd/system')
 REQUIRED_MODULES = ('nvme_tcp', 'nvme_fabrics', 'nvmet', 'nvmet_tcp')
 
 
+def kernel_has_nvme_auth() -> bool:
+    """Whether the guest kernel's NVMe host does DH-HMAC-CHAP. Debian's 6.12 builds it in, and its
+    nvme-core then needs the nvme_auth module, which the guest loads with it; Debian's 6.1 has
+    neither (see tests/e2e/vm/build-artifacts for the kernels)."""
+    return os.path.isdir('/sys/module/nvme_auth')
+
+
 def slow_factor() -> float:
     value = os.environ.get('STAS_E2E_SLOW', '')
     if not value:
