@@ -31,6 +31,17 @@ def kernel_has_nvme_auth() -> bool:
     return os.path.isdir('/sys/module/nvme_auth')
 
 
+def kernel_has_nvme_tls() -> bool:
+    """Whether the guest kernel's NVMe/TCP host does TLS: 6.12 lists ``tls`` among the options of
+    /dev/nvme-fabrics, 6.1 does not. The handshake itself needs tlshd (``STAS_E2E_TLSHD``)."""
+    try:
+        with open('/dev/nvme-fabrics') as f:
+            options = f.read()
+    except OSError:
+        return False
+    return 'tls' in (o.split('=')[0] for o in options.strip().split(','))
+
+
 def slow_factor() -> float:
     value = os.environ.get('STAS_E2E_SLOW', '')
     if not value:
