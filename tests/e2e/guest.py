@@ -24,6 +24,24 @@ UNDER_SYSTEMD = IN_GUEST and os.path.isdir('/run/systemd/system')
 REQUIRED_MODULES = ('nvme_tcp', 'nvme_fabrics', 'nvmet', 'nvmet_tcp')
 
 
+def kernel_has_nvme_auth() -> bool:
+    """Whether the guest kernel's NVMe host does DH-HMAC-CHAP. Debian's 6.12 builds it in, and its
+    nvme-core then needs the nvme_auth module, which the guest loads with it; Debian's 6.1 has
+    neither (see tests/e2e/vm/build-artifacts for the kernels)."""
+    return os.path.isdir('/sys/module/nvme_auth')
+
+
+def kernel_has_nvme_tls() -> bool:
+    """Whether the guest kernel's NVMe/TCP host does TLS: 6.12 lists ``tls`` among the options of
+    /dev/nvme-fabrics, 6.1 does not. The handshake itself needs tlshd (``STAS_E2E_TLSHD``)."""
+    try:
+        with open('/dev/nvme-fabrics') as f:
+            options = f.read()
+    except OSError:
+        return False
+    return 'tls' in (o.split('=')[0] for o in options.strip().split(','))
+
+
 def slow_factor() -> float:
     value = os.environ.get('STAS_E2E_SLOW', '')
     if not value:
