@@ -278,17 +278,25 @@ def test_the_textfile_is_written_moved_and_removed(tmp_path, caplog):
     first, second = tmp_path / 'a' / 'stafd.prom', tmp_path / 'b' / 'stafd.prom'
     first.parent.mkdir()
 
+    async def until(condition, what: str) -> None:
+        # the export writes every 10 ms; a loaded machine may take much longer to get round to it
+        for _ in range(500):
+            if condition():
+                return
+            await asyncio.sleep(0.01)
+        raise AssertionError(f'timed out waiting for {what}')
+
     async def scenario():
         export = TextfileExport(lambda: text)
         export.configure(str(second), 0.01)  # its directory does not exist yet
-        await asyncio.sleep(0.1)
-        assert export.problem and not second.exists()
+        await until(lambda: export.problem, 'the write to fail')
+        assert not second.exists()
         second.parent.mkdir()
-        await asyncio.sleep(0.1)
-        assert export.problem is None and parse(second.read_text())
+        await until(lambda: export.problem is None and second.exists(), 'the file')
+        assert parse(second.read_text())
         export.configure(str(first), 0.01)
-        await asyncio.sleep(0.1)
-        assert first.read_text() == text and not second.exists()
+        await until(lambda: first.exists() and not second.exists(), 'the move')
+        assert first.read_text() == text
         export.close()
         assert not first.exists()
 
