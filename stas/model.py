@@ -57,6 +57,7 @@ class CtrlState(str, enum.Enum):
     BACKOFF = 'backoff'  # last attempt failed; a retry timer is armed
     GAVE_UP = 'gave-up'  # retries exhausted (NCC limit); waits for a reload
     DISCONNECTING = 'disconnecting'  # a kernel disconnect is in flight
+    PARKED = 'parked'  # DC: disconnected on purpose (no persistent connection); polled
 
 
 @dataclass(frozen=True)
@@ -169,6 +170,9 @@ class ControllerSpec:
     # DCs: ask for port-local entries only (TP8010 PLEO) when the DC supports it; None = the
     # daemon-wide setting.
     pleo: Optional[bool] = None
+    # DC: keep the connection ('force'), only where the DC's own entry sets EPCSD ('auto'), or
+    # never: read and disconnect ('no'); None: the daemon-wide setting
+    persistent: Optional[str] = None
     # IOCs: the NCC bit of the controller's discovery log page entry (nvme-stas 2.x's rule).
     ncc: bool = False
 

@@ -17,7 +17,7 @@ Syntax, as nvme-stas 2.x reads it, with its bugs fixed:
 
 ``controller=`` keys: transport, traddr, trsvcid, nqn/subsysnqn, host-traddr, host-iface,
 host-nqn; the connection options of ``schema.CONNECT_OPTIONS`` (including dhchap-secret and
-dhchap-ctrl-secret); and the behaviour overrides tron, pleo, ip-family, ignore-iface. Values
+dhchap-ctrl-secret); and the behaviour overrides tron, pleo, ip-family, ignore-iface, persistent. Values
 are checked like their [Global] counterparts. An invalid override is dropped with a warning
 (nvme-stas passed the raw string on to libnvme); an invalid or missing address field drops the
 whole entry with a warning naming it. fc and loop controllers are kept (nvme-stas dropped
@@ -45,10 +45,10 @@ from ..model import ConnectOptions
 from ..record import record
 from . import values as v
 from .problems import KEY_LIMIT, Code, Problem, Severity, shown, shown_pair
-from .schema import CONNECT_OPTIONS, NOT_APPLIED, STACD
+from .schema import CONNECT_OPTIONS, NOT_APPLIED, PERSISTENT_VALUES, STACD
 
 IDENTITY_KEYS = ('transport', 'traddr', 'trsvcid', 'subsysnqn', 'host-traddr', 'host-iface', 'host-nqn')
-OVERRIDE_KEYS = ('tron', 'pleo', 'ip-family', 'ignore-iface')
+OVERRIDE_KEYS = ('tron', 'pleo', 'ip-family', 'ignore-iface', 'persistent')
 CONTROLLER_KEYS = IDENTITY_KEYS + tuple(CONNECT_OPTIONS) + OVERRIDE_KEYS
 EXCLUDE_KEYS = ('transport', 'traddr', 'trsvcid', 'subsysnqn', 'host-iface', 'host-nqn')
 SECRET_KEYS = frozenset(k for k, s in CONNECT_OPTIONS.items() if s.secret)
@@ -59,6 +59,7 @@ _OVERRIDE_CHECKS: Dict[str, v.Checker] = {
     'pleo': v.check_enabled,
     'ip-family': v.check_ip_family,
     'ignore-iface': v.check_bool,
+    'persistent': v.choice_checker(PERSISTENT_VALUES),
 }
 
 
@@ -90,7 +91,7 @@ class ConfiguredController(_Fields):
     As a mapping it holds the accepted fields with hyphenated keys and the values as written
     (``nqn`` renamed ``subsysnqn``, secrets included: never show them to unprivileged
     callers). ``options`` are the typed connection overrides (None where [Global] applies);
-    ``tron``, ``pleo``, ``ip_family`` and ``ignore_iface`` are the behaviour overrides (None
+    ``tron``, ``pleo``, ``ip_family``, ``ignore_iface`` and ``persistent`` are the behaviour overrides (None
     where [Global] applies). ``line`` is the entry's line in its file.
     """
 
@@ -100,6 +101,7 @@ class ConfiguredController(_Fields):
     pleo: Optional[bool] = None
     ip_family: Optional[Tuple[int, ...]] = None
     ignore_iface: Optional[bool] = None
+    persistent: Optional[str] = None  # stafd: see StafdConfig.persistent
     line: int = 0
     # where an entry that is not a line of the file comes from (the firmware's NBFT)
     source: str = ''
@@ -296,6 +298,12 @@ def parse_controller(
             else:
                 checked = _OVERRIDE_CHECKS[key](value)
                 overrides[key.replace('-', '_')] = checked
+                if key == 'persistent' and daemon == STACD:
+                    rep.warn(
+                        f'{display(key, value)}: accepted, but not applied: it is for discovery '
+                        'controllers (stafd.conf)',
+                        Code.NOT_APPLIED,
+                    )
         except v.BadValue as bad:
             rep.warn(
                 f'{display(key, value)}: {bad.reason}{_comma_hint(value)}, {consequence}; '

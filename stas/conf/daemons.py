@@ -42,6 +42,7 @@ from .schema import (
     CONTROLLERS,
     DAEMONS,
     DC_MANAGEMENT,
+    EPCSD_POLL_DEFAULT_S,
     GLOBAL,
     GLOBAL_CONNECT_OPTIONS,
     IOC_MANAGEMENT,
@@ -94,6 +95,9 @@ class StafdConfig(_PerController):
     # False: stafd shadows nvme-cli's udev autoconnect rule while it runs (nvme-stas 2.x)
     nvme_cli_autoconnect: bool = False
     persistent_connections: bool = True
+    # None: every DC connection kept while stafd runs (2.x); else one of PERSISTENT_VALUES
+    persistent: Optional[str] = None
+    epcsd_poll_s: float = EPCSD_POLL_DEFAULT_S
     # Seconds before a lost mDNS-discovered DC is purged; any negative value means never.
     zeroconf_persistence_s: float = ZEROCONF_PERSISTENCE_DEFAULT_S
     controllers: Tuple[ConfiguredController, ...] = ()
@@ -103,6 +107,9 @@ class StafdConfig(_PerController):
 
     def pleo_for(self, ctrl: ConfiguredController) -> bool:
         return self.pleo if ctrl.pleo is None else ctrl.pleo
+
+    def persistent_for(self, ctrl: ConfiguredController) -> Optional[str]:
+        return self.persistent if ctrl.persistent is None else ctrl.persistent
 
 
 @record
@@ -400,6 +407,8 @@ def parse_stafd(data: Union[str, bytes, None], filename: str) -> Tuple[StafdConf
         zeroconf=val[('Service Discovery', 'zeroconf')],
         nvme_cli_autoconnect=val[(GLOBAL, 'nvme-cli-autoconnect')],
         persistent_connections=ev.persistent_connections(),
+        persistent=val[(DC_MANAGEMENT, 'persistent')],
+        epcsd_poll_s=val[(DC_MANAGEMENT, 'epcsd-poll-interval')],
         zeroconf_persistence_s=val[(DC_MANAGEMENT, 'zeroconf-connections-persistence')],
         controllers=ev.controllers(),
         excluded=ev.excluded(),

@@ -35,6 +35,10 @@ SECTIONS: Dict[str, Tuple[str, ...]] = {
 }
 
 ZEROCONF_PERSISTENCE_DEFAULT_S = 72 * 3600.0
+# [Discovery controller connection management] persistent: keep a DC connected always ('force'),
+# where its own log page entry sets EPCSD ('auto'), or never ('no': read it, disconnect, poll)
+PERSISTENT_VALUES = ('no', 'auto', 'force')
+EPCSD_POLL_DEFAULT_S = 15 * 60.0
 # node_exporter's default scrape interval is 15 s: a file written as often is never older
 METRICS_INTERVAL_DEFAULT_S = 15
 METRICS_INTERVAL_MAX_S = 3600
@@ -147,6 +151,12 @@ def option_specs(daemon: str) -> Dict[Tuple[str, str], OptionSpec]:
             OptionSpec(GLOBAL, 'nvme-cli-autoconnect', v.check_enabled, False, 'disabled'),
             OptionSpec(SERVICE_DISCOVERY, 'zeroconf', v.check_enabled, True, 'enabled'),
             OptionSpec(DC_MANAGEMENT, 'persistent-connections', v.check_bool, True, 'true'),
+            # not set: every DC connection is kept while stafd runs (nvme-stas 2.x); see
+            # ControllerSpec.persistent for the values
+            OptionSpec(DC_MANAGEMENT, 'persistent', v.choice_checker(PERSISTENT_VALUES), None, 'not set'),
+            OptionSpec(
+                DC_MANAGEMENT, 'epcsd-poll-interval', v.check_poll_interval, EPCSD_POLL_DEFAULT_S, '15min'
+            ),
             OptionSpec(
                 DC_MANAGEMENT,
                 'zeroconf-connections-persistence',

@@ -161,6 +161,14 @@ def check_timespan(text: str) -> float:
     return float(seconds)
 
 
+def check_poll_interval(text: str) -> float:
+    """Seconds between two reads of a parked discovery controller: a time span above zero."""
+    seconds = timeparse(text)
+    if seconds is None or seconds <= 0:
+        raise BadValue('not a time span above zero', 'seconds or a span such as 15min, 1h, "1 hour 30 min"')
+    return float(seconds)
+
+
 PROM_FILE_ACCEPTED = (
     'an absolute path ending in .prom (the textfile collector of node_exporter reads only *.prom '
     'files), e.g. /var/lib/prometheus/node-exporter/stafd.prom'

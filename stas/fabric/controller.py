@@ -63,7 +63,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import replace
-from typing import Callable, Dict, List, Optional, Tuple
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 from ..errors import IllegalTransition
 from ..model import (
@@ -125,6 +125,7 @@ from .controller_events import (
 )
 from .controller_policy import RetryPolicy
 from .dim import TAS_REGISTER, TAS_UPDATE
+from .dlpe import epcsd
 
 __all__ = ['ControllerMachine', 'Phase', 'RetryPolicy']
 
@@ -136,6 +137,7 @@ class Phase(str, enum.Enum):
     BACKOFF = 'backoff'  # no device; the connect timer is armed (or an orphaned op must end first)
     GAVE_UP = 'gave-up'  # IOC with NCC: attempt limit reached; waits for a reload or NCC change
     DISCONNECTING = 'disconnecting'  # a kernel disconnect is in flight
+    PARKED = 'parked'  # DC without a persistent connection: read, disconnected; the poll timer runs
     REMOVED = 'removed'  # terminal: Released was returned
 
     @property
@@ -151,6 +153,7 @@ _CTRL_STATE = {
     Phase.BACKOFF: CtrlState.BACKOFF,
     Phase.GAVE_UP: CtrlState.GAVE_UP,
     Phase.DISCONNECTING: CtrlState.DISCONNECTING,
+    Phase.PARKED: CtrlState.PARKED,
     Phase.REMOVED: CtrlState.IDLE,
 }
 
@@ -201,10 +204,14 @@ class ControllerMachine:
         *,
         pleo: bool = True,
         ncc: bool = False,
+        persistent: str = '',
     ):
         self.spec = spec
         self.policy = policy
         self.pleo = pleo  # DCs: ask non-CDC DCs for port-local entries only
+        # DCs: '' or 'force' keep the connection, 'auto' only where the DC's own log page entry
+        # sets EPCSD, 'no' never: the others are parked after each read and polled
+        self.persistent = persistent
         self.ncc = ncc  # IOCs: the NCC bit of the controller's log page entry
         self.phase = Phase.IDLE
         self.device = ''
@@ -229,6 +236,7 @@ class ControllerMachine:
         self._want_read = False  # DC: read the log page once more after the read in flight
         self._update_registration = False  # DC: the next DIM is an update (after a reload)
         self._register_only = False  # DC: a registration retried on its own, discovery done
+        self._parking = False  # DC: the disconnect in flight parks it (it stays wanted)
         self._connect_deferred = False  # connect as soon as the (orphaned) op in flight ends
         self._timers: Dict[str, _Armed] = {}
         self._tokens = 0
@@ -420,7 +428,7 @@ class ControllerMachine:
         self.keep_connection = event.keep_connection
         if self.phase in (Phase.IDLE, Phase.GAVE_UP):
             return self._release()
-        if self.phase is Phase.BACKOFF:
+        if self.phase in (Phase.BACKOFF, Phase.PARKED):
             self._connect_deferred = False
             effects = self._cancel(TIMER_CONNECT)
             return effects if self._op is not None else [*effects, *self._release()]
@@ -437,6 +445,8 @@ class ControllerMachine:
         self.spec = event.spec
         if event.pleo is not None:
             self.pleo = event.pleo
+        if event.persistent is not None:
+            self.persistent = event.persistent
         if event.policy is not None:
             self.policy = event.policy
         was_wanted, self.wanted = self.wanted, True
@@ -506,6 +516,12 @@ class ControllerMachine:
         else:
             effects.append(self._log('debug', 'Disconnected'))
         self.device = ''
+        parking, self._parking = self._parking, False
+        if parking and self.wanted:
+            self.registered = False
+            self.phase = Phase.PARKED
+            self._connect_interval_s = self.policy.epcsd_poll_s
+            return [*effects, *self._arm(TIMER_CONNECT, self.policy.epcsd_poll_s, now)]
         if self.wanted:  # wanted again meanwhile: connect (adopting the device if it survived)
             return [*effects, *self._connect(now)]
         return [*effects, *self._release()]
@@ -649,7 +665,31 @@ class ControllerMachine:
             self._log('info', f'Received discovery log pages (num records={len(event.entries)})'),
             PublishLogPage(event.genctr, tuple(event.entries)),
         ]
+        if not self._want_read and not self._want_resync and not self._keeps_connection(event.entries):
+            return [*effects, *self._park(now)]
         return [*effects, *self._step_succeeded(step, now)]
+
+    def _keeps_connection(self, entries: Sequence[LogEntry]) -> bool:
+        """Whether this DC stays connected after a read, as its persistence setting says."""
+        if self.persistent in ('', 'force'):
+            return True
+        if self.persistent == 'no':
+            return False
+        return epcsd(entries, self.spec.tid.traddr, self.spec.tid.trsvcid)
+
+    def _park(self, now: float) -> List[Effect]:
+        """Disconnect a DC that is to hold no connection; its log page stays published and the
+        poll timer brings it back. A parked DC keeps its registration."""
+        record = self._steps[OP_LOG_PAGE]
+        record.fail_count = 0
+        record.error = ''
+        effects = self._cancel_all()
+        self.phase = Phase.DISCONNECTING
+        self._parking = True
+        self._begin(OP_DISCONNECT, now)
+        why = 'persistent=no' if self.persistent == 'no' else 'its log page entry does not set EPCSD'
+        text = f'Parked ({why}): disconnecting; read again in {self.policy.epcsd_poll_s:g} s'
+        return [*effects, self._log('info', text), StartDisconnect(self.device)]
 
     def _after_orphan(self, now: float) -> List[Effect]:
         if not self.wanted:
@@ -703,7 +743,7 @@ class ControllerMachine:
             return []  # cancelled or re-armed since: stale
         del self._timers[event.name]
         if event.name == TIMER_CONNECT:
-            assert self.phase is Phase.BACKOFF, self.phase
+            assert self.phase in (Phase.BACKOFF, Phase.PARKED), self.phase
             return self._connect(now)
         if event.name == TIMER_REFRESH:
             if self._dc_acts() and self._op is None and self._retry_step is None:

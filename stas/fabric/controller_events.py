@@ -69,12 +69,14 @@ class Rewanted:
 
     Sent on every Configure for every controller that stays desired; a no-op when nothing
     changed. New options apply to the next connection; an existing connection is kept.
-    ``pleo`` and ``policy``, when given, replace the machine's (a reload may change them).
+    ``pleo``, ``persistent`` and ``policy``, when given, replace the machine's (a reload may
+    change them).
     """
 
     spec: ControllerSpec
     pleo: Optional[bool] = None
     policy: Optional[RetryPolicy] = None
+    persistent: Optional[str] = None
 
 
 @record

@@ -38,6 +38,8 @@ class RetryPolicy:
     supported_retry_s: float = 5.0
     log_page_retry_s: float = 20.0
     refresh_s: float = 600.0  # 0 = no periodic read
+    # a DC parked by its persistence setting is connected again and read this often
+    epcsd_poll_s: float = 900.0
     # I/O controllers whose log page entry has NCC set: stop after this many failed attempts
     # (0 = never stop; 1 acts as 2, as in nvme-stas, so a fast retry always happens).
     connect_attempts_on_ncc: int = 0
@@ -45,7 +47,13 @@ class RetryPolicy:
     def __post_init__(self) -> None:
         if not self.connect_backoff_s or any(d <= 0 for d in self.connect_backoff_s):
             raise ValueError(f'connect_backoff_s={self.connect_backoff_s!r}: need at least one delay > 0')
-        for name in ('after_removal_s', 'register_retry_s', 'supported_retry_s', 'log_page_retry_s'):
+        for name in (
+            'after_removal_s',
+            'register_retry_s',
+            'supported_retry_s',
+            'log_page_retry_s',
+            'epcsd_poll_s',
+        ):
             if getattr(self, name) <= 0:
                 raise ValueError(f'{name}={getattr(self, name)!r} must be > 0')
         if self.refresh_s < 0:

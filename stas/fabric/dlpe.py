@@ -50,6 +50,7 @@ _TSAS_MAX_ITEMS = 8
 _TSAS_STR_MAX_LEN = 256
 
 NCC_FLAG = 0x4  # EFLAGS bit 2: Not Connected to CDC (TP8010)
+EPCSD_FLAG = 0x2  # EFLAGS bit 1: Explicit Persistent Connection Support for Discovery
 
 # Code -> name, as libnvme's Python binding names them (unnamed codes stay numbers).
 TRTYPES = {0: 'unspecified', 1: 'rdma', 2: 'fc', 3: 'tcp', 254: 'loop'}
@@ -264,6 +265,20 @@ def ncc(entry: Optional[LogEntry]) -> bool:
         return False
     eflags = entry.eflags.strip()
     return eflags.isascii() and eflags.isdigit() and bool(int(eflags) & NCC_FLAG)
+
+
+def epcsd(entries: Iterable[LogEntry], traddr: str, trsvcid: str) -> bool:
+    """Whether a DC supports explicit persistent connections: the EPCSD bit (EFLAGS bit 1) of
+    its own entry (subtype 'discovery', the "current discovery subsystem") in its log page. The
+    entry for the address we are connected to counts; without one, the first self-entry. A page
+    with no self-entry says no."""
+    own = [e for e in entries if e.subtype == 'discovery']
+    matching = [e for e in own if e.traddr == traddr and e.trsvcid == trsvcid]
+    entry = (matching or own or [None])[0]
+    if entry is None:
+        return False
+    eflags = entry.eflags.strip()
+    return eflags.isascii() and eflags.isdigit() and bool(int(eflags) & EPCSD_FLAG)
 
 
 def referrals(entries: Iterable[LogEntry]) -> List[LogEntry]:

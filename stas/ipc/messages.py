@@ -41,8 +41,8 @@ from ..record import is_frozen, record
 # same installation, but a package upgrade while a daemon runs could pair an old supervisor with
 # a freshly spawned worker: the version in Hello catches that before anything else is read.
 # 2: a message larger than a frame goes in several (codec.MORE); 3: Heartbeat.next_s;
-# 4: ControllerStatus.counters
-PROTOCOL_VERSION = 4
+# 4: ControllerStatus.counters; 5: WorkerOptions.persistent and epcsd_poll_s, CtrlState.PARKED
+PROTOCOL_VERSION = 5
 
 
 class Sender(str, enum.Enum):
@@ -143,6 +143,10 @@ class WorkerOptions:
 
     trace: bool = False  # tron: debug logging in the worker
     pleo: bool = True  # ask DDCs for port-local entries only (TP8010's PLEO)
+    # DCs: '' or 'force' keep every connection (nvme-stas 2.x), 'auto' only where the DC's own
+    # entry sets EPCSD, 'no' none; a DC that keeps none is read every epcsd_poll_s
+    persistent: str = ''
+    epcsd_poll_s: float = 900.0
     mdns_stypes: Tuple[str, ...] = ()  # Avahi service types to browse; () = no mDNS
     ip_families: Tuple[str, ...] = IP_PROTOCOLS  # address families accepted from mDNS
     connect_attempts_on_ncc: int = 0  # 0 = never stop retrying (nvme-stas 2.x)

@@ -24,6 +24,7 @@ from dataclasses import replace
 from typing import Any, Callable, Dict, Iterable, List, Optional, Set, Tuple
 
 from ..conf import DisconnectScope, StacdConfig, StafdConfig
+from ..conf.controllers import ConfiguredController
 from ..errors import NotFound, StasError
 from ..fabric.exclusion import describe, is_excluded
 from ..fabric.tid import CONFIG_TID_KEYS
@@ -85,6 +86,15 @@ def tid_of(fields: Dict[str, str], host: Optional[HostIdentity]) -> TransportId:
     )
 
 
+def _with_overrides(spec: ControllerSpec, ctrl: ConfiguredController, config: StafdConfig) -> ControllerSpec:
+    """A configured DC's spec with the behaviour its ``controller=`` line sets for it alone."""
+    if ctrl.pleo is not None:
+        spec = replace(spec, pleo=config.pleo_for(ctrl))
+    if ctrl.persistent is not None:
+        spec = replace(spec, persistent=ctrl.persistent)
+    return spec
+
+
 class StafdRole:
     daemon = 'stafd'
     role = Role.DC
@@ -120,7 +130,7 @@ class StafdRole:
 
     def specs(self, config: StafdConfig, host: HostIdentity) -> Tuple[List[ControllerSpec], List[str]]:
         roots, problems = configured_specs('stafd', config, host)
-        root_specs = [s if ctrl.pleo is None else replace(s, pleo=config.pleo_for(ctrl)) for s, ctrl in roots]
+        root_specs = [_with_overrides(s, ctrl, config) for s, ctrl in roots]
         self._extras = {
             s.tid: tuple((k, v) for k, v in ctrl.fields if k not in CONFIG_TID_KEYS) for s, ctrl in roots
         }
@@ -154,6 +164,8 @@ class StafdRole:
         return WorkerOptions(
             trace=trace,
             pleo=config.pleo,
+            persistent=config.persistent or '',
+            epcsd_poll_s=config.epcsd_poll_s,
             disconnect_unwanted=True,
             mdns_stypes=self.zeroconf.stypes(config),
             ip_families=self.zeroconf.ip_families(config),

@@ -162,22 +162,28 @@ class ControllerEngine:
         self._options = msg.options
         if msg.options.trace != (logging.getLogger().level == logging.DEBUG):
             logging.getLogger().setLevel(logging.DEBUG if msg.options.trace else logging.INFO)
-        policy = RetryPolicy(connect_attempts_on_ncc=msg.options.connect_attempts_on_ncc)
+        policy = RetryPolicy(
+            connect_attempts_on_ncc=msg.options.connect_attempts_on_ncc, epcsd_poll_s=msg.options.epcsd_poll_s
+        )
         desired = {spec.tid: spec for spec in msg.controllers}
         for tid, machine in list(self._machines.items()):
             if tid not in desired and machine.wanted:
                 self._feed(machine, Unwanted(keep_connection=not msg.options.disconnect_unwanted))
         for tid, spec in desired.items():
             machine = self._machines.get(tid)
-            pleo = self._pleo(spec)
+            pleo, persistent = self._pleo(spec), spec.persistent or msg.options.persistent
             if machine is None or not machine.wanted:
                 if machine is not None:
                     continue  # still being released: it comes back at the next Configure
-                machine = ControllerMachine(spec, _spread(policy, tid), pleo=pleo, ncc=spec.ncc)
+                machine = ControllerMachine(
+                    spec, _spread(policy, tid), pleo=pleo, ncc=spec.ncc, persistent=persistent
+                )
                 self._machines[tid] = machine
                 self._feed(machine, Start())
             else:
-                self._feed(machine, Rewanted(spec, pleo=pleo, policy=_spread(policy, tid)))
+                self._feed(
+                    machine, Rewanted(spec, pleo=pleo, policy=_spread(policy, tid), persistent=persistent)
+                )
                 if spec.ncc != machine.ncc:
                     self._feed(machine, NccChanged(spec.ncc))
         self._sync_mdns(msg.options)

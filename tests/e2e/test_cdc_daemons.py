@@ -19,6 +19,7 @@ from typing import Iterator, List
 
 import pytest
 
+from stas.model import WELL_KNOWN_DISC_NQN
 from stas.testing.cdc import log_pages as lp
 from stas.testing.cdc.server import BackgroundCdc
 from stas.testing.cdc.sqe import SC_INTERNAL
@@ -218,3 +219,59 @@ def test_a_refused_registration_is_reported_by_name_and_retried(cdc, nvmet_port,
     wait_for(lambda: cdc.call(lambda s: s.registrations()), scaled(4), 'the retried registration')
     assert [c.status for c in commands(cdc, OP_DIM)] == [SC_INTERNAL, 0]
     assert 'Registration error. NvmeStatus: Internal Error (0x0006); registration retried in 5 s' in d.logs()
+
+
+def self_entry(eflags: int) -> lp.Entry:
+    """The CDC's entry for itself (the current discovery subsystem)."""
+    return lp.Entry(WELL_KNOWN_DISC_NQN, CDC_ADDR, str(CDC_PORT), subtype=lp.SUBTYPE_DISCOVERY, eflags=eflags)
+
+
+def dc_state(d) -> str:
+    (dc,) = [c for c in d.ctl_json('ls', '-d') if c['traddr'] == CDC_ADDR]
+    return dc.get('state', '')
+
+
+def test_persistent_auto_keeps_a_dc_that_sets_epcsd_and_parks_one_that_does_not(
+    cdc, nvmet_port, fabric, start_daemon
+):
+    sub1, sub2 = fabric.subsystem('sub1'), fabric.subsystem('sub2')
+    nvmet_port.link(sub1)
+    nvmet_port.link(sub2)
+    cdc.call(lambda s: s.set_entries([self_entry(lp.EFLAG_EPCSD), entry(sub1)]))
+    conf = (
+        STAFD_CONF + '[Discovery controller connection management]\npersistent=auto\nepcsd-poll-interval=3\n'
+    )
+    stafd = start_daemon('stafd', conf)
+    start_daemon('stacd', '')
+    wait_for(lambda: io_controllers_of(sub1.nqn), scaled(4), 'sub1 connected by stacd')
+    # EPCSD set: the connection stays (its AENs keep working)
+    assert [c['hostnqn'] for c in cdc.call(lambda s: s.connections())] == [HOSTNQN]
+
+    # the CDC stops offering persistent connections: after its next read, stafd parks it
+    cdc.call(lambda s: s.set_entries([self_entry(0), entry(sub1)]))
+    wait_for(lambda: not cdc.call(lambda s: s.connections()), scaled(3), 'the DC parked')
+    wait_for(lambda: dc_state(stafd) == 'parked', scaled(2), 'stafd to show it parked')
+    # its log page stays published, and stacd keeps what it connected
+    assert subsystems_seen(stafd).get(CDC_ADDR) == [sub1.nqn]
+    assert len(io_controllers_of(sub1.nqn)) == 1
+
+    # no AEN reaches a parked DC: the poll finds the new entry and stacd connects it
+    reads = len(commands(cdc, OP_GET_LOG_PAGE, LID_DISCOVERY))
+    cdc.call(lambda s: s.set_entries([self_entry(0), entry(sub1), entry(sub2)]))
+    wait_for(lambda: io_controllers_of(sub2.nqn), scaled(4), 'sub2 connected after a poll')
+    assert len(commands(cdc, OP_GET_LOG_PAGE, LID_DISCOVERY)) > reads
+    wait_for(lambda: not cdc.call(lambda s: s.connections()), scaled(3), 'the DC parked again')
+
+
+def test_persistent_no_parks_even_a_dc_that_sets_epcsd(cdc, nvmet_port, fabric, stafd_factory):
+    sub1 = fabric.subsystem('sub1')
+    nvmet_port.link(sub1)
+    cdc.call(lambda s: s.set_entries([self_entry(lp.EFLAG_EPCSD), entry(sub1)]))
+    conf = STAFD_CONF.replace('host-iface=tb0', 'host-iface=tb0;persistent=no')
+
+    d = stafd_factory(conf)
+
+    wait_for(lambda: subsystems_seen(d).get(CDC_ADDR) == [sub1.nqn], scaled(3), 'the CDC log page')
+    wait_for(lambda: dc_state(d) == 'parked', scaled(3), 'the DC parked')
+    assert not cdc.call(lambda s: s.connections())
+    assert [r.hostnqn for r in cdc.call(lambda s: s.registrations())] == [HOSTNQN]  # kept when parked

@@ -146,7 +146,14 @@ def test_default_config_helper_and_bad_daemon():
 )
 def test_key_sets_match_nvme_stas(daemon, keys):
     # keys of this project that nvme-stas 2.x does not have
-    added = {'stafd': {('Global', 'nvme-cli-autoconnect')}, 'stacd': set()}[daemon]
+    added = {
+        'stafd': {
+            ('Global', 'nvme-cli-autoconnect'),
+            ('Discovery controller connection management', 'persistent'),
+            ('Discovery controller connection management', 'epcsd-poll-interval'),
+        },
+        'stacd': set(),
+    }[daemon]
     added |= {('Metrics', 'textfile'), ('Metrics', 'interval')}
     assert set(option_specs(daemon)) == keys | added
 
@@ -1018,3 +1025,37 @@ def test_a_bad_metrics_interval_is_named_with_what_is_accepted():
     assert messages(problems) == [
         '[Metrics] interval=0: out of range, default used (15); accepted: an integer in 1..3600 seconds'
     ]
+
+
+def test_persistent_and_its_poll_interval():
+    conf = (
+        '[Discovery controller connection management]\npersistent=auto\nepcsd-poll-interval=5min\n'
+        '[Controllers]\ncontroller=transport=tcp;traddr=192.0.2.9;persistent=force\n'
+        'controller=transport=tcp;traddr=192.0.2.10\n'
+    )
+    config, problems = parse_stafd(conf, 'p.conf')
+    assert problems == []
+    assert (config.persistent, config.epcsd_poll_s) == ('auto', 300.0)
+    forced, plain = config.controllers
+    assert (config.persistent_for(forced), config.persistent_for(plain)) == ('force', 'auto')
+
+
+def test_persistent_unset_keeps_every_connection_as_2x():
+    config, _ = parse_stafd('', 'p.conf')
+    assert config.persistent is None and config.epcsd_poll_s == 900.0
+
+
+@pytest.mark.parametrize(
+    'line, expected',
+    [
+        (
+            'persistent=yes',
+            'persistent=yes: not one of the accepted values, default used (not set); '
+            'accepted: no, auto, force',
+        ),
+        ('epcsd-poll-interval=0', 'epcsd-poll-interval=0: not a time span above zero'),
+    ],
+)
+def test_bad_persistence_values_are_named(line, expected):
+    _, problems = parse_stafd(f'[Discovery controller connection management]\n{line}\n', 'p.conf')
+    assert len(problems) == 1 and expected in str(problems[0]), problems

@@ -4,7 +4,7 @@ retry schedule, the one-op-in-flight rule, and a Hypothesis sweep over event seq
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Dict, List, Optional, Tuple
 
 import pytest
@@ -1212,7 +1212,8 @@ class World:
             assert m.status() != status_before
             self.published = m.status()
         elif isinstance(effect, PublishLogPage):
-            assert m.spec.role is Role.DC and m.wanted and m.phase is Phase.CONNECTED
+            # a wanted DC disconnecting is being parked after this very read
+            assert m.spec.role is Role.DC and m.wanted and m.phase in (Phase.CONNECTED, Phase.DISCONNECTING)
         else:
             assert isinstance(effect, LogEvent)
             assert effect.level in ('debug', 'info', 'warning', 'error')
@@ -1269,9 +1270,11 @@ class Scenario:
     steps: tuple
     ncc: bool = False
     limit: int = 0
+    persistent: str = ''
 
     def build(self) -> World:
-        w = World(ControllerMachine(self.spec, RetryPolicy(connect_attempts_on_ncc=self.limit), ncc=self.ncc))
+        policy = RetryPolicy(connect_attempts_on_ncc=self.limit)
+        w = World(ControllerMachine(self.spec, policy, ncc=self.ncc, persistent=self.persistent))
         for step in self.steps:
             if isinstance(step, str):
                 w.fire(step.split(':', 1)[1])
@@ -1310,6 +1313,9 @@ SCENARIOS = [
     Scenario('dc-disconnecting', DC, (*DC_UP, Unwanted())),
     Scenario('dc-disconnecting-rewanted', DC, (*DC_UP, Unwanted(), Rewanted(DC))),
     Scenario('dc-released', DC, (Unwanted(),)),
+    Scenario('dc-parking', DC, DC_UP, persistent='no'),
+    Scenario('dc-parked', DC, (*DC_UP, Disconnected()), persistent='no'),
+    Scenario('dc-parked-polled', DC, (*DC_UP, Disconnected(), 'fire:connect'), persistent='auto'),
     Scenario('ioc-idle', IOC, ()),
     Scenario('ioc-connecting', IOC, (Start(),)),
     Scenario('ioc-backoff', IOC, (Start(), ConnectFailed(ERR)), ncc=True, limit=3),
@@ -1337,7 +1343,10 @@ PROBES = [
     Reload(),
     NccChanged(False),
     NccChanged(True),
-    *[f'fire:{name}' for name in ('connect', 'register', 'supported', 'log_page', 'refresh')],
+    *[
+        f'fire:{name}'
+        for name in ('connect', 'register', 'supported', 'log_page', 'refresh', 'register_again')
+    ],
     TimerFired('connect', 0),
     TimerFired('refresh', 0),
 ]
@@ -1347,7 +1356,7 @@ def test_scenarios_reach_every_phase():
     reached = {(s.spec.role, s.build().m.phase) for s in SCENARIOS}
     for role in (Role.DC, Role.IOC):
         for phase in Phase:
-            if (role, phase) != (Role.DC, Phase.GAVE_UP):
+            if (role, phase) not in ((Role.DC, Phase.GAVE_UP), (Role.IOC, Phase.PARKED)):
                 assert (role, phase) in reached, (role, phase)
 
 
@@ -1598,3 +1607,78 @@ def test_a_removed_device_forgets_the_registration():
     connected_dc(h)
     h(DeviceRemoved('nvme3'))
     assert not h.m.registered
+
+
+# ---- persistence: DCs parked when they keep no connection -------------------------------------
+
+SELF_EPCSD = LogEntry(
+    'tcp', 'ipv4', 'discovery', '0', '1', '8009', WELL_KNOWN_DISC_NQN, '192.168.1.10', eflags='2'
+)
+SELF_PLAIN = replace(SELF_EPCSD, eflags='0')
+
+
+def read_page(h: Harness, entries) -> list:
+    h(Start())
+    h(Connected('nvme3', dctype='cdc', registration_supported=False))
+    return h(LogPageRead(7, tuple(entries)))
+
+
+@pytest.mark.parametrize(
+    'persistent, entries, parks',
+    [
+        ('', [SELF_PLAIN], False),  # not set: every connection kept (2.x)
+        ('force', [SELF_PLAIN], False),
+        ('auto', [SELF_EPCSD, ENTRY], False),
+        ('auto', [SELF_PLAIN, ENTRY], True),
+        ('auto', [ENTRY], True),  # no self-entry: no EPCSD
+        ('no', [SELF_EPCSD], True),
+    ],
+)
+def test_a_dc_is_parked_after_its_read_as_its_persistence_says(persistent, entries, parks):
+    h = Harness(DC, persistent=persistent)
+    effects = read_page(h, entries)
+    assert PublishLogPage(7, tuple(entries)) in effects
+    assert (StartDisconnect('nvme3') in effects) is parks
+    assert h.m.phase is (Phase.DISCONNECTING if parks else Phase.CONNECTED)
+
+
+def test_a_parked_dc_keeps_its_page_and_is_read_again_after_the_poll_interval():
+    h = Harness(DC, RetryPolicy(epcsd_poll_s=120.0), persistent='auto')
+    effects = read_page(h, [SELF_PLAIN])
+    assert [m for level, m in logs(effects) if level == 'info'][-1].endswith(
+        'Parked (its log page entry does not set EPCSD): disconnecting; read again in 120 s'
+    )
+    effects = h(Disconnected())
+    assert h.m.phase is Phase.PARKED and h.m.status().state is CtrlState.PARKED
+    assert h.m.log_page == (7, (SELF_PLAIN,)) and h.m.device == ''
+    assert [(e.name, e.delay_s) for e in effects if isinstance(e, ArmTimer)] == [('connect', 120.0)]
+    assert real(h.fire('connect')) == [StartConnect(DC), PublishStatus()]
+
+
+def test_a_parked_dc_that_is_no_longer_wanted_is_released():
+    h = Harness(DC, persistent='no')
+    read_page(h, [SELF_PLAIN])
+    h(Disconnected())
+    assert real(h(Unwanted())) == [CancelTimer('connect'), Released()]
+
+
+def test_an_aen_during_the_read_is_read_before_parking():
+    h = Harness(DC, persistent='no')
+    h(Start())
+    h(Connected('nvme3', dctype='cdc', registration_supported=False))
+    h(AenReceived(AEN_DISCOVERY_LOG_CHANGE))
+    effects = h(LogPageRead(7, ENTRIES))
+    assert StartGetLogPage('nvme3', 0) in effects and not [
+        e for e in effects if isinstance(e, StartDisconnect)
+    ]
+    assert StartDisconnect('nvme3') in h(LogPageRead(8, ENTRIES))
+
+
+def test_a_reload_can_make_a_parked_dc_persistent():
+    h = Harness(DC, persistent='no')
+    read_page(h, [SELF_PLAIN])
+    h(Disconnected())
+    h(Rewanted(DC, persistent='force'))
+    h.fire('connect')
+    h(Connected('nvme3', dctype='cdc', registration_supported=False))
+    assert not [e for e in h(LogPageRead(8, ENTRIES)) if isinstance(e, StartDisconnect)]
