@@ -171,9 +171,7 @@ class Supervisor:
         self._background = Background()  # tasks started and not waited for
         # a planning pass the role asked for at a time of its own (role.next_wakeup_s)
         self._role_wakeup: Optional[asyncio.TimerHandle] = None
-        bind = getattr(self.role, 'bind', None)  # a role that learns of changes by itself (stacd)
-        if bind is not None:
-            bind(self)
+        self.role.bind(self)
 
     # ---- configuration -------------------------------------------------------------------------
     def _load(self):
@@ -247,7 +245,7 @@ class Supervisor:
             assert self.pool is not None
             self.pool.reset_fatal('configuration reloaded')
             await self._configure_all()
-            self._request_all(getattr(self.role, 'reload_ops', ()))
+            self._request_all(self.role.reload_ops)
             self._export_metrics()
         await self._host_watch.check(self.config, self.host, reload=True)
         self._notifier.ready()
@@ -341,11 +339,7 @@ class Supervisor:
         )
 
     def _worker_options(self, plan: WorkerPlan) -> WorkerOptions:
-        per_worker = getattr(self.role, 'worker_options_for', None)  # options that differ by worker
-        if per_worker is not None:
-            options = per_worker(plan.key, self.config, self._tron)
-        else:
-            options = self.role.worker_options(self.config, self._tron)
+        options = self.role.worker_options_for(plan.key, self.config, self._tron)
         if options.mdns_stypes and not plan.mdns:
             # only the workers planned for mDNS browse: one browser per interface
             options = dataclasses.replace(options, mdns_stypes=())
@@ -406,9 +400,7 @@ class Supervisor:
 
     def _on_gone(self, key: WorkerKey) -> None:
         self.counters.worker_gone(key)
-        gone = getattr(self.role, 'on_worker_gone', None)
-        if gone is not None:
-            gone(key)
+        self.role.on_worker_gone(key)
         self._notify_status()
 
     async def _configure_all(self) -> None:
@@ -429,12 +421,9 @@ class Supervisor:
             self.counters.retain({s.tid for s in specs})
         zeroconf = isinstance(self.config, StafdConfig) and self.config.zeroconf
         self._plans = plan_workers(specs, self._interfaces, self._routes, zeroconf=zeroconf)
-        extra = getattr(self.role, 'extra_worker_keys', None)  # workers with nothing to connect
-        for key in extra(self._interfaces) if extra is not None else ():
+        for key in self.role.extra_worker_keys(self._interfaces):  # workers with nothing to connect
             self._plans.setdefault(key, WorkerPlan(key))
-        release = getattr(self.role, 'release_specs', None)  # stacd: let go of a previous run's
-        if release is not None:
-            self._plans = with_releases(self._plans, release(), self._routes)
+        self._plans = with_releases(self._plans, self.role.release_specs(), self._routes)
         self.pool.ensure(self._plans)
         self._arm_role_wakeup()
 
@@ -456,8 +445,7 @@ class Supervisor:
         if self._role_wakeup is not None:
             self._role_wakeup.cancel()
             self._role_wakeup = None
-        next_wakeup_s = getattr(self.role, 'next_wakeup_s', None)
-        delay_s = next_wakeup_s() if next_wakeup_s is not None else None
+        delay_s = self.role.next_wakeup_s()
         if delay_s is not None:
             self._role_wakeup = asyncio.get_running_loop().call_later(delay_s, self._schedule_replan)
 
@@ -481,9 +469,7 @@ class Supervisor:
                 and not ctrl.host_iface
             ):
                 wanted.add(ctrl.traddr)
-        more = getattr(self.role, 'addresses_to_route', None)  # stacd: IOCs from log pages
-        if more is not None:
-            wanted.update(more())
+        wanted.update(self.role.addresses_to_route())
         routes = {}
         for addr in wanted:
             iface = await netlink.route_iface(addr)
@@ -571,9 +557,7 @@ class Supervisor:
                 'tables': list(self._boot.sources),
                 'problems': self._bounded(self._boot.problems, DBUS_PROBLEM_LIMIT),
             }
-        extra = getattr(self.role, 'process_info_extra', None)
-        if extra is not None:
-            info.update(extra())
+        info.update(self.role.process_info_extra())
         return info
 
     def controller_info(self, fields: Dict[str, str], caller_is_root: bool) -> dict:

@@ -95,7 +95,53 @@ def _with_overrides(spec: ControllerSpec, ctrl: ConfiguredController, config: St
     return spec
 
 
-class StafdRole:
+class DaemonRole:
+    """What the supervisor asks of a daemon's role (stafd's or stacd's policy).
+
+    The hooks below have defaults that do nothing, for the daemon that does not need them: the
+    supervisor calls each one without asking whether the role has it, and holds no branch for
+    either daemon. ``specs``, ``worker_options`` and ``on_report`` are each role's own.
+    """
+
+    # requests sent to every worker after a reload (stafd: rediscover every DC)
+    reload_ops: Tuple[str, ...] = ()
+
+    def bind(self, supervisor: Any) -> None:
+        """Called once with the supervisor: a role that learns of changes by itself (stacd, from
+        stafd's signals) keeps ``supervisor.request_replan``."""
+
+    def worker_options_for(self, key: Optional[WorkerKey], config: Any, trace: bool) -> WorkerOptions:
+        """The options of one worker; the same for every worker unless a role says otherwise."""
+        return self.worker_options(config, trace)
+
+    def worker_options(self, config: Any, trace: bool) -> WorkerOptions:
+        raise NotImplementedError
+
+    def on_worker_gone(self, key: WorkerKey) -> None:
+        """A worker process ended (it is replaced or given up)."""
+
+    def extra_worker_keys(self, interfaces: Dict[str, Any]) -> List[WorkerKey]:
+        """Workers to run though no controller is planned for them (stacd: audits)."""
+        return []
+
+    def release_specs(self) -> List[ControllerSpec]:
+        """Controllers a worker must let go of though nothing wants them (stacd: a previous run's)."""
+        return []
+
+    def next_wakeup_s(self) -> Optional[float]:
+        """Seconds until a planning pass is due without any report; None: none is."""
+        return None
+
+    def addresses_to_route(self) -> List[str]:
+        """More addresses whose route decides their worker (stacd: IOCs from log pages)."""
+        return []
+
+    def process_info_extra(self) -> dict:
+        """The role's own part of ``process_info``."""
+        return {}
+
+
+class StafdRole(DaemonRole):
     daemon = 'stafd'
     role = Role.DC
     # asked of every worker after a SIGHUP: each DC re-registers and re-reads its log page (2.x)
@@ -257,7 +303,7 @@ class StafdRole:
         ]
 
 
-class StacdRole:
+class StacdRole(DaemonRole):
     """stacd: the I/O controllers of stacd.conf and of stafd's log pages (``stas.supervisor.stac``).
 
     Besides the common hooks it has these, which the Supervisor calls when a role has them:
