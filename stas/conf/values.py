@@ -21,6 +21,7 @@ import ipaddress
 import posixpath
 import re
 import uuid
+import zlib
 from typing import Any, Callable, Optional, Tuple
 
 from ..model import NQN_MAX_LEN, TRANSPORTS
@@ -320,6 +321,10 @@ def check_dhchap_secret(text: str) -> str:
         raise BadValue('the key part is not valid base64', accepted) from None
     if len(raw) not in (36, 52, 68):
         raise BadValue(f'the key part decodes to {len(raw)} bytes, not 36, 52 or 68', accepted)
+    key, crc = raw[:-4], int.from_bytes(raw[-4:], 'little')
+    if zlib.crc32(key) != crc:
+        # a key mistyped or cut when copied: the kernel would refuse it at connect time
+        raise BadValue("the CRC-32 at the key's end does not match the key", accepted)
     return text
 
 

@@ -38,7 +38,7 @@ from stas.supervisor.pool import WorkerInfo
 
 ROOT = Path(__file__).resolve().parents[2]
 HOSTNQN = 'nqn.2014-08.org.nvmexpress:uuid:3e51d6a4-5b7e-4c1f-9d51-6a0a4f1c2b01'
-SECRET = 'DHHC-1:00:ia6zGodOr1SEG8yiHlZ0bUy3wfLgNrWiLW0qR1VhHQF8c7bi:'
+SECRET = 'DHHC-1:00:AwoRGB8mLTQ7QklQV15lbHN6gYiPlp2kq7K5wMfO1dyVhg6h:'  # a 32-byte key and its CRC
 HOSTKEY = 'DHHC-1:00:dGVzdGtleXRlc3RrZXl0ZXN0a2V5dGVzdGtleXRlc3Q=:'
 NOBODY = 65534
 

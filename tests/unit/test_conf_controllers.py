@@ -318,6 +318,13 @@ def test_invalid_override_is_dropped_not_kept_raw():
             'dhchap-secret=<secret, 7 characters>',
         ),
         ('transport=tcp;traddr=1.2.3.4;dhchap-secret=DHHC-1:01:YWJj:', 'stafd', True, 'decodes to 3 bytes'),
+        (
+            # one key byte changed after the CRC was computed; the message names the key, not the secret
+            'transport=tcp;traddr=1.2.3.4;dhchap-secret=' + SECRET_32.replace('AQID', 'AQIE', 1),
+            'stafd',
+            True,
+            "dhchap-secret=<secret, 59 characters>: the CRC-32 at the key's end does not match the key",
+        ),
         ('transport=tcp;traddr=1.2.3.4;ip-family=ipv5', 'stafd', True, 'ip-family=ipv5: not an IP family'),
         ('transport=tcp;traddr=1.2.3.4;pleo=on', 'stafd', True, 'pleo=on: not enabled/disabled'),
         # the stacd.conf syntax line of nvme-stas uses ',' before nqn=
