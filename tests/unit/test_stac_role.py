@@ -353,7 +353,7 @@ def test_dbus_dicts_have_upstream_shapes(role):
     )
     cfg = config(
         f'[Controllers]\ncontroller=transport=tcp;traddr=203.0.113.9;nqn={NQN}c1;host-iface=tb1;'
-        'dhchap-secret=DHHC-1:00:c2VjcmV0c2VjcmV0c2VjcmV0c2VjcmV0c2VjcmV0c2VjcmV0:;kato=15\n'
+        'dhchap-secret=DHHC-1:00:c2VjcmV0c2VjcmV0c2VjcmV0c2VjcmV0c2VjcmV0c2Xm9qCw:;kato=15\n'
     )
     wanted(role, cfg)
     s1 = tid_of(role, 's1')
