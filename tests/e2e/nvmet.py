@@ -153,6 +153,19 @@ class Nvmet:
             _mkdir(host)
         os.symlink(host, f'{self.subsystem_path(nqn)}/allowed_hosts/{hostnqn}')
 
+    def set_host_keys(
+        self, hostnqn: str, key: str, ctrl_key: str = '', hash_name: str = 'hmac(sha256)'
+    ) -> None:
+        """DH-HMAC-CHAP for ``hostnqn``: the host's secret, and the controller's for bidirectional
+        authentication (kernels with nvmet authentication only)."""
+        host = f'{self.root}/hosts/{hostnqn}'
+        if not os.path.isdir(host):
+            _mkdir(host)
+        _write(f'{host}/dhchap_hash', hash_name)
+        _write(f'{host}/dhchap_key', key)
+        if ctrl_key:
+            _write(f'{host}/dhchap_ctrl_key', ctrl_key)
+
     def disallow_host(self, nqn: str, hostnqn: str) -> None:
         os.unlink(f'{self.subsystem_path(nqn)}/allowed_hosts/{hostnqn}')
 
