@@ -7,7 +7,8 @@ only); inside it nothing is skipped: missing kernel support fails the tests.
 Session fixtures (one per guest boot): ``nvmet``, ``host_identity``, ``dbus_system_bus``, ``udevd``.
 Per test: ``fabric`` (interfaces, nvmet ports, subsystems, referrals; afterwards every kernel
 controller is deleted and nvmet is emptied, so tests do not depend on each other) and
-``uevents`` (nvme uevents from the start of the test).
+``uevents`` (nvme uevents from the start of the test). The daemons' tests against the test CDC
+get ``cdc`` and ``nvmet_port`` from cdc_site.py.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from stas.model import HostIdentity
 from stas.testing.bus import BusError, start_system_bus, stop_system_bus
 from stas.workers.ownership import REGISTRY_DIR
 
+from .cdc_site import cdc, nvmet_port  # noqa: F401 - fixtures of the tests against the test CDC
 from .daemons import RunningDaemon
 from .fabric import Fabric
 from .guest import IN_GUEST, SKIP_REASON, UNDER_SYSTEMD, missing_kernel_support, scaled, wait_for

@@ -8,71 +8,37 @@ registration with the host's entry, port-local entries when the CDC offers them,
 page -> stacd connects and disconnects, per-host zones, the CDC dropping its connections, and a
 refused registration.
 
-The CDC runs in the pytest process (a thread) on a second address of tb0, the nvmet port on the
-first. Every kernel controller is deleted before the CDC stops, so the kernel is not left
-reconnecting to nothing.
+The CDC, the nvmet port behind it and the helpers are in cdc_site.py.
 """
 
 from __future__ import annotations
-
-from typing import Iterator, List
 
 import pytest
 
 from stas.model import WELL_KNOWN_DISC_NQN
 from stas.testing.cdc import log_pages as lp
-from stas.testing.cdc.server import BackgroundCdc
 from stas.testing.cdc.sqe import SC_INTERNAL
 
+from .cdc_site import (
+    CDC_ADDR,
+    CDC_PORT,
+    FAR,
+    LID_DISCOVERY,
+    LID_SUPPORTED,
+    LSP_PLEO,
+    NVMET_ADDR,
+    OP_DIM,
+    OP_GET_LOG_PAGE,
+    STAFD_CONF,
+    commands,
+    entry,
+    io_controllers_of,
+)
 from .daemons import subsystems_seen
-from .fabric import NQN_PREFIX
 from .guest import scaled, wait_for
-from .initiator import HOSTID, HOSTNQN, controllers, ctrl_attr, delete_all_controllers
+from .initiator import HOSTID, HOSTNQN, ctrl_attr
 
 pytestmark = pytest.mark.e2e
-
-CDC_ADDR = '192.0.2.9'
-NVMET_ADDR = '192.0.2.1'
-CDC_PORT = 8009
-OP_DIM = 0x21
-OP_GET_LOG_PAGE = 0x02
-LID_SUPPORTED = 0x00
-LID_DISCOVERY = 0x70
-LSP_PLEO = 0x2
-STAFD_CONF = (
-    '[Service Discovery]\nzeroconf=disabled\n'
-    f'[Controllers]\ncontroller=transport=tcp;traddr={CDC_ADDR};trsvcid={CDC_PORT};host-iface=tb0\n'
-)
-# a subsystem behind another port of the CDC's fabric: not port-local, never connected here
-FAR = lp.nvme_entry(NQN_PREFIX + 'far-away', '203.0.113.5', '4420', portid=2)
-
-
-@pytest.fixture
-def cdc(fabric) -> Iterator[BackgroundCdc]:
-    fabric.interface('tb0', f'{NVMET_ADDR}/24', f'{CDC_ADDR}/24')
-    with BackgroundCdc(host=CDC_ADDR, port=CDC_PORT) as server:
-        yield server
-        delete_all_controllers(scaled(2))
-
-
-@pytest.fixture
-def nvmet_port(fabric, cdc):
-    """The nvmet port the CDC's entries point to (after the ``cdc`` fixture made tb0)."""
-    return fabric.port(NVMET_ADDR)
-
-
-def entry(sub) -> lp.Entry:
-    """The CDC's entry for an nvmet subsystem on ``nvmet_port`` (the CDC's own port: portid 1)."""
-    return lp.nvme_entry(sub.nqn, NVMET_ADDR, str(CDC_PORT))
-
-
-def commands(cdc: BackgroundCdc, opcode: int, lid=None) -> list:
-    seen = cdc.call(lambda s: s.commands())
-    return [c for c in seen if c.opcode == opcode and (lid is None or c.lid == lid)]
-
-
-def io_controllers_of(nqn: str) -> List[str]:
-    return sorted(c for c in controllers() if ctrl_attr(c, 'subsysnqn') == nqn)
 
 
 def test_stafd_registers_updates_and_deregisters(cdc, nvmet_port, fabric, stafd_factory):
