@@ -49,8 +49,13 @@ def test_stacd_authenticates_an_io_controller_and_recovers_from_a_wrong_secret(f
 
     # the right secrets, both ways, and a reload: connected, authenticated both ways
     stacd.reload(f'[Controllers]\n{where};dhchap-secret={host_key};dhchap-ctrl-secret={ctrl_key}\n')
-    (device,) = wait_for(lambda: io_controllers_of(sub.nqn), scaled(5), 'the authenticated connection')
-    assert ctrl_attr(device, 'state') == 'live'
+
+    def live():
+        # the kernel shows the controller while it connects (and authenticates): wait for live
+        devices = io_controllers_of(sub.nqn)
+        return devices if devices and all(ctrl_attr(d, 'state') == 'live' for d in devices) else None
+
+    (device,) = wait_for(live, scaled(5), 'the authenticated connection live')
     assert (ctrl_attr(device, 'dhchap_secret'), ctrl_attr(device, 'dhchap_ctrl_secret')) == (
         host_key,
         ctrl_key,
