@@ -173,6 +173,14 @@ class _Step:
     error: str = ''  # message of the last failure, '' after a success
     retry_s: float = 0.0
 
+    def succeeded(self) -> None:
+        self.fail_count = 0
+        self.error = ''
+
+    def failed(self, message: str) -> None:
+        self.fail_count += 1
+        self.error = message
+
 
 _STEP_TITLES = (  # info() keys, in nvme-stas's order
     (OP_LOG_PAGE, 'get log page operation'),
@@ -558,8 +566,7 @@ class ControllerMachine:
         registration; unless the DC said not to retry, the registration alone is sent again
         after ``register_retry_s``."""
         record = self._steps[OP_REGISTER]
-        record.fail_count += 1
-        record.error = event.error.message
+        record.failed(event.error.message)
         self.registered = False
         text = f'Registration error. {event.error.code}: {event.error.message}'
         effects: List[Effect] = []
@@ -604,8 +611,7 @@ class ControllerMachine:
 
     def _step_failed(self, step: str, error: ErrorInfo, retry_s: float, now: float) -> List[Effect]:
         record = self._steps[step]
-        record.fail_count += 1
-        record.error = error.message
+        record.failed(error.message)
         record.retry_s = retry_s
         self.last_error = error
         level = 'error' if record.fail_count == 1 else 'debug'
@@ -617,9 +623,7 @@ class ControllerMachine:
         return [self._log(level, f'{text}; retry in {retry_s:g} s'), *self._arm(step, retry_s, now)]
 
     def _step_succeeded(self, step: str, now: float) -> List[Effect]:
-        record = self._steps[step]
-        record.fail_count = 0
-        record.error = ''
+        self._steps[step].succeeded()
         if self._want_resync:
             return self._start_sequence(now)
         if step == OP_REGISTER:
@@ -643,8 +647,7 @@ class ControllerMachine:
             self.registered = True
             if self._register_only:  # discovery went on meanwhile: nothing else to do
                 self._register_only = False
-                self._steps[step].fail_count = 0
-                self._steps[step].error = ''
+                self._steps[step].succeeded()
                 return self._after_register_only(now)
             return self._step_succeeded(step, now)
         if isinstance(event, RegistrationFailed):
@@ -680,9 +683,7 @@ class ControllerMachine:
     def _park(self, now: float) -> List[Effect]:
         """Disconnect a DC that is to hold no connection; its log page stays published and the
         poll timer brings it back. A parked DC keeps its registration."""
-        record = self._steps[OP_LOG_PAGE]
-        record.fail_count = 0
-        record.error = ''
+        self._steps[OP_LOG_PAGE].succeeded()
         effects = self._cancel_all()
         self.phase = Phase.DISCONNECTING
         self._parking = True

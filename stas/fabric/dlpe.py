@@ -259,12 +259,17 @@ def convert_log_page(
 # ---- queries -----------------------------------------------------------------------------------
 
 
-def ncc(entry: Optional[LogEntry]) -> bool:
-    """The NCC bit (EFLAGS bit 2, "not connected to a CDC"); False without an entry or eflags."""
+def _has_flag(entry: Optional[LogEntry], flag: int) -> bool:
+    """Whether ``entry``'s EFLAGS (a decimal string, '' when the page had none) has ``flag``."""
     if entry is None:
         return False
     eflags = entry.eflags.strip()
-    return eflags.isascii() and eflags.isdigit() and bool(int(eflags) & NCC_FLAG)
+    return eflags.isascii() and eflags.isdigit() and bool(int(eflags) & flag)
+
+
+def ncc(entry: Optional[LogEntry]) -> bool:
+    """The NCC bit (EFLAGS bit 2, "not connected to a CDC"); False without an entry or eflags."""
+    return _has_flag(entry, NCC_FLAG)
 
 
 def epcsd(entries: Iterable[LogEntry], traddr: str, trsvcid: str) -> bool:
@@ -274,11 +279,7 @@ def epcsd(entries: Iterable[LogEntry], traddr: str, trsvcid: str) -> bool:
     with no self-entry says no."""
     own = [e for e in entries if e.subtype == 'discovery']
     matching = [e for e in own if e.traddr == traddr and e.trsvcid == trsvcid]
-    entry = (matching or own or [None])[0]
-    if entry is None:
-        return False
-    eflags = entry.eflags.strip()
-    return eflags.isascii() and eflags.isdigit() and bool(int(eflags) & EPCSD_FLAG)
+    return _has_flag((matching or own or [None])[0], EPCSD_FLAG)
 
 
 def referrals(entries: Iterable[LogEntry]) -> List[LogEntry]:

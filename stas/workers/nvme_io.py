@@ -210,20 +210,24 @@ LOG_CHUNK = 4096  # bytes per command: within any controller's MDTS (libnvme use
 DISCOVERY_HEADER_LEN = 20  # GENCTR, NUMREC, RECFMT (18 bytes) rounded up to dwords, as libnvme reads it
 
 
+def _admin_command(fd: int, opcode: int, buf: Any, length: int, *cdws: int, nsid: int = 0) -> int:
+    """One admin command through NVME_IOCTL_ADMIN_CMD on an open /dev/nvmeN: ``buf`` (a ctypes
+    buffer of ``length`` bytes) is written or read as the opcode's low bits say, ``cdws`` are
+    CDW10 onwards. Returns the NVMe status, 0 on success; an ioctl failure raises OSError."""
+    cdw10_15 = (*cdws, *(0,) * (6 - len(cdws)))
+    cmd = bytearray(
+        _PASSTHRU.pack(opcode, 0, 0, nsid, 0, 0, 0, ctypes.addressof(buf), 0, length, *cdw10_15, 0, 0)
+    )
+    return fcntl.ioctl(fd, _NVME_IOCTL_ADMIN_CMD, cmd, True)
+
+
 def send_dim(dev_path: str, task: int, data: bytes) -> int:
-    """Discovery Information Management (admin 21h) through NVME_IOCTL_ADMIN_CMD: ``task`` in
-    CDW10 (``stas.fabric.dim.TAS_*``), ``data`` the DIM data. Returns the NVMe status, 0 on
-    success; an ioctl failure raises OSError."""
+    """Discovery Information Management (admin 21h): ``task`` in CDW10 (``stas.fabric.dim.TAS_*``),
+    ``data`` the DIM data. Returns the NVMe status, 0 on success; an ioctl failure raises OSError."""
     buf = ctypes.create_string_buffer(bytes(data), len(data))
-    # fmt: off
-    cmd = bytearray(_PASSTHRU.pack(
-        _ADMIN_DIM, 0, 0, 0, 0, 0, 0, ctypes.addressof(buf), 0, len(data),
-        task, 0, 0, 0, 0, 0, 0, 0,
-    ))
-    # fmt: on
     fd = os.open(dev_path, os.O_RDWR | os.O_CLOEXEC)
     try:
-        return fcntl.ioctl(fd, _NVME_IOCTL_ADMIN_CMD, cmd, True)
+        return _admin_command(fd, _ADMIN_DIM, buf, len(data), task)
     finally:
         os.close(fd)
 
@@ -235,13 +239,9 @@ def _get_log_page_fd(
     numd = length // 4 - 1
     cdw10 = lid | (lsp & 0x7F) << 8 | int(rae) << 15 | (numd & 0xFFFF) << 16
     cdw11 = numd >> 16
-    # fmt: off
-    cmd = bytearray(_PASSTHRU.pack(
-        _ADMIN_GET_LOG_PAGE, 0, 0, nsid, 0, 0, 0, ctypes.addressof(buf), 0, length,
-        cdw10, cdw11, offset & 0xFFFFFFFF, offset >> 32, 0, 0, 0, 0,
-    ))
-    # fmt: on
-    status = fcntl.ioctl(fd, _NVME_IOCTL_ADMIN_CMD, cmd, True)
+    status = _admin_command(
+        fd, _ADMIN_GET_LOG_PAGE, buf, length, cdw10, cdw11, offset & 0xFFFFFFFF, offset >> 32, nsid=nsid
+    )
     return status, buf.raw
 
 

@@ -9,8 +9,6 @@ controller stops, so the kernel is not left reconnecting to nothing.
 
 from __future__ import annotations
 
-import ctypes
-import fcntl
 import os
 import struct
 from typing import Any, Iterator, List, Tuple
@@ -22,6 +20,7 @@ from stas.fabric.dlpe import parse_log_page
 from stas.model import WELL_KNOWN_DISC_NQN
 from stas.testing.cdc import log_pages as lp
 from stas.testing.cdc.server import BackgroundCdc
+from stas.workers.nvme_io import LID_DISCOVERY, get_log_page, send_dim
 
 from .guest import scaled, wait_for
 from .initiator import (
@@ -40,36 +39,13 @@ SUB1 = lp.nvme_entry('nqn.2014-08.org.example:cdc-sub1', '192.0.2.50', '4420')
 SUB2 = lp.nvme_entry('nqn.2014-08.org.example:cdc-sub2', '192.0.2.51', '4420', eflags=lp.EFLAG_NCC)
 FAR = lp.referral('198.51.100.50', '8009')
 
-# the kernel's admin passthrough command (struct nvme_passthru_cmd): opcode, flags, rsvd1, nsid, cdw2, cdw3,
-# metadata, addr, metadata_len, data_len, cdw10..cdw15, timeout_ms, result (72 bytes)
-_PASSTHRU = struct.Struct('<BBHIIIQQIIIIIIIIII')
-_NVME_IOCTL_ADMIN_CMD = (3 << 30) | (_PASSTHRU.size << 16) | (ord('N') << 8) | 0x41
-
-
-def admin_passthru(device: str, opcode: int, cdw: Tuple[int, ...] = (), data: bytes = b'', read_len: int = 0):
-    """One admin command on /dev/``device``: ``(status, result, data read)``. The kernel takes
-    the data direction from the opcode's low two bits."""
-    length = len(data) or read_len
-    buf = ctypes.create_string_buffer(bytes(data), length) if length else None
-    cdw = tuple(cdw) + (0,) * (6 - len(cdw))
-    cmd = bytearray(
-        _PASSTHRU.pack(opcode, 0, 0, 0, 0, 0, 0, ctypes.addressof(buf) if buf else 0, 0, length, *cdw, 0, 0)
-    )
-    fd = os.open(f'/dev/{device}', os.O_RDWR | os.O_CLOEXEC)
-    try:
-        status = fcntl.ioctl(fd, _NVME_IOCTL_ADMIN_CMD, cmd, True)
-    finally:
-        os.close(fd)
-    return status, struct.unpack_from('<I', cmd, 68)[0], buf.raw if buf is not None and read_len else b''
-
 
 def read_log(device: str, rae: bool = False, lsp: int = 0) -> bytes:
-    """The discovery log page as a host reads it: the header, then header and entries."""
+    """The discovery log page as a host reads it, through the admin passthrough: the header,
+    then header and entries in one command."""
 
     def get(length: int, retain: bool) -> bytes:
-        numd = length // 4 - 1
-        cdw10 = 0x70 | lsp << 8 | int(retain) << 15 | (numd & 0xFFFF) << 16
-        status, _, data = admin_passthru(device, 0x02, (cdw10, numd >> 16), read_len=length)
+        status, data = get_log_page(f'/dev/{device}', LID_DISCOVERY, length, lsp=lsp, rae=retain)
         assert status == 0, f'Get Log Page 70h of {length} bytes: status {status:#x}'
         return data
 
@@ -160,7 +136,7 @@ def test_registration_through_the_admin_passthrough(cdc) -> None:
         HOSTNQN, [dim.DimEntry(HOSTNQN, hostid=HOSTID, symname='e2e-host')], ename='guest', ever='Linux'
     )
 
-    status, _, _ = admin_passthru(name, 0x21, (dim.TAS_REGISTER,), data=data)
+    status = send_dim(f'/dev/{name}', dim.TAS_REGISTER, data)
 
     assert status == 0
     (reg,) = cdc.call(lambda s: s.registrations())
@@ -171,10 +147,10 @@ def test_registration_through_the_admin_passthrough(cdc) -> None:
         HOSTID,
         'e2e-host',
     )
-    status, _, _ = admin_passthru(name, 0x21, (dim.TAS_DEREGISTER,), data=data)
+    status = send_dim(f'/dev/{name}', dim.TAS_DEREGISTER, data)
     assert status == 0
     assert cdc.call(lambda s: s.registrations()) == []
-    status, _, _ = admin_passthru(name, 0x21, (7,), data=data)
+    status = send_dim(f'/dev/{name}', 7, data)
     assert status & 0x7FF == 0x002  # Invalid Field: no such task
 
 
