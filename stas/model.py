@@ -104,6 +104,7 @@ class ConnectOptions:
     disable_sqflow: Optional[bool] = None
     dhchap_secret: Optional[str] = None
     dhchap_ctrl_secret: Optional[str] = None
+    tls: Optional[bool] = None  # NVMe/TCP TLS 1.3, with a PSK of the kernel's .nvme keyring
 
     def overridden_by(self, other: ConnectOptions) -> ConnectOptions:
         """These options with every field that ``other`` sets taking precedence."""

@@ -290,9 +290,9 @@ def parse_controller(
             elif key in CONNECT_OPTIONS:
                 checked = CONNECT_OPTIONS[key].check(value)
                 options[CONNECT_OPTIONS[key].field] = checked
-                if key in NOT_APPLIED:
+                if key in NOT_APPLIED[daemon]:
                     rep.warn(
-                        f'{display(key, value)}: accepted, but not applied: {NOT_APPLIED[key]}',
+                        f'{display(key, value)}: accepted, but not applied: {NOT_APPLIED[daemon][key]}',
                         Code.NOT_APPLIED,
                     )
             else:

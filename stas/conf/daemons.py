@@ -312,7 +312,7 @@ class _Evaluation:
                 )
 
     def not_applied(self) -> None:
-        for key, reason in NOT_APPLIED.items():
+        for key, reason in NOT_APPLIED[self.daemon].items():
             if self.values.get((GLOBAL, key)) is None:
                 continue  # not given, or refused (said already)
             for e in self.given.get((GLOBAL, key), [])[-1:]:  # the value in force

@@ -76,14 +76,15 @@ CONNECT_OPTIONS: Dict[str, ConnectOptionSpec] = {
         ConnectOptionSpec('disable-sqflow', 'disable_sqflow', v.check_bool),
         ConnectOptionSpec('dhchap-secret', 'dhchap_secret', v.check_dhchap_secret, secret=True),
         ConnectOptionSpec('dhchap-ctrl-secret', 'dhchap_ctrl_secret', v.check_dhchap_secret, secret=True),
+        ConnectOptionSpec('tls', 'tls', v.check_bool),
     )
 }
 
-# Connection options that are accepted, as nvme-stas 2.x accepts them, but cannot take effect:
-# why, for the warning that says so (--check-config, the log, status).
-NOT_APPLIED: Dict[str, str] = {
-    'queue-size': "the connect path (libnvme's binding) cannot pass it to the kernel, which uses "
-    'its default (128)',
+# Connection options that are accepted, as nvme-stas 2.x accepts them, but cannot take effect,
+# per daemon: why, for the warning that says so (--check-config, the log, status).
+NOT_APPLIED: Dict[str, Dict[str, str]] = {
+    STAFD: {'queue-size': 'it sizes I/O queues, and a discovery controller has none'},
+    STACD: {},
 }
 
 # The connection options that [Global] offers, per daemon (secrets are per controller only;
@@ -97,6 +98,7 @@ GLOBAL_CONNECT_OPTIONS: Dict[str, Tuple[str, ...]] = {
         'reconnect-delay',
         'ctrl-loss-tmo',
         'disable-sqflow',
+        'tls',
     ),
     STACD: (
         'hdr-digest',
@@ -109,6 +111,7 @@ GLOBAL_CONNECT_OPTIONS: Dict[str, Tuple[str, ...]] = {
         'reconnect-delay',
         'ctrl-loss-tmo',
         'disable-sqflow',
+        'tls',
     ),
 }
 

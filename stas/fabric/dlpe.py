@@ -272,6 +272,17 @@ def ncc(entry: Optional[LogEntry]) -> bool:
     return _has_flag(entry, NCC_FLAG)
 
 
+def requires_tls(entry: Optional[LogEntry]) -> bool:
+    """Whether an NVMe/TCP entry's port takes only TLS: its TSAS names a TLS security type and
+    its TREQ says a secure channel is required (bits 1:0 = 1; bit 2 is "disable sqflow")."""
+    if entry is None or entry.trtype != 'tcp' or 'tls' not in entry.tsas:
+        return False
+    treq = entry.treq.strip()
+    if treq == 'required':
+        return True
+    return treq.isascii() and treq.isdigit() and int(treq) & 0x3 == 1
+
+
 def epcsd(entries: Iterable[LogEntry], traddr: str, trsvcid: str) -> bool:
     """Whether a DC supports explicit persistent connections: the EPCSD bit (EFLAGS bit 1) of
     its own entry (subtype 'discovery', the "current discovery subsystem") in its log page. The

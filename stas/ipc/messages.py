@@ -42,7 +42,7 @@ from ..record import is_frozen, record
 # a freshly spawned worker: the version in Hello catches that before anything else is read.
 # 2: a message larger than a frame goes in several (codec.MORE); 3: Heartbeat.next_s;
 # 4: ControllerStatus.counters; 5: WorkerOptions.persistent and epcsd_poll_s, CtrlState.PARKED
-PROTOCOL_VERSION = 5
+PROTOCOL_VERSION = 6
 
 
 class Sender(str, enum.Enum):

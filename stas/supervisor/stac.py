@@ -50,7 +50,7 @@ from typing import Collection, Dict, Iterable, List, Mapping, Optional, Sequence
 from ..conf import DisconnectScope
 from ..errors import InvalidArgument, StasError
 from ..fabric.addr import address_problem
-from ..fabric.dlpe import MAX_LOG_ENTRIES, entry_as_dbus_dict, io_entries, ncc, screen_log_entry
+from ..fabric.dlpe import MAX_LOG_ENTRIES, entry_as_dbus_dict, io_entries, ncc, requires_tls, screen_log_entry
 from ..fabric.exclusion import is_excluded
 from ..fabric.tid import tid_from_io_entry, tid_from_request
 from ..ipc.messages import WorkerOptions
@@ -661,6 +661,9 @@ def _fate(tid: TransportId, source: IocSource, policy: _Policy) -> _IocFate:
     why = address_problem(tid.transport, tid.traddr, ip_families)
     if why:
         return _IocFate(tid, source, name, None, why)
+    if requires_tls(source.entry) and not options.tls:
+        # a port that takes only TLS is connected with TLS, as nvme connect-all does
+        options = dataclasses.replace(options, tls=True)
     spec = ControllerSpec(tid=tid, role=Role.IOC, options=options, pin_iface=pin_iface, ncc=ncc(source.entry))
     return _IocFate(tid, source, name, spec)
 

@@ -327,7 +327,9 @@ class ControllerEngine:
     def _connected(self, outcome) -> Connected:
         result, stamp = outcome
         if result.ignored_options:
-            log.warning('options not applied by the kernel or libnvme: %s', ', '.join(result.ignored_options))
+            log.warning(
+                'options not applied (the kernel does not take them): %s', ', '.join(result.ignored_options)
+            )
         if stamp is not None:
             self._stamps[result.device] = stamp
         return Connected(result.device, result.adopted, result.dctype, result.registration_supported)

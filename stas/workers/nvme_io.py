@@ -1,42 +1,40 @@
-"""The worker's libnvme edge: connect, adopt, discover, register and disconnect controllers.
+"""The worker's kernel edge for controllers: connect, adopt, discover, register and disconnect.
 
 This is the only module of nvme-stas that imports libnvme. It targets the libnvme 1.x Python
 binding (``from libnvme import nvme``; PyPI 1.16.2 is what the project builds and tests). Every
 method blocks (a kernel connect writes /dev/nvme-fabrics and waits for the whole fabric
 handshake, seconds when a target does not answer), so the worker calls them through
-``loop.run_in_executor``. Errors leave as ``stas.errors`` exceptions: ``KernelError`` with
-libnvme's message and the controller's TID or device, ``NotFound`` for a device this object does
-not manage. An expected failure is data for the caller, never a crash.
+``loop.run_in_executor``. Errors leave as ``stas.errors`` exceptions: ``KernelError`` naming the
+controller's TID or device and what went wrong, ``NotFound`` for a device this object does not
+manage. An expected failure is data for the caller, never a crash.
 
-Facts about the 1.16.2 binding this module is built on (read in its nvme.i, checked in the test
-guest; tests/e2e/test_nvme_io.py pins them):
+**Connects are written to /dev/nvme-fabrics here** (``stas.fabric.connect_args`` builds the
+options, ``sysfs_io.fabrics_connect`` writes them), not made by libnvme's ``ctrl.connect``,
+because the 1.16.2 binding (read in its nvme.i, checked in the test guest) cannot do what an
+admin's configuration asks:
+
+* it passes no DH-HMAC-CHAP secret to a discovery controller;
+* it silently drops ``queue_size``;
+* it raises "failed to write to nvme-fabrics device" whatever the kernel's errno was, so a
+  rejected authentication (EKEYREJECTED) could not be told from a refused connection;
+* its failure flags are C statics shared by every thread, so one thread's failed connect made
+  another's successful one raise;
+* it scans all of sysfs into a tree for its connects, and looks up each controller's subsystem
+  by listing every subsystem: O(N^2) in the number of kernel controllers;
+* ``nvmf_add_ctrl`` merges the settings and secrets of a controller it already knows at the same
+  address into a new connect.
+
+libnvme is used for what it does well on a controller the kernel already has: a discovery
+controller is attached to a long-lived libnvme tree (``ctrl.init``) for its type (``dctype``),
+whether it takes registration and its disconnect. Facts about that part of the binding:
 
 * ``nvme.root()`` scans all of sysfs into a tree of hosts, subsystems and controllers; the
   ``host``/``ctrl`` proxies point into that tree and free their C object when collected.
   ``ctrl`` keeps no reference to its root, so a root collected before its controllers leaves
-  them dangling (the known GC-order crashes). The tree is not thread-safe, and
-  ``ctrl.connect`` runs ``nvmf_add_ctrl`` with the GIL released, which links objects into it.
-* ``ctrl.connect(host, cfg)`` reads only these cfg keys: nr_io_queues, reconnect_delay,
-  ctrl_loss_tmo, keep_alive_tmo, nr_write_queues, nr_poll_queues, tos, duplicate_connect,
-  disable_sqflow, hdr_digest, data_digest (and host_traddr/host_iface, which it would read as
-  bytes: they go to the ``ctrl`` constructor instead). **``queue_size`` is silently ignored**:
-  it cannot reach the kernel through this binding, so ``ConnectResult.ignored_options`` names it.
-  Defaults the binding fills in: ``tos=-1``, ``ctrl_loss_tmo=600``. The kernel rounds
-  ctrl_loss_tmo up to a multiple of reconnect_delay.
-* DH-CHAP: ``ctrl.dhchap_host_key`` is the host secret (kernel ``dhchap_secret``) and
-  ``ctrl.dhchap_key`` the controller secret (kernel ``dhchap_ctrl_secret``); a key set on the
-  ``host`` object wins over the controller's. libnvme 1.x sends no DH-CHAP secret for discovery
-  controllers, so for a DC they are reported in ``ignored_options``.
+  them dangling (the known GC-order crashes). The tree is not thread-safe.
 * Setting an attribute the proxy does not define silently creates a Python attribute (the 1.x
   proxies are not "non-dynamic"), so every attribute is set through ``_set_property``, which
   refuses names the binding lacks.
-* ``ctrl.persistent`` is only a flag libnvme stores for nvme-cli's JSON config: it changes
-  nothing in a connect or a free (``ctrl`` objects never disconnect when collected), so it is
-  not used here.
-* The failure flags of ``connect``/``disconnect`` and of ``discover`` are C statics shared by
-  every thread: a failure in one thread makes a concurrent success in another raise (seen in
-  the guest: a connect that created its controller raised "unrecognized"). So a connect is
-  judged by ``ctrl.name`` (the kernel's answer) and a disconnect by sysfs, not by the exception.
 * ``ctrl.discover(lsp)`` returns entry dicts without the generation counter, and
   ``ctrl.supported_log_pages()`` returns uninitialised memory when the controller answers with
   an error status (nvmet 6.1 does: it has no Supported Log Pages page) and crashes on a ctrl
@@ -47,34 +45,20 @@ guest; tests/e2e/test_nvme_io.py pins them):
 * ``registration_ctlr(tas)`` always sends TAS=register whatever ``tas`` says, and returns None or
   an error string ("Status:0xffffffff - Operation not supported" when the DC is no CDC/DDC).
   DIM commands are therefore sent here too (``send_dim``), with data ``stas.fabric.dim`` encodes.
-* Errors are RuntimeError (libnvme's message, e.g. "failed to write to nvme-fabrics device":
-  the kernel's errno is not kept) or AttributeError ("Existing controller connection", "No
-  controller connection").
 
 The kernel serialises every connect on the host (``nvmf_dev_mutex`` is held across the whole
 /dev/nvme-fabrics write), so a target that does not answer delays all connects, of every
 process, until its TCP handshake times out: parallel connects cannot be faster than serial ones.
 
-Threading model, which follows from the above:
+Threading model:
 
 * One long-lived root per ``NvmeIo`` (one per worker process) holds the discovery controllers
   this worker manages. Adding to or removing from that tree (adopting with ``ctrl.init``,
   freeing a ctrl) happens under ``self._tree_lock`` and is quick (sysfs reads). I/O controllers
-  have no libnvme object once connected: nothing is asked of them but their deletion, which is
-  a sysfs write, and ``ctrl.init`` lists every subsystem of the host (see ``_Managed``).
-* A connect, the one call that blocks for long, runs on a second tree of its own (the connect
-  tree, under ``self._connect_lock``), then a new discovery controller is adopted into the
-  long-lived tree, and the new controller is freed from the connect tree. So a slow connect
-  never holds the tree lock, and adoption, discovery, registration and disconnects of other
-  controllers go on. The connect tree is built once, not per connect: ``nvme.root()`` scans all
-  of sysfs, and libnvme 1.x looks up each controller's subsystem by listing every subsystem, so
-  a scan costs O(N^2) in the number of kernel controllers (0.27 s per connect on average over
-  the first 100 in the test guest, 70 % of each connect). Connects are therefore one at a time
-  per worker, which costs nothing: the kernel serialises them anyway (below). The controllers
-  its first scan found are freed from it right away: libnvme would otherwise copy a stale
-  controller's settings and DH-CHAP keys into a new connect to the same address
-  (``nvmf_add_ctrl`` looks for a known controller of the same transport ID and merges its
-  configuration).
+  have no libnvme object: nothing is asked of them but their deletion, which is a sysfs write,
+  and ``ctrl.init`` lists every subsystem of the host (see ``_Managed``).
+* A connect, the one call that blocks for long, holds no lock: it is a write to the fabrics
+  device, and only a new discovery controller is then attached to the tree.
 * Per-controller calls (discover, register, log pages, disconnect) take no lock: the caller runs
   at most one operation per controller at a time, and ``forget`` or
   ``disconnect`` of a device must not overlap another call on that device.
@@ -95,6 +79,7 @@ import threading
 from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
 
 from ..errors import InvalidArgument, KernelError, NotFound, OwnedElsewhere
+from ..fabric.connect_args import describe_connect_error, kernel_connect, parse_connect_reply
 from ..fabric.dlpe import (
     ENTRY_SIZE,
     HEADER_SIZE,
@@ -103,7 +88,7 @@ from ..fabric.dlpe import (
     parse_log_header,
     parse_log_page_records,
 )
-from ..model import ConnectOptions, ControllerSpec, HostIdentity, LogEntry, Role, TransportId
+from ..model import ControllerSpec, HostIdentity, LogEntry, Role, TransportId
 from ..record import record
 from . import sysfs_io
 
@@ -118,22 +103,6 @@ LID_DISCOVERY = 0x70
 PLEOS_BIT = 0x2  # in bits 31:16 of the discovery log page's Supported Log Pages entry
 NSID_NONE = 0
 NSID_ALL = 0xFFFFFFFF
-
-# ConnectOptions field -> key of libnvme 1.x's ``struct nvme_fabrics_config`` typemap.
-_CFG_KEYS = (
-    ('kato', 'keep_alive_tmo'),
-    ('hdr_digest', 'hdr_digest'),
-    ('data_digest', 'data_digest'),
-    ('nr_io_queues', 'nr_io_queues'),
-    ('nr_write_queues', 'nr_write_queues'),
-    ('nr_poll_queues', 'nr_poll_queues'),
-    ('reconnect_delay', 'reconnect_delay'),
-    ('ctrl_loss_tmo', 'ctrl_loss_tmo'),
-    ('disable_sqflow', 'disable_sqflow'),
-)
-_BOOL_KEYS = frozenset({'hdr_digest', 'data_digest', 'disable_sqflow'})
-# Options libnvme 1.x's Python typemap drops without a word.
-_CFG_UNSUPPORTED = ('queue_size',)
 
 
 def libnvme_version() -> str:
@@ -157,26 +126,15 @@ def libnvme_version() -> str:
         return 'unknown'
 
 
-def libnvme_cfg(options: ConnectOptions) -> Tuple[Dict[str, object], Tuple[str, ...]]:
-    """``(cfg, ignored)``: the ``ctrl.connect`` cfg dict for ``options`` (unset options omitted)
-    and the names of set options that libnvme 1.x cannot pass to the kernel."""
-    cfg: Dict[str, object] = {}
-    for field, key in _CFG_KEYS:
-        value = getattr(options, field)
-        if value is not None:
-            cfg[key] = bool(value) if key in _BOOL_KEYS else int(value)
-    ignored = tuple(name for name in _CFG_UNSUPPORTED if getattr(options, name) is not None)
-    return cfg, ignored
-
-
 @record
 class ConnectResult:
     """What ``NvmeIo.connect`` did.
 
     ``dctype``: the kernel's ``dctype`` of a discovery controller ('none', 'ddc', 'cdc'; '' when
-    unknown or for an I/O controller). ``ignored_options``: options that were set but could not
-    be applied (e.g. 'queue_size', see the module docstring; 'host_iface' when the kernel cannot
-    pin a connection to an interface), so the caller can say so once.
+    unknown or for an I/O controller). ``ignored_options``: the kernel's names of options that were
+    set but that the running kernel does not take (e.g. 'host_iface' on a kernel that cannot pin
+    a connection to an interface, 'dhchap_secret' on one without DH-HMAC-CHAP), so the caller can
+    say so once.
     """
 
     device: str
@@ -353,27 +311,14 @@ class _Tree:
     """A libnvme tree: its root (a scan of sysfs) and one host proxy per host identity.
 
     One proxy per C host: ``nvme.host()`` returns the same C object for the same NQN and ID, and
-    two proxies owning it would free it twice. ``without_controllers`` frees the controllers the
-    scan found (see the module's docstring: the connect tree). Not thread-safe: the owner holds
-    a lock.
+    two proxies owning it would free it twice. Not thread-safe: the owner holds a lock.
     """
 
-    def __init__(self, nvme: Any, log_level: str, without_controllers: bool = False) -> None:
+    def __init__(self, nvme: Any, log_level: str) -> None:
         self._nvme = nvme
         self.root = nvme.root()
         self.root.log_level(log_level)
         self._hosts: Dict[Tuple[str, str], Tuple[Any, Optional[str]]] = {}
-        if without_controllers:
-            self._free_controllers()
-
-    def _free_controllers(self) -> None:
-        # listed first: freeing one unlinks it, and the iterators walk the links
-        found = [c for h in self.root.hosts() for s in h.subsystems() for c in s.controllers()]
-        for ctrl in found:
-            try:
-                type(ctrl).__swig_destroy__(ctrl)  # the tree owns it; the proxy does not
-            except Exception as exc:  # noqa: BLE001 (a failed free is logged, not fatal)
-                log.warning('freeing a scanned libnvme controller failed: %s', exc)
 
     def host(self, identity: HostIdentity) -> Any:
         key = (identity.hostnqn, identity.hostid)
@@ -385,8 +330,8 @@ class _Tree:
                 hostid=identity.hostid or None,
                 hostsymname=identity.symname or None,
             )
-            # The host key goes on each controller (so a per-controller secret can win over
-            # it); a key on the host object would take precedence in libnvme.
+            # no key: the tree only attaches controllers the kernel already has (the connect,
+            # secrets included, is written to the fabrics device, not made by libnvme)
             _set_property(host, 'dhchap_key', None)
             self._hosts[key] = (host, identity.symname)
             return host
@@ -437,8 +382,6 @@ class NvmeIo:
         self._nqns = sysfs_io.ControllerNqns(sysfs_root)
         self._subsystems = sysfs_io.SubsystemNqns(sysfs_root)
         self._tree: Optional[_Tree] = None  # the long-lived one, under _tree_lock
-        self._connect_lock = threading.Lock()
-        self._connect_tree: Optional[_Tree] = None  # under _connect_lock
         self._ctrls: Dict[str, _Managed] = {}
         self._caps: Optional[Tuple[Tuple[str, ...], str]] = None
         self._closed = False
@@ -461,9 +404,6 @@ class NvmeIo:
         with self._tree_lock:
             if self._tree is not None:
                 self._tree.root.log_level(level)
-        with self._connect_lock:
-            if self._connect_tree is not None:
-                self._connect_tree.root.log_level(level)
 
     @staticmethod
     def _check_log_level(level: str) -> None:
@@ -607,58 +547,27 @@ class NvmeIo:
     def _connect_new(
         self, spec: ControllerSpec, identity: HostIdentity, host_iface: str
     ) -> Tuple[str, Tuple[str, ...]]:
-        """Connect on the connect tree, one connect at a time (this blocks); returns the new
-        device."""
+        """Write the connect to the fabrics device (this blocks for the whole handshake); returns
+        the new device and the options the kernel could not take."""
         tid = spec.tid
         caps, _reason = self.kernel_caps()
-        cfg, ignored = libnvme_cfg(spec.options)
-        with self._connect_lock:
-            if self._closed:
-                raise KernelError('libnvme access is closed (the worker is stopping)')
-            if self._connect_tree is None:
-                self._connect_tree = _Tree(self._nvme, self._log_level, without_controllers=True)
-            tree = self._connect_tree
-            ctrl = None
-            try:
-                host = tree.host(identity)
-                ctrl = self._new_ctrl(tree.root, spec, host_iface)
-                ignored += self._apply_secrets(ctrl, spec, identity, caps)
-                error = ''
-                try:
-                    ctrl.connect(host, cfg)
-                except Exception as exc:  # noqa: BLE001 (RuntimeError or AttributeError from the binding)
-                    error = str(exc) or type(exc).__name__
-                device = _text(ctrl.name)
-                if not sysfs_io.is_controller_name(device):
-                    raise KernelError(f'{tid}: connect failed: {error or "libnvme named no controller"}')
-                if error:
-                    # The binding's failure flag is a C static: another thread's failed connect
-                    # or disconnect can make this successful one raise. The kernel named the device.
-                    log.debug('%s: connected as %s despite libnvme reporting "%s"', tid, device, error)
-                return device, ignored
-            finally:
-                # linked into the connect tree by the connect: unlinked and freed now (the
-                # long-lived tree gets an object of its own for it)
-                _destroy(ctrl)
-
-    def _apply_secrets(
-        self, ctrl: Any, spec: ControllerSpec, identity: HostIdentity, caps: Tuple[str, ...]
-    ) -> Tuple[str, ...]:
-        options = spec.options
-        host_key = options.dhchap_secret or identity.hostkey
-        ctrl_key = options.dhchap_ctrl_secret
-        configured = tuple(
-            name for name in ('dhchap_secret', 'dhchap_ctrl_secret') if getattr(options, name) is not None
-        )
-        if spec.role is Role.DC:
-            return configured  # libnvme 1.x passes no secret for discovery controllers
-        if caps and 'dhchap_secret' not in caps:
-            return configured  # the kernel has no DH-CHAP: as nvme-stas 2.x, connect without
-        if host_key:
-            _set_property(ctrl, 'dhchap_host_key', host_key)
-        if ctrl_key:
-            _set_property(ctrl, 'dhchap_key', ctrl_key)
-        return ()
+        try:
+            request = kernel_connect(spec, identity, host_iface, caps)
+        except InvalidArgument as exc:
+            raise KernelError(f'{tid}: not connected: {exc.message}') from None
+        if self._closed:
+            raise KernelError('libnvme access is closed (the worker is stopping)')
+        log.debug('%s: connect: %s', tid, request.shown())
+        try:
+            reply = sysfs_io.fabrics_connect(request.text(), self._fabrics_path)
+            instance, _cntlid = parse_connect_reply(reply)
+        except OSError as exc:
+            raise KernelError(
+                f'{tid}: connect failed: {describe_connect_error(exc.errno, request)}'
+            ) from None
+        except InvalidArgument as exc:
+            raise KernelError(f'{tid}: connect failed: {exc.message}') from None
+        return f'nvme{instance}', request.ignored
 
     # ---- per-controller operations --------------------------------------------------------------
     def _managed(self, device: str) -> _Managed:
@@ -794,7 +703,3 @@ class NvmeIo:
                 self._tree.free()
                 self._tree = None
             self._closed = True
-        with self._connect_lock:
-            if self._connect_tree is not None:
-                self._connect_tree.free()
-                self._connect_tree = None

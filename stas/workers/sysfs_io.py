@@ -265,6 +265,20 @@ class ControllerNqns:
         return known
 
 
+def connection_security(device: str, sysfs_root: str = SYSFS_ROOT) -> str:
+    """What a connection was made with, for ``ls -d``: 'tls' (the kernel shows the PSK it used
+    as ``tls_key`` on TLS connections only), 'dh-hmac-chap' or 'dh-hmac-chap (bidirectional)'
+    (secrets given, used whenever the controller asks for authentication), both, or 'none'.
+    The secrets themselves are read only to tell whether they are set, and never kept."""
+    kinds = []
+    if os.path.exists(os.path.join(controller_dir(device, sysfs_root), 'tls_key')):
+        kinds.append('tls')
+    if read_attr(device, 'dhchap_secret', sysfs_root) not in ('', 'none'):
+        bidirectional = read_attr(device, 'dhchap_ctrl_secret', sysfs_root) not in ('', 'none')
+        kinds.append('dh-hmac-chap (bidirectional)' if bidirectional else 'dh-hmac-chap')
+    return ', '.join(kinds) or 'none'
+
+
 class ControllerDetails:
     """The sysfs attributes a controller's status carries (nvme-stas 2.x's "details"): those a
     controller keeps for life (``IDENTITY_ATTRS``) read once per sysfs node, keyed by (name,
@@ -289,7 +303,9 @@ class ControllerDetails:
             identity = known[1]
         else:
             identity = read_attrs(device, self.IDENTITY_ATTRS, self._sysfs_root)
-            if node is not None and all(identity.values()):  # '' while it is being set up
+            complete = all(identity.values())  # '' while it is being set up
+            identity['security'] = connection_security(device, self._sysfs_root)
+            if node is not None and complete:
                 self._known[device] = (node, identity)
             else:
                 self._known.pop(device, None)
@@ -411,3 +427,16 @@ def kernel_caps(path: str = FABRICS_DEVICE) -> Tuple[Tuple[str, ...], str]:
     if not names:
         return (), f'{path} returned no options'
     return tuple(names), ''
+
+
+def fabrics_connect(text: str, path: str = FABRICS_DEVICE) -> str:
+    """Ask the kernel for a controller: write the connect options ``text`` to the fabrics
+    device and return its answer (``instance=N,cntlid=M``). This blocks for the whole fabric
+    handshake. A refusal raises ``OSError`` with the kernel's errno (EKEYREJECTED: failed
+    authentication, ECONNREFUSED, EALREADY: a duplicate...)."""
+    fd = os.open(path, os.O_RDWR | os.O_CLOEXEC)
+    try:
+        os.write(fd, text.encode())
+        return os.read(fd, 4096).decode('ascii', 'replace')
+    finally:
+        os.close(fd)

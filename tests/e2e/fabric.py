@@ -330,14 +330,22 @@ class Fabric:
         return self.interfaces.setdefault(f'existing:{name}', Interface(name, 'existing'))
 
     # ---- ports -----------------------------------------------------------------------------
-    def port(self, where: Union[Interface, str], trsvcid: int = DEFAULT_TRSVCID, trtype: str = 'tcp') -> Port:
+    def port(
+        self,
+        where: Union[Interface, str],
+        trsvcid: int = DEFAULT_TRSVCID,
+        trtype: str = 'tcp',
+        tls_only: bool = False,
+    ) -> Port:
         """An nvmet port on an interface's first address, or on an address given as text
-        (e.g. '127.0.0.1' on lo). It serves discovery at once."""
+        (e.g. '127.0.0.1' on lo). It serves discovery at once. ``tls_only``: NVMe/TCP with
+        TLS 1.3 required (the PSKs are in the kernel's .nvme keyring; tlshd makes the handshakes)."""
         interface = where if isinstance(where, Interface) else None
         text = where.address if isinstance(where, Interface) else where
         traddr = str(ipaddress.ip_address(text))  # canonical form; ValueError names a bad one
         portid = max(self.nvmet.port_ids(), default=0) + 1
-        self.nvmet.add_port(portid, traddr, trsvcid, trtype=trtype)
+        tls = {'tsas': 'tls1.3', 'treq': 'required'} if tls_only else {}
+        self.nvmet.add_port(portid, traddr, trsvcid, trtype=trtype, **tls)
         self._ensure_placeholder()
         self.nvmet.link(portid, PLACEHOLDER_NQN)
         port = Port(self, portid, traddr, trsvcid, interface)

@@ -77,14 +77,19 @@ class Nvmet:
         trtype: str = 'tcp',
         adrfam: Optional[str] = None,
         treq: Optional[str] = None,
+        tsas: Optional[str] = None,
     ) -> str:
-        """Create port ``portid``. It does not listen until a subsystem is linked to it."""
+        """Create port ``portid``. It does not listen until a subsystem is linked to it.
+        ``tsas='tls1.3'`` makes an NVMe/TCP port take TLS (set before ``treq``, which says
+        whether it is required)."""
         path = self.port_path(portid)
         _mkdir(path)
         _write(f'{path}/addr_trtype', trtype)
         _write(f'{path}/addr_adrfam', adrfam or adrfam_of(traddr))
         _write(f'{path}/addr_traddr', traddr)
         _write(f'{path}/addr_trsvcid', trsvcid)
+        if tsas is not None:
+            _write(f'{path}/addr_tsas', tsas)
         if treq is not None:
             _write(f'{path}/addr_treq', treq)  # 'not specified', 'required' or 'not required'
         return path

@@ -39,12 +39,14 @@ def test_stacd_authenticates_an_io_controller_and_recovers_from_a_wrong_secret(f
 
     stacd = start_daemon('stacd', f'[Controllers]\n{where};dhchap-secret={wrong}\n')
 
-    # the target refuses the wrong secret: nothing connected, the attempt failed and is retried
+    # the target refuses the wrong secret: nothing connected, the attempt failed, is named and retried
     def failed_attempt():
         (ctrl,) = [c for c in stacd.ctl_json('ls', '-d') if c.get('subsysnqn') == sub.nqn]
         return ctrl if ctrl.get('last error') else None
 
-    wait_for(failed_attempt, scaled(3), 'a failed connect with the wrong secret')
+    ctrl = wait_for(failed_attempt, scaled(3), 'a failed connect with the wrong secret')
+    assert 'authentication failed: ' in ctrl['last error'] and 'EKEYREJECTED' in ctrl['last error']
+    assert 'authentication failed' in stacd.logs()
     assert io_controllers_of(sub.nqn) == []
 
     # the right secrets, both ways, and a reload: connected, authenticated both ways

@@ -2,10 +2,9 @@
 
 What the guest's stack says, pinned here: nvmet (6.1) reports dctype 'none' for its discovery
 controllers, so it takes no DIM registration, and it answers Supported Log Pages with an error
-status (Invalid Field), so it offers no PLEO. Only the plumbing of DH-CHAP secrets is checked
-here: they reach the connect string, and no authentication happens (Debian's 6.1 is built without
-CONFIG_NVME_AUTH and CONFIG_NVME_TARGET_AUTH; 6.12 has both, but the test's target subsystem asks
-for no authentication, so the host does none).
+status (Invalid Field), so it offers no PLEO. DH-HMAC-CHAP secrets reach the kernel for
+discovery and I/O controllers alike; where the kernel has NVMe authentication (6.12, not Debian's
+6.1) a secret the target rejects is a connect failure named "authentication failed".
 """
 
 from __future__ import annotations
@@ -38,7 +37,7 @@ from stas.workers.nvme_io import ConnectResult, NvmeIo
 from stas.workers.udev_io import NvmeUevent, UdevMonitor
 
 from .fabric import Fabric, Port
-from .guest import scaled, wait_for
+from .guest import kernel_has_nvme_auth, scaled, wait_for
 from .initiator import controllers, ctrl_attr, delete_controller, fabrics_connect, namespaces_of
 
 pytestmark = pytest.mark.e2e
@@ -218,7 +217,7 @@ def test_connect_failure_is_a_kernel_error_naming_the_controller(
     fabric: Fabric, tb0, io: NvmeIo, host_identity
 ) -> None:
     disc = fabric.port(tb0)
-    with pytest.raises(KernelError, match=r'\(tcp, 192\.0\.2\.1, 4444, .*connect failed: '):
+    with pytest.raises(KernelError, match=r'\(tcp, 192\.0\.2\.1, 4444, .*connect failed: connection refused'):
         io.connect(dc_spec(disc, trsvcid='4444'), host_identity, IFACES)  # nothing listens there
     assert controllers() == []
     assert io.managed() == ()
@@ -227,8 +226,8 @@ def test_connect_failure_is_a_kernel_error_naming_the_controller(
 def test_concurrent_connects_each_get_their_own_outcome(
     fabric: Fabric, tb0, io: NvmeIo, host_identity
 ) -> None:
-    """libnvme's connect failure flag is shared by all threads: the connects that wait (in the
-    kernel, which serialises them) behind one that fails must still report success."""
+    """The connects that wait (in the kernel, which serialises them) behind one that fails each
+    report their own success."""
     disc = fabric.port(tb0)
     lo = fabric.port('127.0.0.1')
     subs = [fabric.subsystem(f'sub{i}', backing=None) for i in (1, 2)]
@@ -289,9 +288,7 @@ def test_the_raw_log_page_reads_what_libnvme_reads(fabric: Fabric, tb0, io: Nvme
 # ---- options, registration, PLEO ----------------------------------------------------------------
 
 
-def test_ioc_connect_options_reach_the_kernel_except_queue_size(
-    fabric: Fabric, tb0, io: NvmeIo, host_identity
-) -> None:
+def test_ioc_connect_options_reach_the_kernel(fabric: Fabric, tb0, io: NvmeIo, host_identity) -> None:
     disc = fabric.port(tb0)
     sub = fabric.subsystem('sub1', backing=None)
     disc.link(sub)
@@ -307,27 +304,51 @@ def test_ioc_connect_options_reach_the_kernel_except_queue_size(
 
     result = io.connect(ioc_spec(disc, sub.nqn, options), host_identity, IFACES)
 
-    assert result == ConnectResult(result.device, adopted=False, ignored_options=('queue_size',))
+    assert result == ConnectResult(result.device, adopted=False, ignored_options=())
     attrs = sysfs_io.read_attrs(result.device, ('kato', 'ctrl_loss_tmo', 'reconnect_delay', 'queue_count'))
     # the kernel rounds ctrl_loss_tmo up to a multiple of reconnect_delay; 1 I/O queue + admin
     assert attrs == {'kato': '7', 'ctrl_loss_tmo': '32', 'reconnect_delay': '4', 'queue_count': '2'}
-    assert ctrl_attr(result.device, 'sqsize') == '127'  # the default 128 entries: queue_size=64 was lost
+    assert ctrl_attr(result.device, 'sqsize') == '63'  # 64 entries (sqsize is 0-based)
     assert ctrl_attr(result.device, 'cntrltype') == 'io'
     assert io.is_registration_supported(result.device) is False
 
 
-def test_dhchap_secrets_go_to_io_controllers_only(fabric: Fabric, tb0, io: NvmeIo, host_identity) -> None:
+def test_dhchap_secrets_go_to_discovery_and_io_controllers(
+    fabric: Fabric, tb0, io: NvmeIo, host_identity
+) -> None:
     disc = fabric.port(tb0)
     sub = fabric.subsystem('sub1', backing=None)
     disc.link(sub)
-    secrets = ConnectOptions(kato=30, dhchap_secret=dhchap_secret(1), dhchap_ctrl_secret=dhchap_secret(2))
+    keys = dhchap_secret(1), dhchap_secret(2)
+    secrets = ConnectOptions(kato=30, dhchap_secret=keys[0], dhchap_ctrl_secret=keys[1])
 
     ioc = io.connect(ioc_spec(disc, sub.nqn, secrets), host_identity, IFACES)
     dc = io.connect(dc_spec(disc, secrets), host_identity, IFACES)
 
-    assert ioc.ignored_options == ()
-    assert dc.ignored_options == ('dhchap_secret', 'dhchap_ctrl_secret')
-    assert ctrl_attr(ioc.device, 'state') == 'live'
+    for result in (ioc, dc):
+        assert result.ignored_options == ()
+        assert ctrl_attr(result.device, 'state') == 'live'  # the target asks for no authentication
+        if kernel_has_nvme_auth():  # 6.1 takes the options but keeps no secret
+            got = (ctrl_attr(result.device, 'dhchap_secret'), ctrl_attr(result.device, 'dhchap_ctrl_secret'))
+            assert got == keys
+
+
+@pytest.mark.parametrize('role', [Role.IOC, Role.DC])
+def test_a_rejected_secret_is_named_authentication_failed(
+    fabric: Fabric, nvmet, tb0, io: NvmeIo, host_identity, role
+):
+    if not kernel_has_nvme_auth():
+        pytest.skip('this kernel has no NVMe authentication (Debian 6.1 is built without it)')
+    disc = fabric.port(tb0)
+    sub = fabric.subsystem('secure', backing=None, allowed_hosts=[host_identity.hostnqn])
+    disc.link(sub)
+    nvmet.set_host_keys(host_identity.hostnqn, dhchap_secret(1), dhchap_secret(2))
+    wrong = ConnectOptions(kato=30, dhchap_secret=dhchap_secret(3))
+    spec = ioc_spec(disc, sub.nqn, wrong) if role is Role.IOC else dc_spec(disc, wrong)
+
+    with pytest.raises(KernelError, match=r'connect failed: authentication failed: .*\(EKEYREJECTED\)'):
+        io.connect(spec, host_identity, IFACES)
+    assert controllers() == []
 
 
 def test_nvmet_offers_no_pleo_and_no_registration(fabric: Fabric, tb0, io: NvmeIo, host_identity) -> None:

@@ -589,9 +589,12 @@ def test_fuzz_exclude_parser(text):
         assert all(val for val in entry.values())
 
 
-def test_a_queue_size_is_accepted_and_said_to_have_no_effect():
+def test_a_queue_size_applies_to_io_controllers_and_is_said_to_do_nothing_for_a_dc():
     entry, problems = ctrl('transport=tcp;traddr=1.2.3.4;nqn=nqn.a:b;queue-size=64', 'stacd')
+    assert entry is not None and entry.options.queue_size == 64
+    assert problems == []
+    entry, problems = ctrl('transport=tcp;traddr=1.2.3.4;queue-size=64', 'stafd')
     assert entry is not None and entry.options.queue_size == 64
     assert [p.code for p in problems] == [Code.NOT_APPLIED]
     assert 'controller: queue-size=64: accepted, but not applied: ' in problems[0].message
-    assert 'cannot pass it to the kernel' in problems[0].message
+    assert 'a discovery controller has none' in problems[0].message

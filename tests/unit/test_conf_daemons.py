@@ -154,7 +154,7 @@ def test_key_sets_match_nvme_stas(daemon, keys):
         },
         'stacd': set(),
     }[daemon]
-    added |= {('Metrics', 'textfile'), ('Metrics', 'interval')}
+    added |= {('Metrics', 'textfile'), ('Metrics', 'interval'), ('Global', 'tls')}
     assert set(option_specs(daemon)) == keys | added
 
 
@@ -176,7 +176,7 @@ def test_shipped_file_with_every_key_uncommented_gives_the_defaults(daemon):
     # no example of a key that is ignored or not applied (queue-size, duplicate-connect)
     assert messages(problems) == []
     # the uncommented values are the defaults, or the kernel's defaults where stas sets none
-    kernel = {'reconnect_delay': 10, 'ctrl_loss_tmo': 600, 'disable_sqflow': False}
+    kernel = {'reconnect_delay': 10, 'ctrl_loss_tmo': 600, 'disable_sqflow': False, 'tls': False}
     if daemon == 'stacd':
         kernel['kato'] = 30  # the shipped comment says 30; stacd itself sends none by default
     default = default_config(daemon)
@@ -306,7 +306,7 @@ def test_fc_without_host_traddr_is_refused_by_name():
 
 def test_valid_stafd_file():
     config, problems = load('stafd', 'stafd-valid.conf')
-    # queue-size is valid, and said to have no effect
+    # queue-size is valid, and said to have no effect: a discovery controller has no I/O queues
     assert [(p.line, p.code) for p in problems] == [(7, Code.NOT_APPLIED)]
     assert problems[0].message.startswith('[Global] queue-size=256: accepted, but not applied: ')
     assert isinstance(config, StafdConfig)
@@ -341,9 +341,8 @@ def test_valid_stafd_file():
 
 def test_valid_stacd_file():
     config, problems = load('stacd', 'stacd-valid.conf')
-    # queue-size is valid in [Global] and in a controller, and said to have no effect
-    assert [(p.line, p.code) for p in problems] == [(10, Code.NOT_APPLIED), (23, Code.NOT_APPLIED)]
-    assert 'controller: queue-size=64: accepted, but not applied: ' in problems[1].message
+    # queue-size is valid in [Global] and in a controller, and applied to I/O controllers
+    assert problems == []
     assert isinstance(config, StacdConfig)
     assert config.options == ConnectOptions(
         kato=120,
@@ -612,7 +611,7 @@ def test_stafd_only_keys_in_stacd():
     assert messages(problems) == [
         '[Global] pleo=disabled: a stafd option, ignored by stacd; accepted: ctrl-loss-tmo, data-digest, '
         'disable-sqflow, hdr-digest, ignore-iface, ip-family, kato, nr-io-queues, nr-poll-queues, '
-        'nr-write-queues, queue-size, reconnect-delay, tron',
+        'nr-write-queues, queue-size, reconnect-delay, tls, tron',
         '[Service Discovery]: a stafd section, ignored by stacd; accepted: [Global], '
         '[I/O controller connection management], [Controllers], [Metrics]',
     ]
@@ -758,7 +757,7 @@ def test_bytes_input_and_non_utf8():
 
 _STAFD_GLOBAL_KEYS = (
     'ctrl-loss-tmo, data-digest, disable-sqflow, hdr-digest, ignore-iface, ip-family, kato, '
-    'nvme-cli-autoconnect, pleo, queue-size, reconnect-delay, tron'
+    'nvme-cli-autoconnect, pleo, queue-size, reconnect-delay, tls, tron'
 )
 
 

@@ -471,3 +471,20 @@ def test_a_log_page_of_thousands_of_records_is_read_whole():
     records = [GOLDEN_RECORDS[0]] * 5000
     page = dlpe.parse_log_page(raw_page(9, records))
     assert len(page.entries) == 5000 and page.genctr == 9
+
+
+@pytest.mark.parametrize(
+    'over,required',
+    [
+        ({'tsas': {'sectype': 'tls1.3'}, 'treq': 1}, True),  # secure channel required
+        ({'tsas': {'sectype': 'tls1.3'}, 'treq': 5}, True),  # required, and sqflow disabled
+        ({'tsas': {'sectype': 'tls'}, 'treq': 1}, True),
+        ({'tsas': {'sectype': 'tls1.3'}, 'treq': 2}, False),  # TLS offered, not required
+        ({'tsas': {'sectype': 'tls1.3'}, 'treq': 0}, False),
+        ({'tsas': {'sectype': 'none'}, 'treq': 1}, False),
+        ({'trtype': 'rdma', 'tsas': {'qptype': 'connected'}, 'treq': 1}, False),
+    ],
+)
+def test_an_entry_requires_tls_when_its_port_takes_only_tls(over, required):
+    assert dlpe.requires_tls(dlpe.log_entry_from_libnvme(libnvme_item(**over))) is required
+    assert dlpe.requires_tls(None) is False

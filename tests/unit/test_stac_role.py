@@ -430,6 +430,19 @@ def test_connect_options_send_no_kato_unless_configured_and_ncc_comes_from_the_e
     assert (got['s2'].options.kato, got['s2'].ncc) == (15, False)
 
 
+def test_an_entry_whose_port_requires_tls_is_connected_with_tls(role):
+    tls_only = dict(dlpe('192.0.2.1', 's1'), treq='required', tsas="{'sectype': 'tls1.3'}")
+    offered = dict(dlpe('192.0.2.1', 's2'), treq='not required', tsas="{'sectype': 'tls1.3'}")
+    page = [{'discovery-controller': dc_fields('192.0.2.1', 'tb0'), 'log-pages': [tls_only, offered]}]
+    role.stafd_appeared(':1.4')
+    role.stafd_answered(':1.4', json.dumps(page))
+    specs, _ = role.specs(config(), HOST)
+    got = {s.tid.subsysnqn[len(NQN) :]: s.options.tls for s in specs}
+    assert got == {'s1': True, 's2': None}
+    specs, _ = role.specs(config('[Global]\ntls=true\n'), HOST)
+    assert {s.options.tls for s in specs} == {True}
+
+
 def test_log_page_iocs_without_an_interface_are_routed(role):
     role.stafd_appeared(':1.4')
     role.stafd_answered(':1.4', answer(('192.0.2.1', '', ['s1', 's2']), B))

@@ -379,3 +379,18 @@ def test_kernel_caps_of_an_old_kernel_says_why(tmp_path: Path, monkeypatch) -> N
 
     monkeypatch.setattr(sysfs_io.os, 'read', einval)
     assert sysfs_io.kernel_caps(str(dev)) == ((), f'{dev} does not list its options (kernel older than 5.17)')
+
+
+def test_connection_security_says_what_a_connection_was_made_with(fake: FakeSys) -> None:
+    root = str(fake.root)
+    secret = 'DHHC-1:00:c2Vjb25kc2Vjb25kc2Vjb25kc2Vjb25kc2Vjb24dYW8=:'
+    fake.controller('nvme0', dhchap_secret='none', dhchap_ctrl_secret='none')
+    fake.controller('nvme1', tls_key='1b2c3d4e', dhchap_secret=secret, dhchap_ctrl_secret=secret)
+    fake.controller('nvme2', dhchap_secret=secret)  # a kernel without the ctrl secret attribute
+    fake.controller('nvme3', tls_key='1b2c3d4e')
+    got = [sysfs_io.connection_security(f'nvme{i}', root) for i in range(4)]
+    assert got == ['none', 'tls, dh-hmac-chap (bidirectional)', 'dh-hmac-chap', 'tls']
+    # it is one of the details a status carries, and no secret is
+    details = sysfs_io.ControllerDetails(root).read('nvme1')
+    assert details['security'] == 'tls, dh-hmac-chap (bidirectional)'
+    assert secret not in details.values()

@@ -44,7 +44,7 @@ def daemon_keys(daemon: str) -> List[Key]:
             spec.key,
             spec.default_text,
             accepted_by(spec.check),
-            schema.NOT_APPLIED.get(spec.key, '') if spec.section == schema.GLOBAL else '',
+            schema.NOT_APPLIED[daemon].get(spec.key, '') if spec.section == schema.GLOBAL else '',
             spec.multi,
         )
         for spec in schema.option_specs(daemon).values()

@@ -1,0 +1,198 @@
+"""What to write to /dev/nvme-fabrics to ask the kernel for a controller, and what its refusal means.
+
+A connect is one write of comma-separated tokens, ``key=value`` or a bare flag, to the fabrics
+device; the kernel answers by making the controller (``instance=N,cntlid=M`` is then read back)
+or by failing the write with an errno. The kernel splits the string at every ',' and newline,
+so a value holding either would smuggle in options of its own: such a value (a hostile NQN in a
+log page, say) is refused here, naming the field. A token the running kernel does not know fails
+the whole write with EINVAL, so only tokens the kernel lists in /dev/nvme-fabrics are written;
+an option it cannot take is named in ``ignored`` for the caller to report.
+
+The string can hold DH-HMAC-CHAP secrets: ``KernelConnect.shown()`` is the form for logs.
+
+Pure: no I/O. The worker's ``nvme_io`` does the write.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+from typing import List, Optional, Sequence, Tuple
+
+from ..errors import InvalidArgument
+from ..model import WELL_KNOWN_DISC_NQN, ConnectOptions, ControllerSpec, HostIdentity, Role
+from ..record import record
+
+SECRET_TOKENS = ('dhchap_secret', 'dhchap_ctrl_secret')
+
+# ConnectOptions field -> kernel token, in the order nvme-cli writes them. The queue options
+# are an I/O controller's only: the kernel gives a discovery controller none.
+_IO_QUEUE_OPTIONS = (
+    ('nr_io_queues', 'nr_io_queues'),
+    ('nr_write_queues', 'nr_write_queues'),
+    ('nr_poll_queues', 'nr_poll_queues'),
+    ('queue_size', 'queue_size'),
+)
+_INT_OPTIONS = (
+    ('kato', 'keep_alive_tmo'),
+    ('reconnect_delay', 'reconnect_delay'),
+    ('ctrl_loss_tmo', 'ctrl_loss_tmo'),
+)
+_FLAG_OPTIONS = (
+    ('disable_sqflow', 'disable_sqflow'),
+    ('hdr_digest', 'hdr_digest'),
+    ('data_digest', 'data_digest'),
+)
+
+
+@record
+class KernelConnect:
+    """The fabrics device write for one connect. ``tokens``: (name, value or None for a flag);
+    ``ignored``: set options the running kernel cannot take (kernel token names)."""
+
+    tokens: Tuple[Tuple[str, Optional[str]], ...]
+    ignored: Tuple[str, ...] = ()
+
+    def text(self) -> str:
+        """What is written to the device (secrets included)."""
+        return ','.join(name if value is None else f'{name}={value}' for name, value in self.tokens)
+
+    def shown(self) -> str:
+        """The same with every secret replaced: the form for logs."""
+        return ','.join(
+            name if value is None else f'{name}={"<secret>" if name in SECRET_TOKENS else value}'
+            for name, value in self.tokens
+        )
+
+
+def _checked(field: str, value: str) -> str:
+    if any(c in value for c in ',\n\0'):
+        raise InvalidArgument(
+            f'{field} {value!r}: a comma, newline or NUL cannot be passed to the kernel '
+            '(it separates connect options)'
+        )
+    return value
+
+
+def kernel_connect(
+    spec: ControllerSpec, host: HostIdentity, host_iface: str, caps: Sequence[str]
+) -> KernelConnect:
+    """The write that connects ``spec`` as ``host``, pinned to ``host_iface`` when given.
+
+    ``caps``: the option names the kernel lists (empty when it cannot say: kernels before 5.17;
+    then every set option is written, as nvme-cli does). DH-HMAC-CHAP secrets go to discovery and
+    I/O controllers alike: the option's own secret, else the host key of sys.conf. Raises
+    ``InvalidArgument`` for a value the kernel would split.
+    """
+    tid = spec.tid
+    options: ConnectOptions = spec.options
+    is_dc = spec.role is Role.DC
+    nqn = tid.subsysnqn or (WELL_KNOWN_DISC_NQN if is_dc else '')
+    if not nqn:
+        raise InvalidArgument(f'{tid}: an I/O controller needs a subsystem NQN')
+    known = set(caps)
+    tokens: List[Tuple[str, Optional[str]]] = []
+    ignored: List[str] = []
+
+    def add(name: str, value: Optional[str]) -> None:
+        if known and name not in known:
+            ignored.append(name)
+        else:
+            tokens.append((name, value))
+
+    tokens.append(('nqn', _checked('subsystem NQN', nqn)))
+    tokens.append(('transport', _checked('transport', tid.transport)))
+    for name, value in (('traddr', tid.traddr), ('trsvcid', tid.trsvcid), ('host_traddr', tid.host_traddr)):
+        if value:
+            tokens.append((name, _checked(name, value)))
+    if host_iface:
+        add('host_iface', _checked('host_iface', host_iface))
+    tokens.append(('hostnqn', _checked('host NQN', host.hostnqn)))
+    if host.hostid:
+        tokens.append(('hostid', _checked('host ID', host.hostid)))
+    if is_dc and 'discovery' in known:
+        tokens.append(('discovery', None))  # a unique discovery NQN is a DC too
+    host_key = options.dhchap_secret or host.hostkey
+    if host_key:
+        add('dhchap_secret', _checked('dhchap-secret', host_key))
+    if options.dhchap_ctrl_secret:
+        add('dhchap_ctrl_secret', _checked('dhchap-ctrl-secret', options.dhchap_ctrl_secret))
+    for field, name in (() if is_dc else _IO_QUEUE_OPTIONS) + _INT_OPTIONS:
+        value = getattr(options, field)
+        if value is not None:
+            add(name, str(int(value)))
+    for field, name in _FLAG_OPTIONS:
+        if getattr(options, field):
+            add(name, None)
+    if options.tls:
+        if known and 'tls' not in known:
+            # never a plain connection where TLS was asked for
+            raise InvalidArgument(
+                'TLS is asked for, but this kernel has no NVMe/TCP TLS (no "tls" option in '
+                '/dev/nvme-fabrics; it needs Linux 6.7 or later built with CONFIG_NVME_TCP_TLS)'
+            )
+        tokens.append(('tls', None))  # the PSK comes from the kernel's .nvme keyring
+    return KernelConnect(tuple(tokens), tuple(ignored))
+
+
+def parse_connect_reply(text: str) -> Tuple[int, int]:
+    """``(instance, cntlid)`` from the fabrics device's answer to a connect
+    (``instance=3,cntlid=1``). Raises ``InvalidArgument`` for anything else."""
+    fields = {}
+    for token in text.strip().split(','):
+        key, sep, value = token.partition('=')
+        if sep:
+            fields[key.strip()] = value.strip()
+    try:
+        instance, cntlid = int(fields['instance']), int(fields['cntlid'])
+    except (KeyError, ValueError):
+        raise InvalidArgument(
+            f'nvme-fabrics answered {text.strip()!r}: expected "instance=N,cntlid=M"'
+        ) from None
+    if instance < 0:
+        raise InvalidArgument(f'nvme-fabrics answered {text.strip()!r}: no controller instance')
+    return instance, cntlid
+
+
+# errno of a failed fabrics write -> what it means to an admin. The kernel passes up what its
+# transport and the Connect command reported; these are the ones a fabric produces.
+_MEANINGS = {
+    errno.EKEYREJECTED: 'authentication failed: the controller rejected the DH-HMAC-CHAP exchange '
+    '(wrong dhchap-secret or dhchap-ctrl-secret, or a secret is required and none is set)',
+    errno.ENOKEY: 'no key: the kernel found no TLS pre-shared key for this host and subsystem in its '
+    '.nvme keyring',
+    errno.ESRCH: 'no TLS handshake: tlshd is not running (the kernel found nobody to take its '
+    'handshake request)',
+    errno.ECONNREFUSED: 'connection refused: nothing listens at this address and port',
+    errno.ETIMEDOUT: 'timed out: no answer from this address',
+    errno.EHOSTUNREACH: 'host unreachable: no route to this address',
+    errno.ENETUNREACH: 'network unreachable: no route to this address',
+    errno.EADDRNOTAVAIL: 'the source address (host-traddr) is not on this host',
+    errno.EALREADY: 'the kernel already has this connection (a duplicate connect is refused)',
+    errno.EINVAL: 'the kernel refused the connect options (invalid argument; see the kernel log)',
+    errno.EIO: 'the controller refused the connection (see the kernel log: e.g. this host NQN is not '
+    'allowed, or no such subsystem)',
+    errno.ENODEV: 'no such transport in the kernel (is its module loaded?)',
+    errno.ENOMEM: 'the kernel is out of memory',
+}
+
+
+def psk_identity(hostnqn: str, subnqn: str) -> str:
+    """The identity of a retained TLS 1.3 PSK (SHA-256) for this host and subsystem, as
+    ``nvme gen-tls-key --insert`` files it in the .nvme keyring."""
+    return f'NVMe0R01 {hostnqn} {subnqn}'
+
+
+def describe_connect_error(err: int, request: Optional[KernelConnect] = None) -> str:
+    """An admin's words for the errno of a failed connect, with its symbolic name; for a missing
+    TLS key, the identity of the key that would do (from ``request``)."""
+    name = errno.errorcode.get(err, str(err))
+    meaning = _MEANINGS.get(err)
+    if meaning is None:
+        meaning = os.strerror(err)
+    if err == errno.ENOKEY and request is not None:
+        fields = dict(request.tokens)
+        if 'tls' in fields:
+            identity = psk_identity(fields.get('hostnqn') or '', fields.get('nqn') or '')
+            meaning += f' (e.g. "{identity}": nvme gen-tls-key --insert)'
+    return f'{meaning} ({name})'

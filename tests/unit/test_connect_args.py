@@ -1,0 +1,159 @@
+"""The fabrics device write of a connect: tokens, kernel capabilities, secrets, refusals."""
+
+from __future__ import annotations
+
+import errno
+
+import pytest
+
+from stas.errors import InvalidArgument
+from stas.fabric.connect_args import describe_connect_error, kernel_connect, parse_connect_reply
+from stas.model import WELL_KNOWN_DISC_NQN, ConnectOptions, ControllerSpec, HostIdentity, Role, TransportId
+
+# Linux 6.1's /dev/nvme-fabrics option names
+CAPS_6_1 = (
+    'instance',
+    'cntlid',
+    'transport',
+    'traddr',
+    'trsvcid',
+    'nqn',
+    'queue_size',
+    'nr_io_queues',
+    'reconnect_delay',
+    'ctrl_loss_tmo',
+    'keep_alive_tmo',
+    'hostnqn',
+    'host_traddr',
+    'host_iface',
+    'hostid',
+    'duplicate_connect',
+    'disable_sqflow',
+    'hdr_digest',
+    'data_digest',
+    'nr_write_queues',
+    'nr_poll_queues',
+    'tos',
+    'fast_io_fail_tmo',
+    'discovery',
+    'dhchap_secret',
+    'dhchap_ctrl_secret',
+)
+HOST = HostIdentity('nqn.2014-08.org.nvmexpress:uuid:aaaa', 'aaaa-bbbb')
+KEY1 = 'DHHC-1:00:ZmFrZWtleWZha2VrZXlmYWtla2V5ZmFrZWtleTG5hd0=:'
+KEY2 = 'DHHC-1:00:c2Vjb25kc2Vjb25kc2Vjb25kc2Vjb25kc2Vjb24dYW8=:'
+IOC = TransportId('tcp', '192.0.2.1', '4420', 'nqn.2024-01.io.example:sub1', host_iface='eth0')
+DC = TransportId('tcp', '192.0.2.1', '8009', WELL_KNOWN_DISC_NQN)
+
+
+def test_an_io_controller_gets_its_address_host_and_set_options_in_order() -> None:
+    spec = ControllerSpec(
+        IOC, Role.IOC, ConnectOptions(kato=30, queue_size=64, nr_io_queues=4, hdr_digest=True)
+    )
+    got = kernel_connect(spec, HOST, 'eth0', CAPS_6_1)
+    assert got.text() == (
+        'nqn=nqn.2024-01.io.example:sub1,transport=tcp,traddr=192.0.2.1,trsvcid=4420,host_iface=eth0,'
+        'hostnqn=nqn.2014-08.org.nvmexpress:uuid:aaaa,hostid=aaaa-bbbb,nr_io_queues=4,queue_size=64,'
+        'keep_alive_tmo=30,hdr_digest'
+    )
+    assert got.ignored == ()
+
+
+def test_a_discovery_controller_is_flagged_and_gets_no_io_queue_options() -> None:
+    spec = ControllerSpec(DC, Role.DC, ConnectOptions(queue_size=64, nr_io_queues=4, kato=30))
+    got = kernel_connect(spec, HOST, '', CAPS_6_1)
+    assert got.text() == (
+        f'nqn={WELL_KNOWN_DISC_NQN},transport=tcp,traddr=192.0.2.1,trsvcid=8009,'
+        'hostnqn=nqn.2014-08.org.nvmexpress:uuid:aaaa,hostid=aaaa-bbbb,discovery,keep_alive_tmo=30'
+    )
+    # a DC without an NQN is one at the well-known NQN
+    bare = ControllerSpec(TransportId('tcp', '192.0.2.1', '8009'), Role.DC)
+    assert kernel_connect(bare, HOST, '', CAPS_6_1).tokens[0] == ('nqn', WELL_KNOWN_DISC_NQN)
+
+
+def test_secrets_go_to_discovery_and_io_controllers_and_never_into_the_shown_form() -> None:
+    for tid, role in ((IOC, Role.IOC), (DC, Role.DC)):
+        spec = ControllerSpec(tid, role, ConnectOptions(dhchap_secret=KEY1, dhchap_ctrl_secret=KEY2))
+        got = kernel_connect(spec, HOST, '', CAPS_6_1)
+        assert f'dhchap_secret={KEY1},dhchap_ctrl_secret={KEY2}' in got.text()
+        shown = got.shown()
+        assert KEY1 not in shown and KEY2 not in shown
+        assert 'dhchap_secret=<secret>,dhchap_ctrl_secret=<secret>' in shown
+
+
+def test_the_host_key_of_sys_conf_is_the_default_host_secret() -> None:
+    keyed = HostIdentity(HOST.hostnqn, HOST.hostid, hostkey=KEY1)
+    got = kernel_connect(ControllerSpec(DC, Role.DC), keyed, '', CAPS_6_1)
+    assert ('dhchap_secret', KEY1) in got.tokens
+    own = ControllerSpec(DC, Role.DC, ConnectOptions(dhchap_secret=KEY2))
+    assert ('dhchap_secret', KEY2) in kernel_connect(own, keyed, '', CAPS_6_1).tokens
+
+
+def test_options_the_kernel_does_not_list_are_left_out_and_named() -> None:
+    old = [c for c in CAPS_6_1 if c not in ('host_iface', 'dhchap_secret', 'dhchap_ctrl_secret')]
+    spec = ControllerSpec(IOC, Role.IOC, ConnectOptions(dhchap_secret=KEY1, dhchap_ctrl_secret=KEY2))
+    got = kernel_connect(spec, HOST, 'eth0', old)
+    assert got.ignored == ('host_iface', 'dhchap_secret', 'dhchap_ctrl_secret')
+    assert 'host_iface' not in got.text() and 'dhchap' not in got.text()
+    # a kernel that cannot list its options (before 5.17) gets every set option
+    assert kernel_connect(spec, HOST, 'eth0', ()).ignored == ()
+    # no discovery flag where the kernel does not know it
+    assert ('discovery', None) not in kernel_connect(ControllerSpec(DC, Role.DC), HOST, '', old[:-1]).tokens
+
+
+@pytest.mark.parametrize(
+    'tid,host,named',
+    [
+        (TransportId('tcp', '192.0.2.1', '4420', 'nqn.x,dhchap_secret=evil'), HOST, 'subsystem NQN'),
+        (TransportId('tcp', '192.0.2.1\n', '4420', 'nqn.x'), HOST, 'traddr'),
+        (TransportId('tcp', '192.0.2.1', '4420,tos=1', 'nqn.x'), HOST, 'trsvcid'),
+        (TransportId('tcp', '192.0.2.1', '4420', 'nqn.x'), HostIdentity('nqn.h,x', 'id'), 'host NQN'),
+    ],
+)
+def test_a_value_that_would_split_into_more_options_is_refused_by_name(tid, host, named) -> None:
+    with pytest.raises(InvalidArgument, match=f'^{named} .*comma, newline or NUL'):
+        kernel_connect(ControllerSpec(tid, Role.IOC), host, '', CAPS_6_1)
+
+
+def test_an_io_controller_without_nqn_is_refused() -> None:
+    with pytest.raises(InvalidArgument, match='needs a subsystem NQN'):
+        kernel_connect(ControllerSpec(TransportId('tcp', '192.0.2.1', '4420'), Role.IOC), HOST, '', CAPS_6_1)
+
+
+def test_the_reply_gives_instance_and_cntlid() -> None:
+    assert parse_connect_reply('instance=3,cntlid=1\n') == (3, 1)
+    for bad in ('', 'instance=-1,cntlid=-1', 'instance=x,cntlid=1', 'transport=%s,traddr=%s'):
+        with pytest.raises(InvalidArgument, match='nvme-fabrics answered'):
+            parse_connect_reply(bad)
+
+
+def test_refusals_are_named_for_an_admin() -> None:
+    assert describe_connect_error(errno.EKEYREJECTED).startswith('authentication failed: ')
+    assert describe_connect_error(errno.EKEYREJECTED).endswith('(EKEYREJECTED)')
+    assert describe_connect_error(errno.ECONNREFUSED).startswith('connection refused')
+    assert describe_connect_error(errno.EALREADY).startswith('the kernel already has this connection')
+    assert describe_connect_error(errno.EPERM) == 'Operation not permitted (EPERM)'
+
+
+def test_tls_is_a_flag_and_never_silently_dropped() -> None:
+    spec = ControllerSpec(IOC, Role.IOC, ConnectOptions(tls=True))
+    assert kernel_connect(spec, HOST, '', (*CAPS_6_1, 'tls', 'keyring', 'tls_key')).tokens[-1] == (
+        'tls',
+        None,
+    )
+    assert kernel_connect(spec, HOST, '', ()).tokens[-1] == ('tls', None)  # a kernel that cannot say
+    with pytest.raises(InvalidArgument, match='this kernel has no NVMe/TCP TLS'):
+        kernel_connect(spec, HOST, '', CAPS_6_1)  # 6.1: a plain connection would be a downgrade
+    assert (
+        'tls'
+        not in kernel_connect(ControllerSpec(IOC, Role.IOC, ConnectOptions(tls=False)), HOST, '', ()).text()
+    )
+
+
+def test_a_missing_psk_names_the_identity_of_the_key_that_would_do() -> None:
+    request = kernel_connect(ControllerSpec(IOC, Role.IOC, ConnectOptions(tls=True)), HOST, '', ())
+    said = describe_connect_error(errno.ENOKEY, request)
+    assert said.endswith(
+        f'(e.g. "NVMe0R01 {HOST.hostnqn} {IOC.subsysnqn}": nvme gen-tls-key --insert) (ENOKEY)'
+    )
+    assert describe_connect_error(errno.ESRCH).startswith('no TLS handshake: tlshd is not running')
