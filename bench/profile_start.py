@@ -16,12 +16,11 @@ import io
 import pstats
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 from _guest import BIN, HOSTID, HOSTNQN, guest_problem, stop_processes
-from side_by_side import STACD_CONF, STAFD_CONF, Bench, KernelView, delete_all_controllers, watch_connects
+from side_by_side import STACD_CONF, STAFD_CONF, bench_fabric, delete_all_controllers, watch_connects
 
 
 def spawn_profiled(name: str, workdir: Path, conf: str, out: Path) -> subprocess.Popen:
@@ -55,29 +54,22 @@ def main() -> int:
     problem = guest_problem('bench/profile_start.py')
     if problem is not None:
         return problem
-    with tempfile.TemporaryDirectory(prefix='profile-start.') as tmp:
-        bench = Bench(Path(tmp))
-        bench.fabric.nvmet.clear()
-        try:
-            bench.build(args.subsystems)
-            bench.start_bus()
-            view = KernelView()
-            delete_all_controllers(120)
-            view.forget()
-            work = Path(tmp) / 'run1'
-            t0 = time.monotonic()
-            stafd = spawn_profiled('stafd', work / 'stafd', STAFD_CONF, Path(tmp) / 'stafd.prof')
-            took = bench.wait_served(bench.nqns, t0, args.timeout, stafd)
-            print(f'stafd (profiled) start -> all log pages: {took}')
-            t0 = time.monotonic()
-            stacd = spawn_profiled('stacd', work / 'stacd', STACD_CONF, Path(tmp) / 'stacd.prof')
-            progress = watch_connects(view, bench.nqns, t0, args.timeout)
-            print(f'stacd (profiled) start -> all IOCs live: {progress.all_live}')
-            stop_processes([stacd, stafd])
-            for name in ('stafd', 'stacd'):
-                show(name, Path(tmp) / f'{name}.prof', args.top)
-        finally:
-            bench.cleanup()
+    with bench_fabric('profile-start.', args.subsystems) as (bench, view):
+        tmp = bench.workdir
+        delete_all_controllers(120)
+        view.forget()
+        work = tmp / 'run1'
+        t0 = time.monotonic()
+        stafd = spawn_profiled('stafd', work / 'stafd', STAFD_CONF, tmp / 'stafd.prof')
+        took = bench.wait_served(bench.nqns, t0, args.timeout, stafd)
+        print(f'stafd (profiled) start -> all log pages: {took}')
+        t0 = time.monotonic()
+        stacd = spawn_profiled('stacd', work / 'stacd', STACD_CONF, tmp / 'stacd.prof')
+        progress = watch_connects(view, bench.nqns, t0, args.timeout)
+        print(f'stacd (profiled) start -> all IOCs live: {progress.all_live}')
+        stop_processes([stacd, stafd])
+        for name in ('stafd', 'stacd'):
+            show(name, tmp / f'{name}.prof', args.top)
     return 0
 
 

@@ -55,6 +55,7 @@ ratios of one boot mean much.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shutil
@@ -64,7 +65,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Dict, List, Optional, Set
+from typing import Dict, Iterator, List, Optional, Set, Tuple
 
 from _guest import (
     BIN,
@@ -379,6 +380,21 @@ def one_session(bench: Bench, view: KernelView, impl: Impl, args) -> None:
     bench.stop()
 
 
+@contextlib.contextmanager
+def bench_fabric(prefix: str, subsystems: int) -> Iterator[Tuple[Bench, KernelView]]:
+    """The side-by-side fabric (2 interfaces, a port on each, ``subsystems`` subsystems) and a
+    private system bus, in a temporary directory; all of it undone afterwards."""
+    with tempfile.TemporaryDirectory(prefix=prefix) as tmp:
+        bench = Bench(Path(tmp))
+        bench.fabric.nvmet.clear()
+        try:
+            bench.build(subsystems)
+            bench.start_bus()
+            yield bench, KernelView()
+        finally:
+            bench.cleanup()
+
+
 def warm_up(bench: Bench, impl: Impl, timeout: float) -> None:
     """One untimed stafd start to its log pages, so that neither side pays for the first reads of
     its files over the guest's 9p root in a timed start."""
@@ -551,42 +567,34 @@ def main() -> int:
     prepare_upstream_host()
     impls = [Impl(OURS), Impl(UPSTREAM, upstream)]
 
-    with tempfile.TemporaryDirectory(prefix='side-by-side.') as tmp:
-        bench = Bench(Path(tmp))
-        bench.fabric.nvmet.clear()
-        try:
-            bench.build(args.subsystems)
-            bench.start_bus()
-            view = KernelView()
-            rules = sorted(
-                str(p) for d in ('/lib/udev/rules.d', '/etc/udev/rules.d') for p in Path(d).glob('*nvm*')
-            )
-            print(f'kernel {os.uname().release}, {os.cpu_count()} vCPUs (qemu TCG)')
-            print(
-                f'fabric: 2 interfaces, 2 ports (one DC each), {len(bench.nqns)} subsystems; '
-                f'upstream from {upstream.get("UPSTREAM_DEB", "?")} with {upstream["UPSTREAM_PYTHON"]}; '
-                f'ours with {sys.executable}'
-            )
-            print('nvme-cli udev rules left installed: ' + (', '.join(rules) or 'none'))
-            up_trees = [Path(p) for p in upstream['UPSTREAM_PYTHONPATH'].split(':')]
-            print(f'ours: {pyc_state([ROOT / "stas"])}; upstream: {pyc_state(up_trees)}')
-            if args.warmup:
-                for impl in impls:
-                    warm_up(bench, impl, args.timeout)
-            for run in range(args.runs):
-                order = impls if run % 2 == 0 else impls[::-1]
-                print(f'round {run + 1}: ' + ', '.join(i.name for i in order) + ', connect-all')
-                for impl in order:
-                    one_session(bench, view, impl, args)
-                connect_all(bench, view, args.timeout)
-            if args.interfaces > len(INTERFACES):
-                print(f'{args.interfaces} interfaces:')
-                per_interface(bench, view, impls, args.interfaces, args.timeout)
-            else:
-                bench.notes.append('PSS + per interface: not measured (give --interfaces N, N > 2)')
-            report(bench)
-        finally:
-            bench.cleanup()
+    with bench_fabric('side-by-side.', args.subsystems) as (bench, view):
+        rules = sorted(
+            str(p) for d in ('/lib/udev/rules.d', '/etc/udev/rules.d') for p in Path(d).glob('*nvm*')
+        )
+        print(f'kernel {os.uname().release}, {os.cpu_count()} vCPUs (qemu TCG)')
+        print(
+            f'fabric: 2 interfaces, 2 ports (one DC each), {len(bench.nqns)} subsystems; '
+            f'upstream from {upstream.get("UPSTREAM_DEB", "?")} with {upstream["UPSTREAM_PYTHON"]}; '
+            f'ours with {sys.executable}'
+        )
+        print('nvme-cli udev rules left installed: ' + (', '.join(rules) or 'none'))
+        up_trees = [Path(p) for p in upstream['UPSTREAM_PYTHONPATH'].split(':')]
+        print(f'ours: {pyc_state([ROOT / "stas"])}; upstream: {pyc_state(up_trees)}')
+        if args.warmup:
+            for impl in impls:
+                warm_up(bench, impl, args.timeout)
+        for run in range(args.runs):
+            order = impls if run % 2 == 0 else impls[::-1]
+            print(f'round {run + 1}: ' + ', '.join(i.name for i in order) + ', connect-all')
+            for impl in order:
+                one_session(bench, view, impl, args)
+            connect_all(bench, view, args.timeout)
+        if args.interfaces > len(INTERFACES):
+            print(f'{args.interfaces} interfaces:')
+            per_interface(bench, view, impls, args.interfaces, args.timeout)
+        else:
+            bench.notes.append('PSS + per interface: not measured (give --interfaces N, N > 2)')
+        report(bench)
     return 0
 
 
