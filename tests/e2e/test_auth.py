@@ -10,6 +10,7 @@ import zlib
 
 import pytest
 
+from .daemons import subsystems_seen
 from .guest import kernel_has_nvme_auth, scaled, wait_for
 from .initiator import HOSTNQN, controllers, ctrl_attr
 
@@ -64,4 +65,40 @@ def test_stacd_authenticates_an_io_controller_and_recovers_from_a_wrong_secret(f
     )
     # no secret in what stacd logged
     logs = stacd.logs()
+    assert not [k for k in (host_key, ctrl_key, wrong) if k in logs]
+
+
+@pytest.mark.parametrize('bidirectional', [False, True], ids=['unidirectional', 'bidirectional'])
+def test_stafd_authenticates_a_discovery_controller_and_recovers_after_a_reload(
+    fabric, nvmet, start_daemon, bidirectional
+):
+    if not kernel_has_nvme_auth():
+        pytest.skip('this kernel has no NVMe authentication (Debian 6.1 is built without it)')
+    tb0 = fabric.interface('tb0', '192.0.2.1/24')
+    port = fabric.port(tb0)
+    sub = fabric.subsystem('behind', backing=None)
+    port.link(sub)
+    host_key, ctrl_key, wrong = dhchap_secret(4), dhchap_secret(5), dhchap_secret(6)
+    nvmet.set_host_keys(HOSTNQN, host_key, ctrl_key if bidirectional else '')
+    dc = 'controller=transport=tcp;traddr=192.0.2.1;trsvcid=8009;host-iface=tb0'
+
+    stafd = start_daemon('stafd', f'[Controllers]\n{dc};dhchap-secret={wrong}\n')
+
+    def dc_error():
+        (ctrl,) = stafd.ctl_json('ls', '-d')
+        return ctrl.get('last error')
+
+    error = wait_for(dc_error, scaled(3), 'a failed connect to the DC with the wrong secret')
+    assert 'authentication failed: ' in error and 'EKEYREJECTED' in error
+
+    right = f'dhchap-secret={host_key}' + (f';dhchap-ctrl-secret={ctrl_key}' if bidirectional else '')
+    stafd.reload(f'[Controllers]\n{dc};{right}\n')
+    wait_for(
+        lambda: sub.nqn in [n for ns in subsystems_seen(stafd).values() for n in ns],
+        scaled(5),
+        "the DC's log page, read over the authenticated connection",
+    )
+    (ctrl,) = stafd.ctl_json('ls', '-d')
+    assert ctrl['security'] == ('dh-hmac-chap (bidirectional)' if bidirectional else 'dh-hmac-chap')
+    logs = stafd.logs()
     assert not [k for k in (host_key, ctrl_key, wrong) if k in logs]

@@ -48,7 +48,10 @@ def test_tls_only_ports_are_used_with_tls_and_plain_ones_without(fabric, start_d
             )
             # the TLS-only discovery controller's page, read over TLS
             wait_for(
-                lambda: {secure.nqn, no_psk.nqn, plain.nqn} <= set(subsystems_seen(stafd)),
+                lambda: (
+                    {secure.nqn, no_psk.nqn, plain.nqn}
+                    <= {n for ns in subsystems_seen(stafd).values() for n in ns}
+                ),
                 scaled(5),
                 'both log pages on D-Bus',
             )
