@@ -23,6 +23,7 @@ from typing import Deque, Dict, Iterable, List, Mapping, Sequence, Set, Tuple
 from ..errors import InvalidArgument
 from ..model import DEFAULT_TRSVCID, IP_TRANSPORTS, LogEntry, TransportId
 from .addr import normalize_traddr, same_ip
+from .dlpe import requires_tls
 from .tid import tid_from_referral
 
 MAX_REFERRAL_DEPTH = 8
@@ -83,6 +84,19 @@ def referral_tids(dc_tid: TransportId, entries: Iterable[LogEntry]) -> Tuple[Lis
             seen.add(tid)
             tids.append(tid)
     return tids, problems
+
+
+def tls_only_referrals(dc_tid: TransportId, entries: Iterable[LogEntry]) -> Set[TransportId]:
+    """The TIDs of ``dc_tid``'s referrals whose port takes only TLS (``dlpe.requires_tls``):
+    they are connected with TLS, as their I/O controllers are."""
+    found: Set[TransportId] = set()
+    for entry in entries:
+        if entry.subtype == 'referral' and requires_tls(entry) and not is_self_referral(dc_tid, entry):
+            try:
+                found.add(tid_from_referral(entry, dc_tid))
+            except InvalidArgument:
+                continue  # referral_tids reports it
+    return found
 
 
 def reachable_referrals(

@@ -17,12 +17,12 @@ serving its last log page, so stacd never disconnects because a DC was briefly u
 from __future__ import annotations
 
 from dataclasses import field, replace
-from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
+from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Set, Tuple
 
 from ..fabric.addr import address_problem
 from ..fabric.dlpe import entry_as_dbus_dict
 from ..fabric.exclusion import is_excluded
-from ..fabric.referrals import endpoint_key, reachable_referrals, referral_tids
+from ..fabric.referrals import endpoint_key, reachable_referrals, referral_tids, tls_only_referrals
 from ..model import ControllerSpec, ControllerStatus, CtrlState, LogEntry, Origin, TransportId
 from ..record import record
 from .ctrl_dicts import add_details, controller_id_dict
@@ -73,9 +73,11 @@ class StafView:
         referrals. Returns (specs, problems)."""
         problems: List[str] = []
         graph: Dict[TransportId, List[TransportId]] = {}
+        tls_only: Set[TransportId] = set()
         for tid, rec in self.dcs.items():
             tids, probs = referral_tids(tid, rec.entries)
             graph[tid] = tids
+            tls_only |= tls_only_referrals(tid, rec.entries)
             problems += [f'DC {tid}: {p}' for p in probs]
         referred = reachable_referrals(graph, [s.tid for s in roots])
         # every DC some kept DC refers to, roots included (the walk above skips roots)
@@ -101,9 +103,10 @@ class StafView:
             if why:
                 problems.append(f'referral {tid} skipped: {why}')
                 continue
-            chosen.setdefault(
-                endpoint_key(tid) + (tid.subsysnqn,), replace(referral_spec, tid=tid, origin=Origin.REFERRAL)
-            )
+            spec = replace(referral_spec, tid=tid, origin=Origin.REFERRAL)
+            if tid in tls_only and not spec.options.tls:
+                spec = replace(spec, options=replace(spec.options, tls=True))
+            chosen.setdefault(endpoint_key(tid) + (tid.subsysnqn,), spec)
         return list(chosen.values()), problems
 
     def apply(self, specs: Iterable[ControllerSpec]) -> Changes:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import pytest
 
@@ -75,6 +76,27 @@ def test_referrals_are_followed_and_inherit_the_interface():
     ref = specs['192.0.2.2']
     assert ref.origin == Origin.REFERRAL
     assert ref.tid.host_iface == 'tb0' and ref.tid.host_nqn == HOSTNQN
+
+
+def test_a_referral_to_a_tls_only_port_is_connected_with_tls():
+    view = StafView()
+    root = dc('192.0.2.1')
+    view.apply([root])
+    tls_only = replace(
+        entry('referral', '192.0.2.2', WELL_KNOWN_DISC_NQN), treq='required', tsas="{'sectype': 'tls1.3'}"
+    )
+    offered = replace(
+        entry('referral', '192.0.2.3', WELL_KNOWN_DISC_NQN), treq='not required', tsas="{'sectype': 'tls1.3'}"
+    )
+    view.on_log_page(root.tid, 3, (tls_only, offered, entry('referral', '192.0.2.4', WELL_KNOWN_DISC_NQN)))
+    specs, problems = desired(view, [root])
+    assert problems == []
+    assert {t: s.options.tls for t, s in specs.items()} == {
+        '192.0.2.1': None,
+        '192.0.2.2': True,
+        '192.0.2.3': None,
+        '192.0.2.4': None,
+    }
 
 
 def test_a_dc_that_refers_to_itself_is_not_duplicated():
