@@ -12,13 +12,16 @@ The fixtures ``cdc`` and ``nvmet_port`` are made available to the e2e tests by c
 
 from __future__ import annotations
 
+import struct
 from typing import Any, Callable, Iterator, List, Optional, Sequence
 
 import pytest
 
+from stas.model import HostIdentity
 from stas.testing.cdc import log_pages as lp
 from stas.testing.cdc.server import BackgroundCdc, CdcServer
 from stas.testing.cdc.service import DiscoveryService
+from stas.workers.nvme_io import get_log_page
 
 from .fabric import NQN_PREFIX
 from .guest import scaled
@@ -38,6 +41,10 @@ STAFD_CONF = (
     '[Service Discovery]\nzeroconf=disabled\n'
     f'[Controllers]\ncontroller=transport=tcp;traddr={CDC_ADDR};trsvcid={CDC_PORT};host-iface=tb0\n'
 )
+# a second host of the fabric: its own host NQN and host ID (the kernel refuses a host NQN paired
+# with another NQN's host ID)
+OTHER_HOSTID = '5e1f0b9a-4c3d-4b2a-9e8f-7a6b5c4d3e2f'
+OTHER_HOST = HostIdentity(hostnqn=f'nqn.2014-08.org.nvmexpress:uuid:{OTHER_HOSTID}', hostid=OTHER_HOSTID)
 # a subsystem behind another port of the CDC's fabric: not port-local, never connected here
 FAR = lp.nvme_entry(NQN_PREFIX + 'far-away', '203.0.113.5', '4420', portid=2)
 
@@ -100,3 +107,17 @@ def commands(cdc: SiteCdc, opcode: int, lid=None) -> list:
 
 def io_controllers_of(nqn: str) -> List[str]:
     return sorted(c for c in controllers() if ctrl_attr(c, 'subsysnqn') == nqn)
+
+
+def read_log(device: str, rae: bool = False, lsp: int = 0) -> bytes:
+    """The discovery log page as a host reads it, through the admin passthrough: the header,
+    then header and entries in one command. ``rae=True`` leaves the next AEN masked, as it was
+    (a test looking over a daemon's shoulder does not take its notice)."""
+
+    def get(length: int, retain: bool) -> bytes:
+        status, data = get_log_page(f'/dev/{device}', LID_DISCOVERY, length, lsp=lsp, rae=retain)
+        assert status == 0, f'Get Log Page 70h of {length} bytes: status {status:#x}'
+        return data
+
+    (numrec,) = struct.unpack_from('<Q', get(1024, True), 8)
+    return get(1024 * (numrec + 1), rae)

@@ -183,22 +183,43 @@ def udevd() -> None:
 def start_daemon(
     fabric, dbus_system_bus, udevd, host_identity, tmp_path
 ) -> Iterator[Callable[..., RunningDaemon]]:
-    """``start_daemon('stafd', conf, nbft_path=None)``: a RunningDaemon with ``conf`` as its
-    configuration file, in a directory of its own (safe to call from several threads); every
-    daemon started is stopped at the end of the test."""
+    """``start_daemon('stafd', conf, nbft_path=None, host=None, own_bus=False)``: a RunningDaemon
+    with ``conf`` as its configuration file, in a directory of its own (safe to call from several
+    threads); every daemon started is stopped at the end of the test.
+
+    ``host``: the identity in its sys.conf (the tests' own by default). ``own_bus``: the daemon
+    and its CLI use a private system bus of their own instead of the session's, so that a second
+    stafd (or stacd) can run beside the first: each instance owns the same bus name."""
     started: List[RunningDaemon] = []
+    buses: list = []
     numbers = itertools.count()
 
-    def start(name: str, conf: str, nbft_path: Optional[str] = None) -> RunningDaemon:
+    def start(
+        name: str,
+        conf: str,
+        nbft_path: Optional[str] = None,
+        host: Optional[HostIdentity] = None,
+        own_bus: bool = False,
+    ) -> RunningDaemon:
         workdir = tmp_path / f'{name}{next(numbers)}'
         workdir.mkdir()
-        d = RunningDaemon(name, workdir, conf, host_identity, nbft_path=nbft_path)
+        env = None
+        if own_bus:
+            try:
+                bus, address = start_system_bus(workdir / 'system-bus')
+            except BusError as exc:
+                pytest.fail(str(exc), pytrace=False)
+            buses.append(bus)
+            env = {'DBUS_SYSTEM_BUS_ADDRESS': address}
+        d = RunningDaemon(name, workdir, conf, host or host_identity, env=env, nbft_path=nbft_path)
         started.append(d)
         return d
 
     yield start
     for d in started:
         d.stop()
+    for bus in buses:  # after the daemons on them
+        stop_system_bus(bus, timeout_s=scaled(5))
 
 
 @pytest.fixture

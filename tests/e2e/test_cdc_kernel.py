@@ -10,7 +10,6 @@ controller stops, so the kernel is not left reconnecting to nothing.
 from __future__ import annotations
 
 import os
-import struct
 from typing import Any, Iterator, List, Tuple
 
 import pytest
@@ -20,8 +19,9 @@ from stas.fabric.dlpe import parse_log_page
 from stas.model import WELL_KNOWN_DISC_NQN
 from stas.testing.cdc import log_pages as lp
 from stas.testing.cdc.server import BackgroundCdc
-from stas.workers.nvme_io import LID_DISCOVERY, get_log_page, send_dim
+from stas.workers.nvme_io import send_dim
 
+from .cdc_site import read_log
 from .guest import scaled, wait_for
 from .initiator import (
     AEN_DISCOVERY_LOG_CHANGE,
@@ -38,19 +38,6 @@ pytestmark = pytest.mark.e2e
 SUB1 = lp.nvme_entry('nqn.2014-08.org.example:cdc-sub1', '192.0.2.50', '4420')
 SUB2 = lp.nvme_entry('nqn.2014-08.org.example:cdc-sub2', '192.0.2.51', '4420', eflags=lp.EFLAG_NCC)
 FAR = lp.referral('198.51.100.50', '8009')
-
-
-def read_log(device: str, rae: bool = False, lsp: int = 0) -> bytes:
-    """The discovery log page as a host reads it, through the admin passthrough: the header,
-    then header and entries in one command."""
-
-    def get(length: int, retain: bool) -> bytes:
-        status, data = get_log_page(f'/dev/{device}', LID_DISCOVERY, length, lsp=lsp, rae=retain)
-        assert status == 0, f'Get Log Page 70h of {length} bytes: status {status:#x}'
-        return data
-
-    (numrec,) = struct.unpack_from('<Q', get(1024, True), 8)
-    return get(1024 * (numrec + 1), rae)
 
 
 def entries(page: bytes) -> List[Tuple[str, str, str, str]]:
