@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import pytest
 
+from stas.fabric.dlpe import parse_log_page
 from stas.model import WELL_KNOWN_DISC_NQN
 from stas.testing.cdc import log_pages as lp
 from stas.testing.cdc.sqe import SC_INTERNAL
@@ -29,14 +30,16 @@ from .cdc_site import (
     NVMET_ADDR,
     OP_DIM,
     OP_GET_LOG_PAGE,
+    OTHER_HOST,
     STAFD_CONF,
     commands,
     entry,
     io_controllers_of,
+    read_log,
 )
-from .daemons import subsystems_seen
+from .daemons import RunningDaemon, subsystems_seen
 from .guest import scaled, wait_for
-from .initiator import HOSTID, HOSTNQN, ctrl_attr
+from .initiator import HOSTID, HOSTNQN, controllers, ctrl_attr
 
 pytestmark = pytest.mark.e2e
 
@@ -131,7 +134,7 @@ def test_without_pleo_support_a_ddc_is_read_whole(cdc, nvmet_port, fabric, stafd
 def test_each_host_sees_its_own_zone(cdc, nvmet_port, fabric, stafd_factory):
     mine, theirs = fabric.subsystem('mine'), fabric.subsystem('theirs')
     nvmet_port.link(mine)
-    other = 'nqn.2014-08.org.nvmexpress:uuid:5e1f0b9a-4c3d-4b2a-9e8f-7a6b5c4d3e2f'
+    other = OTHER_HOST.hostnqn
     cdc.call(lambda s: s.set_entries([entry(mine)], hostnqn=HOSTNQN))
     cdc.call(lambda s: s.set_entries([entry(theirs)], hostnqn=other))
     cdc.call(lambda s: s.set_entries([FAR]))  # every other host
@@ -149,6 +152,81 @@ def test_each_host_sees_its_own_zone(cdc, nvmet_port, fabric, stafd_factory):
     assert theirs.nqn not in subsystems_seen(d).get(CDC_ADDR, [])
     # a CDC is never asked for port-local entries, though it offers them
     assert not any(r.lsp & LSP_PLEO for r in commands(cdc, OP_GET_LOG_PAGE, LID_DISCOVERY))
+
+
+def cdc_device(d: RunningDaemon) -> str:
+    """The kernel device of ``d``'s one discovery controller on the CDC ('' unless it lists one)."""
+    rows = [c for c in d.ctl_json('ls') if c['traddr'] == CDC_ADDR]
+    return rows[0]['device'] if len(rows) == 1 else ''
+
+
+def page_on(device: str) -> list:
+    """The subsystems of the log page the kernel reads on ``device`` (the AEN stays masked)."""
+    return sorted(e.subnqn for e in parse_log_page(read_log(device, rae=True)).entries)
+
+
+def test_two_hosts_with_a_stafd_each_see_their_own_zones(cdc, nvmet_port, fabric, start_daemon):
+    """Two hosts of the fabric in one guest: a stafd with this host's NQN and a second one (its
+    own bus and runtime directory) with another NQN and host ID, on the same CDC. Each gets its
+    own zone through its own kernel connection, registers under its own NQN, and leaves the other
+    host's discovery controller alone (no adoption at start, no disconnect when it drops its own)."""
+    mine, theirs = fabric.subsystem('mine'), fabric.subsystem('theirs')
+    nvmet_port.link(mine)
+    nvmet_port.link(theirs)
+    cdc.call(lambda s: s.set_entries([entry(mine)], hostnqn=HOSTNQN))
+    cdc.call(lambda s: s.set_entries([entry(theirs)], hostnqn=OTHER_HOST.hostnqn))
+    cdc.call(lambda s: s.set_entries([FAR]))  # every other host
+
+    a = start_daemon('stafd', STAFD_CONF)
+    wait_for(lambda: subsystems_seen(a).get(CDC_ADDR) == [mine.nqn], scaled(3), "host A's zone")
+    a_device = cdc_device(a)
+    # host B starts with A's discovery controller already there: it makes one of its own
+    b = start_daemon('stafd', STAFD_CONF, host=OTHER_HOST, own_bus=True)
+    wait_for(lambda: subsystems_seen(b).get(CDC_ADDR) == [theirs.nqn], scaled(3), "host B's zone")
+    b_device = cdc_device(b)
+    assert a_device != b_device
+    assert sorted(controllers()) == sorted([a_device, b_device])
+    assert (ctrl_attr(a_device, 'hostnqn'), ctrl_attr(b_device, 'hostnqn')) == (HOSTNQN, OTHER_HOST.hostnqn)
+    # what each kernel connection reads is its host's zone, whoever asks
+    assert (page_on(a_device), page_on(b_device)) == ([mine.nqn], [theirs.nqn])
+    # the CDC has one connection and one registration per host, each with that host's identity
+    assert sorted(c['hostnqn'] for c in cdc.call(lambda s: s.connections())) == sorted(
+        [HOSTNQN, OTHER_HOST.hostnqn]
+    )
+    wait_for(lambda: len(cdc.call(lambda s: s.registrations())) == 2, scaled(3), 'both registrations')
+    regs = sorted((r.hostnqn, r.hostid, r.task) for r in cdc.call(lambda s: s.registrations()))
+    assert regs == sorted(
+        [(HOSTNQN, HOSTID, 'register'), (OTHER_HOST.hostnqn, OTHER_HOST.hostid, 'register')]
+    )
+
+    # B's zone changes: B reads its new page after the AEN; A's page and A's reads stay as they were
+    a_reads = [c.seq for c in commands(cdc, OP_GET_LOG_PAGE, LID_DISCOVERY) if c.hostnqn == HOSTNQN]
+    cdc.call(lambda s: s.set_entries([entry(theirs), FAR], hostnqn=OTHER_HOST.hostnqn))
+    both = sorted([theirs.nqn, FAR.subnqn])
+    wait_for(lambda: subsystems_seen(b).get(CDC_ADDR) == both, scaled(3), "host B's new zone")
+    assert subsystems_seen(a).get(CDC_ADDR) == [mine.nqn]
+    assert [c.seq for c in commands(cdc, OP_GET_LOG_PAGE, LID_DISCOVERY) if c.hostnqn == HOSTNQN] == a_reads
+
+    # A restarts (its connection stays): it adopts its own discovery controller, not B's
+    assert a.stop() == 0
+    a.start()
+    wait_for(lambda: subsystems_seen(a).get(CDC_ADDR) == [mine.nqn], scaled(3), "host A's zone again")
+    wait_for(lambda: cdc_device(a) == a_device, scaled(3), f'A to adopt {a_device}')
+    assert sorted(controllers()) == sorted([a_device, b_device])
+
+    # A drops the CDC from its configuration: it deregisters and disconnects its own controller
+    # only; B stays connected and registered, and still reads its zone
+    a.reload('[Service Discovery]\nzeroconf=disabled\n')
+    wait_for(lambda: controllers() == [b_device], scaled(3), f"A's {a_device} to go")
+    wait_for(
+        lambda: [r.hostnqn for r in cdc.call(lambda s: s.registrations())] == [OTHER_HOST.hostnqn],
+        scaled(2),
+        "A's deregistration",
+    )
+    assert [c['hostnqn'] for c in cdc.call(lambda s: s.connections())] == [OTHER_HOST.hostnqn]
+    assert ctrl_attr(b_device, 'state') == 'live'
+    assert cdc_device(b) == b_device
+    assert page_on(b_device) == both
 
 
 def test_a_change_on_the_cdc_reaches_stacd(cdc, nvmet_port, fabric, start_daemon):
