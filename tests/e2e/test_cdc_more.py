@@ -2,7 +2,8 @@
 
 - entries with NCC set (the subsystem is not connected to the CDC, so the CDC cannot vouch for
   its reachability): stacd connects one that answers like any other, and gives one that does not
-  up after ``connect-attempts-on-ncc`` failed attempts, until its entry's NCC bit clears;
+  up after ``connect-attempts-on-ncc`` failed attempts, until its entry's NCC bit clears or the
+  admin reloads stacd; with ``connect-attempts-on-ncc=0`` it never gives up;
 - the CDC restarting, its registrations lost: the kernel reconnects its discovery controller
   by itself, and stafd registers again and reads the new CDC's page.
 """
@@ -33,6 +34,10 @@ pytestmark = pytest.mark.e2e
 
 NCC_ATTEMPTS = 2
 STACD_CONF = f'[I/O controller connection management]\nconnect-attempts-on-ncc={NCC_ATTEMPTS}\n'
+GIVING_UP = f'Giving up after {NCC_ATTEMPTS} failed attempts'
+# the longest wait between two connect attempts: 60 s after the second failure in a row, stretched
+# by up to 10 % per controller (stas.fabric.controller_policy)
+LONGEST_RETRY_S = 66
 
 
 def ioc(stacd: RunningDaemon, nqn: str) -> Optional[dict]:
@@ -81,7 +86,7 @@ def test_an_ncc_entry_nothing_answers_is_given_up_until_its_ncc_bit_clears(
         'True',
         'False',
     ), row
-    assert f'Giving up after {NCC_ATTEMPTS} failed attempts' in stacd.logs()
+    assert GIVING_UP in stacd.logs()
     assert not io_controllers_of(sub1.nqn)
 
     # sub1 now answers behind its entry, and a new page comes (sub2 added) with NCC still set on
@@ -103,6 +108,73 @@ def test_an_ncc_entry_nothing_answers_is_given_up_until_its_ncc_bit_clears(
     assert 'NCC cleared: connecting now' in stacd.logs()
     assert ctrl_attr(row['device'], 'address').startswith(f'traddr={SPARE_ADDR},')
     assert len(io_controllers_of(sub2.nqn)) == 1
+
+
+def failed_and_waiting(stacd: RunningDaemon, nqn: str, attempts: int) -> Optional[dict]:
+    """stacd's row for ``nqn`` once ``attempts`` attempts failed and a retry is pending."""
+    row = ioc_in_state(stacd, nqn, 'backoff')
+    return row if row is not None and row['connect attempts'] == str(attempts) else None
+
+
+def unreachable_ncc_entry(fabric, cdc):
+    """sub1, behind an NCC entry that points to an address of tb0 where nothing listens (every
+    connect is refused) until the test links sub1 to a port there."""
+    sub1 = fabric.subsystem('sub1')
+    cdc.call(lambda s: s.set_entries([entry(sub1, eflags=lp.EFLAG_NCC, traddr=SPARE_ADDR)]))
+    return sub1
+
+
+def test_with_connect_attempts_on_ncc_0_an_ncc_entry_is_retried_until_it_answers(cdc, fabric, start_daemon):
+    sub1 = unreachable_ncc_entry(fabric, cdc)
+    start_daemon('stafd', STAFD_CONF)
+    stacd = start_daemon('stacd', '[I/O controller connection management]\nconnect-attempts-on-ncc=0\n')
+
+    # as many failures as connect-attempts-on-ncc=2 gives up after: stacd waits for its next try
+    row = wait_for(
+        lambda: failed_and_waiting(stacd, sub1.nqn, NCC_ATTEMPTS),
+        scaled(5),
+        f'{NCC_ATTEMPTS} failed attempts',
+    )
+    assert (row['dlpe.eflags.ncc'], row['connected']) == ('True', 'False'), row
+    assert 'Giving up' not in stacd.logs()
+
+    # sub1 answers now: the next attempt, past where a limit of 2 stops, connects it
+    fabric.port(SPARE_ADDR).link(sub1)
+    wait_for(
+        lambda: io_controllers_of(sub1.nqn), LONGEST_RETRY_S + scaled(3), 'sub1 connected by a later attempt'
+    )
+    row = wait_for(
+        lambda: ioc_in_state(stacd, sub1.nqn, 'connected'), scaled(2), 'stacd to list sub1 connected'
+    )
+    assert row['dlpe.eflags.ncc'] == 'True', row
+    assert ctrl_attr(row['device'], 'address').startswith(f'traddr={SPARE_ADDR},')
+    assert 'Giving up' not in stacd.logs()
+
+
+def test_a_reload_retries_an_ncc_entry_that_was_given_up(cdc, fabric, start_daemon):
+    sub1 = unreachable_ncc_entry(fabric, cdc)
+    start_daemon('stafd', STAFD_CONF)
+    stacd = start_daemon('stacd', STACD_CONF)
+    wait_for(lambda: ioc_in_state(stacd, sub1.nqn, 'gave-up'), scaled(5), 'stacd to give sub1 up')
+
+    # a reload while nothing answers: a fresh round of attempts, given up again after as many
+    stacd.reload()
+    wait_for(lambda: stacd.logs().count(GIVING_UP) == 2, scaled(5), 'sub1 given up a second time')
+    assert stacd.logs().count('Reload: retrying to connect') == 1
+    row = ioc(stacd, sub1.nqn)
+    assert (row['state'], row['connect attempts']) == ('gave-up', str(NCC_ATTEMPTS)), row
+    assert not io_controllers_of(sub1.nqn)
+
+    # sub1 answers now (its entry still has NCC set): the admin's reload has stacd connect it
+    fabric.port(SPARE_ADDR).link(sub1)
+    stacd.reload()
+    wait_for(lambda: io_controllers_of(sub1.nqn), scaled(3), 'sub1 connected after the reload')
+    row = wait_for(
+        lambda: ioc_in_state(stacd, sub1.nqn, 'connected'), scaled(2), 'stacd to list sub1 connected'
+    )
+    assert row['dlpe.eflags.ncc'] == 'True', row
+    assert stacd.logs().count('Reload: retrying to connect') == 2
+    assert ctrl_attr(row['device'], 'address').startswith(f'traddr={SPARE_ADDR},')
 
 
 def test_a_restarted_cdc_is_reconnected_registered_with_again_and_read_again(
