@@ -69,36 +69,31 @@ def test_stacd_authenticates_an_io_controller_and_recovers_from_a_wrong_secret(f
 
 
 @pytest.mark.parametrize('bidirectional', [False, True], ids=['unidirectional', 'bidirectional'])
-def test_stafd_authenticates_a_discovery_controller_and_recovers_after_a_reload(
-    fabric, nvmet, start_daemon, bidirectional
-):
+def test_stafd_sends_its_secrets_to_a_discovery_controller(fabric, nvmet, start_daemon, bidirectional):
+    """The secrets of a DC's controller= line reach the kernel's connection (libnvme 1.x sent
+    none). nvmet's discovery controller never asks for authentication, so what the kernel holds
+    is what can be checked here; a rejection takes the I/O controllers' path, tested above."""
     if not kernel_has_nvme_auth():
         pytest.skip('this kernel has no NVMe authentication (Debian 6.1 is built without it)')
     tb0 = fabric.interface('tb0', '192.0.2.1/24')
     port = fabric.port(tb0)
     sub = fabric.subsystem('behind', backing=None)
     port.link(sub)
-    host_key, ctrl_key, wrong = dhchap_secret(4), dhchap_secret(5), dhchap_secret(6)
-    nvmet.set_host_keys(HOSTNQN, host_key, ctrl_key if bidirectional else '')
+    host_key, ctrl_key = dhchap_secret(4), dhchap_secret(5)
     dc = 'controller=transport=tcp;traddr=192.0.2.1;trsvcid=8009;host-iface=tb0'
+    secrets = f'dhchap-secret={host_key}' + (f';dhchap-ctrl-secret={ctrl_key}' if bidirectional else '')
 
-    stafd = start_daemon('stafd', f'[Controllers]\n{dc};dhchap-secret={wrong}\n')
+    stafd = start_daemon('stafd', f'[Controllers]\n{dc};{secrets}\n')
 
-    def dc_error():
-        (ctrl,) = stafd.ctl_json('ls', '-d')
-        return ctrl.get('last error')
-
-    error = wait_for(dc_error, scaled(3), 'a failed connect to the DC with the wrong secret')
-    assert 'authentication failed: ' in error and 'EKEYREJECTED' in error
-
-    right = f'dhchap-secret={host_key}' + (f';dhchap-ctrl-secret={ctrl_key}' if bidirectional else '')
-    stafd.reload(f'[Controllers]\n{dc};{right}\n')
     wait_for(
         lambda: sub.nqn in [n for ns in subsystems_seen(stafd).values() for n in ns],
         scaled(5),
-        "the DC's log page, read over the authenticated connection",
+        "the DC's log page",
     )
     (ctrl,) = stafd.ctl_json('ls', '-d')
+    device = ctrl['device']
+    assert ctrl_attr(device, 'dhchap_secret') == host_key
+    assert ctrl_attr(device, 'dhchap_ctrl_secret') == (ctrl_key if bidirectional else 'none')
     assert ctrl['security'] == ('dh-hmac-chap (bidirectional)' if bidirectional else 'dh-hmac-chap')
     logs = stafd.logs()
-    assert not [k for k in (host_key, ctrl_key, wrong) if k in logs]
+    assert not [k for k in (host_key, ctrl_key) if k in logs]

@@ -333,10 +333,12 @@ def test_dhchap_secrets_go_to_discovery_and_io_controllers(
             assert got == keys
 
 
-@pytest.mark.parametrize('role', [Role.IOC, Role.DC])
 def test_a_rejected_secret_is_named_authentication_failed(
-    fabric: Fabric, nvmet, tb0, io: NvmeIo, host_identity, role
+    fabric: Fabric, nvmet, tb0, io: NvmeIo, host_identity
 ):
+    """An I/O controller: nvmet's discovery controller never asks for authentication (a DC
+    connect with a wrong secret succeeds in this guest), so a DC's rejection cannot be shown
+    here; it takes the same connect path."""
     if not kernel_has_nvme_auth():
         pytest.skip('this kernel has no NVMe authentication (Debian 6.1 is built without it)')
     disc = fabric.port(tb0)
@@ -344,10 +346,9 @@ def test_a_rejected_secret_is_named_authentication_failed(
     disc.link(sub)
     nvmet.set_host_keys(host_identity.hostnqn, dhchap_secret(1), dhchap_secret(2))
     wrong = ConnectOptions(kato=30, dhchap_secret=dhchap_secret(3))
-    spec = ioc_spec(disc, sub.nqn, wrong) if role is Role.IOC else dc_spec(disc, wrong)
 
     with pytest.raises(KernelError, match=r'connect failed: authentication failed: .*\(EKEYREJECTED\)'):
-        io.connect(spec, host_identity, IFACES)
+        io.connect(ioc_spec(disc, sub.nqn, wrong), host_identity, IFACES)
     assert controllers() == []
 
 
