@@ -27,7 +27,10 @@ def io_controllers_of(nqn: str):
     return sorted(c for c in controllers() if ctrl_attr(c, 'subsysnqn') == nqn)
 
 
-def test_stacd_authenticates_an_io_controller_and_recovers_from_a_wrong_secret(fabric, nvmet, start_daemon):
+@pytest.mark.parametrize('bidirectional', [False, True], ids=['unidirectional', 'bidirectional'])
+def test_stacd_authenticates_an_io_controller_and_recovers_from_a_wrong_secret(
+    fabric, nvmet, start_daemon, bidirectional
+):
     if not kernel_has_nvme_auth():
         pytest.skip('this kernel has no NVMe authentication (Debian 6.1 is built without it)')
     tb0 = fabric.interface('tb0', '192.0.2.1/24')
@@ -35,7 +38,7 @@ def test_stacd_authenticates_an_io_controller_and_recovers_from_a_wrong_secret(f
     sub = fabric.subsystem('secure', allowed_hosts=[HOSTNQN])
     port.link(sub)
     host_key, ctrl_key, wrong = dhchap_secret(1), dhchap_secret(2), dhchap_secret(3)
-    nvmet.set_host_keys(HOSTNQN, host_key, ctrl_key)
+    nvmet.set_host_keys(HOSTNQN, host_key, ctrl_key if bidirectional else '')
     where = f'controller=transport=tcp;traddr=192.0.2.1;trsvcid=8009;nqn={sub.nqn};host-iface=tb0'
 
     stacd = start_daemon('stacd', f'[Controllers]\n{where};dhchap-secret={wrong}\n')
@@ -50,8 +53,9 @@ def test_stacd_authenticates_an_io_controller_and_recovers_from_a_wrong_secret(f
     assert 'authentication failed' in stacd.logs()
     assert io_controllers_of(sub.nqn) == []
 
-    # the right secrets, both ways, and a reload: connected, authenticated both ways
-    stacd.reload(f'[Controllers]\n{where};dhchap-secret={host_key};dhchap-ctrl-secret={ctrl_key}\n')
+    # the right secrets (both ways when the target has both) and a reload: connected, authenticated
+    right = f'dhchap-secret={host_key}' + (f';dhchap-ctrl-secret={ctrl_key}' if bidirectional else '')
+    stacd.reload(f'[Controllers]\n{where};{right}\n')
 
     def live():
         # the kernel shows the controller while it connects (and authenticates): wait for live
@@ -61,8 +65,10 @@ def test_stacd_authenticates_an_io_controller_and_recovers_from_a_wrong_secret(f
     (device,) = wait_for(live, scaled(5), 'the authenticated connection live')
     assert (ctrl_attr(device, 'dhchap_secret'), ctrl_attr(device, 'dhchap_ctrl_secret')) == (
         host_key,
-        ctrl_key,
+        ctrl_key if bidirectional else 'none',
     )
+    (ctrl,) = [c for c in stacd.ctl_json('ls', '-d') if c.get('subsysnqn') == sub.nqn]
+    assert ctrl['security'] == ('dh-hmac-chap (bidirectional)' if bidirectional else 'dh-hmac-chap')
     # no secret in what stacd logged
     logs = stacd.logs()
     assert not [k for k in (host_key, ctrl_key, wrong) if k in logs]
