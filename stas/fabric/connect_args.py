@@ -159,8 +159,6 @@ def parse_connect_reply(text: str) -> Tuple[int, int]:
 _MEANINGS = {
     errno.EKEYREJECTED: 'authentication failed: the controller rejected the DH-HMAC-CHAP exchange '
     '(wrong dhchap-secret or dhchap-ctrl-secret, or a secret is required and none is set)',
-    errno.ENOKEY: 'no key: the kernel found no TLS pre-shared key for this host and subsystem in its '
-    '.nvme keyring',
     errno.ESRCH: 'no TLS handshake: tlshd is not running (the kernel found nobody to take its '
     'handshake request)',
     errno.ECONNREFUSED: 'connection refused: nothing listens at this address and port',
@@ -190,9 +188,24 @@ def describe_connect_error(err: int, request: Optional[KernelConnect] = None) ->
     meaning = _MEANINGS.get(err)
     if meaning is None:
         meaning = os.strerror(err)
-    if err == errno.ENOKEY and request is not None:
-        fields = dict(request.tokens)
-        if 'tls' in fields:
-            identity = psk_identity(fields.get('hostnqn') or '', fields.get('nqn') or '')
-            meaning += f' (e.g. "{identity}": nvme gen-tls-key --insert)'
+    if err == errno.ENOKEY:
+        meaning = _missing_key(request)
     return f'{meaning} ({name})'
+
+
+def _missing_key(request: Optional[KernelConnect]) -> str:
+    """ENOKEY: the kernel lacked a key, the TLS PSK or the host's DH-HMAC-CHAP secret (a
+    controller that requires authentication, and no secret given)."""
+    fields = dict(request.tokens) if request is not None else {}
+    no_secret = (
+        'authentication failed: the controller requires DH-HMAC-CHAP and no secret is set '
+        '(dhchap-secret, or key= in sys.conf)'
+    )
+    if 'tls' not in fields:
+        return no_secret if request is not None else 'no key: a TLS pre-shared key or a DH-HMAC-CHAP secret'
+    identity = psk_identity(fields.get('hostnqn') or '', fields.get('nqn') or '')
+    psk = (
+        'no key: the kernel found no TLS pre-shared key for this host and subsystem in its .nvme '
+        f'keyring (e.g. "{identity}": nvme gen-tls-key --insert)'
+    )
+    return psk if 'dhchap_secret' in fields else f'{psk}, or {no_secret}'

@@ -350,6 +350,10 @@ def test_a_rejected_secret_is_named_authentication_failed(
     with pytest.raises(KernelError, match=r'connect failed: authentication failed: .*\(EKEYREJECTED\)'):
         io.connect(ioc_spec(disc, sub.nqn, wrong), host_identity, IFACES)
     assert controllers() == []
+    # no secret at all for a controller that requires one
+    with pytest.raises(KernelError, match=r'connect failed: authentication failed: .*no secret is set'):
+        io.connect(ioc_spec(disc, sub.nqn), host_identity, IFACES)
+    assert controllers() == []
 
 
 def test_nvmet_offers_no_pleo_and_no_registration(fabric: Fabric, tb0, io: NvmeIo, host_identity) -> None:

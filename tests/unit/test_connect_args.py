@@ -150,10 +150,22 @@ def test_tls_is_a_flag_and_never_silently_dropped() -> None:
     )
 
 
-def test_a_missing_psk_names_the_identity_of_the_key_that_would_do() -> None:
-    request = kernel_connect(ControllerSpec(IOC, Role.IOC, ConnectOptions(tls=True)), HOST, '', ())
-    said = describe_connect_error(errno.ENOKEY, request)
-    assert said.endswith(
-        f'(e.g. "NVMe0R01 {HOST.hostnqn} {IOC.subsysnqn}": nvme gen-tls-key --insert) (ENOKEY)'
+def test_a_missing_key_is_named_for_what_the_connect_asked() -> None:
+    identity = f'"NVMe0R01 {HOST.hostnqn} {IOC.subsysnqn}": nvme gen-tls-key --insert)'
+    secret = ConnectOptions(tls=True, dhchap_secret=KEY1)
+    said = describe_connect_error(
+        errno.ENOKEY, kernel_connect(ControllerSpec(IOC, Role.IOC, secret), HOST, '', ())
+    )
+    assert said.startswith('no key: the kernel found no TLS pre-shared key') and said.endswith(
+        f'{identity} (ENOKEY)'
+    )
+    # TLS and no secret: either key may be the missing one
+    tls = kernel_connect(ControllerSpec(IOC, Role.IOC, ConnectOptions(tls=True)), HOST, '', ())
+    said = describe_connect_error(errno.ENOKEY, tls)
+    assert identity in said and ', or authentication failed: the controller requires DH-HMAC-CHAP' in said
+    plain = kernel_connect(ControllerSpec(IOC, Role.IOC), HOST, '', ())
+    assert describe_connect_error(errno.ENOKEY, plain) == (
+        'authentication failed: the controller requires DH-HMAC-CHAP and no secret is set '
+        '(dhchap-secret, or key= in sys.conf) (ENOKEY)'
     )
     assert describe_connect_error(errno.ESRCH).startswith('no TLS handshake: tlshd is not running')
