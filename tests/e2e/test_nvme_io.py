@@ -351,7 +351,7 @@ def test_a_rejected_secret_is_named_authentication_failed(
         io.connect(ioc_spec(disc, sub.nqn, wrong), host_identity, IFACES)
     assert controllers() == []
     # no secret at all for a controller that requires one
-    with pytest.raises(KernelError, match=r'connect failed: authentication failed: .*no secret is set'):
+    with pytest.raises(KernelError, match=r'connect failed: authentication failed: '):
         io.connect(ioc_spec(disc, sub.nqn), host_identity, IFACES)
     assert controllers() == []
 
