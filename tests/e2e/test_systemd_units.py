@@ -184,7 +184,8 @@ def test_units_under_systemd(installed, fabric):
         assert (state['ActiveState'], state['SubState'], state['Type']) == ('active', 'running', 'notify')
         assert state['StatusText'], f'{name} sent no STATUS= line'
     wait_for(lambda: sorted(kernel_iocs().values()) == ['s1', 's2'], scaled(6), 's1 and s2 connected')
-    assert {'s1', 's2'} <= connected_by_stacd()
+    # stacd lists a connection once its worker reported it, a moment after the kernel shows it
+    wait_for(lambda: {'s1', 's2'} <= connected_by_stacd(), scaled(3), 'stacd to list s1 and s2')
 
     # reload: systemctl reload returns and stafd reloaded its configuration
     reloads = reloads_logged('stafd')
