@@ -190,6 +190,12 @@ def describe_connect_error(err: int, request: Optional[KernelConnect] = None) ->
         meaning = os.strerror(err)
     if err == errno.ENOKEY:
         meaning = _missing_key(request)
+    elif err == errno.EIO and request is not None and 'dhchap_secret' in dict(request.tokens):
+        # a lost DH-HMAC-CHAP failure message ends in an NVMe status, not EKEYREJECTED
+        meaning = (
+            'the controller refused the connection or its DH-HMAC-CHAP exchange (see the kernel '
+            'log: "authentication failed" there means a wrong secret)'
+        )
     return f'{meaning} ({name})'
 
 

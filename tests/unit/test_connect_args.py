@@ -169,3 +169,10 @@ def test_a_missing_key_is_named_for_what_the_connect_asked() -> None:
         '(dhchap-secret, or key= in sys.conf) (ENOKEY)'
     )
     assert describe_connect_error(errno.ESRCH).startswith('no TLS handshake: tlshd is not running')
+
+
+def test_an_io_error_with_secrets_points_at_the_authentication_too() -> None:
+    keyed = kernel_connect(ControllerSpec(IOC, Role.IOC, ConnectOptions(dhchap_secret=KEY1)), HOST, '', ())
+    assert 'DH-HMAC-CHAP exchange' in describe_connect_error(errno.EIO, keyed)
+    plain = kernel_connect(ControllerSpec(IOC, Role.IOC), HOST, '', ())
+    assert describe_connect_error(errno.EIO, plain).startswith('the controller refused the connection (see')
