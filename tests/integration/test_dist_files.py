@@ -10,7 +10,6 @@ from the checkout (pyproject.toml, [tool.setuptools.data-files]; README: "Instal
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import tarfile
@@ -19,6 +18,8 @@ from pathlib import Path
 from typing import Dict
 
 import pytest
+
+from .file_trees import tree
 
 REPO = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.integration
@@ -44,18 +45,6 @@ def shipped_files() -> Dict[str, bytes]:
                 if path.is_file():
                     found[str(path.relative_to(REPO))] = path.read_bytes()
     return found
-
-
-def tree(root: Path) -> Dict[str, str]:
-    """Relative path -> link target or file content digest of everything under ``root``."""
-    out = {}
-    for path in sorted(root.rglob('*')):
-        rel = str(path.relative_to(root))
-        if path.is_symlink():
-            out[rel] = '-> ' + os.readlink(path)
-        elif path.is_file():
-            out[rel] = path.read_bytes().decode(errors='replace')
-    return out
 
 
 @pytest.fixture(scope='module')

@@ -21,6 +21,8 @@ import pytest
 from stas.conf.daemons import default_config, parse_stacd, parse_stafd
 from stas.conf.sysconf import parse_sysconf
 
+from .file_trees import tree
+
 REPO = Path(__file__).resolve().parents[2]
 INSTALL = REPO / 'tools' / 'install'
 pytestmark = pytest.mark.integration
@@ -77,18 +79,6 @@ def install(destdir: Path, *args: str, ok: bool = True) -> subprocess.CompletedP
     if ok:
         assert proc.returncode == 0, proc.stdout + proc.stderr
     return proc
-
-
-def tree(root: Path) -> Dict[str, str]:
-    """Every file and link under root: path -> content (files) or '-> target' (links)."""
-    out = {}
-    for path in sorted(root.rglob('*')):
-        rel = str(path.relative_to(root))
-        if path.is_symlink():
-            out[rel] = '-> ' + os.readlink(path)
-        elif path.is_file():
-            out[rel] = path.read_text()
-    return out
 
 
 # ---- tools/install -------------------------------------------------------------------------------
