@@ -42,6 +42,9 @@ whether it takes registration and its disconnect. Facts about that part of the b
   NVME_IOCTL_ADMIN_CMD Get Log Page commands on /dev/nvmeN, whose status is known, in 4 KiB
   pieces, with libnvme's GENCTR consistency check; ``stas.fabric.dlpe`` decodes the bytes into
   the same ``LogEntry`` values libnvme's dicts give (checked against libnvme in the guest).
+* The failure flags of ``disconnect`` and ``discover`` are C statics shared by every thread: a
+  failure in one thread makes a concurrent success in another raise. So a disconnect is judged
+  by sysfs (is the device still there?), not by the exception.
 * ``registration_ctlr(tas)`` always sends TAS=register whatever ``tas`` says, and returns None or
   an error string ("Status:0xffffffff - Operation not supported" when the DC is no CDC/DDC).
   DIM commands are therefore sent here too (``send_dim``), with data ``stas.fabric.dim`` encodes.
