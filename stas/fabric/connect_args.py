@@ -64,6 +64,9 @@ class KernelConnect:
             for name, value in self.tokens
         )
 
+    def __repr__(self) -> str:  # a traceback or a debug print never shows a secret either
+        return f'KernelConnect({self.shown()!r}, ignored={self.ignored!r})'
+
 
 def _checked(field: str, value: str) -> str:
     if any(c in value for c in ',\n\0'):

@@ -79,6 +79,7 @@ def test_secrets_go_to_discovery_and_io_controllers_and_never_into_the_shown_for
         shown = got.shown()
         assert KEY1 not in shown and KEY2 not in shown
         assert 'dhchap_secret=<secret>,dhchap_ctrl_secret=<secret>' in shown
+        assert KEY1 not in repr(got) and KEY2 not in repr(got)
 
 
 def test_the_host_key_of_sys_conf_is_the_default_host_secret() -> None:
