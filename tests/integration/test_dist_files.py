@@ -103,12 +103,16 @@ def test_the_sdist_carries_the_data_files(dists):
 def test_the_installer_from_the_wheel_stages_what_the_checkout_does(dists):
     wheel, _, work = dists
     prefix = work / 'prefix'
+    # --ignore-installed: with --prefix alone, pip first uninstalls the nvme-stas of the
+    # environment it runs in (the test venv's own editable install, console scripts included)
     subprocess.run(
-        [sys.executable, '-m', 'pip', 'install', '-q', '--no-deps', '--no-compile', '--prefix', str(prefix)]
-        + ['--disable-pip-version-check', str(wheel)],
+        [sys.executable, '-m', 'pip', 'install', '-q', '--no-deps', '--no-compile', '--ignore-installed']
+        + ['--prefix', str(prefix), '--disable-pip-version-check', str(wheel)],
         check=True,
         capture_output=True,
     )
+    assert (Path(sys.executable).parent / 'stafd').exists(), 'the test venv lost its nvme-stas'
+
     (installer,) = prefix.glob('share/nvme-stas/tools/install')
     venv = '/opt/nvme-stas/venv'
     from_wheel, from_checkout = work / 'from-wheel', work / 'from-checkout'
