@@ -105,6 +105,9 @@ class ConnectOptions:
     dhchap_secret: Optional[str] = None
     dhchap_ctrl_secret: Optional[str] = None
     tls: Optional[bool] = None  # NVMe/TCP TLS 1.3, with a PSK of the kernel's .nvme keyring
+    tls_key: Optional[str] = None  # a configured PSK (interchange format) the daemon files; implies tls
+    keyring: Optional[str] = None  # the keyring of the PSKs (name or serial), instead of .nvme
+    concat: Optional[bool] = None  # secure channel concatenation: TLS keyed by DH-HMAC-CHAP
 
     def overridden_by(self, other: ConnectOptions) -> ConnectOptions:
         """These options with every field that ``other`` sets taking precedence."""

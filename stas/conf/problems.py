@@ -138,8 +138,12 @@ def is_secret_key(key: str) -> bool:
     return _has_secret_word(normalised_key(key))
 
 
+# Keys that hold a secret word but name no secret: a keyring is looked up by its name.
+NOT_SECRET_KEYS = ('keyring',)
+
+
 def _has_secret_word(normalised: str) -> bool:
-    return any(word in normalised for word in SECRET_WORDS)
+    return normalised not in NOT_SECRET_KEYS and any(word in normalised for word in SECRET_WORDS)
 
 
 def masked(value: str) -> str:

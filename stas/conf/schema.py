@@ -77,6 +77,9 @@ CONNECT_OPTIONS: Dict[str, ConnectOptionSpec] = {
         ConnectOptionSpec('dhchap-secret', 'dhchap_secret', v.check_dhchap_secret, secret=True),
         ConnectOptionSpec('dhchap-ctrl-secret', 'dhchap_ctrl_secret', v.check_dhchap_secret, secret=True),
         ConnectOptionSpec('tls', 'tls', v.check_bool),
+        ConnectOptionSpec('tls-key', 'tls_key', v.check_tls_key, secret=True),
+        ConnectOptionSpec('keyring', 'keyring', v.check_keyring),
+        ConnectOptionSpec('concat', 'concat', v.check_bool),
     )
 }
 
@@ -99,6 +102,8 @@ GLOBAL_CONNECT_OPTIONS: Dict[str, Tuple[str, ...]] = {
         'ctrl-loss-tmo',
         'disable-sqflow',
         'tls',
+        'keyring',
+        'concat',
     ),
     STACD: (
         'hdr-digest',
@@ -112,6 +117,8 @@ GLOBAL_CONNECT_OPTIONS: Dict[str, Tuple[str, ...]] = {
         'ctrl-loss-tmo',
         'disable-sqflow',
         'tls',
+        'keyring',
+        'concat',
     ),
 }
 

@@ -24,6 +24,7 @@ import uuid
 import zlib
 from typing import Any, Callable, Optional, Tuple
 
+from ..fabric import tls_psk
 from ..model import NQN_MAX_LEN, TRANSPORTS
 from ..record import record
 from .problems import shown
@@ -325,6 +326,28 @@ def check_dhchap_secret(text: str) -> str:
     if zlib.crc32(key) != crc:
         # a key mistyped or cut when copied: the kernel would refuse it at connect time
         raise BadValue("the CRC-32 at the key's end does not match the key", accepted)
+    return text
+
+
+def check_tls_key(text: str) -> str:
+    """A TLS pre-shared key in the interchange format ``NVMeTLSkey-1:<hh>:<base64 key+crc>:``."""
+    try:
+        tls_psk.parse_interchange(text)
+    except tls_psk.BadPsk as exc:
+        raise BadValue(str(exc), tls_psk.ACCEPTED) from None
+    return text
+
+
+# a keyring's description: printable, no blank (the kernel's own is ".nvme")
+_KEYRING_NAME = re.compile(r'[!-~]{1,64}\Z')
+
+
+def check_keyring(text: str) -> str:
+    """A kernel keyring, by its description (``.nvme``, or one made with ``keyctl newring``) or
+    by its serial number (decimal or 0x hex); the worker looks it up when it connects."""
+    accepted = 'a keyring name such as .nvme, or its serial number (decimal or 0x...)'
+    if not _KEYRING_NAME.match(text):
+        raise BadValue('not a keyring name or serial', accepted)
     return text
 
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import errno
 import os
-from typing import List, Optional, Sequence, Tuple
+from typing import List, Optional, Sequence, Set, Tuple
 
 from ..errors import InvalidArgument
 from ..model import WELL_KNOWN_DISC_NQN, ConnectOptions, ControllerSpec, HostIdentity, Role
@@ -77,15 +77,39 @@ def _checked(field: str, value: str) -> str:
     return value
 
 
+@record
+class TlsKeys:
+    """The key serials a TLS connect names: the keyring to look PSKs up in (None: the kernel's
+    .nvme) and the PSK to use (None: the kernel picks one by identity)."""
+
+    keyring: Optional[int] = None
+    tls_key: Optional[int] = None
+
+
+def _require_kernel(known: Set[str], token: str, what: str) -> None:
+    """Refuse, naming ``what`` (and the kernel it takes), a connect the kernel has no option for."""
+    if known and token not in known:
+        raise InvalidArgument(
+            f'{what} is asked for, but this kernel has none (no "{token}" option in /dev/nvme-fabrics)'
+        )
+
+
 def kernel_connect(
-    spec: ControllerSpec, host: HostIdentity, host_iface: str, caps: Sequence[str]
+    spec: ControllerSpec,
+    host: HostIdentity,
+    host_iface: str,
+    caps: Sequence[str],
+    keys: TlsKeys = TlsKeys(),
 ) -> KernelConnect:
     """The write that connects ``spec`` as ``host``, pinned to ``host_iface`` when given.
 
     ``caps``: the option names the kernel lists (empty when it cannot say: kernels before 5.17;
     then every set option is written, as nvme-cli does). DH-HMAC-CHAP secrets go to discovery and
-    I/O controllers alike: the option's own secret, else the host key of sys.conf. Raises
-    ``InvalidArgument`` for a value the kernel would split.
+    I/O controllers alike: the option's own secret, else the host key of sys.conf. TLS (``tls``,
+    or a ``tls-key`` of the controller's, filed by the worker as ``keys.tls_key``) and secure
+    channel concatenation are asked for only where the kernel offers them: never a plain
+    connection in their place. Raises ``InvalidArgument`` for a value the kernel would split,
+    or for what the kernel cannot do.
     """
     tid = spec.tid
     options: ConnectOptions = spec.options
@@ -127,14 +151,23 @@ def kernel_connect(
     for field, name in _FLAG_OPTIONS:
         if getattr(options, field):
             add(name, None)
-    if options.tls:
-        if known and 'tls' not in known:
-            # never a plain connection where TLS was asked for
-            raise InvalidArgument(
-                'TLS is asked for, but this kernel has no NVMe/TCP TLS (no "tls" option in '
-                '/dev/nvme-fabrics; it needs Linux 6.7 or later built with CONFIG_NVME_TCP_TLS)'
-            )
-        tokens.append(('tls', None))  # the PSK comes from the kernel's .nvme keyring
+    if options.concat:
+        _require_kernel(known, 'concat', 'secure channel concatenation (concat: Linux 6.15 or later)')
+        if options.tls or options.tls_key:
+            # the kernel refuses both: concatenation makes its own TLS key
+            raise InvalidArgument('concat and tls (or tls-key) exclude each other: choose one')
+        if not host_key:
+            raise InvalidArgument('concat needs a DH-HMAC-CHAP secret (dhchap-secret, or key= in sys.conf)')
+        tokens.append(('concat', None))
+    elif options.tls or options.tls_key:
+        # never a plain connection where TLS was asked for
+        _require_kernel(known, 'tls', 'NVMe/TCP TLS (Linux 6.7 or later, built with CONFIG_NVME_TCP_TLS)')
+        tokens.append(('tls', None))
+        if keys.tls_key is not None:
+            _require_kernel(known, 'tls_key', 'a TLS PSK of its own (tls-key: Linux 6.7 or later)')
+            tokens.append(('tls_key', str(keys.tls_key)))
+    if keys.keyring is not None and (options.concat or options.tls or options.tls_key):
+        add('keyring', str(keys.keyring))
     return KernelConnect(tuple(tokens), tuple(ignored))
 
 

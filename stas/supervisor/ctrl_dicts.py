@@ -22,7 +22,7 @@ from ..model import ControllerStatus, CtrlState, TransportId
 
 REDACTED = '(hidden: root only)'
 # controller= keys whose values non-root callers never see
-SECRET_KEYS = ('dhchap-secret', 'dhchap-ctrl-secret')
+SECRET_KEYS = ('dhchap-secret', 'dhchap-ctrl-secret', 'tls-key')
 
 _INFO_KEYS = ('connect operation',)
 _OPERATION_KEYS = ('get log page operation', 'register operation', 'get supported log page operation')

@@ -89,6 +89,7 @@ log = logging.getLogger(__name__)
 # Keys whose values non-root callers never see, whatever the api returns.
 SECRET_KEYS = frozenset(
     {'hostkey', 'dhchap-secret', 'dhchap-ctrl-secret', 'dhchap_secret', 'dhchap_ctrl_secret'}
+    | {'tls-key', 'tls_key'}
 )
 
 # The 7 strings that name a controller in controller_info, get_log_pages and log_pages_changed,

@@ -82,7 +82,8 @@ import threading
 from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
 
 from ..errors import InvalidArgument, KernelError, NotFound, OwnedElsewhere
-from ..fabric.connect_args import describe_connect_error, kernel_connect, parse_connect_reply
+from ..fabric import tls_psk
+from ..fabric.connect_args import TlsKeys, describe_connect_error, kernel_connect, parse_connect_reply
 from ..fabric.dlpe import (
     ENTRY_SIZE,
     HEADER_SIZE,
@@ -91,9 +92,9 @@ from ..fabric.dlpe import (
     parse_log_header,
     parse_log_page_records,
 )
-from ..model import ControllerSpec, HostIdentity, LogEntry, Role, TransportId
+from ..model import WELL_KNOWN_DISC_NQN, ControllerSpec, HostIdentity, LogEntry, Role, TransportId
 from ..record import record
-from . import sysfs_io
+from . import keyring_io, sysfs_io
 
 log = logging.getLogger(__name__)
 
@@ -555,7 +556,7 @@ class NvmeIo:
         tid = spec.tid
         caps, _reason = self.kernel_caps()
         try:
-            request = kernel_connect(spec, identity, host_iface, caps)
+            request = kernel_connect(spec, identity, host_iface, caps, self._tls_keys(spec, identity))
         except InvalidArgument as exc:
             raise KernelError(f'{tid}: not connected: {exc.message}') from None
         if self._closed:
@@ -571,6 +572,27 @@ class NvmeIo:
         except InvalidArgument as exc:
             raise KernelError(f'{tid}: connect failed: {exc.message}') from None
         return f'nvme{instance}', request.ignored
+
+    def _tls_keys(self, spec: ControllerSpec, identity: HostIdentity) -> TlsKeys:
+        """The keyring and PSK serials a TLS connect of ``spec`` names: the configured keyring,
+        and the controller's own ``tls-key`` derived for this host and subsystem and filed there
+        (a key filed before under the same identity is replaced). Raises ``KernelError``."""
+        options = spec.options
+        if not (options.tls or options.tls_key or options.concat):
+            return TlsKeys()
+        keyring = keyring_io.find_keyring(options.keyring) if options.keyring else None
+        if not options.tls_key:
+            return TlsKeys(keyring=keyring)
+        try:
+            psk = tls_psk.parse_interchange(options.tls_key)
+        except tls_psk.BadPsk as exc:  # the configuration's check already refuses it
+            raise KernelError(f'{spec.tid}: not connected: tls-key: {exc}') from None
+        subnqn = spec.tid.subsysnqn or WELL_KNOWN_DISC_NQN
+        name, key = tls_psk.tls_psk(psk, identity.hostnqn, subnqn)
+        into = keyring if keyring is not None else keyring_io.find_keyring(keyring_io.DEFAULT_KEYRING)
+        serial = keyring_io.file_psk(into, name, key)
+        log.debug('%s: TLS PSK "%s" filed as key %d', spec.tid, name, serial)
+        return TlsKeys(keyring=keyring, tls_key=serial)
 
     # ---- per-controller operations --------------------------------------------------------------
     def _managed(self, device: str) -> _Managed:

@@ -5,7 +5,12 @@ Debian's 6.1 has none: the test skips there) and tlshd."""
 
 from __future__ import annotations
 
+import base64
 import os
+import struct
+import zlib
+from pathlib import Path
+from typing import Optional
 
 import pytest
 
@@ -97,3 +102,50 @@ def test_a_tls_connect_without_tlshd_says_so(fabric, host_identity):
     finally:
         io.close()
     assert controllers() == []
+
+
+def tls_key_interchange(seed: int) -> str:
+    """A configured PSK in the interchange format, SHA-256 transform, as nvme gen-tls-key prints one."""
+    key = bytes((seed * 29 + i * 13) % 256 for i in range(32))
+    return 'NVMeTLSkey-1:01:' + base64.b64encode(key + struct.pack('<I', zlib.crc32(key))).decode() + ':'
+
+
+def psk_serial(identity: str) -> Optional[int]:
+    """The serial of the psk key filed under ``identity`` (from /proc/keys), or None."""
+    for line in Path('/proc/keys').read_text().splitlines():
+        fields = line.split(None, 8)
+        if len(fields) == 9 and fields[7] == 'psk' and fields[8].rsplit(': ', 1)[0] == identity:
+            return int(fields[0], 16)
+    return None
+
+
+def test_a_configured_tls_key_is_filed_in_the_keyring_and_used(fabric, start_daemon, tmp_path):
+    """No PSK provisioned: the tls-key of a controller= line is derived for the host and the
+    subsystem, filed in the .nvme keyring under its identity (where the target, on the same
+    kernel, finds it), and the connection uses that very key; for a DC and for an IOC."""
+    with running_tlshd(tmp_path / 'tlshd.log'):
+        tb0 = fabric.interface('tb0', '192.0.2.1/24')
+        port = fabric.port(tb0, tls_only=True)
+        sub = fabric.subsystem('keyed', backing=None)
+        port.link(sub)
+        key = tls_key_interchange(1)
+        where = 'transport=tcp;traddr=192.0.2.1;trsvcid=8009;host-iface=tb0'
+        dc_identity = f'NVMe0R01 {HOSTNQN} {WELL_KNOWN_DISC_NQN}'
+        assert psk_serial(dc_identity) is None
+
+        stafd = start_daemon('stafd', f'[Controllers]\ncontroller={where};tls-key={key}\n')
+        wait_for(lambda: sub.nqn in served(stafd), scaled(5), "the TLS-only DC's log page")
+        (ctrl,) = stafd.ctl_json('ls', '-d')
+        assert ctrl['security'] == 'tls'
+        # the kernel used the key stafd filed (the sysfs attribute is its serial, in hex)
+        assert int(ctrl_attr(ctrl['device'], 'tls_key'), 16) == psk_serial(dc_identity)
+        assert key not in stafd.logs()
+        assert stafd.stop() == 0
+
+        io_identity = f'NVMe0R01 {HOSTNQN} {sub.nqn}'
+        stacd = start_daemon('stacd', f'[Controllers]\ncontroller={where};nqn={sub.nqn};tls-key={key}\n')
+        (device,) = wait_for(lambda: live_controllers_of(sub.nqn), scaled(5), 'the keyed subsystem live')
+        assert int(ctrl_attr(device, 'tls_key'), 16) == psk_serial(io_identity)
+        (ctrl,) = [c for c in stacd.ctl_json('ls', '-d') if c.get('subsysnqn') == sub.nqn]
+        assert ctrl['security'] == 'tls'
+        assert key not in stacd.logs()

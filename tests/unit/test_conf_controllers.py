@@ -325,6 +325,27 @@ def test_invalid_override_is_dropped_not_kept_raw():
             True,
             "dhchap-secret=<secret, 59 characters>: the CRC-32 at the key's end does not match the key",
         ),
+        (
+            # a TLS PSK whose CRC does not match: named by its key, never shown
+            'transport=tcp;traddr=1.2.3.4;tls-key=NVMeTLSkey-1:01:'
+            + SECRET_32.split(':')[2].replace('AQID', 'AQIE', 1)
+            + ':',
+            'stafd',
+            True,
+            "tls-key=<secret, 65 characters>: the CRC-32 at the key's end does not match the key",
+        ),
+        (
+            'transport=tcp;traddr=1.2.3.4;tls-key=NVMeTLSkey-1:02:' + SECRET_32.split(':')[2] + ':',
+            'stafd',
+            True,
+            'tls-key=<secret, 65 characters>: the key is 32 bytes; with hash indicator 02 it must be 48',
+        ),
+        (
+            'transport=tcp;traddr=1.2.3.4;keyring=my ring',
+            'stafd',
+            True,
+            'keyring=my ring: not a keyring name',
+        ),
         ('transport=tcp;traddr=1.2.3.4;ip-family=ipv5', 'stafd', True, 'ip-family=ipv5: not an IP family'),
         ('transport=tcp;traddr=1.2.3.4;pleo=on', 'stafd', True, 'pleo=on: not enabled/disabled'),
         # the stacd.conf syntax line of nvme-stas uses ',' before nqn=

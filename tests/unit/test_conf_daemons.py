@@ -154,7 +154,8 @@ def test_key_sets_match_nvme_stas(daemon, keys):
         },
         'stacd': set(),
     }[daemon]
-    added |= {('Metrics', 'textfile'), ('Metrics', 'interval'), ('Global', 'tls')}
+    added |= {('Metrics', 'textfile'), ('Metrics', 'interval'), ('Global', 'tls'), ('Global', 'keyring')}
+    added |= {('Global', 'concat')}
     assert set(option_specs(daemon)) == keys | added
 
 
@@ -176,7 +177,8 @@ def test_shipped_file_with_every_key_uncommented_gives_the_defaults(daemon):
     # no example of a key that is ignored or not applied (queue-size, duplicate-connect)
     assert messages(problems) == []
     # the uncommented values are the defaults, or the kernel's defaults where stas sets none
-    kernel = {'reconnect_delay': 10, 'ctrl_loss_tmo': 600, 'disable_sqflow': False, 'tls': False}
+    kernel = {'reconnect_delay': 10, 'ctrl_loss_tmo': 600, 'disable_sqflow': False}
+    kernel.update(tls=False, concat=False)
     if daemon == 'stacd':
         kernel['kato'] = 30  # the shipped comment says 30; stacd itself sends none by default
     default = default_config(daemon)
@@ -587,7 +589,7 @@ def test_unknown_sections_and_keys():
     ]
     text = messages(problems)
     assert text[0].startswith(
-        '[Global] katoo=10: unknown key (did you mean kato?), ignored; accepted: ctrl-loss-tmo,'
+        '[Global] katoo=10: unknown key (did you mean kato?), ignored; accepted: concat, ctrl-loss-tmo,'
     )
     assert text[1].startswith(
         '[Global] zeroconf=disabled: this key belongs in [Service Discovery], ignored here'
@@ -609,9 +611,9 @@ def test_stafd_only_keys_in_stacd():
     )
     assert config == StacdConfig()
     assert messages(problems) == [
-        '[Global] pleo=disabled: a stafd option, ignored by stacd; accepted: ctrl-loss-tmo, data-digest, '
-        'disable-sqflow, hdr-digest, ignore-iface, ip-family, kato, nr-io-queues, nr-poll-queues, '
-        'nr-write-queues, queue-size, reconnect-delay, tls, tron',
+        '[Global] pleo=disabled: a stafd option, ignored by stacd; accepted: concat, ctrl-loss-tmo, '
+        'data-digest, disable-sqflow, hdr-digest, ignore-iface, ip-family, kato, keyring, nr-io-queues, '
+        'nr-poll-queues, nr-write-queues, queue-size, reconnect-delay, tls, tron',
         '[Service Discovery]: a stafd section, ignored by stacd; accepted: [Global], '
         '[I/O controller connection management], [Controllers], [Metrics]',
     ]
@@ -756,8 +758,8 @@ def test_bytes_input_and_non_utf8():
 # -- what messages show of the file --------------------------------------------------------------------------
 
 _STAFD_GLOBAL_KEYS = (
-    'ctrl-loss-tmo, data-digest, disable-sqflow, hdr-digest, ignore-iface, ip-family, kato, '
-    'nvme-cli-autoconnect, pleo, queue-size, reconnect-delay, tls, tron'
+    'concat, ctrl-loss-tmo, data-digest, disable-sqflow, hdr-digest, ignore-iface, ip-family, kato, '
+    'keyring, nvme-cli-autoconnect, pleo, queue-size, reconnect-delay, tls, tron'
 )
 
 

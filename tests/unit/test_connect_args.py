@@ -7,7 +7,7 @@ import errno
 import pytest
 
 from stas.errors import InvalidArgument
-from stas.fabric.connect_args import describe_connect_error, kernel_connect, parse_connect_reply
+from stas.fabric.connect_args import TlsKeys, describe_connect_error, kernel_connect, parse_connect_reply
 from stas.model import WELL_KNOWN_DISC_NQN, ConnectOptions, ControllerSpec, HostIdentity, Role, TransportId
 
 # Linux 6.1's /dev/nvme-fabrics option names
@@ -143,12 +143,51 @@ def test_tls_is_a_flag_and_never_silently_dropped() -> None:
         None,
     )
     assert kernel_connect(spec, HOST, '', ()).tokens[-1] == ('tls', None)  # a kernel that cannot say
-    with pytest.raises(InvalidArgument, match='this kernel has no NVMe/TCP TLS'):
+    with pytest.raises(InvalidArgument, match=r'NVMe/TCP TLS .* is asked for, but this kernel has none'):
         kernel_connect(spec, HOST, '', CAPS_6_1)  # 6.1: a plain connection would be a downgrade
     assert (
         'tls'
         not in kernel_connect(ControllerSpec(IOC, Role.IOC, ConnectOptions(tls=False)), HOST, '', ()).text()
     )
+
+
+CAPS_TLS = (*CAPS_6_1, 'tls', 'keyring', 'tls_key')
+
+
+def test_a_filed_tls_key_and_a_keyring_are_named_by_serial() -> None:
+    spec = ControllerSpec(IOC, Role.IOC, ConnectOptions(tls_key='NVMeTLSkey-1:01:x:', keyring='.mine'))
+    tokens = kernel_connect(spec, HOST, '', CAPS_TLS, TlsKeys(keyring=0x1234, tls_key=77)).tokens
+    # a tls-key implies TLS, without tls= set
+    assert tokens[-3:] == (('tls', None), ('tls_key', '77'), ('keyring', str(0x1234)))
+    # a keyring alone (tls=true, the kernel picks the PSK by identity in it)
+    spec = ControllerSpec(IOC, Role.IOC, ConnectOptions(tls=True, keyring='.mine'))
+    assert kernel_connect(spec, HOST, '', CAPS_TLS, TlsKeys(keyring=5)).tokens[-2:] == (
+        ('tls', None),
+        ('keyring', '5'),
+    )
+    # no TLS: no keyring either
+    spec = ControllerSpec(IOC, Role.IOC, ConnectOptions(keyring='.mine'))
+    assert 'keyring' not in kernel_connect(spec, HOST, '', CAPS_TLS, TlsKeys(keyring=5)).text()
+
+
+def test_concat_needs_the_kernel_a_secret_and_no_tls() -> None:
+    concat = ConnectOptions(concat=True, dhchap_secret=KEY1)
+    with pytest.raises(InvalidArgument, match=r'secure channel concatenation .* this kernel has none'):
+        kernel_connect(ControllerSpec(IOC, Role.IOC, concat), HOST, '', CAPS_TLS)
+    caps = (*CAPS_TLS, 'concat')
+    assert kernel_connect(ControllerSpec(IOC, Role.IOC, concat), HOST, '', caps).tokens[-1] == (
+        'concat',
+        None,
+    )
+    with pytest.raises(InvalidArgument, match='concat and tls .* exclude each other'):
+        kernel_connect(
+            ControllerSpec(IOC, Role.IOC, ConnectOptions(concat=True, tls=True, dhchap_secret=KEY1)),
+            HOST,
+            '',
+            caps,
+        )
+    with pytest.raises(InvalidArgument, match='concat needs a DH-HMAC-CHAP secret'):
+        kernel_connect(ControllerSpec(IOC, Role.IOC, ConnectOptions(concat=True)), HOST, '', caps)
 
 
 def test_a_missing_key_is_named_for_what_the_connect_asked() -> None:
