@@ -246,8 +246,12 @@ def _missing_key(request: Optional[KernelConnect]) -> str:
     if 'tls' not in fields:
         return no_secret if request is not None else 'no key: a TLS pre-shared key or a DH-HMAC-CHAP secret'
     identity = psk_identity(fields.get('hostnqn') or '', fields.get('nqn') or '')
-    psk = (
-        'no key: the kernel found no TLS pre-shared key for this host and subsystem in its .nvme '
-        f'keyring (e.g. "{identity}": nvme gen-tls-key --insert)'
-    )
+    keyring = f'keyring {fields["keyring"]}' if fields.get('keyring') else 'its .nvme keyring'
+    if fields.get('tls_key'):
+        psk = f'no key: the TLS pre-shared key filed from tls-key (key {fields["tls_key"]}) could not be used'
+    else:
+        psk = (
+            f'no key: the kernel found no TLS pre-shared key for this host and subsystem in {keyring} '
+            f'(e.g. "{identity}": nvme gen-tls-key --insert, or tls-key= on the controller= line)'
+        )
     return psk if 'dhchap_secret' in fields else f'{psk}, or {no_secret}'

@@ -9,9 +9,9 @@ string ``NVMe0R<cc> <host NQN> <subsystem NQN>`` under which it is filed in the 
 ``.nvme`` keyring (``cc`` is the cipher suite's hash: 01 SHA-256, 02 SHA-384, the key's
 length deciding for hh=00). Both derivations are HKDF-Extract with no salt and HKDF-Expand
 with a TLS 1.3 style label (RFC 8446's HkdfLabel): "tls13 HostNQN" with the host NQN for the
-retained PSK, "tls13 nvme-tls-psk" with the identity for the TLS PSK. These are the keys
-``nvme gen-tls-key --insert`` / ``nvme check-tls-key --insert`` file for the same string, so a
-target provisioned with nvme-cli and a host provisioned by the daemons agree.
+retained PSK, "tls13 nvme-tls-psk" with the identity for the TLS PSK: the derivation nvme-cli's
+``--insert`` follows, so that a target provisioned with nvme-cli from the same string and a host
+provisioned by the daemons file the same key.
 
 Pure: no I/O. The worker's ``keyring_io`` files the result in the keyring.
 """

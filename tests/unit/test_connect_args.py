@@ -191,7 +191,10 @@ def test_concat_needs_the_kernel_a_secret_and_no_tls() -> None:
 
 
 def test_a_missing_key_is_named_for_what_the_connect_asked() -> None:
-    identity = f'"NVMe0R01 {HOST.hostnqn} {IOC.subsysnqn}": nvme gen-tls-key --insert)'
+    identity = (
+        f'"NVMe0R01 {HOST.hostnqn} {IOC.subsysnqn}": nvme gen-tls-key --insert, or tls-key= on the '
+        'controller= line)'
+    )
     secret = ConnectOptions(tls=True, dhchap_secret=KEY1)
     said = describe_connect_error(
         errno.ENOKEY, kernel_connect(ControllerSpec(IOC, Role.IOC, secret), HOST, '', ())
@@ -209,6 +212,20 @@ def test_a_missing_key_is_named_for_what_the_connect_asked() -> None:
         '(dhchap-secret, or key= in sys.conf) (ENOKEY)'
     )
     assert describe_connect_error(errno.ESRCH).startswith('no TLS handshake: tlshd is not running')
+    # a PSK of its own, filed by the worker, or a keyring of the admin's: named
+    filed = kernel_connect(
+        ControllerSpec(IOC, Role.IOC, ConnectOptions(tls_key='k', dhchap_secret=KEY1)),
+        HOST,
+        '',
+        (),
+        TlsKeys(tls_key=9),
+    )
+    assert describe_connect_error(errno.ENOKEY, filed) == (
+        'no key: the TLS pre-shared key filed from tls-key (key 9) could not be used (ENOKEY)'
+    )
+    ring = ControllerSpec(IOC, Role.IOC, ConnectOptions(tls=True, dhchap_secret=KEY1))
+    said = describe_connect_error(errno.ENOKEY, kernel_connect(ring, HOST, '', (), TlsKeys(keyring=12)))
+    assert 'no TLS pre-shared key for this host and subsystem in keyring 12 ' in said
 
 
 def test_an_io_error_with_secrets_points_at_the_authentication_too() -> None:
