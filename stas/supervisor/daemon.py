@@ -35,7 +35,6 @@ from ..conf import (
     ConfiguredController,
     Problem,
     Severity,
-    StafdConfig,
     UnreadableConfig,
     bounded,
     load_sysconf,
@@ -67,9 +66,8 @@ from .policy import (
 )
 from .pool import SlotDriver, WorkerInfo, WorkerPool
 from .registry import RestartPolicy
-from .roles import make_role
+from .roles import DaemonRole
 from .spawner import Spawner
-from .udev_rule import RULES_DIR, AutoconnectShadow
 
 log = logging.getLogger(__name__)
 
@@ -102,8 +100,8 @@ class Supervisor:
         engine: str = '',
         nbft_dir: str = DEFAULT_NBFT_DIR,
         exclusions_dir: str = NVME_ETC_DIR,
-        udev_rules_dir: str = RULES_DIR,
         registry_dir: str = DEFAULT_REGISTRY_DIR,
+        role: DaemonRole,
         spawner: Optional[Spawner] = None,
         early_signals: Optional[EarlySignals] = None,
         environ: Mapping[str, str] = os.environ,
@@ -125,12 +123,6 @@ class Supervisor:
         self._spawner = spawner  # given when main() started the forkserver early
         self._early_signals = early_signals  # what came before the loop handled signals
         self._unused_signals = UnusedSignalLog(log, daemon)
-        # stafd: the file that shadows nvme-cli's udev autoconnect rule (stas.supervisor.udev_rule)
-        self._udev_shadow = (
-            AutoconnectShadow(udev_rules_dir, registry_dir=registry_dir) if daemon == 'stafd' else None
-        )
-        self._boot = None  # the firmware's NBFTs (nbft_source.BootTables), read once at start (stafd)
-        self._boot_told: frozenset = frozenset()  # their problems at the last pass (logged once)
         scale = float(environ.get('STAS_TIMEOUT_SCALE', '1') or 1)
         self._restart_policy = RestartPolicy().scaled(scale)
         self._faults = faults.parse(environ.get('STAS_WORKER_FAULTS', ''))
@@ -159,12 +151,11 @@ class Supervisor:
         self._routes: Dict[str, str] = {}
         self._stop = asyncio.Event()
         self._reload_requested = asyncio.Event()
-        self._udev_lock = asyncio.Lock()  # one change of the udev rule file at a time
         self._started = time.monotonic()
         self.pool: Optional[WorkerPool] = None
         self._publisher = None
         self._monitor = None
-        self.role = make_role(daemon, runtime_dir)
+        self.role = role
         self.counters = CounterBook()  # per-controller totals of the health metrics
         self._metrics_file = TextfileExport(self.metrics)  # [Metrics] textfile, for node_exporter
         self._replan_soon: Optional[asyncio.TimerHandle] = None
@@ -198,7 +189,7 @@ class Supervisor:
             raise ConfigRefused(fatal)
         return config, host, problems, has_content
 
-    def _bounded(self, problems, limit: int) -> List[str]:
+    def bounded_problems(self, problems, limit: int) -> List[str]:
         """At most ``limit`` problem texts and a line saying how many more (20,000 unknown keys
         must not mean 20,000 log lines at every reload)."""
         return bounded(problems, limit, daemon=self.daemon, conf_file=self.conf_file, sys_conf=self.sys_conf)
@@ -206,9 +197,9 @@ class Supervisor:
     def _apply(self, config, host: HostIdentity, problems: List[Problem], has_content: bool) -> None:
         self.config, self.host = config, host
         self._conf_has_content = has_content
-        self._config_problems = self._bounded(problems, DBUS_PROBLEM_LIMIT)
+        self._config_problems = self.bounded_problems(problems, DBUS_PROBLEM_LIMIT)
         self._refused = []
-        for text in self._bounded(problems, LOG_PROBLEM_LIMIT):
+        for text in self.bounded_problems(problems, LOG_PROBLEM_LIMIT):
             log.warning('%s', text)
         self.set_tron(self._cli_tron or config.tron)
         self._generation += 1
@@ -230,8 +221,8 @@ class Supervisor:
         try:
             config, host, problems, has_content = await self._load_off_loop()
         except ConfigRefused as exc:
-            self._refused = self._bounded(exc.reasons, DBUS_PROBLEM_LIMIT)
-            for reason in self._bounded(exc.reasons, LOG_PROBLEM_LIMIT):
+            self._refused = self.bounded_problems(exc.reasons, DBUS_PROBLEM_LIMIT)
+            for reason in self.bounded_problems(exc.reasons, LOG_PROBLEM_LIMIT):
                 log.error('reload refused, previous configuration stays in force: %s', reason)
             if excl_changed:  # the exclusion files apply whatever became of the configuration
                 await self._replan_and_configure()
@@ -240,7 +231,7 @@ class Supervisor:
             self._cli_tron = False
             self._apply(config, host, problems, has_content)
             log.info('configuration reloaded (generation %d)', self._generation)
-            await self._sync_udev_rule()
+            await self.role.configured(self.config)
             await self._replan()
             assert self.pool is not None
             self.pool.reset_fatal('configuration reloaded')
@@ -259,8 +250,8 @@ class Supervisor:
         if not changed and found.problems == self._exclusions.problems and self._exclusions_read:
             return False  # nothing new to say
         self._exclusions, self._exclusions_read = found, True
-        self._exclusion_problems = self._bounded(list(found.problems), DBUS_PROBLEM_LIMIT)
-        for text in self._bounded(list(found.problems), LOG_PROBLEM_LIMIT):
+        self._exclusion_problems = self.bounded_problems(list(found.problems), DBUS_PROBLEM_LIMIT)
+        for text in self.bounded_problems(list(found.problems), LOG_PROBLEM_LIMIT):
             log.warning('%s', text)
         log.info('host exclusions: %s', found.summary())
         return changed
@@ -304,15 +295,6 @@ class Supervisor:
             log.warning('host exclusions: %s; %s and %s are read at SIGHUP only', why_not, main, dropin)
             return
         self._exclusion_watch = watch
-
-    async def _sync_udev_rule(self) -> None:
-        """stafd: shadow nvme-cli's udev autoconnect rule, or stop doing so, as configured (off
-        the loop: it writes a file and waits for udevadm)."""
-        if self._udev_shadow is None or not isinstance(self.config, StafdConfig):
-            return
-        shadow = not self.config.nvme_cli_autoconnect
-        async with self._udev_lock:
-            await asyncio.get_running_loop().run_in_executor(None, self._udev_shadow.apply, shadow)
 
     def _request_all(self, ops: Sequence[str]) -> None:
         """Ask every running worker to do ``ops`` (stafd on SIGHUP: resync every DC, as 2.x)."""
@@ -411,7 +393,7 @@ class Supervisor:
 
     async def _replan(self) -> None:
         assert self.pool is not None and self.config is not None and self.host is not None
-        config = self._with_host_exclusions(self._with_boot_controllers(self.config))
+        config = self._with_host_exclusions(self.role.with_boot_controllers(self.config, self._interfaces))
         config, problems = await self._resolve_names(config, self.host)
         await self._refresh_routes(config)
         specs, more = self.role.specs(config, self.host)
@@ -419,26 +401,13 @@ class Supervisor:
             log.warning('%s', p)
         if len(self.counters) > len(specs):  # controllers went away: forget their counts
             self.counters.retain({s.tid for s in specs})
-        zeroconf = isinstance(self.config, StafdConfig) and self.config.zeroconf
+        zeroconf = self.role.browses_mdns(self.config)
         self._plans = plan_workers(specs, self._interfaces, self._routes, zeroconf=zeroconf)
         for key in self.role.extra_worker_keys(self._interfaces):  # workers with nothing to connect
             self._plans.setdefault(key, WorkerPlan(key))
         self._plans = with_releases(self._plans, self.role.release_specs(), self._routes)
         self.pool.ensure(self._plans)
         self._arm_role_wakeup()
-
-    def _with_boot_controllers(self, config):
-        """stafd: ``config`` with the discovery controllers of the firmware's NBFT added."""
-        if not isinstance(config, StafdConfig) or self._boot is None or not self._boot.tables:
-            return config
-        from .nbft_source import discovery_controllers
-
-        ctrls, problems = discovery_controllers(self._boot, self._interfaces)
-        for p in problems:
-            if p not in self._boot_told:  # every pass finds them again: say each once
-                log.warning('%s', p)
-        self._boot_told = frozenset(problems)
-        return dataclasses.replace(config, controllers=tuple(config.controllers) + tuple(ctrls))
 
     def _arm_role_wakeup(self) -> None:
         """Plan again when the role says something changes by itself (a lost DC ages out)."""
@@ -551,12 +520,6 @@ class Supervisor:
                 'signals ignored': dict(self._unused_signals.counts),
             }
         )
-        if self._boot is not None:  # stafd: what it found of the firmware's NBFT at start
-            info['nbft'] = {
-                'path': self._nbft_dir,
-                'tables': list(self._boot.sources),
-                'problems': self._bounded(self._boot.problems, DBUS_PROBLEM_LIMIT),
-            }
         info.update(self.role.process_info_extra())
         return info
 
@@ -609,7 +572,7 @@ class Supervisor:
             ),
             controllers=tuple(
                 metrics.controller_samples(
-                    self.role.controller_states(), self.counters, log_pages=self.daemon == 'stafd'
+                    self.role.controller_states(), self.counters, log_pages=self.role.has_log_pages
                 )
             ),
         )
@@ -652,7 +615,7 @@ class Supervisor:
         try:
             config, host, problems, has_content = self._load()
         except ConfigRefused as exc:
-            for reason in self._bounded(exc.reasons, LOG_PROBLEM_LIMIT):
+            for reason in self.bounded_problems(exc.reasons, LOG_PROBLEM_LIMIT):
                 log.error('%s', reason)
             log.error(
                 '%s cannot start: fix the configuration (check it with `%s --check-config`)',
@@ -666,10 +629,9 @@ class Supervisor:
         # In the background: the file is in place within milliseconds, long before a worker
         # connects a discovery controller, but udevadm's reload can take a while, and the start
         # need not wait for it.
-        self._background.start(self._sync_udev_rule())
+        self._background.start(self.role.configured(self.config))
         self.role.restore()  # makes the runtime directory; one that cannot be used is logged
-        if self.daemon == 'stafd':
-            self._read_boot_tables()
+        self.role.read_boot_tables()
         loop = asyncio.get_running_loop()
         loop.add_signal_handler(signal.SIGTERM, self.request_stop)
         loop.add_signal_handler(signal.SIGINT, self.request_stop)
@@ -703,8 +665,7 @@ class Supervisor:
             await self._shutdown()
             return 1
         self.role.publisher = self._publisher
-        if self.daemon == 'stafd':
-            await self._host_watch.follow_avahi(self._publisher.bus)
+        await self.role.published(self._publisher.bus, self._host_watch)
         await self._host_watch.check(self.config, self.host)
         # after the forkserver (no worker inherits the descriptor), before the first plan; a
         # change made since the files were read at start is read now (off the loop, bounded)
@@ -746,16 +707,6 @@ class Supervisor:
             log.info('SIGHUP received while starting: the configuration is read again once started')
             self.request_reload()
 
-    def _read_boot_tables(self) -> None:
-        from .nbft_source import read_boot_tables  # most hosts have no NBFT: parse only if needed
-
-        self._boot = read_boot_tables(self._nbft_dir)
-        for text in self._bounded(self._boot.problems, LOG_PROBLEM_LIMIT):  # firmware text: escaped
-            log.warning('%s', text)
-        if self._boot.tables:
-            found = sum(len(t.discoveries) for t in self._boot.tables)
-            log.info('NBFT location(s): %s (%d discovery controllers)', ', '.join(self._boot.sources), found)
-
     async def _watchdog(self) -> None:
         assert self._watchdog_s
         while True:
@@ -780,9 +731,7 @@ class Supervisor:
         if self._publisher is not None:
             self._publisher.close()
         self.role.state_file.flush()  # the last burst of changes, not yet saved
-        if self._udev_shadow is not None:  # last: stafd handled the AENs until now
-            async with self._udev_lock:  # after a change still under way
-                await asyncio.get_running_loop().run_in_executor(None, self._udev_shadow.release)
+        await self.role.stopped()  # last: stafd handled the AENs until now
 
 
 def _interface_state(iface) -> InterfaceState:
@@ -816,7 +765,11 @@ async def _quietly(awaitable) -> None:
 
 
 def run_daemon(
-    daemon: str, args, spawner: Optional[Spawner] = None, early_signals: Optional[EarlySignals] = None
+    daemon: str,
+    args,
+    role: DaemonRole,
+    spawner: Optional[Spawner] = None,
+    early_signals: Optional[EarlySignals] = None,
 ) -> int:
     target = 'journal' if (args.syslog or logsetup.under_systemd()) else 'stderr'
     logsetup.setup(daemon, level='DEBUG' if args.tron else 'INFO', target=target)
@@ -830,8 +783,8 @@ def run_daemon(
         engine=getattr(args, 'worker_engine', '') or '',
         nbft_dir=getattr(args, 'nbft_path', DEFAULT_NBFT_DIR),
         exclusions_dir=getattr(args, 'exclusions_dir', NVME_ETC_DIR),
-        udev_rules_dir=getattr(args, 'udev_rules_dir', RULES_DIR),
         registry_dir=getattr(args, 'registry_dir', DEFAULT_REGISTRY_DIR),
+        role=role,
         spawner=spawner,
         early_signals=early_signals,
     )

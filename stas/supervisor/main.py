@@ -68,10 +68,11 @@ def main(daemon: str, argv: Sequence[str] | None = None) -> int:
     spawner = Spawner(args.worker_engine or daemon, service=daemon)
     spawner.fork_forkserver(in_child=early.uninstall)
     from .daemon import run_daemon
+    from .roles import make_role
 
     gc.freeze()
     gc.enable()
-    return run_daemon(daemon, args, spawner, early)
+    return run_daemon(daemon, args, make_role(daemon, args), spawner, early)
 
 
 def stafd_main(argv: Sequence[str] | None = None) -> int:

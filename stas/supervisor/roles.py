@@ -18,12 +18,13 @@ by itself asks ``supervisor.request_replan()``), ``worker_options_for(key, confi
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from dataclasses import replace
 from typing import Any, Callable, Dict, Iterable, List, Optional, Set, Tuple
 
-from ..conf import DisconnectScope, StacdConfig, StafdConfig
+from ..conf import DBUS_PROBLEM_LIMIT, LOG_PROBLEM_LIMIT, DisconnectScope, StacdConfig, StafdConfig
 from ..conf.controllers import ConfiguredController
 from ..errors import NotFound, StasError
 from ..fabric.exclusion import describe, is_excluded
@@ -49,6 +50,7 @@ from ..model import (
 )
 from . import cache
 from .background import Background
+from .cli_args import DEFAULT_NBFT_DIR, DEFAULT_REGISTRY_DIR
 from .ctrl_dicts import add_details, controller_id_dict, visible_extras
 from .policy import configured_specs
 from .stac import (
@@ -67,6 +69,7 @@ from .stac import (
 from .stac import worker_options as stac_worker_options
 from .staf import DcRecord, StafView
 from .state_files import StateFile
+from .udev_rule import RULES_DIR, AutoconnectShadow
 from .zeroconf import ZeroconfDcs
 
 log = logging.getLogger(__name__)
@@ -105,6 +108,8 @@ class DaemonRole:
 
     # requests sent to every worker after a reload (stafd: rediscover every DC)
     reload_ops: Tuple[str, ...] = ()
+    # whether its controllers carry discovery log pages (stafd's DCs), for the metrics
+    has_log_pages = False
 
     def bind(self, supervisor: Any) -> None:
         """Called once with the supervisor: a role that learns of changes by itself (stacd, from
@@ -140,6 +145,28 @@ class DaemonRole:
         """The role's own part of ``process_info``."""
         return {}
 
+    def read_boot_tables(self) -> None:
+        """Once at start: read what the host's firmware says of the fabric (stafd: the NBFT)."""
+
+    def with_boot_controllers(self, config: Any, interfaces: Dict[str, Any]) -> Any:
+        """``config`` with the controllers the firmware names added (stafd: the NBFT's DCs)."""
+        return config
+
+    def browses_mdns(self, config: Any) -> bool:
+        """Whether workers browse mDNS for controllers (stafd's zeroconf)."""
+        return False
+
+    async def configured(self, config: Any) -> None:
+        """A configuration took effect: at start (in the background) and after each reload
+        (stafd: shadow nvme-cli's udev autoconnect rule, or stop, as configured)."""
+
+    async def published(self, bus: Any, host_watch: Any) -> None:
+        """The D-Bus objects are on ``bus`` (stafd: the host watch follows Avahi there)."""
+
+    async def stopped(self) -> None:
+        """Last thing at shutdown, after the workers ended (stafd: give the AENs back to
+        nvme-cli's udev rule)."""
+
 
 class StafdRole(DaemonRole):
     daemon = 'stafd'
@@ -147,8 +174,24 @@ class StafdRole(DaemonRole):
     # asked of every worker after a SIGHUP: each DC re-registers and re-reads its log page (2.x)
     reload_ops = (OP_REDISCOVER,)
 
-    def __init__(self, runtime_dir: str):
+    has_log_pages = True
+
+    def __init__(
+        self,
+        runtime_dir: str,
+        *,
+        nbft_dir: str = DEFAULT_NBFT_DIR,
+        udev_rules_dir: str = RULES_DIR,
+        registry_dir: str = DEFAULT_REGISTRY_DIR,
+    ):
         self.runtime_dir = runtime_dir
+        self._supervisor: Any = None
+        self._nbft_dir = nbft_dir
+        self._boot = None  # the firmware's NBFTs (nbft_source.BootTables), read once at start
+        self._boot_told: frozenset = frozenset()  # their problems at the last pass (logged once)
+        # the file that shadows nvme-cli's udev autoconnect rule (stas.supervisor.udev_rule)
+        self._udev_shadow = AutoconnectShadow(udev_rules_dir, registry_dir=registry_dir)
+        self._udev_lock: Optional[asyncio.Lock] = None  # one change of the rule file at a time
         self.state_file = StateFile(runtime_dir, cache.FILE_NAME)
         self.view = StafView()
         self.publisher = None
@@ -157,6 +200,53 @@ class StafdRole(DaemonRole):
         self._extras: Dict[TransportId, Tuple[Tuple[str, str], ...]] = {}
         # zero-touch discovery: the DCs mDNS found, their aging (stas.supervisor.zeroconf)
         self.zeroconf = ZeroconfDcs()
+
+    def bind(self, supervisor: Any) -> None:
+        self._supervisor = supervisor
+
+    # ---- the host: firmware, udev, Avahi --------------------------------------------------------
+    def read_boot_tables(self) -> None:
+        from .nbft_source import read_boot_tables  # most hosts have no NBFT: parse only if needed
+
+        self._boot = read_boot_tables(self._nbft_dir)
+        for text in self._supervisor.bounded_problems(self._boot.problems, LOG_PROBLEM_LIMIT):
+            log.warning('%s', text)  # firmware text: escaped
+        if self._boot.tables:
+            found = sum(len(t.discoveries) for t in self._boot.tables)
+            log.info('NBFT location(s): %s (%d discovery controllers)', ', '.join(self._boot.sources), found)
+
+    def with_boot_controllers(self, config: Any, interfaces: Dict[str, Any]) -> Any:
+        if not isinstance(config, StafdConfig) or self._boot is None or not self._boot.tables:
+            return config
+        from .nbft_source import discovery_controllers
+
+        ctrls, problems = discovery_controllers(self._boot, interfaces)
+        for p in problems:
+            if p not in self._boot_told:  # every pass finds them again: say each once
+                log.warning('%s', p)
+        self._boot_told = frozenset(problems)
+        return replace(config, controllers=tuple(config.controllers) + tuple(ctrls))
+
+    def browses_mdns(self, config: Any) -> bool:
+        return isinstance(config, StafdConfig) and config.zeroconf
+
+    async def configured(self, config: Any) -> None:
+        """Shadow nvme-cli's udev autoconnect rule, or stop doing so, as configured (off the
+        loop: it writes a file and waits for udevadm)."""
+        if isinstance(config, StafdConfig):
+            await self._udev(self._udev_shadow.apply, not config.nvme_cli_autoconnect)
+
+    async def published(self, bus: Any, host_watch: Any) -> None:
+        await host_watch.follow_avahi(bus)
+
+    async def stopped(self) -> None:
+        await self._udev(self._udev_shadow.release)
+
+    async def _udev(self, change: Callable[..., Any], *args: Any) -> None:
+        if self._udev_lock is None:
+            self._udev_lock = asyncio.Lock()
+        async with self._udev_lock:  # after a change still under way
+            await asyncio.get_running_loop().run_in_executor(None, change, *args)
 
     # ---- planning -------------------------------------------------------------------------------
     def restore(self) -> None:
@@ -278,8 +368,17 @@ class StafdRole(DaemonRole):
         return bool(rec and rec.status and rec.status.state == CtrlState.CONNECTED)
 
     def process_info_extra(self) -> dict:
-        """stafd's own part of process_info: Avahi, as nvme-stas 2.x shows it."""
-        return {'avahi': self.zeroconf.process_info()}
+        """stafd's own part of process_info: what it found of the firmware's NBFT at start, and
+        Avahi, as nvme-stas 2.x shows it."""
+        info: dict = {}
+        if self._boot is not None:
+            info['nbft'] = {
+                'path': self._nbft_dir,
+                'tables': list(self._boot.sources),
+                'problems': self._supervisor.bounded_problems(self._boot.problems, DBUS_PROBLEM_LIMIT),
+            }
+        info['avahi'] = self.zeroconf.process_info()
+        return info
 
     def next_wakeup_s(self):
         """Seconds until a planning pass is due without any report (a lost DC ages out)."""
@@ -636,5 +735,14 @@ def _unpinned_addresses(tids: Iterable[TransportId]) -> Set[str]:
     return {t.traddr for t in tids if not t.host_iface and t.transport in ('tcp', 'rdma')}
 
 
-def make_role(daemon: str, runtime_dir: str):
-    return StafdRole(runtime_dir) if daemon == 'stafd' else StacdRole(runtime_dir)
+def make_role(daemon: str, args: Any = None) -> DaemonRole:
+    """The role of ``daemon``, with the host paths of its command line ``args``."""
+    runtime_dir = args.runtime_dir
+    if daemon == 'stafd':
+        return StafdRole(
+            runtime_dir,
+            nbft_dir=getattr(args, 'nbft_path', DEFAULT_NBFT_DIR),
+            udev_rules_dir=getattr(args, 'udev_rules_dir', RULES_DIR),
+            registry_dir=getattr(args, 'registry_dir', DEFAULT_REGISTRY_DIR),
+        )
+    return StacdRole(runtime_dir)

@@ -219,11 +219,13 @@ def test_the_daemons_registry_dir_option_reaches_each_workers_engine(tmp_path: P
     from stas.model import WorkerKey
     from stas.supervisor.cli_args import parse_daemon_args
     from stas.supervisor.daemon import Supervisor
+    from stas.supervisor.roles import StacdRole
     from stas.workers.main import build_engine
 
     args = parse_daemon_args('stacd', ['--registry-dir', str(tmp_path / 'registry')], environ={})
-    sup = Supervisor('stacd', '/nonexistent.conf', '/nonexistent', str(tmp_path / 'run'), environ={},
-                     registry_dir=args.registry_dir)  # fmt: skip
+    run = str(tmp_path / 'run')
+    sup = Supervisor('stacd', '/nonexistent.conf', '/nonexistent', run, environ={},
+                     registry_dir=args.registry_dir, role=StacdRole(run))  # fmt: skip
     spec = sup._make_spec(WorkerKey('tcp', 'tb0'))  # noqa: SLF001
     assert spec.registry_dir == str(tmp_path / 'registry')
     engine = build_engine(spec)
@@ -231,7 +233,7 @@ def test_the_daemons_registry_dir_option_reaches_each_workers_engine(tmp_path: P
         assert engine._registry.root == str(tmp_path / 'registry')  # noqa: SLF001
     finally:
         engine._executor.shutdown()  # noqa: SLF001
-    assert Supervisor('stacd', '', '', str(tmp_path), environ={})._make_spec(
+    assert Supervisor('stacd', '', '', str(tmp_path), environ={}, role=StacdRole(str(tmp_path)))._make_spec(
         WorkerKey('tcp', 'tb0')
     ).registry_dir == (ownership.REGISTRY_DIR)
 

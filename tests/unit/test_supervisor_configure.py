@@ -11,6 +11,7 @@ from stas.conf import default_config
 from stas.model import HostIdentity, WorkerKey
 from stas.supervisor import udev_rule
 from stas.supervisor.daemon import Supervisor
+from stas.supervisor.roles import StacdRole, StafdRole
 
 HOST = HostIdentity('nqn.2014-08.org.nvmexpress:uuid:0c5d3f4e-1111-4222-8333-944455556666', 'id')
 KEY = WorkerKey('tcp', 'tb0')
@@ -28,9 +29,9 @@ class FakeDriver:
 
 
 def supervisor(tmp_path) -> Supervisor:
-    sup = Supervisor(
-        'stafd', str(tmp_path / 'stafd.conf'), str(tmp_path / 'sys.conf'), str(tmp_path / 'run'), environ={}
-    )
+    run = str(tmp_path / 'run')
+    conf, sys_conf = str(tmp_path / 'stafd.conf'), str(tmp_path / 'sys.conf')
+    sup = Supervisor('stafd', conf, sys_conf, run, environ={}, role=StafdRole(run))
     sup.config, sup.host = default_config('stafd'), HOST
     return sup
 
@@ -57,15 +58,12 @@ def test_only_stafd_shadows_nvme_clis_autoconnect_rule(tmp_path, monkeypatch, da
     reloads = []
     monkeypatch.setattr(udev_rule, 'reload_udevd', lambda: reloads.append(1))  # not this host's udevd
     rules = tmp_path / 'rules.d'
+    run = str(tmp_path / 'run')
+    role = StafdRole(run, udev_rules_dir=str(rules)) if daemon == 'stafd' else StacdRole(run)
     sup = Supervisor(
-        daemon,
-        str(tmp_path / f'{daemon}.conf'),
-        str(tmp_path / 'sys.conf'),
-        str(tmp_path / 'run'),
-        environ={},
-        udev_rules_dir=str(rules),
+        daemon, str(tmp_path / f'{daemon}.conf'), str(tmp_path / 'sys.conf'), run, environ={}, role=role
     )
     sup.config, sup.host = default_config(daemon), HOST
-    asyncio.run(sup._sync_udev_rule())  # noqa: SLF001 - what start and SIGHUP do
+    asyncio.run(sup.role.configured(sup.config))  # what start and SIGHUP do
     assert (rules / '70-nvmf-autoconnect.rules').exists() is writes
     assert len(reloads) == writes
