@@ -19,8 +19,8 @@ import time
 from stas.ipc.messages import Configure
 from stas.model import HostIdentity, WorkerKey
 from stas.supervisor.pool import WorkerPool
-from stas.supervisor.registry import RestartPolicy
 from stas.supervisor.spawner import Spawner
+from stas.supervisor.worker_slot import RestartPolicy
 from stas.workers.spec import WorkerSpec
 
 HOST = HostIdentity(

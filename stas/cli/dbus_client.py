@@ -37,7 +37,7 @@ from jeepney.bus import get_bus
 from jeepney.io.blocking import DBusConnection, open_dbus_connection
 from jeepney.low_level import HeaderFields, Message
 
-from ..dbus_names import SERVICE_OF_DAEMON, bus_name, error_prefix, interface_name, object_path
+from ..dbus.names import SERVICE_OF_DAEMON, bus_name, error_prefix, interface_name, object_path
 
 EX_OK = 0
 EX_FAILED = 1

@@ -27,7 +27,7 @@ SERVICE_DISCOVERY = 'Service Discovery'
 DC_MANAGEMENT = 'Discovery controller connection management'
 IOC_MANAGEMENT = 'I/O controller connection management'
 CONTROLLERS = 'Controllers'
-METRICS = 'Metrics'  # not in nvme-stas 2.x: the health metrics (stas.supervisor.metrics)
+METRICS = 'Metrics'  # not in nvme-stas 2.x: the health metrics (stas.metrics.prometheus)
 
 SECTIONS: Dict[str, Tuple[str, ...]] = {
     STAFD: (GLOBAL, SERVICE_DISCOVERY, DC_MANAGEMENT, CONTROLLERS, METRICS),
@@ -157,7 +157,7 @@ def option_specs(daemon: str) -> Dict[Tuple[str, str], OptionSpec]:
         specs += [
             OptionSpec(GLOBAL, 'pleo', v.check_enabled, True, 'enabled'),
             # disabled: while stafd runs, nvme-cli's udev autoconnect rule is shadowed
-            # (stas.supervisor.udev_rule); enabled: nvme-cli's rule is left alone
+            # (stas.stafd.udev_rule); enabled: nvme-cli's rule is left alone
             OptionSpec(GLOBAL, 'nvme-cli-autoconnect', v.check_enabled, False, 'disabled'),
             OptionSpec(SERVICE_DISCOVERY, 'zeroconf', v.check_enabled, True, 'enabled'),
             OptionSpec(DC_MANAGEMENT, 'persistent-connections', v.check_bool, True, 'true'),

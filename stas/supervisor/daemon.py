@@ -44,6 +44,8 @@ from ..conf.exclusions import NVME_ETC_DIR, HostExclusions, exclusion_paths, rea
 from ..errors import InvalidArgument, NotFound, Unavailable
 from ..fabric.controller import timer_text
 from ..ipc.messages import OP_SET_LOG_LEVEL, Configure, Hello, Message, WorkerOptions
+from ..metrics.counters import CounterBook
+from ..metrics.textfile import TextfileExport
 from ..model import HostIdentity, WorkerKey
 from ..signals import EarlySignals, UnusedSignalLog
 from ..workers import faults
@@ -51,11 +53,9 @@ from ..workers.spec import WorkerSpec
 from . import netlink, resolver, sdnotify
 from .background import Background
 from .cli_args import DEFAULT_NBFT_DIR, DEFAULT_REGISTRY_DIR
-from .ctrl_counters import CounterBook
 from .exclusion_watch import ExclusionWatch
 from .host_support import HostPaths, status_suffix
 from .host_watch import RECHECK_S, HostWatch
-from .metrics_export import TextfileExport
 from .policy import (
     InterfaceState,
     WorkerPlan,
@@ -65,9 +65,9 @@ from .policy import (
     with_resolved_names,
 )
 from .pool import SlotDriver, WorkerInfo, WorkerPool
-from .registry import RestartPolicy
-from .roles import DaemonRole
+from .role import DaemonRole
 from .spawner import Spawner
+from .worker_slot import RestartPolicy
 
 log = logging.getLogger(__name__)
 
@@ -549,7 +549,7 @@ class Supervisor:
 
     def metrics(self) -> str:
         """Controller and worker health in the Prometheus text format (``metrics``)."""
-        from . import metrics  # prometheus_client: loaded when metrics are first asked for
+        from ..metrics import prometheus as metrics  # prometheus_client: loaded when first asked for
 
         return metrics.render(self.metrics_snapshot())
 
@@ -559,7 +559,7 @@ class Supervisor:
             self._metrics_file.configure(config.metrics_textfile, config.metrics_interval_s)
 
     def metrics_snapshot(self):
-        from . import metrics
+        from ..metrics import prometheus as metrics
 
         drivers = self.pool.drivers.values() if self.pool is not None else ()
         return metrics.Snapshot(
@@ -656,7 +656,7 @@ class Supervisor:
 
         # On the bus first: cached log pages are served at once, and the D-Bus import overlaps
         # with the forkserver importing the workers' modules on another CPU.
-        from .dbus_api import publish  # sdbus (and its asyncio glue) only in the daemon
+        from ..dbus.objects import publish  # sdbus (and its asyncio glue) only in the daemon
 
         try:
             self._publisher = await publish(self)

@@ -68,7 +68,6 @@ def main(daemon: str, argv: Sequence[str] | None = None) -> int:
     spawner = Spawner(args.worker_engine or daemon, service=daemon)
     spawner.fork_forkserver(in_child=early.uninstall)
     from .daemon import run_daemon
-    from .roles import make_role
 
     gc.freeze()
     gc.enable()
@@ -81,3 +80,24 @@ def stafd_main(argv: Sequence[str] | None = None) -> int:
 
 def stacd_main(argv: Sequence[str] | None = None) -> int:
     return main('stacd', argv)
+
+
+def make_role(daemon: str, args):
+    """The role of ``daemon``, with the host paths of its command line ``args``: the one place
+    that knows both daemons."""
+    from .cli_args import DEFAULT_NBFT_DIR, DEFAULT_REGISTRY_DIR
+
+    runtime_dir = args.runtime_dir
+    if daemon == 'stafd':
+        from ..stafd.role import StafdRole
+        from ..stafd.udev_rule import RULES_DIR
+
+        return StafdRole(
+            runtime_dir,
+            nbft_dir=getattr(args, 'nbft_path', DEFAULT_NBFT_DIR),
+            udev_rules_dir=getattr(args, 'udev_rules_dir', RULES_DIR),
+            registry_dir=getattr(args, 'registry_dir', DEFAULT_REGISTRY_DIR),
+        )
+    from ..stacd.role import StacdRole
+
+    return StacdRole(runtime_dir)

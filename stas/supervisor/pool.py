@@ -1,6 +1,6 @@
 """The supervisor's worker table: one ``SlotDriver`` per fabric interface.
 
-``WorkerSlot`` (registry.py) decides; a ``SlotDriver`` carries its orders out on the event
+``WorkerSlot`` (worker_slot.py) decides; a ``SlotDriver`` carries its orders out on the event
 loop: it spawns the process, reads its channel, watches its exit (the process sentinel fd),
 keeps one timer armed at the slot's deadline, and turns all of that back into events. Nothing
 here blocks: requests to a worker always carry a deadline.
@@ -28,7 +28,8 @@ from ..model import WorkerKey
 from ..record import record
 from ..workers.spec import WorkerSpec
 from .background import Background
-from .registry import (
+from .spawner import Spawner, WorkerProcess, open_pidfd
+from .worker_slot import (
     DeadlineReached,
     Effect,
     Event,
@@ -49,7 +50,6 @@ from .registry import (
     StopRequested,
     WorkerSlot,
 )
-from .spawner import Spawner, WorkerProcess, open_pidfd
 
 log = logging.getLogger(__name__)
 

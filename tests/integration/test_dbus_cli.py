@@ -1,6 +1,6 @@
 """The D-Bus objects of stafd/stacd and the stafctl/stacctl tools, end to end on a private bus.
 
-A real dbus-daemon (``module_system_bus``), the real sdbus server (``stas.supervisor.dbus_api``)
+A real dbus-daemon (``module_system_bus``), the real sdbus server (``stas.dbus.objects``)
 on an event loop in a thread, serving a ``FakeApi`` with canned answers that records what it
 was asked; the tools run as subprocesses (``python -m stas.cli.stafctl``) and a raw jeepney
 client checks names, signatures, errors and signals. An unprivileged caller is a forked child
@@ -30,10 +30,10 @@ from jeepney import DBusAddress, MatchRule, Properties, message_bus, new_method_
 from jeepney.io.blocking import open_dbus_connection
 
 from stas.cli.dbus_client import CtlError, DaemonClient
+from stas.dbus.errors import MESSAGE_LIMIT
+from stas.dbus.objects import REDACTED, publish
 from stas.errors import NotFound, Unavailable
 from stas.model import WELL_KNOWN_DISC_NQN, WorkerKey
-from stas.supervisor.dbus_api import REDACTED, publish
-from stas.supervisor.dbus_errors import MESSAGE_LIMIT
 from stas.supervisor.pool import WorkerInfo
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -1097,7 +1097,7 @@ def test_failing_property_getter_and_setter_answer_and_log_once_each(staf, caplo
     errors = [r for r in caplog.records if r.levelno >= logging.WARNING]
     assert [(r.name, r.getMessage(), r.exc_info[0]) for r in errors] == [
         (
-            'stas.supervisor.dbus_api',
+            'stas.dbus.objects',
             'D-Bus Get tron failed: internal error; answered False',
             ZeroDivisionError,
         )
@@ -1112,7 +1112,7 @@ def test_failing_property_getter_and_setter_answer_and_log_once_each(staf, caplo
     assert raw_call('org.nvmexpress.staf.debug', 'process_info').body  # still serving
     errors = [r for r in caplog.records if r.levelno >= logging.WARNING]
     assert [(r.name, r.getMessage(), r.exc_info[0]) for r in errors] == [
-        ('stas.supervisor.dbus_api', 'D-Bus Set tron to True failed: internal error', RuntimeError)
+        ('stas.dbus.objects', 'D-Bus Set tron to True failed: internal error', RuntimeError)
     ]
 
 

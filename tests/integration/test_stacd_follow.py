@@ -1,7 +1,7 @@
 """stacd follows stafd over D-Bus: a real stacd process (idle workers: no NVMe here) and a fake
 stafd on a private system bus whose log pages, signals and presence the test controls.
 
-What must hold (``stas.supervisor.stac``): the log page entries stafd reports become wanted I/O
+What must hold (``stas.stacd.view``): the log page entries stafd reports become wanted I/O
 controllers with the DC's host-iface and host-nqn; stafd leaving the bus, a SIGHUP meanwhile,
 and a stacd restart meanwhile drop nothing; once stafd is back and has answered, what it says
 counts, except that a DC it lists with a page it has not read keeps its controllers.

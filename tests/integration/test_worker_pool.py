@@ -16,8 +16,8 @@ import pytest
 from stas.ipc.messages import Configure
 from stas.model import HostIdentity, WorkerKey
 from stas.supervisor.pool import WorkerPool
-from stas.supervisor.registry import RestartPolicy, SlotState
 from stas.supervisor.spawner import Spawner
+from stas.supervisor.worker_slot import RestartPolicy, SlotState
 from stas.workers.spec import WorkerSpec
 
 pytestmark = pytest.mark.integration

@@ -12,7 +12,8 @@ from sdbus import DbusFailedError, DbusUnprivilegedFlag
 from sdbus.dbus_proxy_async_method import DbusMethodAsync
 from sdbus.dbus_proxy_async_property import DbusPropertyAsync
 
-from stas.dbus_names import (
+from stas.dbus.errors import MESSAGE_LIMIT, bounded_message, error_class, error_name, to_dbus_error
+from stas.dbus.names import (
     STAF_INTERFACE,
     STAF_NAME,
     STAF_PATH,
@@ -20,6 +21,17 @@ from stas.dbus_names import (
     error_prefix,
     interface_name,
     object_path,
+)
+from stas.dbus.objects import (
+    REDACTED,
+    _GuardedProperty,
+    dbus_text,
+    new_object,
+    object_class,
+    redact_secrets,
+    request_fields,
+    string_dicts,
+    worker_target,
 )
 from stas.errors import (
     ConfigError,
@@ -33,18 +45,6 @@ from stas.errors import (
     Unavailable,
 )
 from stas.model import WELL_KNOWN_DISC_NQN, WorkerKey
-from stas.supervisor.dbus_api import (
-    REDACTED,
-    _GuardedProperty,
-    dbus_text,
-    new_object,
-    object_class,
-    redact_secrets,
-    request_fields,
-    string_dicts,
-    worker_target,
-)
-from stas.supervisor.dbus_errors import MESSAGE_LIMIT, bounded_message, error_class, error_name, to_dbus_error
 from stas.supervisor.pool import WorkerInfo
 
 SECRET = 'DHHC-1:00:ia6zGodOr1SEG8yiHlZ0bUy3wfLgNrWiLW0qR1VhHQF8c7bi:'
@@ -90,7 +90,7 @@ def test_error_name_refuses_unknown_service_and_bad_code():
 
 
 def test_unexpected_exception_is_failed_with_a_short_message_and_logged(caplog):
-    caplog.set_level(logging.ERROR, logger='stas.supervisor.dbus_errors')
+    caplog.set_level(logging.ERROR, logger='stas.dbus.errors')
     try:
         raise ZeroDivisionError('division by zero')
     except ZeroDivisionError as exc:
@@ -487,7 +487,7 @@ def test_every_served_property_is_guarded(service):
 
 
 def test_a_failing_getter_answers_a_safe_value_and_logs_the_bug_once(caplog):
-    caplog.set_level(logging.DEBUG, logger='stas.supervisor.dbus_api')
+    caplog.set_level(logging.DEBUG, logger='stas.dbus.objects')
     obj = new_object(BrokenApi(ZeroDivisionError('division by zero')), uid_of=lambda sender: 0)
     assert run(obj.tron.get_async()) is False
     assert run(obj.log_level.get_async()) == ''
@@ -500,7 +500,7 @@ def test_a_failing_getter_answers_a_safe_value_and_logs_the_bug_once(caplog):
 
 
 def test_a_getter_failing_with_a_stas_error_logs_a_warning_without_traceback(caplog):
-    caplog.set_level(logging.DEBUG, logger='stas.supervisor.dbus_api')
+    caplog.set_level(logging.DEBUG, logger='stas.dbus.objects')
     obj = new_object(BrokenApi(Unavailable('shutting down')), uid_of=lambda sender: 0)
     assert run(obj.log_level.get_async()) == ''
     [record] = caplog.records
@@ -512,7 +512,7 @@ def test_a_getter_failing_with_a_stas_error_logs_a_warning_without_traceback(cap
 
 
 def test_a_failing_setter_keeps_the_old_value_and_logs(caplog):
-    caplog.set_level(logging.DEBUG, logger='stas.supervisor.dbus_api')
+    caplog.set_level(logging.DEBUG, logger='stas.dbus.objects')
     api = BrokenApi(RuntimeError('boom'))
     obj = new_object(api, uid_of=lambda sender: 0)
     run(obj.tron.set_async(True))  # no exception
@@ -555,7 +555,7 @@ class FailingMessage:
 
 
 def test_the_bound_property_never_raises_into_sdbus(api, caplog):
-    caplog.set_level(logging.DEBUG, logger='stas.supervisor.dbus_api')
+    caplog.set_level(logging.DEBUG, logger='stas.dbus.objects')
     obj = new_object(api, uid_of=lambda sender: 0)
     obj.tron._dbus_reply_get(FailingMessage())
     obj.tron._dbus_reply_set(FailingMessage())

@@ -29,20 +29,25 @@ RULES = {
     'stas.ipc.codec': IO_LIBS,
     'stas.ipc.messages': IO_LIBS,
     'stas.supervisor': {'libnvme', 'pyudev'},
+    # each daemon's room, the D-Bus layer and the metrics live in the supervisor process too
+    'stas.stafd': {'libnvme', 'pyudev'},
+    'stas.stacd': {'libnvme', 'pyudev'},
+    'stas.dbus': {'libnvme', 'pyudev'},
+    'stas.metrics': {'libnvme', 'pyudev'},
     'stas.cli': {'libnvme', 'pyudev', 'pyroute2', 'multiprocess', 'asyncio', 'sdbus', 'prometheus_client'},
     # the fakes stand in for libnvme and pyudev: tests that use them run where neither is installed
     'stas.testing': {'libnvme', 'pyudev'},
     # the Protocols of the worker's I/O edges: every worker loads them
     'stas.workers.edges': IO_LIBS | {'msgpack'},
     # the D-Bus names: the daemons, the command-line tools and stacd's client of stafd share them
-    'stas.dbus_names': IO_LIBS | {'msgpack', 'jeepney'},
+    'stas.dbus.names': IO_LIBS | {'msgpack', 'jeepney'},
     # prometheus_client (some 170 modules) is loaded when metrics are first asked for: never on
     # the start path of a daemon or a tool, never in a worker
     'stas.supervisor.main': {'prometheus_client'},
     'stas.supervisor.daemon': {'prometheus_client'},
-    'stas.supervisor.dbus_api': {'prometheus_client'},
-    'stas.supervisor.ctrl_counters': {'prometheus_client'},
-    'stas.supervisor.metrics_export': {'prometheus_client'},
+    'stas.dbus.objects': {'prometheus_client'},
+    'stas.metrics.counters': {'prometheus_client'},
+    'stas.metrics.textfile': {'prometheus_client'},
     'stas.workers': {'prometheus_client'},
 }
 
@@ -102,6 +107,49 @@ def test_only_the_codec_imports_msgpack(module):
         source = ROOT / module.replace('.', '/') / '__init__.py'
     text = source.read_text()
     assert 'import msgpack' not in text and 'from msgpack' not in text, module
+
+
+# the one module of the generic core that knows both daemons: it picks the role
+ENTRY_POINT = 'stas.supervisor.main'
+DAEMON_ROOMS = ('stas.stafd', 'stas.stacd')
+
+
+def _imports_of(module: str) -> list[str]:
+    """The absolute module names ``module``'s source imports, eagerly or inside a function."""
+    import ast
+
+    source = ROOT / (module.replace('.', '/') + '.py')
+    if not source.exists():
+        source = ROOT / module.replace('.', '/') / '__init__.py'
+    package = module if source.name == '__init__.py' else module.rpartition('.')[0]
+    names = []
+    for node in ast.walk(ast.parse(source.read_text())):
+        if isinstance(node, ast.Import):
+            names += [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = package.split('.')[: len(package.split('.')) - node.level + 1] if node.level else []
+            target = '.'.join(base + ([node.module] if node.module else []))
+            names += [target] + [f'{target}.{a.name}' for a in node.names]
+    return names
+
+
+@pytest.mark.parametrize(
+    'module', [m for m in all_modules() if m.startswith(('stas.supervisor', 'stas.dbus', 'stas.metrics'))]
+)
+def test_the_generic_core_knows_neither_daemon(module):
+    """The supervisor's process model, the D-Bus layer and the metrics serve either daemon
+    through its role: only the entry point names stafd's or stacd's room."""
+    if module == ENTRY_POINT:
+        return
+    named = [n for n in _imports_of(module) if n.startswith(DAEMON_ROOMS)]
+    assert not named, f'{module} imports {named}'
+
+
+def test_the_daemons_rooms_do_not_import_each_other():
+    for own, other in (('stas.stafd', 'stas.stacd'), ('stas.stacd', 'stas.stafd')):
+        for module in [m for m in all_modules() if m.startswith(own)]:
+            named = [n for n in _imports_of(module) if n.startswith(other)]
+            assert not named, f'{module} imports {named}'
 
 
 def test_the_worker_edge_protocols_load_nothing_but_typing():

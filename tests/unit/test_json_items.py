@@ -1,5 +1,5 @@
 """Reading a JSON list an item at a time, and what two texts share at their ends
-(``stas.supervisor.json_items``): the same values as ``json.loads``, the same refusals."""
+(``stas.stacd.json_items``): the same values as ``json.loads``, the same refusals."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from stas.supervisor import json_items
+from stas.stacd import json_items
 
 values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.text(max_size=5),

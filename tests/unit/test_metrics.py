@@ -10,6 +10,8 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from stas.ipc.messages import CtrlGone, CtrlStatus, LogPages
+from stas.metrics import prometheus as metrics
+from stas.metrics.counters import CounterBook
 from stas.model import (
     WELL_KNOWN_DISC_NQN,
     ControllerStatus,
@@ -19,9 +21,8 @@ from stas.model import (
     TransportId,
     WorkerKey,
 )
-from stas.supervisor import metrics
-from stas.supervisor.ctrl_counters import CounterBook
-from stas.supervisor.roles import StacdRole, StafdRole
+from stas.stacd.role import StacdRole
+from stas.stafd.role import StafdRole
 
 ETH0 = WorkerKey('tcp', 'eth0')
 ETH1 = WorkerKey('tcp', 'eth1')
@@ -272,7 +273,7 @@ def test_an_empty_daemon_has_its_families_and_no_sample_but_info(daemon):
 def test_the_textfile_is_written_moved_and_removed(tmp_path, caplog):
     import asyncio
 
-    from stas.supervisor.metrics_export import TextfileExport
+    from stas.metrics.textfile import TextfileExport
 
     text = metrics.render(metrics.Snapshot('stafd', '1'))
     first, second = tmp_path / 'a' / 'stafd.prom', tmp_path / 'b' / 'stafd.prom'

@@ -8,7 +8,7 @@ from stas.conf import StafdConfig
 from stas.conf.controllers import ExcludeEntry
 from stas.fabric.nbft import parse_nbft
 from stas.model import WELL_KNOWN_DISC_NQN, HostIdentity, Origin, TransportId
-from stas.supervisor.nbft_source import BootTables, discovery_controllers, hfi_interface, read_boot_tables
+from stas.stafd.nbft_source import BootTables, discovery_controllers, hfi_interface, read_boot_tables
 from stas.supervisor.policy import InterfaceState, configured_specs
 from stas.testing.nbft_table import DiscoverySpec, HfiSpec, SubsystemSpec, build_nbft
 

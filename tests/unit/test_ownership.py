@@ -217,9 +217,9 @@ def test_a_registry_that_cannot_be_written_raises_and_one_that_cannot_be_read_ow
 
 def test_the_daemons_registry_dir_option_reaches_each_workers_engine(tmp_path: Path):
     from stas.model import WorkerKey
+    from stas.stacd.role import StacdRole
     from stas.supervisor.cli_args import parse_daemon_args
     from stas.supervisor.daemon import Supervisor
-    from stas.supervisor.roles import StacdRole
     from stas.workers.main import build_engine
 
     args = parse_daemon_args('stacd', ['--registry-dir', str(tmp_path / 'registry')], environ={})

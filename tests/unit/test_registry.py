@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from stas.errors import IllegalTransition
 from stas.model import WorkerKey
-from stas.supervisor.registry import (
+from stas.supervisor.worker_slot import (
     DeadlineReached,
     Exited,
     ExitInfo,

@@ -14,13 +14,13 @@ from typing import List
 import pytest
 
 from stas.conf import DisconnectScope, parse_daemon_config
+from stas.dbus.ctrl_dicts import REDACTED
 from stas.ipc.messages import CtrlGone, CtrlStatus
 from stas.model import ControllerStatus, CtrlState, ErrorInfo, HostIdentity, Role, TransportId, WorkerKey
+from stas.stacd.role import StacdRole
+from stas.stacd.view import StafdState
 from stas.supervisor import state_files
-from stas.supervisor.ctrl_dicts import REDACTED
 from stas.supervisor.policy import InterfaceState
-from stas.supervisor.roles import StacdRole
-from stas.supervisor.stac import StafdState
 from stas.testing.clock import FakeClock
 
 HOSTNQN = 'nqn.2014-08.org.nvmexpress:uuid:0c5d3f4e-1111-4222-8333-944455556666'

@@ -1,4 +1,4 @@
-"""stacd's pure policy and view (stas.supervisor.stac): reading stafd's answers, keeping what
+"""stacd's pure policy and view (stas.stacd.view): reading stafd's answers, keeping what
 stafd said while it is away, the desired IOC set, and what disconnect-scope tells workers."""
 
 from __future__ import annotations
@@ -26,8 +26,7 @@ from stas.model import (
     TransportId,
     WorkerKey,
 )
-from stas.supervisor.policy import InterfaceState, WorkerPlan, with_releases
-from stas.supervisor.stac import (
+from stas.stacd.view import (
     DcLogPage,
     IocSource,
     StacView,
@@ -40,6 +39,7 @@ from stas.supervisor.stac import (
     released_iocs,
     worker_options,
 )
+from stas.supervisor.policy import InterfaceState, WorkerPlan, with_releases
 
 HOSTNQN = 'nqn.2014-08.org.nvmexpress:uuid:0c5d3f4e-1111-4222-8333-944455556666'
 NQN = 'nqn.2024-01.com.example:'
@@ -178,7 +178,7 @@ def answer_text(subs):
 
 
 def test_entries_seen_in_the_previous_answer_are_not_screened_again(monkeypatch):
-    from stas.supervisor import stac
+    from stas.stacd import view as stac
 
     screened = []
     real = stac.screen_log_entry
@@ -527,7 +527,7 @@ def test_no_ioc_is_dropped_while_stafd_is_absent_restarting_or_slow(events):
 
 
 def test_the_iocs_of_unchanged_entries_are_not_built_again(monkeypatch):
-    from stas.supervisor import stac
+    from stas.stacd import view as stac
 
     built = []
     real = stac.tid_from_io_entry
@@ -598,7 +598,7 @@ def answer_doc(items) -> list:
 @settings(max_examples=300, deadline=None)
 @given(st.lists(st.tuples(answer_items, layout), min_size=1, max_size=6))
 def test_an_answer_read_in_part_is_what_reading_it_whole_gives(answers):
-    from stas.supervisor.stac import EntryMemo
+    from stas.stacd.view import EntryMemo
 
     memo = EntryMemo()
     for items, how in answers:
@@ -610,7 +610,7 @@ def test_an_answer_read_in_part_is_what_reading_it_whole_gives(answers):
 
 
 def test_the_dcs_an_answer_shares_with_the_previous_one_are_not_decoded_again(monkeypatch):
-    from stas.supervisor.stac import EntryMemo
+    from stas.stacd.view import EntryMemo
 
     memo = EntryMemo()
     decoded = []
@@ -640,7 +640,7 @@ def fresh_iocs(view: StacView, hostnqn: str):
 @settings(max_examples=200, deadline=None)
 @given(st.lists(st.tuples(answer_items, st.sets(st.integers(0, 2))), min_size=1, max_size=6))
 def test_the_iocs_kept_per_dc_are_what_building_them_afresh_gives(answers):
-    from stas.supervisor.stac import EntryMemo
+    from stas.stacd.view import EntryMemo
 
     view, memo = StacView(settle_s=0.0), EntryMemo()
     view.stafd_appeared(':1.1')
@@ -683,7 +683,7 @@ policy = st.tuples(
 @settings(max_examples=200, deadline=None)
 @given(st.lists(st.tuples(answer_items, policy, st.booleans()), min_size=1, max_size=6))
 def test_the_planner_answers_what_desired_iocs_answers_pass_after_pass(passes):
-    from stas.supervisor.stac import EntryMemo, IocPlanner, merged_sources
+    from stas.stacd.view import EntryMemo, IocPlanner, merged_sources
 
     view, memo, planner = StacView(settle_s=0.0), EntryMemo(), IocPlanner()
     view.stafd_appeared(':1.1')
@@ -700,7 +700,7 @@ def test_the_planner_answers_what_desired_iocs_answers_pass_after_pass(passes):
 
 
 def test_the_planner_keeps_the_spec_objects_of_what_did_not_change_and_a_new_policy_remakes_all():
-    from stas.supervisor.stac import IocPlanner, merged_sources
+    from stas.stacd.view import IocPlanner, merged_sources
 
     view, planner = StacView(), IocPlanner()
     chosen = dict(excluded=(), ip_families=(4, 6), options=ConnectOptions(), pin_iface=True)
@@ -770,7 +770,7 @@ def test_equal_entries_of_another_answer_keep_the_iocs_built_of_them():
 
 
 def test_a_dc_between_two_that_changed_is_decoded_again_but_keeps_its_page():
-    from stas.supervisor.stac import EntryMemo
+    from stas.stacd.view import EntryMemo
 
     memo = EntryMemo()
     first, _ = memo.parse(json.dumps(answer_doc([(0, [0]), (1, [3]), (2, [0])])))

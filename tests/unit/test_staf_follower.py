@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 from typing import List
 
-from stas.supervisor.staf_client import StafFollower
+from stas.stacd.stafd_client import StafFollower
 
 OWNER = ':1.42'
 

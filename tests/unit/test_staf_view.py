@@ -18,8 +18,8 @@ from stas.model import (
     Role,
     TransportId,
 )
-from stas.supervisor import cache
-from stas.supervisor.staf import StafView
+from stas.stafd import cache
+from stas.stafd.view import StafView
 
 HOSTNQN = 'nqn.2014-08.org.nvmexpress:uuid:0c5d3f4e-1111-4222-8333-944455556666'
 

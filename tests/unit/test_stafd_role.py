@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 
 from stas.conf import parse_stafd
+from stas.dbus.ctrl_dicts import REDACTED
+from stas.dbus.objects import request_fields
 from stas.ipc.messages import CtrlGone, CtrlStatus, LogPages
 from stas.model import (
     WELL_KNOWN_DISC_NQN,
@@ -19,10 +21,8 @@ from stas.model import (
     TransportId,
     WorkerKey,
 )
-from stas.supervisor import cache
-from stas.supervisor.ctrl_dicts import REDACTED
-from stas.supervisor.dbus_api import request_fields
-from stas.supervisor.roles import StafdRole
+from stas.stafd import cache
+from stas.stafd.role import StafdRole
 
 HOST = HostIdentity(
     hostnqn='nqn.2014-08.org.nvmexpress:uuid:0c5d3f4e-1111-4222-8333-944455556666',

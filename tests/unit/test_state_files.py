@@ -16,7 +16,8 @@ from pathlib import Path
 import pytest
 
 from stas.errors import InvalidArgument
-from stas.supervisor import cache, state_files
+from stas.stafd import cache
+from stas.supervisor import state_files
 from stas.supervisor.state_files import StateFile, Unusable, decode_json, read_text
 
 # ---- reading --------------------------------------------------------------------------------------

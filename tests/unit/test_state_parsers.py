@@ -15,8 +15,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from stas.model import ControllerSpec, LogEntry, Origin, Role, TransportId
-from stas.supervisor import cache, state_files
-from stas.supervisor.stac import StacView, parse_state
+from stas.stacd.view import StacView, parse_state
+from stas.stafd import cache
+from stas.supervisor import state_files
 
 NQN = 'nqn.2024-01.com.example:s1'
 DISC = 'nqn.2014-08.org.nvmexpress.discovery'

@@ -9,9 +9,10 @@ import pytest
 
 from stas.conf import default_config
 from stas.model import HostIdentity, WorkerKey
-from stas.supervisor import udev_rule
+from stas.stacd.role import StacdRole
+from stas.stafd import udev_rule
+from stas.stafd.role import StafdRole
 from stas.supervisor.daemon import Supervisor
-from stas.supervisor.roles import StacdRole, StafdRole
 
 HOST = HostIdentity('nqn.2014-08.org.nvmexpress:uuid:0c5d3f4e-1111-4222-8333-944455556666', 'id')
 KEY = WorkerKey('tcp', 'tb0')

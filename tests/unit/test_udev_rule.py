@@ -1,4 +1,4 @@
-"""stafd's shadow of nvme-cli's udev autoconnect rule (stas.supervisor.udev_rule), in a
+"""stafd's shadow of nvme-cli's udev autoconnect rule (stas.stafd.udev_rule), in a
 temporary directory standing for /run/udev/rules.d."""
 
 from __future__ import annotations
@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from stas.supervisor import udev_rule
-from stas.supervisor.udev_rule import (
+from stas.stafd import udev_rule
+from stas.stafd.udev_rule import (
     FC_RULE,
     RULE_NAME,
     AutoconnectShadow,

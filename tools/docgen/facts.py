@@ -7,9 +7,9 @@ from typing import Dict
 
 from stas import __version__
 from stas.conf import paths
-from stas.dbus_names import bus_name, error_prefix, interface_name, object_path, service_of
+from stas.dbus.names import bus_name, error_prefix, interface_name, object_path, service_of
 from stas.supervisor import cli_args
-from stas.supervisor.registry import RestartPolicy
+from stas.supervisor.worker_slot import RestartPolicy
 
 
 def _seconds(value: float) -> str:

@@ -25,8 +25,8 @@ from typing import Dict, Tuple, Type
 
 from sdbus import DbusFailedError
 
-from ..dbus_names import SERVICES, error_prefix
 from ..errors import StasError, bounded_text
+from .names import SERVICES, error_prefix
 
 log = logging.getLogger(__name__)
 

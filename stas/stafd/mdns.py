@@ -54,7 +54,7 @@ def discovered_tid(service: MdnsService, hostnqn: str) -> TransportId:
     return tid_from_config(fields, role=Role.DC, hostnqn=hostnqn)
 
 
-class ZeroconfDcs:
+class MdnsDcs:
     def __init__(
         self, clock: Callable[[], float] = time.monotonic, wall_clock: Callable[[], float] = time.time
     ):

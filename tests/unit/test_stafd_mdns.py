@@ -1,4 +1,4 @@
-"""stafd's discovered DCs (stas.supervisor.zeroconf and its StafdRole hooks), with a fake clock:
+"""stafd's discovered DCs (stas.stafd.mdns and its StafdRole hooks), with a fake clock:
 which services become DCs, exclusion, ip-family, and zeroconf-connections-persistence."""
 
 from __future__ import annotations
@@ -20,8 +20,8 @@ from stas.model import (
     TransportId,
     WorkerKey,
 )
-from stas.supervisor.roles import StafdRole
-from stas.supervisor.zeroconf import ZeroconfDcs, discovered_tid
+from stas.stafd.mdns import MdnsDcs, discovered_tid
+from stas.stafd.role import StafdRole
 from stas.testing.clock import FakeClock
 
 HOST = HostIdentity(hostnqn='nqn.2014-08.org.nvmexpress:uuid:host', hostid='hid')
@@ -65,7 +65,7 @@ def clock():
 
 @pytest.fixture
 def zc(clock):
-    return ZeroconfDcs(clock=clock, wall_clock=lambda: 1.7e9)
+    return MdnsDcs(clock=clock, wall_clock=lambda: 1.7e9)
 
 
 def tids(specs):
@@ -241,7 +241,7 @@ def test_controller_info_of_a_discovered_dc(zc, clock):
 
 def test_role_plans_discovered_dcs_and_ages_them_by_reports(clock):
     role = StafdRole('/nonexistent-runtime-dir')
-    role.zeroconf = ZeroconfDcs(clock=clock)
+    role.mdns = MdnsDcs(clock=clock)
     config = conf(zeroconf_persistence_s=30.0)
     assert role.on_report(ETH0, MdnsServices((svc(),))) is True
     specs, _ = role.specs(config, HOST)
@@ -264,7 +264,7 @@ def test_role_plans_discovered_dcs_and_ages_them_by_reports(clock):
 
 def test_role_process_info_avahi_part(clock):
     role = StafdRole('/nonexistent-runtime-dir')
-    role.zeroconf = ZeroconfDcs(clock=clock)
+    role.mdns = MdnsDcs(clock=clock)
     role.on_report(ETH0, MdnsServices((svc(), svc('rdma', transport='rdma', port='4420', reachable=True))))
     role.specs(conf(), HOST)
     avahi = role.process_info_extra()['avahi']
@@ -297,7 +297,7 @@ def test_configured_dc_wins_over_the_same_discovered_one(clock):
         'transport=tcp;traddr=192.0.2.10;host-iface=eth0', line=1, daemon='stafd', filename='stafd.conf'
     )
     role = StafdRole('/nonexistent-runtime-dir')
-    role.zeroconf = ZeroconfDcs(clock=clock)
+    role.mdns = MdnsDcs(clock=clock)
     role.on_report(ETH0, MdnsServices((svc(),)))
     specs, _ = role.specs(dataclasses.replace(conf(), controllers=(ctrl,)), HOST)
     assert [(s.tid, s.origin) for s in specs] == [(tid(), Origin.CONFIGURED)]

@@ -86,7 +86,7 @@ class TextfileExport:
 
 
 def _preload() -> None:
-    from . import metrics  # noqa: F401 - its imports, off the event loop
+    from . import prometheus  # noqa: F401 - its imports, off the event loop
 
 
 def _remove(path: str) -> None:

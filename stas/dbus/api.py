@@ -1,6 +1,6 @@
 """What the D-Bus layer may ask of a daemon's supervisor, and what it is told to publish.
 
-The D-Bus objects (``dbus_api.py``) are thin: they check arguments, call one of these methods
+The D-Bus objects (``objects.py``) are thin: they check arguments, call one of these methods
 and translate ``StasError`` into a named D-Bus error. Keeping this boundary narrow means the
 bus code never touches the worker table or the config directly, and the supervisor can be
 tested without a bus.
@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Dict, List, Protocol, Sequence
 
 from ..model import WorkerKey
-from .pool import WorkerInfo
+from ..supervisor.pool import WorkerInfo
 
 
 class SupervisorApi(Protocol):
@@ -33,7 +33,7 @@ class SupervisorApi(Protocol):
     def controller_info(self, fields: Dict[str, str], caller_is_root: bool) -> dict: ...
 
     def metrics(self) -> str:
-        """Controller and worker health in the Prometheus text format (``stas.supervisor.metrics``)."""
+        """Controller and worker health in the Prometheus text format (``stas.metrics.prometheus``)."""
         ...
 
     # -- upstream's <name> interface ---------------------------------------------------------------

@@ -1,7 +1,7 @@
 """stacd's policy and view: which I/O controllers to keep connected, and why.
 
 Pure: no I/O, no clock (callers pass ``now``). The supervisor's stacd role feeds it what stafd
-says over D-Bus (``staf_client``) and the configuration; it answers with the IOC specs to hand
+says over D-Bus (``stafd_client``) and the configuration; it answers with the IOC specs to hand
 to the workers, the options that carry ``disconnect-scope`` to them, and the data of the D-Bus
 API.
 
@@ -56,7 +56,8 @@ from ..fabric.tid import tid_from_io_entry, tid_from_request
 from ..ipc.messages import WorkerOptions
 from ..model import ConnectOptions, ControllerSpec, LogEntry, Role, TransportId, WorkerKey
 from ..record import record
-from . import json_items, state_files
+from ..supervisor import state_files
+from . import json_items
 
 # How long a stafd instance that does not (yet) list a DC may take to list it again before the
 # IOCs found through that DC are let go: long enough for a fresh stafd to connect its DCs,

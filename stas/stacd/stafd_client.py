@@ -21,7 +21,7 @@ failure says nothing about what stafd knows, so the listener hears nothing of it
 
 Messages are built by hand (``new_method_call_message``) instead of through an sdbus proxy
 class: sdbus accepts one class per interface name in a process, and ``org.nvmexpress.staf`` is
-stafd's own interface (``dbus_api``), which tests load in the same interpreter.
+stafd's own interface (``stas.dbus.objects``), which tests load in the same interpreter.
 """
 
 from __future__ import annotations
@@ -30,8 +30,8 @@ import asyncio
 import logging
 from typing import Any, List, Optional, Protocol, Tuple
 
-from ..dbus_names import STAF_INTERFACE, STAF_NAME, STAF_PATH
-from .background import Background
+from ..dbus.names import STAF_INTERFACE, STAF_NAME, STAF_PATH
+from ..supervisor.background import Background
 
 log = logging.getLogger(__name__)
 
@@ -128,7 +128,7 @@ class StafFollower:
 
     async def _subscribe(self) -> None:
         if self._bus is None:
-            import sdbus  # the daemon has it loaded already (dbus_api)
+            import sdbus  # the daemon has it loaded already (stas.dbus.objects)
 
             self._bus = sdbus.sd_bus_open_system()
         bus = self._bus

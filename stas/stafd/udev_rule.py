@@ -45,8 +45,8 @@ from typing import Callable, Optional, Sequence, Tuple
 
 from ..files import write_atomic
 from ..record import record
+from ..supervisor.cli_args import DEFAULT_REGISTRY_DIR
 from ..workers.ownership import OWNER
-from .cli_args import DEFAULT_REGISTRY_DIR
 
 log = logging.getLogger(__name__)
 

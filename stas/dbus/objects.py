@@ -18,7 +18,7 @@ Bus names, object paths, interfaces and member names are those of nvme-stas 2.x
 =============================== ===========================================================
 
 The objects are thin: they check arguments, ask the ``SupervisorApi`` and translate its
-``StasError``s into named errors ``org.nvmexpress.<svc>.Error.<code>`` (``dbus_errors``). What
+``StasError``s into named errors ``org.nvmexpress.<svc>.Error.<code>`` (``stas.dbus.errors``). What
 the api answers is shaped into the member's D-Bus type inside that translation, strings made
 sendable (``dbus_text``: a NUL or a lone surrogate escaped): a value sdbus cannot send would
 leave the caller waiting for a reply that never comes.
@@ -76,13 +76,13 @@ from sdbus import (
 from sdbus.dbus_proxy_async_property import DbusLocalPropertyAsync, DbusPropertyAsync
 from sdbus.exceptions import SdBusBaseError, SdBusRequestNameError
 
-from ..dbus_names import SERVICES, bus_name, interface_name, object_path, service_of
 from ..errors import InvalidArgument, PermissionDenied, StasError, Unavailable, shown_value
 from ..fabric.tid import IFNAME_MAX_LEN, tid_from_request
 from ..model import TRANSPORTS, Role
 from .api import SupervisorApi
 from .ctrl_dicts import REDACTED
-from .dbus_errors import to_dbus_error
+from .errors import to_dbus_error
+from .names import SERVICES, bus_name, interface_name, object_path, service_of
 
 log = logging.getLogger(__name__)
 
@@ -599,7 +599,7 @@ def new_object(api: SupervisorApi, uid_of: Optional[UidLookup] = None):
 
 class DbusPublisher:
     """The exported object, its name on the bus, and the signals the supervisor emits
-    (``stas.supervisor.api.Publisher``). Call from the event loop's thread."""
+    (``stas.dbus.api.Publisher``). Call from the event loop's thread."""
 
     def __init__(self, obj, handle, bus, own_bus: bool, name: str):
         self.object = obj

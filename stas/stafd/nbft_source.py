@@ -30,7 +30,7 @@ from typing import List, Mapping, Optional, Tuple
 from ..conf.controllers import ConfiguredController
 from ..fabric.nbft import Nbft, NbftError, NbftHfi, parse_nbft
 from ..record import record
-from .cli_args import DEFAULT_NBFT_DIR
+from ..supervisor.cli_args import DEFAULT_NBFT_DIR
 
 TABLE_SIZE_LIMIT = 1 << 20  # ACPI tables are a few KiB; anything bigger is not an NBFT
 

@@ -15,7 +15,7 @@ from typing import List, Tuple
 from ..errors import InvalidArgument
 from ..fabric.dlpe import MAX_LOG_ENTRIES, entry_as_dbus_dict, log_entry_from_libnvme
 from ..model import LogEntry, Origin, TransportId
-from . import state_files
+from ..supervisor import state_files
 
 FILE_NAME = 'log-pages.json'
 VERSION = 1

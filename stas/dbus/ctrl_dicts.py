@@ -18,7 +18,7 @@ from typing import Dict, Iterable, Mapping, Optional, Tuple
 
 from ..fabric.controller import timer_text
 from ..fabric.controller_policy import RetryPolicy
-from ..model import ControllerStatus, CtrlState, TransportId
+from ..model import ControllerStatus, CtrlState, HostIdentity, TransportId
 
 REDACTED = '(hidden: root only)'
 # controller= keys whose values non-root callers never see
@@ -74,3 +74,17 @@ def add_details(
     for key, value in attrs.items():
         d.setdefault(key, value)  # the kernel's own 'state' stays out: 'state' is the phase
     return d
+
+
+def tid_of(fields: Dict[str, str], host: Optional[HostIdentity]) -> TransportId:
+    """The TID a D-Bus caller named (fields already normalised by the bus layer)."""
+    return TransportId(
+        transport=fields.get('transport', ''),
+        traddr=fields.get('traddr', ''),
+        trsvcid=fields.get('trsvcid', ''),
+        subsysnqn=fields.get('subsysnqn', ''),
+        host_traddr=fields.get('host-traddr', ''),
+        host_iface=fields.get('host-iface', ''),
+        # nvme-stas 2.x fills an empty host NQN with sys.conf's
+        host_nqn=fields.get('host-nqn', '') or (host.hostnqn if host else ''),
+    )

@@ -19,13 +19,13 @@ from __future__ import annotations
 from dataclasses import field, replace
 from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Set, Tuple
 
+from ..dbus.ctrl_dicts import add_details, controller_id_dict
 from ..fabric.addr import address_problem
 from ..fabric.dlpe import entry_as_dbus_dict
 from ..fabric.exclusion import is_excluded
 from ..fabric.referrals import endpoint_key, reachable_referrals, referral_tids, tls_only_referrals
 from ..model import ControllerSpec, ControllerStatus, CtrlState, LogEntry, Origin, TransportId
 from ..record import record
-from .ctrl_dicts import add_details, controller_id_dict
 
 # detailed dict keys in nvme-stas 2.x's order: info() (after the id keys), then details()
 

@@ -1,7 +1,7 @@
 """Controller and worker health in the Prometheus text format (``prometheus_client``).
 
 What an admin scrapes (``stafctl metrics``, the D-Bus method ``metrics``, the textfile for
-node_exporter's textfile collector: ``metrics_export``). Every series has the label ``daemon``
+node_exporter's textfile collector: ``textfile``). Every series has the label ``daemon``
 (stafd or stacd), and every controller and worker series ``interface`` (the host interface, '-'
 for fc and loop) and ``transport``, so one query per interface fills a Grafana panel
 (``sum by (state) (nvme_stas_controllers{interface="eth0"})``).
@@ -20,7 +20,7 @@ Controllers (labels ``transport``, ``traddr``, ``trsvcid``, ``subsysnqn``, ``hos
 - ``nvme_stas_controller_state{state=...}`` 1 for its state, 0 for the others (no 1 at all
   while its worker has not reported it yet);
 - ``nvme_stas_controller_connects_total``, ``..._connect_failures_total``,
-  ``..._reconnects_total``, ``..._aens_total``: they survive worker restarts (``ctrl_counters``);
+  ``..._reconnects_total``, ``..._aens_total``: they survive worker restarts (``counters``);
 - stafd: ``nvme_stas_controller_log_page_reads_total`` and ``..._log_page_age_seconds`` (since
   the last read of this run; absent for a log page restored from the cache and not read since).
 
@@ -40,8 +40,8 @@ from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamil
 
 from ..model import CtrlCounters, CtrlState, TransportId, WorkerKey
 from ..record import record
-from .ctrl_counters import CounterBook
-from .registry import SlotState
+from ..supervisor.worker_slot import SlotState
+from .counters import CounterBook
 
 PREFIX = 'nvme_stas_'
 CTRL_STATES = tuple(s.value for s in CtrlState)
