@@ -37,7 +37,23 @@ from jeepney.bus import get_bus
 from jeepney.io.blocking import DBusConnection, open_dbus_connection
 from jeepney.low_level import HeaderFields, Message
 
-from ..dbus.names import SERVICE_OF_DAEMON, bus_name, error_prefix, interface_name, object_path
+from ..dbus.contract import (
+    CONTROLLER_INFO,
+    GET_ALL_LOG_PAGES,
+    GET_LOG_PAGES,
+    LIST_CONTROLLERS,
+    LIST_WORKERS,
+    METRICS,
+    PROCESS_INFO,
+    RESTART_WORKER,
+    SERVICE_OF_DAEMON,
+    TID_KEYS,
+    Method,
+    bus_name,
+    error_prefix,
+    interface_name,
+    object_path,
+)
 
 EX_OK = 0
 EX_FAILED = 1
@@ -176,15 +192,7 @@ def tid_args(fields: Dict[str, str]) -> Tuple[str, str, str, str, str, str, str]
             value = fields.get(key.replace('-', '_'), '')
         return str(value or '')
 
-    return (
-        get('transport'),
-        get('traddr'),
-        get('trsvcid'),
-        get('subsysnqn'),
-        get('host-traddr'),
-        get('host-iface'),
-        get('host-nqn'),
-    )
+    return tuple(get(key) for key in TID_KEYS)
 
 
 def _socket_of(address: str) -> str:
@@ -254,10 +262,10 @@ class DaemonClient:
             raise error_from_reply(self.daemon, name, text, member, interface)
         return reply.body
 
-    def _method(self, suffix: str, member: str, signature: str = '', args: tuple = ()) -> Any:
-        interface = self._interface(suffix)
-        msg = new_method_call(self._address_of(interface), member, signature or None, args)
-        body = self._call(msg, f'call {member}', interface)
+    def _method(self, method: Method, args: tuple = ()) -> Any:
+        interface = self._interface(method.interface)
+        msg = new_method_call(self._address_of(interface), method.name, method.input or None, args)
+        body = self._call(msg, f'call {method.name}', interface)
         return body[0] if body else None
 
     def _get(self, suffix: str, prop: str) -> Any:
@@ -289,32 +297,31 @@ class DaemonClient:
         return str(self._get('.debug', 'log_level'))
 
     def process_info(self) -> Dict[str, Any]:
-        return self._json(self._method('.debug', 'process_info'), 'process_info')
+        return self._json(self._method(PROCESS_INFO), PROCESS_INFO.name)
 
     def controller_info(self, fields: Dict[str, str]) -> Dict[str, Any]:
-        text = self._method('.debug', 'controller_info', 'sssssss', tid_args(fields))
-        return self._json(text, 'controller_info')
+        return self._json(self._method(CONTROLLER_INFO, tid_args(fields)), CONTROLLER_INFO.name)
 
     def metrics(self) -> str:
-        return str(self._method('.debug', 'metrics'))
+        return str(self._method(METRICS))
 
     # -- org.nvmexpress.<svc> -----------------------------------------------------------------
     def list_controllers(self, detailed: bool) -> List[Dict[str, str]]:
-        return list(self._method('', 'list_controllers', 'b', (bool(detailed),)))
+        return list(self._method(LIST_CONTROLLERS, (bool(detailed),)))
 
     def get_log_pages(self, fields: Dict[str, str]) -> List[Dict[str, str]]:
-        return list(self._method('', 'get_log_pages', 'sssssss', tid_args(fields)))
+        return list(self._method(GET_LOG_PAGES, tid_args(fields)))
 
     def get_all_log_pages(self, detailed: bool) -> List[Dict[str, Any]]:
-        return self._json(self._method('', 'get_all_log_pages', 'b', (bool(detailed),)), 'get_all_log_pages')
+        return self._json(self._method(GET_ALL_LOG_PAGES, (bool(detailed),)), GET_ALL_LOG_PAGES.name)
 
     # -- org.nvmexpress.<svc>.workers -------------------------------------------------------------
     def list_workers(self) -> List[Dict[str, Any]]:
-        rows = self._method('.workers', 'list_workers')
+        rows = self._method(LIST_WORKERS)
         return [dict(zip(WORKER_FIELDS, row)) for row in rows]
 
     def restart_worker(self, interface: str, transport: str) -> List[str]:
-        return list(self._method('.workers', 'restart_worker', 'ss', (interface, transport)))
+        return list(self._method(RESTART_WORKER, (interface, transport)))
 
     def config_problems(self) -> List[str]:
         return list(self._get('.workers', 'config_problems'))

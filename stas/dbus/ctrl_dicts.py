@@ -19,10 +19,9 @@ from typing import Dict, Iterable, Mapping, Optional, Tuple
 from ..fabric.controller import timer_text
 from ..fabric.controller_policy import RetryPolicy
 from ..model import ControllerStatus, CtrlState, HostIdentity, TransportId
+from .contract import SECRET_KEYS
 
 REDACTED = '(hidden: root only)'
-# controller= keys whose values non-root callers never see
-SECRET_KEYS = ('dhchap-secret', 'dhchap-ctrl-secret', 'tls-key')
 
 _INFO_KEYS = ('connect operation',)
 _OPERATION_KEYS = ('get log page operation', 'register operation', 'get supported log page operation')

@@ -26,7 +26,7 @@ from typing import Dict, Tuple, Type
 from sdbus import DbusFailedError
 
 from ..errors import StasError, bounded_text
-from .names import SERVICES, error_prefix
+from .contract import SERVICES, error_prefix
 
 log = logging.getLogger(__name__)
 

@@ -80,22 +80,31 @@ from ..errors import InvalidArgument, PermissionDenied, StasError, Unavailable, 
 from ..fabric.tid import IFNAME_MAX_LEN, tid_from_request
 from ..model import TRANSPORTS, Role
 from .api import SupervisorApi
+from .contract import (
+    CONTROLLER_INFO,
+    DC_REMOVED,
+    GET_ALL_LOG_PAGES,
+    GET_LOG_PAGES,
+    LIST_CONTROLLERS,
+    LIST_WORKERS,
+    LOG_PAGES_CHANGED,
+    METRICS,
+    PROCESS_INFO,
+    RESTART_WORKER,
+    SECRET_KEYS,
+    SERVICES,
+    TID_ARGS,
+    TID_KEYS,
+    Method,
+    bus_name,
+    interface_name,
+    object_path,
+    service_of,
+)
 from .ctrl_dicts import REDACTED
 from .errors import to_dbus_error
-from .names import SERVICES, bus_name, interface_name, object_path, service_of
 
 log = logging.getLogger(__name__)
-
-# Keys whose values non-root callers never see, whatever the api returns.
-SECRET_KEYS = frozenset(
-    {'hostkey', 'dhchap-secret', 'dhchap-ctrl-secret', 'dhchap_secret', 'dhchap_ctrl_secret'}
-    | {'tls-key', 'tls_key'}
-)
-
-# The 7 strings that name a controller in controller_info, get_log_pages and log_pages_changed,
-# in their D-Bus order, with the hyphenated key each has in the dictionaries.
-TID_ARGS = ('transport', 'traddr', 'trsvcid', 'subsysnqn', 'host_traddr', 'host_iface', 'host_nqn')
-TID_KEYS = ('transport', 'traddr', 'trsvcid', 'subsysnqn', 'host-traddr', 'host-iface', 'host-nqn')
 
 _DBUS = ('org.freedesktop.DBus', '/org/freedesktop/DBus', 'org.freedesktop.DBus')
 
@@ -387,6 +396,15 @@ class _ServedObject:
         return await self._serve_as_root('restart_worker', 'restarting a worker', call, _text_list)
 
 
+def _served(method: Method) -> Dict[str, Any]:
+    """The decorator arguments of ``method`` as the contract has it, callable by anyone the bus
+    policy lets in (each member checks what needs root itself)."""
+    args: Dict[str, Any] = dict(result_signature=method.result, result_args_names=method.result_names)
+    if method.input:
+        args.update(input_signature=method.input, input_args_names=method.input_names)
+    return dict(args, flags=DbusUnprivilegedFlag, method_name=method.name)
+
+
 def _text_list(values: Any) -> List[str]:
     return [dbus_text(v) for v in values or ()]
 
@@ -413,33 +431,16 @@ def _debug_interface(service: str) -> type:
         def log_level(self) -> str:
             return self._property('log_level', lambda: self._api.log_level, dbus_text, '')
 
-        @dbus_method_async(
-            result_signature='s',
-            result_args_names=('info_json',),
-            flags=DbusUnprivilegedFlag,
-            method_name='process_info',
-        )
+        @dbus_method_async(**_served(PROCESS_INFO))
         async def process_info(self) -> str:
             return await self._process_info()
 
         # read-only health data (no secret: no host NQN, no key), for anyone the policy lets in
-        @dbus_method_async(
-            result_signature='s',
-            result_args_names=('metrics_text',),
-            flags=DbusUnprivilegedFlag,
-            method_name='metrics',
-        )
+        @dbus_method_async(**_served(METRICS))
         async def metrics(self) -> str:
             return await self._serve('metrics', lambda _is_root: self._api.metrics(), dbus_text)
 
-        @dbus_method_async(
-            input_signature='sssssss',
-            result_signature='s',
-            input_args_names=TID_ARGS,
-            result_args_names=('info_json',),
-            flags=DbusUnprivilegedFlag,
-            method_name='controller_info',
-        )
+        @dbus_method_async(**_served(CONTROLLER_INFO))
         async def controller_info(
             self,
             transport: str,
@@ -459,23 +460,11 @@ def _debug_interface(service: str) -> type:
 
 def _workers_interface(service: str) -> type:
     class WorkersInterface(DbusInterfaceCommonAsync, interface_name=interface_name(service, '.workers')):
-        @dbus_method_async(
-            result_signature='a(ssisuds)',
-            result_args_names=('workers',),
-            flags=DbusUnprivilegedFlag,
-            method_name='list_workers',
-        )
+        @dbus_method_async(**_served(LIST_WORKERS))
         async def list_workers(self) -> List[Tuple[str, str, int, str, int, float, str]]:
             return await self._serve('list_workers', lambda _is_root: self._list_workers())
 
-        @dbus_method_async(
-            input_signature='ss',
-            result_signature='as',
-            input_args_names=('interface', 'transport'),
-            result_args_names=('restarted',),
-            flags=DbusUnprivilegedFlag,
-            method_name='restart_worker',
-        )
+        @dbus_method_async(**_served(RESTART_WORKER))
         async def restart_worker(self, interface: str, transport: str) -> List[str]:
             return await self._restart_worker(interface, transport)
 
@@ -488,25 +477,11 @@ def _workers_interface(service: str) -> type:
 
 def _staf_interface() -> type:
     class StafInterface(DbusInterfaceCommonAsync, interface_name=interface_name('staf')):
-        @dbus_method_async(
-            input_signature='b',
-            result_signature='aa{ss}',
-            input_args_names=('detailed',),
-            result_args_names=('controller_list',),
-            flags=DbusUnprivilegedFlag,
-            method_name='list_controllers',
-        )
+        @dbus_method_async(**_served(LIST_CONTROLLERS))
         async def list_controllers(self, detailed: bool) -> List[Dict[str, str]]:
             return await self._list_controllers(detailed)
 
-        @dbus_method_async(
-            input_signature='sssssss',
-            result_signature='aa{ss}',
-            input_args_names=TID_ARGS,
-            result_args_names=('log_pages',),
-            flags=DbusUnprivilegedFlag,
-            method_name='get_log_pages',
-        )
+        @dbus_method_async(**_served(GET_LOG_PAGES))
         async def get_log_pages(
             self,
             transport: str,
@@ -524,14 +499,7 @@ def _staf_interface() -> type:
 
             return await self._serve('get_log_pages', call, string_dicts)
 
-        @dbus_method_async(
-            input_signature='b',
-            result_signature='s',
-            input_args_names=('detailed',),
-            result_args_names=('log_pages_json',),
-            flags=DbusUnprivilegedFlag,
-            method_name='get_all_log_pages',
-        )
+        @dbus_method_async(**_served(GET_ALL_LOG_PAGES))
         async def get_all_log_pages(self, detailed: bool) -> str:
             def call(is_root: bool) -> Any:
                 return self._api.get_all_log_pages(bool(detailed), is_root)
@@ -539,12 +507,12 @@ def _staf_interface() -> type:
             return await self._serve_redacted('get_all_log_pages', call, to_json)
 
         @dbus_signal_async(
-            'ssssssss', signal_args_names=(*TID_ARGS, 'device'), signal_name='log_pages_changed'
+            LOG_PAGES_CHANGED[1], signal_args_names=LOG_PAGES_CHANGED[2], signal_name=LOG_PAGES_CHANGED[0]
         )
         def log_pages_changed(self) -> Tuple[str, str, str, str, str, str, str, str]:
             raise NotImplementedError
 
-        @dbus_signal_async('', signal_name='dc_removed')
+        @dbus_signal_async(DC_REMOVED[1], signal_name=DC_REMOVED[0])
         def dc_removed(self) -> None:
             raise NotImplementedError
 
@@ -553,14 +521,7 @@ def _staf_interface() -> type:
 
 def _stac_interface() -> type:
     class StacInterface(DbusInterfaceCommonAsync, interface_name=interface_name('stac')):
-        @dbus_method_async(
-            input_signature='b',
-            result_signature='aa{ss}',
-            input_args_names=('detailed',),
-            result_args_names=('controller_list',),
-            flags=DbusUnprivilegedFlag,
-            method_name='list_controllers',
-        )
+        @dbus_method_async(**_served(LIST_CONTROLLERS))
         async def list_controllers(self, detailed: bool) -> List[Dict[str, str]]:
             return await self._list_controllers(detailed)
 

@@ -30,13 +30,20 @@ import asyncio
 import logging
 from typing import Any, List, Optional, Protocol, Tuple
 
-from ..dbus.names import STAF_INTERFACE, STAF_NAME, STAF_PATH
+from ..dbus.contract import (
+    DC_REMOVED,
+    GET_ALL_LOG_PAGES,
+    LOG_PAGES_CHANGED,
+    STAF_INTERFACE,
+    STAF_NAME,
+    STAF_PATH,
+    TID_KEYS,
+)
 from ..supervisor.background import Background
 
 log = logging.getLogger(__name__)
 
 _DBUS = ('org.freedesktop.DBus', '/org/freedesktop/DBus', 'org.freedesktop.DBus')
-TID_KEYS = ('transport', 'traddr', 'trsvcid', 'subsysnqn', 'host-traddr', 'host-iface', 'host-nqn')
 
 SOAK_S = 0.5  # the trailing fetch of a burst of signals (one per DC read); an answer is cheap
 RETRY_S = (1.0, 2.0, 5.0, 10.0, 30.0)  # after failed fetches, the last one repeating
@@ -134,10 +141,10 @@ class StafFollower:
         bus = self._bus
         self._slots.append(await bus.match_signal_async(*_DBUS, 'NameOwnerChanged', self._on_owner_changed))
         self._slots.append(
-            await bus.match_signal_async(None, STAF_PATH, STAF_INTERFACE, 'log_pages_changed', self._on_read)
+            await bus.match_signal_async(None, STAF_PATH, STAF_INTERFACE, LOG_PAGES_CHANGED[0], self._on_read)
         )
         self._slots.append(
-            await bus.match_signal_async(None, STAF_PATH, STAF_INTERFACE, 'dc_removed', self._on_dc_removed)
+            await bus.match_signal_async(None, STAF_PATH, STAF_INTERFACE, DC_REMOVED[0], self._on_dc_removed)
         )
 
     async def _name_owner(self) -> str:
@@ -237,8 +244,8 @@ class StafFollower:
         self._fetching = True
         self._again = False
         try:
-            msg = self._bus.new_method_call_message(owner, STAF_PATH, STAF_INTERFACE, 'get_all_log_pages')
-            msg.append_data('b', True)
+            msg = self._bus.new_method_call_message(owner, STAF_PATH, STAF_INTERFACE, GET_ALL_LOG_PAGES.name)
+            msg.append_data(GET_ALL_LOG_PAGES.input, True)
             reply = await asyncio.wait_for(self._bus.call_async(msg), self._call_timeout_s)
             text = reply.get_contents()
         except Exception as exc:  # noqa: BLE001 - any failure: retry while stafd is there

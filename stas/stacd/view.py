@@ -48,6 +48,7 @@ import operator
 from typing import Collection, Dict, Iterable, List, Mapping, Optional, Sequence, Set, Tuple
 
 from ..conf import DisconnectScope
+from ..dbus.contract import TID_KEYS
 from ..errors import InvalidArgument, StasError
 from ..fabric.addr import address_problem
 from ..fabric.dlpe import MAX_LOG_ENTRIES, entry_as_dbus_dict, io_entries, ncc, requires_tls, screen_log_entry
@@ -64,9 +65,6 @@ from . import json_items
 # retry a failed connect once (3 s), follow referrals and hear mDNS announcements.
 STAFD_SETTLE_S = 60.0
 STATE_VERSION = 1
-
-# The seven fields that name a controller on D-Bus, hyphenated as in the dictionaries.
-TID_KEYS = ('transport', 'traddr', 'trsvcid', 'subsysnqn', 'host-traddr', 'host-iface', 'host-nqn')
 
 
 class StafdState(str, enum.Enum):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from pathlib import Path
 from typing import Dict, List
 
 import pytest
@@ -12,8 +13,7 @@ from sdbus import DbusFailedError, DbusUnprivilegedFlag
 from sdbus.dbus_proxy_async_method import DbusMethodAsync
 from sdbus.dbus_proxy_async_property import DbusPropertyAsync
 
-from stas.dbus.errors import MESSAGE_LIMIT, bounded_message, error_class, error_name, to_dbus_error
-from stas.dbus.names import (
+from stas.dbus.contract import (
     STAF_INTERFACE,
     STAF_NAME,
     STAF_PATH,
@@ -22,6 +22,7 @@ from stas.dbus.names import (
     interface_name,
     object_path,
 )
+from stas.dbus.errors import MESSAGE_LIMIT, bounded_message, error_class, error_name, to_dbus_error
 from stas.dbus.objects import (
     REDACTED,
     _GuardedProperty,
@@ -596,3 +597,63 @@ def test_results_are_made_sendable_and_a_shaping_failure_is_failed():
     assert raised.value.args == (
         'stafd could not answer process_info: internal error (details in the stafd log)',
     )
+
+
+def _served_members(service: str, suffix: str):
+    """The methods (name -> in and out signatures and argument names) and signals of one served
+    interface, from its introspection XML (generated from the objects, checked against them by
+    test_generated_docs)."""
+    import xml.etree.ElementTree as ET
+
+    root = ET.parse(
+        Path(__file__).resolve().parents[2] / 'dbus' / f'org.nvmexpress.{service}{suffix}.xml'
+    ).getroot()
+    (iface,) = root.findall('interface')
+    methods = {}
+    for m in iface.findall('method'):
+        args = m.findall('arg')
+        ins = [a for a in args if a.get('direction') == 'in']
+        outs = [a for a in args if a.get('direction') == 'out']
+        methods[m.get('name')] = (
+            ''.join(a.get('type') for a in ins),
+            ''.join(a.get('type') for a in outs),
+            tuple(a.get('name') for a in ins),
+            tuple(a.get('name') for a in outs),
+        )
+    signals = {
+        s.get('name'): (
+            ''.join(a.get('type') for a in s.findall('arg')),
+            tuple(a.get('name') for a in s.findall('arg')),
+        )
+        for s in iface.findall('signal')
+    }
+    return methods, signals
+
+
+def test_the_served_members_are_the_contracts() -> None:
+    """Server and clients share stas.dbus.contract: what is served is what the contract says."""
+    from stas.dbus import contract
+
+    methods = [v for v in vars(contract).values() if isinstance(v, contract.Method)]
+    assert len(methods) == 8
+    for method in methods:
+        services = ('staf',) if method.name in ('get_log_pages', 'get_all_log_pages') else ('staf', 'stac')
+        for service in services:
+            served, _ = _served_members(service, method.interface)
+            assert served[method.name] == (
+                method.input,
+                method.result,
+                method.input_names,
+                method.result_names,
+            )
+    _, signals = _served_members('staf', '')
+    for name, signature, names in (contract.LOG_PAGES_CHANGED, contract.DC_REMOVED):
+        assert signals[name] == (signature, names)
+
+
+def test_every_secret_key_of_the_configuration_is_hidden_on_dbus() -> None:
+    from stas.conf.controllers import SECRET_KEYS as CONFIG_SECRETS
+    from stas.dbus.contract import SECRET_KEYS
+
+    assert CONFIG_SECRETS <= SECRET_KEYS
+    assert {k.replace('-', '_') for k in CONFIG_SECRETS} <= SECRET_KEYS

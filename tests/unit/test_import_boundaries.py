@@ -40,7 +40,7 @@ RULES = {
     # the Protocols of the worker's I/O edges: every worker loads them
     'stas.workers.edges': IO_LIBS | {'msgpack'},
     # the D-Bus names: the daemons, the command-line tools and stacd's client of stafd share them
-    'stas.dbus.names': IO_LIBS | {'msgpack', 'jeepney'},
+    'stas.dbus.contract': IO_LIBS | {'msgpack', 'jeepney'},
     # prometheus_client (some 170 modules) is loaded when metrics are first asked for: never on
     # the start path of a daemon or a tool, never in a worker
     'stas.supervisor.main': {'prometheus_client'},

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Dict, List
 from xml.sax.saxutils import quoteattr
 
-from stas.dbus.names import SERVICES, bus_name, object_path
+from stas.dbus.contract import SERVICES, bus_name, object_path
 from stas.testing.bus import start_system_bus, stop_system_bus
 
 _OURS = 'org.nvmexpress.'

@@ -7,7 +7,7 @@ from typing import Dict
 
 from stas import __version__
 from stas.conf import paths
-from stas.dbus.names import bus_name, error_prefix, interface_name, object_path, service_of
+from stas.dbus.contract import bus_name, error_prefix, interface_name, object_path, service_of
 from stas.supervisor import cli_args
 from stas.supervisor.worker_slot import RestartPolicy
 
