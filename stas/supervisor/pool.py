@@ -46,7 +46,7 @@ from .worker_slot import (
     SlotState,
     Spawned,
     SpawnWorker,
-    Start,
+    StartRequested,
     StopRequested,
     WorkerSlot,
 )
@@ -331,7 +331,7 @@ class WorkerPool:
                 )
                 self.drivers[key] = driver
             if driver.slot.state in (SlotState.STOPPED, SlotState.STOPPING):
-                driver.handle(Start())
+                driver.handle(StartRequested())
         for key, driver in list(self.drivers.items()):
             if key not in wanted and driver.slot.state not in (SlotState.STOPPED, SlotState.STOPPING):
                 driver.handle(StopRequested())

@@ -3,7 +3,8 @@
 A pure state machine in the style of supervisord (STARTING, RUNNING, BACKOFF, FATAL) with
 gunicorn's two-step kill: ``WorkerSlot.handle(event, now)`` takes a past-tense fact and returns
 the imperative effects the supervisor must carry out. It reads no clock and touches no process,
-so every edge is a unit test.
+so every edge is a unit test. ``TRANSITIONS`` is the whole machine: for every state and every
+event, the step taken; an event a state cannot receive is an ``IllegalTransition`` there.
 
 Restart rules:
 - A worker that dies after it has been healthy for ``fast_failure_s`` is restarted at once:
@@ -27,7 +28,7 @@ from __future__ import annotations
 
 import enum
 import signal
-from typing import List, Optional, Tuple, Union
+from typing import Any, Callable, Dict, List, Optional, Tuple, Union
 
 from ..errors import IllegalTransition
 from ..model import WorkerKey
@@ -120,7 +121,7 @@ class ExitInfo:
 
 # ---- events (facts) ----------------------------------------------------------------------------
 @record
-class Start:
+class StartRequested:
     """The supervisor wants this slot's worker to run."""
 
 
@@ -169,7 +170,7 @@ class StopRequested:
 
 
 Event = Union[
-    Start,
+    StartRequested,
     Spawned,
     HelloReceived,
     HeartbeatReceived,
@@ -227,10 +228,10 @@ class WorkerSlot:
 
     # -- public ------------------------------------------------------------------------------
     def handle(self, event: Event, now: float) -> List[Effect]:
-        handler = getattr(self, f'_on_{type(event).__name__}', None)
-        if handler is None:
+        step = TRANSITIONS.get((self.state, type(event)))
+        if step is None:
             raise self._illegal_transition(repr(event), 'not an event of this machine')
-        return handler(event, now)
+        return step(self, event, now)
 
     def uptime_s(self, now: float) -> float:
         return now - self.running_since if self.running_since is not None else 0.0
@@ -238,17 +239,9 @@ class WorkerSlot:
     @property
     def alive(self) -> bool:
         """A process exists (or is being created) for this slot."""
-        return self.state in (
-            SlotState.STARTING,
-            SlotState.RUNNING,
-            SlotState.TERMINATING,
-            SlotState.STOPPING,
-        )
+        return self.state in ALIVE
 
-    # -- transitions -------------------------------------------------------------------------
-    def _illegal(self, event: Event) -> List[Effect]:
-        raise self._illegal_transition(type(event).__name__)
-
+    # -- steps shared by several transitions -------------------------------------------------
     def _illegal_transition(self, event: str, why: str = '') -> IllegalTransition:
         return IllegalTransition('worker slot', self.key, event, f'state {self.state.value}', why)
 
@@ -263,44 +256,14 @@ class WorkerSlot:
         self.deadline = now + self.policy.hello_timeout_s
         return [SpawnWorker()]
 
-    def _on_Start(self, event: Start, now: float) -> List[Effect]:
-        if self.state in (SlotState.STOPPED,):
-            return self._spawn(now)
-        if self.state == SlotState.STOPPING:
-            # wanted again before the old process is gone: restart once it has exited
-            self._restart_after_exit = True
-            return []
-        return []  # already running, backing off or fatal: nothing to do
-
-    def _on_Spawned(self, event: Spawned, now: float) -> List[Effect]:
-        if self.state != SlotState.STARTING:
-            return self._illegal(event)
-        self.pid = event.pid
-        return []
-
-    def _on_HelloReceived(self, event: HelloReceived, now: float) -> List[Effect]:
-        if self.state == SlotState.STOPPING and self.running_since is None:
-            # stopped (or restarted) before it could say hello: the shutdown asked for then
-            # could not be delivered; now it can
-            self.pid = event.pid
-            return [SendShutdown()]
-        if self.state == SlotState.TERMINATING:
-            return []  # too late: it is being killed (no hello in time)
-        if self.state != SlotState.STARTING:
-            return self._illegal(event)
-        self.pid = event.pid
-        self.state = SlotState.RUNNING
-        self.running_since = now
-        self.silence_allowed_s = self.policy.heartbeat_timeout_s
-        self.deadline = now + self.silence_allowed_s
-        return []
-
-    def _on_HeartbeatReceived(self, event: HeartbeatReceived, now: float) -> List[Effect]:
-        if self.state == SlotState.RUNNING:
-            self.silence_allowed_s = self._silence_allowed(event.next_s)
-            self.deadline = now + self.silence_allowed_s
-        # late heartbeats from a process we are already stopping or killing are harmless
-        return []
+    def _terminate(self, reason: str, now: float) -> List[Effect]:
+        self.state = SlotState.TERMINATING
+        self._fault = reason
+        self.deadline = now + self.policy.kill_grace_s
+        return [
+            LogEvent('error', f'worker {self.key} pid {self.pid}: {reason}; terminating it'),
+            SendSignal(signal.SIGTERM),
+        ]
 
     def _silence_allowed(self, next_s: float) -> float:
         """Two and a half of the announced intervals: the busy pace's timeout, stretched for an
@@ -311,129 +274,271 @@ class WorkerSlot:
         next_s = min(next_s, max(policy.idle_heartbeat_interval_s, policy.heartbeat_interval_s))
         return policy.heartbeat_timeout_s * next_s / policy.heartbeat_interval_s
 
-    def _on_Faulted(self, event: Faulted, now: float) -> List[Effect]:
-        if self.state not in (SlotState.STARTING, SlotState.RUNNING, SlotState.STOPPING):
-            return []  # already being killed, or gone
-        return self._terminate(event.reason, now)
+    def _due(self, now: float) -> bool:
+        return self.deadline is not None and now >= self.deadline
 
-    def _terminate(self, reason: str, now: float) -> List[Effect]:
-        self.state = SlotState.TERMINATING
-        self._fault = reason
-        self.deadline = now + self.policy.kill_grace_s
-        return [
-            LogEvent('error', f'worker {self.key} pid {self.pid}: {reason}; terminating it'),
-            SendSignal(signal.SIGTERM),
-        ]
-
-    def _on_DeadlineReached(self, event: DeadlineReached, now: float) -> List[Effect]:
-        if self.deadline is None or now < self.deadline:
-            return []
+    def _stalled(self, now: float) -> List[Effect]:
+        """A deadline found passed long after it fell due: the supervisor was not running, and
+        what the worker sent meanwhile is still unread. [] when the deadline is simply due."""
+        assert self.deadline is not None
         late_s = now - self.deadline
-        if self.state in (SlotState.STARTING, SlotState.RUNNING) and late_s > self.policy.stall_tolerance_s:
-            # the supervisor was not running: what the worker sent meanwhile is still unread
-            self.deadline = now + self.policy.heartbeat_interval_s
-            return [
-                LogEvent(
-                    'warning',
-                    f'worker {self.key} pid {self.pid}: the supervisor did not run for {late_s:.0f} s '
-                    f'(stopped or overloaded); reading what the worker sent before judging it',
-                )
-            ]
-        if self.state == SlotState.STARTING:
-            return self._terminate(f'no hello within {self.policy.hello_timeout_s:g} s', now)
-        if self.state == SlotState.RUNNING:
-            return self._terminate(f'no heartbeat for {self.silence_allowed_s:g} s (hung?)', now)
-        if self.state in (SlotState.TERMINATING, SlotState.STOPPING):
-            self.deadline = None  # SIGKILL cannot be refused: the exit will follow
-            self._sent_sigkill = True
-            return [
-                LogEvent('warning', f'worker {self.key} pid {self.pid} did not exit; sending SIGKILL'),
-                SendSignal(signal.SIGKILL),
-            ]
-        if self.state == SlotState.BACKOFF:
-            self.restarts += 1
-            return self._spawn(now)
-        return []
-
-    def _on_Exited(self, event: Exited, now: float) -> List[Effect]:
-        if not self.alive:
-            return self._illegal(event)
-        how = event.info.describe(killed_by_supervisor=self._sent_sigkill)
-        self.last_exit = f'{how}: {self._fault}' if self._fault else how
-        pid = self.pid
-        if self.state == SlotState.STOPPING and not self._restart_after_exit:
-            self.state = SlotState.STOPPED
-            self.pid = self.deadline = self.running_since = None
-            return [LogEvent('info', f'worker {self.key} pid {pid} stopped ({how})')]
-        if self._restart_after_exit:
-            # an explicit restart: not a failure
-            self.fast_failures = 0
-            self.restarts += 1
-            return [
-                LogEvent('info', f'worker {self.key} pid {pid} {how}; restarting as requested'),
-                *self._spawn(now),
-            ]
-        healthy_for = now - self.running_since if self.running_since is not None else None
-        if healthy_for is not None and healthy_for >= self.policy.fast_failure_s:
-            self.fast_failures = 0
-            self.restarts += 1
-            return [
-                LogEvent('error', f'worker {self.key} pid {pid} {self.last_exit}; restarting it'),
-                *self._spawn(now),
-            ]
-        self.fast_failures += 1
-        self.pid = self.running_since = None
-        if self.fast_failures >= self.policy.max_fast_failures:
-            self.state = SlotState.FATAL
-            self.deadline = None
-            return [
-                LogEvent(
-                    'error',
-                    f'worker {self.key} pid {pid} {self.last_exit}; it failed '
-                    f'{self.fast_failures} times in a row: giving up until a reload, '
-                    'a link change or an explicit restart',
-                )
-            ]
-        delay = self.policy.backoff_s[min(self.fast_failures, len(self.policy.backoff_s)) - 1]
-        self.state = SlotState.BACKOFF
-        self.deadline = now + delay
+        if late_s <= self.policy.stall_tolerance_s:
+            return []
+        self.deadline = now + self.policy.heartbeat_interval_s
         return [
             LogEvent(
-                'error',
-                f'worker {self.key} pid {pid} {self.last_exit}; '
-                f'restarting in {delay:g} s (failure {self.fast_failures})',
+                'warning',
+                f'worker {self.key} pid {self.pid}: the supervisor did not run for {late_s:.0f} s '
+                f'(stopped or overloaded); reading what the worker sent before judging it',
             )
         ]
 
-    def _on_RestartRequested(self, event: RestartRequested, now: float) -> List[Effect]:
-        if self.state in (SlotState.FATAL, SlotState.BACKOFF, SlotState.STOPPED):
-            self.fast_failures = 0
-            self.restarts += 1
-            return [LogEvent('info', f'worker {self.key}: {event.reason}'), *self._spawn(now)]
-        if self.state == SlotState.STARTING:
-            # a fresh process is already on its way up: that is the restart asked for
-            return [LogEvent('info', f'worker {self.key}: {event.reason}: already starting')]
-        if self.state == SlotState.RUNNING:
-            self.state = SlotState.STOPPING
-            self._restart_after_exit = True
-            self.deadline = now + self.policy.shutdown_grace_s
-            return [LogEvent('info', f'worker {self.key} pid {self.pid}: {event.reason}'), SendShutdown()]
-        # TERMINATING or STOPPING: it is on its way out; make sure it comes back (once)
-        if self._restart_after_exit:
-            return [LogEvent('info', f'worker {self.key}: {event.reason}: a restart is already under way')]
-        self._restart_after_exit = True
-        return []
 
-    def _on_StopRequested(self, event: StopRequested, now: float) -> List[Effect]:
-        if self.state in (SlotState.FATAL, SlotState.BACKOFF, SlotState.STOPPED):
-            self.state = SlotState.STOPPED
-            self.deadline = None
-            return []
-        self._restart_after_exit = False
-        if self.state in (SlotState.STARTING, SlotState.RUNNING):
-            self.state = SlotState.STOPPING
-            self.deadline = now + self.policy.shutdown_grace_s
-            return [SendShutdown()]
-        if self.state == SlotState.TERMINATING:
-            self.state = SlotState.STOPPING  # keep the kill deadline already armed
+# ---- the transitions: one function per (state, event) kind of step ----------------------------
+Step = Callable[[WorkerSlot, Any, float], List[Effect]]
+
+
+def _ignored(slot: WorkerSlot, event: Event, now: float) -> List[Effect]:
+    return []
+
+
+def _illegal(slot: WorkerSlot, event: Event, now: float) -> List[Effect]:
+    raise slot._illegal_transition(type(event).__name__)
+
+
+def _spawn(slot: WorkerSlot, event: Event, now: float) -> List[Effect]:
+    return slot._spawn(now)
+
+
+def _start_after_exit(slot: WorkerSlot, event: StartRequested, now: float) -> List[Effect]:
+    slot._restart_after_exit = True  # wanted again before the old process is gone
+    return []
+
+
+def _spawned(slot: WorkerSlot, event: Spawned, now: float) -> List[Effect]:
+    slot.pid = event.pid
+    return []
+
+
+def _hello(slot: WorkerSlot, event: HelloReceived, now: float) -> List[Effect]:
+    slot.pid = event.pid
+    slot.state = SlotState.RUNNING
+    slot.running_since = now
+    slot.silence_allowed_s = slot.policy.heartbeat_timeout_s
+    slot.deadline = now + slot.silence_allowed_s
+    return []
+
+
+def _hello_while_stopping(slot: WorkerSlot, event: HelloReceived, now: float) -> List[Effect]:
+    if slot.running_since is not None:
+        return _illegal(slot, event, now)  # a second hello
+    # stopped (or restarted) before it could say hello: the shutdown asked for then could not
+    # be delivered; now it can
+    slot.pid = event.pid
+    return [SendShutdown()]
+
+
+def _heartbeat(slot: WorkerSlot, event: HeartbeatReceived, now: float) -> List[Effect]:
+    slot.silence_allowed_s = slot._silence_allowed(event.next_s)
+    slot.deadline = now + slot.silence_allowed_s
+    return []
+
+
+def _faulted(slot: WorkerSlot, event: Faulted, now: float) -> List[Effect]:
+    return slot._terminate(event.reason, now)
+
+
+def _no_hello(slot: WorkerSlot, event: DeadlineReached, now: float) -> List[Effect]:
+    if not slot._due(now):
         return []
+    return slot._stalled(now) or slot._terminate(f'no hello within {slot.policy.hello_timeout_s:g} s', now)
+
+
+def _no_heartbeat(slot: WorkerSlot, event: DeadlineReached, now: float) -> List[Effect]:
+    if not slot._due(now):
+        return []
+    return slot._stalled(now) or slot._terminate(
+        f'no heartbeat for {slot.silence_allowed_s:g} s (hung?)', now
+    )
+
+
+def _no_exit(slot: WorkerSlot, event: DeadlineReached, now: float) -> List[Effect]:
+    if not slot._due(now):
+        return []
+    slot.deadline = None  # SIGKILL cannot be refused: the exit will follow
+    slot._sent_sigkill = True
+    return [
+        LogEvent('warning', f'worker {slot.key} pid {slot.pid} did not exit; sending SIGKILL'),
+        SendSignal(signal.SIGKILL),
+    ]
+
+
+def _backed_off(slot: WorkerSlot, event: DeadlineReached, now: float) -> List[Effect]:
+    if not slot._due(now):
+        return []
+    slot.restarts += 1
+    return slot._spawn(now)
+
+
+def _exited(slot: WorkerSlot, event: Exited, now: float) -> List[Effect]:
+    how = event.info.describe(killed_by_supervisor=slot._sent_sigkill)
+    slot.last_exit = f'{how}: {slot._fault}' if slot._fault else how
+    pid = slot.pid
+    if slot.state == SlotState.STOPPING and not slot._restart_after_exit:
+        slot.state = SlotState.STOPPED
+        slot.pid = slot.deadline = slot.running_since = None
+        return [LogEvent('info', f'worker {slot.key} pid {pid} stopped ({how})')]
+    if slot._restart_after_exit:
+        # an explicit restart: not a failure
+        slot.fast_failures = 0
+        slot.restarts += 1
+        return [
+            LogEvent('info', f'worker {slot.key} pid {pid} {how}; restarting as requested'),
+            *slot._spawn(now),
+        ]
+    healthy_for = now - slot.running_since if slot.running_since is not None else None
+    if healthy_for is not None and healthy_for >= slot.policy.fast_failure_s:
+        slot.fast_failures = 0
+        slot.restarts += 1
+        return [
+            LogEvent('error', f'worker {slot.key} pid {pid} {slot.last_exit}; restarting it'),
+            *slot._spawn(now),
+        ]
+    slot.fast_failures += 1
+    slot.pid = slot.running_since = None
+    if slot.fast_failures >= slot.policy.max_fast_failures:
+        slot.state = SlotState.FATAL
+        slot.deadline = None
+        return [
+            LogEvent(
+                'error',
+                f'worker {slot.key} pid {pid} {slot.last_exit}; it failed '
+                f'{slot.fast_failures} times in a row: giving up until a reload, '
+                'a link change or an explicit restart',
+            )
+        ]
+    delay = slot.policy.backoff_s[min(slot.fast_failures, len(slot.policy.backoff_s)) - 1]
+    slot.state = SlotState.BACKOFF
+    slot.deadline = now + delay
+    return [
+        LogEvent(
+            'error',
+            f'worker {slot.key} pid {pid} {slot.last_exit}; '
+            f'restarting in {delay:g} s (failure {slot.fast_failures})',
+        )
+    ]
+
+
+def _restart_now(slot: WorkerSlot, event: RestartRequested, now: float) -> List[Effect]:
+    slot.fast_failures = 0
+    slot.restarts += 1
+    return [LogEvent('info', f'worker {slot.key}: {event.reason}'), *slot._spawn(now)]
+
+
+def _restart_already_starting(slot: WorkerSlot, event: RestartRequested, now: float) -> List[Effect]:
+    # a fresh process is already on its way up: that is the restart asked for
+    return [LogEvent('info', f'worker {slot.key}: {event.reason}: already starting')]
+
+
+def _restart_running(slot: WorkerSlot, event: RestartRequested, now: float) -> List[Effect]:
+    slot.state = SlotState.STOPPING
+    slot._restart_after_exit = True
+    slot.deadline = now + slot.policy.shutdown_grace_s
+    return [LogEvent('info', f'worker {slot.key} pid {slot.pid}: {event.reason}'), SendShutdown()]
+
+
+def _restart_after_exit(slot: WorkerSlot, event: RestartRequested, now: float) -> List[Effect]:
+    # on its way out: make sure it comes back (once)
+    if slot._restart_after_exit:
+        return [LogEvent('info', f'worker {slot.key}: {event.reason}: a restart is already under way')]
+    slot._restart_after_exit = True
+    return []
+
+
+def _stop_idle(slot: WorkerSlot, event: StopRequested, now: float) -> List[Effect]:
+    slot.state = SlotState.STOPPED
+    slot.deadline = None
+    return []
+
+
+def _stop_process(slot: WorkerSlot, event: StopRequested, now: float) -> List[Effect]:
+    slot._restart_after_exit = False
+    slot.state = SlotState.STOPPING
+    slot.deadline = now + slot.policy.shutdown_grace_s
+    return [SendShutdown()]
+
+
+def _stop_terminating(slot: WorkerSlot, event: StopRequested, now: float) -> List[Effect]:
+    slot._restart_after_exit = False
+    slot.state = SlotState.STOPPING  # keep the kill deadline already armed
+    return []
+
+
+def _stop_stopping(slot: WorkerSlot, event: StopRequested, now: float) -> List[Effect]:
+    slot._restart_after_exit = False  # a restart asked for before is called off
+    return []
+
+
+S = SlotState
+ALIVE = frozenset({S.STARTING, S.RUNNING, S.TERMINATING, S.STOPPING})
+IDLE = frozenset({S.STOPPED, S.BACKOFF, S.FATAL})
+
+# event -> state -> step. Every state is named for every event: a new state or event that is
+# not given its row is a failing test, not a silent default.
+_ROWS: Dict[type, Dict[SlotState, Step]] = {
+    StartRequested: {
+        S.STOPPED: _spawn,
+        S.STOPPING: _start_after_exit,
+        S.STARTING: _ignored,  # already running, backing off or fatal: nothing to do
+        S.RUNNING: _ignored,
+        S.TERMINATING: _ignored,
+        S.BACKOFF: _ignored,
+        S.FATAL: _ignored,
+    },
+    Spawned: {S.STARTING: _spawned, **{s: _illegal for s in SlotState if s != S.STARTING}},
+    HelloReceived: {
+        S.STARTING: _hello,
+        S.STOPPING: _hello_while_stopping,
+        S.TERMINATING: _ignored,  # too late: it is being killed (no hello in time)
+        S.RUNNING: _illegal,
+        S.BACKOFF: _illegal,
+        S.FATAL: _illegal,
+        S.STOPPED: _illegal,
+    },
+    # late heartbeats from a process being stopped or killed are harmless
+    HeartbeatReceived: {S.RUNNING: _heartbeat, **{s: _ignored for s in SlotState if s != S.RUNNING}},
+    Faulted: {
+        S.STARTING: _faulted,
+        S.RUNNING: _faulted,
+        S.STOPPING: _faulted,
+        S.TERMINATING: _ignored,  # already being killed
+        **{s: _ignored for s in IDLE},  # gone
+    },
+    DeadlineReached: {
+        S.STARTING: _no_hello,
+        S.RUNNING: _no_heartbeat,
+        S.TERMINATING: _no_exit,
+        S.STOPPING: _no_exit,
+        S.BACKOFF: _backed_off,
+        S.FATAL: _ignored,
+        S.STOPPED: _ignored,
+    },
+    Exited: {**{s: _exited for s in ALIVE}, **{s: _illegal for s in IDLE}},
+    RestartRequested: {
+        **{s: _restart_now for s in IDLE},
+        S.STARTING: _restart_already_starting,
+        S.RUNNING: _restart_running,
+        S.TERMINATING: _restart_after_exit,
+        S.STOPPING: _restart_after_exit,
+    },
+    StopRequested: {
+        **{s: _stop_idle for s in IDLE},
+        S.STARTING: _stop_process,
+        S.RUNNING: _stop_process,
+        S.TERMINATING: _stop_terminating,
+        S.STOPPING: _stop_stopping,
+    },
+}
+TRANSITIONS: Dict[Tuple[SlotState, type], Step] = {
+    (state, event): step for event, row in _ROWS.items() for state, step in row.items()
+}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import signal
+import typing
 
 import pytest
 from hypothesis import given, settings
@@ -10,6 +11,7 @@ from hypothesis import strategies as st
 
 from stas.errors import IllegalTransition
 from stas.model import WorkerKey
+from stas.supervisor import worker_slot
 from stas.supervisor.worker_slot import (
     DeadlineReached,
     Exited,
@@ -25,7 +27,7 @@ from stas.supervisor.worker_slot import (
     SlotState,
     Spawned,
     SpawnWorker,
-    Start,
+    StartRequested,
     StopRequested,
     WorkerSlot,
 )
@@ -40,7 +42,7 @@ def orders(effects):
 
 def running_slot(now=0.0) -> WorkerSlot:
     slot = WorkerSlot(KEY, POLICY)
-    slot.handle(Start(), now)
+    slot.handle(StartRequested(), now)
     slot.handle(Spawned(100), now)
     slot.handle(HelloReceived(100), now)
     return slot
@@ -48,7 +50,7 @@ def running_slot(now=0.0) -> WorkerSlot:
 
 def test_start_spawns_and_waits_for_hello():
     slot = WorkerSlot(KEY, POLICY)
-    assert orders(slot.handle(Start(), 5.0)) == [SpawnWorker()]
+    assert orders(slot.handle(StartRequested(), 5.0)) == [SpawnWorker()]
     assert slot.state == SlotState.STARTING
     assert slot.deadline == 5.0 + POLICY.hello_timeout_s
 
@@ -106,7 +108,7 @@ def test_missed_heartbeats_mean_sigterm_then_sigkill():
 
 def test_no_hello_in_time_is_a_fault():
     slot = WorkerSlot(KEY, POLICY)
-    slot.handle(Start(), 0.0)
+    slot.handle(StartRequested(), 0.0)
     effects = slot.handle(DeadlineReached(), POLICY.hello_timeout_s)
     assert orders(effects) == [SendSignal(signal.SIGTERM)]
     assert 'no hello' in effects[0].message
@@ -124,7 +126,7 @@ def test_a_crash_after_a_healthy_run_restarts_at_once():
 
 def test_fast_failures_back_off_then_go_fatal():
     slot = WorkerSlot(KEY, POLICY)
-    slot.handle(Start(), 0.0)
+    slot.handle(StartRequested(), 0.0)
     now = 0.0
     delays = []
     for _ in range(POLICY.max_fast_failures - 1):
@@ -142,7 +144,7 @@ def test_fast_failures_back_off_then_go_fatal():
 def test_backoff_caps_at_sixty_seconds():
     policy = RestartPolicy(max_fast_failures=100)
     slot = WorkerSlot(KEY, policy)
-    slot.handle(Start(), 0.0)
+    slot.handle(StartRequested(), 0.0)
     now = 0.0
     for _ in range(10):
         slot.handle(Exited(ExitInfo(1)), now)
@@ -154,7 +156,7 @@ def test_backoff_caps_at_sixty_seconds():
 
 def test_restart_request_clears_fatal():
     slot = WorkerSlot(KEY, RestartPolicy(max_fast_failures=1))
-    slot.handle(Start(), 0.0)
+    slot.handle(StartRequested(), 0.0)
     slot.handle(Exited(ExitInfo(-signal.SIGSEGV)), 0.5)
     assert slot.state == SlotState.FATAL
     assert 'native crash?' in slot.last_exit
@@ -186,7 +188,7 @@ def test_stop_of_a_running_worker_is_graceful_then_forced():
 
 def test_stop_in_backoff_or_fatal_is_immediate():
     slot = WorkerSlot(KEY, POLICY)
-    slot.handle(Start(), 0.0)
+    slot.handle(StartRequested(), 0.0)
     slot.handle(Exited(ExitInfo(2)), 0.1)
     assert slot.handle(StopRequested(), 0.2) == []
     assert slot.state == SlotState.STOPPED
@@ -251,7 +253,7 @@ def test_a_deadline_reached_within_the_tolerance_is_judged_at_once():
 
 def test_a_starting_worker_is_not_judged_right_after_a_stall_either():
     slot = WorkerSlot(KEY, POLICY)
-    slot.handle(Start(), 0.0)
+    slot.handle(StartRequested(), 0.0)
     late = POLICY.hello_timeout_s + POLICY.stall_tolerance_s + 1
     assert orders(slot.handle(DeadlineReached(), late)) == []
     assert slot.state == SlotState.STARTING
@@ -279,7 +281,7 @@ def test_two_restarts_in_a_row_are_one_restart():
 
 def test_a_worker_stopped_before_its_hello_is_told_to_shut_down_once_it_says_hello():
     slot = WorkerSlot(KEY, POLICY)
-    slot.handle(Start(), 0.0)
+    slot.handle(StartRequested(), 0.0)
     slot.handle(Spawned(100), 0.0)
     slot.handle(StopRequested(), 0.1)  # its channel is not up yet: the shutdown cannot go out
     assert orders(slot.handle(HelloReceived(100), 0.2)) == [SendShutdown()]
@@ -294,7 +296,7 @@ def test_a_sigkill_the_supervisor_sent_is_not_blamed_on_the_oom_killer():
     slot.handle(DeadlineReached(), 1.0 + POLICY.shutdown_grace_s)
     slot.handle(Exited(ExitInfo(-signal.SIGKILL)), 7.0)
     assert slot.last_exit == 'killed by SIGKILL (sent by the supervisor)'
-    slot.handle(Start(), 8.0)
+    slot.handle(StartRequested(), 8.0)
     slot.handle(Spawned(101), 8.0)
     slot.handle(HelloReceived(101), 8.0)
     slot.handle(Exited(ExitInfo(-signal.SIGKILL)), 30.0)  # this one we did not send
@@ -309,7 +311,7 @@ def test_exit_descriptions():
 
 EVENTS = st.sampled_from(
     [
-        Start(),
+        StartRequested(),
         Spawned(7),
         HelloReceived(7),
         HeartbeatReceived(),
@@ -330,10 +332,16 @@ def test_any_event_sequence_keeps_the_slot_consistent(steps):
     now = 0.0
     for event, dt in steps:
         now += dt
+        before = (slot.state, slot.pid, slot.deadline)
+        step = worker_slot.TRANSITIONS[(slot.state, type(event))]
         try:
             effects = slot.handle(event, now)
         except IllegalTransition:
+            # only where the table says so, and nothing changed
+            assert step is worker_slot._illegal or step is worker_slot._hello_while_stopping
+            assert (slot.state, slot.pid, slot.deadline) == before
             continue
+        assert step is not worker_slot._illegal
         # invariants after every accepted event
         assert slot.fast_failures <= POLICY.max_fast_failures
         if slot.state in (SlotState.STOPPED, SlotState.FATAL):
@@ -344,3 +352,22 @@ def test_any_event_sequence_keeps_the_slot_consistent(steps):
             assert slot.pid is None
         if any(isinstance(e, SpawnWorker) for e in effects):
             assert slot.state == SlotState.STARTING
+
+
+def test_the_table_names_a_step_for_every_state_and_event():
+    """The whole machine is the table: every (state, event) pair is there, and nothing else."""
+    events = typing.get_args(worker_slot.Event)
+    assert set(worker_slot.TRANSITIONS) == {(state, event) for state in SlotState for event in events}
+
+
+def test_the_illegal_pairs_are_the_driver_bugs_the_module_names():
+    illegal = {
+        (s.value, e.__name__)
+        for (s, e), step in worker_slot.TRANSITIONS.items()
+        if step is worker_slot._illegal
+    }
+    assert illegal == {
+        *((s, 'Spawned') for s in ('running', 'terminating', 'backoff', 'fatal', 'stopping', 'stopped')),
+        *((s, 'HelloReceived') for s in ('running', 'backoff', 'fatal', 'stopped')),
+        *((s, 'Exited') for s in ('backoff', 'fatal', 'stopped')),
+    }
