@@ -92,7 +92,7 @@ class IllegalTransition(Exception):
     the host, and a bug must be neither. The message names the machine, what it is about, the
     event, the state and, when there is more to say, why the event does not fit::
 
-        controller <tid>: Start in phase connecting: a controller starts in phase idle only
+        controller <tid>: StartRequested in phase connecting: a controller starts in phase idle only
         worker slot eth0/tcp: HelloReceived in state running
     """
 

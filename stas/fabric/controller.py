@@ -13,7 +13,7 @@ Phases (``Phase``; reported as ``stas.model.CtrlState``)::
                      BACKOFF <-------------------+
                        |
                        v (IOC, NCC set, N failures)
-                     GAVE_UP --Reload / NCC cleared--> CONNECTING
+                     GAVE_UP --ReloadRequested / NCC cleared--> CONNECTING
 
 Rules, and why:
 
@@ -21,7 +21,7 @@ Rules, and why:
   page) is in flight. They all go through the same admin queue, and a disconnect that overtakes
   the connect it is meant to undo leaves a connection nobody tracks. A request that arrives
   while an op runs is remembered as an intent and started when the op completes:
-  ``Unwanted`` during a connect disconnects once the connect is done (or just releases with
+  ``BecameUnwanted`` during a connect disconnects once the connect is done (or just releases with
   ``keep_connection``); wanted again during a disconnect connects again afterwards; a resync
   (NVME_EVENT, reload) during any DC op restarts the DC sequence afterwards; a DLP-change AEN
   during a log page read causes exactly one more read after it (any number of AENs coalesce),
@@ -49,13 +49,13 @@ What is ignored rather than refused (events that legitimately race with the mach
   - ``DeviceRemoved``, ``AenReceived``, ``NvmeEventReceived`` when the machine holds no device
     or another one (a late uevent for a device already forgotten, or the removal that our own
     disconnect causes), and AENs and events an IOC does not act on;
-  - ``Reload`` where it has nothing to do; ``NccChanged`` outside BACKOFF / GAVE_UP (recorded);
-  - the result of an op completed after ``Unwanted`` (a ``LogPageRead`` is not published) or
+  - ``ReloadRequested`` where it has nothing to do; ``NccChanged`` outside BACKOFF / GAVE_UP (recorded);
+  - the result of an op completed after ``BecameUnwanted`` (a ``LogPageRead`` is not published) or
     after the device was removed (orphaned): the completion ends the op, its content is dropped.
 What raises ``IllegalTransition`` (a bug in the worker, which must fail loudly):
   - any event after ``Released`` (the worker must have dropped the machine);
   - a completion (``Connected`` ... ``LogPageFailed``) for an op that is not in flight;
-  - ``Start`` other than in IDLE; ``Rewanted`` naming another controller; ``NccChanged`` for a DC.
+  - ``StartRequested`` other than in IDLE; ``WantedAgain`` naming another controller; ``NccChanged`` for a DC.
 An illegal event changes nothing.
 """
 
@@ -92,6 +92,7 @@ from .controller_events import (
     TIMER_REGISTER_AGAIN,
     AenReceived,
     ArmTimer,
+    BecameUnwanted,
     CancelTimer,
     Connected,
     ConnectFailed,
@@ -110,18 +111,17 @@ from .controller_events import (
     Registered,
     RegistrationFailed,
     Released,
-    Reload,
-    Rewanted,
-    Start,
+    ReloadRequested,
     StartConnect,
     StartDisconnect,
     StartGetLogPage,
     StartRegister,
+    StartRequested,
     StartSupportedLogPages,
     SupportedLogPagesFailed,
     SupportedLogPagesRead,
     TimerFired,
-    Unwanted,
+    WantedAgain,
 )
 from .controller_policy import RetryPolicy
 from .dim import TAS_REGISTER, TAS_UPDATE
@@ -131,7 +131,7 @@ __all__ = ['ControllerMachine', 'Phase', 'RetryPolicy']
 
 
 class Phase(str, enum.Enum):
-    IDLE = 'idle'  # created, Start not yet handled
+    IDLE = 'idle'  # created, StartRequested not yet handled
     CONNECTING = 'connecting'  # a kernel connect or adoption is in flight
     CONNECTED = 'connected'  # holds a kernel device (DC: its sequence may be running)
     BACKOFF = 'backoff'  # no device; the connect timer is armed (or an orphaned op must end first)
@@ -251,9 +251,9 @@ class ControllerMachine:
         self._connect_interval_s = policy.connect_backoff_s[-1]
         self._steps: Dict[str, _Step] = {}
         self._handlers: Dict[type, Callable[[Event, float], List[Effect]]] = {
-            Start: self._on_start,
-            Unwanted: self._on_unwanted,
-            Rewanted: self._on_rewanted,
+            StartRequested: self._on_start,
+            BecameUnwanted: self._on_unwanted,
+            WantedAgain: self._on_rewanted,
             Connected: self._on_connected,
             ConnectFailed: self._on_connect_failed,
             Disconnected: self._on_disconnect_done,
@@ -268,7 +268,7 @@ class ControllerMachine:
             LogPageRead: self._on_step_done,
             LogPageFailed: self._on_step_done,
             TimerFired: self._on_timer,
-            Reload: self._on_reload,
+            ReloadRequested: self._on_reload,
             NccChanged: self._on_ncc,
         }
 
@@ -424,12 +424,12 @@ class ControllerMachine:
             effects.append(self._log('info', 'No longer wanted; the kernel connection is kept'))
         return [*effects, *self._release()]
 
-    def _on_start(self, event: Start, now: float) -> List[Effect]:
+    def _on_start(self, event: StartRequested, now: float) -> List[Effect]:
         if self.phase is not Phase.IDLE:
-            raise self._illegal('Start', 'a controller starts in phase idle only')
+            raise self._illegal('StartRequested', 'a controller starts in phase idle only')
         return self._connect(now)
 
-    def _on_unwanted(self, event: Unwanted, now: float) -> List[Effect]:
+    def _on_unwanted(self, event: BecameUnwanted, now: float) -> List[Effect]:
         self.wanted = False
         if self.phase is Phase.DISCONNECTING:
             return []  # already on its way out
@@ -444,7 +444,7 @@ class ControllerMachine:
             return self._leave(now)
         return []  # CONNECTING, or CONNECTED with an op in flight: act when it completes
 
-    def _on_rewanted(self, event: Rewanted, now: float) -> List[Effect]:
+    def _on_rewanted(self, event: WantedAgain, now: float) -> List[Effect]:
         if event.spec.tid != self.spec.tid or event.spec.role != self.spec.role:
             raise self._illegal(
                 f'Rewanted for another controller, {event.spec.tid} ({event.spec.role.value})',
@@ -459,7 +459,7 @@ class ControllerMachine:
             self.policy = event.policy
         was_wanted, self.wanted = self.wanted, True
         if not was_wanted and self.phase is Phase.BACKOFF and TIMER_CONNECT not in self._timers:
-            # Unwanted had cancelled the retry while an orphaned op ran out: reconnect after it.
+            # BecameUnwanted had cancelled the retry while an orphaned op ran out: reconnect after it.
             self._connect_deferred = True
         return []
 
@@ -761,7 +761,7 @@ class ControllerMachine:
         self._retry_step = None
         return self._start_step(event.name, now)
 
-    def _on_reload(self, event: Reload, now: float) -> List[Effect]:
+    def _on_reload(self, event: ReloadRequested, now: float) -> List[Effect]:
         if self.phase is Phase.GAVE_UP:
             self.attempts = 0
             return [self._log('info', 'Reload: retrying to connect'), *self._connect(now)]

@@ -52,19 +52,19 @@ LSP_PLEO = 2
 
 # ---- events (facts) ----------------------------------------------------------------------------
 @record
-class Start:
+class StartRequested:
     """The worker created this controller and wants the first attempt now."""
 
 
 @record
-class Unwanted:
+class BecameUnwanted:
     """The controller left the desired set. ``keep_connection``: leave the kernel connection up."""
 
     keep_connection: bool = False
 
 
 @record
-class Rewanted:
+class WantedAgain:
     """The controller is (still) in the desired set, possibly with new options.
 
     Sent on every Configure for every controller that stays desired; a no-op when nothing
@@ -183,7 +183,7 @@ class TimerFired:
 
 
 @record
-class Reload:
+class ReloadRequested:
     """SIGHUP reached this controller (or an admin asked for a rediscovery)."""
 
 
@@ -195,9 +195,9 @@ class NccChanged:
 
 
 Event = Union[
-    Start,
-    Unwanted,
-    Rewanted,
+    StartRequested,
+    BecameUnwanted,
+    WantedAgain,
     Connected,
     ConnectFailed,
     Disconnected,
@@ -212,7 +212,7 @@ Event = Union[
     LogPageRead,
     LogPageFailed,
     TimerFired,
-    Reload,
+    ReloadRequested,
     NccChanged,
 ]
 

@@ -4,8 +4,8 @@ Each controller is a ``stas.fabric.controller.ControllerMachine`` (pure); this m
 I/O glue on the worker's event loop:
 
 - ``Configure`` from the supervisor says which controllers to keep: new ones get a machine and
-  a first attempt, kept ones a ``Rewanted`` (new options apply to the next connection),
-  dropped ones an ``Unwanted`` (disconnect, or only forget, per the daemon's policy).
+  a first attempt, kept ones a ``WantedAgain`` (new options apply to the next connection),
+  dropped ones an ``BecameUnwanted`` (disconnect, or only forget, per the daemon's policy).
 - The machines' kernel operations run on a small thread pool through ``NvmeIo`` (a connect
   blocks for seconds); their outcome comes back to the loop as the next event. A machine never
   has two operations in flight, so libnvme never sees two calls for one device at once.
@@ -35,6 +35,7 @@ from ..fabric.controller import ControllerMachine
 from ..fabric.controller_events import (
     AenReceived,
     ArmTimer,
+    BecameUnwanted,
     CancelTimer,
     Connected,
     ConnectFailed,
@@ -51,18 +52,17 @@ from ..fabric.controller_events import (
     Registered,
     RegistrationFailed,
     Released,
-    Reload,
-    Rewanted,
-    Start,
+    ReloadRequested,
     StartConnect,
     StartDisconnect,
     StartGetLogPage,
     StartRegister,
+    StartRequested,
     StartSupportedLogPages,
     SupportedLogPagesFailed,
     SupportedLogPagesRead,
     TimerFired,
-    Unwanted,
+    WantedAgain,
 )
 from ..fabric.controller_policy import RetryPolicy, retry_spread
 from ..fabric.reuse import kernel_ctrl_matches, kernel_value, looks_like_ioc
@@ -168,7 +168,7 @@ class ControllerEngine:
         desired = {spec.tid: spec for spec in msg.controllers}
         for tid, machine in list(self._machines.items()):
             if tid not in desired and machine.wanted:
-                self._feed(machine, Unwanted(keep_connection=not msg.options.disconnect_unwanted))
+                self._feed(machine, BecameUnwanted(keep_connection=not msg.options.disconnect_unwanted))
         for tid, spec in desired.items():
             machine = self._machines.get(tid)
             pleo, persistent = self._pleo(spec), spec.persistent or msg.options.persistent
@@ -179,10 +179,10 @@ class ControllerEngine:
                     spec, _spread(policy, tid), pleo=pleo, ncc=spec.ncc, persistent=persistent
                 )
                 self._machines[tid] = machine
-                self._feed(machine, Start())
+                self._feed(machine, StartRequested())
             else:
                 self._feed(
-                    machine, Rewanted(spec, pleo=pleo, policy=_spread(policy, tid), persistent=persistent)
+                    machine, WantedAgain(spec, pleo=pleo, policy=_spread(policy, tid), persistent=persistent)
                 )
                 if spec.ncc != machine.ncc:
                     self._feed(machine, NccChanged(spec.ncc))
@@ -200,7 +200,7 @@ class ControllerEngine:
         if op == OP_REDISCOVER:
             dcs = [m for m in self._machines.values() if m.spec.role is Role.DC and m.wanted]
             for m in dcs:
-                self._feed(m, Reload())
+                self._feed(m, ReloadRequested())
             return {'controllers': str(len(dcs))}
         raise InvalidArgument(f'operation {op!r} is not supported by the {self.daemon} worker')
 
@@ -208,7 +208,7 @@ class ControllerEngine:
         if not keep_connections:
             for machine in list(self._machines.values()):
                 if machine.wanted:
-                    self._feed(machine, Unwanted(keep_connection=False))
+                    self._feed(machine, BecameUnwanted(keep_connection=False))
             end = self._clock() + SHUTDOWN_GRACE_S
             while self._machines and self._clock() < end:
                 self._released.clear()
@@ -423,7 +423,7 @@ class ControllerEngine:
         if self._generation is not None and msg.generation != self._generation:
             for m in list(self._machines.values()):
                 if m.wanted and m.spec.role is Role.IOC:
-                    self._feed(m, Reload())
+                    self._feed(m, ReloadRequested())
         self._generation = msg.generation
         self._desired = tuple(msg.controllers)
         if msg.options.adopt_trtypes:

@@ -17,6 +17,7 @@ from stas.fabric.controller_events import (
     COMPLETES,
     AenReceived,
     ArmTimer,
+    BecameUnwanted,
     CancelTimer,
     Connected,
     ConnectFailed,
@@ -33,18 +34,17 @@ from stas.fabric.controller_events import (
     Registered,
     RegistrationFailed,
     Released,
-    Reload,
-    Rewanted,
-    Start,
+    ReloadRequested,
     StartConnect,
     StartDisconnect,
     StartGetLogPage,
     StartRegister,
+    StartRequested,
     StartSupportedLogPages,
     SupportedLogPagesFailed,
     SupportedLogPagesRead,
     TimerFired,
-    Unwanted,
+    WantedAgain,
 )
 from stas.fabric.dim import TAS_REGISTER, TAS_UPDATE
 from stas.model import (
@@ -114,7 +114,7 @@ def levels(effects: list) -> List[str]:
 
 def connected_dc(h: Harness, reg: bool = True, dctype: str = 'ddc', pleos: bool = True) -> list:
     """Drive a DC through its whole first sequence; return the effects of the final read."""
-    h(Start())
+    h(StartRequested())
     h(Connected('nvme3', dctype=dctype, registration_supported=reg))
     if reg:
         h(Registered())
@@ -125,14 +125,14 @@ def connected_dc(h: Harness, reg: bool = True, dctype: str = 'ddc', pleos: bool 
 
 
 def connected_ioc(h: Harness) -> None:
-    h(Start())
+    h(StartRequested())
     h(Connected('nvme5'))
 
 
 def fail_connect(h: Harness) -> list:
     """One failed attempt from BACKOFF or IDLE: fire/start, then fail."""
     if h.m.phase is Phase.IDLE:
-        h(Start())
+        h(StartRequested())
     else:
         h.fire('connect')
     return h(ConnectFailed(ERR))
@@ -141,7 +141,7 @@ def fail_connect(h: Harness) -> list:
 # ---- IDLE ---------------------------------------------------------------------------------------
 def test_start_connects_and_publishes_status():
     h = Harness()
-    assert h(Start()) == [StartConnect(DC), PublishStatus()]
+    assert h(StartRequested()) == [StartConnect(DC), PublishStatus()]
     assert h.m.phase is Phase.CONNECTING
     assert h.m.status().state is CtrlState.CONNECTING
     assert h.m.attempts == 1
@@ -150,20 +150,25 @@ def test_start_connects_and_publishes_status():
 
 def test_unwanted_in_idle_releases():
     h = Harness()
-    assert h(Unwanted()) == [Released()]
+    assert h(BecameUnwanted()) == [Released()]
     assert h.m.phase is Phase.REMOVED
 
 
 def test_rewanted_in_idle_keeps_the_new_options():
     h = Harness()
     spec = ControllerSpec(DC_TID, Role.DC, ConnectOptions(kato=30))
-    assert h(Rewanted(spec)) == []
-    assert h(Start()) == [StartConnect(spec), PublishStatus()]
+    assert h(WantedAgain(spec)) == []
+    assert h(StartRequested()) == [StartConnect(spec), PublishStatus()]
 
 
 @pytest.mark.parametrize(
     'event',
-    [Reload(), DeviceRemoved(), AenReceived(AEN_DISCOVERY_LOG_CHANGE), NvmeEventReceived('rediscover')],
+    [
+        ReloadRequested(),
+        DeviceRemoved(),
+        AenReceived(AEN_DISCOVERY_LOG_CHANGE),
+        NvmeEventReceived('rediscover'),
+    ],
 )
 def test_events_without_a_device_are_ignored_in_idle(event):
     h = Harness()
@@ -188,7 +193,7 @@ COMPLETIONS = [
 @pytest.mark.parametrize('event', COMPLETIONS, ids=lambda e: type(e).__name__)
 def test_completion_without_its_op_raises_and_changes_nothing(event):
     h = Harness()
-    h(Start())
+    h(StartRequested())
     if isinstance(event, (Connected, ConnectFailed)):
         h(ConnectFailed(ERR))  # now in BACKOFF: no op in flight
     before = copy.deepcopy({k: v for k, v in vars(h.m).items() if k != '_handlers'})
@@ -199,30 +204,30 @@ def test_completion_without_its_op_raises_and_changes_nothing(event):
 
 def test_start_outside_idle_raises():
     h = Harness()
-    h(Start())
-    with pytest.raises(IllegalTransition, match='Start in phase connecting'):
-        h(Start())
+    h(StartRequested())
+    with pytest.raises(IllegalTransition, match='StartRequested in phase connecting'):
+        h(StartRequested())
 
 
 def test_an_illegal_event_names_the_controller_the_event_and_the_phase():
     h = Harness()
-    h(Start())
+    h(StartRequested())
     with pytest.raises(IllegalTransition) as info:
-        h(Start())
+        h(StartRequested())
     exc = info.value
     assert (exc.machine, exc.subject, exc.event, exc.state) == (
         'controller',
         str(h.m.spec.tid),
-        'Start',
+        'StartRequested',
         'phase connecting',
     )
-    assert str(exc).startswith(f'controller {h.m.spec.tid}: Start in phase connecting: ')
+    assert str(exc).startswith(f'controller {h.m.spec.tid}: StartRequested in phase connecting: ')
 
 
 # ---- CONNECTING ---------------------------------------------------------------------------------
 def test_ioc_connected_reports_the_device():
     h = Harness(IOC)
-    h(Start())
+    h(StartRequested())
     effects = h(Connected('nvme5'))
     assert real(effects) == [PublishStatus()]
     assert logs(effects) == [('info', f'{IOC_TID} | nvme5 - Connection established')]
@@ -238,7 +243,7 @@ def test_ioc_connected_reports_the_device():
 
 def test_adoption_is_logged_as_such():
     h = Harness(IOC)
-    h(Start())
+    h(StartRequested())
     assert logs(h(Connected('nvme5', adopted=True))) == [
         ('info', f'{IOC_TID} | nvme5 - Adopted existing kernel connection')
     ]
@@ -246,7 +251,7 @@ def test_adoption_is_logged_as_such():
 
 def test_connected_without_a_device_raises():
     h = Harness()
-    h(Start())
+    h(StartRequested())
     with pytest.raises(IllegalTransition, match='without a device'):
         h(Connected(''))
     assert h.m.op_in_flight == 'connect'
@@ -254,8 +259,8 @@ def test_connected_without_a_device_raises():
 
 def test_unwanted_during_connect_waits_then_disconnects():
     h = Harness()
-    h(Start())
-    assert h(Unwanted()) == []
+    h(StartRequested())
+    assert h(BecameUnwanted()) == []
     assert h.m.op_in_flight == 'connect'
     effects = h(Connected('nvme3', registration_supported=True))
     assert real(effects) == [StartDisconnect('nvme3'), PublishStatus()]
@@ -266,8 +271,8 @@ def test_unwanted_during_connect_waits_then_disconnects():
 
 def test_unwanted_keep_connection_during_connect_releases_after_it():
     h = Harness(IOC)
-    h(Start())
-    h(Unwanted(keep_connection=True))
+    h(StartRequested())
+    h(BecameUnwanted(keep_connection=True))
     effects = h(Connected('nvme5'))
     assert real(effects) == [Released()]
     assert ('info', f'{IOC_TID} | nvme5 - No longer wanted; the kernel connection is kept') in logs(effects)
@@ -275,27 +280,32 @@ def test_unwanted_keep_connection_during_connect_releases_after_it():
 
 def test_unwanted_during_connect_then_failure_releases():
     h = Harness()
-    h(Start())
-    h(Unwanted())
+    h(StartRequested())
+    h(BecameUnwanted())
     assert real(h(ConnectFailed(ERR))) == [Released()]
 
 
 def test_unwanted_then_rewanted_during_connect_carries_on():
     h = Harness()
-    h(Start())
-    h(Unwanted())
-    h(Rewanted(DC))
+    h(StartRequested())
+    h(BecameUnwanted())
+    h(WantedAgain(DC))
     effects = h(Connected('nvme3', registration_supported=True))
     assert real(effects) == [StartRegister('nvme3'), PublishStatus()]
 
 
 @pytest.mark.parametrize(
     'event',
-    [DeviceRemoved(), AenReceived(AEN_DISCOVERY_LOG_CHANGE), NvmeEventReceived('rediscover'), Reload()],
+    [
+        DeviceRemoved(),
+        AenReceived(AEN_DISCOVERY_LOG_CHANGE),
+        NvmeEventReceived('rediscover'),
+        ReloadRequested(),
+    ],
 )
 def test_device_events_and_reload_during_connect_are_ignored(event):
     h = Harness()
-    h(Start())
+    h(StartRequested())
     assert h(event) == []
     assert h.m.op_in_flight == 'connect'
 
@@ -317,7 +327,7 @@ def test_connect_retry_schedule_is_3_then_60():
 
 def test_connect_failure_message_names_the_error_and_the_retry():
     h = Harness(IOC)
-    h(Start())
+    h(StartRequested())
     assert logs(h(ConnectFailed(ERR))) == [
         (
             'info',
@@ -442,7 +452,7 @@ def test_reload_in_gave_up_restarts_with_a_fresh_count():
     h = Harness(IOC, RetryPolicy(connect_attempts_on_ncc=2), ncc=True)
     fail_connect(h)
     fail_connect(h)
-    assert real(h(Reload())) == [StartConnect(IOC), PublishStatus()]
+    assert real(h(ReloadRequested())) == [StartConnect(IOC), PublishStatus()]
     assert h.m.attempts == 1
     h(ConnectFailed(ERR))
     assert h.m.phase is Phase.BACKOFF  # a full new series of N attempts, not one
@@ -451,20 +461,20 @@ def test_reload_in_gave_up_restarts_with_a_fresh_count():
 def test_ioc_reload_in_backoff_waits_for_the_timer():
     h = Harness(IOC)
     fail_connect(h)
-    assert h(Reload()) == []
+    assert h(ReloadRequested()) == []
     assert h.m.phase is Phase.BACKOFF
 
 
 def test_ioc_reload_while_connected_does_nothing():
     h = Harness(IOC)
     connected_ioc(h)
-    assert h(Reload()) == []
+    assert h(ReloadRequested()) == []
 
 
 def test_rewanted_can_change_the_ncc_limit():
     h = Harness(IOC, RetryPolicy(connect_attempts_on_ncc=0), ncc=True)
     fail_connect(h)
-    h(Rewanted(IOC, policy=RetryPolicy(connect_attempts_on_ncc=2)))
+    h(WantedAgain(IOC, policy=RetryPolicy(connect_attempts_on_ncc=2)))
     fail_connect(h)
     assert h.m.phase is Phase.GAVE_UP
 
@@ -472,7 +482,7 @@ def test_rewanted_can_change_the_ncc_limit():
 # ---- DC sequence, PLEO ---------------------------------------------------------------------------
 def test_dc_sequence_register_supported_then_pleo_read():
     h = Harness(DC)
-    h(Start())
+    h(StartRequested())
     assert real(h(Connected('nvme3', dctype='ddc', registration_supported=True))) == [
         StartRegister('nvme3'),
         PublishStatus(),
@@ -488,7 +498,7 @@ def test_dc_sequence_register_supported_then_pleo_read():
 
 def test_dc_without_pleos_reads_with_lsp_0():
     h = Harness(DC)
-    h(Start())
+    h(StartRequested())
     h(Connected('nvme3', dctype='ddc', registration_supported=True))
     h(Registered())
     assert h(SupportedLogPagesRead(pleos=False)) == [StartGetLogPage('nvme3', 0)]
@@ -496,7 +506,7 @@ def test_dc_without_pleos_reads_with_lsp_0():
 
 def test_cdc_skips_supported_log_pages():
     h = Harness(DC)
-    h(Start())
+    h(StartRequested())
     h(Connected('nvme3', dctype='cdc', registration_supported=True))
     assert h(Registered()) == [StartGetLogPage('nvme3', 0)]
     assert h.m.lsp == 0
@@ -504,7 +514,7 @@ def test_cdc_skips_supported_log_pages():
 
 def test_pleo_disabled_skips_supported_log_pages():
     h = Harness(DC, pleo=False)
-    h(Start())
+    h(StartRequested())
     h(Connected('nvme3', dctype='ddc', registration_supported=True))
     assert h(Registered()) == [StartGetLogPage('nvme3', 0)]
 
@@ -512,7 +522,7 @@ def test_pleo_disabled_skips_supported_log_pages():
 @pytest.mark.parametrize('dctype', ['', 'none', 'ddc'])
 def test_any_dctype_but_cdc_counts_as_a_ddc_for_pleo(dctype):
     h = Harness(DC)
-    h(Start())
+    h(StartRequested())
     assert real(h(Connected('nvme3', dctype=dctype, registration_supported=False))) == [
         StartSupportedLogPages('nvme3'),
         PublishStatus(),
@@ -521,7 +531,7 @@ def test_any_dctype_but_cdc_counts_as_a_ddc_for_pleo(dctype):
 
 def test_no_registration_support_goes_straight_to_the_log_page():
     h = Harness(DC, pleo=False)
-    h(Start())
+    h(StartRequested())
     assert real(h(Connected('nvme3', dctype='', registration_supported=False))) == [
         StartGetLogPage('nvme3', 0),
         PublishStatus(),
@@ -530,7 +540,7 @@ def test_no_registration_support_goes_straight_to_the_log_page():
 
 def test_adopted_dc_registers_too():
     h = Harness(DC)
-    h(Start())
+    h(StartRequested())
     assert StartRegister('nvme3') in h(Connected('nvme3', adopted=True, registration_supported=True))
 
 
@@ -543,7 +553,7 @@ def test_pleo_lsp_is_reused_by_aen_reads():
 def test_pleo_change_applies_at_the_next_resync():
     h = Harness(DC)
     connected_dc(h, reg=False, pleos=True)
-    h(Rewanted(DC, pleo=False))
+    h(WantedAgain(DC, pleo=False))
     assert acts(h(NvmeEventReceived('rediscover'))) == [StartGetLogPage('nvme3', 0)]
     assert h.m.lsp == 0
 
@@ -551,7 +561,7 @@ def test_pleo_change_applies_at_the_next_resync():
 # ---- DC step failures ----------------------------------------------------------------------------
 def test_registration_exchange_failure_retries_every_5s_and_logs_once():
     h = Harness(DC)
-    h(Start())
+    h(StartRequested())
     h(Connected('nvme3', dctype='ddc', registration_supported=True))
     first = h(RegistrationFailed(ERR, retryable=True))
     assert [e.delay_s for e in first if isinstance(e, ArmTimer)] == [5.0]
@@ -565,7 +575,7 @@ def test_registration_exchange_failure_retries_every_5s_and_logs_once():
 
 def test_registration_rejected_by_the_dc_warns_and_discovery_goes_on():
     h = Harness(DC)
-    h(Start())
+    h(StartRequested())
     h(Connected('nvme3', dctype='ddc', registration_supported=True))
     effects = h(RegistrationFailed(ErrorInfo('KernelError', 'status 0x2'), retryable=False))
     assert real(effects) == [StartSupportedLogPages('nvme3')]
@@ -575,7 +585,7 @@ def test_registration_rejected_by_the_dc_warns_and_discovery_goes_on():
 
 def test_supported_log_pages_failure_retries_every_5s():
     h = Harness(DC)
-    h(Start())
+    h(StartRequested())
     h(Connected('nvme3', dctype='ddc'))
     effects = h(SupportedLogPagesFailed(ERR))
     assert [e.delay_s for e in effects if isinstance(e, ArmTimer)] == [5.0]
@@ -585,7 +595,7 @@ def test_supported_log_pages_failure_retries_every_5s():
 
 def test_log_page_failure_retries_every_20s_and_logs_the_first_only():
     h = Harness(DC, pleo=False)
-    h(Start())
+    h(StartRequested())
     h(Connected('nvme3'))
     first = h(LogPageFailed(ERR))
     assert [e.delay_s for e in first if isinstance(e, ArmTimer)] == [20.0]
@@ -661,7 +671,7 @@ def test_aen_during_a_read_that_fails_is_satisfied_by_the_retry():
 
 def test_aen_during_registration_is_absorbed_by_the_sequence():
     h = Harness(DC)
-    h(Start())
+    h(StartRequested())
     h(Connected('nvme3', dctype='ddc', registration_supported=True))
     assert acts(h(AenReceived(AEN_DISCOVERY_LOG_CHANGE))) == []
     h(Registered())
@@ -683,7 +693,7 @@ def test_aen_while_a_log_page_retry_is_pending_reads_now():
 
 def test_aen_while_a_registration_retry_is_pending_is_absorbed():
     h = Harness(DC)
-    h(Start())
+    h(StartRequested())
     h(Connected('nvme3', dctype='ddc', registration_supported=True))
     h(RegistrationFailed(ERR))
     assert acts(h(AenReceived(AEN_DISCOVERY_LOG_CHANGE))) == []
@@ -758,7 +768,7 @@ def test_resync_cancels_a_pending_retry():
     h(AenReceived(AEN_DISCOVERY_LOG_CHANGE))
     h(LogPageFailed(ERR))
     # registered: a reload sends the DC an update (sys.conf may name the host anew)
-    assert real(h(Reload())) == [CancelTimer('log_page'), StartRegister('nvme3', TAS_UPDATE)]
+    assert real(h(ReloadRequested())) == [CancelTimer('log_page'), StartRegister('nvme3', TAS_UPDATE)]
 
 
 def test_failure_with_a_pending_resync_restarts_at_once():
@@ -774,7 +784,7 @@ def test_failure_with_a_pending_resync_restarts_at_once():
 def test_dc_reload_in_backoff_does_nothing():
     h = Harness(DC)
     fail_connect(h)
-    assert h(Reload()) == []
+    assert h(ReloadRequested()) == []
 
 
 # ---- periodic refresh ----------------------------------------------------------------------------
@@ -872,7 +882,7 @@ def test_device_removed_while_unwanted_releases_after_the_op():
     h = Harness(DC)
     connected_dc(h)
     h(AenReceived(AEN_DISCOVERY_LOG_CHANGE))
-    h(Unwanted())
+    h(BecameUnwanted())
     effects = h(DeviceRemoved())
     assert not [e for e in effects if isinstance(e, (ArmTimer, Released))]
     assert real(h(LogPageRead(8, ENTRIES))) == [Released()]
@@ -882,16 +892,16 @@ def test_rewanted_after_unwanted_during_orphan_reconnects_after_it():
     h = Harness(DC)
     connected_dc(h)
     h(AenReceived(AEN_DISCOVERY_LOG_CHANGE))
-    h(Unwanted())
+    h(BecameUnwanted())
     h(DeviceRemoved())
-    h(Rewanted(DC))
+    h(WantedAgain(DC))
     assert real(h(LogPageRead(8, ENTRIES))) == [StartConnect(DC), PublishStatus()]
 
 
 def test_device_removed_while_disconnecting_is_ignored():
     h = Harness(IOC)
     connected_ioc(h)
-    h(Unwanted())
+    h(BecameUnwanted())
     assert h(DeviceRemoved('nvme5')) == []
     assert real(h(Disconnected())) == [Released()]
 
@@ -900,7 +910,7 @@ def test_device_removed_while_disconnecting_is_ignored():
 def test_unwanted_connected_dc_cancels_timers_and_disconnects():
     h = Harness(DC)
     connected_dc(h)
-    effects = h(Unwanted())
+    effects = h(BecameUnwanted())
     # registered with it: the worker deregisters before it disconnects
     assert real(effects) == [
         CancelTimer('refresh'),
@@ -915,14 +925,14 @@ def test_unwanted_connected_dc_cancels_timers_and_disconnects():
 def test_unwanted_keep_connection_releases_without_disconnect():
     h = Harness(IOC)
     connected_ioc(h)
-    assert real(h(Unwanted(keep_connection=True))) == [Released()]
+    assert real(h(BecameUnwanted(keep_connection=True))) == [Released()]
 
 
 def test_unwanted_during_a_read_waits_and_drops_its_result():
     h = Harness(DC)
     connected_dc(h)
     h(AenReceived(AEN_DISCOVERY_LOG_CHANGE))
-    assert h(Unwanted()) == []
+    assert h(BecameUnwanted()) == []
     effects = h(LogPageRead(8, ENTRIES))
     assert real(effects) == [
         CancelTimer('refresh'),
@@ -935,23 +945,23 @@ def test_unwanted_during_a_read_waits_and_drops_its_result():
 def test_unwanted_in_backoff_cancels_the_timer_and_releases():
     h = Harness(IOC)
     fail_connect(h)
-    assert h(Unwanted()) == [CancelTimer('connect'), Released()]
+    assert h(BecameUnwanted()) == [CancelTimer('connect'), Released()]
 
 
 def test_unwanted_in_gave_up_releases():
     h = Harness(IOC, RetryPolicy(connect_attempts_on_ncc=2), ncc=True)
     fail_connect(h)
     fail_connect(h)
-    assert h(Unwanted()) == [Released()]
+    assert h(BecameUnwanted()) == [Released()]
 
 
 def test_wanted_again_during_disconnect_connects_after_it():
     h = Harness(IOC)
     connected_ioc(h)
-    h(Unwanted())
-    assert h(Rewanted(IOC)) == []
-    assert h(Unwanted()) == []  # and changing its mind twice more is fine
-    h(Rewanted(IOC))
+    h(BecameUnwanted())
+    assert h(WantedAgain(IOC)) == []
+    assert h(BecameUnwanted()) == []  # and changing its mind twice more is fine
+    h(WantedAgain(IOC))
     effects = h(Disconnected())
     assert real(effects) == [StartConnect(IOC), PublishStatus()]
     assert h.m.attempts == 1
@@ -960,7 +970,7 @@ def test_wanted_again_during_disconnect_connects_after_it():
 def test_disconnect_failure_releases_with_an_error_log():
     h = Harness(IOC)
     connected_ioc(h)
-    h(Unwanted())
+    h(BecameUnwanted())
     effects = h(DisconnectFailed(ERR))
     assert real(effects) == [Released()]
     assert levels(effects) == ['error']
@@ -969,22 +979,22 @@ def test_disconnect_failure_releases_with_an_error_log():
 def test_disconnect_failure_when_wanted_again_reconnects_to_adopt():
     h = Harness(IOC)
     connected_ioc(h)
-    h(Unwanted())
-    h(Rewanted(IOC))
+    h(BecameUnwanted())
+    h(WantedAgain(IOC))
     assert real(h(DisconnectFailed(ERR))) == [StartConnect(IOC), PublishStatus()]
 
 
 def test_rewanted_for_another_controller_raises():
     h = Harness(IOC)
     with pytest.raises(IllegalTransition, match='another controller'):
-        h(Rewanted(DC))
+        h(WantedAgain(DC))
 
 
 def test_rewanted_options_apply_to_the_next_connection_only():
     h = Harness(IOC)
     connected_ioc(h)
     spec = ControllerSpec(IOC_TID, Role.IOC, ConnectOptions(queue_size=64))
-    assert h(Rewanted(spec)) == []
+    assert h(WantedAgain(spec)) == []
     assert h.m.phase is Phase.CONNECTED
     h(DeviceRemoved())
     assert h.fire('connect') == [StartConnect(spec), PublishStatus()]
@@ -993,10 +1003,10 @@ def test_rewanted_options_apply_to_the_next_connection_only():
 @pytest.mark.parametrize(
     'event',
     [
-        Start(),
-        Unwanted(),
-        Rewanted(IOC),
-        Reload(),
+        StartRequested(),
+        BecameUnwanted(),
+        WantedAgain(IOC),
+        ReloadRequested(),
         NccChanged(False),
         DeviceRemoved(),
         AenReceived(AEN_DISCOVERY_LOG_CHANGE),
@@ -1007,7 +1017,7 @@ def test_rewanted_options_apply_to_the_next_connection_only():
 )
 def test_every_event_after_release_raises(event):
     h = Harness(IOC)
-    h(Unwanted())
+    h(BecameUnwanted())
     with pytest.raises(IllegalTransition, match='after the controller was released'):
         h(event)
 
@@ -1038,7 +1048,7 @@ def test_timer_tokens_increase():
 def test_status_is_published_only_when_it_changes():
     h = Harness(DC)
     connected_dc(h)
-    assert h(Rewanted(DC)) == []
+    assert h(WantedAgain(DC)) == []
     # an AEN changes the counters, which travel with the status
     assert PublishStatus() in h(AenReceived(AEN_DISCOVERY_LOG_CHANGE))
 
@@ -1046,7 +1056,7 @@ def test_status_is_published_only_when_it_changes():
 def test_info_shows_the_retry_timer_and_attempts():
     h = Harness(IOC)
     assert h.m.info(h.now) == {'connect attempts': '0', 'retry connect timer': '60.0s [off]'}
-    h(Start())
+    h(StartRequested())
     assert h.m.info(h.now)['connect operation'] == "{'fail count': 0, 'completed': False, 'alive': True}"
     h(ConnectFailed(ERR))
     assert h.m.info(h.now) == {'connect attempts': '1', 'retry connect timer': '3.0s [3.0s]'}
@@ -1058,7 +1068,7 @@ def test_info_shows_the_retry_timer_and_attempts():
 
 def test_info_shows_the_dc_operations():
     h = Harness(DC)
-    h(Start())
+    h(StartRequested())
     h(Connected('nvme3', dctype='ddc', registration_supported=True))
     h(RegistrationFailed(ERR))
     info = h.m.info(h.now + 2)
@@ -1077,7 +1087,7 @@ def test_info_shows_the_dc_operations():
 def test_op_age():
     h = Harness(IOC)
     assert h.m.op_age_s(h.now) == 0.0
-    h(Start())
+    h(StartRequested())
     assert h.m.op_age_s(h.now + 2.5) == 2.5
 
 
@@ -1161,7 +1171,7 @@ class World:
         op = COMPLETES.get(type(event))
         if op is not None:
             return op != self.op
-        if isinstance(event, Start):
+        if isinstance(event, StartRequested):
             return self.m.phase is not Phase.IDLE
         if isinstance(event, NccChanged):
             return self.m.spec.role is Role.DC
@@ -1285,17 +1295,17 @@ class Scenario:
 
 
 AEN = AenReceived(AEN_DISCOVERY_LOG_CHANGE)
-DC_UP = (Start(), Connected('nvme3', dctype='ddc', registration_supported=True), Registered())
+DC_UP = (StartRequested(), Connected('nvme3', dctype='ddc', registration_supported=True), Registered())
 DC_UP += (SupportedLogPagesRead(True), LogPageRead(7, ENTRIES))
 DC_READING = (*DC_UP, AEN)
-IOC_UP = (Start(), Connected('nvme5'))
-IOC_GAVE_UP = (Start(), ConnectFailed(ERR), 'fire:connect', ConnectFailed(ERR))
+IOC_UP = (StartRequested(), Connected('nvme5'))
+IOC_GAVE_UP = (StartRequested(), ConnectFailed(ERR), 'fire:connect', ConnectFailed(ERR))
 SCENARIOS = [
     Scenario('dc-idle', DC, ()),
-    Scenario('dc-connecting', DC, (Start(),)),
-    Scenario('dc-connecting-unwanted', DC, (Start(), Unwanted())),
-    Scenario('dc-connecting-unwanted-keep', DC, (Start(), Unwanted(keep_connection=True))),
-    Scenario('dc-backoff', DC, (Start(), ConnectFailed(ERR))),
+    Scenario('dc-connecting', DC, (StartRequested(),)),
+    Scenario('dc-connecting-unwanted', DC, (StartRequested(), BecameUnwanted())),
+    Scenario('dc-connecting-unwanted-keep', DC, (StartRequested(), BecameUnwanted(keep_connection=True))),
+    Scenario('dc-backoff', DC, (StartRequested(), ConnectFailed(ERR))),
     Scenario('dc-registering', DC, DC_UP[:2]),
     Scenario('dc-register-retry', DC, (*DC_UP[:2], RegistrationFailed(ERR))),
     Scenario('dc-supported', DC, DC_UP[:3]),
@@ -1305,31 +1315,31 @@ SCENARIOS = [
     Scenario('dc-reading-again', DC, (*DC_READING, AEN)),
     Scenario('dc-reading-resync', DC, (*DC_READING, NvmeEventReceived('rediscover'))),
     Scenario('dc-read-retry', DC, (*DC_READING, LogPageFailed(ERR))),
-    Scenario('dc-reading-unwanted', DC, (*DC_READING, Unwanted())),
+    Scenario('dc-reading-unwanted', DC, (*DC_READING, BecameUnwanted())),
     Scenario('dc-orphan', DC, (*DC_READING, DeviceRemoved())),
     Scenario('dc-orphan-deferred', DC, (*DC_READING, DeviceRemoved(), 'fire:connect')),
-    Scenario('dc-orphan-unwanted', DC, (*DC_READING, DeviceRemoved(), Unwanted())),
+    Scenario('dc-orphan-unwanted', DC, (*DC_READING, DeviceRemoved(), BecameUnwanted())),
     Scenario('dc-removed-device', DC, (*DC_UP, DeviceRemoved())),
-    Scenario('dc-disconnecting', DC, (*DC_UP, Unwanted())),
-    Scenario('dc-disconnecting-rewanted', DC, (*DC_UP, Unwanted(), Rewanted(DC))),
-    Scenario('dc-released', DC, (Unwanted(),)),
+    Scenario('dc-disconnecting', DC, (*DC_UP, BecameUnwanted())),
+    Scenario('dc-disconnecting-rewanted', DC, (*DC_UP, BecameUnwanted(), WantedAgain(DC))),
+    Scenario('dc-released', DC, (BecameUnwanted(),)),
     Scenario('dc-parking', DC, DC_UP, persistent='no'),
     Scenario('dc-parked', DC, (*DC_UP, Disconnected()), persistent='no'),
     Scenario('dc-parked-polled', DC, (*DC_UP, Disconnected(), 'fire:connect'), persistent='auto'),
     Scenario('ioc-idle', IOC, ()),
-    Scenario('ioc-connecting', IOC, (Start(),)),
-    Scenario('ioc-backoff', IOC, (Start(), ConnectFailed(ERR)), ncc=True, limit=3),
+    Scenario('ioc-connecting', IOC, (StartRequested(),)),
+    Scenario('ioc-backoff', IOC, (StartRequested(), ConnectFailed(ERR)), ncc=True, limit=3),
     Scenario('ioc-connected', IOC, IOC_UP, ncc=True, limit=2),
     Scenario('ioc-gave-up', IOC, IOC_GAVE_UP, ncc=True, limit=2),
-    Scenario('ioc-disconnecting', IOC, (*IOC_UP, Unwanted())),
-    Scenario('ioc-released-keep', IOC, (*IOC_UP, Unwanted(keep_connection=True))),
+    Scenario('ioc-disconnecting', IOC, (*IOC_UP, BecameUnwanted())),
+    Scenario('ioc-released-keep', IOC, (*IOC_UP, BecameUnwanted(keep_connection=True))),
 ]
 PROBES = [
-    Start(),
-    Unwanted(),
-    Unwanted(keep_connection=True),
-    Rewanted(DC),
-    Rewanted(IOC),
+    StartRequested(),
+    BecameUnwanted(),
+    BecameUnwanted(keep_connection=True),
+    WantedAgain(DC),
+    WantedAgain(IOC),
     *COMPLETIONS,
     RegistrationFailed(ERR, retryable=False),
     SupportedLogPagesRead(False),
@@ -1340,7 +1350,7 @@ PROBES = [
     NvmeEventReceived('connected'),
     NvmeEventReceived('rediscover'),
     NvmeEventReceived('other'),
-    Reload(),
+    ReloadRequested(),
     NccChanged(False),
     NccChanged(True),
     *[
@@ -1373,7 +1383,7 @@ def test_every_event_in_every_state(scenario):
                 continue
             w.fire(name)
             fired += 1
-        elif isinstance(probe, Rewanted) and probe.spec.role is not scenario.spec.role:
+        elif isinstance(probe, WantedAgain) and probe.spec.role is not scenario.spec.role:
             with pytest.raises(IllegalTransition):
                 w.m.handle(probe, w.now)
         else:
@@ -1421,7 +1431,7 @@ FAILURES = {
 def _event_for(action: str, n: int, flag: bool, w: World):
     m = w.m
     if action == 'start':
-        return Start()
+        return StartRequested()
     if action in ('ok', 'fail', 'bogus'):
         if w.op is None or action == 'bogus':
             return COMPLETIONS[(n * 3 + flag) % len(COMPLETIONS)]
@@ -1434,9 +1444,9 @@ def _event_for(action: str, n: int, flag: bool, w: World):
     if action == 'fire_stale':
         return TimerFired(('connect', 'register', 'log_page', 'refresh')[n], w.old_tokens[-1])
     if action == 'unwanted':
-        return Unwanted(keep_connection=flag)
+        return BecameUnwanted(keep_connection=flag)
     if action == 'rewanted':
-        return Rewanted(m.spec, pleo=flag if n == 0 else None)
+        return WantedAgain(m.spec, pleo=flag if n == 0 else None)
     if action == 'aen':
         return AenReceived(AEN_DISCOVERY_LOG_CHANGE if flag else OTHER_AEN, device='' if n < 2 else m.device)
     if action == 'nvme_event':
@@ -1444,7 +1454,7 @@ def _event_for(action: str, n: int, flag: bool, w: World):
     if action == 'removed':
         return DeviceRemoved(m.device if flag else ('', 'nvme99', '', m.device)[n])
     if action == 'reload':
-        return Reload()
+        return ReloadRequested()
     assert action == 'ncc'
     return NccChanged(flag)
 
@@ -1471,7 +1481,7 @@ def test_sweep_random_event_sequences(scenario, refresh, steps):
 # ---- counters (health metrics) ---------------------------------------------------------------
 def test_counters_count_connects_failures_and_aens():
     h = Harness(DC)
-    h(Start())
+    h(StartRequested())
     h(ConnectFailed(ERR))
     h.fire('connect')
     connected = h(Connected('nvme3', dctype='ddc', registration_supported=False))
@@ -1485,7 +1495,7 @@ def test_counters_count_connects_failures_and_aens():
 
 def test_an_adoption_is_no_connect():
     h = Harness(IOC)
-    h(Start())
+    h(StartRequested())
     h(Connected('nvme5', adopted=True))
     assert h.m.status().counters == CtrlCounters()
 
@@ -1522,12 +1532,12 @@ def test_ignored_events_count_nothing():
 def test_an_unregistered_dc_is_disconnected_without_deregistration():
     h = Harness(DC)
     connected_dc(h, reg=False)
-    assert StartDisconnect('nvme3', deregister=False) in h(Unwanted())
+    assert StartDisconnect('nvme3', deregister=False) in h(BecameUnwanted())
 
 
 def test_a_refused_registration_goes_on_with_discovery_and_is_sent_again_alone():
     h = Harness(DC)
-    h(Start())
+    h(StartRequested())
     h(Connected('nvme3', dctype='cdc', registration_supported=True))
     refused = ErrorInfo('NvmeStatus', 'Internal Error (0x0006)')
     effects = h(RegistrationFailed(refused, retryable=False, retry_later=True))
@@ -1551,7 +1561,7 @@ def test_a_refused_registration_goes_on_with_discovery_and_is_sent_again_alone()
 
 def test_a_registration_refused_with_do_not_retry_is_not_sent_again():
     h = Harness(DC)
-    h(Start())
+    h(StartRequested())
     h(Connected('nvme3', dctype='cdc', registration_supported=True))
     refused = ErrorInfo('NvmeStatus', 'Invalid Field in Command (0x4002, do not retry)')
     effects = h(RegistrationFailed(refused, retryable=False, retry_later=False))
@@ -1561,7 +1571,7 @@ def test_a_registration_refused_with_do_not_retry_is_not_sent_again():
 
 def test_a_registration_retry_while_busy_waits_for_the_op():
     h = Harness(DC)
-    h(Start())
+    h(StartRequested())
     h(Connected('nvme3', dctype='cdc', registration_supported=True))
     h(
         RegistrationFailed(
@@ -1576,7 +1586,7 @@ def test_a_registration_retry_while_busy_waits_for_the_op():
 
 def test_an_aen_during_a_lone_registration_is_read_after_it():
     h = Harness(DC)
-    h(Start())
+    h(StartRequested())
     h(Connected('nvme3', dctype='cdc', registration_supported=True))
     h(
         RegistrationFailed(
@@ -1592,14 +1602,14 @@ def test_an_aen_during_a_lone_registration_is_read_after_it():
 def test_a_reload_of_an_unregistered_dc_registers_and_of_a_registered_one_updates():
     h = Harness(DC)
     connected_dc(h, dctype='cdc')
-    assert StartRegister('nvme3', TAS_UPDATE) in h(Reload())
+    assert StartRegister('nvme3', TAS_UPDATE) in h(ReloadRequested())
     h(
         RegistrationFailed(
             ErrorInfo('NvmeStatus', 'Internal Error (0x0006)'), retryable=False, retry_later=True
         )
     )
     h(LogPageRead(8, ENTRIES))
-    assert StartRegister('nvme3', TAS_REGISTER) in h(Reload())
+    assert StartRegister('nvme3', TAS_REGISTER) in h(ReloadRequested())
 
 
 def test_a_removed_device_forgets_the_registration():
@@ -1618,7 +1628,7 @@ SELF_PLAIN = replace(SELF_EPCSD, eflags='0')
 
 
 def read_page(h: Harness, entries) -> list:
-    h(Start())
+    h(StartRequested())
     h(Connected('nvme3', dctype='cdc', registration_supported=False))
     return h(LogPageRead(7, tuple(entries)))
 
@@ -1659,12 +1669,12 @@ def test_a_parked_dc_that_is_no_longer_wanted_is_released():
     h = Harness(DC, persistent='no')
     read_page(h, [SELF_PLAIN])
     h(Disconnected())
-    assert real(h(Unwanted())) == [CancelTimer('connect'), Released()]
+    assert real(h(BecameUnwanted())) == [CancelTimer('connect'), Released()]
 
 
 def test_an_aen_during_the_read_is_read_before_parking():
     h = Harness(DC, persistent='no')
-    h(Start())
+    h(StartRequested())
     h(Connected('nvme3', dctype='cdc', registration_supported=False))
     h(AenReceived(AEN_DISCOVERY_LOG_CHANGE))
     effects = h(LogPageRead(7, ENTRIES))
@@ -1678,7 +1688,7 @@ def test_a_reload_can_make_a_parked_dc_persistent():
     h = Harness(DC, persistent='no')
     read_page(h, [SELF_PLAIN])
     h(Disconnected())
-    h(Rewanted(DC, persistent='force'))
+    h(WantedAgain(DC, persistent='force'))
     h.fire('connect')
     h(Connected('nvme3', dctype='cdc', registration_supported=False))
     assert not [e for e in h(LogPageRead(8, ENTRIES)) if isinstance(e, StartDisconnect)]

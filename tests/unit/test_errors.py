@@ -64,12 +64,14 @@ def test_codes_survive_error_info():
 def test_an_illegal_transition_names_the_machine_the_event_and_the_state():
     exc = IllegalTransition('worker slot', 'eth0/tcp', 'HelloReceived', 'state running')
     assert str(exc) == 'worker slot eth0/tcp: HelloReceived in state running'
-    why = IllegalTransition('controller', 'tid', 'Start', 'phase connecting', 'it starts in phase idle only')
-    assert str(why) == 'controller tid: Start in phase connecting: it starts in phase idle only'
+    why = IllegalTransition(
+        'controller', 'tid', 'StartRequested', 'phase connecting', 'it starts in phase idle only'
+    )
+    assert str(why) == 'controller tid: StartRequested in phase connecting: it starts in phase idle only'
     assert (why.machine, why.subject, why.event, why.state, why.why) == (
         'controller',
         'tid',
-        'Start',
+        'StartRequested',
         'phase connecting',
         'it starts in phase idle only',
     )
@@ -80,6 +82,6 @@ def test_an_illegal_transition_is_a_bug_not_an_expected_error():
 
 
 def test_an_illegal_transition_survives_a_pickle_whole():
-    exc = IllegalTransition('controller', 'tid', 'Start', 'phase connecting', 'why')
+    exc = IllegalTransition('controller', 'tid', 'StartRequested', 'phase connecting', 'why')
     back = pickle.loads(pickle.dumps(exc))
     assert type(back) is IllegalTransition and str(back) == str(exc) and back.why == 'why'

@@ -365,7 +365,7 @@ def test_each_controller_retries_on_a_schedule_spread_from_its_neighbours(tmp_pa
             expected = RetryPolicy(connect_attempts_on_ncc=3).spread(retry_spread(str(s.tid)))
             assert h.machine(sub).policy == expected
         assert h.machine('a').policy.connect_backoff_s != h.machine('b').policy.connect_backoff_s
-        await h.configure(a, b, connect_attempts_on_ncc=3, new_generation=True)  # Rewanted: the same
+        await h.configure(a, b, connect_attempts_on_ncc=3, new_generation=True)  # WantedAgain: the same
         assert h.machine('a').policy == RetryPolicy(connect_attempts_on_ncc=3).spread(
             retry_spread(str(a.tid))
         )
