@@ -371,8 +371,8 @@ class ControllerAuth:
         self.keys = keys
         self.hostnqn = hostnqn
         self.subnqn = subnqn
-        self._random = random
-        self._seqnum = seqnum
+        self.random = random
+        self.new_seqnum = seqnum
         self.step = STEP_NEGOTIATE
         self.tid = 0
         self.authenticated = False
@@ -471,8 +471,8 @@ class ControllerAuth:
 
     def receive(self) -> bytes:
         if self.step == STEP_CHALLENGE:
-            self.c1 = self._random(HASH_LEN)
-            self.s1 = self._seqnum()
+            self.c1 = self.random(HASH_LEN)
+            self.s1 = self.new_seqnum()
             self.step = STEP_REPLY
             return encode(Challenge(self.tid, HASH_SHA256, DHGROUP_NULL, self.s1, self.c1))
         if self.step == STEP_SUCCESS1:
