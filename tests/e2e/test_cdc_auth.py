@@ -35,7 +35,7 @@ def _needs_nvme_auth():
 
 def fabric_commands(cdc, fctype: int) -> list:
     seen = cdc.call(lambda s: s.commands())
-    return [c for c in seen if c.opcode == OPC_FABRICS and c.fctype == fctype and c.hostnqn == HOSTNQN]
+    return [c for c in seen if c.opcode == OPC_FABRICS and c.fctype == fctype]
 
 
 def cdc_controllers() -> list:
@@ -71,7 +71,7 @@ def test_the_kernel_authenticates_to_the_test_cdc(cdc, fabric, bidirectional):
         # the right host secret, another controller secret: the kernel finds R2 wrong
         with pytest.raises(OSError) as refused:
             kernel_connect(dhchap_secret=HOST_KEY, dhchap_ctrl_secret=WRONG)
-        assert refused.value.errno in (errno.EKEYREJECTED, errno.EIO), refused.value
+        assert refused.value.errno == errno.EKEYREJECTED, refused.value
         assert cdc_controllers() == []
 
     # the right secrets: connected, authenticated, the log page read through it
@@ -109,8 +109,7 @@ def test_stafd_reports_a_dc_refusing_its_secret_and_recovers_on_reload(
         return dc if 'authentication failed' in dc.get('last error', '') else None
 
     dc = wait_for(failed_attempt, scaled(6), 'a failed connect with the wrong secret')
-    if case != 'wrong-ctrl-secret':
-        assert 'EKEYREJECTED' in dc['last error'], dc['last error']
+    assert 'EKEYREJECTED' in dc['last error'], dc['last error']
     # stafd tries again (its first retry comes after a few seconds), never reading a log page
     first = len(fabric_commands(cdc, FCTYPE_CONNECT))
     wait_for(lambda: len(fabric_commands(cdc, FCTYPE_CONNECT)) > first, scaled(6), 'another attempt')
