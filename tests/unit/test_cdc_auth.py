@@ -339,8 +339,10 @@ def failure_of(s) -> tuple:
 def test_bad_first_messages_end_in_failure1(message, explanation):
     s, _ = connected(keyed_service())
     assert auth_send(s, message).ok
-    auth_type, auth_id, _r, _tid, rescode, exp = failure_of(s)
+    auth_type, auth_id, _r, tid, rescode, exp = failure_of(s)
     assert (auth_type, auth_id, rescode, exp) == (0, 0xF1, 1, explanation)
+    if message[:2] == b'\0\0' and len(message) >= 6:
+        assert tid == 7  # even a malformed NEGOTIATE starts its transaction
     assert s.auth_state == 'failed'
     assert s.auth.explanation == explanation
 

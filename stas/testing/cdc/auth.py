@@ -402,6 +402,7 @@ class ControllerAuth:
         try:
             auth_type, auth_id = message_kind(data)
             if (auth_type, auth_id) == (AUTH_TYPE_COMMON, MSG_NEGOTIATE):
+                self.tid = _HEAD.unpack_from(data)[3]  # a new transaction, even a malformed one
                 self._negotiate(_decode_negotiate(data))
                 return
             msg = decode(data)
@@ -431,6 +432,7 @@ class ControllerAuth:
     def _negotiate(self, msg: Negotiate) -> None:
         self.tid = msg.tid
         self.failed = False
+        self.bidirectional = False
         if msg.sc_c != 0:
             self._fail(EXP_CONCAT_MISMATCH)  # no secure channel concatenation here
         elif msg.napd != 1 or HASH_SHA256 not in msg.hashes:
