@@ -6,6 +6,7 @@ command-line process."""
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import struct
 import subprocess
@@ -289,10 +290,13 @@ def test_the_controller_as_a_process(tmp_path):
     path = str(tmp_path / 'cdc.sock')
     env = {**os.environ, 'PYTHONPATH': str(ROOT)}
     log_path = tmp_path / 'cdc.log'
+    keys = tmp_path / 'host-keys.json'
+    keys.write_text(json.dumps({HOST_B: [HOST_SECRET, CTRL_SECRET]}))
+    cdc = [sys.executable, '-m', 'stas.testing.cdc', '--port', '0', '--control', path, '--dctype', 'ddc']
     with (
         log_path.open('w') as log,
         subprocess.Popen(
-            [sys.executable, '-m', 'stas.testing.cdc', '--port', '0', '--control', path, '--dctype', 'ddc'],
+            [*cdc, '--host-keys', str(keys)],
             cwd=ROOT,
             env=env,
             stdout=subprocess.PIPE,
@@ -324,6 +328,10 @@ def drive_the_process(proc: subprocess.Popen, path: str) -> None:
         reg = dim.encode_dim(HOST_A, [dim.DimEntry(HOST_A, hostid=HOSTID)])
         await host.dim(dim.TAS_REGISTER, reg)
         await host.close()
+        other = await NvmeTcpHost.open('127.0.0.1', status['port'])
+        await other.bring_up(HOST_B, HOST_SECRET, CTRL_SECRET, hostid=HOSTID)
+        assert other.auth_required and (await other.keep_alive()).ok
+        await other.close()
         return ident, supported, page
 
     ident, supported, page = run(session())
