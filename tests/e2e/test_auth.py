@@ -82,7 +82,8 @@ def test_stacd_authenticates_an_io_controller_and_recovers_from_a_wrong_secret(
 def test_stafd_sends_its_secrets_to_a_discovery_controller(fabric, nvmet, start_daemon, bidirectional):
     """The secrets of a DC's controller= line reach the kernel's connection (libnvme 1.x sent
     none). nvmet's discovery controller never asks for authentication, so what the kernel holds
-    is what can be checked here; a rejection takes the I/O controllers' path, tested above."""
+    is what can be checked here; a DC that requires it, and refuses a wrong secret, is the test
+    CDC's (test_cdc_auth.py)."""
     if not kernel_has_nvme_auth():
         pytest.skip('this kernel has no NVMe authentication (Debian 6.1 is built without it)')
     tb0 = fabric.interface('tb0', '192.0.2.1/24')

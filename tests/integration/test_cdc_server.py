@@ -1,10 +1,12 @@
 """The test discovery controller on real TCP sockets on 127.0.0.1, driven by the small NVMe/TCP
 host of stas.testing.cdc.host: framing end to end (digests, multi-PDU data, held AERs),
-malformed PDUs that end one connection only, the control socket and the command-line process."""
+malformed PDUs that end one connection only, DH-HMAC-CHAP, the control socket and the
+command-line process."""
 
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import struct
 import subprocess
@@ -18,6 +20,7 @@ from stas.fabric.dlpe import parse_log_page
 from stas.model import WELL_KNOWN_DISC_NQN
 from stas.testing.cdc import log_pages as lp
 from stas.testing.cdc import pdu, sqe
+from stas.testing.cdc.auth import format_secret
 from stas.testing.cdc.control import serve_control
 from stas.testing.cdc.control_client import CdcControl, CdcControlError
 from stas.testing.cdc.controller import AEN_DISCOVERY_LOG_CHANGE
@@ -29,6 +32,9 @@ HOST_A = 'nqn.2014-08.org.nvmexpress:uuid:aaaaaaaa-0000-0000-0000-00000000000a'
 HOST_B = 'nqn.2014-08.org.nvmexpress:uuid:bbbbbbbb-0000-0000-0000-00000000000b'
 HOSTID = '0f0e0d0c-0b0a-0908-0706-050403020100'
 SUB1 = lp.nvme_entry('nqn.2014-08.org.example:sub1', '192.0.2.20')
+HOST_SECRET = format_secret(bytes(range(32)))
+CTRL_SECRET = format_secret(bytes(range(64, 96)), 1)
+WRONG_SECRET = format_secret(bytes(range(32, 64)))
 SUB2 = lp.nvme_entry('nqn.2014-08.org.example:sub2', '192.0.2.21', eflags=lp.EFLAG_NCC)
 
 
@@ -191,6 +197,53 @@ def test_zoning_over_the_wire():
     run(main())
 
 
+@pytest.mark.parametrize('bidirectional', [False, True], ids=['unidirectional', 'bidirectional'])
+def test_dh_hmac_chap_over_the_wire(bidirectional):
+    ctrl_secret = CTRL_SECRET if bidirectional else ''
+
+    async def main():
+        async with CdcServer() as server:
+            server.set_entries([SUB1])
+            server.set_host_keys(HOST_A, HOST_SECRET, ctrl_secret)
+
+            # the right secrets: authenticated, then the log page as always
+            host = await NvmeTcpHost.open('127.0.0.1', server.port)
+            await host.bring_up(HOST_A, HOST_SECRET, ctrl_secret, hostid=HOSTID)
+            assert host.auth_required
+            assert subsystems(await host.discovery_log()) == [SUB1.subnqn]
+            assert [c['auth'] for c in server.connections()] == ['authenticated']
+            await host.close()
+
+            # a wrong host secret: FAILURE1, and nothing else goes
+            host = await NvmeTcpHost.open('127.0.0.1', server.port)
+            await host.connect(HOST_A, hostid=HOSTID)
+            exchange = await host.authenticate(HOST_A, WRONG_SECRET, ctrl_secret)
+            assert (exchange.result, exchange.explanation) == ('failure1', 1)
+            cqe, _ = await host.get_log_page(0x70, 1024, check=False)
+            assert cqe.status == sqe.SC_AUTH_REQUIRED | sqe.DNR
+            await host.close()
+
+            if bidirectional:
+                # the host holds another controller secret: R2 does not match, FAILURE2 goes back
+                host = await NvmeTcpHost.open('127.0.0.1', server.port)
+                with pytest.raises(HostError, match='controller mismatch'):
+                    await host.bring_up(HOST_A, HOST_SECRET, WRONG_SECRET, hostid=HOSTID)
+                (conn,) = [c for c in server.connections() if c['cntlid'] == host.cntlid]
+                assert conn['auth'] == 'failed'
+                await host.close()
+
+            # another host need not authenticate; no secrets: neither need HOST_A
+            host = await open_host(server.port, HOST_B)
+            assert not host.auth_required
+            await host.close()
+            server.set_host_keys(HOST_A, '')
+            host = await open_host(server.port, HOST_A)
+            assert not host.auth_required
+            await host.close()
+
+    run(main())
+
+
 def test_control_socket_in_process(tmp_path):
     path = str(tmp_path / 'cdc.sock')
 
@@ -207,6 +260,10 @@ def test_control_socket_in_process(tmp_path):
             assert seen['hostnqn'] == HOST_A and seen['status'] == 0
             with pytest.raises(CdcControlError, match="'colour'"):
                 await loop.run_in_executor(None, lambda: client.set_entries([{'subnqn': 'x', 'colour': 1}]))
+            await loop.run_in_executor(None, client.set_host_keys, HOST_B, HOST_SECRET)
+            assert server.service.keys_for(HOST_B) is not None
+            with pytest.raises(CdcControlError, match='set_host_keys'):
+                await loop.run_in_executor(None, client.set_host_keys, HOST_B, 'DHHC-1:00:nonsense:')
             with pytest.raises(CdcControlError, match="'explode' is unknown"):
                 await loop.run_in_executor(None, client.call, 'explode')
             await host.close()
@@ -233,10 +290,13 @@ def test_the_controller_as_a_process(tmp_path):
     path = str(tmp_path / 'cdc.sock')
     env = {**os.environ, 'PYTHONPATH': str(ROOT)}
     log_path = tmp_path / 'cdc.log'
+    keys = tmp_path / 'host-keys.json'
+    keys.write_text(json.dumps({HOST_B: [HOST_SECRET, CTRL_SECRET]}))
+    cdc = [sys.executable, '-m', 'stas.testing.cdc', '--port', '0', '--control', path, '--dctype', 'ddc']
     with (
         log_path.open('w') as log,
         subprocess.Popen(
-            [sys.executable, '-m', 'stas.testing.cdc', '--port', '0', '--control', path, '--dctype', 'ddc'],
+            [*cdc, '--host-keys', str(keys)],
             cwd=ROOT,
             env=env,
             stdout=subprocess.PIPE,
@@ -268,6 +328,10 @@ def drive_the_process(proc: subprocess.Popen, path: str) -> None:
         reg = dim.encode_dim(HOST_A, [dim.DimEntry(HOST_A, hostid=HOSTID)])
         await host.dim(dim.TAS_REGISTER, reg)
         await host.close()
+        other = await NvmeTcpHost.open('127.0.0.1', status['port'])
+        await other.bring_up(HOST_B, HOST_SECRET, CTRL_SECRET, hostid=HOSTID)
+        assert other.auth_required and (await other.keep_alive()).ok
+        await other.close()
         return ident, supported, page
 
     ident, supported, page = run(session())

@@ -473,7 +473,7 @@ def test_keep_alive_and_unknown_opcodes():
     assert admin(s, sqe.OPC_KEEP_ALIVE)[0].ok and s.keep_alives == 1
     assert admin(s, 0x01)[0].status == sqe.SC_INVALID_OPCODE | sqe.DNR
     assert admin(s, 0x80)[0].status == sqe.SC_INVALID_OPCODE | sqe.DNR
-    assert fabrics(s, 0x05)[0].status == sqe.SC_INVALID_OPCODE | sqe.DNR
+    assert fabrics(s, 0x09)[0].status == sqe.SC_INVALID_OPCODE | sqe.DNR
 
 
 def test_sqhd_advances_per_command():

@@ -53,7 +53,7 @@ RULES = {
 
 # the test discovery controller's codec, byte layouts and connection state machine do no I/O:
 # its server (stas.testing.cdc.server) owns the sockets
-for _name in ('crc32c', 'pdu', 'sqe', 'connect', 'identify', 'log_pages', 'service', 'controller'):
+for _name in ('crc32c', 'pdu', 'sqe', 'connect', 'identify', 'log_pages', 'auth', 'service', 'controller'):
     RULES[f'stas.testing.cdc.{_name}'] = IO_LIBS | {'msgpack'}
 
 # msgpack is the codec's business alone

@@ -8,7 +8,10 @@ Modules, each owning one thing:
 * ``sqe``: commands, completions, opcodes and status codes.
 * ``connect``, ``identify``, ``log_pages``, ``dim``: the byte layouts of Connect data,
   Identify Controller, the discovery and Supported Log Pages pages, and DIM data.
-* ``service``: what all connections share (zones, referrals, GENCTR, registrations, faults).
+* ``auth``: DH-HMAC-CHAP (in-band authentication): secrets, responses, messages, and both sides
+  of an exchange.
+* ``service``: what all connections share (zones, referrals, GENCTR, registrations, faults,
+  the DH-HMAC-CHAP secrets per host).
 * ``controller``: one connection, without I/O.
 * ``server``: the asyncio server and the in-process control API (``CdcServer``).
 * ``control``: the same control over a line-delimited JSON unix socket, and its client.

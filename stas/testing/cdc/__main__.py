@@ -28,6 +28,12 @@ def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
     p.add_argument('--subnqn', help='a unique discovery subsystem NQN (default: the well-known one)')
     p.add_argument('--portid', type=int, default=1, help="this port's PORTID, for PLEO (default 1)")
     p.add_argument('--entries', metavar='FILE', help='JSON list of entries for the default zone')
+    p.add_argument(
+        '--host-keys',
+        metavar='FILE',
+        help='JSON object: host NQN -> [host secret, controller secret or ""]; these hosts must '
+        'authenticate with DH-HMAC-CHAP (a file keeps the secrets off the command line)',
+    )
     p.add_argument('-v', '--verbose', action='store_true')
     return p.parse_args(argv)
 
@@ -36,6 +42,10 @@ async def run(args: argparse.Namespace) -> None:
     service = DiscoveryService(dctype=DCTYPES[args.dctype], pleos=not args.no_pleos, portid=args.portid)
     if args.subnqn:
         service.subnqn = args.subnqn
+    if args.host_keys:
+        with open(args.host_keys) as f:
+            for hostnqn, (host_secret, ctrl_secret) in json.load(f).items():
+                service.set_host_keys(hostnqn, host_secret, ctrl_secret)
     if args.entries:
         with open(args.entries) as f:
             service.set_entries([entry_from_dict(d) for d in json.load(f)])

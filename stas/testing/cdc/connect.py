@@ -5,7 +5,7 @@ KATO (4, milliseconds). Data: HOSTID (bytes 0-15), CNTLID (16-17: FFFFh asks for
 of a dynamic subsystem), SUBNQN (256-511) and HOSTNQN (512-767), NUL padded.
 
 A successful Connect returns the controller's CNTLID in bits 15:0 of DW0; the bits above ask
-for in-band authentication and stay clear here.
+for in-band authentication (ATR, bit 17: see ``auth``).
 """
 
 from __future__ import annotations

@@ -93,6 +93,9 @@ class _Ops:
     def set_pleos(self, enabled: bool) -> None:
         self.server.set_pleos(enabled)
 
+    def set_host_keys(self, hostnqn: str, host_secret: str, ctrl_secret: str = '') -> None:
+        self.server.set_host_keys(hostnqn, host_secret, ctrl_secret)
+
     def commands(self, since: int = 0) -> list:
         return [_plain(c) for c in self.server.commands(since)]
 

@@ -101,6 +101,9 @@ class CdcControl:
     def set_pleos(self, enabled: bool) -> None:
         self.call('set_pleos', enabled=enabled)
 
+    def set_host_keys(self, hostnqn: str, host_secret: str, ctrl_secret: str = '') -> None:
+        self.call('set_host_keys', hostnqn=hostnqn, host_secret=host_secret, ctrl_secret=ctrl_secret)
+
     def commands(self, since: int = 0) -> List[Dict[str, Any]]:
         return self.call('commands', since=since)
 

@@ -14,6 +14,10 @@ The rules it follows:
 * Connect (admin queue only) before anything else; it returns a new CNTLID in DW0 and records
   the host NQN, host ID and KATO. Properties: CAP, VS, CC and CSTS, where CSTS.RDY follows
   CC.EN and CSTS.SHST reports shutdown complete as soon as CC.SHN asks for a shutdown.
+* A host the service holds DH-HMAC-CHAP secrets for (``DiscoveryService.set_host_keys``) gets
+  ATR (bit 17) with its CNTLID and must then authenticate (``auth.ControllerAuth``, through
+  Authentication Send and Receive) before anything else: until it has, every other command,
+  Property Get and Set included, ends in Authentication Required (191h, DNR).
 * Other admin commands only while CC.EN is set: Identify (controller), Get Log Page (discovery
   log, Supported Log Pages), Set/Get Features (keep alive timer, async event configuration),
   Keep Alive, Asynchronous Event Request, Discovery Information Management. Others: Invalid
@@ -32,6 +36,7 @@ from typing import List, Optional, Tuple
 from ...fabric import dim
 from ...model import WELL_KNOWN_DISC_NQN
 from . import connect
+from .auth import CONNECT_ATR, SECP_DHCHAP, SPSP_DHCHAP, ControllerAuth
 from .identify import (
     AERL,
     CNS_CONTROLLER,
@@ -70,6 +75,8 @@ from .pdu import (
 from .service import DiscoveryService, Registration
 from .sqe import (
     DNR,
+    FCTYPE_AUTH_RECEIVE,
+    FCTYPE_AUTH_SEND,
     FCTYPE_CONNECT,
     FCTYPE_PROPERTY_GET,
     FCTYPE_PROPERTY_SET,
@@ -82,6 +89,7 @@ from .sqe import (
     OPC_KEEP_ALIVE,
     OPC_SET_FEATURES,
     SC_AER_LIMIT_EXCEEDED,
+    SC_AUTH_REQUIRED,
     SC_COMMAND_SEQUENCE_ERROR,
     SC_CONNECT_INVALID_PARAMETERS,
     SC_DATA_SGL_LENGTH_INVALID,
@@ -173,6 +181,9 @@ class ControllerSession:
         self.cntlid = 0
         self.hostnqn = ''
         self.hostid = ''
+        self.subnqn = ''  # the NQN the host connected to (its Connect data)
+        self.auth_required = False
+        self.auth: Optional[ControllerAuth] = None
         self.kato = 0
         self.sqsize = MQES
         self.sqhd = 0
@@ -191,6 +202,18 @@ class ControllerSession:
     @property
     def connected(self) -> bool:
         return bool(self.hostnqn)
+
+    @property
+    def auth_state(self) -> str:
+        """'none' (not asked for), 'required', 'authenticated' or 'failed'."""
+        if self.auth is None:
+            return 'required' if self.auth_required else 'none'
+        return self.auth.state
+
+    @property
+    def authenticated(self) -> bool:
+        """Whether commands other than authentication go through."""
+        return not self.auth_required or (self.auth is not None and self.auth.authenticated)
 
     @property
     def csts(self) -> int:
@@ -282,6 +305,8 @@ class ControllerSession:
     def _dispatch(self, cmd: Command, data: bytes) -> Optional[Tuple[int, int, Optional[bytes]]]:
         if cmd.opcode == OPC_FABRICS:
             return self._fabrics(cmd, data)
+        if self.connected and not self.authenticated:
+            raise CommandFailed(SC_AUTH_REQUIRED | DNR)
         if not self.connected or not self.cc & CC_EN:
             # before Connect, and while the controller is disabled, only Fabrics commands go
             raise CommandFailed(SC_COMMAND_SEQUENCE_ERROR | DNR)
@@ -322,6 +347,12 @@ class ControllerSession:
             return self._connect(cmd, data)
         if not self.connected:
             raise CommandFailed(SC_COMMAND_SEQUENCE_ERROR | DNR)
+        if cmd.fctype == FCTYPE_AUTH_SEND:
+            return self._auth_send(cmd, data)
+        if cmd.fctype == FCTYPE_AUTH_RECEIVE:
+            return self._auth_receive(cmd)
+        if not self.authenticated:
+            raise CommandFailed(SC_AUTH_REQUIRED | DNR)
         if cmd.fctype == FCTYPE_PROPERTY_GET:
             return self._property_get(cmd)
         if cmd.fctype == FCTYPE_PROPERTY_SET:
@@ -350,11 +381,53 @@ class ControllerSession:
         self.cntlid = self.service.new_cntlid()
         self.hostnqn = cdata.hostnqn
         self.hostid = cdata.hostid
+        self.subnqn = cdata.subnqn
         self.kato = params.kato
         self.sqsize = params.sqsize
         self.sqhd %= self.sqsize + 1
         self.service.attach(self)
-        return self.cntlid, 0, None
+        keys = self.service.keys_for(self.hostnqn)
+        if keys is None:
+            return self.cntlid, 0, None
+        self.auth_required = True
+        self.auth = ControllerAuth(keys, self.hostnqn, self.subnqn)
+        return self.cntlid | CONNECT_ATR, 0, None
+
+    # ---- authentication -----------------------------------------------------------------------
+
+    def _auth_length(self, cmd: Command) -> int:
+        """TL or AL, once SECP, SPSP0 and SPSP1 (CDW10 bytes 3, 1 and 2) name DH-HMAC-CHAP."""
+        cdw10 = cmd.dword(10)
+        secp, spsp0, spsp1 = cdw10 >> 24, (cdw10 >> 8) & 0xFF, (cdw10 >> 16) & 0xFF
+        if (secp, spsp0, spsp1) != (SECP_DHCHAP, SPSP_DHCHAP, SPSP_DHCHAP):
+            raise _invalid_field()
+        length = cmd.dword(11)
+        if not length:
+            raise _invalid_field()
+        return length
+
+    def _exchange(self) -> ControllerAuth:
+        if self.auth is None:
+            # a host that need not authenticate tries anyway: with no secret to check, it fails
+            self.auth = ControllerAuth(None, self.hostnqn, self.subnqn)
+        return self.auth
+
+    def _auth_send(self, cmd: Command, data: bytes):
+        tl = self._auth_length(cmd)
+        raw = self._host_data(cmd, data)
+        if len(raw) != tl:
+            raise CommandFailed(SC_DATA_SGL_LENGTH_INVALID | DNR)
+        self._exchange().send(raw)
+        return 0, 0, None
+
+    def _auth_receive(self, cmd: Command):
+        al = self._auth_length(cmd)
+        exchange = self._exchange()
+        if al < exchange.receive_size():
+            raise _invalid_field()
+        if cmd.sgl_type != SGL_TRANSPORT or cmd.sgl_len < al:
+            self._to_host(cmd, b'', al)  # raises the SGL's error before the exchange moves on
+        return 0, 0, self._to_host(cmd, exchange.receive().ljust(al, b'\0'), al)
 
     def _property(self, cmd: Command) -> Tuple[int, int]:
         attrib = cmd.dword(10) & 0x7

@@ -1,6 +1,7 @@
 """A minimal NVMe/TCP host for tests: enough of what the kernel's host does on a discovery
-controller's admin queue (ICReq, Connect, properties, Identify, Get Log Page, features, AER,
-Keep Alive, DIM) to drive the test controller where no kernel NVMe/TCP host is at hand.
+controller's admin queue (ICReq, Connect, DH-HMAC-CHAP, properties, Identify, Get Log Page,
+features, AER, Keep Alive, DIM) to drive the test controller where no kernel NVMe/TCP host is at
+hand.
 
 It frames PDUs with the same codec as the controller, so the byte layouts it checks are the
 ones the unit tests pin down and the kernel test confirms.
@@ -16,6 +17,7 @@ from typing import Dict, Optional, Tuple
 
 from ...model import WELL_KNOWN_DISC_NQN
 from . import connect
+from .auth import CONNECT_ATR, SECP_DHCHAP, SPSP_DHCHAP, HostAuth, parse_secret
 from .controller import CC_EN, CSTS_RDY, PROP_CC, PROP_CSTS
 from .log_pages import HEADER_SIZE, LID_DISCOVERY
 from .pdu import (
@@ -36,6 +38,8 @@ from .pdu import (
     parse_header,
 )
 from .sqe import (
+    FCTYPE_AUTH_RECEIVE,
+    FCTYPE_AUTH_SEND,
     FCTYPE_CONNECT,
     FCTYPE_PROPERTY_GET,
     FCTYPE_PROPERTY_SET,
@@ -56,6 +60,7 @@ from .sqe import (
 )
 
 Result = Tuple[Completion, bytes]
+AUTH_BUFFER = 4096  # what an Authentication Receive asks for, as the kernel does
 
 
 class HostError(Exception):
@@ -73,6 +78,7 @@ class NvmeTcpHost:
         self.icresp: Optional[IcResp] = None
         self.term: Optional[TermReq] = None  # a C2HTermReq the controller sent
         self.cntlid = 0
+        self.auth_required = False  # the Connect's ATR
         self._cids = itertools.count(1)
         self._waiting: Dict[int, asyncio.Future] = {}
         self._data: Dict[int, bytearray] = {}
@@ -178,7 +184,39 @@ class NvmeTcpHost:
         cqe, _ = await self.fabrics(FCTYPE_CONNECT, params, data, check)
         if cqe.ok:
             self.cntlid = cqe.dw0 & 0xFFFF
+            self.auth_required = bool(cqe.dw0 & CONNECT_ATR)
         return cqe
+
+    async def auth_send(self, data: bytes, check: bool = True) -> Completion:
+        specific = struct.pack('<BBBBI', 0, SPSP_DHCHAP, SPSP_DHCHAP, SECP_DHCHAP, len(data))
+        cqe, _ = await self.fabrics(FCTYPE_AUTH_SEND, specific, data, check)
+        return cqe
+
+    async def auth_receive(self, al: int = AUTH_BUFFER, check: bool = True) -> Result:
+        specific = struct.pack('<BBBBI', 0, SPSP_DHCHAP, SPSP_DHCHAP, SECP_DHCHAP, al)
+        cdw = struct.unpack('<6I', specific.ljust(24, b'\0'))
+        cmd = Command(OPC_FABRICS, 0, nsid=FCTYPE_AUTH_RECEIVE, cdw=cdw, sgl_type=SGL_TRANSPORT, sgl_len=al)
+        return await self.submit(cmd, b'', check)
+
+    async def authenticate(
+        self, hostnqn: str, host_secret: str, ctrl_secret: str = '', subnqn: str = WELL_KNOWN_DISC_NQN
+    ) -> HostAuth:
+        """One DH-HMAC-CHAP exchange after Connect, as the kernel runs it; ``result`` of the
+        returned ``HostAuth`` says how it ended ('authenticated', 'failure1', ...)."""
+        exchange = HostAuth(
+            hostnqn, subnqn, parse_secret(host_secret), parse_secret(ctrl_secret) if ctrl_secret else None
+        )
+        await self.auth_send(exchange.negotiate())
+        _, challenge = await self.auth_receive()
+        reply = exchange.reply(challenge)
+        if reply is None:
+            return exchange
+        await self.auth_send(reply)
+        _, success1 = await self.auth_receive()
+        last = exchange.finish(success1)
+        if last is not None:
+            await self.auth_send(last)  # SUCCESS2, or FAILURE2 for a wrong controller response
+        return exchange
 
     async def property_get(self, offset: int, size: int = 4) -> int:
         cqe, _ = await self.fabrics(FCTYPE_PROPERTY_GET, struct.pack('<B3xI', 1 if size == 8 else 0, offset))
@@ -241,9 +279,19 @@ class NvmeTcpHost:
         cqe, _ = await self.admin(OPC_DISCOVERY_INFO_MGMT, (task,), data=data, check=check)
         return cqe
 
-    async def bring_up(self, hostnqn: str, **connect_args) -> NvmeTcpHost:
-        """Connect and enable, as the kernel does before anything else."""
+    async def bring_up(
+        self, hostnqn: str, host_secret: str = '', ctrl_secret: str = '', **connect_args
+    ) -> NvmeTcpHost:
+        """Connect, authenticate when the controller asks for it, and enable, as the kernel
+        does before anything else."""
         await self.connect(hostnqn, **connect_args)
+        if self.auth_required:
+            if not host_secret:
+                raise HostError('the controller asks for authentication and no secret is set')
+            subnqn = connect_args.get('subnqn', WELL_KNOWN_DISC_NQN)
+            exchange = await self.authenticate(hostnqn, host_secret, ctrl_secret, subnqn)
+            if exchange.result != 'authenticated':
+                raise HostError(f'authentication failed: {exchange.result}')
         await self.enable()
         return self
 

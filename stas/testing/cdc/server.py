@@ -8,8 +8,8 @@ only, after a C2HTermReq saying why; the other connections go on.
 The control API is a set of plain methods, to be called in the server's event loop (or through
 ``BackgroundCdc.call`` from another thread, or ``control.serve_control`` from another
 process): zones and referrals, registrations, connections, dropping them, injected faults,
-DCTYPE and PLEOS, and the commands received. A change to the log pages is announced at once to
-the connected hosts whose page changed.
+DCTYPE and PLEOS, DH-HMAC-CHAP secrets per host, and the commands received. A change to the
+log pages is announced at once to the connected hosts whose page changed.
 """
 
 from __future__ import annotations
@@ -197,6 +197,7 @@ class CdcServer:
                     'held_aers': len(s.aers),
                     'aen_masked': s.aen_masked,
                     'keep_alives': s.keep_alives,
+                    'auth': s.auth_state,
                 }
             )
         return sorted(out, key=lambda c: c['cntlid'])
@@ -232,6 +233,11 @@ class CdcServer:
 
     def set_pleos(self, enabled: bool) -> None:
         self.service.set_pleos(enabled)
+
+    def set_host_keys(self, hostnqn: str, host_secret: str, ctrl_secret: str = '') -> None:
+        """``hostnqn`` must authenticate with DH-HMAC-CHAP from its next Connect on (an empty
+        ``host_secret``: it need not); see ``DiscoveryService.set_host_keys``."""
+        self.service.set_host_keys(hostnqn, host_secret, ctrl_secret)
 
     def commands(self, since: int = 0) -> List[CommandSeen]:
         return self.service.commands_since(since)

@@ -1,12 +1,15 @@
 """What every connection of one test discovery controller shares: the log page contents per
 host (zoning), referrals, the generation counter, registrations, injected faults, settings
-(DCTYPE, PLEOS, port) and a record of the commands received.
+(DCTYPE, PLEOS, port), the DH-HMAC-CHAP secrets per host and a record of the commands received.
 
 Zoning: a host NQN with a zone of its own sees that zone's entries; every other host sees the
 default zone. Referrals follow the zone entries on every host's page. GENCTR is one counter
 for the whole controller, bumped by every change of any zone or of the referrals; a connected
 host whose page content changed is told through its session (``log_changed``), which turns it
 into an asynchronous event when the host allows one.
+
+Authentication: a host NQN with secrets (``set_host_keys``) must authenticate with DH-HMAC-CHAP
+after its Connect; the others need not. A change applies from the host's next Connect on.
 
 Nothing here does I/O: the server (or a unit test) owns the sessions' sockets.
 """
@@ -18,6 +21,7 @@ from typing import Deque, Dict, Iterable, List, Optional, Protocol, Set, Tuple
 
 from ...model import WELL_KNOWN_DISC_NQN
 from ...record import record
+from .auth import HostKeys, host_keys
 from .identify import DCTYPE_CDC, DCTYPES
 from .log_pages import Entry
 from .sqe import DNR, SC_INTERNAL
@@ -107,7 +111,9 @@ class DiscoveryService:
         pleos: bool = True,
         portid: int = 1,
         max_seen: int = 10000,
+        secrets: Optional[Dict[str, Tuple[str, str]]] = None,
     ) -> None:
+        """``secrets``: host NQN -> (host secret, controller secret or ''), as ``set_host_keys``."""
         self.subnqn = subnqn
         self.dctype = dctype
         self.pleos = pleos
@@ -121,6 +127,9 @@ class DiscoveryService:
         self.seen: Deque[CommandSeen] = collections.deque(maxlen=max_seen)
         self._seq = 0
         self._next_cntlid = 1
+        self._host_keys: Dict[str, HostKeys] = {}
+        for hostnqn, (host_secret, ctrl_secret) in (secrets or {}).items():
+            self.set_host_keys(hostnqn, host_secret, ctrl_secret)
 
     # ---- settings -------------------------------------------------------------------------------
 
@@ -136,6 +145,24 @@ class DiscoveryService:
 
     def set_pleos(self, enabled: bool) -> None:
         self.pleos = bool(enabled)
+
+    # ---- authentication ---------------------------------------------------------------------------
+
+    def set_host_keys(self, hostnqn: str, host_secret: str, ctrl_secret: str = '') -> None:
+        """From its next Connect on, ``hostnqn`` must authenticate with ``host_secret``; with
+        ``ctrl_secret`` the controller can prove itself too, when the host asks. An empty
+        ``host_secret``: no authentication. Secrets are ``DHHC-1:hh:<base64>:``; a malformed one
+        raises ValueError (``auth.SecretError``)."""
+        if not host_secret:
+            if ctrl_secret:
+                raise ValueError('a controller secret without a host secret')
+            self._host_keys.pop(hostnqn, None)
+            return
+        self._host_keys[hostnqn] = host_keys(host_secret, ctrl_secret)
+
+    def keys_for(self, hostnqn: str) -> Optional[HostKeys]:
+        """The secrets ``hostnqn`` authenticates with; None: it need not."""
+        return self._host_keys.get(hostnqn)
 
     # ---- log page contents ------------------------------------------------------------------
 

@@ -38,6 +38,8 @@ OPC_FABRICS = 0x7F
 FCTYPE_PROPERTY_SET = 0x00
 FCTYPE_CONNECT = 0x01
 FCTYPE_PROPERTY_GET = 0x04
+FCTYPE_AUTH_SEND = 0x05
+FCTYPE_AUTH_RECEIVE = 0x06
 
 # SGL descriptor types (type << 4 | subtype)
 SGL_IN_CAPSULE = 0x01  # data block, offset subtype: the data is in the capsule
@@ -55,6 +57,7 @@ SC_AER_LIMIT_EXCEEDED = 0x105
 SC_INVALID_LOG_PAGE = 0x109
 SC_CONNECT_INVALID_PARAMETERS = 0x182
 SC_CONNECT_INVALID_HOST = 0x184
+SC_AUTH_REQUIRED = 0x191  # a command before the host authenticated, when it must
 DNR = 0x4000
 
 # command data direction, bits 1:0 of an opcode (and of a Fabrics FCTYPE)
