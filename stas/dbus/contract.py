@@ -45,6 +45,9 @@ def error_prefix(service: str) -> str:
     return f'{_ROOT}.{service}.Error.'
 
 
+# The bus daemon itself (service, path, interface): name owners, caller credentials
+BUS_DAEMON = ('org.freedesktop.DBus', '/org/freedesktop/DBus', 'org.freedesktop.DBus')
+
 # stafd's names, as stacd's client of stafd uses them
 STAF_NAME = bus_name('stafd')
 STAF_PATH = object_path('stafd')

@@ -81,6 +81,7 @@ from ..fabric.tid import IFNAME_MAX_LEN, tid_from_request
 from ..model import TRANSPORTS, Role
 from .api import SupervisorApi
 from .contract import (
+    BUS_DAEMON,
     CONTROLLER_INFO,
     DC_REMOVED,
     GET_ALL_LOG_PAGES,
@@ -105,8 +106,6 @@ from .ctrl_dicts import REDACTED
 from .errors import to_dbus_error
 
 log = logging.getLogger(__name__)
-
-_DBUS = ('org.freedesktop.DBus', '/org/freedesktop/DBus', 'org.freedesktop.DBus')
 
 # Given a D-Bus sender (unique name, None when unknown), its uid or None. Tests pass one in.
 UidLookup = Callable[[Optional[str]], Optional[int]]
@@ -277,7 +276,7 @@ class _ServedObject:
             return None
 
     def _uid_request(self, sender: str):
-        msg = self._bus.new_method_call_message(*_DBUS, 'GetConnectionUnixUser')
+        msg = self._bus.new_method_call_message(*BUS_DAEMON, 'GetConnectionUnixUser')
         msg.append_data('s', sender)
         return msg
 
@@ -593,7 +592,7 @@ class DbusPublisher:
             if self._own_bus:
                 self.bus.close()
             else:
-                msg = self.bus.new_method_call_message(*_DBUS, 'ReleaseName')
+                msg = self.bus.new_method_call_message(*BUS_DAEMON, 'ReleaseName')
                 msg.append_data('s', self.name)
                 self.bus.call(msg)
         except SdBusBaseError as exc:

@@ -31,6 +31,7 @@ import logging
 from typing import Any, List, Optional, Protocol, Tuple
 
 from ..dbus.contract import (
+    BUS_DAEMON,
     DC_REMOVED,
     GET_ALL_LOG_PAGES,
     LOG_PAGES_CHANGED,
@@ -42,8 +43,6 @@ from ..dbus.contract import (
 from ..supervisor.background import Background
 
 log = logging.getLogger(__name__)
-
-_DBUS = ('org.freedesktop.DBus', '/org/freedesktop/DBus', 'org.freedesktop.DBus')
 
 SOAK_S = 0.5  # the trailing fetch of a burst of signals (one per DC read); an answer is cheap
 RETRY_S = (1.0, 2.0, 5.0, 10.0, 30.0)  # after failed fetches, the last one repeating
@@ -139,7 +138,9 @@ class StafFollower:
 
             self._bus = sdbus.sd_bus_open_system()
         bus = self._bus
-        self._slots.append(await bus.match_signal_async(*_DBUS, 'NameOwnerChanged', self._on_owner_changed))
+        self._slots.append(
+            await bus.match_signal_async(*BUS_DAEMON, 'NameOwnerChanged', self._on_owner_changed)
+        )
         self._slots.append(
             await bus.match_signal_async(None, STAF_PATH, STAF_INTERFACE, LOG_PAGES_CHANGED[0], self._on_read)
         )
@@ -150,7 +151,7 @@ class StafFollower:
     async def _name_owner(self) -> str:
         from sdbus.dbus_exceptions import DbusNameHasNoOwnerError
 
-        msg = self._bus.new_method_call_message(*_DBUS, 'GetNameOwner')
+        msg = self._bus.new_method_call_message(*BUS_DAEMON, 'GetNameOwner')
         msg.append_data('s', STAF_NAME)
         try:
             reply = await asyncio.wait_for(self._bus.call_async(msg), self._call_timeout_s)
