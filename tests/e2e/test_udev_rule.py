@@ -183,13 +183,20 @@ def test_nvme_cli_autoconnect_rule_is_shadowed_only_while_stafd_runs(
     wait_for(lambda: 'u5' in iocs(), scaled(4), "nvme-cli's rule to connect u5 through the hand-made DC")
     assert f'nvmf-connect@--device={hand_dc}' in calls.read_text()
     assert iocs() == ['u1', 'u3', 'u5']
-    for device in controllers():  # step 3 wants stafd's controllers only
-        try:
-            if device == hand_dc or ctrl_attr(device, 'subsysnqn') == s5.nqn:
-                delete_controller(device)
-        except OSError:
-            continue
-    wait_for(lambda: iocs() == ['u1', 'u3'] and len(dcs()) == 1, scaled(3), 'the hand-made controllers to go')
+
+    def hand_made_gone() -> bool:
+        # step 3 wants stafd's controllers only: those on port 8010 go (the hand-made DC and
+        # u5), deleted again at every look, since nvme-cli's stand-in, started by the DC's AEN,
+        # may still connect u5 after a delete
+        for device in controllers():
+            try:
+                if 'trsvcid=8010' in ctrl_attr(device, 'address'):
+                    delete_controller(device)
+            except OSError:
+                continue
+        return iocs() == ['u1', 'u3'] and len(dcs()) == 1
+
+    wait_for(hand_made_gone, scaled(3), 'the hand-made controllers to go', interval=1.0)
     before = calls.read_text()
 
     # 3. stafd stops (its DC connection persists): the file goes, nvme-cli's rule works again
