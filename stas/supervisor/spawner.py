@@ -63,10 +63,10 @@ if TYPE_CHECKING:
 
 # What both the supervisor and every worker import: loaded before the forkserver is forked
 # (fork_forkserver), once for both, their pages shared.
-SHARED = ('asyncio', 'stas.ipc.channel', 'stas.model')
+SHARED = ('stas.lean_asyncio', 'stas.ipc.channel', 'stas.model')
 
 # What each kind of worker imports; preloaded once in the forkserver.
-_COMMON = ('asyncio', 'stas.ipc.channel', 'stas.workers.main')
+_COMMON = ('stas.lean_asyncio', 'stas.ipc.channel', 'stas.workers.main')
 _NVME = (
     *_COMMON,
     'stas.workers.controllers',
