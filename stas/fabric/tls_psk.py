@@ -20,8 +20,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import hashlib
-import hmac
 import re
 import struct
 import zlib
@@ -35,8 +33,10 @@ ACCEPTED = (
     '(e.g. from "nvme gen-tls-key"; 01 needs a 32 byte key, 02 a 48 byte one)'
 )
 _SHAPE = re.compile(r'NVMeTLSkey-1:(?P<hh>[0-9]{2}):(?P<key>[A-Za-z0-9+/=]+):\Z')
-# hh / cipher code -> hash
-_HASHES = {1: hashlib.sha256, 2: hashlib.sha384}
+# hh / cipher code -> hashlib's name of the hash. hashlib and hmac are imported only where a key
+# is derived (in a worker): they load libcrypto, which a supervisor that only checks the strings
+# need not map.
+_HASHES = {1: 'sha256', 2: 'sha384'}
 _KEY_LENGTHS = {0: (32, 48), 1: (32,), 2: (48,)}
 
 
@@ -82,9 +82,13 @@ def parse_interchange(text: str) -> ConfiguredPsk:
     return ConfiguredPsk(transform, key)
 
 
-def _hkdf(digest, key: bytes, label: str, context: bytes, length: int) -> bytes:
+def _hkdf(hash_name: str, key: bytes, label: str, context: bytes, length: int) -> bytes:
     """HKDF-Extract (no salt) then HKDF-Expand with the info ``uint16 length, uint8 len, label,
     uint8 len, context``."""
+    import hashlib
+    import hmac
+
+    digest = getattr(hashlib, hash_name)
     prk = hmac.new(b'\0' * digest().digest_size, key, digest).digest()
     info = struct.pack('>H', length) + bytes([len(label)]) + label.encode() + bytes([len(context)]) + context
     out, block, counter = b'', b'', 1
