@@ -24,7 +24,6 @@ bad one raises ``DimError`` naming the field and what is accepted.
 from __future__ import annotations
 
 import struct
-import uuid
 from typing import List, Sequence, Tuple
 
 from ..record import record
@@ -129,6 +128,8 @@ def _attributes(raw: bytes, start: int, end: int, count: int, index: int) -> dic
         if exattype == EXATTYPE_HOSTID:
             if exatlen != 16:
                 raise DimError(f'entry {index}: HOSTID attribute of {exatlen} bytes, it must be 16')
+            import uuid  # here, not at the top: it imports platform, which a daemon's start need not pay
+
             found['hostid'] = str(uuid.UUID(bytes=bytes(value)))
         elif exattype == EXATTYPE_SYMNAME:
             found['symname'] = _text(value)
@@ -195,6 +196,8 @@ def encode_entry(entry: DimEntry) -> bytes:
     """An extended entry with HOSTID (when set) and SYMNAME (when set) attributes."""
     attrs = []
     if entry.hostid:
+        import uuid  # see decode_dim
+
         attrs.append(_exat(EXATTYPE_HOSTID, uuid.UUID(entry.hostid).bytes, b'\0'))
     if entry.symname:
         attrs.append(_exat(EXATTYPE_SYMNAME, entry.symname.encode(), b' '))

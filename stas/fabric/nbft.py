@@ -53,7 +53,6 @@ from __future__ import annotations
 
 import ipaddress
 import struct
-import uuid
 from typing import Dict, List, Optional, Tuple
 
 from ..errors import ConfigError
@@ -494,6 +493,8 @@ def _parse_host(table: _Table, offset: int) -> NbftHost:
         raise table.error(where, f'structure id {struct_id}; accepted: {DESC_HOST}')
     if not flags & HOST_VALID:
         raise table.error(where, f'flags 0x{flags:02x} lack VALID (0x01)')
+    import uuid  # here, not at the top: it imports platform, and most hosts have no NBFT
+
     return NbftHost(
         nqn=table.heap_string(nqn_offset, nqn_length, where, 'host NQN'),
         hostid=None if host_id == _ZERO16 else str(uuid.UUID(bytes=host_id)),
@@ -676,6 +677,8 @@ def _format_nid(nid_type: int, nid: bytes) -> str:
     if nid_type == NID_TYPE_NGUID:
         return nid.hex()
     if nid_type == NID_TYPE_UUID:
+        import uuid  # see _parse_host
+
         return str(uuid.UUID(bytes=nid))
     return ''
 
