@@ -37,14 +37,13 @@ fields (hyphenated keys, raw values as written, ``nqn`` renamed ``subsysnqn``).
 from __future__ import annotations
 
 import dataclasses
-import difflib
 from collections.abc import Mapping
 from typing import Callable, Dict, Iterator, List, Optional, Tuple
 
 from ..model import ConnectOptions
 from ..record import record
 from . import values as v
-from .problems import KEY_LIMIT, Code, Problem, Severity, shown, shown_pair
+from .problems import KEY_LIMIT, Code, Problem, Severity, closest, shown, shown_pair
 from .schema import CONNECT_OPTIONS, NOT_APPLIED, PERSISTENT_VALUES, STACD
 
 IDENTITY_KEYS = ('transport', 'traddr', 'trsvcid', 'subsysnqn', 'host-traddr', 'host-iface', 'host-nqn')
@@ -195,8 +194,8 @@ def display(key: str, value: str) -> str:
 
 
 def _suggest(key: str, known: Tuple[str, ...]) -> str:
-    close = difflib.get_close_matches(key, known, n=1, cutoff=0.75)
-    return f' (did you mean {close[0]}?)' if close else ''
+    close = closest(key, known)
+    return f' (did you mean {close}?)' if close else ''
 
 
 def _comma_hint(value: str) -> str:

@@ -27,7 +27,6 @@ Every problem of these files is a warning: the daemon always runs (see ``problem
 
 from __future__ import annotations
 
-import difflib
 from typing import Any, Dict, List, Optional, Tuple, Union
 
 from ..errors import InvalidArgument
@@ -36,7 +35,7 @@ from ..record import record
 from . import values as v
 from .controllers import ConfiguredController, ExcludeEntry, display, parse_controller, parse_exclude
 from .ini import IniDocument, IniEntry, tokenize
-from .problems import KEY_LIMIT, Code, Problem, Severity, shown, shown_pair, shown_section
+from .problems import KEY_LIMIT, Code, Problem, Severity, closest, shown, shown_pair, shown_section
 from .schema import (
     CONNECT_OPTIONS,
     CONTROLLERS,
@@ -189,8 +188,8 @@ class _Evaluation:
         if same:
             hint = f' (section names are case-sensitive: did you mean [{same[0]}]?)'
         else:
-            close = difflib.get_close_matches(name, valid, n=1, cutoff=0.75)
-            hint = f' (did you mean [{close[0]}]?)' if close else ''
+            close = closest(name, valid)
+            hint = f' (did you mean [{close}]?)' if close else ''
         return f'{shown_section(name)}: unknown section{hint}, ignored with its keys; accepted: {accepted}'
 
     def _unknown_key(self, e: IniEntry) -> str:
@@ -203,8 +202,8 @@ class _Evaluation:
         if self.daemon not in owner_of(e.section, e.key) and owner_of(e.section, e.key):
             other = other_daemon(self.daemon)
             return f'{head}: a {other} option, ignored by {self.daemon}; accepted: {accepted}'
-        close = difflib.get_close_matches(e.key, here, n=1, cutoff=0.75)
-        hint = f' (did you mean {close[0]}?)' if close else ''
+        close = closest(e.key, here)
+        hint = f' (did you mean {close}?)' if close else ''
         return f'{head}: unknown key{hint}, ignored; accepted: {accepted}'
 
     # -- single-valued options

@@ -41,7 +41,6 @@ per file.
 
 from __future__ import annotations
 
-import difflib
 import os
 from dataclasses import field
 from typing import Dict, List, Optional, Tuple
@@ -51,7 +50,7 @@ from ..record import record
 from . import values as v
 from .controllers import _Fields, display
 from .ini import MAX_CONFIG_BYTES, UnreadableConfig, decode, tokenize
-from .problems import KEY_LIMIT, Code, Problem, Severity, shown
+from .problems import KEY_LIMIT, Code, Problem, Severity, closest, shown
 
 NVME_ETC_DIR = '/etc/nvme'
 MAIN_FILE = 'exclusions.conf'
@@ -115,10 +114,10 @@ def _warn(filename: str, line: Optional[int], message: str, code: str = Code.BAD
 
 def _suggest(key: str) -> str:
     known = FILE_KEYS + tuple(_MATCHER_KEY.values())
-    close = difflib.get_close_matches(key.lower().replace('_', '-'), known, n=1, cutoff=0.75)
-    if not close:
+    close = closest(key.lower().replace('_', '-'), known)
+    if close is None:
         return ''
-    hint = next((k for k, m in _MATCHER_KEY.items() if m == close[0]), close[0])
+    hint = next((k for k, m in _MATCHER_KEY.items() if m == close), close)
     return f' (did you mean {hint}?)' if hint != key else ''
 
 

@@ -195,6 +195,14 @@ def _mask_secret_words(text: str) -> str:
     return ''.join(out)
 
 
+def closest(word: str, known: Iterable[str]) -> Optional[str]:
+    """The one of ``known`` that ``word`` most likely misspells, for a "did you mean" hint."""
+    import difflib  # only for a file with a mistake: a daemon's start need not import it
+
+    close = difflib.get_close_matches(word, list(known), n=1, cutoff=0.75)
+    return close[0] if close else None
+
+
 def shown(text: str, limit: int = 80) -> str:
     """``text`` (any text read from a file) for a message: secrets masked (NVMe secrets, and
     the value after a secret-looking key or word, see ``is_secret_key``), control characters

@@ -29,7 +29,6 @@ Only file reads here, against a root that tests replace (``HostPaths``).
 
 from __future__ import annotations
 
-import gzip
 import os
 import re
 from typing import Dict, List, Optional, Sequence, Tuple
@@ -109,6 +108,8 @@ def kernel_config(paths: HostPaths) -> Tuple[Optional[bytes], str]:
         return data, paths.shown(boot)
     packed = _read(paths.path('proc', 'config.gz'))
     if packed is not None:
+        import gzip  # only where /boot has no config: most hosts never pay for it
+
         try:
             return gzip.decompress(packed), '/proc/config.gz'
         except (OSError, EOFError):
