@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import dataclasses
 import enum
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Optional, Tuple
+
+from .record import record
 
 WELL_KNOWN_DISC_NQN = 'nqn.2014-08.org.nvmexpress.discovery'
 DEFAULT_TRSVCID = {'tcp': '8009', 'rdma': '4420'}
@@ -60,7 +62,7 @@ class CtrlState(str, enum.Enum):
     PARKED = 'parked'  # DC: disconnected on purpose (no persistent connection); polled
 
 
-@dataclass(frozen=True)
+@record(hot=True)
 class WorkerKey:
     """One fabric interface: the unit of isolation (one worker process each).
 
@@ -75,7 +77,7 @@ class WorkerKey:
         return f'{self.host_iface or "-"}/{self.transport}'
 
 
-@dataclass(frozen=True)
+@record(hot=True)
 class HostIdentity:
     """The host as sys.conf (or /etc/nvme) describes it."""
 
@@ -85,7 +87,7 @@ class HostIdentity:
     symname: Optional[str] = None
 
 
-@dataclass(frozen=True)
+@record(hot=True)
 class ConnectOptions:
     """Connection parameters handed to the kernel; None means "kernel default".
 
@@ -123,7 +125,7 @@ class ConnectOptions:
         }
 
 
-@dataclass(frozen=True)
+@record(hot=True)
 class TransportId:
     """The identity of a controller connection (upstream's "TID").
 
@@ -160,7 +162,7 @@ class TransportId:
         }
 
 
-@dataclass(frozen=True)
+@record(hot=True)
 class ControllerSpec:
     """A controller some worker should keep connected, with how to connect it."""
 
@@ -181,7 +183,7 @@ class ControllerSpec:
     ncc: bool = False
 
 
-@dataclass(frozen=True)
+@record(hot=True)
 class LogEntry:
     """One discovery log page entry (DLPE), validated and stripped.
 
@@ -209,7 +211,7 @@ class LogEntry:
 _DLPE_ALWAYS = frozenset({'trtype', 'adrfam', 'subtype', 'treq', 'portid', 'trsvcid', 'subnqn', 'traddr'})
 
 
-@dataclass(frozen=True)
+@record(hot=True)
 class ErrorInfo:
     """An error as data: a stable code (see ``stas.errors``) and a human message."""
 
@@ -217,7 +219,7 @@ class ErrorInfo:
     message: str
 
 
-@dataclass(frozen=True)
+@record(hot=True)
 class CtrlCounters:
     """What happened to one controller since its worker took it on (``stas.fabric.controller``
     counts; the supervisor adds up the counts of successive workers, so its totals survive a
@@ -231,7 +233,7 @@ class CtrlCounters:
     aens: int = 0  # asynchronous event notifications received while connected
 
 
-@dataclass(frozen=True)
+@record(hot=True)
 class ControllerStatus:
     """A worker's level snapshot of one controller."""
 
@@ -246,7 +248,7 @@ class ControllerStatus:
     counters: CtrlCounters = CtrlCounters()
 
 
-@dataclass(frozen=True)
+@record(hot=True)
 class KernelController:
     """What sysfs and udev say of one existing kernel nvme controller (``/sys/class/nvme/nvmeX``).
 

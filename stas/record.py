@@ -15,8 +15,10 @@ class, a repr by fields, no assignment); ``frozen=False`` and ``eq=False`` as wi
 
 The price is paid per instance: building one takes a few microseconds more than through a
 generated ``__init__``. Records suit the many kinds of events, effects, messages and
-bookkeeping entries; types built thousands of times on a hot path (a log page's entries, transport
-ids) stay plain dataclasses.
+bookkeeping entries. Types built thousands of times on a hot path (a log page's entries,
+transport ids, dictionary keys) are ``@record(hot=True)``: their ``__init__``, ``__eq__`` and
+``__hash__`` are written out as ``dataclass`` writes them, but compiled in one ``exec`` per class
+instead of six, so building, comparing and hashing one costs what it costs for a dataclass.
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ _FROZEN = '__record_frozen__'
 class _Plan:
     """What the shared methods need to know about one record class, computed once."""
 
-    __slots__ = ('name', 'init_names', 'defaults', 'compared', 'shown', 'post_init')
+    __slots__ = ('name', 'init_names', 'defaults', 'compared_names', 'compared', 'shown', 'post_init')
 
     def __init__(self, cls: type):
         fields = dataclasses.fields(cls)
@@ -46,8 +48,9 @@ class _Plan:
                 self.defaults[f.name] = (False, f.default)
             elif f.default_factory is not dataclasses.MISSING:
                 self.defaults[f.name] = (True, f.default_factory)
-        compared = [f.name for f in fields if f.compare]
+        self.compared_names = tuple(f.name for f in fields if f.compare)
         # attrgetter of one name returns the value itself, of none there is no attrgetter
+        compared = self.compared_names
         self.compared: Callable[[Any], Any] = operator.attrgetter(*compared) if compared else (lambda obj: ())
         self.shown = tuple(f.name for f in fields if f.repr)
         self.post_init = getattr(cls, '__post_init__', None)
@@ -78,21 +81,67 @@ def _init(self: Any, *args: Any, **kwargs: Any) -> None:
         plan.post_init(self)
 
 
-def _eq(self: Any, other: Any) -> Any:
-    if other.__class__ is not self.__class__:
-        return NotImplemented
-    compared = self.__record_plan__.compared
-    return compared(self) == compared(other)
+def _comparisons(plan: _Plan) -> Tuple[Callable[[Any, Any], Any], Callable[[Any], int]]:
+    """``__eq__`` and ``__hash__`` by the compared fields: closures over the class's own
+    ``attrgetter``, so a comparison costs what a generated one does (no lookup of the plan)."""
+    compared = plan.compared
 
+    def __eq__(self: Any, other: Any) -> Any:
+        if other.__class__ is not self.__class__:
+            return NotImplemented
+        return compared(self) == compared(other)
 
-def _hash(self: Any) -> int:
-    return hash(self.__record_plan__.compared(self))
+    def __hash__(self: Any) -> int:
+        return hash(compared(self))
+
+    return __eq__, __hash__
 
 
 def _repr(self: Any) -> str:
     plan: _Plan = self.__record_plan__
     shown = ', '.join(f'{name}={getattr(self, name)!r}' for name in plan.shown)
     return f'{plan.name}({shown})'
+
+
+def _compiled_methods(plan: _Plan, frozen: bool) -> Dict[str, Callable[..., Any]]:
+    """``__init__``, ``__eq__`` and ``__hash__`` written out for ``plan``'s fields, as
+    ``dataclass`` writes them, in one ``exec``."""
+    scope: Dict[str, Any] = {'__put': object.__setattr__}
+    params, body = [], []
+    for name in plan.init_names:
+        if name not in plan.defaults:
+            params.append(name)
+            value = name
+        else:
+            is_factory, default = plan.defaults[name]
+            scope[f'__default_{name}'] = default
+            if is_factory:  # a fresh value per instance, as dataclass makes it
+                scope.setdefault('__unset', object())
+                params.append(f'{name}=__unset')
+                value = f'__default_{name}() if {name} is __unset else {name}'
+            else:
+                params.append(f'{name}=__default_{name}')
+                value = name
+        body.append(f'__put(self, {name!r}, {value})' if frozen else f'self.{name} = {value}')
+    if plan.post_init is not None:
+        body.append('self.__post_init__()')
+    mine = ''.join(f'self.{name},' for name in plan.compared_names)
+    theirs = ''.join(f'other.{name},' for name in plan.compared_names)
+    lines = [
+        f'def __init__(self, {", ".join(params)}):',
+        *(f'    {line}' for line in body or ['pass']),
+        'def __eq__(self, other):',
+        '    if other.__class__ is not self.__class__:',
+        '        return NotImplemented',
+        f'    return ({mine}) == ({theirs})',
+        'def __hash__(self):',
+        f'    return hash(({mine}))',
+    ]
+    exec('\n'.join(lines), scope)  # only field names go in: identifiers, as the class body defined them
+    methods = {name: scope[name] for name in ('__init__', '__eq__', '__hash__')}
+    for name, method in methods.items():
+        method.__qualname__ = f'{plan.name}.{name}'
+    return methods
 
 
 def _refuse_setattr(self: Any, name: str, value: Any) -> None:
@@ -103,7 +152,7 @@ def _refuse_delattr(self: Any, name: str) -> None:
     raise dataclasses.FrozenInstanceError(f'cannot delete field {name!r}')
 
 
-def _make(cls: T, frozen: bool, eq: bool) -> T:
+def _make(cls: T, frozen: bool, eq: bool, hot: bool = False) -> T:
     if cls.__dict__.get('__doc__') is None:
         cls.__doc__ = cls.__name__  # dataclass would inspect a signature to write one
     dataclasses.dataclass(cls, init=False, repr=False, eq=False)
@@ -111,9 +160,16 @@ def _make(cls: T, frozen: bool, eq: bool) -> T:
     setattr(cls, _FROZEN, frozen)
     # what the class body defines itself stays, as with dataclass
     own = cls.__dict__
-    methods = {'__init__': _init, '__repr__': _repr}
+    plan = cls.__record_plan__
+    if hot:
+        compiled = _compiled_methods(plan, frozen)
+        init, eq_method, hash_method = compiled['__init__'], compiled['__eq__'], compiled['__hash__']
+    else:
+        eq_method, hash_method = _comparisons(plan)
+        init = _init
+    methods = {'__init__': init, '__repr__': _repr}
     if eq:
-        methods['__eq__'] = _eq
+        methods['__eq__'] = eq_method
     if frozen:
         methods.update(__setattr__=_refuse_setattr, __delattr__=_refuse_delattr)
     for name, method in methods.items():
@@ -121,20 +177,20 @@ def _make(cls: T, frozen: bool, eq: bool) -> T:
             setattr(cls, name, method)
     if eq and own.get('__hash__') is None:  # None: the body defined __eq__ and no __hash__
         # compared by value: hashed by value if frozen, unhashable if mutable, as a dataclass
-        cls.__hash__ = _hash if frozen else None
+        cls.__hash__ = hash_method if frozen else None
     return cls
 
 
 @overload
 def record(cls: T) -> T: ...
 @overload
-def record(*, frozen: bool = True, eq: bool = True) -> Callable[[T], T]: ...
-def record(cls: Any = None, *, frozen: bool = True, eq: bool = True) -> Any:
+def record(*, frozen: bool = True, eq: bool = True, hot: bool = False) -> Callable[[T], T]: ...
+def record(cls: Any = None, *, frozen: bool = True, eq: bool = True, hot: bool = False) -> Any:
     """``@record``, or ``@record(frozen=False)`` or ``@record(eq=False)`` as with ``dataclass``,
-    on a class with annotated fields."""
+    on a class with annotated fields; ``hot=True`` for a type built by the thousand (see above)."""
     if cls is None:
-        return lambda c: _make(c, frozen, eq)
-    return _make(cls, frozen, eq)
+        return lambda c: _make(c, frozen, eq, hot)
+    return _make(cls, frozen, eq, hot)
 
 
 def is_frozen(cls: type) -> bool:
