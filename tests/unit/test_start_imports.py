@@ -1,0 +1,68 @@
+"""What a supervisor loads while it starts, and what it leaves out: every module and shared
+library it loads costs each start CPU (seconds in an emulated guest) and memory."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+# what main() imports, in its order: the modules shared with the forkserver, then the daemon
+SUPERVISOR_IMPORTS = """
+import importlib, json, sys
+import stas.supervisor.main, stas.supervisor.cli_args
+from stas.supervisor import spawner
+for name in spawner.SHARED:
+    importlib.import_module(name)
+import stas.supervisor.daemon, stas.stafd.role, stas.stafd.udev_rule, stas.stacd.role, stas.dbus.objects
+with open('/proc/self/maps') as maps:
+    libraries = sorted({line.split()[-1].rsplit('/', 1)[-1] for line in maps if '.so' in line})
+print(json.dumps({'modules': sorted(sys.modules), 'libraries': libraries}))
+"""
+
+
+def _run(code: str) -> dict:
+    out = subprocess.run(
+        [sys.executable, '-c', code], cwd=ROOT, capture_output=True, text=True, check=False, timeout=60
+    )
+    assert out.returncode == 0, out.stderr
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def test_a_supervisor_loads_no_tls_or_hash_library():
+    """No libssl, no libcrypto: the supervisor neither speaks TLS nor derives keys (its workers
+    do, through libnvme and tls_psk)."""
+    loaded = _run(SUPERVISOR_IMPORTS)
+    assert not {'ssl', '_ssl', 'hashlib', '_hashlib', 'hmac'} & set(loaded['modules'])
+    assert not [lib for lib in loaded['libraries'] if lib.startswith(('libssl', 'libcrypto'))]
+
+
+def test_a_supervisor_leaves_out_what_only_rare_paths_need():
+    """uuid (and the platform module it imports), gzip and difflib are imported where a UUID is
+    decoded, /proc/config.gz read, or a misspelt key hinted at: not on every start."""
+    modules = set(_run(SUPERVISOR_IMPORTS)['modules'])
+    assert not {'uuid', 'platform', 'gzip', 'difflib'} & modules
+
+
+def test_asyncio_without_ssl_runs_and_leaves_ssl_importable():
+    loaded = _run(
+        'import json, sys\n'
+        'import stas.lean_asyncio, asyncio\n'
+        'without = "ssl" in sys.modules\n'
+        'answer = asyncio.run(asyncio.sleep(0, result=42))\n'
+        'import ssl\n'
+        'print(json.dumps({"without": without, "answer": answer, "ssl": ssl.OPENSSL_VERSION != ""}))\n'
+    )
+    assert loaded == {'without': False, 'answer': 42, 'ssl': True}
+
+
+def test_lean_asyncio_changes_nothing_once_asyncio_is_in():
+    loaded = _run(
+        'import json, sys, asyncio\n'
+        'import stas.lean_asyncio\n'
+        'print(json.dumps({"ssl": "ssl" in sys.modules, "tls": asyncio.base_events.ssl is not None}))\n'
+    )
+    assert loaded == {'ssl': True, 'tls': True}
