@@ -46,26 +46,16 @@ class SecretFormat:
         return len(set(self.key_lengths.values())) > 1
 
 
-@record
-class ParsedSecret:
-    """A string's ``hh`` and its key, the CRC checked and removed."""
-
-    hh: int
-    key: bytes
-
-    def __repr__(self) -> str:  # never the key, whatever prints it
-        return f'ParsedSecret(hh={self.hh:02d}, {len(self.key)} bytes)'
-
-
 DHCHAP_KEY_LENGTHS = (32, 48, 64)
 # hh: the hash the key is transformed with before it is used (00 none, 01 SHA-256, 02 SHA-384,
 # 03 SHA-512), whatever the key's length
 DHCHAP_SECRET = SecretFormat('DHHC-1', 'a DH-HMAC-CHAP secret', {hh: DHCHAP_KEY_LENGTHS for hh in range(4)})
 
 
-def parse(text: str, fmt: SecretFormat) -> ParsedSecret:
-    """The ``hh`` and key of ``text``, a secret of format ``fmt``; raises ``BadSecret`` naming
-    what is wrong. ``text`` is taken as it is, blanks included: a caller that allows blanks
+def parse(text: str, fmt: SecretFormat) -> Tuple[int, bytes]:
+    """``(hh, key)`` of ``text``, a secret of format ``fmt``, the CRC checked and removed; raises
+    ``BadSecret`` naming what is wrong. Callers keep the key in a type of their own whose repr
+    hides it. ``text`` is taken as it is, blanks included: a caller that allows blanks
     around a secret strips them first."""
     m = _SHAPE.fullmatch(text)
     if not m or m.group('prefix') != fmt.prefix:
@@ -93,7 +83,7 @@ def parse(text: str, fmt: SecretFormat) -> ParsedSecret:
         )
     if int.from_bytes(crc, 'little') != zlib.crc32(key):
         raise BadSecret("the CRC-32 at the key's end does not match the key")
-    return ParsedSecret(hh, key)
+    return hh, key
 
 
 def _either(choices: Iterable[object]) -> str:

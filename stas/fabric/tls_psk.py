@@ -59,8 +59,8 @@ class ConfiguredPsk:
 
 def parse_interchange(text: str) -> ConfiguredPsk:
     """The configured PSK of an interchange string. Raises ``BadPsk`` naming what is wrong."""
-    parsed = nvme_secrets.parse(text.strip(), INTERCHANGE)
-    return ConfiguredPsk(parsed.hh, parsed.key)
+    transform, key = nvme_secrets.parse(text.strip(), INTERCHANGE)
+    return ConfiguredPsk(transform, key)
 
 
 def _hkdf(digest, key: bytes, label: str, context: bytes, length: int) -> bytes:

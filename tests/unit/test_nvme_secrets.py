@@ -31,20 +31,12 @@ KEY64 = bytes(range(150, 214))
 @pytest.mark.parametrize('hh', ['00', '01', '02', '03'])
 @pytest.mark.parametrize('key', [KEY32, KEY48, KEY64])
 def test_a_dhchap_secret_of_any_hh_and_length_parses(hh, key) -> None:
-    parsed = parse(written('DHHC-1', hh, key), DHCHAP_SECRET)
-    assert (parsed.hh, parsed.key) == (int(hh), key)
+    assert parse(written('DHHC-1', hh, key), DHCHAP_SECRET) == (int(hh), key)
 
 
 @pytest.mark.parametrize(('hh', 'key'), [('00', KEY32), ('00', KEY48), ('01', KEY32), ('02', KEY48)])
 def test_a_tls_psk_parses_with_the_lengths_its_hh_takes(hh, key) -> None:
-    parsed = parse(written('NVMeTLSkey-1', hh, key), TLS_PSK)
-    assert (parsed.hh, parsed.key) == (int(hh), key)
-
-
-def test_a_parsed_secret_never_shows_its_key() -> None:
-    parsed = parse(written('DHHC-1', '01', KEY32), DHCHAP_SECRET)
-    assert repr(parsed) == 'ParsedSecret(hh=01, 32 bytes)'
-    assert KEY32.hex() not in repr(parsed) and str(list(KEY32)) not in repr(parsed)
+    assert parse(written('NVMeTLSkey-1', hh, key), TLS_PSK) == (int(hh), key)
 
 
 def test_only_the_lengths_of_the_tls_psk_depend_on_hh() -> None:
@@ -143,7 +135,7 @@ def test_a_format_lists_what_it_accepts_in_its_messages() -> None:
         parse(written('X-1', '00', bytes(16)), odd)
     with pytest.raises(BadSecret, match=r'^the key part decodes to 21 bytes, not 20$'):
         parse(written('X-1', '05', bytes(17)), odd)
-    assert parse(written('X-1', '05', bytes(16)), odd).key == bytes(16)
+    assert parse(written('X-1', '05', bytes(16)), odd) == (5, bytes(16))
 
 
 def test_the_crc_is_of_the_key_alone() -> None:
@@ -170,4 +162,4 @@ def test_no_message_holds_the_key_or_its_base64(prefix, hh, key, crc_ok) -> None
             assert key_part not in message and text not in message
             assert len(key) < 4 or key.hex() not in message
         else:
-            assert parsed.key == key and key.hex() not in repr(parsed)
+            assert parsed == (int(hh), key)

@@ -154,8 +154,8 @@ def parse_secret(text: str) -> Secret:
     if not text.endswith(':'):
         # a kernel target takes a secret without its closing colon too, and so does this one
         text += ':'
-    parsed = nvme_secrets.parse(text, nvme_secrets.DHCHAP_SECRET)
-    return Secret(parsed.key, parsed.hh)
+    hh, key = nvme_secrets.parse(text, nvme_secrets.DHCHAP_SECRET)
+    return Secret(key, hh)
 
 
 def format_secret(key: bytes, hh: int = 0) -> str:
