@@ -18,30 +18,27 @@ Pure: no I/O. The worker's ``keyring_io`` files the result in the keyring.
 
 from __future__ import annotations
 
-import base64
-import binascii
-import re
 import struct
-import zlib
 from typing import Tuple
 
 from ..record import record
+from . import nvme_secrets
 
-PREFIX = 'NVMeTLSkey-1:'
 ACCEPTED = (
     'NVMeTLSkey-1:<00|01|02>:<base64 of a 32 or 48 byte key and its CRC-32>: '
     '(e.g. from "nvme gen-tls-key"; 01 needs a 32 byte key, 02 a 48 byte one)'
 )
-_SHAPE = re.compile(r'NVMeTLSkey-1:(?P<hh>[0-9]{2}):(?P<key>[A-Za-z0-9+/=]+):\Z')
 # hh / cipher code -> hashlib's name of the hash. hashlib and hmac are imported only where a key
 # is derived (in a worker): they load libcrypto, which a supervisor that only checks the strings
 # need not map.
 _HASHES = {1: 'sha256', 2: 'sha384'}
-_KEY_LENGTHS = {0: (32, 48), 1: (32,), 2: (48,)}
+# a transformed key is as long as its hash's output
+INTERCHANGE = nvme_secrets.SecretFormat(
+    'NVMeTLSkey-1', 'a TLS PSK in the interchange format', {0: (32, 48), 1: (32,), 2: (48,)}
+)
 
-
-class BadPsk(ValueError):
-    """An interchange string that is not one; the message never holds the key."""
+# an interchange string that is not one; the message never holds the key
+BadPsk = nvme_secrets.BadSecret
 
 
 @record
@@ -62,23 +59,7 @@ class ConfiguredPsk:
 
 def parse_interchange(text: str) -> ConfiguredPsk:
     """The configured PSK of an interchange string. Raises ``BadPsk`` naming what is wrong."""
-    m = _SHAPE.match(text.strip())
-    if not m:
-        raise BadPsk('not a TLS PSK in the interchange format')
-    transform = int(m.group('hh'))
-    if transform not in _KEY_LENGTHS:
-        raise BadPsk(f'the hash indicator {m.group("hh")} is not 00, 01 or 02')
-    try:
-        raw = base64.b64decode(m.group('key'), validate=True)
-    except (binascii.Error, ValueError):
-        raise BadPsk('the key part is not valid base64') from None
-    key, crc = raw[:-4], raw[-4:]
-    if len(key) not in _KEY_LENGTHS[transform]:
-        wanted = ' or '.join(str(n) for n in _KEY_LENGTHS[transform])
-        raise BadPsk(f'the key is {len(key)} bytes; with hash indicator {transform:02d} it must be {wanted}')
-    if struct.unpack('<I', crc)[0] != zlib.crc32(key):
-        # a key mistyped or cut when copied
-        raise BadPsk("the CRC-32 at the key's end does not match the key")
+    transform, key = nvme_secrets.parse(text.strip(), INTERCHANGE)
     return ConfiguredPsk(transform, key)
 
 

@@ -161,6 +161,15 @@ def test_secrets_parse_and_format():
         DiscoveryService(secrets={HOST_A: ('', secret(KEY_C))})
 
 
+def test_a_secret_may_lack_its_closing_colon_and_have_blanks_around_it():
+    written = secret(KEY_H, 2)
+    for text in (written[:-1], f' {written}\n', f'\t{written[:-1]} '):
+        assert auth.parse_secret(text) == auth.Secret(KEY_H, 2)
+    for text in (written + ':', written[:-1] + ':x', written.replace(':02:', ':04:')):
+        with pytest.raises(auth.SecretError):
+            auth.parse_secret(text)
+
+
 def test_the_key_transform_worked_out_by_hand():
     nqn = 'nqn.2014-08.org.nvmexpress:uuid:aaaaaaaa-0000-0000-0000-000000000001'
     assert auth.Secret(KEY_H, 0).transformed(nqn) == KEY_H

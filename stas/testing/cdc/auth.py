@@ -43,7 +43,6 @@ named reason, never an exception), as it does a wrong R1.
 from __future__ import annotations
 
 import base64
-import binascii
 import hashlib
 import hmac
 import secrets
@@ -51,6 +50,7 @@ import struct
 import zlib
 from typing import Callable, Optional, Tuple
 
+from ...fabric import nvme_secrets
 from ...record import record
 
 SECP_DHCHAP = 0xE9
@@ -84,7 +84,7 @@ EXP_INCORRECT_MESSAGE = 0x07
 
 # the transform hash of a secret (its "hh"); 0: none
 SECRET_HASHES = {1: hashlib.sha256, 2: hashlib.sha384, 3: hashlib.sha512}
-KEY_LENGTHS = (32, 48, 64)
+KEY_LENGTHS = nvme_secrets.DHCHAP_KEY_LENGTHS
 HASH_LEN = 32  # SHA-256, the one response hash here
 
 _HEAD = struct.Struct('<BBHH')  # AUTH_TYPE, AUTH_ID, reserved, T_ID
@@ -105,8 +105,8 @@ SUCCESS2_SIZE = _SUCCESS2.size
 FAILURE_SIZE = _FAILURE.size
 
 
-class SecretError(ValueError):
-    """A DH-HMAC-CHAP secret that is not ``DHHC-1:hh:base64:`` with a valid key and CRC."""
+# a DH-HMAC-CHAP secret that is not ``DHHC-1:hh:base64:`` with a valid key and CRC
+SecretError = nvme_secrets.BadSecret
 
 
 class AuthMessageError(ValueError):
@@ -150,21 +150,12 @@ class Secret:
 
 
 def parse_secret(text: str) -> Secret:
-    parts = text.strip().split(':')
-    if len(parts) not in (3, 4) or parts[0] != 'DHHC-1' or (len(parts) == 4 and parts[3]):
-        raise SecretError('a secret is written DHHC-1:hh:<base64>:')
-    if len(parts[1]) != 2 or not parts[1].isdigit():
-        raise SecretError('the transform hash of a secret is two digits, 00 to 03')
-    try:
-        raw = base64.b64decode(parts[2], validate=True)
-    except (binascii.Error, ValueError):
-        raise SecretError('the key of a secret is not base64') from None
-    if len(raw) - 4 not in KEY_LENGTHS:
-        raise SecretError(f'a key of {len(raw) - 4} bytes; accepted: 32, 48 or 64')
-    key, crc = raw[:-4], raw[-4:]
-    if struct.unpack('<I', crc)[0] != zlib.crc32(key):
-        raise SecretError('the CRC of a secret does not match its key')
-    return Secret(key, int(parts[1]))
+    text = text.strip()
+    if not text.endswith(':'):
+        # a kernel target takes a secret without its closing colon too, and so does this one
+        text += ':'
+    hh, key = nvme_secrets.parse(text, nvme_secrets.DHCHAP_SECRET)
+    return Secret(key, hh)
 
 
 def format_secret(key: bytes, hh: int = 0) -> str:
