@@ -10,8 +10,8 @@ separate process, and a native crash in one of them cannot take the supervisor d
 The first forkserver is a fork of the daemon's own process, made at the start of ``main()``
 while that process is still one thread with nothing open but its standard streams
 (``fork_forkserver``): it shares the interpreter and every module imported so far
-(``multiprocess`` and dill among them, about 100 ms of imports on a real host and seconds
-under emulation) instead of starting a new interpreter that imports them again. A forkserver
+(``multiprocess`` and asyncio among them, tens of milliseconds of imports on a real host and
+seconds under emulation) instead of starting a new interpreter that imports them again. A forkserver
 started later (a replacement for one that died) is a new interpreter, as ``multiprocess``
 makes it: by then the daemon has threads, an event loop and sockets that a fork would copy.
 
@@ -54,19 +54,23 @@ import sys
 import traceback
 from typing import TYPE_CHECKING, Callable, Optional, Sequence
 
-import multiprocess
-
+from ..lean_imports import asyncio_without_ssl, multiprocess_without_dill
 from ..proctitle import forkserver_names, set_process_title
+
+# Both before anything else imports them (see lean_imports): the supervisor, the forkserver
+# forked from it, a forkserver started anew (serve_replacement) and every worker then share them.
+multiprocess = multiprocess_without_dill()
+asyncio_without_ssl()
 
 if TYPE_CHECKING:
     from ..workers.spec import WorkerSpec
 
 # What both the supervisor and every worker import: loaded before the forkserver is forked
 # (fork_forkserver), once for both, their pages shared.
-SHARED = ('stas.lean_asyncio', 'stas.ipc.channel', 'stas.model')
+SHARED = ('asyncio', 'stas.ipc.channel', 'stas.model')
 
 # What each kind of worker imports; preloaded once in the forkserver.
-_COMMON = ('stas.lean_asyncio', 'stas.ipc.channel', 'stas.workers.main')
+_COMMON = ('asyncio', 'stas.ipc.channel', 'stas.workers.main')
 _NVME = (
     *_COMMON,
     'stas.workers.controllers',

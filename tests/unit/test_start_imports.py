@@ -40,6 +40,11 @@ def test_a_supervisor_loads_no_tls_or_hash_library():
     assert not [lib for lib in loaded['libraries'] if lib.startswith(('libssl', 'libcrypto'))]
 
 
+def test_a_supervisor_pickles_for_its_forkserver_without_dill():
+    loaded = _run(SUPERVISOR_IMPORTS)
+    assert not [m for m in loaded['modules'] if m == 'dill' or m.startswith('dill.')]
+
+
 def test_a_supervisor_leaves_out_what_only_rare_paths_need():
     """uuid (and the platform module it imports), gzip and difflib are imported where a UUID is
     decoded, /proc/config.gz read, or a misspelt key hinted at: not on every start."""
@@ -50,19 +55,36 @@ def test_a_supervisor_leaves_out_what_only_rare_paths_need():
 def test_asyncio_without_ssl_runs_and_leaves_ssl_importable():
     loaded = _run(
         'import json, sys\n'
-        'import stas.lean_asyncio, asyncio\n'
-        'without = "ssl" in sys.modules\n'
+        'from stas.lean_imports import asyncio_without_ssl\n'
+        'asyncio = asyncio_without_ssl()\n'
+        'without = "ssl" not in sys.modules\n'
         'answer = asyncio.run(asyncio.sleep(0, result=42))\n'
         'import ssl\n'
         'print(json.dumps({"without": without, "answer": answer, "ssl": ssl.OPENSSL_VERSION != ""}))\n'
     )
-    assert loaded == {'without': False, 'answer': 42, 'ssl': True}
+    assert loaded == {'without': True, 'answer': 42, 'ssl': True}
 
 
-def test_lean_asyncio_changes_nothing_once_asyncio_is_in():
+def test_multiprocess_without_dill_pickles_with_the_standard_pickle():
+    loaded = _run(
+        'import json, pickle, sys\n'
+        'from stas.lean_imports import multiprocess_without_dill\n'
+        'multiprocess_without_dill()\n'
+        'from multiprocess import reduction\n'
+        'without = "dill" not in sys.modules\n'
+        'data = bytes(reduction.ForkingPickler.dumps({"a": (1, "b")}))\n'
+        'import dill\n'
+        'print(json.dumps({"without": without, "std": reduction.pickle is pickle, '
+        '"back": pickle.loads(data) == {"a": (1, "b")}}))\n'
+    )
+    assert loaded == {'without': True, 'std': True, 'back': True}
+
+
+def test_a_library_imported_already_is_left_as_it_is():
     loaded = _run(
         'import json, sys, asyncio\n'
-        'import stas.lean_asyncio\n'
+        'from stas.lean_imports import asyncio_without_ssl\n'
+        'asyncio_without_ssl()\n'
         'print(json.dumps({"ssl": "ssl" in sys.modules, "tls": asyncio.base_events.ssl is not None}))\n'
     )
     assert loaded == {'ssl': True, 'tls': True}
