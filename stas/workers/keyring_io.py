@@ -12,7 +12,6 @@ from __future__ import annotations
 import ctypes
 import errno
 import os
-import platform
 from typing import Optional
 
 from ..errors import KernelError
@@ -65,9 +64,9 @@ def find_keyring(name: str, proc_keys: str = PROC_KEYS) -> int:
 def file_psk(keyring: int, identity: str, psk: bytes) -> int:
     """File ``psk`` under ``identity`` in ``keyring`` (a key of that identity there is replaced)
     and return the key's serial. Raises ``KernelError`` naming the identity, never the key."""
-    number = _SYS_ADD_KEY.get(platform.machine())
+    number = _SYS_ADD_KEY.get(os.uname().machine)
     if number is None:
-        raise KernelError(f'filing a TLS PSK is not supported on {platform.machine()}')
+        raise KernelError(f'filing a TLS PSK is not supported on {os.uname().machine}')
     serial = _syscall()(
         ctypes.c_long(number),
         PSK_KEY_TYPE.encode(),
