@@ -249,9 +249,8 @@ class ControllerMachine:
         self.log_page: Optional[Tuple[int, Tuple[LogEntry, ...]]] = None  # last (genctr, entries) read
         self.counters = CtrlCounters()  # reported with the status (health metrics)
         self._lost = False  # the device was removed: the next connect is a reconnect
-        self._op: Optional[str] = None
+        self._op: Optional[str] = None  # in BACKOFF, orphaned: it belongs to a device that is gone
         self._op_since = 0.0
-        self._orphaned = False  # the op in flight belongs to a device that is gone
         self._retry_step: Optional[str] = None  # DC step waiting on its retry timer
         self._want_resync = False  # DC: restart the sequence once the op in flight ends
         self._want_read = False  # DC: read the log page once more after the read in flight
@@ -385,14 +384,9 @@ class ControllerMachine:
         assert self._op is None, f'{op} while {self._op} is in flight'
         self._op = op
         self._op_since = now
-        self._orphaned = False
 
-    def _end(self) -> bool:
-        """End the op in flight; True if its result is to be discarded (device gone)."""
-        orphaned = self._orphaned
+    def _end(self) -> None:
         self._op = None
-        self._orphaned = False
-        return orphaned
 
     def _holds(self, device: str) -> bool:
         return bool(self.device) and device in ('', self.device)
@@ -568,8 +562,7 @@ class ControllerMachine:
         self._steps = {}
         self._want_resync = self._want_read = False
         self.registered = self._update_registration = self._register_only = False
-        self._orphaned = self._op is not None
-        self.phase = Phase.BACKOFF
+        self.phase = Phase.BACKOFF  # where an op still in flight is orphaned
         if not self.wanted:
             return effects if self._op is not None else [*effects, *self._release()]
         delay = self.policy.after_removal_s
@@ -661,8 +654,7 @@ class ControllerMachine:
 
     def _on_step_done(self, event: Event, now: float) -> List[Effect]:
         step = COMPLETES[type(event)]
-        if self._end():  # the device went away while this ran
-            return self._after_orphan(now)
+        self._end()
         if not self.wanted:  # the result no longer matters
             return self._leave(now)
         if isinstance(event, Registered):
@@ -714,7 +706,9 @@ class ControllerMachine:
         text = f'Parked ({why}): disconnecting; read again in {self.policy.epcsd_poll_s:g} s'
         return [*effects, self._log('info', text), StartDisconnect(self.device)]
 
-    def _after_orphan(self, now: float) -> List[Effect]:
+    def _on_orphan_done(self, event: Event, now: float) -> List[Effect]:
+        """BACKOFF: an op of the removed device has ended; its result is dropped."""
+        self._end()
         if not self.wanted:
             return self._release()
         if self._connect_deferred:
@@ -871,7 +865,7 @@ _ROWS: Dict[type, Dict[Phase, Step]] = {
     ConnectFailed: {P.CONNECTING: M._on_connect_failed},
     Disconnected: {P.DISCONNECTING: M._on_disconnect_done},
     DisconnectFailed: {P.DISCONNECTING: M._on_disconnect_done},
-    **{done: {P.CONNECTED: M._on_step_done, P.BACKOFF: M._on_step_done} for done in _DC_STEP_DONE},
+    **{done: {P.CONNECTED: M._on_step_done, P.BACKOFF: M._on_orphan_done} for done in _DC_STEP_DONE},
     # udev events for a device: only CONNECTED holds one that is not on its way out (the removal
     # that our own disconnect causes arrives in DISCONNECTING or later)
     DeviceRemoved: {**{p: _ignore for p in LIVE}, P.CONNECTED: M._on_device_removed},
