@@ -3,17 +3,21 @@
 A pure state machine: ``ControllerMachine.handle(event, now)`` takes a past-tense fact
 (``stas.fabric.controller_events``) and returns the effects the worker must carry out. It reads
 no clock, does no I/O, and keeps no reference to the worker, so every edge is a unit test.
+``TRANSITIONS``, at the end of this module, is the whole machine: for every phase, the step each
+event takes there (``_ignore`` where it means nothing); a pair it leaves out is an
+``IllegalTransition``. What a step does beyond its phase depends on data the phase does not
+say: the op in flight, and the intents remembered while it runs (see the rules below).
 
-Phases (``Phase``; reported as ``stas.model.CtrlState``)::
+Phases (``Phase``; reported as ``stas.model.CtrlState``), with their main edges::
 
     IDLE --Start--> CONNECTING --Connected--> CONNECTED --Unwanted--> DISCONNECTING --> REMOVED
-                       |  ^                      |                                   (Released)
-          ConnectFailed|  |TimerFired            |DeviceRemoved
-                       v  |                      v
-                     BACKOFF <-------------------+
-                       |
-                       v (IOC, NCC set, N failures)
-                     GAVE_UP --ReloadRequested / NCC cleared--> CONNECTING
+                       |  ^                      |  |                      ^    |       (Released)
+          ConnectFailed|  |TimerFired            |  |LogPageRead, a DC     |    |Disconnected,
+                       v  |                      |  |keeping no connection |    v DC being parked
+                     BACKOFF <-------------------+  +----------------------+  PARKED
+                       |          DeviceRemoved                                 |TimerFired
+                       v (IOC, NCC set, N failures)                             v
+                     GAVE_UP --ReloadRequested / NCC cleared--> CONNECTING    CONNECTING
 
 Rules, and why:
 
@@ -44,26 +48,35 @@ Rules, and why:
   consecutive failure only (INFO on the first, DEBUG after), a registration / supported log
   pages / log page failure on the first consecutive failure only.
 
-What is ignored rather than refused (events that legitimately race with the machine):
-  - a stale ``TimerFired`` (unknown name or old token), in any phase but REMOVED;
-  - ``DeviceRemoved``, ``AenReceived``, ``NvmeEventReceived`` when the machine holds no device
-    or another one (a late uevent for a device already forgotten, or the removal that our own
-    disconnect causes), and AENs and events an IOC does not act on;
-  - ``ReloadRequested`` where it has nothing to do; ``NccChanged`` outside BACKOFF / GAVE_UP (recorded);
+What is ignored rather than refused (events that legitimately race with the machine); the
+pairs of ``TRANSITIONS`` named ``_ignore``, and what a step ignores by the event's data:
+  - ``TimerFired`` outside BACKOFF, PARKED and CONNECTED, where no timer is armed (``_ignore``),
+    and a stale one (unknown name or old token) in those three;
+  - ``DeviceRemoved``, ``AenReceived``, ``NvmeEventReceived`` outside CONNECTED (``_ignore``: the
+    machine holds no device, or holds the one it is disconnecting, whose removal our own
+    disconnect causes), and in CONNECTED when they name another device (a late uevent for a
+    device already forgotten); AENs and events an IOC does not act on;
+  - ``ReloadRequested`` where it has nothing to do (``_ignore`` outside GAVE_UP and CONNECTED; a
+    connected IOC); ``NccChanged`` outside BACKOFF / GAVE_UP (recorded);
   - the result of an op completed after ``BecameUnwanted`` (a ``LogPageRead`` is not published) or
     after the device was removed (orphaned): the completion ends the op, its content is dropped.
 What raises ``IllegalTransition`` (a bug in the worker, which must fail loudly):
-  - any event after ``Released`` (the worker must have dropped the machine);
-  - a completion (``Connected`` ... ``LogPageFailed``) for an op that is not in flight;
-  - ``StartRequested`` other than in IDLE; ``WantedAgain`` naming another controller; ``NccChanged`` for a DC.
+  - the pairs ``TRANSITIONS`` leaves out: any event after ``Released`` (the worker must have
+    dropped the machine); ``StartRequested`` other than in IDLE; a completion outside the phases
+    its op runs in (connect: CONNECTING; disconnect: DISCONNECTING; the DC steps: CONNECTED, or
+    BACKOFF once orphaned);
+  - within a step, by the event's data: a completion for an op that is not the one in flight;
+    ``WantedAgain`` naming another controller; ``NccChanged`` for a DC; ``Connected`` without a
+    device name.
 An illegal event changes nothing.
 """
 
 from __future__ import annotations
 
 import enum
+import typing
 from dataclasses import replace
-from typing import Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from ..errors import IllegalTransition
 from ..model import (
@@ -127,7 +140,7 @@ from .controller_policy import RetryPolicy
 from .dim import TAS_REGISTER, TAS_UPDATE
 from .dlpe import epcsd
 
-__all__ = ['ControllerMachine', 'Phase', 'RetryPolicy']
+__all__ = ['TRANSITIONS', 'ControllerMachine', 'Phase', 'RetryPolicy']
 
 
 class Phase(str, enum.Enum):
@@ -236,9 +249,8 @@ class ControllerMachine:
         self.log_page: Optional[Tuple[int, Tuple[LogEntry, ...]]] = None  # last (genctr, entries) read
         self.counters = CtrlCounters()  # reported with the status (health metrics)
         self._lost = False  # the device was removed: the next connect is a reconnect
-        self._op: Optional[str] = None
+        self._op: Optional[str] = None  # in BACKOFF, orphaned: it belongs to a device that is gone
         self._op_since = 0.0
-        self._orphaned = False  # the op in flight belongs to a device that is gone
         self._retry_step: Optional[str] = None  # DC step waiting on its retry timer
         self._want_resync = False  # DC: restart the sequence once the op in flight ends
         self._want_read = False  # DC: read the log page once more after the read in flight
@@ -250,27 +262,6 @@ class ControllerMachine:
         self._tokens = 0
         self._connect_interval_s = policy.connect_backoff_s[-1]
         self._steps: Dict[str, _Step] = {}
-        self._handlers: Dict[type, Callable[[Event, float], List[Effect]]] = {
-            StartRequested: self._on_start,
-            BecameUnwanted: self._on_unwanted,
-            WantedAgain: self._on_rewanted,
-            Connected: self._on_connected,
-            ConnectFailed: self._on_connect_failed,
-            Disconnected: self._on_disconnect_done,
-            DisconnectFailed: self._on_disconnect_done,
-            DeviceRemoved: self._on_device_removed,
-            AenReceived: self._on_aen,
-            NvmeEventReceived: self._on_nvme_event,
-            Registered: self._on_step_done,
-            RegistrationFailed: self._on_step_done,
-            SupportedLogPagesRead: self._on_step_done,
-            SupportedLogPagesFailed: self._on_step_done,
-            LogPageRead: self._on_step_done,
-            LogPageFailed: self._on_step_done,
-            TimerFired: self._on_timer,
-            ReloadRequested: self._on_reload,
-            NccChanged: self._on_ncc,
-        }
 
     # ---- public --------------------------------------------------------------------------------
     @property
@@ -292,17 +283,14 @@ class ControllerMachine:
         return {name: armed.token for name, armed in self._timers.items()}
 
     def handle(self, event: Event, now: float) -> List[Effect]:
-        if self.phase is Phase.REMOVED:
-            raise self._illegal(type(event).__name__, 'it comes after the controller was released')
-        handler = self._handlers.get(type(event))
-        if handler is None:
-            raise self._illegal(repr(event), 'not an event of this machine')
+        step = TRANSITIONS.get((self.phase, type(event)))
+        if step is None:
+            raise self._refused(event)
         op = COMPLETES.get(type(event))
-        if op is not None and op != self._op:
-            in_flight = f'the operation in flight is {self._op}' if self._op else 'no operation is in flight'
-            raise self._illegal(type(event).__name__, in_flight)
+        if op is not None and op != self._op:  # CONNECTED and BACKOFF run one of several ops
+            raise self._illegal(type(event).__name__, self._in_flight())
         before = self.status()
-        effects = handler(event, now)
+        effects = step(self, event, now)
         if self.phase is not Phase.REMOVED and self.status() != before:
             effects.append(PublishStatus())
         return effects
@@ -310,6 +298,22 @@ class ControllerMachine:
     def _illegal(self, event: str, why: str = '') -> IllegalTransition:
         """The error for ``event`` (its name, or what is wrong with it) in the current phase."""
         return IllegalTransition('controller', self.spec.tid, event, f'phase {self.phase.value}', why)
+
+    def _refused(self, event: Event) -> IllegalTransition:
+        """The error for an event that ``TRANSITIONS`` gives no step in the current phase."""
+        name = type(event).__name__
+        if self.phase is Phase.REMOVED:
+            return self._illegal(name, 'it comes after the controller was released')
+        if type(event) not in _EVENTS:
+            return self._illegal(repr(event), 'not an event of this machine')
+        if type(event) in COMPLETES:
+            return self._illegal(name, self._in_flight())
+        if isinstance(event, StartRequested):
+            return self._illegal(name, 'a controller starts in phase idle only')
+        return self._illegal(name)
+
+    def _in_flight(self) -> str:
+        return f'the operation in flight is {self._op}' if self._op else 'no operation is in flight'
 
     def status(self) -> ControllerStatus:
         return ControllerStatus(
@@ -380,14 +384,9 @@ class ControllerMachine:
         assert self._op is None, f'{op} while {self._op} is in flight'
         self._op = op
         self._op_since = now
-        self._orphaned = False
 
-    def _end(self) -> bool:
-        """End the op in flight; True if its result is to be discarded (device gone)."""
-        orphaned = self._orphaned
+    def _end(self) -> None:
         self._op = None
-        self._orphaned = False
-        return orphaned
 
     def _holds(self, device: str) -> bool:
         return bool(self.device) and device in ('', self.device)
@@ -424,25 +423,37 @@ class ControllerMachine:
             effects.append(self._log('info', 'No longer wanted; the kernel connection is kept'))
         return [*effects, *self._release()]
 
+    # ---- steps of TRANSITIONS: each is taken in the phases its table row names ------------------
     def _on_start(self, event: StartRequested, now: float) -> List[Effect]:
-        if self.phase is not Phase.IDLE:
-            raise self._illegal('StartRequested', 'a controller starts in phase idle only')
         return self._connect(now)
 
-    def _on_unwanted(self, event: BecameUnwanted, now: float) -> List[Effect]:
+    def _unwanted(self, event: BecameUnwanted) -> None:
         self.wanted = False
-        if self.phase is Phase.DISCONNECTING:
-            return []  # already on its way out
         self.keep_connection = event.keep_connection
-        if self.phase in (Phase.IDLE, Phase.GAVE_UP):
-            return self._release()
-        if self.phase in (Phase.BACKOFF, Phase.PARKED):
-            self._connect_deferred = False
-            effects = self._cancel(TIMER_CONNECT)
-            return effects if self._op is not None else [*effects, *self._release()]
-        if self.phase is Phase.CONNECTED and self._op is None:
-            return self._leave(now)
-        return []  # CONNECTING, or CONNECTED with an op in flight: act when it completes
+
+    def _on_unwanted_holding_nothing(self, event: BecameUnwanted, now: float) -> List[Effect]:
+        self._unwanted(event)
+        return self._release()
+
+    def _on_unwanted_connecting(self, event: BecameUnwanted, now: float) -> List[Effect]:
+        self._unwanted(event)
+        return []  # acted on when the connect completes
+
+    def _on_unwanted_connected(self, event: BecameUnwanted, now: float) -> List[Effect]:
+        self._unwanted(event)
+        return self._leave(now) if self._op is None else []  # else when the op completes
+
+    def _on_unwanted_waiting(self, event: BecameUnwanted, now: float) -> List[Effect]:
+        """BACKOFF or PARKED: no more connects; an orphaned op must end before the release."""
+        self._unwanted(event)
+        self._connect_deferred = False
+        effects = self._cancel(TIMER_CONNECT)
+        return effects if self._op is not None else [*effects, *self._release()]
+
+    def _on_unwanted_disconnecting(self, event: BecameUnwanted, now: float) -> List[Effect]:
+        # already on its way out: too late to keep the connection
+        self.wanted = False
+        return []
 
     def _on_rewanted(self, event: WantedAgain, now: float) -> List[Effect]:
         if event.spec.tid != self.spec.tid or event.spec.role != self.spec.role:
@@ -457,11 +468,16 @@ class ControllerMachine:
             self.persistent = event.persistent
         if event.policy is not None:
             self.policy = event.policy
-        was_wanted, self.wanted = self.wanted, True
-        if not was_wanted and self.phase is Phase.BACKOFF and TIMER_CONNECT not in self._timers:
+        self.wanted = True
+        return []
+
+    def _on_rewanted_in_backoff(self, event: WantedAgain, now: float) -> List[Effect]:
+        was_wanted = self.wanted
+        effects = self._on_rewanted(event, now)
+        if not was_wanted and TIMER_CONNECT not in self._timers:
             # BecameUnwanted had cancelled the retry while an orphaned op ran out: reconnect after it.
             self._connect_deferred = True
-        return []
+        return effects
 
     def _on_connected(self, event: Connected, now: float) -> List[Effect]:
         if not event.device:
@@ -535,8 +551,8 @@ class ControllerMachine:
         return [*effects, *self._release()]
 
     def _on_device_removed(self, event: DeviceRemoved, now: float) -> List[Effect]:
-        if self.phase is not Phase.CONNECTED or not self._holds(event.device):
-            return []  # not ours (any more), or the removal our own disconnect causes
+        if not self._holds(event.device):
+            return []  # another device's: a late event for one this machine no longer holds
         effects: List[Effect] = [self._log('info', 'Received "remove" event')]
         effects += self._cancel_all()
         self.device = ''
@@ -546,8 +562,7 @@ class ControllerMachine:
         self._steps = {}
         self._want_resync = self._want_read = False
         self.registered = self._update_registration = self._register_only = False
-        self._orphaned = self._op is not None
-        self.phase = Phase.BACKOFF
+        self.phase = Phase.BACKOFF  # where an op still in flight is orphaned
         if not self.wanted:
             return effects if self._op is not None else [*effects, *self._release()]
         delay = self.policy.after_removal_s
@@ -639,8 +654,7 @@ class ControllerMachine:
 
     def _on_step_done(self, event: Event, now: float) -> List[Effect]:
         step = COMPLETES[type(event)]
-        if self._end():  # the device went away while this ran
-            return self._after_orphan(now)
+        self._end()
         if not self.wanted:  # the result no longer matters
             return self._leave(now)
         if isinstance(event, Registered):
@@ -692,7 +706,9 @@ class ControllerMachine:
         text = f'Parked ({why}): disconnecting; read again in {self.policy.epcsd_poll_s:g} s'
         return [*effects, self._log('info', text), StartDisconnect(self.device)]
 
-    def _after_orphan(self, now: float) -> List[Effect]:
+    def _on_orphan_done(self, event: Event, now: float) -> List[Effect]:
+        """BACKOFF: an op of the removed device has ended; its result is dropped."""
+        self._end()
         if not self.wanted:
             return self._release()
         if self._connect_deferred:
@@ -717,10 +733,12 @@ class ControllerMachine:
         return self._start_step(OP_LOG_PAGE, now)
 
     def _dc_acts(self) -> bool:
-        return self.is_dc and self.phase is Phase.CONNECTED and self.wanted
+        """Whether a connected controller acts on AENs, events, timers and reloads: only a DC
+        does, and only while it is wanted (an unwanted one leaves once its op completes)."""
+        return self.is_dc and self.wanted
 
     def _on_aen(self, event: AenReceived, now: float) -> List[Effect]:
-        if self.phase is not Phase.CONNECTED or not self._holds(event.device):
+        if not self._holds(event.device):
             return []
         self._count(aens=1)
         effects: List[Effect] = [self._log('info', f'Received AEN: {event.code:#08x}')]
@@ -729,7 +747,7 @@ class ControllerMachine:
         return effects
 
     def _on_nvme_event(self, event: NvmeEventReceived, now: float) -> List[Effect]:
-        if self.phase is not Phase.CONNECTED or not self._holds(event.device):
+        if not self._holds(event.device):
             return []
         if event.name == 'rediscover' and self.is_dc:  # the kernel reconnected a DC by itself
             self._count(reconnects=1)
@@ -738,14 +756,26 @@ class ControllerMachine:
         return [self._log('debug', f'Received "{event.name}" event: resync'), *self._request_resync(now)]
 
     # ---- timers, reload, NCC -------------------------------------------------------------------
-    def _on_timer(self, event: TimerFired, now: float) -> List[Effect]:
+    def _expire(self, event: TimerFired) -> bool:
+        """Forget the timer that fired; False if it is stale (cancelled or re-armed since)."""
         armed = self._timers.get(event.name)
         if armed is None or armed.token != event.token:
-            return []  # cancelled or re-armed since: stale
+            return False
         del self._timers[event.name]
-        if event.name == TIMER_CONNECT:
-            assert self.phase in (Phase.BACKOFF, Phase.PARKED), self.phase
-            return self._connect(now)
+        return True
+
+    def _on_connect_timer(self, event: TimerFired, now: float) -> List[Effect]:
+        """BACKOFF or PARKED, where the connect timer is the only one armed."""
+        if not self._expire(event):
+            return []
+        assert event.name == TIMER_CONNECT, (event.name, self.phase)
+        return self._connect(now)
+
+    def _on_connected_timer(self, event: TimerFired, now: float) -> List[Effect]:
+        """CONNECTED, where only a DC's timers are armed: its refresh and its step retries."""
+        if not self._expire(event):
+            return []
+        assert event.name != TIMER_CONNECT, self.phase
         if event.name == TIMER_REFRESH:
             if self._dc_acts() and self._op is None and self._retry_step is None:
                 return self._start_step(OP_LOG_PAGE, now)
@@ -761,23 +791,106 @@ class ControllerMachine:
         self._retry_step = None
         return self._start_step(event.name, now)
 
-    def _on_reload(self, event: ReloadRequested, now: float) -> List[Effect]:
-        if self.phase is Phase.GAVE_UP:
-            self.attempts = 0
-            return [self._log('info', 'Reload: retrying to connect'), *self._connect(now)]
-        if self._dc_acts():
-            # sys.conf may have a new symbolic name: the DC gets it as an update
-            self._update_registration = self.registered
-            return self._request_resync(now)
-        return []  # not connected with a retry pending, connecting, or an IOC that is connected
+    def _on_reload_gave_up(self, event: ReloadRequested, now: float) -> List[Effect]:
+        self.attempts = 0
+        return [self._log('info', 'Reload: retrying to connect'), *self._connect(now)]
 
-    def _on_ncc(self, event: NccChanged, now: float) -> List[Effect]:
+    def _on_reload_connected(self, event: ReloadRequested, now: float) -> List[Effect]:
+        if not self._dc_acts():
+            return []  # an IOC that is connected has nothing to reload
+        # sys.conf may have a new symbolic name: the DC gets it as an update
+        self._update_registration = self.registered
+        return self._request_resync(now)
+
+    def _record_ncc(self, event: NccChanged) -> bool:
+        """Keep the NCC bit; True if it was just cleared."""
         if self.is_dc:
             raise self._illegal('NccChanged for a discovery controller')
         cleared = self.ncc and not event.ncc
         self.ncc = event.ncc
-        if not cleared or not self.wanted or self.phase not in (Phase.BACKOFF, Phase.GAVE_UP):
+        return cleared
+
+    def _on_ncc_recorded(self, event: NccChanged, now: float) -> List[Effect]:
+        self._record_ncc(event)  # the limit it sets applies from the next connect failure on
+        return []
+
+    def _on_ncc_waiting(self, event: NccChanged, now: float) -> List[Effect]:
+        """BACKOFF or GAVE_UP: a cleared NCC bit lifts the attempt limit, so connect now."""
+        if not self._record_ncc(event) or not self.wanted:
             return []
         self.attempts = 0
         effects = self._cancel(TIMER_CONNECT)
         return [*effects, self._log('info', 'NCC cleared: connecting now'), *self._connect(now)]
+
+
+# ---- the transitions ---------------------------------------------------------------------------
+Step = Callable[[ControllerMachine, Any, float], List[Effect]]
+
+
+def _ignore(machine: ControllerMachine, event: Event, now: float) -> List[Effect]:
+    """An event that legitimately races with the machine and means nothing in this phase."""
+    return []
+
+
+P = Phase
+M = ControllerMachine
+LIVE = frozenset(Phase) - {Phase.REMOVED}  # after Released, every event is a bug
+# Kernel operations that only a connected DC starts: they complete in CONNECTED, or in BACKOFF
+# when the device was removed meanwhile (the op is orphaned: its result is dropped).
+_DC_STEP_DONE = (
+    Registered,
+    RegistrationFailed,
+    SupportedLogPagesRead,
+    SupportedLogPagesFailed,
+    LogPageRead,
+    LogPageFailed,
+)
+
+# event -> phase -> step. A phase missing from a row cannot take that event: IllegalTransition.
+# An event that means nothing in a phase is named there with _ignore, so that every pair is
+# either a step, an explicit _ignore or a deliberate refusal.
+_ROWS: Dict[type, Dict[Phase, Step]] = {
+    StartRequested: {P.IDLE: M._on_start},
+    BecameUnwanted: {
+        P.IDLE: M._on_unwanted_holding_nothing,
+        P.GAVE_UP: M._on_unwanted_holding_nothing,
+        P.CONNECTING: M._on_unwanted_connecting,
+        P.CONNECTED: M._on_unwanted_connected,
+        P.BACKOFF: M._on_unwanted_waiting,
+        P.PARKED: M._on_unwanted_waiting,
+        P.DISCONNECTING: M._on_unwanted_disconnecting,
+    },
+    WantedAgain: {**{p: M._on_rewanted for p in LIVE}, P.BACKOFF: M._on_rewanted_in_backoff},
+    Connected: {P.CONNECTING: M._on_connected},
+    ConnectFailed: {P.CONNECTING: M._on_connect_failed},
+    Disconnected: {P.DISCONNECTING: M._on_disconnect_done},
+    DisconnectFailed: {P.DISCONNECTING: M._on_disconnect_done},
+    **{done: {P.CONNECTED: M._on_step_done, P.BACKOFF: M._on_orphan_done} for done in _DC_STEP_DONE},
+    # udev events for a device: only CONNECTED holds one that is not on its way out (the removal
+    # that our own disconnect causes arrives in DISCONNECTING or later)
+    DeviceRemoved: {**{p: _ignore for p in LIVE}, P.CONNECTED: M._on_device_removed},
+    AenReceived: {**{p: _ignore for p in LIVE}, P.CONNECTED: M._on_aen},
+    NvmeEventReceived: {**{p: _ignore for p in LIVE}, P.CONNECTED: M._on_nvme_event},
+    # elsewhere no timer is armed: whatever fires there is stale
+    TimerFired: {
+        **{p: _ignore for p in LIVE},
+        P.BACKOFF: M._on_connect_timer,
+        P.PARKED: M._on_connect_timer,
+        P.CONNECTED: M._on_connected_timer,
+    },
+    # elsewhere a connect is in flight or on its way, or there is nothing to reload
+    ReloadRequested: {
+        **{p: _ignore for p in LIVE},
+        P.GAVE_UP: M._on_reload_gave_up,
+        P.CONNECTED: M._on_reload_connected,
+    },
+    NccChanged: {
+        **{p: M._on_ncc_recorded for p in LIVE},
+        P.BACKOFF: M._on_ncc_waiting,
+        P.GAVE_UP: M._on_ncc_waiting,
+    },
+}
+TRANSITIONS: Dict[Tuple[Phase, type], Step] = {
+    (phase, event): step for event, row in _ROWS.items() for phase, step in row.items()
+}
+_EVENTS = frozenset(typing.get_args(Event))

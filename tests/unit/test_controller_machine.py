@@ -1,9 +1,11 @@
 """The per-controller state machine (stas.fabric.controller): one named test per edge, the
-retry schedule, the one-op-in-flight rule, and a Hypothesis sweep over event sequences."""
+retry schedule, the one-op-in-flight rule, the transition table, and Hypothesis sweeps over event
+sequences."""
 
 from __future__ import annotations
 
 import copy
+import typing
 from dataclasses import dataclass, replace
 from typing import Dict, List, Optional, Tuple
 
@@ -12,6 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from stas.errors import IllegalTransition
+from stas.fabric import controller, controller_events
 from stas.fabric.controller import ControllerMachine, Phase, RetryPolicy
 from stas.fabric.controller_events import (
     COMPLETES,
@@ -1476,6 +1479,184 @@ def test_sweep_random_event_sequences(scenario, refresh, steps):
     w.m.policy = RetryPolicy(refresh_s=refresh, connect_attempts_on_ncc=scenario.limit)
     for action, n, flag, advance in steps:
         w.drive(_event_for(action, n, flag, w), advance)
+
+
+# ---- the transition table ----------------------------------------------------------------------
+EVENT_TYPES = typing.get_args(controller_events.Event)
+DC_STEP_DONE = (
+    Registered,
+    RegistrationFailed,
+    SupportedLogPagesRead,
+    SupportedLogPagesFailed,
+    LogPageRead,
+    LogPageFailed,
+)
+# event -> the phases in which it is a bug in the worker, besides removed where every event is:
+# TRANSITIONS has no step for them
+REFUSED = {
+    StartRequested: 'connecting connected backoff gave-up disconnecting parked',
+    BecameUnwanted: '',
+    WantedAgain: '',
+    Connected: 'idle connected backoff gave-up disconnecting parked',
+    ConnectFailed: 'idle connected backoff gave-up disconnecting parked',
+    Disconnected: 'idle connecting connected backoff gave-up parked',
+    DisconnectFailed: 'idle connecting connected backoff gave-up parked',
+    **{done: 'idle connecting gave-up disconnecting parked' for done in DC_STEP_DONE},
+    DeviceRemoved: '',
+    AenReceived: '',
+    NvmeEventReceived: '',
+    TimerFired: '',
+    ReloadRequested: '',
+    NccChanged: '',
+}
+REFUSED_PAIRS = {
+    *((Phase.REMOVED, event) for event in EVENT_TYPES),  # after Released
+    *((Phase(name), event) for event, names in REFUSED.items() for name in names.split()),
+}
+
+
+def test_the_vocabulary_is_the_events_and_the_effects():
+    defined = {
+        value
+        for value in vars(controller_events).values()
+        if isinstance(value, type) and value.__module__ == controller_events.__name__
+    }
+    assert defined == {*EVENT_TYPES, *typing.get_args(controller_events.Effect)}
+
+
+def test_the_table_names_a_step_for_every_pair_but_the_refused_ones():
+    """The whole machine is the table: every phase and every event, each pair either given a
+    step (possibly _ignore) or refused on purpose."""
+    assert set(REFUSED) == set(EVENT_TYPES)
+    every = {(phase, event) for phase in Phase for event in EVENT_TYPES}
+    assert set(controller.TRANSITIONS) == every - REFUSED_PAIRS
+
+
+def test_the_ignored_pairs_are_the_races_the_module_names():
+    ignored = {
+        (phase.value, event.__name__)
+        for (phase, event), step in controller.TRANSITIONS.items()
+        if step is controller._ignore
+    }
+    elsewhere = ('idle', 'connecting', 'backoff', 'gave-up', 'disconnecting', 'parked')
+    assert ignored == {
+        *((p, 'TimerFired') for p in ('idle', 'connecting', 'gave-up', 'disconnecting')),
+        *((p, e) for p in elsewhere for e in ('DeviceRemoved', 'AenReceived', 'NvmeEventReceived')),
+        *((p, 'ReloadRequested') for p in ('idle', 'connecting', 'backoff', 'disconnecting', 'parked')),
+    }
+
+
+def _probes(w: World) -> list:
+    """Events of every type as a worker could send them now, and some it must not."""
+    m = w.m
+    return [
+        StartRequested(),
+        BecameUnwanted(),
+        BecameUnwanted(keep_connection=True),
+        WantedAgain(m.spec, pleo=False, persistent='no'),
+        WantedAgain(IOC if m.is_dc else DC),
+        Connected('nvme7', dctype='ddc', registration_supported=True),
+        Connected(''),
+        ConnectFailed(ERR),
+        Disconnected(),
+        DisconnectFailed(ERR),
+        Registered(),
+        RegistrationFailed(ERR),
+        RegistrationFailed(ERR, retryable=False, retry_later=True),
+        SupportedLogPagesRead(True),
+        SupportedLogPagesFailed(ERR),
+        LogPageRead(3, ENTRIES),
+        LogPageFailed(ERR),
+        DeviceRemoved(),
+        DeviceRemoved('nvme99'),
+        AenReceived(AEN_DISCOVERY_LOG_CHANGE),
+        AenReceived(OTHER_AEN, m.device),
+        NvmeEventReceived('rediscover'),
+        NvmeEventReceived('other'),
+        *(TimerFired(name, token) for name, token in sorted(w.timers.items())),
+        TimerFired('connect', w.old_tokens[-1]),
+        ReloadRequested(),
+        NccChanged(False),
+        NccChanged(True),
+    ]
+
+
+def _refused_by_data(m: ControllerMachine, event) -> bool:
+    """Where the pair has a step, whether the event's data makes it a bug all the same."""
+    op = COMPLETES.get(type(event))
+    if op is not None and op != m.op_in_flight:
+        return True
+    if isinstance(event, WantedAgain):
+        return event.spec.tid != m.spec.tid or event.spec.role != m.spec.role
+    if isinstance(event, NccChanged):
+        return m.is_dc
+    if isinstance(event, Connected):
+        return not event.device
+    return False
+
+
+def _follows_the_table(w: World, event) -> Tuple[Phase, type]:
+    """Hand ``event`` to a copy of the machine: it takes the table's step for its phase (the same
+    effects and the same machine as calling that step directly) or, exactly where the table has
+    none or the step's data check refuses it, raises IllegalTransition and changes nothing."""
+    m = w.m
+    pair = (m.phase, type(event))
+    step = controller.TRANSITIONS.get(pair)
+    machine = copy.deepcopy(m)
+    try:
+        effects = machine.handle(event, w.now)
+    except IllegalTransition:
+        assert step is None or _refused_by_data(m, event), f'{event!r} raised in {m.phase}'
+        assert machine.phase is m.phase
+        assert machine.status() == m.status()
+        assert machine.info(w.now) == m.info(w.now)
+        assert vars(machine) == vars(m)
+        return pair
+    assert step is not None, f'{event!r} accepted in {m.phase}, which the table refuses'
+    assert not _refused_by_data(m, event), f'{event!r} accepted in {m.phase}'
+    stepped = copy.deepcopy(m)
+    expected = step(stepped, event, w.now)
+    if stepped.phase is not Phase.REMOVED and stepped.status() != m.status():
+        expected.append(PublishStatus())
+    assert effects == expected
+    assert vars(machine) == vars(stepped)
+    if step is controller._ignore:
+        assert effects == []
+        assert vars(machine) == vars(m)
+    return pair
+
+
+def test_every_pair_of_the_table_is_taken_from_the_scenarios():
+    """Every (phase, event type) pair, from the named scenarios (which reach every phase)."""
+    checked = set()
+    for scenario in SCENARIOS:
+        w = scenario.build()
+        for probe in _probes(w):
+            checked.add(_follows_the_table(w, probe))
+    assert checked == {(phase, event) for phase in Phase for event in EVENT_TYPES}
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    scenario=st.sampled_from(SCENARIOS),
+    refresh=st.sampled_from([0.0, 600.0]),
+    steps=st.lists(
+        st.tuples(
+            st.sampled_from(ACTIONS), st.integers(0, 3), st.booleans(), st.sampled_from([0.0, 1.0, 30.0])
+        ),
+        max_size=30,
+    ),
+)
+def test_sweep_every_event_type_against_the_table(scenario, refresh, steps):
+    """In every state random sequences reach, every event type follows the table."""
+    w = scenario.build()
+    w.m.policy = RetryPolicy(refresh_s=refresh, connect_attempts_on_ncc=scenario.limit)
+    for probe in _probes(w):
+        _follows_the_table(w, probe)
+    for action, n, flag, advance in steps:
+        w.drive(_event_for(action, n, flag, w), advance)
+        for probe in _probes(w):
+            _follows_the_table(w, probe)
 
 
 # ---- counters (health metrics) ---------------------------------------------------------------

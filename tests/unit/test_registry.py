@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import signal
 import typing
 
@@ -352,6 +353,112 @@ def test_any_event_sequence_keeps_the_slot_consistent(steps):
             assert slot.pid is None
         if any(isinstance(e, SpawnWorker) for e in effects):
             assert slot.state == SlotState.STARTING
+
+
+def _slot_probes(slot: WorkerSlot, now: float) -> list:
+    """(event, when): events of every type as the supervisor could see them now, and its
+    deadline reached on time and long after (a supervisor that did not run)."""
+    probes = [
+        (StartRequested(), now),
+        (Spawned(8), now),
+        (HelloReceived(8), now),
+        (HeartbeatReceived(), now),
+        (HeartbeatReceived(next_s=POLICY.idle_heartbeat_interval_s), now),
+        (Faulted('bad frame'), now),
+        (Exited(ExitInfo(0)), now),
+        (Exited(ExitInfo(-signal.SIGKILL)), now + POLICY.fast_failure_s),
+        (DeadlineReached(), now),
+        (RestartRequested(), now),
+        (StopRequested(), now),
+    ]
+    if slot.deadline is not None:
+        due = max(now, slot.deadline)
+        probes += [(DeadlineReached(), due), (DeadlineReached(), due + 2 * POLICY.stall_tolerance_s)]
+    return probes
+
+
+def _slot_refuses(slot: WorkerSlot, event) -> bool:
+    """The pairs the table marks _illegal, and a second hello (a data check of its step)."""
+    step = worker_slot.TRANSITIONS[(slot.state, type(event))]
+    second_hello = step is worker_slot._hello_while_stopping and slot.running_since is not None
+    return step is worker_slot._illegal or second_hello
+
+
+def _slot_follows_the_table(slot: WorkerSlot, event, now: float) -> tuple:
+    """Hand ``event`` to a copy of the slot: it takes the table's step (the same effects and the
+    same slot as calling that step directly) or, exactly where the table says so, raises
+    IllegalTransition and changes nothing."""
+    pair = (slot.state, type(event))
+    step = worker_slot.TRANSITIONS[pair]
+    probe = copy.deepcopy(slot)
+    try:
+        effects = probe.handle(event, now)
+    except IllegalTransition:
+        assert _slot_refuses(slot, event), f'{event!r} raised in {slot.state}'
+        assert vars(probe) == vars(slot)
+        return pair
+    assert not _slot_refuses(slot, event), f'{event!r} accepted in {slot.state}'
+    stepped = copy.deepcopy(slot)
+    assert effects == step(stepped, event, now)
+    assert vars(probe) == vars(stepped)
+    if step is worker_slot._ignored:
+        assert effects == []
+        assert vars(probe) == vars(slot)
+    return pair
+
+
+def _slot_after(*events) -> tuple:
+    """The slot and the time after ``events``, each deadline reached when it falls due."""
+    slot = WorkerSlot(KEY, POLICY)
+    now = 0.0
+    for event in events:
+        if isinstance(event, DeadlineReached):
+            now = max(now, slot.deadline)
+        slot.handle(event, now)
+    return slot, now
+
+
+UP = (StartRequested(), Spawned(100), HelloReceived(100))
+FAST_EXIT = (Exited(ExitInfo(1)), DeadlineReached(), Spawned(100), HelloReceived(100))
+SLOT_SITUATIONS = [
+    (),
+    UP[:1],
+    UP[:2],
+    UP,
+    (*UP, Faulted('bad frame')),
+    (*UP, StopRequested()),
+    (*UP[:2], StopRequested()),  # stopped before its hello
+    (*UP, RestartRequested()),
+    (*UP, Exited(ExitInfo(1))),
+    (*UP, *FAST_EXIT * (POLICY.max_fast_failures - 1), Exited(ExitInfo(1))),
+]
+
+
+def test_every_pair_of_the_table_is_taken_from_named_situations():
+    checked = set()
+    for events in SLOT_SITUATIONS:
+        slot, now = _slot_after(*events)
+        for event, when in _slot_probes(slot, now):
+            checked.add(_slot_follows_the_table(slot, event, when))
+    assert {state for state, _ in checked} == set(SlotState)
+    assert checked == set(worker_slot.TRANSITIONS)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(EVENTS, st.floats(min_value=0, max_value=100)), max_size=30))
+def test_sweep_every_event_type_against_the_table(steps):
+    """In every state random sequences reach, every event type follows the table."""
+    slot = WorkerSlot(KEY, POLICY)
+    now = 0.0
+    for event, dt in [(None, 0.0), *steps]:
+        now += dt
+        if event is not None:
+            try:
+                slot.handle(event, now)
+            except IllegalTransition:
+                pass
+        for probe, when in _slot_probes(slot, now):
+            _slot_follows_the_table(slot, probe, when)
 
 
 def test_the_table_names_a_step_for_every_state_and_event():
