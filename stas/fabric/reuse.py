@@ -4,7 +4,9 @@ Before connecting, a worker looks at the controllers the kernel already has (lef
 previous run, by nvme-cli, by the initramfs) and adopts one that is "the same connection"
 instead of creating a duplicate. Identity (``TransportId`` equality) is too strict for that:
 the kernel does not report everything we asked for, and what it reports depends on its
-version. ``kernel_ctrl_matches`` is the looser rule, in nvme-stas 2.x's order:
+version. ``kernel_ctrl_matches`` is the looser rule, in nvme-stas 2.x's order (the TID a
+spec is matched with, and stacd's audit and release built on the same match, are
+``stas.fabric.adoption``'s):
 
 1. transport, trsvcid and host NQN equal ('none' in any case and '' both mean unset);
 2. a TID asking for the well-known discovery NQN matches any subsystem NQN (TP8013: a DC

@@ -28,9 +28,10 @@ from ..model import (
     TransportId,
     WorkerKey,
 )
+from ..record import record
 from ..supervisor.background import Background
 from ..supervisor.policy import configured_specs
-from ..supervisor.role import DaemonRole
+from ..supervisor.role import DaemonRole, Plan
 from ..supervisor.state_files import StateFile
 from .view import (
     EntryMemo,
@@ -48,6 +49,28 @@ from .view import (
 from .view import worker_options as stac_worker_options
 
 log = logging.getLogger(__name__)
+
+
+@record(eq=False)
+class _IocPlanEffects:
+    """What stacd does once it takes a plan: the configuration planned with, the extra keys of
+    each configured IOC, the IOCs wanted and their log page sources, the log page problems, the
+    IOCs added and gone (each with why, when an exclusion says so), and, at the first plan of
+    the run, the previous run's IOCs no longer wanted."""
+
+    config: StacdConfig
+    extras: Dict[TransportId, Tuple[Tuple[str, str], ...]]
+    wanted: Dict[TransportId, ControllerSpec]
+    sources: Dict[TransportId, IocSource]
+    told: Set[str]
+    added: Set[TransportId]
+    gone: Dict[TransportId, str]
+    released: Optional[Dict[TransportId, ControllerSpec]]
+
+
+def _removal_reason(tid: TransportId, config: StacdConfig) -> str:
+    entry = is_excluded(tid, config.excluded)
+    return describe(entry) if entry else ''
 
 
 class StacdRole(DaemonRole):
@@ -199,10 +222,12 @@ class StacdRole(DaemonRole):
         """Why the log page entries of record are not saved now (None: they are)."""
         return self.state_file.problem
 
-    def specs(self, config: StacdConfig, host: HostIdentity) -> Tuple[List[ControllerSpec], List[str]]:
-        self.config = config
+    def plan(self, config: StacdConfig, host: HostIdentity) -> Plan:
+        """The IOCs to keep: configured, and those of stafd's log pages of record, neither
+        excluded nor of a disabled address family. Pure but for the caches of the view and the
+        planner, which change no answer: what changes is left to ``take``."""
         roots, problems = configured_specs('stacd', config, host)
-        self._extras = {
+        extras = {
             s.tid: tuple((k, v) for k, v in ctrl.fields if k not in CONFIG_TID_KEYS) for s, ctrl in roots
         }
         parts = self.view.dc_iocs(host.hostnqn)
@@ -216,36 +241,49 @@ class StacdRole(DaemonRole):
             options=config.options,
             pin_iface=not config.ignore_iface,
         )
-        specs, wanted = desired.specs, desired.by_tid
+        wanted = desired.by_tid
         told = {p for part in parts for p in part.problems}
         told.update(desired.problems)
-        for p in sorted(told - self._told):
-            log.warning('%s', p)
-        self._told = told
         # sets of dicts and set-dict differences reuse the hashes the dicts keep (a TID's hash is
         # computed in Python): key views would hash every TID again
         added = set(wanted).difference(self.specs_by_tid)
-        gone = set(self.specs_by_tid).difference(wanted)
-        for tid in sorted(added, key=str):
-            log.info('I/O controller %s wanted (%s)', tid, 'log page' if tid in sources else 'configured')
-        for tid in sorted(gone, key=str):
-            entry = is_excluded(tid, config.excluded)
-            log.info('I/O controller %s no longer wanted%s', tid, f' ({describe(entry)})' if entry else '')
-        if self._released is None:
-            self._released = {s.tid: s for s in released_iocs(self.view.wanted_of_record, wanted)}
+        gone = {tid: _removal_reason(tid, config) for tid in set(self.specs_by_tid).difference(wanted)}
+        released = None
+        if self._released is None:  # the first plan of the run
+            released = {s.tid: s for s in released_iocs(self.view.wanted_of_record, wanted)}
+        effects = _IocPlanEffects(config, extras, wanted, sources, told, added, gone, released)
+        return Plan(desired.specs, problems, effects)
+
+    def take(self, plan: Plan) -> None:
+        """Make the planned IOCs those of record; log the new problems and what came and went,
+        keep what is let go of for a worker's successor, and save the state file when the set
+        changed."""
+        effects: _IocPlanEffects = plan.effects
+        self.config = effects.config
+        self._extras = effects.extras
+        for p in sorted(effects.told - self._told):
+            log.warning('%s', p)
+        self._told = effects.told
+        for tid in sorted(effects.added, key=str):
+            origin = 'log page' if tid in effects.sources else 'configured'
+            log.info('I/O controller %s wanted (%s)', tid, origin)
+        for tid in sorted(effects.gone, key=str):
+            why = effects.gone[tid]
+            log.info('I/O controller %s no longer wanted%s', tid, f' ({why})' if why else '')
+        if self._released is None and effects.released is not None:
+            self._released = effects.released
             for tid in sorted(self._released, key=str):
                 log.info('I/O controller %s was wanted before stacd restarted and no longer is', tid)
-        changed = bool(added or gone)
-        for tid in gone:
+        wanted = effects.wanted
+        for tid in effects.gone:
             self._letting_go[tid] = self.specs_by_tid[tid]
         for tid in [t for t in self._letting_go if t in wanted]:
             del self._letting_go[tid]
         self.specs_by_tid = wanted
-        self.sources = sources
+        self.sources = effects.sources
         self._audit_on = self._audit_wanted()
-        if changed:
+        if effects.added or effects.gone:
             self._persist()
-        return specs, problems
 
     def release_specs(self) -> List[ControllerSpec]:
         """The IOCs of the previous run, and those whose worker exited while letting them go,

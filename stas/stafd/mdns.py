@@ -14,7 +14,9 @@ list each time). This keeps the latest list per interface and turns it into DC s
   nvme-stas 2.x;
 - the same address on several interfaces is logged as a misconfiguration (once per change).
 
-Reads the clock (injected) and logs; no other I/O.
+A planning pass asks two things of it, in this order: ``age`` (the one step that changes the
+discovered DCs, and logs what it did) and ``roots`` (the DCs kept, a pure answer). Reads the
+clock (injected) and logs; no other I/O.
 """
 
 from __future__ import annotations
@@ -119,28 +121,22 @@ class MdnsDcs:
         self.dcs.setdefault(tid, ControllerSpec(tid=tid, role=Role.DC, origin=Origin.DISCOVERED))
 
     # ---- planning -----------------------------------------------------------------------
-    def roots(
+    def age(
         self, config, host: HostIdentity, connected: Optional[Callable[[TransportId], bool]] = None
-    ) -> Tuple[List[ControllerSpec], List[str]]:
-        """The discovered DCs to keep now (see module docstring), and problems worth a log line.
-        ``connected`` tells whether a DC is connected now (default: as ``on_connected`` said)."""
+    ) -> None:
+        """The step before a planning pass: services found reachable become discovered DCs, and
+        DCs now excluded, of a disabled address family or lost for longer than the persistence
+        go (see the module docstring); what happens is logged. ``connected`` tells whether a DC
+        is connected now (default: as ``on_connected`` said)."""
         is_connected = connected or (lambda tid: self._connected.get(tid, False))
         now = self._clock()
         self._enabled = bool(config.zeroconf)
         self._persistence_s = float(config.zeroconf_persistence_s)
-        problems: List[str] = []
-        advertised = set()
-        for services in self.snapshots.values() if self._enabled else ():
-            for svc in services:
-                try:
-                    tid = discovered_tid(svc, host.hostnqn)
-                except StasError as exc:
-                    problems.append(f'mDNS service {svc.name!r} on {svc.interface}: {exc}')
-                    continue
-                advertised.add(tid)
-                if svc.reachable and tid not in self.dcs:
-                    self.dcs[tid] = ControllerSpec(tid=tid, role=Role.DC, origin=Origin.DISCOVERED)
-        kept: List[ControllerSpec] = []
+        services, _problems = self._advertised(host, self._enabled)
+        advertised = {tid for tid, _reachable in services}
+        for tid, reachable in services:
+            if reachable and tid not in self.dcs:
+                self.dcs[tid] = ControllerSpec(tid=tid, role=Role.DC, origin=Origin.DISCOVERED)
         for tid in list(self.dcs):
             why = ''
             entry = is_excluded(tid, config.excluded)
@@ -164,16 +160,37 @@ class MdnsDcs:
                 continue
             if not was_lost and tid in self.aging.lost_since:
                 log.info('discovered DC %s is neither advertised nor connected: %s', tid, self._fate(tid))
-            kept.append(
-                ControllerSpec(
-                    tid=tid,
-                    role=Role.DC,
-                    options=config.options,
-                    origin=Origin.DISCOVERED,
-                    pin_iface=not config.ignore_iface,
-                )
+
+    def roots(self, config, host: HostIdentity) -> Tuple[List[ControllerSpec], List[str]]:
+        """The discovered DCs to keep, as ``age`` left them, and the services that name no DC
+        (problems worth a log line). Pure: it changes nothing and logs nothing."""
+        _services, problems = self._advertised(host, bool(config.zeroconf))
+        kept = [
+            ControllerSpec(
+                tid=tid,
+                role=Role.DC,
+                options=config.options,
+                origin=Origin.DISCOVERED,
+                pin_iface=not config.ignore_iface,
             )
+            for tid in self.dcs
+        ]
         return kept, problems
+
+    def _advertised(
+        self, host: HostIdentity, enabled: bool
+    ) -> Tuple[List[Tuple[TransportId, bool]], List[str]]:
+        """The DC of each service advertised now (none unless ``enabled``), with whether its
+        worker found it reachable, and the services that name no DC."""
+        found: List[Tuple[TransportId, bool]] = []
+        problems: List[str] = []
+        for services in self.snapshots.values() if enabled else ():
+            for svc in services:
+                try:
+                    found.append((discovered_tid(svc, host.hostnqn), svc.reachable))
+                except StasError as exc:
+                    problems.append(f'mDNS service {svc.name!r} on {svc.interface}: {exc}')
+        return found, problems
 
     def next_wakeup_s(self) -> Optional[float]:
         """Seconds until the next lost DC is due for removal (None: none is)."""

@@ -33,9 +33,10 @@ from ..model import (
     TransportId,
     WorkerKey,
 )
+from ..record import record
 from ..supervisor.cli_args import DEFAULT_NBFT_DIR, DEFAULT_REGISTRY_DIR
 from ..supervisor.policy import configured_specs
-from ..supervisor.role import DaemonRole
+from ..supervisor.role import DaemonRole, Plan
 from ..supervisor.state_files import StateFile
 from . import cache
 from .mdns import MdnsDcs
@@ -52,6 +53,21 @@ def _with_overrides(spec: ControllerSpec, ctrl: ConfiguredController, config: St
     if ctrl.persistent is not None:
         spec = replace(spec, persistent=ctrl.persistent)
     return spec
+
+
+@record(eq=False)
+class _DcPlanEffects:
+    """What stafd does once it takes a plan: the extra keys of each configured DC, and the DCs
+    it adds and removes (each with why, when an exclusion says so)."""
+
+    extras: Dict[TransportId, Tuple[Tuple[str, str], ...]]
+    added: Tuple[TransportId, ...]
+    removed: Tuple[Tuple[TransportId, str], ...]
+
+
+def _removal_reason(tid: TransportId, config: StafdConfig) -> str:
+    entry = is_excluded(tid, config.excluded)
+    return describe(entry) if entry else ''
 
 
 class StafdRole(DaemonRole):
@@ -150,16 +166,21 @@ class StafdRole(DaemonRole):
                 self.state_file.path,
             )
 
-    def specs(self, config: StafdConfig, host: HostIdentity) -> Tuple[List[ControllerSpec], List[str]]:
+    def age(self, config: StafdConfig, host: HostIdentity) -> None:
+        """The discovered DCs age (stas.stafd.mdns): lost ones go once their time is up."""
+        self.mdns.age(config, host, self._dc_connected)
+
+    def plan(self, config: StafdConfig, host: HostIdentity) -> Plan:
+        """The DCs to keep: configured, then discovered by mDNS (as ``age`` left them), then the
+        referrals their log pages lead to. Pure: what changes is left to ``take``."""
         roots, problems = configured_specs('stafd', config, host)
         root_specs = [_with_overrides(s, ctrl, config) for s, ctrl in roots]
-        self._extras = {
+        extras = {
             s.tid: tuple((k, v) for k, v in ctrl.fields if k not in CONFIG_TID_KEYS) for s, ctrl in roots
         }
         # zeroconf: the DCs mDNS found and that have not aged out, after the configured ones
-        found, zc_problems = self.mdns.roots(config, host, self._dc_connected)
+        found, zc_problems = self.mdns.roots(config, host)
         root_specs += found
-        problems = problems + zc_problems
         template = ControllerSpec(
             tid=TransportId('tcp', ''),
             role=Role.DC,
@@ -170,17 +191,25 @@ class StafdRole(DaemonRole):
         specs, more = self.view.desired(
             root_specs, excluded=config.excluded, ip_families=config.ip_family, referral_spec=template
         )
-        changes = self.view.apply(specs)
-        for tid in changes.added:
+        changes = self.view.changes(specs)
+        removed = tuple((tid, _removal_reason(tid, config)) for tid in changes.removed)
+        effects = _DcPlanEffects(extras, tuple(changes.added), removed)
+        return Plan(specs, problems + zc_problems + more, effects)
+
+    def take(self, plan: Plan) -> None:
+        """Make the planned DCs those of record; say which came and went, tell D-Bus of those
+        removed and save the log page cache when the set changed."""
+        effects: _DcPlanEffects = plan.effects
+        self._extras = effects.extras
+        self.view.apply(plan.specs)
+        for tid in effects.added:
             log.info('discovery controller %s added (%s)', tid, self.view.dcs[tid].spec.origin.value)
-        for tid in changes.removed:
-            entry = is_excluded(tid, config.excluded)
-            log.info('discovery controller %s removed%s', tid, f' ({describe(entry)})' if entry else '')
-        if changes.removed and self.publisher is not None:
+        for tid, why in effects.removed:
+            log.info('discovery controller %s removed%s', tid, f' ({why})' if why else '')
+        if effects.removed and self.publisher is not None:
             self.publisher.dc_removed()
-        if changes.added or changes.removed:
+        if effects.added or effects.removed:
             self._persist()
-        return specs, problems + more
 
     def worker_options(self, config: StafdConfig, trace: bool) -> WorkerOptions:
         return WorkerOptions(

@@ -109,6 +109,14 @@ class StafView:
             chosen.setdefault(endpoint_key(tid) + (tid.subsysnqn,), spec)
         return list(chosen.values()), problems
 
+    def changes(self, specs: Iterable[ControllerSpec]) -> Changes:
+        """What ``apply(specs)`` would change, without changing it."""
+        wanted = {s.tid: s for s in specs}
+        return Changes(
+            added=[tid for tid in wanted if tid not in self.dcs],
+            removed=[tid for tid in self.dcs if tid not in wanted],
+        )
+
     def apply(self, specs: Iterable[ControllerSpec]) -> Changes:
         """Make ``specs`` the DCs of record (keeping the log pages of those that stay)."""
         changes = Changes()

@@ -65,7 +65,7 @@ from .policy import (
     with_resolved_names,
 )
 from .pool import SlotDriver, WorkerInfo, WorkerPool
-from .role import DaemonRole
+from .role import DaemonRole, planning_pass
 from .spawner import Spawner
 from .worker_slot import RestartPolicy
 
@@ -392,11 +392,14 @@ class Supervisor:
                 await self._send_configure(driver)
 
     async def _replan(self) -> None:
+        """What a plan depends on is gathered first (the exclusion files' and the firmware's
+        controllers, names, routes); the role then plans on it and takes its plan
+        (``planning_pass``), and the workers are fitted to the answer."""
         assert self.pool is not None and self.config is not None and self.host is not None
         config = self._with_host_exclusions(self.role.with_boot_controllers(self.config, self._interfaces))
         config, problems = await self._resolve_names(config, self.host)
         await self._refresh_routes(config)
-        specs, more = self.role.specs(config, self.host)
+        specs, more = planning_pass(self.role, config, self.host)
         for p in problems + more:
             log.warning('%s', p)
         if len(self.counters) > len(specs):  # controllers went away: forget their counts

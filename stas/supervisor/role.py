@@ -5,8 +5,12 @@ one.
 
 Every role has:
 
-- ``specs(config, host)`` -> the controllers to keep (and problems worth a log line);
-- ``on_report(key, msg)`` -> True when the answer of ``specs`` may have changed (replan);
+- a planning pass in three steps (``planning_pass``, the order the supervisor keeps): ``age``
+  (what changes with time alone changes now), ``plan(config, host)`` -> a ``Plan``, a pure
+  answer: the controllers to keep, problems worth a log line and the role's ``effects``, and
+  ``take(plan)``, which makes the plan the role's state and does what it asks (log, save the
+  state file, signal on D-Bus);
+- ``on_report(key, msg)`` -> True when the answer of ``plan`` may have changed (replan);
 - ``worker_options(config)``, ``keep_connections_on_stop(config)``;
 - ``restore()`` at start (it also checks the runtime directory), ``runtime_dir_problem()``
   (why the state is not saved now, or None), and the D-Bus data methods;
@@ -16,17 +20,41 @@ Every role has:
 from __future__ import annotations
 
 import logging
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from ..ipc.messages import (
     WorkerOptions,
 )
 from ..model import (
     ControllerSpec,
+    HostIdentity,
     WorkerKey,
 )
+from ..record import record
 
 log = logging.getLogger(__name__)
+
+
+@record(eq=False)
+class Plan:
+    """A planning pass's answer: the controllers to keep (``specs``), the ``problems`` the
+    supervisor logs, and what the role must do once it takes the plan (``effects``, the role's
+    own type: the supervisor only hands it back)."""
+
+    specs: Sequence[ControllerSpec]
+    problems: Sequence[str] = ()
+    effects: Any = None
+
+
+def planning_pass(
+    role: DaemonRole, config: Any, host: HostIdentity
+) -> Tuple[List[ControllerSpec], List[str]]:
+    """One planning pass of ``role``: it ages, plans (a pure answer), then takes the plan and
+    does its effects. Returns the specs to run and the problems worth a log line."""
+    role.age(config, host)
+    plan = role.plan(config, host)
+    role.take(plan)
+    return list(plan.specs), list(plan.problems)
 
 
 class DaemonRole:
@@ -34,7 +62,7 @@ class DaemonRole:
 
     The hooks below have defaults that do nothing, for the daemon that does not need them: the
     supervisor calls each one without asking whether the role has it, and holds no branch for
-    either daemon. ``specs``, ``worker_options`` and ``on_report`` are each role's own.
+    either daemon. ``plan``, ``worker_options`` and ``on_report`` are each role's own.
     """
 
     # requests sent to every worker after a reload (stafd: rediscover every DC)
@@ -45,6 +73,19 @@ class DaemonRole:
     def bind(self, supervisor: Any) -> None:
         """Called once with the supervisor: a role that learns of changes by itself (stacd, from
         stafd's signals) keeps ``supervisor.request_replan``."""
+
+    def age(self, config: Any, host: HostIdentity) -> None:
+        """Before each planning pass: what changes with time alone changes now (stafd: the
+        discovered DCs that are lost age, and go once their time is up)."""
+
+    def plan(self, config: Any, host: HostIdentity) -> Plan:
+        """The controllers to keep, from ``config``, ``host`` and the role's views as they are:
+        a pure answer (caches aside), whatever must be logged, saved or signalled left in its
+        ``effects`` for ``take``."""
+        raise NotImplementedError
+
+    def take(self, plan: Plan) -> None:
+        """After ``plan``: make it the role's state, then log, save and signal what it says."""
 
     def worker_options_for(self, key: Optional[WorkerKey], config: Any, trace: bool) -> WorkerOptions:
         """The options of one worker; the same for every worker unless a role says otherwise."""

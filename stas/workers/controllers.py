@@ -26,11 +26,11 @@ import glob
 import logging
 import os
 import time
-from typing import Any, Callable, Collection, Dict, List, Mapping, Optional, Sequence, Set, Tuple
+from typing import Any, Callable, Collection, Dict, Mapping, Optional, Sequence, Set, Tuple
 
 from ..errors import InvalidArgument, OwnedElsewhere, StasError
 from ..fabric import dim, nvme_status
-from ..fabric.addr import interface_of
+from ..fabric.adoption import audit_verdicts, release_matches
 from ..fabric.controller import ControllerMachine
 from ..fabric.controller_events import (
     AenReceived,
@@ -65,7 +65,7 @@ from ..fabric.controller_events import (
     WantedAgain,
 )
 from ..fabric.controller_policy import RetryPolicy, retry_spread
-from ..fabric.reuse import kernel_ctrl_matches, kernel_value, looks_like_ioc
+from ..fabric.reuse import kernel_value
 from ..files import read_regular_file
 from ..ipc.messages import OP_DUMP, OP_REDISCOVER, Configure, CtrlGone, CtrlStatus, LogPages, WorkerOptions
 from ..model import ControllerSpec, ErrorInfo, HostIdentity, KernelController, Role, TransportId
@@ -641,8 +641,11 @@ def _log_send_failure(task: asyncio.Future) -> None:
 # disconnect-scope=all-connections-matching-disconnect-trtypes (as in nvme-stas 2.x) makes stacd
 # responsible for every kernel I/O controller of the transports in disconnect-trtypes, not only
 # for the ones it connected: at each Configure that asks for it (``adopt_trtypes``) and 1 s after
-# a udev 'add', a worker scans sysfs and disconnects the IOCs on its interface that match no
-# controller of its desired set. One that matches is left to the machine that adopts it.
+# a udev 'add', a worker scans sysfs and disconnects the IOCs on its interface that are the
+# connection of no controller of its desired set. One that is is left to the machine that adopts
+# it. Which IOCs those are is decided by stas.fabric.adoption (``audit_verdicts``,
+# ``release_matches``), by the rule ``NvmeIo.connect`` adopts by; this module reads sysfs, the
+# registry and the NBFT for them and disconnects.
 #
 # Never touched, whatever the scope (best effort, as nothing obliges other tools to say so):
 # * a controller the nvme-cli registry gives to another owner, or whose entry cannot be read
@@ -709,75 +712,6 @@ def foreign_owner(kctrl: KernelController, registry: Registry, nbft_paths: Seque
 def _log_release_failure(future: asyncio.Future) -> None:
     if not future.cancelled() and future.exception() is not None:
         log.error("cannot let go of a previous run's connections: %s", future.exception())
-
-
-def release_matches(
-    kctrls: Sequence[KernelController],
-    release: Sequence[ControllerSpec],
-    desired: Sequence[ControllerSpec],
-    hostnqn: str,
-    held: Collection[str],
-    iface_addrs: Mapping[str, Any],
-) -> List[Tuple[KernelController, ControllerSpec]]:
-    """The kernel I/O controllers that match a spec of ``release`` (as ``NvmeIo.connect``
-    would adopt them) and no spec of ``desired``, and that no machine holds, each with the
-    spec it matched."""
-    out: List[Tuple[KernelController, ControllerSpec]] = []
-    for kctrl in kctrls:
-        if kctrl.device in held or not looks_like_ioc(kctrl):
-            continue
-        spec = _first_match(release, kctrl, hostnqn, iface_addrs)
-        if spec is not None and _first_match(desired, kctrl, hostnqn, iface_addrs) is None:
-            out.append((kctrl, spec))
-    return out
-
-
-def _first_match(
-    specs: Sequence[ControllerSpec], kctrl: KernelController, hostnqn: str, iface_addrs: Mapping[str, Any]
-) -> Optional[ControllerSpec]:
-    """The first of ``specs`` whose connection ``kctrl`` is, as ``NvmeIo.connect`` would adopt it."""
-    for spec in specs:
-        pinned = spec.tid.host_iface if spec.pin_iface else ''
-        tid = dataclasses.replace(spec.tid, host_iface=pinned, host_nqn=hostnqn)
-        if kernel_ctrl_matches(tid, kctrl, iface_addrs, Role.IOC):
-            return spec
-    return None
-
-
-def audit_verdicts(
-    kctrls: Sequence[KernelController],
-    *,
-    host_iface: str,
-    trtypes: Collection[str],
-    desired: Sequence[ControllerSpec],
-    hostnqn: str,
-    held: Collection[str],
-    iface_addrs: Mapping[str, Any],
-    owner_of: Callable[[KernelController], str],
-) -> List[Tuple[KernelController, str]]:
-    """The kernel IOCs this worker audits, each with why it stays ('' = disconnect it).
-
-    Audited: I/O controllers of ``trtypes`` that no machine holds (``held``) and that are on this
-    worker's interface (tcp: the kernel's host_iface, else the interface owning its source
-    address; other transports: the interface-less worker). They stay when they match a desired
-    controller (as ``NvmeIo.connect`` would adopt them), when the kernel is deleting them, or
-    when ``owner_of`` names a reason.
-    """
-    out: List[Tuple[KernelController, str]] = []
-    for kctrl in kctrls:
-        transport = kernel_value(kctrl.transport).lower()
-        if kctrl.device in held or transport not in trtypes or not looks_like_ioc(kctrl):
-            continue
-        if transport == 'tcp':
-            iface = kernel_value(kctrl.host_iface) or interface_of(kernel_value(kctrl.src_addr), iface_addrs)
-            if iface != host_iface:
-                continue
-        elif host_iface:
-            continue
-        wanted = _first_match(desired, kctrl, hostnqn, iface_addrs)
-        why = f'wanted as {wanted.tid}' if wanted is not None else owner_of(kctrl)
-        out.append((kctrl, why))
-    return out
 
 
 def delete_kernel_controller(device: str, sysfs_root: str = sysfs_io.SYSFS_ROOT) -> bool:

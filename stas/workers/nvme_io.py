@@ -73,7 +73,6 @@ Threading model:
 from __future__ import annotations
 
 import ctypes
-import dataclasses
 import fcntl
 import logging
 import os
@@ -83,6 +82,7 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
 
 from ..errors import InvalidArgument, KernelError, NotFound, OwnedElsewhere
 from ..fabric import tls_psk
+from ..fabric.adoption import adoption_tid, pinned_iface
 from ..fabric.connect_args import TlsKeys, describe_connect_error, kernel_connect, parse_connect_reply
 from ..fabric.dlpe import (
     ENTRY_SIZE,
@@ -458,10 +458,11 @@ class NvmeIo:
         is connected either (the kernel would refuse a second identical connection, or make a
         duplicate): ``OwnedElsewhere`` names it and its owner.
 
-        ``host`` is the identity to connect with; adoption looks for a kernel controller with the
-        same host NQN, since that is what a new connect would create. ``iface_addrs`` (interface
-        -> addresses, primary first) is what adoption needs to tell which interface a kernel
-        controller's source address belongs to.
+        ``host`` is the identity to connect with; adoption looks for a kernel controller that is
+        the connection a new connect would create (``stas.fabric.adoption.adoption_tid``: the
+        same host NQN, the same interface when pinned), the rule stacd's audit shares.
+        ``iface_addrs`` (interface -> addresses, primary first) is what adoption needs to tell
+        which interface a kernel controller's source address belongs to.
         """
         tid = spec.tid
         for device, managed in list(self._ctrls.items()):
@@ -470,17 +471,13 @@ class NvmeIo:
                     return self._result(device, spec.role, adopted=True, ignored=())
                 self.forget(device)  # the kernel deleted it: connect again
         caps, _reason = self.kernel_caps()
-        ignored: List[str] = []
-        host_iface = tid.host_iface if spec.pin_iface else ''
-        if host_iface and caps and 'host_iface' not in caps:
-            ignored.append('host_iface')
-            host_iface = ''
-        # Unpinned, the kernel picks the source by routing: any source is then "the same" connection.
-        match_tid = dataclasses.replace(tid, host_iface=host_iface, host_nqn=host.hostnqn)
+        host_iface = pinned_iface(spec, caps)
+        # a pin the kernel cannot make is said once by the caller, not silently dropped
+        ignored: List[str] = ['host_iface'] if spec.pin_iface and tid.host_iface and not host_iface else []
 
         passed_over: List[Tuple[str, str]] = []
         device = sysfs_io.find_adoptable(
-            match_tid,
+            adoption_tid(spec, host.hostnqn, caps),
             spec.role,
             iface_addrs,
             self._sysfs_root,

@@ -358,7 +358,8 @@ def find_adoptable(
 ) -> Optional[str]:
     """The device name of an existing kernel controller that may be adopted for ``tid``, or None.
 
-    Matching is ``stas.fabric.reuse.kernel_ctrl_matches`` (with the DC/IOC check for ``role``).
+    Matching is ``stas.fabric.reuse.kernel_ctrl_matches`` (with the DC/IOC check for ``role``);
+    for a spec, ``tid`` is the one it adopts by (``stas.fabric.adoption.adoption_tid``).
     Controllers named in ``exclude`` (already managed) and controllers being deleted are
     skipped. When several match, a live one wins over one the kernel is reconnecting, then the
     lowest instance number, so the choice is stable across restarts. ``nqns`` and

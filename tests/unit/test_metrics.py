@@ -23,6 +23,7 @@ from stas.model import (
 )
 from stas.stacd.role import StacdRole
 from stas.stafd.role import StafdRole
+from stas.supervisor.role import planning_pass
 
 ETH0 = WorkerKey('tcp', 'eth0')
 ETH1 = WorkerKey('tcp', 'eth1')
@@ -135,7 +136,7 @@ def stafd_with_one_dc(tmp_path):
         'stafd.conf',
     )
     role = StafdRole(str(tmp_path))
-    specs, _ = role.specs(config, host)
+    specs, _ = planning_pass(role, config, host)
     return role, specs[0].tid
 
 
@@ -230,7 +231,7 @@ def test_a_controller_not_reported_yet_is_unknown_with_no_state_set(tmp_path):
         'stacd.conf',
     )
     role = StacdRole(str(tmp_path))
-    role.specs(config, host)
+    planning_pass(role, config, host)
     fams = parse(metrics.render(snapshot(role, CounterBook())))
     assert [v for _lab, v in samples(fams, 'nvme_stas_controller_state')] == [0.0] * len(CtrlState)
     assert samples(fams, 'nvme_stas_controllers') == [

@@ -21,6 +21,7 @@ from stas.stacd.role import StacdRole
 from stas.stacd.view import StafdState
 from stas.supervisor import state_files
 from stas.supervisor.policy import InterfaceState
+from stas.supervisor.role import planning_pass
 from stas.testing.clock import FakeClock
 
 HOSTNQN = 'nqn.2014-08.org.nvmexpress:uuid:0c5d3f4e-1111-4222-8333-944455556666'
@@ -89,7 +90,7 @@ def role(tmp_path: Path):
 
 
 def wanted(role: StacdRole, cfg=None) -> List[str]:
-    specs, _ = role.specs(cfg or config(), HOST)
+    specs, _ = planning_pass(role, cfg or config(), HOST)
     return sorted(s.tid.subsysnqn[len(NQN) :] for s in specs)
 
 
@@ -105,6 +106,28 @@ def test_log_pages_and_configuration_make_the_plan(role):
     assert wanted(role, cfg) == ['c1', 's1', 's2', 's3']
     assert wanted(role, config('[Controllers]\nexclude=host-iface=tb1\n')) == ['s1', 's2']
     assert wanted(role, config('[Global]\nip-family=ipv6\n')) == []
+
+
+def test_a_plan_changes_logs_and_saves_nothing_until_it_is_taken(role, tmp_path, caplog):
+    role.stafd_appeared(':1.4')
+    role.stafd_answered(':1.4', answer(A, B))
+    assert wanted(role) == ['s1', 's2', 's3']
+    state = tmp_path / 'run' / StacdRole.STATE_FILE
+    saved = state.read_text()
+    before = dict(role.specs_by_tid)
+    cfg = config('[Controllers]\nexclude=host-iface=tb1\n')
+    with caplog.at_level(logging.DEBUG):
+        plan = role.plan(cfg, HOST)
+        again = role.plan(cfg, HOST)
+    assert caplog.text == ''
+    assert role.specs_by_tid == before and role.release_specs() == []
+    assert state.read_text() == saved
+    assert [s.tid for s in plan.specs] == [s.tid for s in again.specs]
+    with caplog.at_level(logging.INFO):
+        role.take(plan)
+    assert 'no longer wanted (excluded by exclude=host-iface=tb1)' in caplog.text
+    assert sorted(t.subsysnqn[len(NQN) :] for t in role.specs_by_tid) == ['s1', 's2']
+    assert state.read_text() != saved
 
 
 def test_stafd_leaving_drops_nothing_and_the_state_file_carries_it_over_a_restart(role, tmp_path):
@@ -412,7 +435,7 @@ def test_connect_options_send_no_kato_unless_configured_and_ncc_comes_from_the_e
             ]
         ),
     )
-    specs, _ = role.specs(config(), HOST)
+    specs, _ = planning_pass(role, config(), HOST)
     got = {s.tid.subsysnqn[len(NQN) :]: s for s in specs}
     assert got['s1'].options.kato is None and got['s1'].options.as_dict() == {
         'hdr_digest': False,
@@ -420,7 +443,8 @@ def test_connect_options_send_no_kato_unless_configured_and_ncc_comes_from_the_e
     }
     assert (got['s1'].ncc, got['s2'].ncc) == (True, False)
     assert got['s1'].pin_iface is True
-    specs, _ = role.specs(
+    specs, _ = planning_pass(
+        role,
         config(f'[Global]\nkato=20\nignore-iface=true\n[Controllers]\ncontroller=transport=tcp;traddr=192.0.2.1;'
                f'trsvcid=4420;host-iface=tb0;nqn={NQN}s2;kato=15\n'),
         HOST,
@@ -436,10 +460,10 @@ def test_an_entry_whose_port_requires_tls_is_connected_with_tls(role):
     page = [{'discovery-controller': dc_fields('192.0.2.1', 'tb0'), 'log-pages': [tls_only, offered]}]
     role.stafd_appeared(':1.4')
     role.stafd_answered(':1.4', json.dumps(page))
-    specs, _ = role.specs(config(), HOST)
+    specs, _ = planning_pass(role, config(), HOST)
     got = {s.tid.subsysnqn[len(NQN) :]: s.options.tls for s in specs}
     assert got == {'s1': True, 's2': None}
-    specs, _ = role.specs(config('[Global]\ntls=true\n'), HOST)
+    specs, _ = planning_pass(role, config('[Global]\ntls=true\n'), HOST)
     assert {s.options.tls for s in specs} == {True}
 
 

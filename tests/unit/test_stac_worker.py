@@ -23,13 +23,7 @@ from stas.testing.nvme import FakeNvmeIo, InlineExecutor
 from stas.testing.sysfs import FakeSys
 from stas.testing.udev import FakeUdev
 from stas.workers import controllers
-from stas.workers.controllers import (
-    ControllerEngine,
-    audit_verdicts,
-    delete_kernel_controller,
-    foreign_owner,
-    release_matches,
-)
+from stas.workers.controllers import ControllerEngine, delete_kernel_controller, foreign_owner
 from stas.workers.ownership import Registry
 
 HOSTNQN = 'nqn.2014-08.org.nvmexpress:uuid:0c5d3f4e-1111-4222-8333-944455556666'
@@ -59,65 +53,7 @@ def spec(sub: str, iface: str = 'tb0', ncc: bool = False) -> ControllerSpec:
     return ControllerSpec(tid=tid, role=Role.IOC, ncc=ncc)
 
 
-# ---- pure decisions -----------------------------------------------------------------------------
-
-
-def test_audit_verdicts_pick_the_unwanted_iocs_of_this_interface_and_transport():
-    found = [
-        kctrl('nvme1', 'gone'),
-        kctrl('nvme2', 'wanted'),
-        kctrl('nvme3', 'other-iface', host_iface='', src_addr='198.51.100.5'),
-        kctrl('nvme4', 'dc', cntrltype='discovery'),
-        kctrl('nvme5', 'held'),
-        kctrl('nvme6', 'rdma', transport='rdma', host_iface=''),
-        kctrl('nvme7', 'owned'),
-        kctrl('nvme8', 'unpinned-match', host_iface='', src_addr='192.0.2.5'),
-    ]
-    verdicts = audit_verdicts(
-        found,
-        host_iface='tb0',
-        trtypes=('tcp',),
-        desired=[spec('wanted'), spec('unpinned-match')],
-        hostnqn=HOSTNQN,
-        held={'nvme5'},
-        iface_addrs=IFACES,
-        owner_of=lambda k: 'owned by x' if k.device == 'nvme7' else '',
-    )
-    got = {k.device: why for k, why in verdicts}
-    assert got == {
-        'nvme1': '',
-        'nvme2': f'wanted as {spec("wanted").tid}',
-        'nvme7': 'owned by x',
-        'nvme8': f'wanted as {spec("unpinned-match").tid}',
-    }
-
-
-def test_release_matches_the_previous_runs_iocs_that_nobody_wants_or_holds():
-    found = [
-        kctrl('nvme1', 'removed'),
-        kctrl('nvme2', 'wanted-again'),
-        kctrl('nvme3', 'held'),
-        kctrl('nvme4', 'never-ours'),
-        kctrl('nvme5', 'removed', cntrltype='discovery'),
-        kctrl('nvme6', 'removed', hostnqn='nqn.another-host'),
-    ]
-    release = [spec('removed'), spec('wanted-again'), spec('held')]
-    got = release_matches(found, release, [spec('wanted-again')], HOSTNQN, {'nvme3'}, IFACES)
-    assert [(k.device, s.tid) for k, s in got] == [('nvme1', spec('removed').tid)]
-
-
-def test_the_interface_less_worker_audits_the_other_transports():
-    verdicts = audit_verdicts(
-        [kctrl('nvme6', 'r', transport='rdma', host_iface=''), kctrl('nvme1', 't')],
-        host_iface='',
-        trtypes=('rdma', 'tcp'),
-        desired=[],
-        hostnqn=HOSTNQN,
-        held=(),
-        iface_addrs=IFACES,
-        owner_of=lambda k: '',
-    )
-    assert [(k.device, why) for k, why in verdicts] == [('nvme6', '')]
+# ---- connections owned by others ----------------------------------------------------------------
 
 
 def test_the_registry_protects_connections_of_other_owners(tmp_path: Path):

@@ -4,6 +4,7 @@ the signals it asks for, and the log page cache it keeps across restarts."""
 from __future__ import annotations
 
 import json
+import logging
 
 from stas.conf import parse_stafd
 from stas.dbus.ctrl_dicts import REDACTED
@@ -23,6 +24,7 @@ from stas.model import (
 )
 from stas.stafd import cache
 from stas.stafd.role import StafdRole
+from stas.supervisor.role import planning_pass
 
 HOST = HostIdentity(
     hostnqn='nqn.2014-08.org.nvmexpress:uuid:0c5d3f4e-1111-4222-8333-944455556666',
@@ -79,7 +81,7 @@ def entry(subtype, traddr, subnqn):
 def role_with(tmp_path, *lines):
     role = StafdRole(str(tmp_path))
     role.publisher = Recorder()
-    specs, problems = role.specs(config(*lines), HOST)
+    specs, problems = planning_pass(role, config(*lines), HOST)
     return role, specs, problems
 
 
@@ -256,7 +258,7 @@ def test_cache_survives_a_restart_with_origins(tmp_path):
     role.on_report(
         KEY, LogPages(root.tid, 'nvme3', 2, (entry('referral', '192.0.2.2', WELL_KNOWN_DISC_NQN),))
     )
-    specs, _ = role.specs(config('controller=transport=tcp;traddr=192.0.2.1;host-iface=tb0'), HOST)
+    specs, _ = planning_pass(role, config('controller=transport=tcp;traddr=192.0.2.1;host-iface=tb0'), HOST)
     referral = next(s for s in specs if s.tid.traddr == '192.0.2.2')
     assert referral.origin is Origin.REFERRAL and referral.tid.host_iface == 'tb0'
     role.on_report(KEY, LogPages(referral.tid, 'nvme4', 5, (entry('nvme', '192.0.2.2', SUB1),)))
@@ -298,7 +300,7 @@ def test_a_runtime_directory_that_is_a_file_leaves_the_cache_in_memory(tmp_path,
     )
     assert role.runtime_dir_problem() == problem
     role.publisher = Recorder()
-    [spec], _ = role.specs(config('controller=transport=tcp;traddr=192.0.2.1;host-iface=tb0'), HOST)
+    [spec], _ = planning_pass(role, config('controller=transport=tcp;traddr=192.0.2.1;host-iface=tb0'), HOST)
     entries = (entry('nvme', '192.0.2.1', SUB1),)
     role.on_report(KEY, LogPages(spec.tid, 'nvme3', 9, entries))
     role.on_report(KEY, LogPages(spec.tid, 'nvme3', 10, entries))
@@ -315,12 +317,34 @@ def test_dc_removed_once_per_pass_that_removes(tmp_path):
     )
     role, specs, _ = role_with(tmp_path, *two)
     assert len(specs) == 2 and role.publisher.removed == 0
-    role.specs(config(*two), HOST)
+    planning_pass(role, config(*two), HOST)
     assert role.publisher.removed == 0
-    specs, _ = role.specs(config(two[1]), HOST)
+    specs, _ = planning_pass(role, config(two[1]), HOST)
     assert [s.tid.traddr for s in specs] == ['198.51.100.1']
     assert role.publisher.removed == 1
     assert [d['traddr'] for d in role.list_controllers(False, True)] == ['198.51.100.1']
+
+
+def test_a_plan_changes_logs_saves_and_signals_nothing_until_it_is_taken(tmp_path, caplog):
+    two = (
+        'controller=transport=tcp;traddr=192.0.2.1;host-iface=tb0',
+        'controller=transport=tcp;traddr=198.51.100.1;host-iface=tb1',
+    )
+    role, _specs, _ = role_with(tmp_path, *two)
+    cache_file = tmp_path / cache.FILE_NAME
+    saved = cache_file.read_text()
+    records = dict(role.view.dcs)
+    with caplog.at_level(logging.DEBUG):
+        plan = role.plan(config(two[1]), HOST)
+        again = role.plan(config(two[1]), HOST)
+    assert caplog.text == ''
+    assert role.view.dcs == records and role.publisher.removed == 0
+    assert cache_file.read_text() == saved
+    assert [s.tid for s in plan.specs] == [s.tid for s in again.specs] == [dc_tid('198.51.100.1', 'tb1')]
+    with caplog.at_level(logging.INFO):
+        role.take(plan)
+    assert f'discovery controller {dc_tid()} removed' in caplog.text
+    assert list(role.view.dcs) == [dc_tid('198.51.100.1', 'tb1')] and role.publisher.removed == 1
 
 
 def test_excluded_referral_is_not_followed(tmp_path):
@@ -334,7 +358,7 @@ def test_excluded_referral_is_not_followed(tmp_path):
         entry('referral', '192.0.2.3', WELL_KNOWN_DISC_NQN),
     )
     role.on_report(KEY, LogPages(root.tid, 'nvme3', 1, page))
-    specs, _ = role.specs(config(*lines), HOST)
+    specs, _ = planning_pass(role, config(*lines), HOST)
     assert sorted(s.tid.traddr for s in specs) == ['192.0.2.1', '192.0.2.3']
 
 
@@ -356,7 +380,7 @@ def test_ip_family_drops_configured_dcs_and_referrals_of_the_other_family(tmp_pa
         entry('referral', '2001:db8::9', WELL_KNOWN_DISC_NQN),
     )
     role.on_report(KEY, LogPages(specs[0].tid, 'nvme3', 1, page))
-    specs, problems = role.specs(config(*lines), HOST)
+    specs, problems = planning_pass(role, config(*lines), HOST)
     assert sorted(s.tid.traddr for s in specs) == ['2001:db8::1', '2001:db8::9']
     assert any('192.0.2.9' in p and 'IPv4' in p for p in problems)
 
