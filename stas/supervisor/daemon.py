@@ -154,6 +154,7 @@ class Supervisor:
         self._started = time.monotonic()
         self.pool: Optional[WorkerPool] = None
         self._publisher = None
+        self._on_bus = False  # the bus name is ours: workers may be told what to connect
         self._monitor = None
         self.role = role
         self.counters = CounterBook()  # per-controller totals of the health metrics
@@ -341,7 +342,8 @@ class Supervisor:
 
     async def _on_hello(self, driver: SlotDriver, hello: Hello) -> None:
         log.info('worker %s up: pid %d', driver.key, hello.pid, extra={'stas_worker': str(driver.key)})
-        await self._send_configure(driver, force=True)
+        if self._on_bus:  # else it is told once the daemon is on the bus (see run)
+            await self._send_configure(driver, force=True)
         self._notify_status()
         self._background.start(self._host_watch.check())  # a worker's start: the kernel may have changed
 
@@ -387,6 +389,8 @@ class Supervisor:
 
     async def _configure_all(self) -> None:
         assert self.pool is not None
+        if not self._on_bus:  # see run: workers are told nothing before the bus name is ours
+            return
         for driver in list(self.pool.drivers.values()):
             if driver.hello is not None:
                 await self._send_configure(driver)
@@ -657,8 +661,17 @@ class Supervisor:
         inventory = await self._monitor.start()
         self._interfaces = {name: _interface_state(i) for name, i in inventory.items()}
 
-        # On the bus first: cached log pages are served at once, and the D-Bus import overlaps
-        # with the forkserver importing the workers' modules on another CPU.
+        # The workers are planned and started first, then told what to do only once this
+        # process holds its bus name: they start (fork, bootstrap, udev monitor) while this one
+        # imports sdbus and publishes, and a second daemon, whose name is taken, connects
+        # nothing before it exits. A worker does nothing before its first Configure. The
+        # exclusion watch comes after the forkserver (no worker inherits its descriptor) and
+        # before the first plan; a change made since the files were read at start is read now
+        # (off the loop, bounded).
+        self._start_exclusion_watch()
+        await self._reread_exclusions()
+        await self._replan()
+
         from ..dbus.objects import publish  # sdbus (and its asyncio glue) only in the daemon
 
         try:
@@ -669,12 +682,9 @@ class Supervisor:
             return 1
         self.role.publisher = self._publisher
         await self.role.published(self._publisher.bus, self._host_watch)
+        self._on_bus = True
+        await self._configure_all()  # the workers that said hello meanwhile
         await self._host_watch.check(self.config, self.host)
-        # after the forkserver (no worker inherits the descriptor), before the first plan; a
-        # change made since the files were read at start is read now (off the loop, bounded)
-        self._start_exclusion_watch()
-        await self._reread_exclusions()
-        await self._replan()
         await self._wait_workers_up(self._restart_policy.hello_timeout_s)
         self._notifier.ready()
         self._notify_status()

@@ -54,6 +54,29 @@ def test_an_unchanged_configure_is_not_sent_again_but_a_change_or_a_new_process_
     asyncio.run(scenario())
 
 
+def test_a_worker_is_told_nothing_before_the_bus_name_is_the_daemons(tmp_path):
+    """Workers start while the daemon publishes on D-Bus; one whose name is taken (a second
+    daemon) must connect nothing before it exits, so no Configure goes out before that."""
+
+    async def scenario():
+        sup = supervisor(tmp_path)
+        driver = FakeDriver(pid=100)
+        sup.pool = SimpleNamespace(drivers={KEY: driver})
+        sup._notify_status = lambda: None  # noqa: SLF001 - no systemd here
+        sup._host_watch = SimpleNamespace(check=lambda *args: asyncio.sleep(0))  # noqa: SLF001
+        await sup._on_hello(driver, driver.hello)  # noqa: SLF001 - said hello while publishing
+        await sup._configure_all()  # noqa: SLF001 - a planning pass meanwhile
+        assert driver.sent == []
+        sup._on_bus = True  # noqa: SLF001 - what run() sets once published
+        await sup._configure_all()  # noqa: SLF001
+        assert len(driver.sent) == 1
+        later = FakeDriver(pid=101)  # a worker that says hello once the daemon is on the bus
+        await sup._on_hello(later, later.hello)  # noqa: SLF001
+        assert len(later.sent) == 1
+
+    asyncio.run(scenario())
+
+
 @pytest.mark.parametrize('daemon, writes', [('stafd', True), ('stacd', False)])
 def test_only_stafd_shadows_nvme_clis_autoconnect_rule(tmp_path, monkeypatch, daemon, writes):
     reloads = []
