@@ -4,33 +4,8 @@ adopts by, and stacd's audit and release rules, which share it."""
 from __future__ import annotations
 
 from stas.fabric.adoption import adoption_tid, adopts_as, audit_verdicts, pinned_iface, release_matches
-from stas.model import ControllerSpec, KernelController, Role, TransportId
-
-HOSTNQN = 'nqn.2014-08.org.nvmexpress:uuid:0c5d3f4e-1111-4222-8333-944455556666'
-NQN = 'nqn.2024-01.com.example:'
-IFACES = {'tb0': ('192.0.2.5',), 'tb1': ('198.51.100.5',)}
-
-
-def kctrl(device: str, sub: str, **kw: str) -> KernelController:
-    values = dict(
-        device=device,
-        transport='tcp',
-        traddr='192.0.2.1',
-        trsvcid='4420',
-        host_iface='tb0',
-        src_addr='192.0.2.5',
-        subsysnqn=NQN + sub,
-        hostnqn=HOSTNQN,
-        cntrltype='io',
-    )
-    values.update(kw)
-    return KernelController(**values)
-
-
-def spec(sub: str, iface: str = 'tb0', ncc: bool = False) -> ControllerSpec:
-    tid = TransportId('tcp', '192.0.2.1', '4420', NQN + sub, '', iface, HOSTNQN)
-    return ControllerSpec(tid=tid, role=Role.IOC, ncc=ncc)
-
+from stas.model import ControllerSpec, Role, TransportId
+from stas.testing.iocs import HOSTNQN, IFACES, NQN, kctrl, spec
 
 # ---- the TID a spec adopts by -------------------------------------------------------------------
 

@@ -17,7 +17,8 @@ import pytest
 from stas.fabric.controller import Phase
 from stas.fabric.controller_policy import RetryPolicy, retry_spread
 from stas.ipc.messages import Configure, CtrlGone, CtrlStatus, WorkerOptions
-from stas.model import WELL_KNOWN_DISC_NQN, ControllerSpec, HostIdentity, KernelController, Role, TransportId
+from stas.model import WELL_KNOWN_DISC_NQN, ControllerSpec, HostIdentity, Role, TransportId
+from stas.testing.iocs import HOSTNQN, IFACES, NQN, kctrl, spec
 from stas.testing.nbft_table import DiscoverySpec, HfiSpec, SubsystemSpec, build_nbft
 from stas.testing.nvme import FakeNvmeIo, InlineExecutor
 from stas.testing.sysfs import FakeSys
@@ -26,31 +27,7 @@ from stas.workers import controllers
 from stas.workers.controllers import ControllerEngine, delete_kernel_controller, foreign_owner
 from stas.workers.ownership import Registry
 
-HOSTNQN = 'nqn.2014-08.org.nvmexpress:uuid:0c5d3f4e-1111-4222-8333-944455556666'
 HOST = HostIdentity(HOSTNQN, '0c5d3f4e-1111-4222-8333-944455556666')
-NQN = 'nqn.2024-01.com.example:'
-IFACES = {'tb0': ('192.0.2.5',), 'tb1': ('198.51.100.5',)}
-
-
-def kctrl(device: str, sub: str, **kw: str) -> KernelController:
-    values = dict(
-        device=device,
-        transport='tcp',
-        traddr='192.0.2.1',
-        trsvcid='4420',
-        host_iface='tb0',
-        src_addr='192.0.2.5',
-        subsysnqn=NQN + sub,
-        hostnqn=HOSTNQN,
-        cntrltype='io',
-    )
-    values.update(kw)
-    return KernelController(**values)
-
-
-def spec(sub: str, iface: str = 'tb0', ncc: bool = False) -> ControllerSpec:
-    tid = TransportId('tcp', '192.0.2.1', '4420', NQN + sub, '', iface, HOSTNQN)
-    return ControllerSpec(tid=tid, role=Role.IOC, ncc=ncc)
 
 
 # ---- connections owned by others ----------------------------------------------------------------
