@@ -16,8 +16,7 @@ from __future__ import annotations
 
 from typing import Dict, Iterable, Mapping, Optional, Tuple
 
-from ..fabric.controller import timer_text
-from ..fabric.controller_policy import RetryPolicy
+from ..fabric.controller_policy import RetryPolicy, timer_text
 from ..model import ControllerStatus, CtrlState, HostIdentity, TransportId
 from .contract import SECRET_KEYS
 

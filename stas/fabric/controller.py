@@ -136,7 +136,7 @@ from .controller_events import (
     TimerFired,
     WantedAgain,
 )
-from .controller_policy import RetryPolicy
+from .controller_policy import RetryPolicy, timer_text
 from .dim import TAS_REGISTER, TAS_UPDATE
 from .dlpe import epcsd
 
@@ -205,14 +205,6 @@ _STEP_WHAT = {
     OP_SUPPORTED: 'get supported log pages from Discovery Controller',
     OP_LOG_PAGE: 'retrieve log pages',
 }
-
-
-def timer_text(interval_s: float, remaining_s: Optional[float] = None) -> str:
-    """A timer as nvme-stas 2.x shows it: ``'60.0s [12.5s]'`` while armed, ``'60.0s [off]'``
-    when not (``remaining_s`` None)."""
-    if remaining_s is None:
-        return f'{float(interval_s)}s [off]'
-    return f'{float(interval_s)}s [{round(max(0.0, remaining_s), 3)}s]'
 
 
 class ControllerMachine:

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import zlib
 from dataclasses import replace
-from typing import Tuple
+from typing import Optional, Tuple
 
 from ..record import record
 
@@ -88,3 +88,11 @@ def retry_spread(identity: str) -> float:
     """The fraction (0 to ``MAX_SPREAD``) a controller named ``identity`` (its TID as text)
     stretches its retries by: spread evenly over controllers, the same at every start."""
     return (zlib.crc32(identity.encode('utf-8', 'surrogatepass')) % 1000) / 1000 * MAX_SPREAD
+
+
+def timer_text(interval_s: float, remaining_s: Optional[float] = None) -> str:
+    """A timer as nvme-stas 2.x shows it: ``'60.0s [12.5s]'`` while armed, ``'60.0s [off]'``
+    when not (``remaining_s`` None)."""
+    if remaining_s is None:
+        return f'{float(interval_s)}s [off]'
+    return f'{float(interval_s)}s [{round(max(0.0, remaining_s), 3)}s]'

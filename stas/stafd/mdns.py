@@ -27,7 +27,7 @@ from typing import Callable, Dict, List, Optional, Tuple
 
 from ..errors import StasError
 from ..fabric.addr import address_problem
-from ..fabric.controller import timer_text
+from ..fabric.controller_policy import timer_text
 from ..fabric.exclusion import describe, is_excluded
 from ..fabric.mdns import (
     NVME_DISC_STYPES,

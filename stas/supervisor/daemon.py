@@ -42,7 +42,7 @@ from ..conf import (
 )
 from ..conf.exclusions import NVME_ETC_DIR, HostExclusions, exclusion_paths, read_exclusions
 from ..errors import InvalidArgument, NotFound, Unavailable
-from ..fabric.controller import timer_text
+from ..fabric.controller_policy import timer_text
 from ..ipc.messages import OP_SET_LOG_LEVEL, Configure, Hello, Message, WorkerOptions
 from ..metrics.counters import CounterBook
 from ..metrics.textfile import TextfileExport

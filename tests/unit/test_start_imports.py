@@ -45,6 +45,12 @@ def test_a_supervisor_pickles_for_its_forkserver_without_dill():
     assert not [m for m in loaded['modules'] if m == 'dill' or m.startswith('dill.')]
 
 
+def test_a_supervisor_leaves_the_controller_machine_to_its_workers():
+    """It plans which controllers exist; their state machine and its events run in the workers."""
+    modules = set(_run(SUPERVISOR_IMPORTS)['modules'])
+    assert not {'stas.fabric.controller', 'stas.fabric.controller_events', 'stas.fabric.dim'} & modules
+
+
 def test_a_supervisor_leaves_out_what_only_rare_paths_need():
     """uuid (and the platform module it imports), gzip and difflib are imported where a UUID is
     decoded, /proc/config.gz read, or a misspelt key hinted at: not on every start."""
