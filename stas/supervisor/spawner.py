@@ -57,8 +57,9 @@ from typing import TYPE_CHECKING, Callable, Optional, Sequence
 from ..lean_imports import asyncio_without_ssl, multiprocess_without_dill
 from ..proctitle import forkserver_names, set_process_title
 
-# Both before anything else imports them (see lean_imports): the supervisor, the forkserver
-# forked from it, a forkserver started anew (serve_replacement) and every worker then share them.
+# Both before anything else imports them (see lean_imports), here, where every process of a
+# daemon passes first: the supervisor, the forkserver forked from it and its workers, and a
+# forkserver started anew (serve_replacement, in this module) all load them without ssl or dill.
 multiprocess = multiprocess_without_dill()
 asyncio_without_ssl()
 
