@@ -13,7 +13,7 @@ The fixtures ``cdc`` and ``nvmet_port`` are made available to the e2e tests by c
 from __future__ import annotations
 
 import struct
-from typing import Any, Callable, Iterator, List, Optional, Sequence
+from typing import Any, Callable, Iterator, Optional, Sequence
 
 import pytest
 
@@ -25,7 +25,7 @@ from stas.workers.nvme_io import get_log_page
 
 from .fabric import NQN_PREFIX
 from .guest import scaled
-from .initiator import controllers, ctrl_attr, delete_all_controllers
+from .initiator import delete_all_controllers
 
 NVMET_ADDR = '192.0.2.1'
 CDC_ADDR = '192.0.2.9'
@@ -103,10 +103,6 @@ def entry(sub, eflags: int = 0, traddr: str = NVMET_ADDR) -> lp.Entry:
 def commands(cdc: SiteCdc, opcode: int, lid=None) -> list:
     seen = cdc.call(lambda s: s.commands())
     return [c for c in seen if c.opcode == opcode and (lid is None or c.lid == lid)]
-
-
-def io_controllers_of(nqn: str) -> List[str]:
-    return sorted(c for c in controllers() if ctrl_attr(c, 'subsysnqn') == nqn)
 
 
 def read_log(device: str, rae: bool = False, lsp: int = 0) -> bytes:

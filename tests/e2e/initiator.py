@@ -43,6 +43,22 @@ def ctrl_attr(name: str, attr: str) -> str:
         return f.read().strip()
 
 
+def controllers_of(subsysnqn: str) -> List[str]:
+    """Names of the controllers connected to `subsysnqn`, in order.
+
+    A connect that fails (refused authentication, for one) creates its controller and deletes it
+    again; one deleted while this reads its attributes is simply not listed.
+    """
+    names = []
+    for name in controllers():
+        try:
+            if ctrl_attr(name, 'subsysnqn') == subsysnqn:
+                names.append(name)
+        except OSError:  # FileNotFoundError or ENODEV, by how far the deletion has got
+            pass
+    return names
+
+
 def delete_controller(name: str) -> None:
     try:
         with open(f'{SYS_NVME}/{name}/delete_controller', 'w') as f:

@@ -34,12 +34,11 @@ from .cdc_site import (
     STAFD_CONF,
     commands,
     entry,
-    io_controllers_of,
     read_log,
 )
 from .daemons import RunningDaemon, subsystems_seen
 from .guest import scaled, wait_for
-from .initiator import HOSTID, HOSTNQN, controllers, ctrl_attr
+from .initiator import HOSTID, HOSTNQN, controllers, controllers_of, ctrl_attr
 
 pytestmark = pytest.mark.e2e
 
@@ -236,18 +235,18 @@ def test_a_change_on_the_cdc_reaches_stacd(cdc, nvmet_port, fabric, start_daemon
     cdc.call(lambda s: s.set_entries([entry(sub1)]))
     stafd = start_daemon('stafd', STAFD_CONF)
     start_daemon('stacd', '')
-    wait_for(lambda: io_controllers_of(sub1.nqn), scaled(4), 'sub1 connected by stacd')
+    wait_for(lambda: controllers_of(sub1.nqn), scaled(4), 'sub1 connected by stacd')
 
     # a new entry: AEN -> stafd reads the page -> stacd connects it
     cdc.call(lambda s: s.set_entries([entry(sub1), entry(sub2)]))
-    wait_for(lambda: io_controllers_of(sub2.nqn), scaled(3), 'sub2 connected after the AEN')
-    assert len(io_controllers_of(sub1.nqn)) == 1
+    wait_for(lambda: controllers_of(sub2.nqn), scaled(3), 'sub2 connected after the AEN')
+    assert len(controllers_of(sub1.nqn)) == 1
     assert subsystems_seen(stafd).get(CDC_ADDR) == sorted([sub1.nqn, sub2.nqn])
 
     # an entry withdrawn: stacd disconnects what it connected
     cdc.call(lambda s: s.set_entries([entry(sub2)]))
-    wait_for(lambda: not io_controllers_of(sub1.nqn), scaled(3), 'sub1 disconnected once withdrawn')
-    assert len(io_controllers_of(sub2.nqn)) == 1
+    wait_for(lambda: not controllers_of(sub1.nqn), scaled(3), 'sub1 disconnected once withdrawn')
+    assert len(controllers_of(sub2.nqn)) == 1
 
 
 def test_a_refused_registration_is_reported_by_name_and_retried(cdc, nvmet_port, fabric, stafd_factory):
@@ -287,7 +286,7 @@ def test_persistent_auto_keeps_a_dc_that_sets_epcsd_and_parks_one_that_does_not(
     )
     stafd = start_daemon('stafd', conf)
     start_daemon('stacd', '')
-    wait_for(lambda: io_controllers_of(sub1.nqn), scaled(4), 'sub1 connected by stacd')
+    wait_for(lambda: controllers_of(sub1.nqn), scaled(4), 'sub1 connected by stacd')
     # EPCSD set: the connection stays (its AENs keep working)
     assert [c['hostnqn'] for c in cdc.call(lambda s: s.connections())] == [HOSTNQN]
 
@@ -297,12 +296,12 @@ def test_persistent_auto_keeps_a_dc_that_sets_epcsd_and_parks_one_that_does_not(
     wait_for(lambda: dc_state(stafd) == 'parked', scaled(2), 'stafd to show it parked')
     # its log page stays published, and stacd keeps what it connected
     assert subsystems_seen(stafd).get(CDC_ADDR) == [sub1.nqn]
-    assert len(io_controllers_of(sub1.nqn)) == 1
+    assert len(controllers_of(sub1.nqn)) == 1
 
     # no AEN reaches a parked DC: the poll finds the new entry and stacd connects it
     reads = len(commands(cdc, OP_GET_LOG_PAGE, LID_DISCOVERY))
     cdc.call(lambda s: s.set_entries([self_entry(0), entry(sub1), entry(sub2)]))
-    wait_for(lambda: io_controllers_of(sub2.nqn), scaled(4), 'sub2 connected after a poll')
+    wait_for(lambda: controllers_of(sub2.nqn), scaled(4), 'sub2 connected after a poll')
     assert len(commands(cdc, OP_GET_LOG_PAGE, LID_DISCOVERY)) > reads
     wait_for(lambda: not cdc.call(lambda s: s.connections()), scaled(3), 'the DC parked again')
 

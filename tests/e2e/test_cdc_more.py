@@ -24,11 +24,10 @@ from .cdc_site import (
     STAFD_CONF,
     commands,
     entry,
-    io_controllers_of,
 )
 from .daemons import RunningDaemon, subsystems_seen
 from .guest import scaled, wait_for
-from .initiator import HOSTNQN, controllers, ctrl_attr
+from .initiator import HOSTNQN, controllers, controllers_of, ctrl_attr
 
 pytestmark = pytest.mark.e2e
 
@@ -59,8 +58,8 @@ def test_an_ncc_entry_that_answers_is_simply_connected(cdc, nvmet_port, fabric, 
     start_daemon('stafd', STAFD_CONF)
     stacd = start_daemon('stacd', STACD_CONF)
 
-    wait_for(lambda: io_controllers_of(sub1.nqn), scaled(4), 'sub1 connected by stacd')
-    (device,) = io_controllers_of(sub1.nqn)
+    wait_for(lambda: controllers_of(sub1.nqn), scaled(4), 'sub1 connected by stacd')
+    (device,) = controllers_of(sub1.nqn)
     row = wait_for(
         lambda: ioc_in_state(stacd, sub1.nqn, 'connected'), scaled(2), 'stacd to list it connected'
     )
@@ -87,27 +86,27 @@ def test_an_ncc_entry_nothing_answers_is_given_up_until_its_ncc_bit_clears(
         'False',
     ), row
     assert GIVING_UP in stacd.logs()
-    assert not io_controllers_of(sub1.nqn)
+    assert not controllers_of(sub1.nqn)
 
     # sub1 now answers behind its entry, and a new page comes (sub2 added) with NCC still set on
     # sub1: stacd connects sub2 and leaves sub1 given up, with no further attempt
     fabric.port(SPARE_ADDR).link(sub1)
     cdc.call(lambda s: s.set_entries([lost, entry(sub2)]))
-    wait_for(lambda: io_controllers_of(sub2.nqn), scaled(3), 'sub2 connected after the AEN')
+    wait_for(lambda: controllers_of(sub2.nqn), scaled(3), 'sub2 connected after the AEN')
     row = ioc(stacd, sub1.nqn)
     assert (row['state'], row['connect attempts']) == ('gave-up', str(NCC_ATTEMPTS)), row
-    assert not io_controllers_of(sub1.nqn)
+    assert not controllers_of(sub1.nqn)
 
     # the CDC clears NCC on sub1's entry: stacd tries again at once, and connects it
     cdc.call(lambda s: s.set_entries([entry(sub1, traddr=SPARE_ADDR), entry(sub2)]))
-    wait_for(lambda: io_controllers_of(sub1.nqn), scaled(3), 'sub1 connected once NCC cleared')
+    wait_for(lambda: controllers_of(sub1.nqn), scaled(3), 'sub1 connected once NCC cleared')
     row = wait_for(
         lambda: ioc_in_state(stacd, sub1.nqn, 'connected'), scaled(2), 'stacd to list sub1 connected'
     )
     assert row['dlpe.eflags.ncc'] == 'False', row
     assert 'NCC cleared: connecting now' in stacd.logs()
     assert ctrl_attr(row['device'], 'address').startswith(f'traddr={SPARE_ADDR},')
-    assert len(io_controllers_of(sub2.nqn)) == 1
+    assert len(controllers_of(sub2.nqn)) == 1
 
 
 def failed_and_waiting(stacd: RunningDaemon, nqn: str, attempts: int) -> Optional[dict]:
@@ -141,7 +140,7 @@ def test_with_connect_attempts_on_ncc_0_an_ncc_entry_is_retried_until_it_answers
     # sub1 answers now: the next attempt, past where a limit of 2 stops, connects it
     fabric.port(SPARE_ADDR).link(sub1)
     wait_for(
-        lambda: io_controllers_of(sub1.nqn), LONGEST_RETRY_S + scaled(3), 'sub1 connected by a later attempt'
+        lambda: controllers_of(sub1.nqn), LONGEST_RETRY_S + scaled(3), 'sub1 connected by a later attempt'
     )
     row = wait_for(
         lambda: ioc_in_state(stacd, sub1.nqn, 'connected'), scaled(2), 'stacd to list sub1 connected'
@@ -163,12 +162,12 @@ def test_a_reload_retries_an_ncc_entry_that_was_given_up(cdc, fabric, start_daem
     assert stacd.logs().count('Reload: retrying to connect') == 1
     row = ioc(stacd, sub1.nqn)
     assert (row['state'], row['connect attempts']) == ('gave-up', str(NCC_ATTEMPTS)), row
-    assert not io_controllers_of(sub1.nqn)
+    assert not controllers_of(sub1.nqn)
 
     # sub1 answers now (its entry still has NCC set): the admin's reload has stacd connect it
     fabric.port(SPARE_ADDR).link(sub1)
     stacd.reload()
-    wait_for(lambda: io_controllers_of(sub1.nqn), scaled(3), 'sub1 connected after the reload')
+    wait_for(lambda: controllers_of(sub1.nqn), scaled(3), 'sub1 connected after the reload')
     row = wait_for(
         lambda: ioc_in_state(stacd, sub1.nqn, 'connected'), scaled(2), 'stacd to list sub1 connected'
     )

@@ -9,7 +9,7 @@ import pytest
 
 from .daemons import subsystems_seen
 from .guest import scaled, wait_for
-from .initiator import controllers
+from .initiator import controllers_of
 
 pytestmark = pytest.mark.e2e
 
@@ -20,11 +20,7 @@ def with_pages(d, count):
 
 
 def dc_devices():
-    from .initiator import ctrl_attr
-
-    return sorted(
-        c for c in controllers() if ctrl_attr(c, 'subsysnqn') == 'nqn.2014-08.org.nvmexpress.discovery'
-    )
+    return controllers_of('nqn.2014-08.org.nvmexpress.discovery')
 
 
 def test_configured_dc_log_page_referral_and_aen(fabric, stafd_factory):

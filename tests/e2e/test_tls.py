@@ -20,7 +20,7 @@ from stas.workers.nvme_io import NvmeIo
 
 from .daemons import log_pages
 from .guest import kernel_has_nvme_tls, scaled, wait_for
-from .initiator import HOSTNQN, controllers, ctrl_attr
+from .initiator import HOSTNQN, controllers, controllers_of, ctrl_attr
 from .tls import psks, running_tlshd
 
 pytestmark = pytest.mark.e2e
@@ -32,7 +32,7 @@ def served(stafd) -> set:
 
 
 def live_controllers_of(nqn: str):
-    devices = [c for c in controllers() if ctrl_attr(c, 'subsysnqn') == nqn]
+    devices = controllers_of(nqn)
     return devices if devices and all(ctrl_attr(d, 'state') == 'live' for d in devices) else None
 
 
@@ -62,9 +62,7 @@ def test_tls_only_ports_are_used_with_tls_and_plain_ones_without(fabric, start_d
                 scaled(5),
                 'both log pages on D-Bus',
             )
-            (tls_dc,) = [
-                c for c in controllers() if ctrl_attr(c, 'subsysnqn') == WELL_KNOWN_DISC_NQN and uses_tls(c)
-            ]
+            (tls_dc,) = [c for c in controllers_of(WELL_KNOWN_DISC_NQN) if uses_tls(c)]
             assert 'trsvcid=8009' in ctrl_attr(tls_dc, 'address')
 
             stacd = start_daemon('stacd', '[Global]\n')
@@ -83,7 +81,7 @@ def test_tls_only_ports_are_used_with_tls_and_plain_ones_without(fabric, start_d
 
             error = wait_for(failed, scaled(3), 'the connect without a PSK failed')
             assert 'ENOKEY' in error and 'TLS pre-shared key' in error, error
-            assert [c for c in controllers() if ctrl_attr(c, 'subsysnqn') == no_psk.nqn] == []
+            assert controllers_of(no_psk.nqn) == []
 
 
 def test_a_tls_connect_without_tlshd_says_so(fabric, host_identity):

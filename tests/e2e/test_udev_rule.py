@@ -34,7 +34,15 @@ import pytest
 from .daemons import subsystems_seen
 from .fabric import NQN_PREFIX
 from .guest import scaled, wait_for
-from .initiator import HOSTID, HOSTNQN, controllers, ctrl_attr, delete_controller, fabrics_connect
+from .initiator import (
+    HOSTID,
+    HOSTNQN,
+    controllers,
+    controllers_of,
+    ctrl_attr,
+    delete_controller,
+    fabrics_connect,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -110,14 +118,7 @@ def delete_iocs() -> None:
 
 
 def dcs() -> List[str]:
-    found = []
-    for device in controllers():
-        try:
-            if ctrl_attr(device, 'subsysnqn') == DISCOVERY_NQN:
-                found.append(device)
-        except OSError:
-            continue
-    return found
+    return controllers_of(DISCOVERY_NQN)
 
 
 def connect_alls(calls: Path) -> int:
