@@ -1,7 +1,7 @@
 """Two libraries imported without an optional module that these processes never use.
 
-A daemon starts seconds faster in an emulated guest, and each of its processes is megabytes
-smaller, for what it does not load:
+Each process of a daemon spends less CPU starting and is megabytes smaller for what it does
+not load:
 
 - ``asyncio`` imports ``ssl`` for its TLS transports, and ``ssl`` loads libssl and libcrypto:
   about 8 ms and 4.5 MiB per process on a real host. Nothing here speaks TLS from Python
@@ -9,8 +9,8 @@ smaller, for what it does not load:
 - ``multiprocess`` pickles with ``dill`` when it can import it, and ``dill`` imports about forty
   modules (ctypes, inspect, dataclasses, pathlib, tempfile, bz2, lzma...): about 40 ms and
   5 MiB. What the supervisor hands its forkserver (a module-level function, a plain
-  ``WorkerSpec``, a socket) is what the standard ``pickle`` handles, and the standard one is
-  the faster of the two.
+  ``WorkerSpec``, a socket) is what the standard ``pickle`` handles, with its pickler written
+  in C (``dill`` uses the pure-Python one).
 
 Each library then sees what it sees on a Python without the optional module (both fall back
 by design: ``asyncio`` refuses its TLS arguments, ``multiprocess`` uses ``pickle``), and only
