@@ -22,14 +22,22 @@ The host-wide exclusion files of nvme-cli (``stas.conf.exclusions``) compare ``h
 too: their entries say so with a true ``compares_host_traddr`` attribute, and this matcher
 then keeps that key of theirs (in its normalised form) instead of removing it. A controller
 without a host-traddr is not matched by such an entry.
+
+How: each entry is put in canonical form once per set of entries (a planning pass asks about
+every controller it knows with the same configuration) and compared with the fields of the
+candidate's TransportId as they are, since ``stas.fabric.tid`` builds every TID canonical. A
+candidate given as a mapping is made a canonical TransportId first.
 """
 
 from __future__ import annotations
 
-from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, TypeVar, Union
+import functools
+from operator import attrgetter
+from typing import Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, TypeVar, Union
 
 from ..errors import ConfigError
 from ..model import TransportId
+from ..record import record
 from .addr import normalize_fc_addr, normalize_ip
 
 EXCLUSION_KEYS = ('transport', 'traddr', 'trsvcid', 'subsysnqn', 'host-iface', 'host-nqn')
@@ -40,10 +48,42 @@ _ALIASES = {
     'host_traddr': 'host-traddr',
 }
 _IGNORED = ('host-traddr',)
-_COMPARED = EXCLUSION_KEYS + _IGNORED  # what a candidate carries: every TID key
+# what a candidate carries, every TID key, and the TransportId field each key names
+_TID_FIELD = {
+    'transport': 'transport',
+    'traddr': 'traddr',
+    'trsvcid': 'trsvcid',
+    'subsysnqn': 'subsysnqn',
+    'host-iface': 'host_iface',
+    'host-nqn': 'host_nqn',
+    'host-traddr': 'host_traddr',
+}
 
 Candidate = Union[TransportId, Mapping[str, str]]
 T = TypeVar('T', TransportId, Mapping)
+
+
+def _address(value: str) -> str:
+    # IP literals canonical; anything else (host name, fc address) without case, so an entry
+    # with or without transport= compares like the controllers it names.
+    return normalize_ip(value) or normalize_fc_addr(value)
+
+
+def _port(value: str) -> str:
+    return str(int(value)) if value.isascii() and value.isdigit() and len(value) <= 8 else value
+
+
+def _as_written(value: str) -> str:
+    return value
+
+
+# the canonical form of a stripped value, by key
+_CANONICAL: Dict[str, Callable[[str], str]] = {
+    'transport': str.lower,
+    'traddr': _address,
+    'host-traddr': lambda value: _address(value) if value else value,
+    'trsvcid': _port,
+}
 
 
 def _normalize_pairs(pairs: Mapping[str, object], keep: Tuple[str, ...] = ()) -> Dict[str, str]:
@@ -54,18 +94,8 @@ def _normalize_pairs(pairs: Mapping[str, object], keep: Tuple[str, ...] = ()) ->
         k = _ALIASES.get(key, key)
         if k in _IGNORED and k not in keep:
             continue
-        out[k] = value.strip() if isinstance(value, str) else str(value)
-    if 'transport' in out:
-        out['transport'] = out['transport'].lower()
-    if 'traddr' in out:
-        # IP literals canonical; anything else (host name, fc address) without case, so an
-        # entry with or without transport= compares like the controllers it names.
-        out['traddr'] = normalize_ip(out['traddr']) or normalize_fc_addr(out['traddr'])
-    if out.get('host-traddr'):
-        out['host-traddr'] = normalize_ip(out['host-traddr']) or normalize_fc_addr(out['host-traddr'])
-    trsvcid = out.get('trsvcid', '')
-    if trsvcid.isascii() and trsvcid.isdigit() and len(trsvcid) <= 8:
-        out['trsvcid'] = str(int(trsvcid))
+        text = value.strip() if isinstance(value, str) else str(value)
+        out[k] = _CANONICAL.get(k, _as_written)(text)
     return out
 
 
@@ -89,23 +119,77 @@ def check_exclusion(entry: Mapping[str, object]) -> Dict[str, str]:
     return norm
 
 
-def _candidate_pairs(candidate: Candidate) -> Dict[str, str]:
+@record(eq=False)
+class _Matcher:
+    """One exclusion entry made ready to compare: what reads the TransportId fields it names,
+    the canonical values they must have, and where the entry is in its set."""
+
+    fields: Callable[[TransportId], object]  # attrgetter: one value, or a tuple of several
+    values: object  # what ``fields`` must return
+    index: int
+
+    def matches(self, tid: TransportId) -> bool:
+        # a TransportId's values are canonical (stas.fabric.tid builds every one): compared as they are
+        return self.fields(tid) == self.values
+
+
+def _matcher(index: int, entry: Mapping[str, object]) -> Optional[_Matcher]:
+    """The entry's matcher, or None for an entry that names no controller: an empty one, or
+    one with a key exclusion cannot compare."""
+    pairs = _entry_pairs(entry)
+    if not pairs or any(k not in _TID_FIELD for k in pairs):
+        return None
+    values = tuple(pairs.values())
+    return _Matcher(
+        fields=attrgetter(*(_TID_FIELD[k] for k in pairs)),
+        values=values[0] if len(values) == 1 else values,
+        index=index,
+    )
+
+
+def _made(entries: Tuple[Mapping[str, object], ...]) -> Tuple[_Matcher, ...]:
+    return tuple(m for m in map(_matcher, range(len(entries)), entries) if m is not None)
+
+
+_cached = functools.lru_cache(maxsize=16)(_made)
+# the last tuple of entries asked about (held, so that its id stays its own) and its matchers
+_last: List[object] = [None, ()]
+
+
+class _Exclusions:
+    """A set of exclusion entries as given and their matchers, made once per set: a planning
+    pass asks about every controller it knows with the same configuration's entries, the same
+    tuple each time."""
+
+    __slots__ = ('entries', 'matchers')
+
+    def __init__(self, entries: Iterable[Mapping[str, object]]) -> None:
+        if entries is _last[0]:
+            self.entries, self.matchers = entries, _last[1]
+            return
+        self.entries = given = tuple(entries)
+        try:
+            self.matchers = _cached(given)
+        except TypeError:  # entries that cannot be hashed (plain dicts): made each time
+            self.matchers = _made(given)
+        else:
+            if given is entries:  # a tuple: it cannot change under us
+                _last[:] = [given, self.matchers]
+
+    def first_match(self, candidate: Candidate) -> Optional[Mapping[str, object]]:
+        """The first entry (the caller's own object) that matches ``candidate``, or None."""
+        if not self.matchers:
+            return None
+        tid = _as_tid(candidate)
+        return next((self.entries[m.index] for m in self.matchers if m.matches(tid)), None)
+
+
+def _as_tid(candidate: Candidate) -> TransportId:
+    """The candidate as a TransportId with canonical values."""
     if isinstance(candidate, TransportId):
-        pairs: Mapping[str, object] = candidate.as_dbus_dict()
-    else:
-        pairs = candidate
-    return _normalize_pairs(pairs, _IGNORED)
-
-
-def _entry_matches(norm_entry: Mapping[str, str], cand: Mapping[str, str]) -> bool:
-    if not norm_entry:
-        return False  # an empty entry names no controller
-    for key, value in norm_entry.items():
-        if key not in _COMPARED:
-            return False
-        if cand.get(key, '') != value:
-            return False
-    return True
+        return candidate
+    pairs = _normalize_pairs(candidate, _IGNORED)
+    return TransportId(**{field: pairs.get(key, '') for key, field in _TID_FIELD.items()})
 
 
 def is_excluded(candidate: Candidate, exclusions: Iterable[Mapping[str, str]]) -> Optional[Mapping[str, str]]:
@@ -114,32 +198,24 @@ def is_excluded(candidate: Candidate, exclusions: Iterable[Mapping[str, str]]) -
     ``candidate`` is a TransportId (compare after defaults are applied) or a mapping with
     hyphenated keys (``nqn`` and snake_case spellings accepted).
     """
-    exclusions = tuple(exclusions)
     if not exclusions:
         return None  # the common case, checked for thousands of controllers per pass
-    cand = _candidate_pairs(candidate)
-    for entry in exclusions:
-        if _entry_matches(_entry_pairs(entry), cand):
-            return entry
-    return None
+    return _Exclusions(exclusions).first_match(candidate)  # type: ignore[return-value]
 
 
 def remove_excluded(
     candidates: Iterable[T], exclusions: Sequence[Mapping[str, str]]
 ) -> Tuple[List[T], List[Tuple[T, Mapping[str, str]]]]:
     """``(kept, excluded)``: ``excluded`` pairs each candidate with the entry that matched it."""
-    norm = [(_entry_pairs(e), e) for e in exclusions]
-    if not norm:
-        return list(candidates), []
+    made = _Exclusions(exclusions)
     kept: List[T] = []
     excluded: List[Tuple[T, Mapping[str, str]]] = []
     for candidate in candidates:
-        cand = _candidate_pairs(candidate)
-        hit = next((orig for n, orig in norm if _entry_matches(n, cand)), None)
+        hit = made.first_match(candidate)
         if hit is None:
             kept.append(candidate)
         else:
-            excluded.append((candidate, hit))
+            excluded.append((candidate, hit))  # type: ignore[arg-type]
     return kept, excluded
 
 

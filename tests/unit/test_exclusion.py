@@ -104,3 +104,23 @@ def test_check_exclusion_refuses_keys_it_cannot_compare():
     with pytest.raises(ConfigError, match='exclude= key.s. dhchap-secret, kato cannot select controllers'):
         check_exclusion({'kato': '30', 'dhchap-secret': 'x', 'transport': 'tcp'})
     assert set(EXCLUSION_KEYS) == {'transport', 'traddr', 'trsvcid', 'subsysnqn', 'host-iface', 'host-nqn'}
+
+
+def test_an_equal_set_of_entries_answers_with_its_own_entry_objects():
+    from stas.conf.controllers import ExcludeEntry
+
+    first = (ExcludeEntry(fields=(('transport', 'rdma'),), line=3),)
+    again = (ExcludeEntry(fields=(('transport', 'rdma'),), line=3),)
+    assert first == again and first[0] is not again[0]
+    assert is_excluded(C, first) is first[0]
+    assert is_excluded(C, again) is again[0]
+    assert is_excluded(C, first) is first[0]
+    assert is_excluded(A, again) is None
+
+
+def test_entries_given_as_a_list_or_a_generator_are_read_each_time():
+    entries = [frozen(transport='rdma')]
+    assert is_excluded(C, entries) is entries[0]
+    entries[0] = frozen(transport='tcp')
+    assert is_excluded(C, entries) is None
+    assert is_excluded(A, (e for e in entries)) is entries[0]
