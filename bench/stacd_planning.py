@@ -1,10 +1,12 @@
 """What one change costs stacd when it already follows thousands of I/O controllers (host only).
 
-    .venv/bin/python bench/stacd_planning.py [--entries 5000] [--dcs 16] [--changes 5]
+    .venv/bin/python bench/stacd_planning.py [--entries 5000] [--dcs 16] [--changes 5] [--exclusions 0]
 
 A real stacd (idle workers: no kernel, nothing is connected) follows a stand-in for stafd on a
 private system bus. The stand-in serves ``--entries`` log page entries spread over ``--dcs``
-discovery controllers, one interface each. Once stacd wants them all, the script prints:
+discovery controllers, one interface each; stacd.conf has ``--exclusions`` ``exclude=`` lines
+that match none of them (each is still compared with every entry). Once stacd wants them all,
+the script prints:
 
 1. the wall time and the supervisor's CPU from stacd's start to every entry wanted;
 2. for ``--changes`` single-entry changes (one subsystem added to one DC's page, announced with
@@ -72,6 +74,7 @@ def main() -> int:
     ap.add_argument('--entries', type=int, default=5000, help='log page entries in all (default 5000)')
     ap.add_argument('--dcs', type=int, default=16, help='discovery controllers, one interface each (16)')
     ap.add_argument('--changes', type=int, default=5, help='single-entry changes to time (default 5)')
+    ap.add_argument('--exclusions', type=int, default=0, help='exclude= lines matching nothing (default 0)')
     args = ap.parse_args()
     per_dc = max(1, args.entries // args.dcs)
     with tempfile.TemporaryDirectory(prefix='stacd-planning.') as tmp:
@@ -79,7 +82,11 @@ def main() -> int:
         bus, address = start_system_bus(work / 'bus')
         env = dict(os.environ, DBUS_SYSTEM_BUS_ADDRESS=address, PYTHONPATH=str(ROOT))
         fake = FakeStafd(work, env)
-        stacd = Stacd(work, env, '[Global]\n')
+        excludes = ''.join(
+            f'exclude=transport=tcp;traddr=192.0.2.{i % 250};trsvcid={4420 + i}\n'
+            for i in range(args.exclusions)
+        )
+        stacd = Stacd(work, env, f'[Global]\n[Controllers]\n{excludes}')
         try:
             fake.set(pages_for(args.dcs, per_dc))
             fake.start()
