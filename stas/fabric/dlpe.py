@@ -1,14 +1,15 @@
-"""Discovery log page entries (DLPEs): validated ``LogEntry`` values from libnvme or raw bytes.
+"""Discovery log page entries (DLPEs): validated ``LogEntry`` values from raw bytes or libnvme.
 
 Two inputs give the same result:
 
-* ``log_entry_from_libnvme``: one item of libnvme's ``ctrl.discover()`` list (keys trtype,
+* ``parse_log_page``: the bytes of a Get Log Page (LID 70h) reply, a 1024-byte header
+  (GENCTR u64, NUMREC u64, RECFMT u16) followed by NUMREC 1024-byte records, each decoded
+  straight into a ``LogEntry`` through the record's layout (``ENTRY_LAYOUT``);
+* ``log_entry_from_libnvme``: one entry in libnvme's ``ctrl.discover()`` shape (keys trtype,
   adrfam, traddr, trsvcid, subnqn, subtype, treq, tsas, portid, cntlid, asqsz, eflags). Known
   codes arrive as names ('tcp', 'nvme'), others as numbers; numbers may be int or str (the
-  same dicts come back as strings from stafd over D-Bus); tsas is a dict for tcp/rdma.
-* ``parse_log_page``: the bytes of a Get Log Page (LID 70h) reply, a 1024-byte header
-  (GENCTR u64, NUMREC u64, RECFMT u16) followed by NUMREC 1024-byte records; decoded here into
-  the libnvme shape and then converted the same way.
+  same dicts come back as strings from stafd over D-Bus and from its cache); tsas is a dict
+  for tcp/rdma.
 
 ``LogEntry`` fields are the strings nvme-stas 2.x shows on D-Bus: stripped, numbers in
 decimal, tsas as the ``str()`` of its dict (``"{'sectype': 'none'}"``).
@@ -26,7 +27,7 @@ from __future__ import annotations
 
 import re
 import struct
-from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import Dict, Iterable, List, Mapping, Optional, Tuple, Union
 
 from ..errors import InvalidArgument
 from ..model import IP_TRANSPORTS, LogEntry
@@ -234,28 +235,6 @@ def screen_log_entry(d: Mapping[str, object]) -> Tuple[Optional[LogEntry], str]:
     return (None, reason) if reason else (entry, '')
 
 
-def convert_log_page(
-    items: Sequence[Mapping[str, object]], max_entries: int = MAX_LOG_ENTRIES
-) -> Tuple[List[LogEntry], List[str]]:
-    """``(entries, dropped)`` for a libnvme ``discover()`` list; each reason names its index.
-
-    Raises ``InvalidArgument`` if ``items`` is not a list or has more than ``max_entries``.
-    """
-    if not isinstance(items, (list, tuple)):
-        raise InvalidArgument(f'log page {_short(items)} is not a list of entries')
-    if len(items) > max_entries:
-        raise InvalidArgument(f'log page has {len(items)} entries (at most {max_entries} accepted)')
-    entries: List[LogEntry] = []
-    dropped: List[str] = []
-    for index, item in enumerate(items):
-        entry, reason = screen_log_entry(item)
-        if entry is None:
-            dropped.append(f'entry {index}: {reason}')
-        else:
-            entries.append(entry)
-    return entries, dropped
-
-
 # ---- queries -----------------------------------------------------------------------------------
 
 
@@ -360,31 +339,58 @@ def _tsas_dict(trtype: int, raw: bytes) -> Optional[Dict[str, str]]:
     return None
 
 
-def _record(data: bytes, offset: int) -> Dict[str, object]:
-    """One 1024-byte record in libnvme's ``discover()`` dict shape."""
-    trtype, adrfam, subtype, treq, portid, cntlid, asqsz, eflags = struct.unpack_from(
-        '<BBBBHHHH', data, offset
+# One 1024-byte record, field by field in the order of the standard's Discovery Log Page Entry
+# (bytes 0-3 codes, 4-11 numbers, 32-63 trsvcid, 256-511 subnqn, 512-767 traddr, 768-1023
+# tsas): the LogEntry field each part makes, or None for reserved bytes, and its struct code.
+ENTRY_LAYOUT = (
+    ('trtype', 'B'),
+    ('adrfam', 'B'),
+    ('subtype', 'B'),
+    ('treq', 'B'),
+    ('portid', 'H'),
+    ('cntlid', 'H'),
+    ('asqsz', 'H'),
+    ('eflags', 'H'),
+    (None, '20x'),
+    ('trsvcid', '32s'),
+    (None, '192x'),
+    ('subnqn', '256s'),
+    ('traddr', '256s'),
+    ('tsas', '256s'),
+)
+_ENTRY = struct.Struct('<' + ''.join(code for _, code in ENTRY_LAYOUT))
+assert _ENTRY.size == ENTRY_SIZE, _ENTRY.size
+TRTYPE_FC = 2
+
+
+def _entry_from_record(fields: Tuple) -> LogEntry:
+    """One record's unpacked ``ENTRY_LAYOUT`` fields as a ``LogEntry`` (the same checks and
+    spellings as ``log_entry_from_libnvme``); raises ``InvalidArgument`` if malformed."""
+    trtype, adrfam, subtype, treq, portid, cntlid, asqsz, eflags, trsvcid, subnqn, traddr, tsas = fields
+    address = _field_text(traddr)
+    if trtype == TRTYPE_FC:
+        # some FC targets separate WWNN and WWPN with a comma; libnvme rewrites it to ':'
+        address = address.replace(',', ':', 1)
+    sectypes = _tsas_dict(trtype, tsas)
+    return LogEntry(
+        trtype=TRTYPES.get(trtype) or str(trtype),
+        adrfam=ADRFAMS.get(adrfam) or str(adrfam),
+        subtype=SUBTYPES.get(subtype) or str(subtype),
+        treq=TREQS.get(treq) or str(treq),
+        portid=str(portid),
+        trsvcid=_text('trsvcid', _field_text(trsvcid), TRSVCID_MAX_LEN, spaces_ok=False),
+        subnqn=_text('subnqn', _field_text(subnqn), SUBNQN_MAX_LEN, spaces_ok=True),
+        traddr=_text('traddr', address, TRADDR_MAX_LEN, spaces_ok=False),
+        cntlid=str(cntlid),
+        asqsz=str(asqsz),
+        eflags=str(eflags),
+        tsas='' if sectypes is None else str(sectypes),
     )
-    record: Dict[str, object] = {
-        'trtype': TRTYPES.get(trtype, trtype),
-        'adrfam': ADRFAMS.get(adrfam, adrfam),
-        'traddr': _field_text(data[offset + 512 : offset + 768]),
-        'trsvcid': _field_text(data[offset + 32 : offset + 64]),
-        'subnqn': _field_text(data[offset + 256 : offset + 512]),
-        'subtype': SUBTYPES.get(subtype, subtype),
-        'treq': TREQS.get(treq, treq),
-    }
-    tsas = _tsas_dict(trtype, data[offset + 768 : offset + 1024])
-    if tsas is not None:
-        record['tsas'] = tsas
-    record.update(portid=portid, cntlid=cntlid, asqsz=asqsz, eflags=eflags)
-    return record
 
 
-def parse_log_page_records(
-    buf: Buffer, max_entries: int = MAX_LOG_ENTRIES
-) -> Tuple[int, List[Dict[str, object]]]:
-    """``(genctr, records)``: a raw log page decoded into libnvme-shaped dicts.
+def parse_log_page(buf: Buffer, max_entries: int = MAX_LOG_ENTRIES) -> DiscoveryLogPage:
+    """A raw log page as usable ``LogEntry`` values plus the reasons others were dropped (each
+    names the record's index).
 
     Raises ``InvalidArgument`` when the buffer is shorter than its header, when NUMREC exceeds
     ``max_entries``, or when the buffer cannot hold NUMREC records. Bytes past the last
@@ -401,11 +407,18 @@ def parse_log_page_records(
         raise InvalidArgument(
             f'log page of {len(data)} bytes cannot hold NUMREC={numrec} records ({needed} bytes)'
         )
-    return genctr, [_record(data, HEADER_SIZE + i * ENTRY_SIZE) for i in range(numrec)]
-
-
-def parse_log_page(buf: Buffer, max_entries: int = MAX_LOG_ENTRIES) -> DiscoveryLogPage:
-    """A raw log page as usable ``LogEntry`` values plus the reasons others were dropped."""
-    genctr, records = parse_log_page_records(buf, max_entries)
-    entries, dropped = convert_log_page(records, max_entries)
+    entries: List[LogEntry] = []
+    dropped: List[str] = []
+    records = _ENTRY.iter_unpack(memoryview(data)[HEADER_SIZE:needed])
+    for index, fields in enumerate(records):
+        try:
+            entry = _entry_from_record(fields)
+        except InvalidArgument as exc:
+            dropped.append(f'entry {index}: {exc.message}')
+            continue
+        reason = drop_reason(entry)
+        if reason:
+            dropped.append(f'entry {index}: {reason}')
+        else:
+            entries.append(entry)
     return DiscoveryLogPage(genctr=genctr, entries=tuple(entries), dropped=tuple(dropped))

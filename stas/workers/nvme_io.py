@@ -88,9 +88,8 @@ from ..fabric.dlpe import (
     ENTRY_SIZE,
     HEADER_SIZE,
     MAX_LOG_ENTRIES,
-    convert_log_page,
     parse_log_header,
-    parse_log_page_records,
+    parse_log_page,
 )
 from ..model import WELL_KNOWN_DISC_NQN, ControllerSpec, HostIdentity, LogEntry, Role, TransportId
 from ..record import record
@@ -636,16 +635,10 @@ class NvmeIo:
         except OSError as exc:
             raise KernelError(f'{device} {managed.tid}: Get Log Page failed: {exc}') from None
         try:
-            _genctr, records = parse_log_page_records(page)
-            for record in records:
-                # some FC targets separate WWNN and WWPN with a comma; libnvme rewrites it to ':'
-                traddr = record.get('traddr')
-                if record.get('trtype') == 'fc' and isinstance(traddr, str):
-                    record['traddr'] = traddr.replace(',', ':', 1)
-            entries, dropped = convert_log_page(records)
+            parsed = parse_log_page(page)
         except InvalidArgument as exc:
             raise KernelError(f'{device} {managed.tid}: discovery log page rejected: {exc.message}') from None
-        return genctr, tuple(entries), dropped
+        return genctr, parsed.entries, list(parsed.dropped)
 
     def supported_log_pages(self, device: str) -> bool:
         """True when the controller supports the Port Local Entries Only LSP (TP8010 PLEOS).

@@ -182,23 +182,6 @@ def test_unusable_addresses_are_dropped_with_a_reason(over, dropped):
     assert bool(reason) is dropped
 
 
-def test_convert_log_page_keeps_going_past_bad_entries():
-    items = [libnvme_item(), libnvme_item(traddr='0.0.0.0'), {'junk': 1}, libnvme_item(subtype='referral')]
-    entries, dropped = dlpe.convert_log_page(items)
-    assert [e.subtype for e in entries] == ['nvme', 'referral']
-    assert len(dropped) == 2
-    assert dropped[0].startswith('entry 1: nvme entry for')
-    assert "unspecified traddr '0.0.0.0'" in dropped[0]
-    assert dropped[1].startswith('entry 2: log page entry has no trtype')
-
-
-def test_convert_log_page_bounds():
-    with pytest.raises(InvalidArgument, match='3 entries .at most 2 accepted'):
-        dlpe.convert_log_page([libnvme_item()] * 3, max_entries=2)
-    with pytest.raises(InvalidArgument, match='is not a list'):
-        dlpe.convert_log_page({'a': 1})
-
-
 # ---- queries -----------------------------------------------------------------------------------
 
 
@@ -219,14 +202,13 @@ def test_ncc_without_entry():
 
 
 def test_referrals_and_io_entries():
-    entries, _ = dlpe.convert_log_page(
-        [
-            libnvme_item(subtype='nvme'),
-            libnvme_item(subtype='referral', subnqn=DC2_NQN),
-            libnvme_item(subtype='discovery'),
-            libnvme_item(subtype=9),
-        ]
-    )
+    items = [
+        libnvme_item(subtype='nvme'),
+        libnvme_item(subtype='referral', subnqn=DC2_NQN),
+        libnvme_item(subtype='discovery'),
+        libnvme_item(subtype=9),
+    ]
+    entries = [dlpe.log_entry_from_libnvme(item) for item in items]
     assert [e.subnqn for e in dlpe.referrals(entries)] == [DC2_NQN]
     assert [e.subtype for e in dlpe.io_entries(entries)] == ['nvme']
 
@@ -280,24 +262,103 @@ def test_golden_page_header():
     assert dlpe.parse_log_header(GOLDEN[:18]) == (0x1_0000_0002, 3, 0)
 
 
-def test_golden_page_records_match_libnvme_shape():
-    genctr, records = dlpe.parse_log_page_records(GOLDEN)
-    assert genctr == 0x1_0000_0002
-    assert records[0] == {
-        'trtype': 'tcp',
-        'adrfam': 'ipv4',
-        'traddr': '10.0.0.20',
-        'trsvcid': '4420',
-        'subnqn': IOC_NQN,
-        'subtype': 'nvme',
-        'treq': 'required',
-        'tsas': {'sectype': 'tls1.3'},
-        'portid': 1,
-        'cntlid': 65535,
-        'asqsz': 32,
-        'eflags': 0,
+def as_libnvme_item(record: bytes) -> dict:
+    """What libnvme's ``discover()`` makes of one raw record, from the standard's layout: the
+    other input ``stas.fabric.dlpe`` accepts, which must give the same entry."""
+    trtype, adrfam, subtype, treq, portid, cntlid, asqsz, eflags = struct.unpack_from('<BBBBHHHH', record)
+
+    def text(start, end):
+        return record[start:end].split(b'\0', 1)[0].decode('utf-8', 'replace').rstrip(' ')
+
+    traddr = text(512, 768)
+    item = {
+        'trtype': dlpe.TRTYPES.get(trtype, trtype),
+        'adrfam': dlpe.ADRFAMS.get(adrfam, adrfam),
+        'traddr': traddr.replace(',', ':', 1) if trtype == 2 else traddr,
+        'trsvcid': text(32, 64),
+        'subnqn': text(256, 512),
+        'subtype': dlpe.SUBTYPES.get(subtype, subtype),
+        'treq': dlpe.TREQS.get(treq, treq),
+        'portid': portid,
+        'cntlid': cntlid,
+        'asqsz': asqsz,
+        'eflags': eflags,
     }
-    assert list(records[0]) == list(dlpe._DBUS_ORDER)
+    tsas = record[768:]
+    if trtype == 3:
+        item['tsas'] = {'sectype': dlpe.TCP_SECTYPES.get(tsas[0], 'reserved')}
+    elif trtype == 1:
+        item['tsas'] = {
+            'qptype': dlpe.RDMA_QPTYPES.get(tsas[0], 'reserved'),
+            'prtype': dlpe.RDMA_PRTYPES.get(tsas[1], 'reserved'),
+            'cms': dlpe.RDMA_CMS.get(tsas[2], 'reserved'),
+        }
+    return item
+
+
+def same_from_both_inputs(record: bytes) -> None:
+    page = dlpe.parse_log_page(raw_page(1, [record]))
+    entry, reason = dlpe.screen_log_entry(as_libnvme_item(record))
+    assert page.entries == ((entry,) if entry else ())
+    assert page.dropped == ((f'entry 0: {reason}',) if reason else ())
+
+
+def test_the_layout_is_the_standards_record():
+    assert [name for name, _ in dlpe.ENTRY_LAYOUT if name] == [
+        'trtype', 'adrfam', 'subtype', 'treq', 'portid', 'cntlid', 'asqsz', 'eflags',
+        'trsvcid', 'subnqn', 'traddr', 'tsas',
+    ]  # fmt: skip
+    assert struct.calcsize('<' + ''.join(code for _, code in dlpe.ENTRY_LAYOUT)) == dlpe.ENTRY_SIZE
+
+
+@pytest.mark.parametrize('record', GOLDEN_RECORDS, ids=['tcp-tls', 'tcp-referral', 'rdma'])
+def test_golden_records_give_what_libnvme_items_give(record):
+    same_from_both_inputs(record)
+
+
+_TEXT_BYTES = st.one_of(  # at most 32 bytes: they fit every text field, trsvcid's too
+    st.text(st.characters(min_codepoint=32, max_codepoint=126), max_size=32).map(str.encode),
+    st.binary(max_size=32),
+)
+
+
+@settings(max_examples=300)
+@given(
+    st.tuples(
+        st.sampled_from([0, 1, 2, 3, 9, 254, 255]), st.integers(0, 255), st.integers(0, 4), st.integers(0, 7)
+    ),
+    st.tuples(*[st.integers(0, 0xFFFF)] * 4),
+    _TEXT_BYTES,
+    _TEXT_BYTES,
+    st.one_of(_TEXT_BYTES, st.sampled_from([b'0.0.0.0', b'::', b'nn-0x1,pn-0x2', b'10.0.0.1', b''])),
+    st.binary(min_size=3, max_size=3),
+)
+def test_any_record_gives_what_its_libnvme_item_gives(codes, numbers, trsvcid, subnqn, traddr, tsas):
+    same_from_both_inputs(raw_record(codes, numbers, trsvcid, subnqn, traddr, tsas=tsas))
+
+
+def test_a_raw_page_keeps_going_past_bad_entries():
+    records = [
+        GOLDEN_RECORDS[0],
+        raw_record((3, 1, 2, 0), (1, 1, 1, 0), b'4420', IOC_NQN.encode(), b'0.0.0.0'),
+        raw_record((3, 1, 2, 0), (1, 1, 1, 0), b'4420', IOC_NQN.encode(), b'10.0.0.1,kato=1'),
+        GOLDEN_RECORDS[1],
+    ]
+    page = dlpe.parse_log_page(raw_page(3, records))
+    assert [e.subtype for e in page.entries] == ['nvme', 'referral']
+    assert len(page.dropped) == 2
+    assert page.dropped[0].startswith('entry 1: nvme entry for')
+    assert "unspecified traddr '0.0.0.0'" in page.dropped[0]
+    assert (
+        page.dropped[1]
+        == "entry 2: log page entry traddr='10.0.0.1,kato=1' contains a comma or a non-printable character"
+    )
+
+
+def test_an_fc_address_with_a_comma_is_read_as_libnvme_reads_it():
+    record = raw_record((2, 4, 2, 0), (1, 1, 1, 0), b'', IOC_NQN.encode(), b'nn-0x1,pn-0x2')
+    (entry,) = dlpe.parse_log_page(raw_page(1, [record])).entries
+    assert entry.traddr == 'nn-0x1:pn-0x2'
 
 
 def test_golden_page_entries():
