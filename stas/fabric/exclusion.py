@@ -59,6 +59,9 @@ _TID_FIELD = {
     'host-traddr': 'host_traddr',
 }
 
+# transports whose addresses stas.fabric.tid puts in the form _address gives
+_ADDRESS_CANONICAL_IN_TID = frozenset({'tcp', 'rdma', 'fc'})
+
 Candidate = Union[TransportId, Mapping[str, str]]
 T = TypeVar('T', TransportId, Mapping)
 
@@ -127,10 +130,17 @@ class _Matcher:
     fields: Callable[[TransportId], object]  # attrgetter: one value, or a tuple of several
     values: object  # what ``fields`` must return
     index: int
+    names_address: bool  # traddr or host-traddr among the fields
 
     def matches(self, tid: TransportId) -> bool:
-        # a TransportId's values are canonical (stas.fabric.tid builds every one): compared as they are
-        return self.fields(tid) == self.values
+        # a TransportId's values are canonical (stas.fabric.tid builds every one): compared as
+        # they are, but for the addresses of loop and unknown transports, which a TID keeps as
+        # written and an entry compares without case
+        if self.fields(tid) == self.values:
+            return True
+        if not self.names_address or tid.transport in _ADDRESS_CANONICAL_IN_TID:
+            return False
+        return self.fields(_as_tid(tid.as_dbus_dict())) == self.values
 
 
 def _matcher(index: int, entry: Mapping[str, object]) -> Optional[_Matcher]:
@@ -144,6 +154,7 @@ def _matcher(index: int, entry: Mapping[str, object]) -> Optional[_Matcher]:
         fields=attrgetter(*(_TID_FIELD[k] for k in pairs)),
         values=values[0] if len(values) == 1 else values,
         index=index,
+        names_address='traddr' in pairs or 'host-traddr' in pairs,
     )
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 from types import MappingProxyType
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from stas.errors import ConfigError
 from stas.fabric.exclusion import (
@@ -124,3 +126,97 @@ def test_entries_given_as_a_list_or_a_generator_are_read_each_time():
     entries[0] = frozen(transport='tcp')
     assert is_excluded(C, entries) is None
     assert is_excluded(A, (e for e in entries)) is entries[0]
+
+
+def test_a_loop_address_is_compared_without_case_as_the_entry_is():
+    # a TID keeps a loop traddr as written; an entry's non-IP address is compared without case
+    loop = TransportId('loop', 'Target-A', '', NQN, '', '', HOSTNQN)
+    assert is_excluded(loop, [frozen(traddr='target-a')]) is not None
+    assert is_excluded(loop, [frozen(traddr='TARGET-A', transport='loop')]) is not None
+    assert is_excluded(loop, [frozen(traddr='target-b')]) is None
+
+
+def _compared_as_before(tid, entry) -> bool:
+    """The rule stated without shortcuts: both sides in canonical form, every key of the entry
+    equal to the candidate's value."""
+    from stas.fabric.exclusion import _entry_pairs, _normalize_pairs
+
+    wanted = _entry_pairs(entry)
+    have = _normalize_pairs(tid.as_dbus_dict(), ('host-traddr',))
+    known = set(EXCLUSION_KEYS) | {'host-traddr'}
+    return bool(wanted) and all(k in known and have.get(k, '') == v for k, v in wanted.items())
+
+
+_SPELLINGS = {
+    'transport': ['tcp', 'TCP', 'rdma', 'fc', 'loop'],
+    'traddr': [
+        '10.0.0.1',
+        ' 10.0.0.1',
+        '::ffff:10.0.0.1',
+        'FE80::1%eth1',
+        'fe80::1%eth1',
+        'Host.Example',
+        'nn-0x1,pn-0x2',
+        'Loop-A',
+    ],
+    'trsvcid': ['4420', '04420', '8009', ''],
+    'subsysnqn': [NQN, WELL_KNOWN_DISC_NQN],
+    'host-iface': ['eth0', 'eth1', ''],
+    'host-nqn': [HOSTNQN, 'nqn.other'],
+    'host-traddr': ['10.0.0.5', '', 'nn-0x3:pn-0x4'],
+    'kato': ['30'],
+}
+
+
+@st.composite
+def canonical_tids(draw):
+    from stas.fabric.tid import tid_from_request
+    from stas.model import Role
+
+    transport = draw(st.sampled_from(['tcp', 'rdma', 'fc', 'loop']))
+    traddr = {
+        'tcp': draw(st.sampled_from(['10.0.0.1', 'FE80::1%eth1', 'host.example'])),
+        'rdma': '10.0.0.1',
+        'fc': 'nn-0x1:pn-0x2',
+        'loop': draw(st.sampled_from(['Loop-A', 'loop-a', ''])),
+    }[transport]
+    fields = {
+        'transport': transport,
+        'traddr': traddr,
+        'subsysnqn': draw(st.sampled_from([NQN, WELL_KNOWN_DISC_NQN])),
+    }
+    if transport in ('tcp', 'rdma'):
+        fields['trsvcid'] = draw(st.sampled_from(['4420', '8009']))
+        fields['host-iface'] = draw(st.sampled_from(['eth0', 'eth1', '']))
+    if transport == 'fc':
+        fields['host-traddr'] = 'nn-0x3:pn-0x4'
+    role = Role.DC if fields['subsysnqn'] == WELL_KNOWN_DISC_NQN else Role.IOC
+    return tid_from_request(fields, role=role, hostnqn=draw(st.sampled_from([HOSTNQN, 'nqn.other'])))
+
+
+_RESPELL = [str, str.upper, str.lower, lambda v: f' {v} ']
+
+
+@settings(max_examples=600)
+@given(
+    canonical_tids(),
+    st.dictionaries(
+        st.sampled_from(sorted(_SPELLINGS)),
+        st.one_of(st.integers(0, 7), st.sampled_from(_RESPELL)),  # another value, or the TID's own respelt
+        max_size=3,
+    ),
+    st.booleans(),
+)
+def test_a_tid_built_canonical_is_matched_as_the_rule_says(tid, picks, host_file):
+    own = tid.as_dbus_dict()
+    fields = {
+        k: _SPELLINGS[k][pick % len(_SPELLINGS[k])] if isinstance(pick, int) else pick(own.get(k, ''))
+        for k, pick in picks.items()
+    }
+    if host_file:
+        from stas.conf.exclusions import HostExclusion
+
+        entry = HostExclusion(fields=tuple(fields.items()), file='/etc/nvme/exclusions.conf', line=1)
+    else:
+        entry = frozen(**{k.replace('-', '_'): v for k, v in fields.items()})
+    assert (is_excluded(tid, [entry]) is not None) == _compared_as_before(tid, entry)
