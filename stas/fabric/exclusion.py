@@ -25,8 +25,9 @@ without a host-traddr is not matched by such an entry.
 
 How: each entry is put in canonical form once per set of entries (a planning pass asks about
 every controller it knows with the same configuration) and compared with the fields of the
-candidate's TransportId as they are, since ``stas.fabric.tid`` builds every TID canonical. A
-candidate given as a mapping is made a canonical TransportId first.
+candidate's TransportId as they are, since ``stas.fabric.tid`` builds every TID canonical (the
+addresses of loop and unknown transports, which a TID keeps as written, are compared canonical
+when the fields differ). A candidate given as a mapping is made a canonical TransportId first.
 """
 
 from __future__ import annotations
