@@ -543,8 +543,9 @@ async def next_event(
         raise AssertionError(f'no matching uevent within {timeout:.0f}s; seen: {seen[-10:]}') from None
 
 
+@pytest.mark.parametrize('source', [None, 'udev'], ids=['default-kernel', 'udevd'])
 def test_udev_monitor_delivers_connect_aen_and_remove(
-    fabric: Fabric, tb0, io: NvmeIo, host_identity, udevd
+    fabric: Fabric, tb0, io: NvmeIo, host_identity, udevd, source
 ) -> None:
     disc = fabric.port(tb0)
     subs = [fabric.subsystem(f'sub{i}', backing=None) for i in (1, 2, 3)]
@@ -554,10 +555,13 @@ def test_udev_monitor_delivers_connect_aen_and_remove(
     async def scenario() -> None:
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue = asyncio.Queue()
-        monitor = UdevMonitor(queue.put_nowait)
+        # the default is the kernel's own events, even with udevd running: the same ones, sooner
+        monitor = (
+            UdevMonitor(queue.put_nowait) if source is None else UdevMonitor(queue.put_nowait, source=source)
+        )
         monitor.start(loop)
         try:
-            assert monitor.source == 'udev'
+            assert monitor.source == (source or 'kernel')
             result = await loop.run_in_executor(None, io.connect, dc_spec(disc), host_identity, IFACES)
             device = result.device
             connected = await next_event(
