@@ -164,8 +164,9 @@ def _made(entries: Tuple[Mapping[str, object], ...]) -> Tuple[_Matcher, ...]:
 
 
 _cached = functools.lru_cache(maxsize=16)(_made)
-# the last tuple of entries asked about (held, so that its id stays its own) and its matchers
-_last: List[object] = [None, ()]
+# the last tuple of entries asked about (held, so that its id stays its own) and its matchers,
+# replaced as one object so that a reader never pairs one set's entries with another's matchers
+_last: Tuple[object, Tuple[_Matcher, ...]] = (None, ())
 
 
 class _Exclusions:
@@ -176,8 +177,10 @@ class _Exclusions:
     __slots__ = ('entries', 'matchers')
 
     def __init__(self, entries: Iterable[Mapping[str, object]]) -> None:
-        if entries is _last[0]:
-            self.entries, self.matchers = entries, _last[1]
+        global _last
+        last_entries, last_matchers = _last
+        if entries is last_entries:
+            self.entries, self.matchers = entries, last_matchers
             return
         self.entries = given = tuple(entries)
         try:
@@ -186,7 +189,7 @@ class _Exclusions:
             self.matchers = _made(given)
         else:
             if given is entries:  # a tuple: it cannot change under us
-                _last[:] = [given, self.matchers]
+                _last = (given, self.matchers)
 
     def first_match(self, candidate: Candidate) -> Optional[Mapping[str, object]]:
         """The first entry (the caller's own object) that matches ``candidate``, or None."""
