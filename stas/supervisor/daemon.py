@@ -664,13 +664,18 @@ class Supervisor:
         # The workers are planned and started first, then told what to do only once this
         # process holds its bus name: they start (fork, bootstrap, udev monitor) while this one
         # imports sdbus and publishes, and a second daemon, whose name is taken, connects
-        # nothing before it exits. A worker does nothing before its first Configure. The
-        # exclusion watch comes after the forkserver (no worker inherits its descriptor) and
-        # before the first plan; a change made since the files were read at start is read now
-        # (off the loop, bounded).
+        # nothing and saves no state file before it exits. A worker does nothing before its
+        # first Configure. A first plan that must resolve host names waits for DNS (seconds,
+        # when it fails): it comes after the bus name then, so that the name, and stafd's cached
+        # log pages, are not held back by it. The exclusion watch comes after the forkserver
+        # (no worker inherits its descriptor) and before the first plan; a change made since
+        # the files were read at start is read now (off the loop, bounded).
         self._start_exclusion_watch()
         await self._reread_exclusions()
-        await self._replan()
+        self.role.state_file.hold()
+        plan_first = not names_to_resolve(self.daemon, self.config, self.host)
+        if plan_first:
+            await self._replan()
 
         from ..dbus.objects import publish  # sdbus (and its asyncio glue) only in the daemon
 
@@ -683,6 +688,9 @@ class Supervisor:
         self.role.publisher = self._publisher
         await self.role.published(self._publisher.bus, self._host_watch)
         self._on_bus = True
+        self.role.state_file.release()
+        if not plan_first:
+            await self._replan()
         await self._configure_all()  # the workers that said hello meanwhile
         await self._host_watch.check(self.config, self.host)
         await self._wait_workers_up(self._restart_policy.hello_timeout_s)

@@ -313,6 +313,19 @@ class StateFile:
         self._coalesce_s = coalesce_s
         self._pending: Optional[Callable[[], str]] = None  # what makes the text of the next save
         self._timer: Optional[asyncio.TimerHandle] = None
+        self._held = False
+
+    def hold(self) -> None:
+        """Save nothing until ``release``: a daemon plans before it knows its bus name is its
+        own, and one whose name another instance holds must leave that instance's file alone.
+        A ``flush`` while held drops what is pending."""
+        self._held = True
+
+    def release(self) -> None:
+        """Saves go ahead again; one asked for while held is made after the usual delay."""
+        self._held = False
+        if self._pending is not None:
+            self.save_soon(self._pending)
 
     def _dir_problem(self, why: str) -> str:
         return f'runtime directory {self.runtime_dir}: {why}; state is kept in memory only, not saved'
@@ -344,6 +357,8 @@ class StateFile:
         pages or answers is one write, not one per change. Without a running event loop (tests,
         tools), at once."""
         self._pending = text
+        if self._held:
+            return
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:
@@ -358,7 +373,7 @@ class StateFile:
             self._timer.cancel()
             self._timer = None
         pending, self._pending = self._pending, None
-        if pending is not None:
+        if pending is not None and not self._held:
             self.save(pending())
 
     def save(self, text: str) -> bool:

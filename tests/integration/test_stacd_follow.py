@@ -19,6 +19,8 @@ from typing import Dict, List, Optional
 
 import pytest
 
+from stas.stacd.role import StacdRole
+
 from .daemons import terminate, wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -334,3 +336,33 @@ def test_a_slow_stafd_and_a_new_instance_that_lists_fewer_dcs_drop_nothing(fake_
     wait_until(lambda: d.stafd_state()['state'] == 'answered', 10, 'the slow answer')
     assert sorted(d.iocs()) == ['s1', 's3']  # DC B is young news: kept for the settle time
     assert 'keeping the I/O controllers found through them' in d.logs()
+
+
+def test_a_second_stacd_whose_bus_name_is_taken_leaves_the_state_file_alone(fake_stafd, stacd_factory, env):
+    fake_stafd.set([{'discovery-controller': DC_A, 'log-pages': [entry('192.0.2.1', 's1')]}])
+    fake_stafd.start()
+    first = stacd_factory('')
+    wait_until(lambda: 's1' in first.iocs(), 20, 'the first stacd wants s1')
+    state = first.workdir / 'run' / StacdRole.STATE_FILE
+    wait_until(lambda: state.exists() and 's1' in state.read_text(), 10, 'the state file names s1')
+    before = (state.read_bytes(), state.stat().st_mtime_ns)
+
+    # another instance, another configuration, the same runtime directory: it plans (and its
+    # workers start) before it learns that the bus name is taken
+    second_dir = first.workdir / 'second'
+    second_dir.mkdir()
+    (second_dir / 'stacd.conf').write_text(CONFIGURED)
+    done = subprocess.run(
+        [
+            sys.executable, '-m', 'stas.supervisor', 'stacd',
+            '-f', str(second_dir / 'stacd.conf'),
+            '--sys-conf', str(first.workdir / 'sys.conf'),
+            '--runtime-dir', str(first.workdir / 'run'),
+            '--worker-engine', 'idle',
+        ],
+        env=env, capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert 'already owned' in done.stdout + done.stderr
+    assert (state.read_bytes(), state.stat().st_mtime_ns) == before
+    assert 'conf1' not in first.iocs()  # and the running one goes on as it was

@@ -324,3 +324,41 @@ def test_without_an_event_loop_a_save_is_made_at_once(tmp_path):
     sf = state_files.StateFile(str(tmp_path), 'x.json')
     sf.save_soon(lambda: 'now')
     assert (tmp_path / 'x.json').read_text() == 'now'
+
+
+def test_while_held_nothing_is_saved_and_a_flush_drops_what_is_pending(tmp_path):
+    (tmp_path / 'x.json').write_text('the running instance')
+
+    async def second_instance():
+        sf = state_files.StateFile(str(tmp_path), 'x.json', coalesce_s=0.05)
+        sf.hold()
+        sf.save_soon(lambda: 'a plan made before the bus name was known')
+        await asyncio.sleep(0.15)
+        assert (tmp_path / 'x.json').read_text() == 'the running instance'
+        sf.flush()  # stopping: the name was another's
+
+    asyncio.run(second_instance())
+    assert (tmp_path / 'x.json').read_text() == 'the running instance'
+    # without a loop as well
+    sf = state_files.StateFile(str(tmp_path), 'x.json')
+    sf.hold()
+    sf.save_soon(lambda: 'held')
+    sf.flush()
+    assert (tmp_path / 'x.json').read_text() == 'the running instance'
+
+
+def test_released_a_save_asked_for_while_held_is_made(tmp_path):
+    async def first_instance():
+        sf = state_files.StateFile(str(tmp_path), 'x.json', coalesce_s=0.05)
+        sf.hold()
+        sf.save_soon(lambda: 'first plan')
+        await asyncio.sleep(0.1)
+        assert not (tmp_path / 'x.json').exists()
+        sf.release()  # the bus name is ours
+        await asyncio.sleep(0.15)
+        assert (tmp_path / 'x.json').read_text() == 'first plan'
+        sf.save_soon(lambda: 'next')
+        sf.flush()
+        assert (tmp_path / 'x.json').read_text() == 'next'
+
+    asyncio.run(first_instance())
