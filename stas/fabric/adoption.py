@@ -8,7 +8,10 @@ ask the same question, so it is answered here once: a kernel controller is a spe
 when it matches (``stas.fabric.reuse.kernel_ctrl_matches``) the TID a connect of that spec would
 create (``adoption_tid``): the host NQN the connect uses, and the spec's host-iface only when
 the connection is pinned to it (an unpinned connection's source is the kernel's choice by
-routing, so any source is the same connection).
+routing, so any source is the same connection). One difference remains: a connect asks
+``pinned_iface`` with what the kernel can do (a kernel without ``host_iface`` pins nothing),
+while the audit and the release ask without, as if the kernel could pin. On such a kernel a
+spec pinned to an interface is not recognised by them in its unpinned connection.
 
 stacd's audit (disconnect-scope=all-connections-matching-disconnect-trtypes, as in nvme-stas
 2.x) makes stacd responsible for every kernel I/O controller of the transports in

@@ -487,7 +487,8 @@ class StacView:
             kept[(dc, dc_tid)] = before
             parts.append(before)
         # the parts of other host NQNs stay while their DC is of record: ``addresses_to_route``
-        # asks without one, ``specs`` with sys.conf's, and neither should undo the other's work
+        # asks without one, the role's ``plan`` with sys.conf's, and neither should undo the
+        # other's work
         for key, part in self._iocs_of.items():
             if key not in kept and key[0] in self.pages:
                 kept[key] = part
