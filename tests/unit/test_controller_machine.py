@@ -1462,17 +1462,17 @@ def _event_for(action: str, n: int, flag: bool, w: World):
     return NccChanged(flag)
 
 
+# one step of a random run: (action, an index among its choices, a flag, seconds the clock advances)
+_STEP = st.tuples(
+    st.sampled_from(ACTIONS), st.integers(0, 3), st.booleans(), st.sampled_from([0.0, 1.0, 30.0])
+)
+
+
 @settings(max_examples=500, deadline=None)
 @given(
     scenario=st.sampled_from(SCENARIOS),
     refresh=st.sampled_from([0.0, 600.0]),
-    steps=st.lists(
-        st.tuples(
-            st.sampled_from(ACTIONS), st.integers(0, 3), st.booleans(), st.sampled_from([0.0, 1.0, 30.0])
-        ),
-        min_size=5,
-        max_size=100,
-    ),
+    steps=st.lists(_STEP, min_size=5, max_size=100),
 )
 def test_sweep_random_event_sequences(scenario, refresh, steps):
     w = scenario.build()
@@ -1640,12 +1640,7 @@ def test_every_pair_of_the_table_is_taken_from_the_scenarios():
 @given(
     scenario=st.sampled_from(SCENARIOS),
     refresh=st.sampled_from([0.0, 600.0]),
-    steps=st.lists(
-        st.tuples(
-            st.sampled_from(ACTIONS), st.integers(0, 3), st.booleans(), st.sampled_from([0.0, 1.0, 30.0])
-        ),
-        max_size=30,
-    ),
+    steps=st.lists(_STEP, max_size=30),
 )
 def test_sweep_every_event_type_against_the_table(scenario, refresh, steps):
     """In every state random sequences reach, every event type follows the table."""
