@@ -25,6 +25,7 @@ nvme-stas, it is dropped, with a reason the caller can log (``drop_reason``).
 
 from __future__ import annotations
 
+import collections
 import re
 import struct
 from typing import Dict, Iterable, List, Mapping, Optional, Tuple, Union
@@ -360,30 +361,31 @@ ENTRY_LAYOUT = (
 )
 _ENTRY = struct.Struct('<' + ''.join(code for _, code in ENTRY_LAYOUT))
 assert _ENTRY.size == ENTRY_SIZE, _ENTRY.size
+# the unpacked fields of one record, by their names in ENTRY_LAYOUT
+_Record = collections.namedtuple('_Record', [name for name, _ in ENTRY_LAYOUT if name])
 TRTYPE_FC = 2
 
 
-def _entry_from_record(fields: Tuple) -> LogEntry:
+def _entry_from_record(r: _Record) -> LogEntry:
     """One record's unpacked ``ENTRY_LAYOUT`` fields as a ``LogEntry`` (the same checks and
     spellings as ``log_entry_from_libnvme``); raises ``InvalidArgument`` if malformed."""
-    trtype, adrfam, subtype, treq, portid, cntlid, asqsz, eflags, trsvcid, subnqn, traddr, tsas = fields
-    address = _field_text(traddr)
-    if trtype == TRTYPE_FC:
+    address = _field_text(r.traddr)
+    if r.trtype == TRTYPE_FC:
         # some FC targets separate WWNN and WWPN with a comma; libnvme rewrites it to ':'
         address = address.replace(',', ':', 1)
-    sectypes = _tsas_dict(trtype, tsas)
+    sectypes = _tsas_dict(r.trtype, r.tsas)
     return LogEntry(
-        trtype=TRTYPES.get(trtype) or str(trtype),
-        adrfam=ADRFAMS.get(adrfam) or str(adrfam),
-        subtype=SUBTYPES.get(subtype) or str(subtype),
-        treq=TREQS.get(treq) or str(treq),
-        portid=str(portid),
-        trsvcid=_text('trsvcid', _field_text(trsvcid), TRSVCID_MAX_LEN, spaces_ok=False),
-        subnqn=_text('subnqn', _field_text(subnqn), SUBNQN_MAX_LEN, spaces_ok=True),
+        trtype=TRTYPES.get(r.trtype) or str(r.trtype),
+        adrfam=ADRFAMS.get(r.adrfam) or str(r.adrfam),
+        subtype=SUBTYPES.get(r.subtype) or str(r.subtype),
+        treq=TREQS.get(r.treq) or str(r.treq),
+        portid=str(r.portid),
+        trsvcid=_text('trsvcid', _field_text(r.trsvcid), TRSVCID_MAX_LEN, spaces_ok=False),
+        subnqn=_text('subnqn', _field_text(r.subnqn), SUBNQN_MAX_LEN, spaces_ok=True),
         traddr=_text('traddr', address, TRADDR_MAX_LEN, spaces_ok=False),
-        cntlid=str(cntlid),
-        asqsz=str(asqsz),
-        eflags=str(eflags),
+        cntlid=str(r.cntlid),
+        asqsz=str(r.asqsz),
+        eflags=str(r.eflags),
         tsas='' if sectypes is None else str(sectypes),
     )
 
@@ -409,7 +411,7 @@ def parse_log_page(buf: Buffer, max_entries: int = MAX_LOG_ENTRIES) -> Discovery
         )
     entries: List[LogEntry] = []
     dropped: List[str] = []
-    records = _ENTRY.iter_unpack(memoryview(data)[HEADER_SIZE:needed])
+    records = map(_Record._make, _ENTRY.iter_unpack(memoryview(data)[HEADER_SIZE:needed]))
     for index, fields in enumerate(records):
         try:
             entry = _entry_from_record(fields)

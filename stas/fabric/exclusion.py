@@ -32,7 +32,6 @@ when the fields differ). A candidate given as a mapping is made a canonical Tran
 
 from __future__ import annotations
 
-import functools
 from operator import attrgetter
 from typing import Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, TypeVar, Union
 
@@ -141,7 +140,7 @@ class _Matcher:
             return True
         if not self.names_address or tid.transport in _ADDRESS_CANONICAL_IN_TID:
             return False
-        return self.fields(_as_tid(tid.as_dbus_dict())) == self.values
+        return self.fields(_recanonical(tid)) == self.values
 
 
 def _matcher(index: int, entry: Mapping[str, object]) -> Optional[_Matcher]:
@@ -163,7 +162,6 @@ def _made(entries: Tuple[Mapping[str, object], ...]) -> Tuple[_Matcher, ...]:
     return tuple(m for m in map(_matcher, range(len(entries)), entries) if m is not None)
 
 
-_cached = functools.lru_cache(maxsize=16)(_made)
 # the last tuple of entries asked about (held, so that its id stays its own) and its matchers,
 # replaced as one object so that a reader never pairs one set's entries with another's matchers
 _last: Tuple[object, Tuple[_Matcher, ...]] = (None, ())
@@ -171,7 +169,7 @@ _last: Tuple[object, Tuple[_Matcher, ...]] = (None, ())
 
 class _Exclusions:
     """A set of exclusion entries as given and their matchers, made once per set: a planning
-    pass asks about every controller it knows with the same configuration's entries, the same
+    pass asks about every controller it knows with its configuration's ``excluded``, the same
     tuple each time."""
 
     __slots__ = ('entries', 'matchers')
@@ -183,13 +181,9 @@ class _Exclusions:
             self.entries, self.matchers = entries, last_matchers
             return
         self.entries = given = tuple(entries)
-        try:
-            self.matchers = _cached(given)
-        except TypeError:  # entries that cannot be hashed (plain dicts): made each time
-            self.matchers = _made(given)
-        else:
-            if given is entries:  # a tuple: it cannot change under us
-                _last = (given, self.matchers)
+        self.matchers = _made(given)
+        if given is entries:  # a tuple: it cannot change under us
+            _last = (given, self.matchers)
 
     def first_match(self, candidate: Candidate) -> Optional[Mapping[str, object]]:
         """The first entry (the caller's own object) that matches ``candidate``, or None."""
@@ -197,6 +191,11 @@ class _Exclusions:
             return None
         tid = _as_tid(candidate)
         return next((self.entries[m.index] for m in self.matchers if m.matches(tid)), None)
+
+
+def _recanonical(tid: TransportId) -> TransportId:
+    """``tid`` with every field in the form an entry's value takes."""
+    return _as_tid({key: getattr(tid, field) for key, field in _TID_FIELD.items()})
 
 
 def _as_tid(candidate: Candidate) -> TransportId:

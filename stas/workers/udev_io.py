@@ -11,13 +11,16 @@ the plain ``NvmeUevent`` value can be used without it). What a worker learns her
 Source: the kernel's own netlink group ('kernel'), with or without udevd. Every property kept
 here is the kernel's, and udevd rebroadcasts an event ('udev', what nvme-stas 2.x listens to)
 only after its rules for it have run: for an nvme ``change`` event, nvme-cli's autoconnect rule
-(which starts a systemd unit) or stafd's shadow of it (which runs a program to read the ownership
-registry). In the emulated test guest that made the rebroadcast of an AEN about 100 ms
-(nvme-cli's rule) or 55 ms (the shadow) later than the kernel's event, against 5 ms for rules
-that run no program (``bench/uevent_lag.py``, two boots). The socket is watched with ``loop.add_reader``; each
-wake-up drains what is pending with ``poll(timeout=0)`` (bounded per wake-up so a storm cannot
-starve the loop: the reader fires again while data is left). No exception escapes into the loop:
-receive and callback errors are logged, at most once per 2 s (as nvme-stas 2.x), and counted.
+(which starts a systemd unit) or stafd's shadow of it (which runs a program to read the
+ownership registry). In the emulated test guest that made the rebroadcast of an AEN about
+100 ms (nvme-cli's rule) or 55 ms (the shadow) later than the kernel's event, against 5 ms for
+rules that run no program (``bench/uevent_lag.py``). The price: libudev filters kernel events
+by subsystem in user space, so a worker also wakes for the other uevents of the host.
+
+The socket is watched with ``loop.add_reader``; each wake-up drains what is pending with
+``poll(timeout=0)`` (bounded per wake-up so a storm cannot starve the loop: the reader fires
+again while data is left). No exception escapes into the loop: receive and callback errors are
+logged, at most once per 2 s (as nvme-stas 2.x), and counted.
 When the kernel drops events because the socket buffer overflowed (ENOBUFS), ``on_lost`` is
 called: a level-triggered worker then rescans sysfs instead of trusting its event history.
 """
@@ -113,8 +116,8 @@ class _Throttle:
 class UdevMonitor:
     """Calls ``callback(NvmeUevent)`` on the loop for every nvme uevent, from ``start`` to ``stop``.
 
-    ``source``: 'kernel' (the default) or 'udev' (see the module docstring). ``on_lost(reason)`` is called
-    when events were lost. ``monitor_factory(source)`` replaces the pyudev monitor (tests); it
+    ``source``: 'kernel' (the default) or 'udev' (see the module docstring). ``on_lost(reason)``
+    is called when events were lost. ``monitor_factory(source)`` replaces the pyudev monitor (tests); it
     must return an object with ``fileno()`` and ``poll(timeout)``, already receiving.
     """
 
