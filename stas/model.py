@@ -185,30 +185,28 @@ class ControllerSpec:
 
 @record(hot=True)
 class LogEntry:
-    """One discovery log page entry (DLPE), validated and stripped.
+    """One discovery log page entry (DLPE), validated, with the standard's numbers.
 
-    Field values are the strings nvme-stas 2.x shows on D-Bus (``trtype='tcp'``,
-    ``subtype='nvme'``, numbers as decimal strings); ``stas.fabric.dlpe`` builds them.
+    ``trtype``, ``adrfam``, ``subtype`` and ``treq`` are the codes (``stas.fabric.dlpe`` has
+    their constants and names); ``cntlid``, ``asqsz`` and ``eflags`` are None when the entry's
+    source had none (an older libnvme's dictionary); ``tsas`` holds the transport specific
+    address subtype's fields by name (``(('sectype', 'tls1.3'),)`` for tcp, () for fc and loop).
+    ``stas.fabric.dlpe`` reads entries from log page bytes, ``stas.dbus.dlpe_dicts`` from and
+    to nvme-stas 2.x's dictionaries.
     """
 
-    trtype: str
-    adrfam: str
-    subtype: str
-    treq: str
-    portid: str
+    trtype: int
+    adrfam: int
+    subtype: int
+    treq: int
+    portid: int
     trsvcid: str
     subnqn: str
     traddr: str
-    cntlid: str = ''
-    asqsz: str = ''
-    eflags: str = '0'
-    tsas: str = ''
-
-    def as_dbus_dict(self) -> dict:
-        return {k: v for k, v in dataclasses.asdict(self).items() if v != '' or k in _DLPE_ALWAYS}
-
-
-_DLPE_ALWAYS = frozenset({'trtype', 'adrfam', 'subtype', 'treq', 'portid', 'trsvcid', 'subnqn', 'traddr'})
+    cntlid: Optional[int] = None
+    asqsz: Optional[int] = None
+    eflags: Optional[int] = None
+    tsas: Tuple[Tuple[str, str], ...] = ()
 
 
 @record(hot=True)

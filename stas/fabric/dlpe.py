@@ -1,18 +1,11 @@
-"""Discovery log page entries (DLPEs): validated ``LogEntry`` values from raw bytes or libnvme.
+"""Discovery log page entries (DLPEs): validated ``LogEntry`` values from a log page's bytes.
 
-Two inputs give the same result:
-
-* ``parse_log_page``: the bytes of a Get Log Page (LID 70h) reply, a 1024-byte header
-  (GENCTR u64, NUMREC u64, RECFMT u16) followed by NUMREC 1024-byte records, each decoded
-  straight into a ``LogEntry`` through the record's layout (``ENTRY_LAYOUT``);
-* ``log_entry_from_libnvme``: one entry in libnvme's ``ctrl.discover()`` shape (keys trtype,
-  adrfam, traddr, trsvcid, subnqn, subtype, treq, tsas, portid, cntlid, asqsz, eflags). Known
-  codes arrive as names ('tcp', 'nvme'), others as numbers; numbers may be int or str (the
-  same dicts come back as strings from stafd over D-Bus and from its cache); tsas is a dict
-  for tcp/rdma.
-
-``LogEntry`` fields are the strings nvme-stas 2.x shows on D-Bus: stripped, numbers in
-decimal, tsas as the ``str()`` of its dict (``"{'sectype': 'none'}"``).
+``parse_log_page`` reads the bytes of a Get Log Page (LID 70h) reply, a 1024-byte header
+(GENCTR u64, NUMREC u64, RECFMT u16) followed by NUMREC 1024-byte records, each decoded
+straight into a ``LogEntry`` through the record's layout (``ENTRY_LAYOUT``). The codes stay
+numbers (``TRTYPE_TCP``, ``SUBTYPE_NVME``...); ``*_NAMES`` and ``code_name`` give the names
+libnvme's Python binding and nvme-stas 2.x show, for messages. The 2.x dictionary of an entry
+(D-Bus, the state files) is made and read in ``stas.dbus.dlpe_dicts``.
 
 Bounds are checked before anything is kept, so a garbage page costs at most
 ``MAX_LOG_ENTRIES`` records: traddr and subnqn at most 256 bytes (the log page field sizes),
@@ -28,10 +21,10 @@ from __future__ import annotations
 import collections
 import re
 import struct
-from typing import Dict, Iterable, List, Mapping, Optional, Tuple, Union
+from typing import Iterable, List, Mapping, Optional, Tuple, Union
 
 from ..errors import InvalidArgument
-from ..model import IP_TRANSPORTS, LogEntry
+from ..model import LogEntry
 from ..record import record
 from .addr import is_unspecified_ip
 
@@ -47,40 +40,41 @@ HEADER_FIELDS_SIZE = 18  # GENCTR, NUMREC, RECFMT: what a header-only read must 
 TRADDR_MAX_LEN = 256
 SUBNQN_MAX_LEN = 256
 TRSVCID_MAX_LEN = 32
-_NAME_MAX_LEN = 32  # for enumerated names ('disable sqflow') and tsas values
-_TSAS_MAX_ITEMS = 8
-_TSAS_STR_MAX_LEN = 256
 
 NCC_FLAG = 0x4  # EFLAGS bit 2: Not Connected to CDC (TP8010)
 EPCSD_FLAG = 0x2  # EFLAGS bit 1: Explicit Persistent Connection Support for Discovery
 
-# Code -> name, as libnvme's Python binding names them (unnamed codes stay numbers).
-TRTYPES = {0: 'unspecified', 1: 'rdma', 2: 'fc', 3: 'tcp', 254: 'loop'}
-ADRFAMS = {0: 'pci', 1: 'ipv4', 2: 'ipv6', 3: 'infiniband', 4: 'fc'}
-SUBTYPES = {1: 'referral', 2: 'nvme', 3: 'discovery'}
+# The codes the logic tests (the standard's values)
+TRTYPE_RDMA, TRTYPE_FC, TRTYPE_TCP, TRTYPE_LOOP = 1, 2, 3, 254
+IP_TRTYPES = (TRTYPE_TCP, TRTYPE_RDMA)
+ADRFAM_IPV4, ADRFAM_IPV6 = 1, 2
+SUBTYPE_REFERRAL, SUBTYPE_NVME, SUBTYPE_DISCOVERY = 1, 2, 3
+TREQ_SECURE_CHANNEL_MASK, TREQ_SECURE_CHANNEL_REQUIRED = 0x3, 0x1  # TREQ bits 1:0
+
+# Code -> name, as libnvme's Python binding names them (unnamed codes show as numbers).
+TRTYPES = {0: 'unspecified', TRTYPE_RDMA: 'rdma', TRTYPE_FC: 'fc', TRTYPE_TCP: 'tcp', TRTYPE_LOOP: 'loop'}
+ADRFAMS = {0: 'pci', ADRFAM_IPV4: 'ipv4', ADRFAM_IPV6: 'ipv6', 3: 'infiniband', 4: 'fc'}
+SUBTYPES = {SUBTYPE_REFERRAL: 'referral', SUBTYPE_NVME: 'nvme', SUBTYPE_DISCOVERY: 'discovery'}
 TREQS = {0: 'not specified', 1: 'required', 2: 'not required', 4: 'disable sqflow'}
 TCP_SECTYPES = {0: 'none', 1: 'tls', 2: 'tls1.3'}
 RDMA_QPTYPES = {1: 'connected', 2: 'datagram'}
 RDMA_PRTYPES = {1: 'not specified', 2: 'infiniband', 3: 'roce', 4: 'rocev2', 5: 'iwarp'}
 RDMA_CMS = {1: 'cm'}
 
-REQUIRED_KEYS = ('trtype', 'adrfam', 'subtype', 'treq', 'portid', 'trsvcid', 'subnqn', 'traddr')
-# The D-Bus dict key order: libnvme's, which nvme-stas passes through.
-_DBUS_ORDER = (
-    'trtype',
-    'adrfam',
-    'traddr',
-    'trsvcid',
-    'subnqn',
-    'subtype',
-    'treq',
-    'tsas',
-    'portid',
-    'cntlid',
-    'asqsz',
-    'eflags',
-)
-_OPTIONAL_KEYS = frozenset({'tsas', 'cntlid', 'asqsz', 'eflags'})
+
+def code_name(code: int, names: Mapping[int, str]) -> str:
+    """A code's name in ``names`` (``TRTYPES``...), or the code in decimal when it has none."""
+    return names.get(code) or str(code)
+
+
+def trtype_name(entry: LogEntry) -> str:
+    """The entry's transport as the kernel and ``TransportId`` spell it ('tcp'), or its code."""
+    return code_name(entry.trtype, TRTYPES)
+
+
+def subtype_name(entry: LogEntry) -> str:
+    return code_name(entry.subtype, SUBTYPES)
+
 
 _SPACE = re.compile(r'\s')
 
@@ -96,118 +90,28 @@ class DiscoveryLogPage:
     dropped: Tuple[str, ...] = ()
 
 
-# ---- libnvme dicts -> LogEntry -----------------------------------------------------------------
+# ---- checks shared by every input ------------------------------------------------------------
 
 
-def _short(value: object) -> str:
+def short(value: object) -> str:
+    """repr() cut to 60 characters: an entry's values come from the fabric."""
     text = repr(value)
     return text if len(text) <= 60 else text[:57] + '...'
 
 
-def _is_int(value: object) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _as_int(key: str, value: object, limit: int) -> Optional[int]:
-    """An int from an int or a decimal string, within 0..limit; None if ``value`` is another string."""
-    if _is_int(value):
-        number = value
-    elif isinstance(value, str):
-        s = value.strip()
-        if not (s.isascii() and s.isdigit()):
-            return None
-        if len(s) > 10:
-            raise InvalidArgument(f'log page entry {key}={_short(value)} is out of range 0..{limit}')
-        number = int(s)
-    else:
-        raise InvalidArgument(f'log page entry {key}={_short(value)} is neither a number nor a string')
-    assert isinstance(number, int)
-    if not 0 <= number <= limit:
-        raise InvalidArgument(f'log page entry {key}={_short(value)} is out of range 0..{limit}')
-    return number
-
-
-def _enum(key: str, value: object, names: Mapping[int, str]) -> str:
-    """A code field: its libnvme name when known, else its number in decimal."""
-    number = _as_int(key, value, 255)
-    if number is not None:
-        return names.get(number, str(number))
-    assert isinstance(value, str)
-    s = value.strip()
-    if not s or len(s) > _NAME_MAX_LEN or not s.isprintable() or ',' in s:
-        raise InvalidArgument(f'log page entry {key}={_short(value)} is not a known name or a number')
-    return s
-
-
-def _u16(key: str, value: object) -> str:
-    number = _as_int(key, value, 0xFFFF)
-    if number is None:
-        raise InvalidArgument(f'log page entry {key}={_short(value)} is not a number')
-    return str(number)
-
-
-def _text(key: str, value: object, max_len: int, spaces_ok: bool) -> str:
+def checked_text(key: str, value: object, max_len: int, spaces_ok: bool) -> str:
+    """A text field stripped, or ``InvalidArgument`` when it is too long or holds a comma or a
+    control character (or white space, unless ``spaces_ok``)."""
     if not isinstance(value, str):
-        raise InvalidArgument(f'log page entry {key}={_short(value)} is not a string')
+        raise InvalidArgument(f'log page entry {key}={short(value)} is not a string')
     s = value.strip()
     if len(s.encode('utf-8', 'surrogatepass')) > max_len:
-        raise InvalidArgument(f'log page entry {key}={_short(s)} is longer than {max_len} bytes')
+        raise InvalidArgument(f'log page entry {key}={short(s)} is longer than {max_len} bytes')
     if ',' in s or not s.isprintable() or (not spaces_ok and _SPACE.search(s)):
         raise InvalidArgument(
-            f'log page entry {key}={_short(s)} contains a comma or a non-printable character'
+            f'log page entry {key}={short(s)} contains a comma or a non-printable character'
         )
     return s
-
-
-def _tsas(value: object) -> str:
-    if isinstance(value, Mapping):
-        if len(value) > _TSAS_MAX_ITEMS:
-            raise InvalidArgument(f'log page entry tsas has {len(value)} items (at most {_TSAS_MAX_ITEMS})')
-        items: Dict[str, str] = {}
-        for k, v in value.items():
-            if not isinstance(k, str) or not (isinstance(v, str) or _is_int(v)):
-                raise InvalidArgument(f'log page entry tsas item {_short(k)}: {_short(v)} is not text')
-            ks, vs = k.strip(), str(v).strip()
-            if len(ks) > _NAME_MAX_LEN or len(vs) > _NAME_MAX_LEN or not (ks + vs).isprintable():
-                raise InvalidArgument(
-                    f'log page entry tsas item {_short(k)}: {_short(v)} is not a short name'
-                )
-            items[ks] = vs
-        return str(items)
-    if isinstance(value, str):
-        s = value.strip()
-        if len(s) > _TSAS_STR_MAX_LEN or not s.isprintable():
-            raise InvalidArgument(f'log page entry tsas={_short(s)} is not short printable text')
-        return s
-    raise InvalidArgument(f'log page entry tsas={_short(value)} is neither a dict nor a string')
-
-
-def log_entry_from_libnvme(d: Mapping[str, object]) -> LogEntry:
-    """One libnvme ``discover()`` item as a ``LogEntry``; raises ``InvalidArgument`` if malformed.
-
-    Keys other than the DLPE's are ignored; cntlid, asqsz, eflags and tsas are optional
-    (older libnvme has no eflags or tsas) and '' when absent.
-    """
-    if not isinstance(d, Mapping):
-        raise InvalidArgument(f'log page entry {_short(d)} is not a dict')
-    missing = [k for k in REQUIRED_KEYS if k not in d]
-    if missing:
-        raise InvalidArgument(f'log page entry has no {", ".join(missing)}')
-    optional = {k: d.get(k) for k in _OPTIONAL_KEYS}
-    return LogEntry(
-        trtype=_enum('trtype', d['trtype'], TRTYPES),
-        adrfam=_enum('adrfam', d['adrfam'], ADRFAMS),
-        subtype=_enum('subtype', d['subtype'], SUBTYPES),
-        treq=_enum('treq', d['treq'], TREQS),
-        portid=_u16('portid', d['portid']),
-        trsvcid=_text('trsvcid', d['trsvcid'], TRSVCID_MAX_LEN, spaces_ok=False),
-        subnqn=_text('subnqn', d['subnqn'], SUBNQN_MAX_LEN, spaces_ok=True),
-        traddr=_text('traddr', d['traddr'], TRADDR_MAX_LEN, spaces_ok=False),
-        cntlid='' if optional['cntlid'] is None else _u16('cntlid', optional['cntlid']),
-        asqsz='' if optional['asqsz'] is None else _u16('asqsz', optional['asqsz']),
-        eflags='' if optional['eflags'] is None else _u16('eflags', optional['eflags']),
-        tsas='' if optional['tsas'] is None else _tsas(optional['tsas']),
-    )
 
 
 def drop_reason(entry: LogEntry) -> str:
@@ -216,35 +120,22 @@ def drop_reason(entry: LogEntry) -> str:
     tcp/rdma (or an IP address family): traddr '' or unspecified (0.0.0.0, ::); fc: traddr ''.
     loop entries need no address.
     """
-    ip_like = entry.trtype in IP_TRANSPORTS or entry.adrfam in ('ipv4', 'ipv6')
-    if entry.trtype == 'loop' and not ip_like:
+    ip_like = entry.trtype in IP_TRTYPES or entry.adrfam in (ADRFAM_IPV4, ADRFAM_IPV6)
+    if entry.trtype == TRTYPE_LOOP and not ip_like:
         return ''
     if not entry.traddr:
-        return f'{entry.subtype} entry for {entry.subnqn!r} has no traddr'
+        return f'{subtype_name(entry)} entry for {entry.subnqn!r} has no traddr'
     if ip_like and is_unspecified_ip(entry.traddr):
-        return f'{entry.subtype} entry for {entry.subnqn!r} has the unspecified traddr {entry.traddr!r}'
+        return f'{subtype_name(entry)} entry for {entry.subnqn!r} has the unspecified traddr {entry.traddr!r}'
     return ''
-
-
-def screen_log_entry(d: Mapping[str, object]) -> Tuple[Optional[LogEntry], str]:
-    """``(entry, '')`` for a usable entry, ``(None, reason)`` for a malformed or unusable one."""
-    try:
-        entry = log_entry_from_libnvme(d)
-    except InvalidArgument as exc:
-        return None, exc.message
-    reason = drop_reason(entry)
-    return (None, reason) if reason else (entry, '')
 
 
 # ---- queries -----------------------------------------------------------------------------------
 
 
 def _has_flag(entry: Optional[LogEntry], flag: int) -> bool:
-    """Whether ``entry``'s EFLAGS (a decimal string, '' when the page had none) has ``flag``."""
-    if entry is None:
-        return False
-    eflags = entry.eflags.strip()
-    return eflags.isascii() and eflags.isdigit() and bool(int(eflags) & flag)
+    """Whether ``entry``'s EFLAGS (None when the page's source had none) has ``flag``."""
+    return entry is not None and entry.eflags is not None and bool(entry.eflags & flag)
 
 
 def ncc(entry: Optional[LogEntry]) -> bool:
@@ -255,12 +146,10 @@ def ncc(entry: Optional[LogEntry]) -> bool:
 def requires_tls(entry: Optional[LogEntry]) -> bool:
     """Whether an NVMe/TCP entry's port takes only TLS: its TSAS names a TLS security type and
     its TREQ says a secure channel is required (bits 1:0 = 1; bit 2 is "disable sqflow")."""
-    if entry is None or entry.trtype != 'tcp' or 'tls' not in entry.tsas:
+    if entry is None or entry.trtype != TRTYPE_TCP:
         return False
-    treq = entry.treq.strip()
-    if treq == 'required':
-        return True
-    return treq.isascii() and treq.isdigit() and int(treq) & 0x3 == 1
+    sectype = dict(entry.tsas).get('sectype', '')
+    return 'tls' in sectype and entry.treq & TREQ_SECURE_CHANNEL_MASK == TREQ_SECURE_CHANNEL_REQUIRED
 
 
 def epcsd(entries: Iterable[LogEntry], traddr: str, trsvcid: str) -> bool:
@@ -268,38 +157,19 @@ def epcsd(entries: Iterable[LogEntry], traddr: str, trsvcid: str) -> bool:
     its own entry (subtype 'discovery', the "current discovery subsystem") in its log page. The
     entry for the address we are connected to counts; without one, the first self-entry. A page
     with no self-entry says no."""
-    own = [e for e in entries if e.subtype == 'discovery']
+    own = [e for e in entries if e.subtype == SUBTYPE_DISCOVERY]
     matching = [e for e in own if e.traddr == traddr and e.trsvcid == trsvcid]
     return _has_flag((matching or own or [None])[0], EPCSD_FLAG)
 
 
 def referrals(entries: Iterable[LogEntry]) -> List[LogEntry]:
     """The entries that point at other discovery controllers (subtype 'referral')."""
-    return [e for e in entries if e.subtype == 'referral']
+    return [e for e in entries if e.subtype == SUBTYPE_REFERRAL]
 
 
 def io_entries(entries: Iterable[LogEntry]) -> List[LogEntry]:
     """The entries that name NVM subsystems, i.e. I/O controllers (subtype 'nvme')."""
-    return [e for e in entries if e.subtype == 'nvme']
-
-
-def entry_as_dbus_dict(entry: LogEntry) -> Dict[str, str]:
-    """The DLPE dict of nvme-stas 2.x D-Bus replies: libnvme's key order, optional keys when set."""
-    values = {
-        'trtype': entry.trtype,
-        'adrfam': entry.adrfam,
-        'traddr': entry.traddr,
-        'trsvcid': entry.trsvcid,
-        'subnqn': entry.subnqn,
-        'subtype': entry.subtype,
-        'treq': entry.treq,
-        'tsas': entry.tsas,
-        'portid': entry.portid,
-        'cntlid': entry.cntlid,
-        'asqsz': entry.asqsz,
-        'eflags': entry.eflags,
-    }
-    return {k: values[k] for k in _DBUS_ORDER if k not in _OPTIONAL_KEYS or values[k] != ''}
+    return [e for e in entries if e.subtype == SUBTYPE_NVME]
 
 
 # ---- raw log page bytes ------------------------------------------------------------------------
@@ -308,7 +178,7 @@ def entry_as_dbus_dict(entry: LogEntry) -> Dict[str, str]:
 def _as_bytes(buf: object) -> bytes:
     if isinstance(buf, (bytes, bytearray, memoryview)):
         return bytes(buf)
-    raise InvalidArgument(f'log page {_short(buf)} is not bytes')
+    raise InvalidArgument(f'log page {short(buf)} is not bytes')
 
 
 def parse_log_header(buf: Buffer) -> Tuple[int, int, int]:
@@ -328,16 +198,17 @@ def _field_text(raw: bytes) -> str:
     return raw.decode('utf-8', 'replace').rstrip(' ')
 
 
-def _tsas_dict(trtype: int, raw: bytes) -> Optional[Dict[str, str]]:
-    if trtype == 3:  # tcp
-        return {'sectype': TCP_SECTYPES.get(raw[0], 'reserved')}
-    if trtype == 1:  # rdma
-        return {
-            'qptype': RDMA_QPTYPES.get(raw[0], 'reserved'),
-            'prtype': RDMA_PRTYPES.get(raw[1], 'reserved'),
-            'cms': RDMA_CMS.get(raw[2], 'reserved'),
-        }
-    return None
+def _tsas_pairs(trtype: int, raw: bytes) -> Tuple[Tuple[str, str], ...]:
+    """The TSAS's fields by name, as libnvme names them (tcp and rdma have some; others none)."""
+    if trtype == TRTYPE_TCP:
+        return (('sectype', TCP_SECTYPES.get(raw[0], 'reserved')),)
+    if trtype == TRTYPE_RDMA:
+        return (
+            ('qptype', RDMA_QPTYPES.get(raw[0], 'reserved')),
+            ('prtype', RDMA_PRTYPES.get(raw[1], 'reserved')),
+            ('cms', RDMA_CMS.get(raw[2], 'reserved')),
+        )
+    return ()
 
 
 # One 1024-byte record, field by field in the order of the standard's Discovery Log Page Entry
@@ -363,30 +234,28 @@ _ENTRY = struct.Struct('<' + ''.join(code for _, code in ENTRY_LAYOUT))
 assert _ENTRY.size == ENTRY_SIZE, _ENTRY.size
 # the unpacked fields of one record, by their names in ENTRY_LAYOUT
 _Record = collections.namedtuple('_Record', [name for name, _ in ENTRY_LAYOUT if name])
-TRTYPE_FC = 2
 
 
 def _entry_from_record(r: _Record) -> LogEntry:
-    """One record's unpacked ``ENTRY_LAYOUT`` fields as a ``LogEntry`` (the same checks and
-    spellings as ``log_entry_from_libnvme``); raises ``InvalidArgument`` if malformed."""
+    """One record's unpacked ``ENTRY_LAYOUT`` fields as a ``LogEntry``; raises
+    ``InvalidArgument`` if a text field is malformed."""
     address = _field_text(r.traddr)
     if r.trtype == TRTYPE_FC:
         # some FC targets separate WWNN and WWPN with a comma; libnvme rewrites it to ':'
         address = address.replace(',', ':', 1)
-    sectypes = _tsas_dict(r.trtype, r.tsas)
     return LogEntry(
-        trtype=TRTYPES.get(r.trtype) or str(r.trtype),
-        adrfam=ADRFAMS.get(r.adrfam) or str(r.adrfam),
-        subtype=SUBTYPES.get(r.subtype) or str(r.subtype),
-        treq=TREQS.get(r.treq) or str(r.treq),
-        portid=str(r.portid),
-        trsvcid=_text('trsvcid', _field_text(r.trsvcid), TRSVCID_MAX_LEN, spaces_ok=False),
-        subnqn=_text('subnqn', _field_text(r.subnqn), SUBNQN_MAX_LEN, spaces_ok=True),
-        traddr=_text('traddr', address, TRADDR_MAX_LEN, spaces_ok=False),
-        cntlid=str(r.cntlid),
-        asqsz=str(r.asqsz),
-        eflags=str(r.eflags),
-        tsas='' if sectypes is None else str(sectypes),
+        trtype=r.trtype,
+        adrfam=r.adrfam,
+        subtype=r.subtype,
+        treq=r.treq,
+        portid=r.portid,
+        trsvcid=checked_text('trsvcid', _field_text(r.trsvcid), TRSVCID_MAX_LEN, spaces_ok=False),
+        subnqn=checked_text('subnqn', _field_text(r.subnqn), SUBNQN_MAX_LEN, spaces_ok=True),
+        traddr=checked_text('traddr', address, TRADDR_MAX_LEN, spaces_ok=False),
+        cntlid=r.cntlid,
+        asqsz=r.asqsz,
+        eflags=r.eflags,
+        tsas=_tsas_pairs(r.trtype, r.tsas),
     )
 
 

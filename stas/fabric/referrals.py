@@ -23,7 +23,7 @@ from typing import Deque, Dict, Iterable, List, Mapping, Sequence, Set, Tuple
 from ..errors import InvalidArgument
 from ..model import DEFAULT_TRSVCID, IP_TRANSPORTS, LogEntry, TransportId
 from .addr import normalize_traddr, same_ip
-from .dlpe import requires_tls
+from .dlpe import SUBTYPE_REFERRAL, requires_tls, trtype_name
 from .tid import tid_from_referral
 
 MAX_REFERRAL_DEPTH = 8
@@ -50,7 +50,7 @@ def _target(transport: str, traddr: str, trsvcid: str) -> Tuple[str, str, str]:
 
 def is_self_referral(dc_tid: TransportId, entry: LogEntry) -> bool:
     """True when the referral ``entry`` names the DC ``dc_tid`` that reported it."""
-    ref = _target(entry.trtype, entry.traddr, entry.trsvcid)
+    ref = _target(trtype_name(entry), entry.traddr, entry.trsvcid)
     dc = _target(dc_tid.transport, dc_tid.traddr, dc_tid.trsvcid)
     if ref[0] != dc[0] or ref[2] != dc[2]:
         return False
@@ -68,11 +68,11 @@ def referral_tids(dc_tid: TransportId, entries: Iterable[LogEntry]) -> Tuple[Lis
     problems: List[str] = []
     seen: Set[TransportId] = set()
     for entry in entries:
-        if entry.subtype != 'referral':
+        if entry.subtype != SUBTYPE_REFERRAL:
             continue
         if is_self_referral(dc_tid, entry):
             problems.append(
-                f'{dc_tid} refers to itself ({entry.trtype}, {entry.traddr}, {entry.trsvcid}); ignored'
+                f'{dc_tid} refers to itself ({trtype_name(entry)}, {entry.traddr}, {entry.trsvcid}); ignored'
             )
             continue
         try:
@@ -91,7 +91,7 @@ def tls_only_referrals(dc_tid: TransportId, entries: Iterable[LogEntry]) -> Set[
     they are connected with TLS, as their I/O controllers are."""
     found: Set[TransportId] = set()
     for entry in entries:
-        if entry.subtype == 'referral' and requires_tls(entry) and not is_self_referral(dc_tid, entry):
+        if entry.subtype == SUBTYPE_REFERRAL and requires_tls(entry) and not is_self_referral(dc_tid, entry):
             try:
                 found.add(tid_from_referral(entry, dc_tid))
             except InvalidArgument:

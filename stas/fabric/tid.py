@@ -55,6 +55,7 @@ from .addr import (
     normalize_fc_addr,
     normalize_ip,
 )
+from .dlpe import SUBTYPE_NVME, SUBTYPE_REFERRAL, subtype_name, trtype_name
 from .reuse import kernel_ctrl_matches, kernel_value, looks_like_dc, looks_like_ioc
 
 __all__ = [
@@ -278,13 +279,13 @@ def tid_from_log_entry(entry: LogEntry, dc_tid: TransportId) -> TransportId:
     ``InvalidArgument`` for other subtypes and for entries that cannot name a controller.
     """
     err = InvalidArgument
-    if entry.subtype == 'referral':
+    if entry.subtype == SUBTYPE_REFERRAL:
         role = Role.DC
-    elif entry.subtype == 'nvme':
+    elif entry.subtype == SUBTYPE_NVME:
         role = Role.IOC
     else:
-        raise err(f'subtype={_show(entry.subtype)} names neither a referral nor an I/O controller')
-    transport = entry.trtype.strip().lower()
+        raise err(f'subtype={_show(subtype_name(entry))} names neither a referral nor an I/O controller')
+    transport = trtype_name(entry)
     same_transport = transport == dc_tid.transport
     host_traddr = dc_tid.host_traddr if same_transport else ''
     if host_traddr and transport in IP_TRANSPORTS:
@@ -307,15 +308,15 @@ def tid_from_log_entry(entry: LogEntry, dc_tid: TransportId) -> TransportId:
 
 def tid_from_referral(entry: LogEntry, dc_tid: TransportId) -> TransportId:
     """``tid_from_log_entry`` for an entry that must be a referral."""
-    if entry.subtype != 'referral':
-        raise InvalidArgument(f'subtype={_show(entry.subtype)} is not a referral')
+    if entry.subtype != SUBTYPE_REFERRAL:
+        raise InvalidArgument(f'subtype={_show(subtype_name(entry))} is not a referral')
     return tid_from_log_entry(entry, dc_tid)
 
 
 def tid_from_io_entry(entry: LogEntry, dc_tid: TransportId) -> TransportId:
     """``tid_from_log_entry`` for an entry that must name an NVM subsystem (an IOC)."""
-    if entry.subtype != 'nvme':
-        raise InvalidArgument(f'subtype={_show(entry.subtype)} is not an NVM subsystem entry')
+    if entry.subtype != SUBTYPE_NVME:
+        raise InvalidArgument(f'subtype={_show(subtype_name(entry))} is not an NVM subsystem entry')
     return tid_from_log_entry(entry, dc_tid)
 
 

@@ -49,9 +49,10 @@ from typing import Collection, Dict, Iterable, List, Mapping, Optional, Sequence
 
 from ..conf import DisconnectScope
 from ..dbus.contract import TID_KEYS
+from ..dbus.dlpe_dicts import entry_as_dict, screen_entry
 from ..errors import InvalidArgument, StasError
 from ..fabric.addr import address_problem
-from ..fabric.dlpe import MAX_LOG_ENTRIES, entry_as_dbus_dict, io_entries, ncc, requires_tls, screen_log_entry
+from ..fabric.dlpe import MAX_LOG_ENTRIES, io_entries, ncc, requires_tls
 from ..fabric.exclusion import is_excluded
 from ..fabric.tid import tid_from_io_entry, tid_from_request
 from ..ipc.messages import WorkerOptions
@@ -273,9 +274,9 @@ def _screen_page(
     for i, e in enumerate(raw):
         key = _fields_key(e)
         if key is None:
-            found = screen_log_entry(e)
+            found = screen_entry(e)
         else:
-            found = by_fields.get(key) or known.get(key) or screen_log_entry(e)
+            found = by_fields.get(key) or known.get(key) or screen_entry(e)
             by_fields[key] = found
         entry, reason = found
         if entry is None:
@@ -533,7 +534,7 @@ class StacView:
         for e in entries:
             found = known.get(id(e))
             if found is None:
-                found = (e, state_files.dump_json(entry_as_dbus_dict(e)))
+                found = (e, state_files.dump_json(entry_as_dict(e)))
             entry_texts[id(e)] = found
         # the text ``state_files.dump_json`` makes of {'dc': ..., 'log-pages': [...]}
         head = state_files.dump_json({'dc': state_files.tid_fields(dc)})[:-1]
@@ -586,7 +587,7 @@ def _dc_item(item: dict) -> Tuple[TransportId, Tuple[LogEntry, ...]]:
         raise ValueError(f'"log-pages" has {len(raw)} entries (at most {MAX_LOG_ENTRIES})')
     entries = []
     for j, e in enumerate(raw):
-        entry, reason = screen_log_entry(e)
+        entry, reason = screen_entry(e)
         if entry is None:
             raise ValueError(f'"log-pages" item {j}: {reason}')
         entries.append(entry)
@@ -827,4 +828,4 @@ def ioc_dbus_extras(source: Optional[IocSource]) -> Dict[str, str]:
     """The ``dlpe`` and ``dlpe.eflags.ncc`` keys of a detailed IOC, as nvme-stas 2.x shows them."""
     if source is None:
         return {'dlpe': 'None', 'dlpe.eflags.ncc': 'False'}
-    return {'dlpe': str(entry_as_dbus_dict(source.entry)), 'dlpe.eflags.ncc': str(ncc(source.entry))}
+    return {'dlpe': str(entry_as_dict(source.entry)), 'dlpe.eflags.ncc': str(ncc(source.entry))}

@@ -12,8 +12,9 @@ from __future__ import annotations
 import os
 from typing import List, Tuple
 
+from ..dbus.dlpe_dicts import entry_as_dict, entry_from_dict
 from ..errors import InvalidArgument
-from ..fabric.dlpe import MAX_LOG_ENTRIES, entry_as_dbus_dict, log_entry_from_libnvme
+from ..fabric.dlpe import MAX_LOG_ENTRIES
 from ..model import LogEntry, Origin, TransportId
 from ..supervisor import state_files
 
@@ -38,7 +39,7 @@ def dump(dcs: List[CachedDc]) -> str:
                     'tid': state_files.tid_fields(tid),
                     'origin': origin.value,
                     'genctr': genctr,
-                    'log-pages': [entry_as_dbus_dict(e) for e in entries],
+                    'log-pages': [entry_as_dict(e) for e in entries],
                 }
                 for tid, origin, genctr, entries in dcs
             ],
@@ -65,7 +66,7 @@ def _cached_dc(item: dict) -> CachedDc:
     entries = []
     for j, raw in enumerate(pages):
         try:
-            entries.append(log_entry_from_libnvme(raw))
+            entries.append(entry_from_dict(raw))
         except InvalidArgument as exc:
             raise ValueError(f'"log-pages" item {j}: {exc.message}') from None
     return tid, Origin(origin), genctr, tuple(entries)

@@ -20,8 +20,9 @@ from dataclasses import field, replace
 from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Set, Tuple
 
 from ..dbus.ctrl_dicts import add_details, controller_id_dict
+from ..dbus.dlpe_dicts import entry_as_dict
 from ..fabric.addr import address_problem
-from ..fabric.dlpe import entry_as_dbus_dict
+from ..fabric.dlpe import referrals
 from ..fabric.exclusion import is_excluded
 from ..fabric.referrals import endpoint_key, reachable_referrals, referral_tids, tls_only_referrals
 from ..model import ControllerSpec, ControllerStatus, CtrlState, LogEntry, Origin, TransportId
@@ -150,9 +151,9 @@ class StafView:
         rec = self.dcs.get(tid)
         if rec is None:
             return False
-        before = [e for e in rec.entries if e.subtype == 'referral']
+        before = referrals(rec.entries)
         rec.genctr, rec.entries, rec.has_log_page = genctr, tuple(entries), True
-        return before != [e for e in rec.entries if e.subtype == 'referral']
+        return before != referrals(rec.entries)
 
     # ---- D-Bus data ------------------------------------------------------------------------------
     def find(self, tid: TransportId) -> Optional[DcRecord]:
@@ -172,7 +173,7 @@ class StafView:
         return [self.controller_dict(r, detailed) for r in self.records()]
 
     def log_pages_of(self, rec: DcRecord) -> List[Dict[str, str]]:
-        return [entry_as_dbus_dict(e) for e in rec.entries]
+        return [entry_as_dict(e) for e in rec.entries]
 
     def all_log_pages(self, detailed: bool) -> list:
         return [

@@ -41,7 +41,8 @@ whether it takes registration and its disconnect. Facts about that part of the b
   that is not connected. Both log pages are therefore read here with plain
   NVME_IOCTL_ADMIN_CMD Get Log Page commands on /dev/nvmeN, whose status is known, in 4 KiB
   pieces, with libnvme's GENCTR consistency check; ``stas.fabric.dlpe`` decodes the bytes into
-  the same ``LogEntry`` values libnvme's dicts give (checked against libnvme in the guest).
+  the same ``LogEntry`` values that libnvme's dicts read into (checked against libnvme in the
+  guest).
 * The failure flags of ``disconnect`` and ``discover`` are C statics shared by every thread: a
   failure in one thread makes a concurrent success in another raise. So a disconnect is judged
   by sysfs (is the device still there?), not by the exception.

@@ -10,12 +10,12 @@ controller stops, so the kernel is not left reconnecting to nothing.
 from __future__ import annotations
 
 import os
-from typing import Any, Iterator, List, Tuple
+from typing import Any, Iterator, List, Optional, Tuple
 
 import pytest
 
 from stas.fabric import dim
-from stas.fabric.dlpe import parse_log_page
+from stas.fabric.dlpe import parse_log_page, subtype_name
 from stas.model import WELL_KNOWN_DISC_NQN
 from stas.testing.cdc import log_pages as lp
 from stas.testing.cdc.server import BackgroundCdc
@@ -40,8 +40,8 @@ SUB2 = lp.nvme_entry('nqn.2014-08.org.example:cdc-sub2', '192.0.2.51', '4420', e
 FAR = lp.referral('198.51.100.50', '8009')
 
 
-def entries(page: bytes) -> List[Tuple[str, str, str, str]]:
-    return [(e.subtype, e.subnqn, e.traddr, e.eflags) for e in parse_log_page(page).entries]
+def entries(page: bytes) -> List[Tuple[str, str, str, Optional[int]]]:
+    return [(subtype_name(e), e.subnqn, e.traddr, e.eflags) for e in parse_log_page(page).entries]
 
 
 @pytest.fixture
@@ -90,8 +90,8 @@ def test_the_kernel_takes_the_test_cdc_for_a_cdc(cdc) -> None:
         if os.path.exists(f'/sys/class/nvme/{name}/{attr}'):
             assert ctrl_attr(name, attr) == value
     assert entries(read_log(name)) == [
-        ('nvme', SUB1.subnqn, '192.0.2.50', '0'),
-        ('referral', WELL_KNOWN_DISC_NQN, '198.51.100.50', '0'),
+        ('nvme', SUB1.subnqn, '192.0.2.50', 0),
+        ('referral', WELL_KNOWN_DISC_NQN, '198.51.100.50', 0),
     ]
     seen = cdc.call(lambda s: s.commands())
     assert {c.opcode for c in seen} >= {0x7F, 0x06, 0x02}  # Connect and properties, Identify, the page
@@ -110,8 +110,8 @@ def test_a_log_page_change_reaches_the_kernel_as_an_aen(cdc, uevents) -> None:
     assert uevents.wait_for_aen(name, scaled(3)) == AEN_DISCOVERY_LOG_CHANGE
     wait_for(lambda: held_aers(cdc) == 1, scaled(3), f'{name} to post its next AER')
     assert entries(read_log(name)) == [
-        ('nvme', SUB1.subnqn, '192.0.2.50', '0'),
-        ('nvme', SUB2.subnqn, '192.0.2.51', str(lp.EFLAG_NCC)),
+        ('nvme', SUB1.subnqn, '192.0.2.50', 0),
+        ('nvme', SUB2.subnqn, '192.0.2.51', lp.EFLAG_NCC),
     ]
     reads = [c for c in cdc.call(lambda s: s.commands(mark)) if c.opcode == 0x02 and c.lid == 0x70]
     assert reads and reads[-1].rae is False and reads[-1].status == 0

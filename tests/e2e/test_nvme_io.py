@@ -19,9 +19,10 @@ from typing import Callable, Iterator, List, Optional
 
 import pytest
 
+from stas.dbus.dlpe_dicts import screen_entry
 from stas.errors import KernelError, NotFound
 from stas.fabric import dim, nvme_status
-from stas.fabric.dlpe import screen_log_entry
+from stas.fabric.dlpe import ADRFAM_IPV4, ADRFAM_IPV6, subtype_name, trtype_name
 from stas.model import (
     AEN_DISCOVERY_LOG_CHANGE,
     WELL_KNOWN_DISC_NQN,
@@ -84,7 +85,8 @@ def tb0(fabric: Fabric):
 
 
 def by_subtype(entries, subtype: str) -> set:
-    return {(e.subnqn, e.traddr, e.trsvcid, e.portid) for e in entries if e.subtype == subtype}
+    """The entries of ``subtype`` ('nvme', 'referral', 'discovery') by NQN, address and port ID."""
+    return {(e.subnqn, e.traddr, e.trsvcid, e.portid) for e in entries if subtype_name(e) == subtype}
 
 
 # ---- facts about the kernel and the binding -----------------------------------------------------
@@ -155,10 +157,10 @@ def test_dc_connects_on_its_interface_and_reads_the_log_page(
 
     assert dropped == []
     assert genctr > 0
-    assert by_subtype(entries, 'nvme') == {(sub1.nqn, '192.0.2.1', '8009', str(disc.portid))}
-    assert by_subtype(entries, 'referral') == {(WELL_KNOWN_DISC_NQN, '198.51.100.1', '4420', str(far.portid))}
-    assert by_subtype(entries, 'discovery') == {(WELL_KNOWN_DISC_NQN, '192.0.2.1', '8009', str(disc.portid))}
-    assert {e.trtype for e in entries} == {'tcp'}
+    assert by_subtype(entries, 'nvme') == {(sub1.nqn, '192.0.2.1', '8009', disc.portid)}
+    assert by_subtype(entries, 'referral') == {(WELL_KNOWN_DISC_NQN, '198.51.100.1', '4420', far.portid)}
+    assert by_subtype(entries, 'discovery') == {(WELL_KNOWN_DISC_NQN, '192.0.2.1', '8009', disc.portid)}
+    assert {trtype_name(e) for e in entries} == {'tcp'}
 
     disc.link(sub3)
     genctr2, entries2, _ = io.discover(result.device)
@@ -273,7 +275,7 @@ def test_the_raw_log_page_reads_what_libnvme_reads(fabric: Fabric, tb0, io: Nvme
     ctrl = nvme.ctrl(root, subsysnqn=WELL_KNOWN_DISC_NQN, transport='tcp', traddr='192.0.2.1', trsvcid='8009')
     assert ctrl.init(host, int(device[4:]))
     try:
-        screened = [screen_log_entry(item) for item in ctrl.discover()]
+        screened = [screen_entry(item) for item in ctrl.discover()]
     finally:
         for obj in (ctrl, host, root):
             nvme_io._destroy(obj)
@@ -281,8 +283,8 @@ def test_the_raw_log_page_reads_what_libnvme_reads(fabric: Fabric, tb0, io: Nvme
     assert list(entries) == [entry for entry, _ in screened if entry is not None]
     assert dropped == [f'entry {i}: {why}' for i, (_, why) in enumerate(screened) if why]
     assert len(entries) == 8
-    assert by_subtype(entries, 'referral') == {(WELL_KNOWN_DISC_NQN, '2001:db8::1', '4420', str(far.portid))}
-    assert {e.adrfam for e in entries} == {'ipv4', 'ipv6'}
+    assert by_subtype(entries, 'referral') == {(WELL_KNOWN_DISC_NQN, '2001:db8::1', '4420', far.portid)}
+    assert {e.adrfam for e in entries} == {ADRFAM_IPV4, ADRFAM_IPV6}
     assert io.read_genctr(device) == genctr
 
 

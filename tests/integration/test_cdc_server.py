@@ -73,7 +73,7 @@ def test_a_host_session_end_to_end(digests):
             assert cqe.dw0 == AEN_DISCOVERY_LOG_CHANGE
             page = await host.discovery_log()  # 3 KiB in pieces of 4 KiB at most: one C2HData each
             assert subsystems(page) == [SUB1.subnqn, SUB2.subnqn]
-            assert parse_log_page(page).entries[1].eflags == str(lp.EFLAG_NCC)
+            assert parse_log_page(page).entries[1].eflags == lp.EFLAG_NCC
 
             data = dim.encode_dim(
                 HOST_A, [dim.DimEntry(HOST_A, hostid=HOSTID, symname='a')], ename='host-a', ever='Linux'

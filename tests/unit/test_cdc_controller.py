@@ -8,7 +8,7 @@ from typing import List, Tuple
 
 import pytest
 
-from stas.fabric import dim
+from stas.fabric import dim, dlpe
 from stas.fabric.dlpe import parse_log_page
 from stas.model import WELL_KNOWN_DISC_NQN
 from stas.testing.cdc import connect, identify, pdu, sqe
@@ -309,9 +309,9 @@ def test_log_page_bytes():
     parsed = parse_log_page(page)  # the daemons' own decoder agrees
     assert parsed.dropped == ()
     assert [(x.subnqn, x.traddr, x.trsvcid, x.subtype, x.eflags) for x in parsed.entries] == [
-        ('nqn.2014-08.org.example:sub1', '192.0.2.20', '4420', 'nvme', '2'),
-        ('nqn.2014-08.org.example:sub2', '2001:db8::20', '4421', 'nvme', '4'),
-        (WELL_KNOWN_DISC_NQN, '198.51.100.1', '8009', 'referral', '1'),
+        ('nqn.2014-08.org.example:sub1', '192.0.2.20', '4420', dlpe.SUBTYPE_NVME, 2),
+        ('nqn.2014-08.org.example:sub2', '2001:db8::20', '4421', dlpe.SUBTYPE_NVME, 4),
+        (WELL_KNOWN_DISC_NQN, '198.51.100.1', '8009', dlpe.SUBTYPE_REFERRAL, 1),
     ]
 
 

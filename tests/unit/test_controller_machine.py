@@ -58,19 +58,17 @@ from stas.model import (
     CtrlCounters,
     CtrlState,
     ErrorInfo,
-    LogEntry,
     Role,
     TransportId,
 )
+from stas.testing.log_entries import log_entry
 
 DC_TID = TransportId('tcp', '192.168.1.10', '8009', WELL_KNOWN_DISC_NQN, host_iface='eth0')
 IOC_TID = TransportId('tcp', '192.168.1.20', '4420', 'nqn.2014-08.com.example:sub1', host_iface='eth0')
 DC = ControllerSpec(DC_TID, Role.DC)
 IOC = ControllerSpec(IOC_TID, Role.IOC)
 ERR = ErrorInfo('KernelError', 'Connection refused')
-ENTRY = LogEntry(
-    'tcp', 'ipv4', 'nvme', 'not specified', '1', '4420', 'nqn.2014-08.com.example:sub1', '192.168.1.20'
-)
+ENTRY = log_entry(subnqn='nqn.2014-08.com.example:sub1', traddr='192.168.1.20')
 ENTRIES = (ENTRY,)
 OTHER_AEN = 0x10002  # a SMART notice: not a discovery log change
 
@@ -1797,10 +1795,15 @@ def test_a_removed_device_forgets_the_registration():
 
 # ---- persistence: DCs parked when they keep no connection -------------------------------------
 
-SELF_EPCSD = LogEntry(
-    'tcp', 'ipv4', 'discovery', '0', '1', '8009', WELL_KNOWN_DISC_NQN, '192.168.1.10', eflags='2'
+SELF_EPCSD = log_entry(
+    subtype='discovery',
+    treq='0',
+    trsvcid='8009',
+    subnqn=WELL_KNOWN_DISC_NQN,
+    traddr='192.168.1.10',
+    eflags='2',
 )
-SELF_PLAIN = replace(SELF_EPCSD, eflags='0')
+SELF_PLAIN = replace(SELF_EPCSD, eflags=0)
 
 
 def read_page(h: Harness, entries) -> list:

@@ -1,4 +1,5 @@
-"""stas.fabric.dlpe: libnvme dict and raw log page conversion to LogEntry, plus queries."""
+"""Discovery log page entries: from raw log pages (``stas.fabric.dlpe``) and from and to 2.x and
+libnvme dictionaries (``stas.dbus.dlpe_dicts``), which must agree; and the queries on them."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from stas.dbus import dlpe_dicts
 from stas.errors import InvalidArgument
 from stas.fabric import dlpe
 from stas.model import LogEntry
@@ -39,20 +41,20 @@ def libnvme_item(**over):
 # ---- libnvme dicts -----------------------------------------------------------------------------
 
 
-def test_libnvme_item_converted_to_strings():
-    assert dlpe.log_entry_from_libnvme(libnvme_item()) == LogEntry(
-        trtype='tcp',
-        adrfam='ipv4',
-        subtype='nvme',
-        treq='not specified',
-        portid='1',
+def test_libnvme_item_read_into_numbers():
+    assert dlpe_dicts.entry_from_dict(libnvme_item()) == LogEntry(
+        trtype=dlpe.TRTYPE_TCP,
+        adrfam=dlpe.ADRFAM_IPV4,
+        subtype=dlpe.SUBTYPE_NVME,
+        treq=0,
+        portid=1,
         trsvcid='4420',
         subnqn=IOC_NQN,
         traddr='10.0.0.20',
-        cntlid='65535',
-        asqsz='32',
-        eflags='0',
-        tsas="{'sectype': 'none'}",
+        cntlid=65535,
+        asqsz=32,
+        eflags=0,
+        tsas=(('sectype', 'none'),),
     )
 
 
@@ -67,22 +69,33 @@ def test_numbers_as_strings_and_trailing_spaces_give_the_same_entry():
         eflags='0',
         tsas="{'sectype': 'none'} ",
     )
-    assert dlpe.log_entry_from_libnvme(as_str) == dlpe.log_entry_from_libnvme(libnvme_item())
+    assert dlpe_dicts.entry_from_dict(as_str) == dlpe_dicts.entry_from_dict(libnvme_item())
 
 
-def test_unnamed_codes_are_numbers_and_known_codes_get_names():
-    e = dlpe.log_entry_from_libnvme(libnvme_item(trtype=9, adrfam=254, subtype=7, treq=6))
-    assert (e.trtype, e.adrfam, e.subtype, e.treq) == ('9', '254', '7', '6')
-    e = dlpe.log_entry_from_libnvme(libnvme_item(trtype='3', subtype=1, treq=4))
-    assert (e.trtype, e.subtype, e.treq) == ('tcp', 'referral', 'disable sqflow')
+def test_codes_are_read_from_numbers_and_names_and_shown_by_name_when_they_have_one():
+    e = dlpe_dicts.entry_from_dict(libnvme_item(trtype=9, adrfam=254, subtype=7, treq=6))
+    assert (e.trtype, e.adrfam, e.subtype, e.treq) == (9, 254, 7, 6)
+    assert [dlpe_dicts.entry_as_dict(e)[k] for k in ('trtype', 'adrfam', 'subtype', 'treq')] == [
+        '9',
+        '254',
+        '7',
+        '6',
+    ]
+    e = dlpe_dicts.entry_from_dict(libnvme_item(trtype='3', subtype=1, treq='Disable SQflow '))
+    assert (e.trtype, e.subtype, e.treq) == (3, 1, 4)
+    assert [dlpe_dicts.entry_as_dict(e)[k] for k in ('trtype', 'subtype', 'treq')] == [
+        'tcp',
+        'referral',
+        'disable sqflow',
+    ]
 
 
 def test_old_libnvme_without_eflags_and_tsas():
     item = libnvme_item()
     del item['eflags'], item['tsas'], item['cntlid'], item['asqsz']
-    e = dlpe.log_entry_from_libnvme(item)
-    assert (e.eflags, e.tsas, e.cntlid, e.asqsz) == ('', '', '', '')
-    assert dlpe.entry_as_dbus_dict(e) == {
+    e = dlpe_dicts.entry_from_dict(item)
+    assert (e.eflags, e.tsas, e.cntlid, e.asqsz) == (None, (), None, None)
+    assert dlpe_dicts.entry_as_dict(e) == {
         'trtype': 'tcp',
         'adrfam': 'ipv4',
         'traddr': '10.0.0.20',
@@ -95,14 +108,15 @@ def test_old_libnvme_without_eflags_and_tsas():
 
 
 def test_rdma_tsas_dict():
-    e = dlpe.log_entry_from_libnvme(
+    e = dlpe_dicts.entry_from_dict(
         libnvme_item(trtype='rdma', tsas={'qptype': 'connected', 'prtype': 'roce', 'cms': 'cm'})
     )
-    assert e.tsas == "{'qptype': 'connected', 'prtype': 'roce', 'cms': 'cm'}"
+    assert e.tsas == (('qptype', 'connected'), ('prtype', 'roce'), ('cms', 'cm'))
+    assert dlpe_dicts.entry_as_dict(e)['tsas'] == "{'qptype': 'connected', 'prtype': 'roce', 'cms': 'cm'}"
 
 
 def test_dbus_dict_has_upstream_keys_in_libnvme_order():
-    d = dlpe.entry_as_dbus_dict(dlpe.log_entry_from_libnvme(libnvme_item(eflags=4)))
+    d = dlpe_dicts.entry_as_dict(dlpe_dicts.entry_from_dict(libnvme_item(eflags=4)))
     assert list(d) == [
         'trtype',
         'adrfam',
@@ -120,7 +134,7 @@ def test_dbus_dict_has_upstream_keys_in_libnvme_order():
     assert d['eflags'] == '4'
     assert all(isinstance(v, str) for v in d.values())
     # and it converts back to the same entry (stacd receives these dicts from stafd)
-    assert dlpe.log_entry_from_libnvme(d) == dlpe.log_entry_from_libnvme(libnvme_item(eflags=4))
+    assert dlpe_dicts.entry_from_dict(d) == dlpe_dicts.entry_from_dict(libnvme_item(eflags=4))
 
 
 @pytest.mark.parametrize(
@@ -140,8 +154,14 @@ def test_dbus_dict_has_upstream_keys_in_libnvme_order():
         ({'portid': True}, 'portid=True is neither a number nor a string'),
         ({'eflags': 1.5}, 'eflags=1.5 is neither'),
         ({'trtype': 300}, 'trtype=300 is out of range 0..255'),
-        ({'trtype': ''}, "trtype='' is not a known name or a number"),
-        ({'subtype': 'x' * 40}, 'is not a known name or a number'),
+        ({'trtype': ''}, "trtype='' is not a number 0..255 or one of 'unspecified', 'rdma'"),
+        ({'subtype': 'x' * 40}, "is not a number 0..255 or one of 'referral', 'nvme', 'discovery'"),
+        ({'treq': 'optional'}, "treq='optional' is not a number 0..255 or one of 'not specified'"),
+        (
+            {'tsas': 'sectype=none'},
+            "tsas='sectype=none' is not a dictionary of names like {'sectype': 'none'}",
+        ),
+        ({'tsas': "{'sectype': 'none',}"}, 'is not a dictionary of names'),
         ({'tsas': ['none']}, 'tsas=[' + "'none'] is neither a dict nor a string"),
         ({'tsas': {'sectype': None}}, 'tsas item'),
         ({'tsas': {str(i): 'x' for i in range(9)}}, 'tsas has 9 items'),
@@ -149,7 +169,7 @@ def test_dbus_dict_has_upstream_keys_in_libnvme_order():
 )
 def test_malformed_items_raise_invalid_argument_naming_field(over, message):
     with pytest.raises(InvalidArgument) as info:
-        dlpe.log_entry_from_libnvme(libnvme_item(**over))
+        dlpe_dicts.entry_from_dict(libnvme_item(**over))
     assert message in info.value.message
 
 
@@ -157,9 +177,9 @@ def test_missing_keys_and_non_dicts():
     item = libnvme_item()
     del item['traddr'], item['portid']
     with pytest.raises(InvalidArgument, match='has no portid, traddr'):
-        dlpe.log_entry_from_libnvme(item)
+        dlpe_dicts.entry_from_dict(item)
     with pytest.raises(InvalidArgument, match='is not a dict'):
-        dlpe.log_entry_from_libnvme(['trtype'])
+        dlpe_dicts.entry_from_dict(['trtype'])
 
 
 @pytest.mark.parametrize(
@@ -177,7 +197,7 @@ def test_missing_keys_and_non_dicts():
     ],
 )
 def test_unusable_addresses_are_dropped_with_a_reason(over, dropped):
-    entry, reason = dlpe.screen_log_entry(libnvme_item(**over))
+    entry, reason = dlpe_dicts.screen_entry(libnvme_item(**over))
     assert (entry is None) is dropped
     assert bool(reason) is dropped
 
@@ -194,7 +214,7 @@ def test_ncc(eflags, expected):
         del item['eflags']
     else:
         item['eflags'] = eflags
-    assert dlpe.ncc(dlpe.log_entry_from_libnvme(item)) is expected
+    assert dlpe.ncc(dlpe_dicts.entry_from_dict(item)) is expected
 
 
 def test_ncc_without_entry():
@@ -208,9 +228,9 @@ def test_referrals_and_io_entries():
         libnvme_item(subtype='discovery'),
         libnvme_item(subtype=9),
     ]
-    entries = [dlpe.log_entry_from_libnvme(item) for item in items]
+    entries = [dlpe_dicts.entry_from_dict(item) for item in items]
     assert [e.subnqn for e in dlpe.referrals(entries)] == [DC2_NQN]
-    assert [e.subtype for e in dlpe.io_entries(entries)] == ['nvme']
+    assert [e.subtype for e in dlpe.io_entries(entries)] == [dlpe.SUBTYPE_NVME]
 
 
 # ---- raw log pages -----------------------------------------------------------------------------
@@ -298,9 +318,11 @@ def as_libnvme_item(record: bytes) -> dict:
 
 def same_from_both_inputs(record: bytes) -> None:
     page = dlpe.parse_log_page(raw_page(1, [record]))
-    entry, reason = dlpe.screen_log_entry(as_libnvme_item(record))
+    entry, reason = dlpe_dicts.screen_entry(as_libnvme_item(record))
     assert page.entries == ((entry,) if entry else ())
     assert page.dropped == ((f'entry 0: {reason}',) if reason else ())
+    # and 2.x's dictionary of it (D-Bus, the state files) reads back into the same entry
+    assert all(dlpe_dicts.entry_from_dict(dlpe_dicts.entry_as_dict(e)) == e for e in page.entries)
 
 
 def test_the_layout_is_the_standards_record():
@@ -345,7 +367,7 @@ def test_a_raw_page_keeps_going_past_bad_entries():
         GOLDEN_RECORDS[1],
     ]
     page = dlpe.parse_log_page(raw_page(3, records))
-    assert [e.subtype for e in page.entries] == ['nvme', 'referral']
+    assert [e.subtype for e in page.entries] == [dlpe.SUBTYPE_NVME, dlpe.SUBTYPE_REFERRAL]
     assert len(page.dropped) == 2
     assert page.dropped[0].startswith('entry 1: nvme entry for')
     assert "unspecified traddr '0.0.0.0'" in page.dropped[0]
@@ -366,49 +388,38 @@ def test_golden_page_entries():
     assert page.genctr == 0x1_0000_0002
     assert page.dropped == ()
     assert page.entries == (
+        LogEntry(3, 1, 2, 1, 1, '4420', IOC_NQN, '10.0.0.20', 65535, 32, 0, (('sectype', 'tls1.3'),)),
+        LogEntry(3, 2, 1, 4, 2, '8009', DC2_NQN, 'fe80::20', 65535, 32, 4, (('sectype', 'none'),)),
         LogEntry(
-            'tcp',
-            'ipv4',
-            'nvme',
-            'required',
-            '1',
-            '4420',
-            IOC_NQN,
-            '10.0.0.20',
-            '65535',
-            '32',
-            '0',
-            "{'sectype': 'tls1.3'}",
-        ),  # fmt: skip
-        LogEntry(
-            'tcp',
-            'ipv6',
-            'referral',
-            'disable sqflow',
-            '2',
-            '8009',
-            DC2_NQN,
-            'fe80::20',
-            '65535',
-            '32',
-            '4',
-            "{'sectype': 'none'}",
-        ),  # fmt: skip
-        LogEntry(
-            'rdma',
-            'ipv4',
-            'nvme',
-            'not required',
-            '3',
+            1,
+            1,
+            2,
+            2,
+            3,
             '4420',
             IOC_NQN,
             '192.168.1.20',
-            '65534',
-            '128',
-            '0',
-            "{'qptype': 'connected', 'prtype': 'rocev2', 'cms': 'cm'}",
-        ),  # fmt: skip
+            65534,
+            128,
+            0,
+            (('qptype', 'connected'), ('prtype', 'rocev2'), ('cms', 'cm')),
+        ),
     )
+    # and as 2.x shows them
+    assert [dlpe_dicts.entry_as_dict(e) for e in page.entries][0] == {
+        'trtype': 'tcp',
+        'adrfam': 'ipv4',
+        'traddr': '10.0.0.20',
+        'trsvcid': '4420',
+        'subnqn': IOC_NQN,
+        'subtype': 'nvme',
+        'treq': 'required',
+        'tsas': "{'sectype': 'tls1.3'}",
+        'portid': '1',
+        'cntlid': '65535',
+        'asqsz': '32',
+        'eflags': '0',
+    }
     assert [dlpe.ncc(e) for e in page.entries] == [False, True, False]
     assert [e.subnqn for e in dlpe.referrals(page.entries)] == [DC2_NQN]
 
@@ -421,8 +432,8 @@ def test_raw_page_unknown_codes_and_unusable_entries():
     ]
     page = dlpe.parse_log_page(raw_page(5, records))
     assert [(e.trtype, e.adrfam, e.subtype, e.treq, e.tsas) for e in page.entries] == [
-        ('9', '7', '8', '6', ''),
-        ('fc', 'fc', 'nvme', 'not specified', ''),
+        (9, 7, 8, 6, ()),
+        (dlpe.TRTYPE_FC, 4, dlpe.SUBTYPE_NVME, 0, ()),
     ]
     assert len(page.dropped) == 1 and page.dropped[0].startswith('entry 1:')
 
@@ -475,13 +486,15 @@ _SCALARS = st.one_of(
     st.text(max_size=300),
 )
 _VALUES = st.one_of(_SCALARS, st.dictionaries(st.text(max_size=5), _SCALARS, max_size=10), st.lists(_SCALARS))
-_KEYS = st.sampled_from(list(dlpe._DBUS_ORDER) + ['other'])
+_KEYS = st.sampled_from(
+    list(dlpe_dicts.entry_as_dict(dlpe_dicts.entry_from_dict(libnvme_item()))) + ['other']
+)
 
 
 @given(st.one_of(st.dictionaries(_KEYS, _VALUES, max_size=14), _VALUES))
 def test_fuzz_converter_raises_only_invalid_argument(item):
     try:
-        e = dlpe.log_entry_from_libnvme(item)
+        e = dlpe_dicts.entry_from_dict(item)
     except InvalidArgument:
         return
     for value in (e.traddr, e.trsvcid, e.subnqn):
@@ -491,7 +504,7 @@ def test_fuzz_converter_raises_only_invalid_argument(item):
 
 @given(st.builds(libnvme_item, traddr=st.text(max_size=20), eflags=st.integers(0, 0xFFFF)))
 def test_fuzz_screen_never_raises(item):
-    entry, reason = dlpe.screen_log_entry(item)
+    entry, reason = dlpe_dicts.screen_entry(item)
     assert (entry is None) == bool(reason)
 
 
@@ -547,5 +560,5 @@ def test_a_log_page_of_thousands_of_records_is_read_whole():
     ],
 )
 def test_an_entry_requires_tls_when_its_port_takes_only_tls(over, required):
-    assert dlpe.requires_tls(dlpe.log_entry_from_libnvme(libnvme_item(**over))) is required
+    assert dlpe.requires_tls(dlpe_dicts.entry_from_dict(libnvme_item(**over))) is required
     assert dlpe.requires_tls(None) is False

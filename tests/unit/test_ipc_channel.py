@@ -13,7 +13,8 @@ from stas.errors import ProtocolError
 from stas.ipc import codec
 from stas.ipc import messages as m
 from stas.ipc.channel import Channel
-from stas.model import HostIdentity, LogEntry, TransportId, WorkerKey
+from stas.model import HostIdentity, TransportId, WorkerKey
+from stas.testing.log_entries import log_entry
 
 # A guard against a hang turning into a stuck test run; no test waits for it to pass.
 GUARD_S = 10
@@ -24,16 +25,16 @@ DC = TransportId('tcp', '10.0.0.5', '8009', 'nqn.2014-08.org.nvmexpress.discover
 
 
 def big_log_pages(count: int) -> m.LogPages:
+    """A page of ``count`` entries with every field a kernel-read page has."""
     entries = tuple(
-        LogEntry(
-            'tcp',
-            'ipv4',
-            'nvme',
-            'not specified',
-            str(i),
-            '4420',
-            f'nqn.2024-01.io.test:sub{i}',
-            f'10.1.{i // 250}.{i % 250}',
+        log_entry(
+            portid=str(i),
+            subnqn=f'nqn.2024-01.io.test:sub{i}',
+            traddr=f'10.1.{i // 250}.{i % 250}',
+            cntlid='65535',
+            asqsz='32',
+            eflags='0',
+            tsas="{'sectype': 'none'}",
         )
         for i in range(count)
     )

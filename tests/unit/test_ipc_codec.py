@@ -20,12 +20,12 @@ from stas.model import (
     CtrlState,
     ErrorInfo,
     HostIdentity,
-    LogEntry,
     Origin,
     Role,
     TransportId,
     WorkerKey,
 )
+from stas.testing.log_entries import log_entry
 
 TID = TransportId('tcp', '10.0.0.5', '8009', 'nqn.2014-08.org.nvmexpress.discovery', '', 'eth0', '')
 HELLO = m.Hello(proto=m.PROTOCOL_VERSION, key=WorkerKey('tcp', 'eth0'), pid=100, libnvme_version='1.11')
@@ -308,7 +308,7 @@ def test_wrong_type_names_the_nested_field_path():
 
 
 def test_wrong_type_in_a_tuple_element_names_the_index():
-    entry = LogEntry('tcp', 'ipv4', 'nvme', 'none', '1', '4420', 'nqn.x', '10.0.0.9')
+    entry = log_entry(subnqn='nqn.x', traddr='10.0.0.9')
     fields = fields_of(m.LogPages(dc=TID, device='nvme1', genctr=3, entries=(entry, entry)))
     fields['entries'][1]['traddr'] = None
     assert decode_error(body_of(['log_pages', fields])) == (

@@ -25,13 +25,13 @@ from stas.model import (
     CtrlState,
     ErrorInfo,
     HostIdentity,
-    LogEntry,
     Origin,
     Role,
     TransportId,
     WorkerKey,
 )
 from stas.record import record
+from stas.testing.log_entries import log_entry
 
 HOSTNQN = 'nqn.2014-08.org.nvmexpress:uuid:5c8a2b6e-4e1d-4b43-9f53-0c5a8b1d2e3f'
 SUBNQN = 'nqn.1988-11.com.dell:powerstore:00:a1b2c3d4e5f6'
@@ -39,7 +39,7 @@ SUBNQN = 'nqn.1988-11.com.dell:powerstore:00:a1b2c3d4e5f6'
 DC_TID = TransportId('tcp', '192.168.10.5', '8009', WELL_KNOWN_DISC_NQN, '', 'eth1', HOSTNQN)
 IOC_TID = TransportId('tcp', '192.168.10.21', '4420', SUBNQN, '192.168.10.2', 'eth1', HOSTNQN)
 
-ENTRY = LogEntry(
+ENTRY = log_entry(
     trtype='tcp',
     adrfam='ipv4',
     subtype='nvme',
@@ -51,10 +51,10 @@ ENTRY = LogEntry(
     cntlid='65535',
     asqsz='32',
     eflags='4',
-    tsas='none',
+    tsas="{'sectype': 'none'}",
 )
-REFERRAL = LogEntry(
-    'tcp', 'ipv4', 'referral', 'not specified', '2', '8009', WELL_KNOWN_DISC_NQN, '192.168.10.6'
+REFERRAL = log_entry(
+    subtype='referral', portid='2', trsvcid='8009', subnqn=WELL_KNOWN_DISC_NQN, traddr='192.168.10.6'
 )
 
 # One realistic instance per message; test_every_message_has_a_sample keeps this complete.

@@ -11,7 +11,8 @@ from stas.fabric.referrals import (
     reachable_referrals,
     referral_tids,
 )
-from stas.model import WELL_KNOWN_DISC_NQN, LogEntry, TransportId
+from stas.model import WELL_KNOWN_DISC_NQN, TransportId
+from stas.testing.log_entries import log_entry
 
 HOSTNQN = 'nqn.2014-08.org.nvmexpress:uuid:host-1'
 
@@ -21,7 +22,7 @@ def dc(traddr, nqn=WELL_KNOWN_DISC_NQN, trsvcid='8009'):
 
 
 def ref_entry(traddr, trsvcid='8009', subnqn='nqn.dc:x', trtype='tcp', subtype='referral'):
-    return LogEntry(trtype, 'ipv4', subtype, 'not specified', '1', trsvcid, subnqn, traddr)
+    return log_entry(trtype=trtype, subtype=subtype, trsvcid=trsvcid, subnqn=subnqn, traddr=traddr)
 
 
 DC1 = dc('10.0.0.1')

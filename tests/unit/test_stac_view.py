@@ -40,6 +40,7 @@ from stas.stacd.view import (
     worker_options,
 )
 from stas.supervisor.policy import InterfaceState, WorkerPlan, with_releases
+from stas.testing.log_entries import log_entry
 
 HOSTNQN = 'nqn.2014-08.org.nvmexpress:uuid:0c5d3f4e-1111-4222-8333-944455556666'
 NQN = 'nqn.2024-01.com.example:'
@@ -81,7 +82,7 @@ def dc(traddr: str = '192.0.2.1', iface: str = 'tb0', host_nqn: str = HOSTNQN) -
 
 
 def entry(sub: str, traddr: str = '192.0.2.1', subtype: str = 'nvme', eflags: str = '0') -> LogEntry:
-    return LogEntry(
+    return log_entry(
         trtype='tcp',
         adrfam='ipv4',
         subtype=subtype,
@@ -147,7 +148,7 @@ def test_an_answer_is_parsed_into_normalised_dcs_and_usable_entries():
     )
     pages, problems = parse_all_log_pages(text)
     assert [p.dc for p in pages] == [dc('192.0.2.1', 'tb0')]
-    assert [e.subnqn for e in pages[0].entries] == [NQN + 's1'] and pages[0].entries[0].eflags == '4'
+    assert [e.subnqn for e in pages[0].entries] == [NQN + 's1'] and pages[0].entries[0].eflags == 4
     assert len(problems) == 3
     assert 'entry 1' in problems[0] and 'xyz' in problems[1] and 'item 2' in problems[2]
 
@@ -181,8 +182,8 @@ def test_entries_seen_in_the_previous_answer_are_not_screened_again(monkeypatch)
     from stas.stacd import view as stac
 
     screened = []
-    real = stac.screen_log_entry
-    monkeypatch.setattr(stac, 'screen_log_entry', lambda e: (screened.append(e.get('subnqn')), real(e))[1])
+    real = stac.screen_entry
+    monkeypatch.setattr(stac, 'screen_entry', lambda e: (screened.append(e.get('subnqn')), real(e))[1])
     memo = stac.EntryMemo()
     first, problems1 = parse_all_log_pages(answer_text(['s1', 's2', 's3']), memo)
     assert len(screened) == 4
@@ -727,14 +728,14 @@ def test_the_planner_keeps_the_spec_objects_of_what_did_not_change_and_a_new_pol
 
 def whole_dump(view: StacView, wanted) -> str:
     """The state file as one document encoded at once."""
-    from stas.fabric.dlpe import entry_as_dbus_dict
+    from stas.dbus.dlpe_dicts import entry_as_dict
     from stas.supervisor import state_files
 
     return state_files.dump_json(
         {
             'version': 1,
             'dcs': [
-                {'dc': state_files.tid_fields(d), 'log-pages': [entry_as_dbus_dict(e) for e in view.pages[d]]}
+                {'dc': state_files.tid_fields(d), 'log-pages': [entry_as_dict(e) for e in view.pages[d]]}
                 for d in sorted(view.pages, key=str)
             ],
             'wanted': [

@@ -13,13 +13,13 @@ from stas.model import (
     ControllerSpec,
     ControllerStatus,
     CtrlState,
-    LogEntry,
     Origin,
     Role,
     TransportId,
 )
 from stas.stafd import cache
 from stas.stafd.view import StafView
+from stas.testing.log_entries import log_entry
 
 HOSTNQN = 'nqn.2014-08.org.nvmexpress:uuid:0c5d3f4e-1111-4222-8333-944455556666'
 
@@ -30,7 +30,7 @@ def dc(traddr, iface='tb0', origin=Origin.CONFIGURED):
 
 
 def entry(subtype, traddr, subnqn, trsvcid='8009'):
-    return LogEntry(
+    return log_entry(
         trtype='tcp',
         adrfam='ipv4',
         subtype=subtype,
@@ -83,10 +83,10 @@ def test_a_referral_to_a_tls_only_port_is_connected_with_tls():
     root = dc('192.0.2.1')
     view.apply([root])
     tls_only = replace(
-        entry('referral', '192.0.2.2', WELL_KNOWN_DISC_NQN), treq='required', tsas="{'sectype': 'tls1.3'}"
+        entry('referral', '192.0.2.2', WELL_KNOWN_DISC_NQN), treq=1, tsas=(('sectype', 'tls1.3'),)
     )
     offered = replace(
-        entry('referral', '192.0.2.3', WELL_KNOWN_DISC_NQN), treq='not required', tsas="{'sectype': 'tls1.3'}"
+        entry('referral', '192.0.2.3', WELL_KNOWN_DISC_NQN), treq=2, tsas=(('sectype', 'tls1.3'),)
     )
     view.on_log_page(root.tid, 3, (tls_only, offered, entry('referral', '192.0.2.4', WELL_KNOWN_DISC_NQN)))
     specs, problems = desired(view, [root])

@@ -16,7 +16,6 @@ from stas.model import (
     CtrlState,
     ErrorInfo,
     HostIdentity,
-    LogEntry,
     Origin,
     Role,
     TransportId,
@@ -25,6 +24,7 @@ from stas.model import (
 from stas.stafd import cache
 from stas.stafd.role import StafdRole
 from stas.supervisor.role import planning_pass
+from stas.testing.log_entries import log_entry
 
 HOST = HostIdentity(
     hostnqn='nqn.2014-08.org.nvmexpress:uuid:0c5d3f4e-1111-4222-8333-944455556666',
@@ -63,7 +63,7 @@ def dc_tid(traddr='192.0.2.1', iface='tb0', trsvcid='8009'):
 
 
 def entry(subtype, traddr, subnqn):
-    return LogEntry(
+    return log_entry(
         trtype='tcp',
         adrfam='ipv4',
         subtype=subtype,

@@ -14,16 +14,17 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from stas.model import ControllerSpec, LogEntry, Origin, Role, TransportId
+from stas.model import ControllerSpec, Origin, Role, TransportId
 from stas.stacd.view import StacView, parse_state
 from stas.stafd import cache
 from stas.supervisor import state_files
+from stas.testing.log_entries import log_entry
 
 NQN = 'nqn.2024-01.com.example:s1'
 DISC = 'nqn.2014-08.org.nvmexpress.discovery'
 DC = TransportId('tcp', '192.0.2.1', '8009', DISC, '', 'tb0', 'nqn.2014-08.org.nvmexpress:uuid:1')
 IOC = TransportId('tcp', '192.0.2.1', '4420', NQN, '', 'tb0', 'nqn.2014-08.org.nvmexpress:uuid:1')
-ENTRY = LogEntry(
+ENTRY = log_entry(
     trtype='tcp',
     adrfam='ipv4',
     subtype='nvme',

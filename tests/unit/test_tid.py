@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 from stas.errors import ConfigError, InvalidArgument
 from stas.fabric import tid as tidmod
 from stas.model import WELL_KNOWN_DISC_NQN, KernelController, LogEntry, Role, TransportId
+from stas.testing.log_entries import log_entry
 
 HOSTNQN = 'nqn.2014-08.org.nvmexpress:uuid:00000000-0000-0000-0000-000000000001'
 IOC_NQN = 'nqn.1988-11.com.dell:powerstore:00:1234'
@@ -241,7 +242,7 @@ def test_non_mapping_fields_refused():
 
 
 def entry(*, subtype='nvme', trtype='tcp', traddr='10.0.0.20', trsvcid='4420', subnqn=IOC_NQN, adrfam='ipv4'):
-    return LogEntry(
+    return log_entry(
         trtype=trtype,
         adrfam=adrfam,
         subtype=subtype,
