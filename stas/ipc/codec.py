@@ -28,7 +28,7 @@ import dataclasses
 import enum
 import struct
 import typing
-from typing import Any, Callable, Collection, Dict, List, Optional, Tuple, Type, Union
+from typing import Any, Callable, Collection, Dict, Iterable, List, Optional, Tuple, Type, Union
 
 import msgpack
 
@@ -189,46 +189,69 @@ def _build_optional(tp: Any, args: Tuple[Any, ...]) -> Tuple[Optional[Encoder], 
     return (lambda value: None if value is None else enc(value)), decode
 
 
+def _index_of_failure(pairs: Iterable[Tuple[Decoder, Any]]) -> _Invalid:
+    """The error of the first (decoder, element) of an array's ``pairs`` that fails, with the
+    element's index in its path: the fast paths decode or check a whole array at once and look
+    for the culprit only when something failed (decoders are pure, so trying again is sound)."""
+    for index, (dec, element) in enumerate(pairs):
+        try:
+            dec(element)
+        except _Invalid as err:
+            err.path.append(f'[{index}]')
+            return err
+    raise AssertionError('an array failed and none of its elements does')
+
+
 def _build_var_tuple(item: Any) -> Tuple[Optional[Encoder], Decoder]:
     enc, dec = _plans(item)
+    kind, nullable = _exact_scalar(item)
 
     def decode(value: Any) -> tuple:
         if type(value) is not tuple:
             raise _mismatch('array', value)
-        out = []
-        for index, element in enumerate(value):
-            try:
-                out.append(dec(element))
-            except _Invalid as err:
-                err.path.append(f'[{index}]')
-                raise
-        return tuple(out)
+        try:
+            return tuple([dec(element) for element in value])
+        except _Invalid:
+            raise _index_of_failure((dec, element) for element in value) from None
+
+    def decode_scalars(value: Any) -> tuple:
+        if type(value) is not tuple:
+            raise _mismatch('array', value)
+        for element in value:
+            if type(element) is not kind and not (nullable and element is None):
+                raise _index_of_failure((dec, element) for element in value)
+        return value  # the unpacker makes arrays tuples
 
     if enc is None:
-        return None, decode
+        return None, decode if kind is None else decode_scalars
     return (lambda value: [enc(element) for element in value]), decode
 
 
 def _build_fixed_tuple(items: Tuple[Any, ...]) -> Tuple[Optional[Encoder], Decoder]:
     plans = [_plans(item) for item in items]
-    decoders = [dec for _, dec in plans]
+    decoders = tuple(dec for _, dec in plans)
     size = len(items)
+    kinds = tuple(_exact_scalar(item) for item in items)
 
     def decode(value: Any) -> tuple:
         if type(value) is not tuple or len(value) != size:
             raise _mismatch(f'array of {size}', value)
-        out = []
-        for index, (dec, element) in enumerate(zip(decoders, value)):
-            try:
-                out.append(dec(element))
-            except _Invalid as err:
-                err.path.append(f'[{index}]')
-                raise
-        return tuple(out)
+        try:
+            return tuple([dec(element) for dec, element in zip(decoders, value)])
+        except _Invalid:
+            raise _index_of_failure(zip(decoders, value)) from None
+
+    def decode_scalars(value: Any) -> tuple:
+        if type(value) is not tuple or len(value) != size:
+            raise _mismatch(f'array of {size}', value)
+        for (kind, nullable), element in zip(kinds, value):
+            if type(element) is not kind and not (nullable and element is None):
+                raise _index_of_failure(zip(decoders, value))
+        return value
 
     encoders = [enc for enc, _ in plans]
     if all(enc is None for enc in encoders):
-        return None, decode
+        return None, decode_scalars if all(kind is not None for kind, _ in kinds) else decode
     return (lambda value: [v if e is None else e(v) for e, v in zip(encoders, value)]), decode
 
 
@@ -273,6 +296,22 @@ def _build_enum(cls: Type[enum.Enum]) -> Tuple[Optional[Encoder], Decoder]:
     return (lambda member: member.value), decode
 
 
+_EXACT_SCALARS = (str, int, bool, bytes)
+
+
+def _exact_scalar(tp: Any) -> Tuple[Optional[type], bool]:
+    """``(kind, nullable)`` for ``str``/``int``/``bool``/``bytes`` or ``Optional`` of one, whose
+    decoding is a ``type(value) is kind`` check; ``(None, False)`` for any other type."""
+    if tp in _EXACT_SCALARS:
+        return tp, False
+    if typing.get_origin(tp) is Union:
+        args = typing.get_args(tp)
+        inner = [a for a in args if a is not _NONE_TYPE]
+        if len(args) == 2 and len(inner) == 1 and inner[0] in _EXACT_SCALARS:
+            return inner[0], True
+    return None, False
+
+
 def _build_dataclass(cls: type) -> Tuple[Encoder, Decoder]:
     hints = typing.get_type_hints(cls)
     fields = dataclasses.fields(cls)
@@ -284,22 +323,37 @@ def _build_dataclass(cls: type) -> Tuple[Encoder, Decoder]:
     name_set = frozenset(names)
     label = cls.__name__
 
-    decoders = [(name, dec) for name, _, dec in plans]
+    # Fields of an exact scalar type (or Optional of one) are checked in place, the others
+    # decoded: most fields of the records that come by the thousand (log page entries,
+    # controller statuses) are scalars, and a call per field would cost more than the check.
+    checks = []
+    decoders = []
+    for name, _, dec in plans:
+        kind, nullable = _exact_scalar(hints[name])
+        if kind is None:
+            decoders.append((name, dec))
+        else:
+            checks.append((name, kind, nullable))
 
     def decode(value: Any) -> Any:
         if type(value) is not dict:
             raise _mismatch(f'map ({label})', value)
         if value.keys() != name_set:
             raise _Invalid(_field_set_problem(label, value.keys(), names))
-        kwargs = {}
-        for name, dec in decoders:
+        for name, kind, nullable in checks:
+            element = value[name]
+            if type(element) is not kind and not (nullable and element is None):
+                err = _mismatch(kind.__name__, element)
+                err.path.append('.' + name)
+                raise err
+        for name, dec in decoders:  # the map is the unpacker's, ours to fill in
             try:
-                kwargs[name] = dec(value[name])
+                value[name] = dec(value[name])
             except _Invalid as err:
                 err.path.append('.' + name)
                 raise
         try:
-            return cls(**kwargs)
+            return cls(**value)
         except (TypeError, ValueError) as exc:  # __post_init__ refusing a combination of values
             raise _Invalid(f'{label} refused these values: {exc}') from None
 

@@ -340,6 +340,37 @@ def test_fixed_tuple_length_is_checked():
     )
 
 
+def test_a_wrong_element_of_a_scalar_array_is_named_by_its_index():
+    """Arrays of scalars are checked whole and an error still names the element that failed."""
+    fields = fields_of(STATUS)
+    fields['status']['attrs'] = [['cntrltype', 'io'], ['dctype', 7]]
+    assert decode_error(body_of(['ctrl_status', fields])) == (
+        "message 'ctrl_status': status.attrs[1][1]: expected str, got int 7"
+    )
+    hello = fields_of(
+        m.Hello(
+            proto=m.PROTOCOL_VERSION, key=WorkerKey('tcp', 'eth1'), pid=1, kernel_caps=('cntlid', 'discovery')
+        )
+    )
+    hello['kernel_caps'] = ['cntlid', None, 'discovery']
+    assert decode_error(body_of(['hello', hello])) == (
+        "message 'hello': kernel_caps[1]: expected str, got NoneType None"
+    )
+
+
+def test_an_optional_scalar_field_takes_none_and_its_type_only():
+    entry = log_entry(subnqn='nqn.x', traddr='10.0.0.9', eflags='4')
+    pages = m.LogPages(dc=TID, device='nvme1', genctr=3, entries=(entry,))
+    fields = fields_of(pages)
+    fields['entries'][0]['eflags'] = None
+    (got,) = codec.FrameDecoder().feed(frame_of(body_of(['log_pages', fields])))
+    assert got.entries[0].eflags is None
+    fields['entries'][0]['eflags'] = '4'
+    assert decode_error(body_of(['log_pages', fields])) == (
+        "message 'log_pages': entries[0].eflags: expected int, got str '4'"
+    )
+
+
 def test_bad_enum_value_lists_the_accepted_ones():
     fields = fields_of(STATUS)
     fields['status']['role'] = 'admin'
