@@ -2,7 +2,7 @@
 
 Vocabulary is the kernel's (snake_case): transport, traddr, trsvcid, subsysnqn, host_traddr,
 host_iface, host_nqn. Hyphenated spellings exist only in configuration files and in the
-D-Bus dictionaries that nvme-stas 2.x clients expect (see ``TransportId.as_dbus_dict``).
+D-Bus dictionaries that nvme-stas 2.x clients expect (``stas.dbus``).
 
 These types travel over IPC (``stas.ipc``), so every field is plain data: str, int, bool,
 float, None, tuples, enums or other dataclasses of this module.
@@ -148,18 +148,6 @@ class TransportId:
         parts = [self.transport, self.traddr, self.trsvcid]
         parts += [p for p in (self.subsysnqn, self.host_iface, self.host_traddr) if p]
         return '(' + ', '.join(parts) + ')'
-
-    def as_dbus_dict(self) -> dict:
-        """The nvme-stas 2.x ``controller_id_dict`` key order and spelling (without device)."""
-        return {
-            'traddr': self.traddr,
-            'trsvcid': self.trsvcid,
-            'transport': self.transport,
-            'subsysnqn': self.subsysnqn,
-            'host-iface': self.host_iface,
-            'host-traddr': self.host_traddr,
-            'host-nqn': self.host_nqn,
-        }
 
 
 @record(hot=True)

@@ -34,8 +34,21 @@ def visible_extras(pairs: Iterable[Tuple[str, str]], caller_is_root: bool) -> Di
     return {k: REDACTED if (k in SECRET_KEYS and v and not caller_is_root) else v for k, v in pairs}
 
 
+def tid_dict(tid: TransportId) -> Dict[str, str]:
+    """A TID as nvme-stas 2.x's dictionaries spell it, in 2.x's key order."""
+    return {
+        'traddr': tid.traddr,
+        'trsvcid': tid.trsvcid,
+        'transport': tid.transport,
+        'subsysnqn': tid.subsysnqn,
+        'host-iface': tid.host_iface,
+        'host-traddr': tid.host_traddr,
+        'host-nqn': tid.host_nqn,
+    }
+
+
 def controller_id_dict(tid: TransportId, extras: Mapping[str, str], device: str) -> Dict[str, str]:
-    d = tid.as_dbus_dict()
+    d = tid_dict(tid)
     host_nqn = d.pop('host-nqn')
     d.update(extras)
     d['host-nqn'] = host_nqn

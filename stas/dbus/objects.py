@@ -102,7 +102,7 @@ from .contract import (
     object_path,
     service_of,
 )
-from .ctrl_dicts import REDACTED
+from .ctrl_dicts import REDACTED, tid_dict
 from .errors import to_dbus_error
 
 log = logging.getLogger(__name__)
@@ -148,7 +148,7 @@ def request_fields(service: str, args: Sequence[str]) -> Dict[str, str]:
     raw = dict(zip(TID_KEYS, args))
     role = Role.DC if service == 'staf' else Role.IOC
     tid = tid_from_request(raw, role=role, hostnqn='')
-    return tid.as_dbus_dict()
+    return tid_dict(tid)
 
 
 def worker_target(interface: str, transport: str) -> Tuple[str, str]:

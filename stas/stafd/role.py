@@ -12,7 +12,7 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from ..conf import DBUS_PROBLEM_LIMIT, LOG_PROBLEM_LIMIT, StafdConfig
 from ..conf.controllers import ConfiguredController
-from ..dbus.ctrl_dicts import tid_of, visible_extras
+from ..dbus.ctrl_dicts import tid_dict, tid_of, visible_extras
 from ..fabric.exclusion import describe, is_excluded
 from ..fabric.tid import CONFIG_TID_KEYS
 from ..ipc.messages import (
@@ -240,7 +240,7 @@ class StafdRole(DaemonRole):
             if msg.dc in self.view.dcs:
                 self._persist()
                 if self.publisher is not None:
-                    self.publisher.log_pages_changed(msg.dc.as_dbus_dict(), msg.device)
+                    self.publisher.log_pages_changed(tid_dict(msg.dc), msg.device)
             return referrals_changed
         return False
 

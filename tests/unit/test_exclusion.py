@@ -8,6 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from stas.dbus.ctrl_dicts import tid_dict
 from stas.errors import ConfigError
 from stas.fabric.exclusion import (
     EXCLUSION_KEYS,
@@ -142,7 +143,7 @@ def _compared_as_before(tid, entry) -> bool:
     from stas.fabric.exclusion import _entry_pairs, _normalize_pairs
 
     wanted = _entry_pairs(entry)
-    have = _normalize_pairs(tid.as_dbus_dict(), ('host-traddr',))
+    have = _normalize_pairs(tid_dict(tid), ('host-traddr',))
     known = set(EXCLUSION_KEYS) | {'host-traddr'}
     return bool(wanted) and all(k in known and have.get(k, '') == v for k, v in wanted.items())
 
@@ -208,7 +209,7 @@ _RESPELL = [str, str.upper, str.lower, lambda v: f' {v} ']
     st.booleans(),
 )
 def test_a_tid_built_canonical_is_matched_as_the_rule_says(tid, picks, host_file):
-    own = tid.as_dbus_dict()
+    own = tid_dict(tid)
     fields = {
         k: _SPELLINGS[k][pick % len(_SPELLINGS[k])] if isinstance(pick, int) else pick(own.get(k, ''))
         for k, pick in picks.items()

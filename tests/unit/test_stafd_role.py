@@ -7,7 +7,7 @@ import json
 import logging
 
 from stas.conf import parse_stafd
-from stas.dbus.ctrl_dicts import REDACTED
+from stas.dbus.ctrl_dicts import REDACTED, tid_dict
 from stas.dbus.objects import request_fields
 from stas.ipc.messages import CtrlGone, CtrlStatus, LogPages
 from stas.model import (
@@ -235,7 +235,7 @@ def test_a_log_page_is_signalled_with_the_dc_fields_and_device_and_cached(tmp_pa
     role, [spec], _ = role_with(tmp_path, 'controller=transport=tcp;traddr=192.0.2.1;host-iface=tb0')
     entries = (entry('nvme', '192.0.2.1', SUB1), entry('referral', '192.0.2.2', WELL_KNOWN_DISC_NQN))
     assert role.on_report(KEY, LogPages(spec.tid, 'nvme3', 9, entries)) is True  # a referral appeared
-    assert role.publisher.changed == [(spec.tid.as_dbus_dict(), 'nvme3')]
+    assert role.publisher.changed == [(tid_dict(spec.tid), 'nvme3')]
     loaded, problem = cache.load(str(tmp_path))
     assert problem == ''
     assert loaded == [(spec.tid, Origin.CONFIGURED, 9, entries)]
