@@ -39,6 +39,7 @@ from ..fabric.dlpe import (
     TRTYPES,
     checked_text,
     drop_reason,
+    ncc,
     short,
 )
 from ..model import LogEntry
@@ -195,6 +196,14 @@ def entry_from_dict(d: Mapping[str, object]) -> LogEntry:
         eflags=_optional_u16(d, 'eflags'),
         tsas=() if tsas is None else _tsas(tsas),
     )
+
+
+def dlpe_details(entry: Optional[LogEntry]) -> Dict[str, str]:
+    """The ``dlpe`` and ``dlpe.eflags.ncc`` keys of a detailed I/O controller, as nvme-stas 2.x
+    shows them: the dictionary of the log page entry it came from, and its NCC bit."""
+    if entry is None:
+        return {'dlpe': 'None', 'dlpe.eflags.ncc': 'False'}
+    return {'dlpe': str(entry_as_dict(entry)), 'dlpe.eflags.ncc': str(ncc(entry))}
 
 
 def screen_entry(d: Mapping[str, object]) -> Tuple[Optional[LogEntry], str]:

@@ -5,7 +5,7 @@ controller, after every change of any of them. Decoding the whole text again (a 
 few thousand entries) when one DC's page changed cost more than everything else a change costs,
 so an answer is read item by item with where each item is (``read_items``), and the next answer
 is compared with it as text (``shared_start``, ``shared_end``): the items inside the part both texts share are
-known without being decoded again (``stac.EntryMemo``).
+known without being decoded again (``stafd_answer.EntryMemo``).
 
 The items are decoded with the ``json`` module's own scanner, so what is accepted and what each
 item decodes to is what ``json.loads`` gives; a text this module does not read as a list gives

@@ -10,6 +10,7 @@ from typing import Any, Callable, Dict, Iterable, List, Optional, Set, Tuple
 
 from ..conf import DisconnectScope, StacdConfig
 from ..dbus.ctrl_dicts import add_details, controller_id_dict, tid_of, visible_extras
+from ..dbus.dlpe_dicts import dlpe_details
 from ..errors import NotFound, StasError
 from ..fabric.exclusion import describe, is_excluded
 from ..fabric.tid import CONFIG_TID_KEYS
@@ -24,6 +25,7 @@ from ..model import (
     ControllerStatus,
     CtrlState,
     HostIdentity,
+    LogEntry,
     Role,
     TransportId,
     WorkerKey,
@@ -33,17 +35,14 @@ from ..supervisor.background import Background
 from ..supervisor.policy import configured_specs
 from ..supervisor.role import DaemonRole, Plan
 from ..supervisor.state_files import StateFile
+from .stafd_answer import EntryMemo, dc_tid_of, parse_all_log_pages
+from .state_file import parse_state
 from .view import (
-    EntryMemo,
     IocPlanner,
     IocSource,
     StacView,
     audit_worker_keys,
-    dc_tid_of,
-    ioc_dbus_extras,
     merged_sources,
-    parse_all_log_pages,
-    parse_state,
     released_iocs,
 )
 from .view import worker_options as stac_worker_options
@@ -389,7 +388,11 @@ class StacdRole(DaemonRole):
         d = controller_id_dict(tid, extras, status.device if status else '')
         if not detailed:
             return d
-        return add_details(d, status, after_connected=ioc_dbus_extras(self.sources.get(tid)))
+        return add_details(d, status, after_connected=dlpe_details(self._source_entry(tid)))
+
+    def _source_entry(self, tid: TransportId) -> Optional[LogEntry]:
+        source = self.sources.get(tid)
+        return source.entry if source is not None else None
 
     def list_controllers(self, detailed: bool, caller_is_root: bool) -> List[Dict[str, str]]:
         return [self.controller_dict(t, detailed, caller_is_root) for t in self._listed()]

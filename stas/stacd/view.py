@@ -13,8 +13,8 @@ also lists keeps its configured options and takes the entry's NCC bit.
 
 The rule that matters most (ecosystem.md D: "stacd disconnected everything when stafd was slow"):
 stafd being absent, restarting or slow is never read as "nothing discovered". The log page
-entries stacd last trusted are kept, and persisted in its runtime directory (``dump``/``parse``),
-until stafd is on the bus *and has answered*. Even then an answer is read with care:
+entries stacd last trusted are kept, and persisted in its runtime directory (``dump``, and
+``restore`` of what ``state_file`` reads back), until stafd is on the bus *and has answered*. Even then an answer is read with care:
 
 * a DC that stafd lists with an empty log page keeps the entries stacd had for it, unless stafd
   read that DC's page while stacd was watching (a ``log_pages_changed`` signal for it): a page
@@ -33,9 +33,9 @@ answer.
 Cost: stafd answers with every entry of every DC after any change, and stacd may follow
 thousands of them, so each stage keeps what it built of each DC and builds again only what
 changed, the same objects flowing from one stage to the next while they stay the same: an
-answer's items (``EntryMemo``: the text an answer shares with the previous one is not decoded),
-each DC's IOCs (``StacView.dc_iocs``), their specs (``IocPlanner``) and the state file's text
-(``StacView.dump``). What is left of a pass over everything is merging dictionaries and sorting,
+answer's items (``stafd_answer.EntryMemo``: the text an answer shares with the previous one is
+not decoded), each DC's IOCs (``StacView.dc_iocs``), their specs (``IocPlanner``) and the state
+file's text (``state_file.StateText``). What is left of a pass over everything is merging dictionaries and sorting,
 in C. The unit tests hold the plan made afresh, which ``IocPlanner`` must always agree with.
 """
 
@@ -43,29 +43,25 @@ from __future__ import annotations
 
 import dataclasses
 import enum
-import json
 import operator
 from typing import Collection, Dict, Iterable, List, Mapping, Optional, Sequence, Set, Tuple
 
 from ..conf import DisconnectScope
-from ..dbus.contract import TID_KEYS
-from ..dbus.dlpe_dicts import entry_as_dict, screen_entry
-from ..errors import InvalidArgument, StasError
+from ..errors import StasError
 from ..fabric.addr import address_problem
-from ..fabric.dlpe import MAX_LOG_ENTRIES, io_entries, ncc, requires_tls
+from ..fabric.dlpe import io_entries, ncc, requires_tls
 from ..fabric.exclusion import is_excluded
-from ..fabric.tid import tid_from_io_entry, tid_from_request
+from ..fabric.tid import tid_from_io_entry
 from ..ipc.messages import WorkerOptions
 from ..model import ConnectOptions, ControllerSpec, LogEntry, Role, TransportId, WorkerKey
 from ..record import record
-from ..supervisor import state_files
-from . import json_items
+from .stafd_answer import DcLogPage
+from .state_file import State, StateText, parse_state
 
 # How long a stafd instance that does not (yet) list a DC may take to list it again before the
 # IOCs found through that DC are let go: long enough for a fresh stafd to connect its DCs,
 # retry a failed connect once (3 s), follow referrals and hear mDNS announcements.
 STAFD_SETTLE_S = 60.0
-STATE_VERSION = 1
 
 
 class StafdState(str, enum.Enum):
@@ -75,14 +71,6 @@ class StafdState(str, enum.Enum):
     ABSENT = 'absent'  # org.nvmexpress.staf has no owner
     WAITING = 'waiting'  # stafd is on the bus, its answer is still to come
     ANSWERED = 'answered'  # the log pages of record are stafd's latest answer
-
-
-@record
-class DcLogPage:
-    """One item of ``get_all_log_pages``: a DC and its log page entries."""
-
-    dc: TransportId
-    entries: Tuple[LogEntry, ...] = ()
 
 
 @record
@@ -102,198 +90,6 @@ class Answer:
     changed: bool
     kept_missing: Tuple[TransportId, ...] = ()
     recheck_in_s: Optional[float] = None
-
-
-# ---- reading stafd's answers ---------------------------------------------------------------------
-
-
-def dc_tid_of(fields: Mapping[str, object]) -> TransportId:
-    """The TID of a DC named by stafd (a ``discovery-controller`` dict or the arguments of
-    ``log_pages_changed``), normalised like every TID here. An absent host-nqn (stafd before it
-    had one) stays '' and is filled with the host's NQN when IOCs are derived.
-    Raises ``InvalidArgument``."""
-    if not isinstance(fields, Mapping):
-        raise InvalidArgument(f'discovery controller {fields!r} is not a dict')
-    values = {k: fields.get(k, '') for k in TID_KEYS}
-    return tid_from_request(values, role=Role.DC, hostnqn='')
-
-
-@record(eq=False)
-class _ScreenedPage:
-    """One DC's page of an answer as stafd sent it and what it screened to."""
-
-    raw: list  # the decoded 'log-pages' list
-    page: DcLogPage
-    problems: Tuple[str, ...]
-    by_fields: Dict[tuple, Tuple[Optional[LogEntry], str]]  # each entry's screening, by its fields
-
-
-@record(eq=False)
-class _AnswerItem:
-    """One item of an answer: where it is in the text, the DC it names and its screened page
-    (None: the item names no DC), and the problems it gives."""
-
-    start: int
-    end: int
-    dc: Optional[TransportId]
-    screened: Optional[_ScreenedPage]
-    problems: Tuple[str, ...]
-
-    def moved(self, by: int) -> _AnswerItem:
-        return dataclasses.replace(self, start=self.start + by, end=self.end + by)
-
-
-class EntryMemo:
-    """What the previous answer was read as: where each DC's item is in its text, each DC's
-    screened page, and each entry's screening.
-
-    stafd answers with every entry of every DC after each change; decoding the whole text again
-    and checking thousands of entries (addresses parsed, numbers checked) when one changed was
-    most of what an answer cost. So, from the cheapest check to the dearest:
-
-    * the items inside the text the answer shares with the previous one (at its start and at its
-      end, compared as text) are not even decoded: their DCs keep their screened pages, the same
-      ``DcLogPage`` objects (later stages reuse what they built of them); an answer whose text
-      is the previous one's is the extreme case;
-    * a DC whose page is decoded again and is exactly as in the previous answer (equal decoded
-      JSON) keeps its screened page too;
-    * in a page that changed, an entry whose fields are exactly those of one in that DC's
-      previous page screens the same.
-
-    Only the previous answer is kept.
-    """
-
-    def __init__(self) -> None:
-        self._text: Optional[str] = None
-        self._items: List[_AnswerItem] = []
-        self._opening: Optional[int] = None  # just after the previous text's opening bracket
-        self._pages: Dict[TransportId, _ScreenedPage] = {}  # of the previous answer, by DC
-
-    def parse(self, text: str) -> Tuple[List[DcLogPage], List[str]]:
-        """``parse_all_log_pages`` of ``text``, reusing what is the same as in the previous answer."""
-        items = self._reread(text)
-        if items is None:
-            items = self._read_whole(text)
-        self._text, self._items = text, items
-        self._pages = {it.dc: it.screened for it in items if it.dc is not None and it.screened is not None}
-        pages = [it.screened.page for it in items if it.screened is not None]
-        return pages, [p for it in items for p in it.problems]
-
-    def _read_whole(self, text: str) -> List[_AnswerItem]:
-        opening = json_items.list_start(text)
-        found = json_items.read_items(text, opening, after_item=False) if opening is not None else None
-        if found is None:  # not a list as read here: json says what it is (positions unknown)
-            doc = _json_list(text)
-            opening, found = None, [(-1, -1, value) for value in doc]
-        self._opening = opening
-        return [self._item(index, start, end, value) for index, (start, end, value) in enumerate(found)]
-
-    def _reread(self, text: str) -> Optional[List[_AnswerItem]]:
-        """The items of ``text``, those it shares with the previous answer's text taken as they
-        were; None when that cannot be told (then the text is read whole)."""
-        old, items = self._text, self._items
-        if old is None or self._opening is None or any(it.dc is None for it in items):
-            return None  # an item that names no DC has a problem naming its index, which may move
-        if text == old:
-            return items
-        head_len = json_items.shared_start(old, text)
-        if self._opening > head_len:
-            return None
-        head = 0  # items[:head] lie in the shared start
-        while head < len(items) and items[head].end <= head_len:
-            head += 1
-        middle_from = items[head - 1].end if head else self._opening
-        # the shared end, up to where the shared start's last whole item ends: both texts of an
-        # item that was removed may begin like the next one's, and the shared start then runs
-        # into the next item, which the shared end must still be able to hold
-        tail_len = json_items.shared_end(old, text, min(len(old), len(text)) - middle_from)
-        tail = len(items)  # items[tail:] lie in the shared end
-        while tail > head and items[tail - 1].start >= len(old) - tail_len:
-            tail -= 1
-        shift = len(text) - len(old)
-        found = json_items.read_items(
-            text,
-            middle_from,
-            after_item=head > 0,
-            stop=items[tail].start + shift if tail < len(items) else None,
-        )
-        if found is None:
-            return None
-        middle = [self._item(head + k, start, end, value) for k, (start, end, value) in enumerate(found)]
-        return items[:head] + middle + [it.moved(shift) for it in items[tail:]]
-
-    def _item(self, index: int, start: int, end: int, value: object) -> _AnswerItem:
-        """Item ``index`` of an answer, decoded to ``value``."""
-        if not isinstance(value, Mapping):
-            return _AnswerItem(start, end, None, None, (f'item {index} is not a dict',))
-        try:
-            dc = dc_tid_of(value.get('discovery-controller'))
-        except StasError as exc:
-            return _AnswerItem(start, end, None, None, (f'item {index}: {exc.message}',))
-        problems: Tuple[str, ...] = ()
-        raw = value.get('log-pages') or []
-        if not isinstance(raw, list):
-            problems = (f'DC {dc}: log-pages is not a list',)
-            raw = []
-        previous = self._pages.get(dc)
-        if previous is not None and previous.raw == raw:
-            screened = previous
-        else:
-            screened = _screen_page(dc, raw, previous.by_fields if previous is not None else {})
-        return _AnswerItem(start, end, dc, screened, problems + screened.problems)
-
-
-def _json_list(text: str) -> list:
-    """``text`` decoded whole; raises ``InvalidArgument`` when it is not a JSON list."""
-    try:
-        doc = json.loads(text)
-    except (TypeError, ValueError) as exc:
-        raise InvalidArgument(f'get_all_log_pages answer is not JSON: {exc}') from None
-    if not isinstance(doc, list):
-        raise InvalidArgument(f'get_all_log_pages answer is a {type(doc).__name__}, not a list')
-    return doc
-
-
-def _fields_key(e: object) -> Optional[tuple]:
-    """An entry's exact fields as a dict key, None when it is not plain data."""
-    try:
-        key = tuple(e.items()) if isinstance(e, dict) else None
-        hash(key)
-    except TypeError:  # a value that is not plain data: screened (and refused) as it is
-        return None
-    return key
-
-
-def _screen_page(
-    dc: TransportId, raw: list, known: Mapping[tuple, Tuple[Optional[LogEntry], str]]
-) -> _ScreenedPage:
-    """Screen the entries of ``dc``'s page ``raw``; ``known``: screenings of entries by their fields."""
-    by_fields: Dict[tuple, Tuple[Optional[LogEntry], str]] = {}
-    entries: List[LogEntry] = []
-    problems: List[str] = []
-    for i, e in enumerate(raw):
-        key = _fields_key(e)
-        if key is None:
-            found = screen_entry(e)
-        else:
-            found = by_fields.get(key) or known.get(key) or screen_entry(e)
-            by_fields[key] = found
-        entry, reason = found
-        if entry is None:
-            problems.append(f'DC {dc}: entry {i}: {reason}')
-        else:
-            entries.append(entry)
-    return _ScreenedPage(list(raw), DcLogPage(dc, tuple(entries)), tuple(problems), by_fields)
-
-
-def parse_all_log_pages(text: str, memo: Optional[EntryMemo] = None) -> Tuple[List[DcLogPage], List[str]]:
-    """stafd's ``get_all_log_pages`` JSON as ``(pages, problems)``.
-
-    Raises ``InvalidArgument`` when the text is not the expected list at all (the answer is then
-    ignored: nothing is known). A DC or an entry that cannot be read is skipped with a problem.
-    ``memo``: what the previous answer was read as, reused for what is the same in this one.
-    """
-    return (memo if memo is not None else EntryMemo()).parse(text)
 
 
 @record(eq=False)
@@ -338,16 +134,6 @@ def merged_sources(parts: Iterable[_DcIocs]) -> Dict[TransportId, IocSource]:
     return found
 
 
-@record(eq=False)
-class _DcText:
-    """What ``StacView.dump`` made of a DC: its item of the state file, for these entries, and
-    the text of each entry (by ``id``)."""
-
-    entries: Tuple[LogEntry, ...]
-    text: str
-    entry_texts: Dict[int, Tuple[LogEntry, str]]
-
-
 # ---- the view -----------------------------------------------------------------------------------
 
 
@@ -362,9 +148,7 @@ class StacView:
         self._nvme_of: Dict[TransportId, Tuple[Tuple[LogEntry, ...], Tuple[LogEntry, ...]]] = {}
         # what ``log_page_iocs`` built of each DC's entries, by (DC, DC TID with host NQN filled)
         self._iocs_of: Dict[Tuple[TransportId, TransportId], _DcIocs] = {}
-        # the state file's text of each DC and of each wanted IOC at the last ``dump``
-        self._dc_texts: Dict[TransportId, _DcText] = {}
-        self._wanted_texts: Dict[int, Tuple[ControllerSpec, str, str]] = {}  # by id(spec)
+        self._state_text = StateText()  # what the last ``dump`` made, for the next one
         self.state = StafdState.UNKNOWN
         self.owner = ''  # stafd's unique bus name, '' when absent
         self.answers = 0  # answers of the current owner
@@ -507,118 +291,19 @@ class StacView:
             'restored from runtime directory': self.restored,
         }
 
-    # ---- persistence (the text; the role writes the file) -------------------------------------
+    # ---- persistence (the text: ``state_file``; the role writes the file) ---------------------
     def dump(self, wanted: Iterable[ControllerSpec] = ()) -> str:
-        """The entries of record and the IOCs ``wanted`` now, as the text of the state file.
-
-        It is written after every change, so the text of each DC's page and of each wanted IOC
-        is kept from the previous dump and made again only for what changed; put together, it
-        is ``state_files.dump_json`` of the whole document.
-        """
-        dc_texts, self._dc_texts = self._dc_texts, {}
-        pages = [self._dc_text(dc, dc_texts.get(dc)) for dc in sorted(self.pages, key=str)]
-        iocs = self._wanted_items(list(wanted))
-        version = state_files.dump_json(STATE_VERSION)
-        return f'{{"version":{version},"dcs":[{",".join(pages)}],"wanted":[{",".join(iocs)}]}}'
-
-    def _dc_text(self, dc: TransportId, before: Optional[_DcText]) -> str:
-        """``dc``'s item of the state file (``before``: what the last dump made of it)."""
-        entries = self.pages[dc]
-        if before is not None and before.entries is entries:
-            self._dc_texts[dc] = before
-            return before.text
-        # a page that changed: the entries it kept are the same objects (``EntryMemo``), so
-        # their text is looked up by ``id`` (sound: the texts kept hold their entries)
-        known = before.entry_texts if before is not None else {}
-        entry_texts: Dict[int, Tuple[LogEntry, str]] = {}
-        for e in entries:
-            found = known.get(id(e))
-            if found is None:
-                found = (e, state_files.dump_json(entry_as_dict(e)))
-            entry_texts[id(e)] = found
-        # the text ``state_files.dump_json`` makes of {'dc': ..., 'log-pages': [...]}
-        head = state_files.dump_json({'dc': state_files.tid_fields(dc)})[:-1]
-        text = f'{head},"log-pages":[{",".join(entry_texts[id(e)][1] for e in entries)}]}}'
-        self._dc_texts[dc] = _DcText(entries, text, entry_texts)
-        return text
-
-    def _wanted_items(self, wanted: List[ControllerSpec]) -> List[str]:
-        """The state file's items of the IOCs ``wanted``, sorted by TID name.
-
-        Kept by spec object: a plan reuses the spec of an IOC that did not change
-        (``IocPlanner``), so a dump after one change makes the text of the new specs only. The
-        lookups are by ``id`` (an int, hashed in C), which is sound because each item holds its
-        spec: no other object can have that id while the item is kept.
-        """
-        before = self._wanted_texts
-        items = [before.get(id(spec)) for spec in wanted]
-        for i, item in enumerate(items):
-            if item is None:
-                spec = wanted[i]
-                text = state_files.dump_json(
-                    {'tid': state_files.tid_fields(spec.tid), 'pin-iface': spec.pin_iface}
-                )
-                items[i] = (spec, str(spec.tid), text)
-        self._wanted_texts = dict(zip(map(id, wanted), items))
-        items.sort(key=operator.itemgetter(1))
-        return list(map(operator.itemgetter(2), items))
+        """The entries of record and the IOCs ``wanted`` now, as the text of the state file."""
+        return self._state_text.dump(self.pages, wanted)
 
     def restore(self, text: str) -> None:
         """Take the entries of a previous run (``dump``); raises ValueError naming the problem."""
         self.take_restored(parse_state(text))
 
-    def take_restored(
-        self, state: Tuple[Dict[TransportId, Tuple[LogEntry, ...]], Tuple[Tuple[TransportId, bool], ...]]
-    ) -> None:
+    def take_restored(self, state: State) -> None:
         """Take what ``parse_state`` read of a previous run's state file."""
         self.pages, self.wanted_of_record = state
         self.restored = True
-
-
-def _wanted_item(item: dict) -> Tuple[TransportId, bool]:
-    tid = state_files.transport_id(state_files.member(item, 'tid', dict), '"tid"')
-    return tid, state_files.member(item, 'pin-iface', bool)
-
-
-def _dc_item(item: dict) -> Tuple[TransportId, Tuple[LogEntry, ...]]:
-    dc = state_files.transport_id(state_files.member(item, 'dc', dict), '"dc"')
-    raw = state_files.member(item, 'log-pages', list)
-    if len(raw) > MAX_LOG_ENTRIES:
-        raise ValueError(f'"log-pages" has {len(raw)} entries (at most {MAX_LOG_ENTRIES})')
-    entries = []
-    for j, e in enumerate(raw):
-        entry, reason = screen_entry(e)
-        if entry is None:
-            raise ValueError(f'"log-pages" item {j}: {reason}')
-        entries.append(entry)
-    return dc, tuple(io_entries(entries))
-
-
-def parse_state(
-    text: str,
-) -> Tuple[Dict[TransportId, Tuple[LogEntry, ...]], Tuple[Tuple[TransportId, bool], ...]]:
-    """The pages and the wanted IOCs of a ``StacView.dump``; raises ValueError naming what is
-    wrong. A file without 'wanted' (an older one) wanted nothing."""
-    doc = state_files.expect(state_files.decode_json(text), dict, 'the document')
-    version = doc.get('version')
-    if not isinstance(version, int) or isinstance(version, bool) or version != STATE_VERSION:
-        raise ValueError(f'not a version {STATE_VERSION} stacd state file')
-    wanted: List[Tuple[TransportId, bool]] = []
-    for i, item in enumerate(state_files.expect(doc.get('wanted', []), list, '"wanted"')):
-        state_files.expect(item, dict, f'wanted {i}')
-        try:
-            wanted.append(_wanted_item(item))
-        except ValueError as exc:
-            raise ValueError(f'wanted {i}: {exc}') from None
-    pages: Dict[TransportId, Tuple[LogEntry, ...]] = {}
-    for i, item in enumerate(state_files.expect(doc.get('dcs', []), list, '"dcs"')):
-        state_files.expect(item, dict, f'entry {i}')
-        try:
-            dc, entries = _dc_item(item)
-        except ValueError as exc:
-            raise ValueError(f'entry {i}: {exc}') from None
-        pages[dc] = entries
-    return pages, tuple(wanted)
 
 
 def released_iocs(
@@ -822,10 +507,3 @@ def audit_worker_keys(interfaces: Mapping[str, object], trtypes: Iterable[str]) 
         elif transport in ('rdma', 'fc'):
             keys.append(WorkerKey(transport, ''))
     return keys
-
-
-def ioc_dbus_extras(source: Optional[IocSource]) -> Dict[str, str]:
-    """The ``dlpe`` and ``dlpe.eflags.ncc`` keys of a detailed IOC, as nvme-stas 2.x shows them."""
-    if source is None:
-        return {'dlpe': 'None', 'dlpe.eflags.ncc': 'False'}
-    return {'dlpe': str(entry_as_dict(source.entry)), 'dlpe.eflags.ncc': str(ncc(source.entry))}

@@ -12,6 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from stas.conf import DisconnectScope
+from stas.dbus.dlpe_dicts import dlpe_details
 from stas.errors import InvalidArgument
 from stas.fabric.addr import address_problem
 from stas.fabric.dlpe import ncc
@@ -26,16 +27,13 @@ from stas.model import (
     TransportId,
     WorkerKey,
 )
+from stas.stacd.stafd_answer import DcLogPage, dc_tid_of, parse_all_log_pages
+from stas.stacd.state_file import parse_state
 from stas.stacd.view import (
-    DcLogPage,
     IocSource,
     StacView,
     StafdState,
     audit_worker_keys,
-    dc_tid_of,
-    ioc_dbus_extras,
-    parse_all_log_pages,
-    parse_state,
     released_iocs,
     worker_options,
 )
@@ -179,7 +177,7 @@ def answer_text(subs):
 
 
 def test_entries_seen_in_the_previous_answer_are_not_screened_again(monkeypatch):
-    from stas.stacd import view as stac
+    from stas.stacd import stafd_answer as stac
 
     screened = []
     real = stac.screen_entry
@@ -441,10 +439,10 @@ def test_the_dlpe_keys_of_a_detailed_ioc():
     view = StacView()
     answered(view, pages=[(DC_A, [entry('s1', eflags='4')])])
     [source] = view.log_page_iocs(HOSTNQN)[0].values()
-    extras = ioc_dbus_extras(source)
+    extras = dlpe_details(source.entry)
     assert extras['dlpe.eflags.ncc'] == 'True'
     assert extras['dlpe'].startswith("{'trtype': 'tcp', 'adrfam': 'ipv4', 'traddr': '192.0.2.1'")
-    assert ioc_dbus_extras(None) == {'dlpe': 'None', 'dlpe.eflags.ncc': 'False'}
+    assert dlpe_details(None) == {'dlpe': 'None', 'dlpe.eflags.ncc': 'False'}
 
 
 # ---- Hypothesis: nothing is dropped while stafd's word is not known --------------------------------
@@ -599,7 +597,7 @@ def answer_doc(items) -> list:
 @settings(max_examples=300, deadline=None)
 @given(st.lists(st.tuples(answer_items, layout), min_size=1, max_size=6))
 def test_an_answer_read_in_part_is_what_reading_it_whole_gives(answers):
-    from stas.stacd.view import EntryMemo
+    from stas.stacd.stafd_answer import EntryMemo
 
     memo = EntryMemo()
     for items, how in answers:
@@ -611,7 +609,7 @@ def test_an_answer_read_in_part_is_what_reading_it_whole_gives(answers):
 
 
 def test_the_dcs_an_answer_shares_with_the_previous_one_are_not_decoded_again(monkeypatch):
-    from stas.stacd.view import EntryMemo
+    from stas.stacd.stafd_answer import EntryMemo
 
     memo = EntryMemo()
     decoded = []
@@ -641,7 +639,7 @@ def fresh_iocs(view: StacView, hostnqn: str):
 @settings(max_examples=200, deadline=None)
 @given(st.lists(st.tuples(answer_items, st.sets(st.integers(0, 2))), min_size=1, max_size=6))
 def test_the_iocs_kept_per_dc_are_what_building_them_afresh_gives(answers):
-    from stas.stacd.view import EntryMemo
+    from stas.stacd.stafd_answer import EntryMemo
 
     view, memo = StacView(settle_s=0.0), EntryMemo()
     view.stafd_appeared(':1.1')
@@ -684,7 +682,8 @@ policy = st.tuples(
 @settings(max_examples=200, deadline=None)
 @given(st.lists(st.tuples(answer_items, policy, st.booleans()), min_size=1, max_size=6))
 def test_the_planner_answers_what_desired_iocs_answers_pass_after_pass(passes):
-    from stas.stacd.view import EntryMemo, IocPlanner, merged_sources
+    from stas.stacd.stafd_answer import EntryMemo
+    from stas.stacd.view import IocPlanner, merged_sources
 
     view, memo, planner = StacView(settle_s=0.0), EntryMemo(), IocPlanner()
     view.stafd_appeared(':1.1')
@@ -771,7 +770,7 @@ def test_equal_entries_of_another_answer_keep_the_iocs_built_of_them():
 
 
 def test_a_dc_between_two_that_changed_is_decoded_again_but_keeps_its_page():
-    from stas.stacd.view import EntryMemo
+    from stas.stacd.stafd_answer import EntryMemo
 
     memo = EntryMemo()
     first, _ = memo.parse(json.dumps(answer_doc([(0, [0]), (1, [3]), (2, [0])])))

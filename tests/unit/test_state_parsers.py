@@ -15,7 +15,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from stas.model import ControllerSpec, Origin, Role, TransportId
-from stas.stacd.view import StacView, parse_state
+from stas.stacd.state_file import parse_state
+from stas.stacd.view import StacView
 from stas.stafd import cache
 from stas.supervisor import state_files
 from stas.testing.log_entries import log_entry
