@@ -14,7 +14,8 @@ also lists keeps its configured options and takes the entry's NCC bit.
 The rule that matters most (ecosystem.md D: "stacd disconnected everything when stafd was slow"):
 stafd being absent, restarting or slow is never read as "nothing discovered". The log page
 entries stacd last trusted are kept, and persisted in its runtime directory (``dump``, and
-``restore`` of what ``state_file`` reads back), until stafd is on the bus *and has answered*. Even then an answer is read with care:
+``restore`` of what ``state_file`` reads back), until stafd is on the bus *and has answered*.
+Even then an answer is read with care:
 
 * a DC that stafd lists with an empty log page keeps the entries stacd had for it, unless stafd
   read that DC's page while stacd was watching (a ``log_pages_changed`` signal for it): a page
@@ -35,8 +36,9 @@ thousands of them, so each stage keeps what it built of each DC and builds again
 changed, the same objects flowing from one stage to the next while they stay the same: an
 answer's items (``stafd_answer.EntryMemo``: the text an answer shares with the previous one is
 not decoded), each DC's IOCs (``StacView.dc_iocs``), their specs (``IocPlanner``) and the state
-file's text (``state_file.StateText``). What is left of a pass over everything is merging dictionaries and sorting,
-in C. The unit tests hold the plan made afresh, which ``IocPlanner`` must always agree with.
+file's text (``state_file.StateText``). What is left of a pass over everything is merging
+dictionaries and sorting, in C. The unit tests hold the plan made afresh, which ``IocPlanner``
+must always agree with.
 """
 
 from __future__ import annotations
