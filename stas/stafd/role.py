@@ -90,7 +90,6 @@ class StafdRole(DaemonRole):
         self._supervisor: Any = None
         self._nbft_dir = nbft_dir
         self._boot = None  # the firmware's NBFTs (nbft_source.BootTables), read once at start
-        self._boot_told: frozenset = frozenset()  # their problems at the last pass (logged once)
         # the file that shadows nvme-cli's udev autoconnect rule (stas.supervisor.udev_rule)
         self._udev_shadow = AutoconnectShadow(udev_rules_dir, registry_dir=registry_dir)
         self._udev_lock: Optional[asyncio.Lock] = None  # one change of the rule file at a time
@@ -117,17 +116,13 @@ class StafdRole(DaemonRole):
             found = sum(len(t.discoveries) for t in self._boot.tables)
             log.info('NBFT location(s): %s (%d discovery controllers)', ', '.join(self._boot.sources), found)
 
-    def with_boot_controllers(self, config: Any, interfaces: Dict[str, Any]) -> Any:
+    def with_boot_controllers(self, config: Any, interfaces: Dict[str, Any]) -> Tuple[Any, List[str]]:
         if not isinstance(config, StafdConfig) or self._boot is None or not self._boot.tables:
-            return config
+            return config, []
         from .nbft_source import discovery_controllers
 
         ctrls, problems = discovery_controllers(self._boot, interfaces)
-        for p in problems:
-            if p not in self._boot_told:  # every pass finds them again: say each once
-                log.warning('%s', p)
-        self._boot_told = frozenset(problems)
-        return replace(config, controllers=tuple(config.controllers) + tuple(ctrls))
+        return replace(config, controllers=tuple(config.controllers) + tuple(ctrls)), problems
 
     def browses_mdns(self, config: Any) -> bool:
         return isinstance(config, StafdConfig) and config.zeroconf

@@ -149,6 +149,7 @@ class Supervisor:
         self._configured: Dict[WorkerKey, Tuple[int, Configure]] = {}
         self._interfaces: Dict[str, InterfaceState] = {}
         self._routes: Dict[str, str] = {}
+        self._boot_told: frozenset = frozenset()  # the firmware's controllers' problems, said once
         self._stop = asyncio.Event()
         self._reload_requested = asyncio.Event()
         self._started = time.monotonic()
@@ -400,7 +401,12 @@ class Supervisor:
         controllers, names, routes); the role then plans on it and takes its plan
         (``planning_pass``), and the workers are fitted to the answer."""
         assert self.pool is not None and self.config is not None and self.host is not None
-        config = self._with_host_exclusions(self.role.with_boot_controllers(self.config, self._interfaces))
+        config, boot_problems = self.role.with_boot_controllers(self.config, self._interfaces)
+        for p in boot_problems:
+            if p not in self._boot_told:  # every pass finds them again: say each once
+                log.warning('%s', p)
+        self._boot_told = frozenset(boot_problems)
+        config = self._with_host_exclusions(config)
         config, problems = await self._resolve_names(config, self.host)
         await self._refresh_routes(config)
         specs, more = planning_pass(self.role, config, self.host)

@@ -120,9 +120,10 @@ class DaemonRole:
     def read_boot_tables(self) -> None:
         """Once at start: read what the host's firmware says of the fabric (stafd: the NBFT)."""
 
-    def with_boot_controllers(self, config: Any, interfaces: Dict[str, Any]) -> Any:
-        """``config`` with the controllers the firmware names added (stafd: the NBFT's DCs)."""
-        return config
+    def with_boot_controllers(self, config: Any, interfaces: Dict[str, Any]) -> Tuple[Any, List[str]]:
+        """``config`` with the controllers the firmware names added (stafd: the NBFT's DCs), and
+        what could not be used of them. Pure: the daemon says the problems."""
+        return config, []
 
     def browses_mdns(self, config: Any) -> bool:
         """Whether workers browse mDNS for controllers (stafd's zeroconf)."""
