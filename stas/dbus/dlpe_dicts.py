@@ -38,6 +38,7 @@ from ..fabric.dlpe import (
     TRSVCID_MAX_LEN,
     TRTYPES,
     checked_text,
+    code_name,
     drop_reason,
     ncc,
     short,
@@ -70,13 +71,13 @@ def _tsas_text(tsas: Tuple[Tuple[str, str], ...]) -> str:
 def entry_as_dict(entry: LogEntry) -> Dict[str, str]:
     """nvme-stas 2.x's dictionary of ``entry``: libnvme's keys and order, every value a string."""
     d = {
-        'trtype': TRTYPES.get(entry.trtype) or str(entry.trtype),
-        'adrfam': ADRFAMS.get(entry.adrfam) or str(entry.adrfam),
+        'trtype': code_name(entry.trtype, TRTYPES),
+        'adrfam': code_name(entry.adrfam, ADRFAMS),
         'traddr': entry.traddr,
         'trsvcid': entry.trsvcid,
         'subnqn': entry.subnqn,
-        'subtype': SUBTYPES.get(entry.subtype) or str(entry.subtype),
-        'treq': TREQS.get(entry.treq) or str(entry.treq),
+        'subtype': code_name(entry.subtype, SUBTYPES),
+        'treq': code_name(entry.treq, TREQS),
     }
     if entry.tsas:
         d['tsas'] = _tsas_text(entry.tsas)
@@ -124,8 +125,10 @@ def _code(key: str, value: object) -> int:
     assert isinstance(value, str)
     code = names.get(value.strip().lower())
     if code is None:
-        names = ', '.join(repr(n) for n in _NAMES[key].values())
-        raise InvalidArgument(f'log page entry {key}={short(value)} is not a number 0..255 or one of {names}')
+        accepted = ', '.join(repr(n) for n in _NAMES[key].values())
+        raise InvalidArgument(
+            f'log page entry {key}={short(value)} is not a number 0..255 or one of {accepted}'
+        )
     return code
 
 

@@ -3,9 +3,10 @@
 ``parse_log_page`` reads the bytes of a Get Log Page (LID 70h) reply, a 1024-byte header
 (GENCTR u64, NUMREC u64, RECFMT u16) followed by NUMREC 1024-byte records, each decoded
 straight into a ``LogEntry`` through the record's layout (``ENTRY_LAYOUT``). The codes stay
-numbers (``TRTYPE_TCP``, ``SUBTYPE_NVME``...); ``*_NAMES`` and ``code_name`` give the names
-libnvme's Python binding and nvme-stas 2.x show, for messages. The 2.x dictionary of an entry
-(D-Bus, the state files) is made and read in ``stas.dbus.dlpe_dicts``.
+numbers (``TRTYPE_TCP``, ``SUBTYPE_NVME``...); the tables ``TRTYPES``, ``ADRFAMS``, ``SUBTYPES``
+and ``TREQS`` and ``code_name`` give the names libnvme's Python binding and nvme-stas 2.x show.
+The 2.x dictionary of an entry (D-Bus, the state files) is made and read in
+``stas.dbus.dlpe_dicts``.
 
 Bounds are checked before anything is kept, so a garbage page costs at most
 ``MAX_LOG_ENTRIES`` records: traddr and subnqn at most 256 bytes (the log page field sizes),

@@ -182,7 +182,7 @@ def test_iocs_follow_the_fabric_under_each_disconnect_scope(fabric, daemons):
 
     # no-disconnect: a controller stacd stops wanting is forgotten, its kernel connection stays.
     # s2 is excluded rather than unlinked on the target: nvmet drops the controllers of a
-    # subsystem unlinked from a port, and a host kernel of 6.10 or later removes a controller
+    # subsystem unlinked from a port, and the guest's 6.12 host kernel then removes a controller
     # whose reconnect the target refuses for good (DNR), a reconnect-delay later, whatever stacd
     # does; the connection of an unlinked subsystem does not stay for long.
     forget_s2 = f'exclude=nqn={s2.nqn}\n'
