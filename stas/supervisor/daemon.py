@@ -314,6 +314,7 @@ class Supervisor:
             service=self.daemon,
             heartbeat_s=self._restart_policy.heartbeat_interval_s,
             idle_heartbeat_s=self._restart_policy.idle_heartbeat_interval_s,
+            quiet_s=self._restart_policy.quiet_s,
             log_level='DEBUG' if self._tron else 'INFO',
             log_target=self._log_target,
             runtime_dir=self.runtime_dir,

@@ -61,6 +61,9 @@ class RestartPolicy:
     # then allowed two and a half of these. Its first message in or out brings the busy pace
     # back at once (stas.workers.runtime).
     idle_heartbeat_interval_s: float = 300.0
+    # A worker goes to the idle pace once nothing has gone in or out for this long, so a daemon
+    # that has just converged costs nothing from then on (not one more busy beat per worker).
+    quiet_s: float = 2.0
     kill_grace_s: float = 3.0
     shutdown_grace_s: float = 5.0
     # A timer of the supervisor's loop fires within milliseconds of its deadline; one that
@@ -78,6 +81,7 @@ class RestartPolicy:
             heartbeat_interval_s=self.heartbeat_interval_s * factor,
             heartbeat_timeout_s=self.heartbeat_timeout_s * factor,
             idle_heartbeat_interval_s=self.idle_heartbeat_interval_s * factor,
+            quiet_s=self.quiet_s * factor,
             kill_grace_s=self.kill_grace_s * factor,
             shutdown_grace_s=self.shutdown_grace_s * factor,
             stall_tolerance_s=self.stall_tolerance_s * factor,

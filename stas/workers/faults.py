@@ -8,6 +8,8 @@ Faults:
 - ``crash-at-start``: the worker exits with status 3 before saying hello (a broken install).
 - ``segfault-at-start``: the worker dies of SIGSEGV before saying hello (a native crash).
 - ``hang-after-hello``: the worker says hello, then its loop blocks for good (a stuck call).
+- ``stuck-op``: the worker's loop turns, but one kernel operation never ends (a write blocked in
+  the kernel): its beats say so, and it keeps the busy pace however quiet it is.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from typing import Dict
 
 from ..errors import ConfigError
 
-KNOWN = ('crash-at-start', 'segfault-at-start', 'hang-after-hello')
+KNOWN = ('crash-at-start', 'segfault-at-start', 'hang-after-hello', 'stuck-op')
 
 
 def parse(text: str) -> Dict[str, str]:
@@ -46,3 +48,11 @@ def after_hello(fault: str) -> None:
     if fault == 'hang-after-hello':
         while True:  # a blocked event loop: no heartbeats, no replies
             time.sleep(3600)
+
+
+def engine_with(fault: str, engine):
+    """``engine``, with the fault that shows in what it reports of its load (``stuck-op``)."""
+    if fault == 'stuck-op':
+        since = time.monotonic()
+        engine.load = lambda: (1, time.monotonic() - since)
+    return engine

@@ -62,7 +62,7 @@ def worker_process_main(spec: WorkerSpec, sock: socket.socket) -> None:
     set_process_title(spec.title, spec.comm)
     logsetup.setup(spec.daemon, worker=str(spec.key), level=spec.log_level, target=spec.log_target)
     faults.before_hello(spec.fault)
-    engine = build_engine(spec)
+    engine = faults.engine_with(spec.fault, build_engine(spec))
     tune_gc()
     runtime = WorkerRuntime(spec, sock, engine)
     if spec.fault:

@@ -2,14 +2,16 @@
 
 A worker process runs one asyncio loop that:
 - says ``Hello`` first, then sends a ``Heartbeat`` every ``spec.heartbeat_s`` from the loop
-  itself, so a blocked loop (not just a dead process) is visible to the supervisor; a worker
-  with nothing to do (no kernel operation in flight, nothing sent or received since its last
-  beat) beats every ``spec.idle_heartbeat_s`` instead, and says so in each beat (``next_s``).
-  Each beat wakes the worker and the supervisor: at the busy pace they were all the CPU an idle
-  daemon used (4 clock ticks a minute for two workers under emulation, 0 at a tenth of the
-  pace). The first message in or out ends an idle interval at once with a beat at the busy
-  pace, so a worker that has work is watched as closely as ever; a loop that blocks while
-  idle, before sending or receiving anything, is found at the idle pace;
+  itself, so a blocked loop (not just a dead process) is visible to the supervisor. A worker
+  with nothing to do (no kernel operation in flight, nothing sent or received for
+  ``spec.quiet_s``) beats every ``spec.idle_heartbeat_s`` instead, and says so in each beat
+  (``next_s``). Each beat wakes the worker and the supervisor: at the busy pace they were all
+  the CPU an idle daemon used (4 clock ticks a minute for two workers under emulation, 0 at a
+  tenth of the pace). The idle pace starts as soon as the worker has been quiet for
+  ``quiet_s``, not at its next busy beat, so a daemon that has just converged is idle from then
+  on. The first message in or out ends an idle interval at once with a beat at the busy pace,
+  so a worker that has work is watched as closely as ever; a loop that blocks while idle,
+  before sending or receiving anything, is found at the idle pace;
 - hands ``Configure`` to its engine (the per-daemon mechanism: DCs for stafd, IOCs for stacd);
 - answers each ``Request`` within its deadline, errors as data, never as exceptions;
 - on ``Shutdown`` lets the engine stop, keeping kernel connections unless told otherwise;
@@ -81,7 +83,7 @@ class WorkerRuntime:
         self._channel: Optional[Channel] = None
         self._seq = 0
         self._started = time.monotonic()
-        self._active = True  # sent or received something since the last beat
+        self._last_activity = self._started  # when it last sent or received something
         self._beat_now = asyncio.Event()  # ends an idle interval early
         self._idle_interval = False
         # called right after Hello is sent (fault injection hooks in here)
@@ -94,7 +96,7 @@ class WorkerRuntime:
         await self._channel.send(msg)
 
     def _note_activity(self) -> None:
-        self._active = True
+        self._last_activity = time.monotonic()
         if self._idle_interval:
             self._beat_now.set()  # the supervisor must hear the busy pace before it matters
 
@@ -120,18 +122,15 @@ class WorkerRuntime:
             self._channel.close()
 
     async def _heartbeats(self) -> None:
-        interval = self.spec.heartbeat_s  # what Hello implied
+        busy_s = self.spec.heartbeat_s
+        quiet_s = min(self.spec.quiet_s or busy_s, busy_s)
+        interval = busy_s  # what Hello implied
         while True:
-            self._idle_interval = interval > self.spec.heartbeat_s
-            try:
-                await asyncio.wait_for(self._beat_now.wait(), interval)
-            except asyncio.TimeoutError:
-                pass
+            self._idle_interval = interval > busy_s
+            at = await self._until_beat(interval, 0.0 if self._idle_interval else quiet_s)
             self._beat_now.clear()
             ops, age = self.engine.load()
-            idle = ops == 0 and not self._active
-            self._active = False
-            busy_s = self.spec.heartbeat_s
+            idle = ops == 0 and self._quiet_for(quiet_s, at)
             interval = max(self.spec.idle_heartbeat_s, busy_s) if idle else busy_s
             self._seq += 1
             beat = Heartbeat(seq=self._seq, ops_in_flight=ops, oldest_op_age_s=age, next_s=interval)
@@ -139,6 +138,31 @@ class WorkerRuntime:
                 await self.send(beat)
             except (ConnectionError, OSError):
                 return
+
+    async def _until_beat(self, interval: float, quiet_s: float) -> float:
+        """Wait until the next beat is due: ``interval`` from now; at once when activity ends an
+        idle interval; and, with ``quiet_s``, as soon as the worker has been quiet that long
+        with no kernel operation in flight (the beat that announces the idle pace). Returns the
+        moment the beat is for (a timer may fire a hair before it)."""
+        due = time.monotonic() + interval
+        while True:
+            now = time.monotonic()
+            wake = due
+            if quiet_s:
+                quiet_at = self._last_activity + quiet_s
+                # quiet already, yet no beat: an operation is in flight; look again later
+                wake = min(due, quiet_at if quiet_at > now else now + quiet_s)
+            try:
+                await asyncio.wait_for(self._beat_now.wait(), wake - now)
+                return time.monotonic()
+            except asyncio.TimeoutError:
+                pass
+            if wake >= due or (self.engine.load()[0] == 0 and self._quiet_for(quiet_s, wake)):
+                return max(time.monotonic(), wake)
+
+    def _quiet_for(self, quiet_s: float, at: float) -> bool:
+        """Nothing sent or received in the ``quiet_s`` up to ``at``."""
+        return self._last_activity + quiet_s <= at
 
     async def _serve(self) -> None:
         assert self._channel is not None

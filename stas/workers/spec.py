@@ -20,6 +20,8 @@ class WorkerSpec:
     heartbeat_s: float = 1.0
     # the beat interval of a worker with nothing to do (see runtime.py); 0: heartbeat_s always
     idle_heartbeat_s: float = 0.0
+    # nothing in or out for this long (and no kernel operation in flight) is idle; 0: heartbeat_s
+    quiet_s: float = 0.0
     log_level: str = 'INFO'
     log_target: str = 'stderr'  # 'stderr' or 'journal'
     runtime_dir: str = ''

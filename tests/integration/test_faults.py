@@ -184,11 +184,16 @@ def test_many_restart_requests_in_a_burst_leave_one_running_worker(workdir, modu
 
 
 # ---- a supervisor that could not run -----------------------------------------------------------
+# A quiet worker beats at the idle pace, whose deadline is ten times as far: these workers keep
+# an operation in flight, so the busy pace's deadline passes while the supervisor is stopped.
+BUSY_PACE = {'STAS_WORKER_FAULTS': 'tbA=stuck-op,tbB=stuck-op'}
+
+
 def test_a_supervisor_stopped_past_the_heartbeat_deadline_keeps_its_healthy_workers(
     workdir, module_system_bus
 ):
     scale = 0.05  # heartbeats every 1.5 s, judged after 3.75 s of silence
-    with stafd(workdir, module_system_bus, env_extra={'STAS_TIMEOUT_SCALE': str(scale)}) as d:
+    with stafd(workdir, module_system_bus, env_extra=BUSY_PACE | {'STAS_TIMEOUT_SCALE': str(scale)}) as d:
         before = all_running(d)
         d.signal(signal.SIGSTOP)
         time.sleep(75 * scale + 3)
@@ -204,7 +209,7 @@ def test_a_supervisor_stopped_past_the_heartbeat_deadline_keeps_its_healthy_work
 
 def test_a_worker_hung_while_its_supervisor_was_stopped_is_still_caught(workdir, module_system_bus):
     scale = 0.05
-    with stafd(workdir, module_system_bus, env_extra={'STAS_TIMEOUT_SCALE': str(scale)}) as d:
+    with stafd(workdir, module_system_bus, env_extra=BUSY_PACE | {'STAS_TIMEOUT_SCALE': str(scale)}) as d:
         before = all_running(d)
         os.kill(before['tbB']['pid'], signal.SIGSTOP)
         d.signal(signal.SIGSTOP)

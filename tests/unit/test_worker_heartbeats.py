@@ -1,4 +1,5 @@
-"""A worker's heartbeat pace: busy while it has work, idle once it has none, busy again at once."""
+"""A worker's heartbeat pace: busy while it has work, idle once it has been quiet for a moment,
+busy again at once with its first message."""
 
 from __future__ import annotations
 
@@ -12,42 +13,90 @@ from stas.workers.idle import IdleEngine
 from stas.workers.runtime import WorkerRuntime
 from stas.workers.spec import WorkerSpec
 
-BUSY_S, IDLE_S = 0.05, 30.0  # the idle interval never passes within the test
+# the idle interval never passes within a test; the busy one is far longer than the quiet one
+QUIET_S, IDLE_S = 0.05, 30.0
 
 
-async def _heartbeat_pace() -> list:
+class EngineWithOps(IdleEngine):
+    """An engine whose kernel operations in flight the test sets."""
+
+    def __init__(self, ops: int) -> None:
+        super().__init__()
+        self.ops = ops
+
+    def load(self) -> tuple:
+        return (self.ops, 0.0)
+
+
+async def _run_worker(busy_s: float, engine: IdleEngine, steps) -> list:
+    """Start a worker on ``engine``, read its Hello, then run ``steps(supervisor, next_message,
+    clock)``; returns what the steps return."""
     ours, theirs = socket.socketpair()
     ours.setblocking(False)
     theirs.setblocking(False)
     spec = WorkerSpec(
-        key=WorkerKey('tcp', 'eth0'), daemon='idle', heartbeat_s=BUSY_S, idle_heartbeat_s=IDLE_S
+        key=WorkerKey('tcp', 'eth0'),
+        daemon='idle',
+        heartbeat_s=busy_s,
+        idle_heartbeat_s=IDLE_S,
+        quiet_s=QUIET_S,
     )
-    worker = asyncio.ensure_future(WorkerRuntime(spec, theirs, IdleEngine()).run())
+    worker = asyncio.ensure_future(WorkerRuntime(spec, theirs, engine).run())
     supervisor = await Channel.open(ours, peer=Sender.WORKER)
-    seen = []
 
     async def next_message():
         return await asyncio.wait_for(supervisor.recv(), 5.0)
 
     assert isinstance(await next_message(), Hello)
-    seen.append(await next_message())  # Hello was activity: busy pace
-    seen.append(await next_message())  # nothing since: idle pace
-    started = asyncio.get_running_loop().time()
-    await supervisor.send(Request(req_id=1, op=OP_DUMP, args={}, timeout_s=5.0))
-    seen.append(await next_message())
-    seen.append(await next_message())
-    seen.append(asyncio.get_running_loop().time() - started)
+    seen = await steps(supervisor, next_message, asyncio.get_running_loop().time)
     supervisor.close()
     await asyncio.wait_for(worker, 5.0)
     return seen
 
 
-def test_an_idle_worker_beats_rarely_and_the_busy_pace_comes_back_with_its_first_message():
-    first, second, *after_request, waited = asyncio.run(_heartbeat_pace())
-    assert isinstance(first, Heartbeat) and first.next_s == BUSY_S
-    assert isinstance(second, Heartbeat) and second.next_s == IDLE_S
+def test_a_quiet_worker_goes_to_the_idle_pace_at_once_and_its_first_message_brings_the_busy_pace():
+    busy_s = 10.0  # never reached: every beat here comes sooner
+
+    async def steps(supervisor, next_message, clock):
+        seen = []
+        started = clock()
+        seen.append((await next_message(), clock() - started))  # quiet since Hello
+        started = clock()
+        await supervisor.send(Request(req_id=1, op=OP_DUMP, args={}, timeout_s=5.0))
+        seen.append((await next_message(), clock() - started))
+        seen.append((await next_message(), clock() - started))
+        started = clock()
+        seen.append((await next_message(), clock() - started))  # quiet since the reply
+        return seen
+
+    (first, first_s), *after_request, (last, last_s) = asyncio.run(_run_worker(busy_s, IdleEngine(), steps))
+    assert isinstance(first, Heartbeat) and first.next_s == IDLE_S
+    assert first_s < busy_s / 10
     # the request ends the idle interval: a beat at the busy pace at once, and the reply
-    beats = [m for m in after_request if isinstance(m, Heartbeat)]
-    assert [b.next_s for b in beats] == [BUSY_S]
-    assert any(isinstance(m, Reply) and m.ok for m in after_request)
-    assert waited < IDLE_S / 10
+    beats = [m for m, _ in after_request if isinstance(m, Heartbeat)]
+    assert [b.next_s for b in beats] == [busy_s]
+    assert any(isinstance(m, Reply) and m.ok for m, _ in after_request)
+    assert all(waited < busy_s / 10 for _, waited in after_request)
+    assert isinstance(last, Heartbeat) and last.next_s == IDLE_S
+    assert last_s < busy_s / 10
+
+
+def test_a_worker_with_a_kernel_operation_in_flight_keeps_the_busy_pace_however_quiet():
+    busy_s = 0.5
+    engine = EngineWithOps(ops=1)
+
+    async def steps(supervisor, next_message, clock):
+        started = clock()
+        during = await next_message()
+        during_s = clock() - started
+        engine.ops = 0
+        started = clock()
+        after = await next_message()
+        return [(during, during_s), (after, clock() - started)]
+
+    (during, during_s), (after, after_s) = asyncio.run(_run_worker(busy_s, engine, steps))
+    assert isinstance(during, Heartbeat) and during.next_s == busy_s and during.ops_in_flight == 1
+    assert during_s > busy_s * 0.8  # quiet for ten times QUIET_S, yet no early beat
+    # the operation over, the next look (within QUIET_S) finds the worker quiet
+    assert isinstance(after, Heartbeat) and after.next_s == IDLE_S and after.ops_in_flight == 0
+    assert after_s < busy_s * 0.8
