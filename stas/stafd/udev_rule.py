@@ -63,6 +63,12 @@ MAX_RULES_BYTES = 64 * 1024  # nvme-cli's file is about 2 KiB
 
 # udev runs it to read a registry entry (a PROGRAM match: true when it exits 0, RESULT its output)
 CAT = '/bin/cat'
+# The nvme events nvme-cli's rules act on: an AEN (theirs is the Discovery Log Page Change AEN;
+# any AEN is guarded) and a discovery controller's reconnection. Only these run the guard's
+# program: the kernel also sends a ``change`` event (NVME_EVENT=connected) for every controller
+# it connects, and a program for each would have udevd fork and exec once per I/O controller of
+# a connect storm, on the CPUs the kernel's connects need.
+GUARDED_EVENTS = ('ENV{NVME_AEN}=="?*"', 'ENV{NVME_EVENT}=="rediscover"')
 END_LABEL = 'nvme_stas_autoconnect_end'
 
 HEADER = '# nvme-stas stafd: shadows nvme-cli'
@@ -209,10 +215,15 @@ class AutoconnectShadow:
             '# (owner "stas" in the ownership registry); other devices\' events still go to nvme-cli\'s\n'
             '# rules, below. stafd removes this file when it stops;\n'
             "# nvme-cli-autoconnect=enabled in /etc/stas/stafd.conf leaves nvme-cli's rule alone.\n"
-            '\n'
-            f'ACTION=="change", SUBSYSTEM=="nvme", PROGRAM=="{CAT} {self._registry_dir}/%k/owner", '
-            f'RESULT=="{OWNER}", GOTO="{END_LABEL}"\n'
-            '\n' + rules + f'\nLABEL="{END_LABEL}"\n'
+            '\n' + self._guard() + '\n' + rules + f'\nLABEL="{END_LABEL}"\n'
+        )
+
+    def _guard(self) -> str:
+        """The lines that send the events of stafd's own devices past nvme-cli's rules."""
+        return ''.join(
+            f'ACTION=="change", SUBSYSTEM=="nvme", {event}, '
+            f'PROGRAM=="{CAT} {self._registry_dir}/%k/owner", RESULT=="{OWNER}", GOTO="{END_LABEL}"\n'
+            for event in GUARDED_EVENTS
         )
 
     def _nvme_cli_text(self) -> Optional[Tuple[str, str]]:

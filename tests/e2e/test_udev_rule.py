@@ -48,7 +48,8 @@ pytestmark = pytest.mark.e2e
 
 SYSTEMCTL = '/usr/bin/systemctl'
 NVME_CLI_RULE = '/usr/lib/udev/rules.d/70-nvmf-autoconnect.rules'
-OVERRIDE = Path('/run/udev/rules.d/70-nvmf-autoconnect.rules')
+RULE_FILE_NAME = '70-nvmf-autoconnect.rules'
+OVERRIDE = Path('/run/udev/rules.d/' + RULE_FILE_NAME)
 DISCOVERY_NQN = 'nqn.2014-08.org.nvmexpress.discovery'
 
 STAFD_CONF = (
@@ -121,6 +122,23 @@ def dcs() -> List[str]:
     return controllers_of(DISCOVERY_NQN)
 
 
+PROBE_RULE = Path('/run/udev/rules.d/99-nvme-stas-test-probe.rules')
+
+
+def programs_run_on_change(device: str) -> List[str]:
+    """The lines of ``udevadm test`` (the rules as udevd would run them, without RUN) that say
+    a program ran for a ``change`` event of ``device``."""
+    out = subprocess.run(
+        ['udevadm', 'test', '--action=change', f'/sys/class/nvme/{device}'],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    lines = (out.stdout + out.stderr).splitlines()
+    assert any(RULE_FILE_NAME in line for line in lines), 'udevadm test read no autoconnect rules'
+    return [line for line in lines if '/bin/cat' in line and 'PROGRAM' in line.upper()]
+
+
 def connect_alls(calls: Path) -> int:
     return calls.read_text().count('connect-all exit')
 
@@ -155,6 +173,15 @@ def test_nvme_cli_autoconnect_rule_is_shadowed_only_while_stafd_runs(
     before = calls.read_text()
     stacd = start_daemon('stacd', f'[Controllers]\nexclude=nqn={s2.nqn}\n')
     wait_for(lambda: iocs() == ['u1'], scaled(4), 'stacd to connect u1')
+    # the guard's program runs for the events nvme-cli acts on, not for every change event (the
+    # kernel sends one per connect): udevd forks nothing for an I/O controller's plain change
+    ioc = next(d for d in controllers() if ctrl_attr(d, 'subsysnqn') == s1.nqn)
+    assert not programs_run_on_change(ioc), text
+    PROBE_RULE.write_text(f'ACTION=="change", SUBSYSTEM=="nvme", PROGRAM=="/bin/cat {PROBE_RULE}"\n')
+    try:  # control: the same look sees a program where a rule has one
+        assert programs_run_on_change(ioc)
+    finally:
+        PROBE_RULE.unlink()
     p0.link(s3)
     wait_for(lambda: iocs() == ['u1', 'u3'], scaled(4), 'stacd to connect u3 after the AEN')
     wait_for(

@@ -64,9 +64,12 @@ def env(tmp_path) -> Env:
     return Env(tmp_path)
 
 
+# one line per kind of event nvme-cli's rules act on: no program runs for other change events
 GUARD = (
-    'ACTION=="change", SUBSYSTEM=="nvme", PROGRAM=="/bin/cat /run/nvme/registry/%k/owner", '
-    'RESULT=="stas", GOTO="nvme_stas_autoconnect_end"'
+    'ACTION=="change", SUBSYSTEM=="nvme", ENV{NVME_AEN}=="?*", '
+    'PROGRAM=="/bin/cat /run/nvme/registry/%k/owner", RESULT=="stas", GOTO="nvme_stas_autoconnect_end"\n'
+    'ACTION=="change", SUBSYSTEM=="nvme", ENV{NVME_EVENT}=="rediscover", '
+    'PROGRAM=="/bin/cat /run/nvme/registry/%k/owner", RESULT=="stas", GOTO="nvme_stas_autoconnect_end"\n'
 )
 
 
@@ -261,7 +264,8 @@ def test_without_nvme_clis_file_only_the_built_in_fc_rule_is_kept(env):
     s.apply(True)
     text = env.path.read_text()
     assert FC_RULE in text and GUARD in text
-    assert 'NVME_AEN' not in text and 'rediscover' not in text
+    rules = text.replace(GUARD, '')
+    assert 'NVME_AEN' not in rules and 'rediscover' not in rules
     assert text.count('RUN+=') == 1
 
 
