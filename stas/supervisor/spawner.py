@@ -66,9 +66,34 @@ asyncio_without_ssl()
 if TYPE_CHECKING:
     from ..workers.spec import WorkerSpec
 
-# What both the supervisor and every worker import: loaded before the forkserver is forked
-# (fork_forkserver), once for both, their pages shared.
-SHARED = ('asyncio', 'stas.ipc.channel', 'stas.model')
+# What both the supervisor and the workers of each kind import: loaded before the forkserver
+# is forked (fork_forkserver), once for both, their pages shared. Imported after the fork, each
+# of these would be imported twice, on two CPUs, into two private copies. Nothing more: what
+# only one side needs would just hold the fork back. (tests/unit/test_start_imports.py keeps
+# these lists and the imports of both sides in step.)
+_SHARED_ALL = (
+    'asyncio',
+    'ctypes',  # the supervisor's inotify watch, the workers' libudev binding
+    'ipaddress',
+    'stas.files',
+    'stas.ipc.channel',
+    'stas.logsetup',
+    'stas.model',
+    'stas.workers.faults',
+    'stas.workers.spec',
+    'stas.fabric.addr',
+    'stas.fabric.controller_policy',
+    'stas.fabric.dlpe',
+    'stas.fabric.reuse',
+    'stas.fabric.nvme_secrets',
+    'stas.fabric.tls_psk',
+)
+SHARED = {
+    'idle': _SHARED_ALL,
+    # stafd's workers browse mDNS through Avahi's D-Bus API, and own their discovery controllers
+    'stafd': (*_SHARED_ALL, 'sdbus', 'stas.fabric.mdns', 'stas.workers.ownership', 'glob'),
+    'stacd': _SHARED_ALL,
+}
 
 # What each kind of worker imports; preloaded once in the forkserver.
 _COMMON = ('asyncio', 'stas.ipc.channel', 'stas.workers.main')
@@ -280,6 +305,15 @@ def serve_replacement(
     forkserver.main(listener_fd, alive_r, preload, **data)
 
 
+def _run_worker(spec: WorkerSpec, sock: socket.socket) -> None:
+    """A worker process's target. The supervisor hands the forkserver a reference to this
+    function, which it pickles by name: the worker's own modules (``stas.workers.main`` and the
+    engine's) are the forkserver's, never imported by the supervisor."""
+    from ..workers.main import worker_process_main
+
+    worker_process_main(spec, sock)
+
+
 class Spawner:
     def __init__(self, daemon: str, preload: Sequence[str] = (), service: str = ''):
         """``daemon``: the worker engine ('stafd', 'stacd', 'idle'); ``service``: the daemon
@@ -298,12 +332,10 @@ class Spawner:
         self.executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix='spawner')
 
     def spawn(self, spec: WorkerSpec) -> WorkerProcess:
-        from ..workers.main import worker_process_main  # not needed to start the forkserver
-
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
             process = self._ctx.Process(
-                target=worker_process_main, args=(spec, theirs), name=spec.title, daemon=False
+                target=_run_worker, args=(spec, theirs), name=spec.title, daemon=False
             )
             process.start()
         finally:
@@ -318,7 +350,7 @@ class Spawner:
         first in it (to undo what is the daemon's own, like its signal handlers). Returns its
         pid."""
 
-        for name in SHARED:
+        for name in SHARED.get(self._daemon, _SHARED_ALL):
             importlib.import_module(name)
         with _listener() as (listener, address):
             # every client (this process, each worker) holds the write end: the forkserver

@@ -8,6 +8,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+from stas.supervisor import spawner
+
 ROOT = Path(__file__).resolve().parents[2]
 
 # what main() imports, in its order: the modules shared with the forkserver, then the daemon
@@ -15,7 +19,7 @@ SUPERVISOR_IMPORTS = """
 import importlib, json, sys
 import stas.supervisor.main, stas.supervisor.cli_args
 from stas.supervisor import spawner
-for name in spawner.SHARED:
+for name in spawner.SHARED['stafd']:
     importlib.import_module(name)
 import stas.supervisor.daemon, stas.stafd.role, stas.stafd.udev_rule, stas.stacd.role, stas.dbus.objects
 with open('/proc/self/maps') as maps:
@@ -94,3 +98,51 @@ def test_a_library_imported_already_is_left_as_it_is():
         'print(json.dumps({"ssl": "ssl" in sys.modules, "tls": asyncio.base_events.ssl is not None}))\n'
     )
     assert loaded == {'ssl': True, 'tls': True}
+
+
+# Each side of a fork, from the same start: what main() imports before the forkserver is forked
+# (``shared`` says whether the modules of SHARED are among them), then the supervisor's own
+# modules (with what it imports as it starts: the netlink codecs, stafd's firmware tables) or
+# what the forkserver preloads for its workers.
+_BEFORE_FORK = """
+import importlib, json, sys
+import stas.supervisor.main, stas.supervisor.cli_args
+from stas.supervisor import spawner
+if {shared}:
+    for name in spawner.SHARED[{daemon!r}]:
+        importlib.import_module(name)
+"""
+_SIDES = {
+    'before': '',
+    'supervisor': """
+import stas.supervisor.daemon, stas.dbus.objects, stas.{daemon}.role
+from stas.supervisor import netlink
+netlink._load_codecs()
+if {daemon!r} == 'stafd':
+    import stas.stafd.nbft_source
+""",
+    'forkserver': """
+spawner._preload([n for n in spawner.PRELOAD[{daemon!r}] if n != '__main__'], {daemon!r})
+""",
+}
+
+
+def _side(daemon: str, side: str, shared: bool) -> set:
+    code = _BEFORE_FORK.format(daemon=daemon, shared=shared) + _SIDES[side].format(daemon=daemon)
+    code += 'print(json.dumps({"modules": sorted(sys.modules), "libraries": []}))\n'
+    return set(_run(code)['modules'])
+
+
+@pytest.mark.parametrize('daemon', ['stafd', 'stacd'])
+def test_what_supervisor_and_workers_both_import_is_imported_once_before_the_fork(daemon):
+    """A module both sides import after the fork is imported twice, on two CPUs, into two
+    private copies: SHARED lists every one of them. And only those: a module that one side
+    does without would just hold the fork back."""
+    shared = spawner.SHARED[daemon]
+    before = _side(daemon, 'before', shared=True)
+    supervisor = _side(daemon, 'supervisor', shared=False)
+    forkserver = _side(daemon, 'forkserver', shared=False)
+    twice = sorted((supervisor & forkserver) - before)
+    assert twice == [], twice
+    assert [name for name in shared if name not in supervisor] == []
+    assert [name for name in shared if name not in forkserver] == []
