@@ -17,7 +17,7 @@ from __future__ import annotations
 import os
 import signal
 import time
-from typing import Dict
+from typing import Any, Dict, Tuple
 
 from ..errors import ConfigError
 
@@ -50,9 +50,21 @@ def after_hello(fault: str) -> None:
             time.sleep(3600)
 
 
-def engine_with(fault: str, engine):
-    """``engine``, with the fault that shows in what it reports of its load (``stuck-op``)."""
-    if fault == 'stuck-op':
-        since = time.monotonic()
-        engine.load = lambda: (1, time.monotonic() - since)
-    return engine
+class _StuckOperation:
+    """An engine whose one kernel operation never ends (``stuck-op``): it reports that operation
+    in flight since the worker started, and does everything else as the engine it wraps."""
+
+    def __init__(self, engine: Any):
+        self._engine = engine
+        self._since = time.monotonic()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._engine, name)
+
+    def load(self) -> Tuple[int, float]:
+        return 1, time.monotonic() - self._since
+
+
+def engine_with(fault: str, engine: Any) -> Any:
+    """``engine``, or the engine that shows ``fault`` in what it reports of its load."""
+    return _StuckOperation(engine) if fault == 'stuck-op' else engine
