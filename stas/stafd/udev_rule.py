@@ -201,13 +201,15 @@ class AutoconnectShadow:
         me = self._me
         found = self._nvme_cli_text()
         if found is None:
+            # no rule left that acts on an nvme device's event: nothing to guard
             rules = (
                 "# nvme-cli's rules cannot be read: only its Fibre Channel rule (nvme-cli 2.x's)\n"
                 f'ACTION!="change", GOTO="{END_LABEL}"\n\n' + FC_RULE
             )
         else:
             path, text = found
-            rules = f"# nvme-cli's rules, as {path} has them:\n\n" + text.rstrip('\n') + '\n'
+            copied = f"# nvme-cli's rules, as {path} has them:\n\n" + text.rstrip('\n') + '\n'
+            rules = self._guard() + '\n' + copied
         return (
             f'{HEADER} 70-nvmf-autoconnect.rules while stafd runs (pid {me.pid}, started {me.started})\n'
             '# stafd and stacd manage the NVMe-oF connections of this host: this file keeps nvme-cli\n'
@@ -215,7 +217,7 @@ class AutoconnectShadow:
             '# (owner "stas" in the ownership registry); other devices\' events still go to nvme-cli\'s\n'
             '# rules, below. stafd removes this file when it stops;\n'
             "# nvme-cli-autoconnect=enabled in /etc/stas/stafd.conf leaves nvme-cli's rule alone.\n"
-            '\n' + self._guard() + '\n' + rules + f'\nLABEL="{END_LABEL}"\n'
+            '\n' + rules + f'\nLABEL="{END_LABEL}"\n'
         )
 
     def _guard(self) -> str:
