@@ -20,7 +20,8 @@ the daemons run on a host with K interfaces. Then, in this order:
    the new set; the fabric is put back and every controller deleted;
 3. for ours (and upstream nvme-stas 2.4.1 when ``bench/upstream-peer`` has prepared it, unless
    ``--no-upstream``): stafd and stacd started together -> all N live (with the CPU time of their
-   processes); the same burst -> the kernel has exactly the new set, each once, nothing else;
+   processes, ours split into supervisor, forkserver and workers); the same burst -> the kernel
+   has exactly the new set, each once, nothing else;
    stacd SIGTERM -> exit, then started again -> it lists all N (``list_controllers`` over D-Bus),
    and lists all N as connected (its detailed rows say which are),
    and how many kernel controllers were dropped meanwhile (gone, or replaced by a new controller
@@ -54,6 +55,7 @@ from side_by_side import (
     UPSTREAM,
     UPSTREAM_ENV,
     Impl,
+    cpu_split,
     prepare_upstream_host,
     read_env,
     secs,
@@ -307,6 +309,7 @@ def one_side(scale: Scale, view: KernelView, conn, impl: Impl, timeout: float) -
         )
         print(f'  {impl.name}: start -> all {scale.n} live {secs(progress.all_live)} (CPU {cpu:.1f} s)')
         if impl.up is None:
+            print(f'    CPU: stafd {cpu_split(stafd.pid)}; stacd {cpu_split(stacd.pid)}')
             print(f'    stacd: {log_span(work / "stacd" / "stacd.log", wall)}')
         if progress.all_live is None:
             return figs
