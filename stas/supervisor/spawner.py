@@ -89,7 +89,15 @@ _SHARED_ALL = (
     'stas.fabric.tls_psk',
 )
 SHARED = {
-    'idle': _SHARED_ALL,
+    # a worker with no mechanism, under either daemon's supervisor: the protocol and its log
+    'idle': (
+        'asyncio',
+        'stas.ipc.channel',
+        'stas.logsetup',
+        'stas.model',
+        'stas.workers.faults',
+        'stas.workers.spec',
+    ),
     # stafd's workers browse mDNS through Avahi's D-Bus API, and own their discovery controllers
     'stafd': (*_SHARED_ALL, 'sdbus', 'stas.fabric.mdns', 'stas.workers.ownership', 'glob'),
     'stacd': _SHARED_ALL,
@@ -350,7 +358,7 @@ class Spawner:
         first in it (to undo what is the daemon's own, like its signal handlers). Returns its
         pid."""
 
-        for name in SHARED.get(self._daemon, _SHARED_ALL):
+        for name in SHARED[self._daemon]:
             importlib.import_module(name)
         with _listener() as (listener, address):
             # every client (this process, each worker) holds the write end: the forkserver

@@ -103,13 +103,14 @@ def test_a_library_imported_already_is_left_as_it_is():
 # Each side of a fork, from the same start: what main() imports before the forkserver is forked
 # (``shared`` says whether the modules of SHARED are among them), then the supervisor's own
 # modules (with what it imports as it starts: the netlink codecs, stafd's firmware tables) or
-# what the forkserver preloads for its workers.
+# what the forkserver preloads for its workers. ``engine`` is the workers' engine, ``daemon``
+# the supervisor's.
 _BEFORE_FORK = """
 import importlib, json, sys
 import stas.supervisor.main, stas.supervisor.cli_args
 from stas.supervisor import spawner
 if {shared}:
-    for name in spawner.SHARED[{daemon!r}]:
+    for name in spawner.SHARED[{engine!r}]:
         importlib.import_module(name)
 """
 _SIDES = {
@@ -122,26 +123,29 @@ if {daemon!r} == 'stafd':
     import stas.stafd.nbft_source
 """,
     'forkserver': """
-spawner._preload([n for n in spawner.PRELOAD[{daemon!r}] if n != '__main__'], {daemon!r})
+spawner._preload([n for n in spawner.PRELOAD[{engine!r}] if n != '__main__'], {engine!r})
 """,
 }
 
 
-def _side(daemon: str, side: str, shared: bool) -> set:
-    code = _BEFORE_FORK.format(daemon=daemon, shared=shared) + _SIDES[side].format(daemon=daemon)
+def _side(engine: str, daemon: str, side: str, shared: bool) -> set:
+    code = _BEFORE_FORK.format(engine=engine, shared=shared)
+    code += _SIDES[side].format(daemon=daemon, engine=engine)
     code += 'print(json.dumps({"modules": sorted(sys.modules), "libraries": []}))\n'
     return set(_run(code)['modules'])
 
 
-@pytest.mark.parametrize('daemon', ['stafd', 'stacd'])
-def test_what_supervisor_and_workers_both_import_is_imported_once_before_the_fork(daemon):
+@pytest.mark.parametrize(
+    ('engine', 'daemon'), [('stafd', 'stafd'), ('stacd', 'stacd'), ('idle', 'stafd'), ('idle', 'stacd')]
+)
+def test_what_supervisor_and_workers_both_import_is_imported_once_before_the_fork(engine, daemon):
     """A module both sides import after the fork is imported twice, on two CPUs, into two
     private copies: SHARED lists every one of them. And only those: a module that one side
     does without would just hold the fork back."""
-    shared = spawner.SHARED[daemon]
-    before = _side(daemon, 'before', shared=True)
-    supervisor = _side(daemon, 'supervisor', shared=False)
-    forkserver = _side(daemon, 'forkserver', shared=False)
+    shared = spawner.SHARED[engine]
+    before = _side(engine, daemon, 'before', shared=True)
+    supervisor = _side(engine, daemon, 'supervisor', shared=False)
+    forkserver = _side(engine, daemon, 'forkserver', shared=False)
     twice = sorted((supervisor & forkserver) - before)
     assert twice == [], twice
     assert [name for name in shared if name not in supervisor] == []
