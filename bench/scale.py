@@ -48,14 +48,14 @@ from datetime import datetime
 from pathlib import Path
 from typing import Dict, List, Optional, Set, Tuple
 
-from _guest import CLK_TCK, dbus_call, guest_problem, stop_process, stop_processes
+from _guest import CLK_TCK, dbus_call, descendants, guest_problem, stop_process, stop_processes
+from cpu_window import CpuWindow, Share
 from side_by_side import (
     FLOOR,
     OURS,
     UPSTREAM,
     UPSTREAM_ENV,
     Impl,
-    cpu_split,
     prepare_upstream_host,
     read_env,
     secs,
@@ -64,6 +64,7 @@ from side_by_side import (
 from stacd_connect import KernelView, connect_all_argv, watch_connects
 
 from stas.testing.bus import start_system_bus, stop_system_bus
+from stas.testing.processes import daemon_processes
 from tests.e2e.fabric import Fabric, Port, Subsystem
 from tests.e2e.initiator import HOSTID, HOSTNQN, ctrl_attr, delete_all_controllers
 from tests.e2e.nvmet import Nvmet
@@ -187,6 +188,7 @@ def floor(scale: Scale, view: KernelView, nvme: str, timeout: float) -> Fig:
     delete_all_controllers(300)
     view.forget()
     names = sorted(scale.initial)
+    window = CpuWindow()
     t0 = time.monotonic()
     tool = subprocess.Popen(
         connect_all_argv(nvme, 'tb0', scale.configured), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
@@ -196,6 +198,8 @@ def floor(scale: Scale, view: KernelView, nvme: str, timeout: float) -> Fig:
     note = f'exit {tool.returncode}, {progress.controllers} controllers'
     if tool.returncode:
         note += f': {err.decode(errors="replace").strip()[-200:]}'
+    print(f'  connect-all -> all live {secs(progress.all_live)}')
+    print(f'    CPU until it exited: {window.summary([window.reaped("nvme")])}')
     return Fig(progress.all_live, note)
 
 
@@ -279,12 +283,26 @@ def log_span(path: Path, since: float) -> str:
     return '; '.join(parts)
 
 
+def daemon_shares(window: CpuWindow, impl: Impl, stafd, stacd) -> List[Share]:
+    """Each process kind of our daemons (supervisor, forkserver, workers); upstream's whole
+    process trees."""
+    shares = []
+    for name, proc in (('stafd', stafd), ('stacd', stacd)):
+        if impl.up is None:
+            for kind, pids in daemon_processes(proc.pid).items():
+                shares.append(window.processes(f'{name} {kind}', pids))
+        else:
+            shares.append(window.processes(name, descendants(proc.pid)))
+    return shares
+
+
 def one_side(scale: Scale, view: KernelView, conn, impl: Impl, timeout: float) -> Dict[str, Fig]:
     figs: Dict[str, Fig] = {}
     delete_all_controllers(300)
     view.forget()
     names = sorted(scale.initial)
     work = scale.workdir / f'{impl.name}-{scale.n}'
+    window = CpuWindow()
     t0, wall = time.monotonic(), time.time()
     stafd = impl.spawn('stafd', work / 'stafd', STAFD_CONF)
     stacd = impl.spawn('stacd', work / 'stacd', STACD_CONF)
@@ -308,8 +326,8 @@ def one_side(scale: Scale, view: KernelView, conn, impl: Impl, timeout: float) -
             progress.all_live, f'CPU {cpu:.1f} s' + (f', {extra} controllers too many' if extra else '')
         )
         print(f'  {impl.name}: start -> all {scale.n} live {secs(progress.all_live)} (CPU {cpu:.1f} s)')
+        print(f'    CPU until all live: {window.summary(daemon_shares(window, impl, stafd, stacd))}')
         if impl.up is None:
-            print(f'    CPU: stafd {cpu_split(stafd.pid)}; stacd {cpu_split(stacd.pid)}')
             print(f'    stacd: {log_span(work / "stacd" / "stacd.log", wall)}')
         if progress.all_live is None:
             return figs
@@ -491,7 +509,6 @@ def main() -> int:
                 try:
                     sides: Dict[str, Dict[str, Fig]] = {FLOOR: {}}
                     sides[FLOOR]['connect-all'] = floor(scale, view, nvme, args.timeout)
-                    print(f'  connect-all -> all live {secs(sides[FLOOR]["connect-all"].seconds)}')
                     if burst:
                         sides[FLOOR]['burst'] = kernel_burst(scale, view, nvme, args.timeout)
                         print(f'  kernel burst by hand {secs(sides[FLOOR]["burst"].seconds)}')
