@@ -61,7 +61,7 @@ from side_by_side import (
     secs,
     tree_ticks,
 )
-from stacd_connect import KernelView, connect_all_argv, watch_connects
+from stacd_connect import KernelView, connect_all_argv, next_gap, watch_connects
 
 from stas.testing.bus import start_system_bus, stop_system_bus
 from stas.testing.processes import daemon_processes
@@ -160,9 +160,9 @@ def wait_exactly(view: KernelView, names: List[str], t0: float, timeout: float) 
             return checked - t0
         if checked - t0 > timeout:
             return None
+        gap = next_gap(checked, CHECK_GAP_S)
         view.events(0.5)
-        # a look at every controller costs CPU the daemons need: at most one per CHECK_GAP_S
-        time.sleep(max(0.0, checked + CHECK_GAP_S - time.monotonic()))
+        time.sleep(max(0.0, checked + gap - time.monotonic()))
 
 
 def identities() -> Dict[str, Tuple[str, str]]:
