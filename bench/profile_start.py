@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import cProfile  # noqa: F401 - fail early if the venv lacks it
 import io
+import os
 import pstats
 import subprocess
 import sys
@@ -21,6 +22,8 @@ from pathlib import Path
 
 from _guest import BIN, HOSTID, HOSTNQN, guest_problem, stop_processes
 from side_by_side import STACD_CONF, STAFD_CONF, bench_fabric, delete_all_controllers, watch_connects
+
+from stas.workers.main import PROFILE_DIR_ENV
 
 
 def spawn_profiled(name: str, workdir: Path, conf: str, out: Path) -> subprocess.Popen:
@@ -50,6 +53,11 @@ def main() -> int:
     ap.add_argument('--subsystems', type=int, default=4)
     ap.add_argument('--top', type=int, default=30)
     ap.add_argument('--timeout', type=float, default=300.0)
+    ap.add_argument(
+        '--workers',
+        action='store_true',
+        help="profile the daemons' workers too (each one's profile, once it ends)",
+    )
     args = ap.parse_args()
     problem = guest_problem('bench/profile_start.py')
     if problem is not None:
@@ -59,6 +67,9 @@ def main() -> int:
         delete_all_controllers(120)
         view.forget()
         work = tmp / 'run1'
+        if args.workers:
+            (tmp / 'workers').mkdir()
+            os.environ[PROFILE_DIR_ENV] = str(tmp / 'workers')
         t0 = time.monotonic()
         stafd = spawn_profiled('stafd', work / 'stafd', STAFD_CONF, tmp / 'stafd.prof')
         took = bench.wait_served(bench.nqns, t0, args.timeout, stafd)
@@ -70,6 +81,8 @@ def main() -> int:
         stop_processes([stacd, stafd])
         for name in ('stafd', 'stacd'):
             show(name, tmp / f'{name}.prof', args.top)
+        for path in sorted((tmp / 'workers').glob('*.prof')) if args.workers else ():
+            show(f'worker {path.stem}', path, args.top)
     return 0
 
 

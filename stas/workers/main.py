@@ -57,7 +57,30 @@ def tune_gc() -> None:
     gc.set_threshold(*GC_THRESHOLDS)
 
 
+# A directory in the daemon's environment: each worker then runs under cProfile and leaves its
+# profile there when it ends (``bench/profile_start.py --workers`` reads them). For finding
+# where a worker's CPU goes; it slows the worker down several times.
+PROFILE_DIR_ENV = 'STAS_WORKER_PROFILE_DIR'
+
+
 def worker_process_main(spec: WorkerSpec, sock: socket.socket) -> None:
+    profile_dir = os.environ.get(PROFILE_DIR_ENV)
+    if not profile_dir:
+        _run_worker(spec, sock)
+        return
+    import cProfile
+
+    profile = cProfile.Profile()
+    try:
+        profile.runcall(_run_worker, spec, sock)
+    finally:
+        name = (
+            f'{spec.service or spec.daemon}-{spec.key.host_iface or "any"}-{spec.key.transport}-{os.getpid()}'
+        )
+        profile.dump_stats(os.path.join(profile_dir, name + '.prof'))
+
+
+def _run_worker(spec: WorkerSpec, sock: socket.socket) -> None:
     ignore_supervisor_signals()
     set_process_title(spec.title, spec.comm)
     logsetup.setup(spec.daemon, worker=str(spec.key), level=spec.log_level, target=spec.log_target)

@@ -105,3 +105,31 @@ def test_every_process_shows_its_part_and_workers_of_long_names_stay_apart(name,
         pid = again[IFACES[1]]['pid']
         assert args(pid) == f'{name}: worker {IFACES[1]}/tcp'
         assert comm(pid) == f'{name}:s0f1np1.9'
+
+
+def test_each_worker_leaves_its_profile_when_asked_to(workdir, module_system_bus):
+    """With STAS_WORKER_PROFILE_DIR set, every worker runs under cProfile and leaves a profile
+    named after its daemon, interface and transport when it ends."""
+    import pstats
+
+    from stas.workers.main import PROFILE_DIR_ENV
+
+    profiles = workdir / 'profiles'
+    profiles.mkdir()
+    with (
+        netns_with(*(n.encode() for n in IFACES)) as ns,
+        running(
+            'stacd',
+            workdir,
+            module_system_bus,
+            conf_for('stacd'),
+            netns=ns,
+            env_extra={PROFILE_DIR_ENV: str(profiles)},
+        ) as d,
+    ):
+        running_workers(d)
+    left = sorted(p.name.rsplit('-', 1)[0] for p in profiles.glob('*.prof'))
+    assert left == [f'stacd-{n}-tcp' for n in sorted(IFACES)]
+    for path in profiles.glob('*.prof'):
+        functions = {f'{name}' for _, _, name in pstats.Stats(str(path)).stats}
+        assert '_run_worker' in functions
