@@ -155,12 +155,12 @@ def wait_exactly(view: KernelView, names: List[str], t0: float, timeout: float) 
     """Seconds from ``t0`` until ``exactly()`` holds (woken by uevents); None after ``timeout``."""
     nqns = {Fabric.nqn(n) for n in names}
     while True:
-        checked = time.monotonic()
+        checked, cpu_before = time.monotonic(), time.thread_time()
         if exactly(view, names, nqns):
             return checked - t0
         if checked - t0 > timeout:
             return None
-        gap = next_gap(checked, CHECK_GAP_S)
+        gap = next_gap(cpu_before, CHECK_GAP_S)
         view.events(0.5)
         time.sleep(max(0.0, checked + gap - time.monotonic()))
 
