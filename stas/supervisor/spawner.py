@@ -111,7 +111,6 @@ _NVME = (
     'stas.workers.nvme_io',
     'stas.workers.udev_io',
     'libnvme.nvme',
-    'pyudev',
 )
 PRELOAD = {
     'idle': (*_COMMON, 'stas.workers.idle'),
@@ -215,7 +214,7 @@ def _without_resource_tracker() -> None:
         setattr(resource_tracker, name, getattr(null, name))
 
 
-def _titled_forkserver_starts(preload: Sequence[str], daemon: str, names: tuple[str, str]) -> None:
+def _titled_forkserver_starts(preload: Sequence[str], names: tuple[str, str]) -> None:
     """Make ``multiprocess`` start each new forkserver through ``_start_forkserver``. Both its
     module function (``Spawner.warm_up``) and the method its ``Process.start()`` calls are
     replaced."""
@@ -224,13 +223,13 @@ def _titled_forkserver_starts(preload: Sequence[str], daemon: str, names: tuple[
     server = forkserver._forkserver
 
     def ensure_running() -> None:
-        _start_forkserver(server, preload, daemon, names)
+        _start_forkserver(server, preload, names)
 
     server.ensure_running = ensure_running
     forkserver.ensure_running = ensure_running
 
 
-def _start_forkserver(server, preload: Sequence[str], daemon: str, names: tuple[str, str]) -> None:
+def _start_forkserver(server, preload: Sequence[str], names: tuple[str, str]) -> None:
     """``multiprocess``'s ``ForkServer.ensure_running``, with one difference: the new
     interpreter runs ``serve_replacement``, which names the process before it serves."""
     from multiprocess import resource_tracker, spawn, util
@@ -255,7 +254,7 @@ def _start_forkserver(server, preload: Sequence[str], daemon: str, names: tuple[
                 cmd = (
                     f'import sys; sys.path[:] = {data.get("sys_path", sys.path)!r}; '
                     'from stas.supervisor.spawner import serve_replacement; '
-                    f'serve_replacement({names!r}, {daemon!r}, {listener.fileno()}, {alive_r}, '
+                    f'serve_replacement({names!r}, {listener.fileno()}, {alive_r}, '
                     f'{list(preload)!r}, '
                     f'**{data!r})'
                 )
@@ -299,16 +298,14 @@ def _note_forkserver(address: str, alive_w: int, pid: int) -> None:
     server._forkserver_pid = pid
 
 
-def serve_replacement(
-    names: tuple[str, str], daemon: str, listener_fd: int, alive_r: int, preload, **data
-) -> None:
+def serve_replacement(names: tuple[str, str], listener_fd: int, alive_r: int, preload, **data) -> None:
     """The life of a forkserver started as a new interpreter (``_start_forkserver``)."""
     from ..proctitle import set_process_title
 
     set_process_title(*names)
     from multiprocess import forkserver
 
-    _preload(preload, daemon)  # what forkserver.main would import, and the workers' preparation
+    _preload(preload)  # what forkserver.main would import, and the workers' preparation
 
     forkserver.main(listener_fd, alive_r, preload, **data)
 
@@ -335,7 +332,7 @@ class Spawner:
         # children already have it and skip that (about 15 ms of every worker start)
         self._preload = [*(preload or PRELOAD.get(daemon, ())), '__main__']
         self._ctx.set_forkserver_preload(self._preload)
-        _titled_forkserver_starts(self._preload, daemon, forkserver_names(self.service))
+        _titled_forkserver_starts(self._preload, forkserver_names(self.service))
         # one thread: starts are serialised (the forkserver serves one request at a time anyway)
         self.executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix='spawner')
 
@@ -375,7 +372,6 @@ class Spawner:
                     listener.fileno(),
                     alive_r,
                     self._preload,
-                    self._daemon,
                     forkserver_names(self.service),
                     in_child,
                 )
@@ -392,7 +388,7 @@ class Spawner:
         return forkserver_pid()
 
 
-def _preload(preload: Sequence[str], daemon: str) -> None:
+def _preload(preload: Sequence[str]) -> None:
     """What a forkserver loads and prepares once for all the workers it forks."""
     for name in preload:
         if name != '__main__':
@@ -401,13 +397,13 @@ def _preload(preload: Sequence[str], daemon: str) -> None:
     from ..workers.main import prepare_forkserver
 
     try:
-        prepare_forkserver(daemon)
+        prepare_forkserver()
     except Exception as exc:  # noqa: BLE001 (each worker does it again, and reports what fails)
         print(f'forkserver: preparing the workers failed: {exc}', file=sys.stderr)
 
 
 def _serve_forked(
-    listener_fd: int, alive_r: int, preload: Sequence[str], daemon: str, names: tuple[str, str], in_child
+    listener_fd: int, alive_r: int, preload: Sequence[str], names: tuple[str, str], in_child
 ) -> None:
     """The forked forkserver's life: never returns, and never runs the daemon's exit handlers."""
     code = 1
@@ -420,7 +416,7 @@ def _serve_forked(
         # the daemon's main module is already loaded here, under its own name: the children
         # multiprocess forks look for it as __mp_main__
         sys.modules.setdefault('__mp_main__', sys.modules['__main__'])
-        _preload(preload, daemon)
+        _preload(preload)
         # Out of the cyclic collector's reach from now on, here and in every worker: a
         # collection writes into the header of each object it visits, which would copy into
         # each worker every page of the modules it shares with this process.

@@ -1,7 +1,7 @@
 """What the worker engine (``stas.workers.controllers.ControllerEngine``) needs of its I/O edges.
 
 The real edges are ``stas.workers.nvme_io.NvmeIo`` (libnvme) and
-``stas.workers.udev_io.UdevMonitor`` (pyudev); ``stas.testing`` has fakes of both. These
+``stas.workers.udev_io.UdevMonitor`` (the kernel's uevents); ``stas.testing`` has fakes of both. These
 Protocols are what the engine is written against, so that either kind fits. Only ``typing`` is
 imported at run time: every worker loads this module, and the types it names are for readers and
 type checkers.

@@ -32,17 +32,13 @@ def build_engine(spec: WorkerSpec):
     raise ValueError(f'no worker engine for daemon {spec.daemon!r}')
 
 
-def prepare_forkserver(daemon: str) -> None:
+def prepare_forkserver() -> None:
     """Run once in the forkserver, after its imports and before it forks any worker: what every
     worker would otherwise do for itself at its start, paying the CPU and a private copy of the
     memory it touches. In a worker forked from here it is already done, and shared."""
     import concurrent.futures.thread  # noqa: F401 (imported by name on a loop's first executor call)
 
     asyncio.new_event_loop().close()  # what a first loop imports and builds
-    if daemon in ('stafd', 'stacd'):
-        from .udev_io import udev_context
-
-        udev_context()
 
 
 # The cyclic collector's first generation runs every 700 allocations by default, and each run

@@ -123,7 +123,7 @@ if {daemon!r} == 'stafd':
     import stas.stafd.nbft_source
 """,
     'forkserver': """
-spawner._preload([n for n in spawner.PRELOAD[{engine!r}] if n != '__main__'], {engine!r})
+spawner._preload([n for n in spawner.PRELOAD[{engine!r}] if n != '__main__'])
 """,
 }
 
