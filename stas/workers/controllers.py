@@ -607,6 +607,8 @@ class ControllerEngine:
     def _on_uevent(self, ev: NvmeUevent) -> None:
         if ev.action == 'add' and self._options.adopt_trtypes:
             self._audit_soon(AUDIT_SOAK_S)  # a connection made by someone else, maybe
+        if ev.action != 'remove' and not ev.event and not ev.has('NVME_AEN'):
+            return  # nothing a machine takes (an add, a change of another kind)
         for m in [m for m in self._machines.values() if m.device and m.device == ev.device]:
             if ev.action == 'remove':
                 # its registry entry is left to nvme-cli's udev rule (the one party that cleans up)
