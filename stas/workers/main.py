@@ -62,13 +62,13 @@ PROFILE_DIR_ENV = 'STAS_WORKER_PROFILE_DIR'
 def worker_process_main(spec: WorkerSpec, sock: socket.socket) -> None:
     profile_dir = os.environ.get(PROFILE_DIR_ENV)
     if not profile_dir:
-        _run_worker(spec, sock)
+        _worker_life(spec, sock)
         return
     import cProfile
 
     profile = cProfile.Profile()
     try:
-        profile.runcall(_run_worker, spec, sock)
+        profile.runcall(_worker_life, spec, sock)
     finally:
         name = (
             f'{spec.service or spec.daemon}-{spec.key.host_iface or "any"}-{spec.key.transport}-{os.getpid()}'
@@ -76,7 +76,7 @@ def worker_process_main(spec: WorkerSpec, sock: socket.socket) -> None:
         profile.dump_stats(os.path.join(profile_dir, name + '.prof'))
 
 
-def _run_worker(spec: WorkerSpec, sock: socket.socket) -> None:
+def _worker_life(spec: WorkerSpec, sock: socket.socket) -> None:
     ignore_supervisor_signals()
     set_process_title(spec.title, spec.comm)
     logsetup.setup(spec.daemon, worker=str(spec.key), level=spec.log_level, target=spec.log_target)

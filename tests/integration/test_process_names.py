@@ -132,4 +132,4 @@ def test_each_worker_leaves_its_profile_when_asked_to(workdir, module_system_bus
     assert left == [f'stacd-{n}-tcp' for n in sorted(IFACES)]
     for path in profiles.glob('*.prof'):
         functions = {f'{name}' for _, _, name in pstats.Stats(str(path)).stats}
-        assert '_run_worker' in functions
+        assert '_worker_life' in functions
