@@ -142,6 +142,16 @@ def cpu_ticks(pid: int) -> int:
     return int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15 of stat)
 
 
+def user_system(pid: int) -> Tuple[int, int]:
+    """(utime+cutime, stime+cstime) of ``pid``: its own and what it reaped; (0, 0) once it is gone."""
+    try:
+        with open(f'/proc/{pid}/stat') as f:
+            fields = f.read().rsplit(')', 1)[1].split()
+        return int(fields[11]) + int(fields[13]), int(fields[12]) + int(fields[14])
+    except (OSError, IndexError, ValueError):
+        return 0, 0
+
+
 def memory_kib(pid: int) -> Dict[str, int]:
     """/proc/PID/smaps_rollup's figures in KiB (Pss, Private_Dirty, ...); {} if the process is gone."""
     found: Dict[str, int] = {}

@@ -13,7 +13,7 @@ import os
 import resource
 from typing import Iterable, Tuple
 
-from _guest import CLK_TCK
+from _guest import CLK_TCK, user_system
 
 UDEVD_NAMES = ('systemd-udevd', 'udevd', '(udev-worker)')
 
@@ -25,16 +25,6 @@ def guest_ticks() -> Tuple[int, int]:
     user, nice, system, idle, iowait, irq, softirq, steal = (values + [0] * 8)[:8]
     busy = user + nice + system + irq + softirq + steal
     return busy, busy + idle + iowait
-
-
-def user_system(pid: int) -> Tuple[int, int]:
-    """(utime+cutime, stime+cstime) of ``pid``; (0, 0) once it is gone."""
-    try:
-        with open(f'/proc/{pid}/stat') as f:
-            fields = f.read().rsplit(')', 1)[1].split()
-        return int(fields[11]) + int(fields[13]), int(fields[12]) + int(fields[14])
-    except (OSError, IndexError, ValueError):
-        return 0, 0
 
 
 def udevd_ticks() -> int:

@@ -77,6 +77,7 @@ from _guest import (
     pss_kib,
     spawn_daemon,
     stop_processes,
+    user_system,
 )
 from stacd_connect import INTERFACES, STACD_CONF, STAFD_CONF, KernelView, connect_all_argv, watch_connects
 
@@ -166,12 +167,7 @@ def secs(t: Optional[float]) -> str:
 
 def ticks(pid: int) -> int:
     """utime+stime of ``pid`` plus what it reaped (cutime+cstime); 0 once it is gone."""
-    try:
-        with open(f'/proc/{pid}/stat') as f:
-            fields = f.read().rsplit(')', 1)[1].split()
-        return sum(int(x) for x in fields[11:15])
-    except (OSError, IndexError, ValueError):
-        return 0
+    return sum(user_system(pid))
 
 
 def tree_ticks(pid: int) -> int:

@@ -59,6 +59,7 @@ from _guest import (
 )
 
 from stas.testing.bus import start_system_bus, stop_system_bus
+from stas.workers.udev_io import KERNEL_GROUP, MAX_DATAGRAM_BYTES, NETLINK_KOBJECT_UEVENT, SO_RCVBUFFORCE
 from tests.e2e.fabric import Fabric, Port, Subsystem
 from tests.e2e.initiator import HOSTID, HOSTNQN, controllers, delete_all_controllers
 from tests.e2e.nvmet import Nvmet
@@ -85,10 +86,6 @@ def connect_all_argv(nvme: str, iface: str, port: Port) -> List[str]:
         f'--hostnqn={HOSTNQN}',
         f'--hostid={HOSTID}',
     ]
-
-
-NETLINK_KOBJECT_UEVENT = 15
-SO_RCVBUFFORCE = getattr(socket, 'SO_RCVBUFFORCE', 33)
 
 
 class Uevent(NamedTuple):
@@ -127,8 +124,8 @@ class KernelView:
 
     def __init__(self) -> None:
         # the kernel's uevents read as the daemons' workers read them, parsed only as far as the
-        # bench needs: through pyudev each event cost the bench about 10 ms of CPU in the guest,
-        # taken from the kernel's connects and the daemons it measures
+        # bench needs: through pyudev each event cost the bench several milliseconds of CPU in
+        # the guest, taken from the kernel's connects and the daemons it measures
         self.sock = socket.socket(
             socket.AF_NETLINK, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC, NETLINK_KOBJECT_UEVENT
         )
@@ -136,7 +133,7 @@ class KernelView:
             self.sock.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, 16 << 20)  # a burst of 50 connects
         except OSError as e:  # without it a lost uevent only delays a look
             print(f'  (uevent receive buffer left as it is: {e})')
-        self.sock.bind((0, 1))  # the kernel's own group
+        self.sock.bind((0, KERNEL_GROUP))
         self._ctrl_nqn: Dict[Tuple[str, int], str] = {}
         self._disk_nqn: Dict[str, str] = {}
 
@@ -150,7 +147,7 @@ class KernelView:
         ready, _, _ = select.select([self.sock], [], [], timeout)
         while ready:
             try:
-                data = self.sock.recv(8192, socket.MSG_DONTWAIT)
+                data = self.sock.recv(MAX_DATAGRAM_BYTES, socket.MSG_DONTWAIT)
             except BlockingIOError:
                 break
             except OSError:  # ENOBUFS: uevents were lost; the caller reads sysfs anyway
