@@ -20,9 +20,9 @@ The kernel's events are read from a plain netlink socket: each is one datagram o
 the host (the kernel filters nothing on this group), so an event of another class is dropped
 after one substring test, before anything is decoded. Through pyudev (libudev's receive, then
 a ctypes call per property) each event cost a worker several milliseconds of CPU in the
-emulated guest, and during a start that connects 200 controllers every worker of both daemons
-receives about 900 events. udevd's rebroadcasts ('udev') carry libudev's binary header and are
-read through pyudev.
+emulated guest, and during a start that connects 200 controllers a stacd worker's profile
+counted 906 receives, 400 of them nvme events. udevd's rebroadcasts ('udev') carry libudev's
+binary header and are read through pyudev.
 
 The socket is watched with ``loop.add_reader``; each wake-up drains what is pending (bounded
 per wake-up so a storm cannot starve the loop: the reader fires again while data is left). No
