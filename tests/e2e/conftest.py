@@ -42,6 +42,7 @@ from .nvmet import Nvmet
 
 HERE = Path(__file__).resolve().parent
 UDEVD = '/lib/systemd/systemd-udevd'
+FAILURE_LOG_LINES = 200  # of each daemon's log, in the report of a failed test
 
 # A system bus of our own: the message bus type 'system' (what daemons connect to), a socket in a
 # temporary directory, no activation, and a policy that lets the test user (root in the guest)
@@ -71,8 +72,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list) -> None:
 
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Iterator[None]:
-    """When an e2e test fails in the guest, add what the kernel had at that moment to the report
-    (before the fixtures tear it down)."""
+    """When an e2e test fails in the guest, add to its report what the kernel had at that moment
+    (before the fixtures tear it down) and the end of the log of each daemon the test started."""
     outcome = yield
     report = outcome.get_result()
     if not (IN_GUEST and report.failed and report.when == 'call'):
@@ -83,6 +84,10 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Itera
     if os.path.isdir('/sys/kernel/config/nvmet'):
         lines += ['nvmet:'] + ['  ' + line for line in Nvmet().describe() or ['(empty)']]
     report.sections.append(('guest state at failure', '\n'.join(lines)))
+    for daemon in getattr(item, 'stas_daemons', ()):
+        tail = daemon.logs().splitlines()[-FAILURE_LOG_LINES:]
+        title = f'{daemon.name} log ({daemon.log_path}), last {len(tail)} lines'
+        report.sections.append((title, '\n'.join(tail)))
 
 
 @pytest.fixture(scope='session')
@@ -181,7 +186,7 @@ def udevd() -> None:
 
 @pytest.fixture
 def start_daemon(
-    fabric, dbus_system_bus, udevd, host_identity, tmp_path
+    request, fabric, dbus_system_bus, udevd, host_identity, tmp_path
 ) -> Iterator[Callable[..., RunningDaemon]]:
     """``start_daemon('stafd', conf, nbft_path=None, host=None, own_bus=False)``: a RunningDaemon
     with ``conf`` as its configuration file, in a directory of its own (safe to call from several
@@ -191,6 +196,7 @@ def start_daemon(
     and its CLI use a private system bus of their own instead of the session's, so that a second
     stafd (or stacd) can run beside the first: each instance owns the same bus name."""
     started: List[RunningDaemon] = []
+    request.node.stas_daemons = started  # for the report of a failure (pytest_runtest_makereport)
     buses: list = []
     numbers = itertools.count()
 
