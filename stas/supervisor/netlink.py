@@ -5,9 +5,10 @@ an address.
 Why not pyroute2's ``AsyncIPRoute``: ``import pyroute2`` loads the whole library (netfilter,
 wireless, NDB, ...), about 0.15 s on a server and several seconds in an emulated guest, all
 before the supervisor can own its bus name. We use pyroute2 only for what it is best at, the
-rtnetlink message codecs (``ifinfmsg``, ``ifaddrmsg``, ``rtmsg``), imported without running
-the package's ``__init__`` (see ``_load_codecs``), and drive three plain non-blocking netlink
-sockets on the asyncio loop ourselves. That also puts the failure handling where we can see it:
+rtnetlink message codecs (``ifaddrmsg``, ``rtmsg``, and for links the part of ``ifinfmsg`` we
+read, ``link_codec.LinkMessage``), imported without running the package's ``__init__`` (see
+``_load_codecs``), and drive three plain non-blocking netlink sockets on the asyncio loop
+ourselves. That also puts the failure handling where we can see it:
 when the kernel drops events because we read too slowly (ENOBUFS) or the socket breaks, the
 monitor throws the socket away and re-reads everything (level-triggered: a lost event can only
 delay the inventory, never corrupt it).
@@ -87,8 +88,8 @@ _DUMP_ATTEMPTS = 5  # a dump interrupted by a concurrent change (NLM_F_DUMP_INTR
 
 # ---- pyroute2's codecs, without the rest of pyroute2 ------------------------------------------
 class _Codecs:
-    def __init__(self, ifinfmsg: Any, ifaddrmsg: Any, rtmsg: Any):
-        self.ifinfmsg = ifinfmsg
+    def __init__(self, link: Any, ifaddrmsg: Any, rtmsg: Any):
+        self.link = link
         self.ifaddrmsg = ifaddrmsg
         self.rtmsg = rtmsg
 
@@ -135,16 +136,19 @@ def _load_codecs() -> _Codecs:
             _defer_package_init('pyroute2')
         try:
             from pyroute2.netlink.rtnl.ifaddrmsg import ifaddrmsg
-            from pyroute2.netlink.rtnl.ifinfmsg import ifinfmsg
             from pyroute2.netlink.rtnl.rtmsg import rtmsg
+
+            from .link_codec import LinkMessage
         except ImportError:
             # A pyroute2 whose submodules need its __init__: drop what we did, import it whole.
             for mod in [m for m in sys.modules if m == 'pyroute2' or m.startswith('pyroute2.')]:
                 del sys.modules[mod]
+            sys.modules.pop(f'{__package__}.link_codec', None)
             from pyroute2.netlink.rtnl.ifaddrmsg import ifaddrmsg
-            from pyroute2.netlink.rtnl.ifinfmsg import ifinfmsg
             from pyroute2.netlink.rtnl.rtmsg import rtmsg
-        _codecs = _Codecs(ifinfmsg, ifaddrmsg, rtmsg)
+
+            from .link_codec import LinkMessage
+        _codecs = _Codecs(LinkMessage, ifaddrmsg, rtmsg)
     return _codecs
 
 
@@ -279,7 +283,7 @@ class _State:
 
     def apply(self, msg_type: int, message: bytes) -> None:
         if msg_type in (_RTM_NEWLINK, _RTM_DELLINK):
-            msg = self._codecs.ifinfmsg(message)
+            msg = self._codecs.link(message)
             msg.decode()
             index = msg['index']
             if msg_type == _RTM_DELLINK:
@@ -366,7 +370,7 @@ async def _dump_state(
     told: Optional[Set[Tuple[int, bytes]]] = None,
 ) -> _State:
     def link_request() -> Any:
-        msg = codecs.ifinfmsg()
+        msg = codecs.link()
         msg['family'] = socket.AF_UNSPEC
         return msg
 
@@ -429,10 +433,10 @@ async def route_iface(addr: str) -> Optional[str]:
             route.decode()
             oif = route.get_attr('RTA_OIF')
             if oif:
-                link = codecs.ifinfmsg()
+                link = codecs.link()
                 link['index'] = oif
                 for _t, _f, reply in await req.request(link, _RTM_GETLINK, _NLM_F_REQUEST):
-                    info = codecs.ifinfmsg(reply)
+                    info = codecs.link(reply)
                     info.decode()
                     name = info.get_attr('IFLA_IFNAME')
                     return name if isinstance(name, str) else None  # set aside: see above

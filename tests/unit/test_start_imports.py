@@ -22,6 +22,8 @@ from stas.supervisor import spawner
 for name in spawner.SHARED['stafd']:
     importlib.import_module(name)
 import stas.supervisor.daemon, stas.stafd.role, stas.stafd.udev_rule, stas.stacd.role, stas.dbus.objects
+from stas.supervisor import netlink
+netlink._load_codecs()
 with open('/proc/self/maps') as maps:
     libraries = sorted({line.split()[-1].rsplit('/', 1)[-1] for line in maps if '.so' in line})
 print(json.dumps({'modules': sorted(sys.modules), 'libraries': libraries}))
@@ -60,6 +62,15 @@ def test_a_supervisor_leaves_out_what_only_rare_paths_need():
     decoded, /proc/config.gz read, or a misspelt key hinted at: not on every start."""
     modules = set(_run(SUPERVISOR_IMPORTS)['modules'])
     assert not {'uuid', 'platform', 'gzip', 'difflib'} & modules
+
+
+def test_a_supervisor_decodes_links_without_pyroute2s_plugins_and_configuration():
+    """pyroute2's full link message imports a module per kind of link and, through pyroute2's
+    configuration, platform and the standard multiprocessing: the inventory's own link message
+    (stas.supervisor.link_codec) needs none of them."""
+    modules = set(_run(SUPERVISOR_IMPORTS)['modules'])
+    assert 'stas.supervisor.link_codec' in modules
+    assert not {'pyroute2.netlink.rtnl.ifinfmsg', 'pyroute2.config', 'multiprocessing'} & modules
 
 
 def test_asyncio_without_ssl_runs_and_leaves_ssl_importable():
