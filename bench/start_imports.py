@@ -1,0 +1,105 @@
+"""What a supervisor's start imports cost: this checkout against another one, alternating.
+
+    bench/run-in-guest -- bench/start_imports.py --against DIR [--runs 9] [--daemon stafd]
+
+``DIR`` is another checkout of the project (``git worktree add /tmp/ref <commit>``), byte-compiled
+like this one (``python -m compileall -q stas`` with PYTHONDONTWRITEBYTECODE unset) so that
+neither side compiles while it is timed. Each run is a fresh interpreter of the venv that imports
+what a supervisor imports before its event loop starts (the modules it shares with its
+forkserver, its own, its rtnetlink codecs), with the checkout as its working directory so that
+``stas`` is that checkout's. Runs alternate between the two checkouts, after one untimed run of
+each. For each side it prints the median wall time and CPU time (user + system of the child)
+and the number of modules loaded; then the ratio of this checkout to the other, and the same
+for a bare interpreter start, the floor both sides share.
+
+Runs anywhere; in the guest (under emulation) the differences are twenty to forty times what they
+are on a real host. A benchmark prints figures and asserts nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Dict, List, Tuple
+
+ROOT = Path(__file__).resolve().parents[1]
+
+SUPERVISOR_START = """
+import importlib, sys
+import stas.supervisor.main, stas.supervisor.cli_args
+from stas.supervisor import spawner
+for name in spawner.SHARED[{daemon!r}]:
+    importlib.import_module(name)
+import stas.supervisor.daemon, stas.dbus.objects, stas.{daemon}.role
+from stas.supervisor import netlink
+netlink._load_codecs()
+print(len(sys.modules))
+"""
+
+
+def one_run(cwd: Path, code: str) -> Tuple[float, float, int]:
+    """(wall s, CPU s, modules loaded) of one interpreter running ``code`` in ``cwd``."""
+    before = os.times()
+    t0 = time.monotonic()
+    out = subprocess.run([sys.executable, '-c', code], cwd=cwd, capture_output=True, text=True, check=False)
+    wall = time.monotonic() - t0
+    after = os.times()
+    if out.returncode != 0:
+        raise SystemExit(f'{cwd}: the imports failed:\n{out.stderr}')
+    cpu = (after.children_user - before.children_user) + (after.children_system - before.children_system)
+    lines = out.stdout.split()
+    return wall, cpu, int(lines[-1]) if lines else 0
+
+
+def measure(sides: Dict[str, Path], code: str, runs: int) -> Dict[str, List[Tuple[float, float, int]]]:
+    results: Dict[str, List[Tuple[float, float, int]]] = {name: [] for name in sides}
+    for path in sides.values():  # untimed: the first read of each file over the guest's 9p root
+        one_run(path, code)
+    for _ in range(runs):
+        for name, path in sides.items():
+            results[name].append(one_run(path, code))
+    return results
+
+
+def report(title: str, results: Dict[str, List[Tuple[float, float, int]]]) -> None:
+    print(f'{title}:')
+    medians = {}
+    for name, rows in results.items():
+        wall = statistics.median(r[0] for r in rows)
+        cpu = statistics.median(r[1] for r in rows)
+        medians[name] = (wall, cpu)
+        spread = ', '.join(f'{r[0] * 1000:.0f}' for r in rows)
+        figures = f'wall {wall * 1000:7.0f} ms  CPU {cpu * 1000:7.0f} ms  modules {rows[-1][2]:4d}'
+        print(f'  {name:8s} {figures}  (walls: {spread})')
+    (w1, c1), (w2, c2) = medians['this'], medians['other']
+    print(f'  this / other: wall {w1 / w2:.2f}, CPU {c1 / c2:.2f}')
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument('--against', required=True, type=Path, help='the other checkout')
+    ap.add_argument('--runs', type=int, default=9, help='timed runs of each side (default 9)')
+    ap.add_argument('--daemon', choices=('stafd', 'stacd'), default='stafd')
+    args = ap.parse_args()
+    if not (args.against / 'stas' / '__init__.py').is_file():
+        print(f'{args.against}: not a checkout of this project (no stas/__init__.py)', file=sys.stderr)
+        return 2
+    sides = {'this': ROOT, 'other': args.against.resolve()}
+    print(f'this: {ROOT}; other: {sides["other"]}; python: {sys.executable}; runs: {args.runs}')
+    report(
+        'interpreter start (python -c pass)', measure(sides, 'import sys; print(len(sys.modules))', args.runs)
+    )
+    report(
+        f"{args.daemon}'s supervisor start imports",
+        measure(sides, SUPERVISOR_START.format(daemon=args.daemon), args.runs),
+    )
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
