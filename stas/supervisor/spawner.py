@@ -110,13 +110,13 @@ _NVME = (
     'stas.workers.controllers',
     'stas.workers.nvme_io',
     'stas.workers.udev_io',
-    'libnvme.nvme',
 )
 PRELOAD = {
     'idle': (*_COMMON, 'stas.workers.idle'),
+    # libnvme for the discovery controllers (stacd's workers never load it: see NvmeIo._nvme);
     # mDNS browsing (sdbus) too: zeroconf is on by default, and then every worker browses;
     # imported after the fork, it would cost each of them the import and its memory
-    'stafd': (*_NVME, 'stas.workers.mdns_io', 'sdbus'),
+    'stafd': (*_NVME, 'libnvme.nvme', 'stas.workers.mdns_io', 'sdbus'),
     'stacd': _NVME,
 }
 

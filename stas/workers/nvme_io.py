@@ -359,8 +359,8 @@ class NvmeIo:
 
     ``sysfs_root``/``dev_root``/``fabrics_path`` locate the kernel's files; ``log_level`` is
     libnvme's own logging (to stderr: 'err' normally, 'debug' when tracing); ``nvme_module``
-    replaces ``libnvme.nvme`` (tests). Creating the object does no I/O; the long-lived libnvme
-    tree is built on first use. Call ``close()`` when done (no call may be in flight then).
+    replaces ``libnvme.nvme`` (tests). Creating the object does no I/O and imports nothing; the
+    long-lived libnvme tree is built on first use. Call ``close()`` when done (no call may be in flight then).
     """
 
     def __init__(
@@ -372,9 +372,7 @@ class NvmeIo:
         log_level: str = 'err',
         nvme_module: Any = None,
     ) -> None:
-        if nvme_module is None:
-            from libnvme import nvme as nvme_module
-        self._nvme = nvme_module
+        self._nvme_module = nvme_module  # None: libnvme's, imported on first use
         self._check_log_level(log_level)
         self._log_level = log_level
         self._sysfs_root = sysfs_root
@@ -389,6 +387,18 @@ class NvmeIo:
         self._ctrls: Dict[str, _Managed] = {}
         self._caps: Optional[Tuple[Tuple[str, ...], str]] = None
         self._closed = False
+
+    @property
+    def _nvme(self) -> Any:
+        """libnvme's binding, imported when a discovery controller first needs it: an I/O
+        controller is connected, adopted and deleted through sysfs and the fabrics device
+        alone, so stacd's workers never load libnvme (its module and libssl, libcrypto and
+        json-c with it)."""
+        if self._nvme_module is None:
+            from libnvme import nvme
+
+            self._nvme_module = nvme
+        return self._nvme_module
 
     # ---- facts ----------------------------------------------------------------------------------
     def kernel_caps(self) -> Tuple[Tuple[str, ...], str]:

@@ -24,6 +24,8 @@ from typing import Dict, Optional, Tuple
 
 import pytest
 
+from stas.testing.processes import daemon_processes
+
 from .daemons import RunningDaemon, subsystems_seen
 from .fabric import NQN_PREFIX
 from .guest import scaled, wait_for
@@ -122,6 +124,16 @@ class Clock:
         return took
 
 
+def processes_of(d: RunningDaemon) -> Dict[str, list]:
+    assert d.proc is not None
+    return daemon_processes(d.proc.pid)
+
+
+def loads_libnvme(pid: int) -> bool:
+    with open(f'/proc/{pid}/maps') as maps:
+        return any('/libnvme.so' in line for line in maps)
+
+
 def stays(probe, seconds: float, what: str) -> None:
     """``probe()`` holds for ``seconds`` (polled)."""
     end = time.monotonic() + seconds
@@ -151,6 +163,10 @@ def test_iocs_follow_the_fabric_under_each_disconnect_scope(fabric, daemons):
     assert ctrl_attr(devices['s3'], 'transport') == 'tcp' and 'host_iface=tb1' in ctrl_attr(
         devices['s3'], 'address'
     )
+    # I/O controllers are connected through the fabrics device and sysfs alone: stacd's
+    # processes never load libnvme; stafd's workers do, for their discovery controllers
+    assert not [p for kind in processes_of(stacd).values() for p in kind if loads_libnvme(p)]
+    assert all(loads_libnvme(p) for p in processes_of(stafd)['worker'])
     detailed = {short(c['subsysnqn']): c for c in stacd.ctl_json('ls', '-d')}
     assert (
         detailed['s1']['dlpe.eflags.ncc'] == 'False'

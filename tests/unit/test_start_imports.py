@@ -161,3 +161,17 @@ def test_what_supervisor_and_workers_both_import_is_imported_once_before_the_for
     assert twice == [], twice
     assert [name for name in shared if name not in supervisor] == []
     assert [name for name in shared if name not in forkserver] == []
+
+
+def test_stacds_forkserver_and_workers_leave_libnvme_unloaded(tmp_path):
+    """An I/O controller is connected, adopted and deleted through the fabrics device and sysfs:
+    stacd's forkserver does not preload libnvme and a worker's kernel access does not import
+    it (stafd's forkserver preloads it, for its discovery controllers)."""
+    assert 'libnvme.nvme' in spawner.PRELOAD['stafd']
+    code = _BEFORE_FORK.format(engine='stacd', shared=True)
+    code += _SIDES['forkserver'].format(engine='stacd', daemon='stacd')
+    code += f'from stas.workers.nvme_io import NvmeIo\nNvmeIo(sysfs_root={str(tmp_path)!r}).kernel_caps()\n'
+    code += 'print(json.dumps({"modules": sorted(sys.modules), "libraries": []}))\n'
+    modules = set(_run(code)['modules'])
+    assert 'stas.workers.nvme_io' in modules
+    assert not [m for m in modules if m == 'libnvme.nvme' or m.startswith('libnvme._')]
