@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import enum
 import re
-import shlex
 import unicodedata
 from typing import Dict, Iterable, List, Optional, Union
 
@@ -239,6 +238,8 @@ def check_command(daemon: str, conf_file: str = '', sys_conf: str = '') -> str:
     with ``-f``/``--sys-conf`` when the files are not the default ones."""
     if not daemon:
         return '--check-config'
+    import shlex  # here: a file outside the defaults is rare, and the start need not load it
+
     words = [daemon, '--check-config']
     if conf_file and conf_file != paths.DAEMON_CONF.get(daemon):
         words += ['-f', shlex.quote(conf_file)]

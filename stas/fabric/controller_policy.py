@@ -20,7 +20,7 @@ schedule stays predictable and testable) with ``RetryPolicy.spread``.
 
 from __future__ import annotations
 
-import zlib
+import binascii
 from dataclasses import replace
 from typing import Optional, Tuple
 
@@ -87,7 +87,7 @@ class RetryPolicy:
 def retry_spread(identity: str) -> float:
     """The fraction (0 to ``MAX_SPREAD``) a controller named ``identity`` (its TID as text)
     stretches its retries by: spread evenly over controllers, the same at every start."""
-    return (zlib.crc32(identity.encode('utf-8', 'surrogatepass')) % 1000) / 1000 * MAX_SPREAD
+    return (binascii.crc32(identity.encode('utf-8', 'surrogatepass')) % 1000) / 1000 * MAX_SPREAD
 
 
 def timer_text(interval_s: float, remaining_s: Optional[float] = None) -> str:

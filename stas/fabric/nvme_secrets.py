@@ -18,7 +18,6 @@ from __future__ import annotations
 import base64
 import binascii
 import re
-import zlib
 from typing import Iterable, Mapping, Tuple
 
 from ..record import record
@@ -81,7 +80,7 @@ def parse(text: str, fmt: SecretFormat) -> Tuple[int, bytes]:
         raise BadSecret(
             f'the key part decodes to {len(raw)} bytes, not {_either(n + CRC_SIZE for n in accepted)}'
         )
-    if int.from_bytes(crc, 'little') != zlib.crc32(key):
+    if int.from_bytes(crc, 'little') != binascii.crc32(key):
         raise BadSecret("the CRC-32 at the key's end does not match the key")
     return hh, key
 

@@ -58,10 +58,11 @@ def test_a_supervisor_leaves_the_controller_machine_to_its_workers():
 
 
 def test_a_supervisor_leaves_out_what_only_rare_paths_need():
-    """uuid (and the platform module it imports), gzip and difflib are imported where a UUID is
-    decoded, /proc/config.gz read, or a misspelt key hinted at: not on every start."""
+    """uuid (and the platform module it imports), gzip (and zlib), difflib and shlex are
+    imported where a UUID is decoded, /proc/config.gz read, a misspelt key hinted at, or a file
+    outside the defaults named in a command: not on every start (a CRC-32 is binascii's)."""
     modules = set(_run(SUPERVISOR_IMPORTS)['modules'])
-    assert not {'uuid', 'platform', 'gzip', 'difflib'} & modules
+    assert not {'uuid', 'platform', 'gzip', 'zlib', 'difflib', 'shlex'} & modules
 
 
 def test_a_supervisor_decodes_links_without_pyroute2s_plugins_and_configuration():
