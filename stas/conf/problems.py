@@ -26,6 +26,7 @@ import unicodedata
 from typing import Dict, Iterable, List, Optional, Union
 
 from ..errors import bounded_text
+from ..lazy_pattern import LazyPattern
 from ..record import record
 from . import paths
 
@@ -107,16 +108,16 @@ SECTION_LIMIT = 60  # characters of a section name a message shows
 # NVMe secrets, recognised wherever they appear: DH-HMAC-CHAP secrets ("DHHC-1:...") and TLS
 # pre-shared keys in the interchange format ("NVMeTLSkey-1:...").
 _NVME_SECRETS = (
-    (re.compile(r'DHHC-1:[^\s;,]*', re.IGNORECASE), 'DHHC-1:<secret>'),
-    (re.compile(r'NVMeTLSkey-1:[^\s;,]*', re.IGNORECASE), 'NVMeTLSkey-1:<secret>'),
+    (LazyPattern(r'DHHC-1:[^\s;,]*', re.IGNORECASE), 'DHHC-1:<secret>'),
+    (LazyPattern(r'NVMeTLSkey-1:[^\s;,]*', re.IGNORECASE), 'NVMeTLSkey-1:<secret>'),
 )
 # In free text: a ";"-separated field whose key (up to the first "=" or ":") may be spelled
 # with blanks, then its value; or a word, then "=", ":" or blanks, then its value (values run
 # up to ";" or the end of the line).
-_FIELD = re.compile(r'(?:^|(?<=[;\n\r]))([^;=:\n\r]+)[=:]\s*([^;\n\r]*)')
-_WORD = re.compile(r'[^\s;,=:]+')
-_WORD_VALUE = re.compile(r'(?:\s*[=:]\s*|\s+)([^;\n\r]*)')
-_MASKED = re.compile(r'(?:DHHC-1:|NVMeTLSkey-1:)?<secret[^>]*>', re.IGNORECASE)
+_FIELD = LazyPattern(r'(?:^|(?<=[;\n\r]))([^;=:\n\r]+)[=:]\s*([^;\n\r]*)')
+_WORD = LazyPattern(r'[^\s;,=:]+')
+_WORD_VALUE = LazyPattern(r'(?:\s*[=:]\s*|\s+)([^;\n\r]*)')
+_MASKED = LazyPattern(r'(?:DHHC-1:|NVMeTLSkey-1:)?<secret[^>]*>', re.IGNORECASE)
 
 
 def normalised_key(key: str) -> str:

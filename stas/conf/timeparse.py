@@ -23,6 +23,8 @@ from __future__ import annotations
 import re
 from typing import Dict, Optional, Union
 
+from ..lazy_pattern import LazyPattern
+
 Seconds = Union[int, float]
 
 _NUM = r'\d+(?:\.\d*)?|\.\d+'
@@ -34,14 +36,14 @@ _SECS = rf'(?P<secs>{_NUM})\s*(?:seconds?|secs?|s)'
 _CLOCK_SECS = r'(?P<secs>\d{2}(?:\.\d+)?)'
 
 _FORMATS = [
-    re.compile(rf'^(?:{_DAYS}{_SEP})?(?:{_HOURS}{_SEP})?(?:{_MINS}{_SEP})?(?:{_SECS})?$', re.I),
-    re.compile(rf'^(?P<mins>\d{{1,2}}):{_CLOCK_SECS}$'),
-    re.compile(rf'^(?:{_DAYS}{_SEP})?(?P<hours>\d+):(?P<mins>\d{{2}}):{_CLOCK_SECS}$', re.I),
-    re.compile(rf'^(?P<days>\d+):(?P<hours>\d{{2}}):(?P<mins>\d{{2}}):{_CLOCK_SECS}$'),
-    re.compile(rf'^:{_CLOCK_SECS}$'),
+    LazyPattern(rf'^(?:{_DAYS}{_SEP})?(?:{_HOURS}{_SEP})?(?:{_MINS}{_SEP})?(?:{_SECS})?$', re.I),
+    LazyPattern(rf'^(?P<mins>\d{{1,2}}):{_CLOCK_SECS}$'),
+    LazyPattern(rf'^(?:{_DAYS}{_SEP})?(?P<hours>\d+):(?P<mins>\d{{2}}):{_CLOCK_SECS}$', re.I),
+    LazyPattern(rf'^(?P<days>\d+):(?P<hours>\d{{2}}):(?P<mins>\d{{2}}):{_CLOCK_SECS}$'),
+    LazyPattern(rf'^:{_CLOCK_SECS}$'),
 ]
-_PLAIN = re.compile(r'^[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?$')
-_SIGN = re.compile(r'^(?P<sign>[+-]?)\s*(?P<rest>.*)$', re.S)
+_PLAIN = LazyPattern(r'^[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?$')
+_SIGN = LazyPattern(r'^(?P<sign>[+-]?)\s*(?P<rest>.*)$', re.S)
 
 _MULTIPLIER = {'days': 86400, 'hours': 3600, 'mins': 60, 'secs': 1}
 

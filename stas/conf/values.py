@@ -21,6 +21,7 @@ import re
 from typing import Any, Callable, Optional, Tuple
 
 from ..fabric import nvme_secrets, tls_psk
+from ..lazy_pattern import LazyPattern
 from ..model import NQN_MAX_LEN, TRANSPORTS
 from ..record import record
 from .problems import shown
@@ -34,14 +35,15 @@ SYMNAME_MAX_LEN = 256  # the DIM host symbolic name field
 
 UUID_NQN_PREFIX = 'nqn.2014-08.org.nvmexpress:uuid:'
 
-_CANONICAL_UUID = re.compile(r'^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$')
-_DECIMAL = re.compile(r'^[+-]?[0-9]+$')
-_CONTROL = re.compile(r'[\x00-\x1f\x7f]')
-_CONTROL_COMMA_SPACE = re.compile(r'[\x00-\x20\x7f,]|\s')
-_HOSTNAME = re.compile(r'^[a-z0-9_]([a-z0-9_.-]{0,252}[a-z0-9_.])?$', re.I)
-_FC_ADDR = re.compile(r'^nn-0x[0-9a-f]{1,16}[:,]pn-0x[0-9a-f]{1,16}$', re.I)
-_IFNAME_BAD = re.compile(r'[/:,\s\x00-\x1f\x7f]')
-_INLINE_COMMENT = re.compile(r'(?:^|\s)#')
+_HEX = '[0-9a-fA-F]'
+_CANONICAL_UUID = LazyPattern(rf'^{_HEX}{{8}}-{_HEX}{{4}}-{_HEX}{{4}}-{_HEX}{{4}}-{_HEX}{{12}}$')
+_DECIMAL = LazyPattern(r'^[+-]?[0-9]+$')
+_CONTROL = LazyPattern(r'[\x00-\x1f\x7f]')
+_CONTROL_COMMA_SPACE = LazyPattern(r'[\x00-\x20\x7f,]|\s')
+_HOSTNAME = LazyPattern(r'^[a-z0-9_]([a-z0-9_.-]{0,252}[a-z0-9_.])?$', re.I)
+_FC_ADDR = LazyPattern(r'^nn-0x[0-9a-f]{1,16}[:,]pn-0x[0-9a-f]{1,16}$', re.I)
+_IFNAME_BAD = LazyPattern(r'[/:,\s\x00-\x1f\x7f]')
+_INLINE_COMMENT = LazyPattern(r'(?:^|\s)#')
 
 FC_ADDR_FORMAT = 'nn-0x<16 hex digits>:pn-0x<16 hex digits>'
 
@@ -325,7 +327,7 @@ def check_tls_key(text: str) -> str:
 
 
 # a keyring's description: printable, no blank (the kernel's own is ".nvme")
-_KEYRING_NAME = re.compile(r'[!-~]{1,64}\Z')
+_KEYRING_NAME = LazyPattern(r'[!-~]{1,64}\Z')
 
 
 def check_keyring(text: str) -> str:

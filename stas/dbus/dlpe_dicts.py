@@ -25,7 +25,6 @@ accepted. Other keys are ignored.
 from __future__ import annotations
 
 import functools
-import re
 from typing import Dict, Mapping, Optional, Tuple
 
 from ..errors import InvalidArgument
@@ -43,6 +42,7 @@ from ..fabric.dlpe import (
     ncc,
     short,
 )
+from ..lazy_pattern import LazyPattern
 from ..model import LogEntry
 
 REQUIRED_KEYS = ('trtype', 'adrfam', 'subtype', 'treq', 'portid', 'trsvcid', 'subnqn', 'traddr')
@@ -54,8 +54,8 @@ _TSAS_MAX_ITEMS = 8
 _TSAS_NAME_MAX_LEN = 32
 # the str() of a dictionary of short names, as 2.x writes the tsas of its D-Bus dictionaries
 _TSAS_ITEM = r"'([^'\\]{0,32})': '([^'\\]{0,32})'"
-_TSAS_TEXT = re.compile(rf'\{{(?:{_TSAS_ITEM}(?:, {_TSAS_ITEM})*)?\}}')
-_TSAS_ITEMS = re.compile(_TSAS_ITEM)
+_TSAS_TEXT = LazyPattern(rf'\{{(?:{_TSAS_ITEM}(?:, {_TSAS_ITEM})*)?\}}')
+_TSAS_ITEMS = LazyPattern(_TSAS_ITEM)
 
 
 # ---- LogEntry -> dictionary --------------------------------------------------------------------

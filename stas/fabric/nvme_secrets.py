@@ -17,14 +17,14 @@ from __future__ import annotations
 
 import base64
 import binascii
-import re
 from typing import Iterable, Mapping, Tuple
 
+from ..lazy_pattern import LazyPattern
 from ..record import record
 
 CRC_SIZE = 4
 
-_SHAPE = re.compile(r'(?P<prefix>[^:]*):(?P<hh>[0-9]{2}):(?P<key>[A-Za-z0-9+/=]+):')
+_SHAPE = LazyPattern(r'(?P<prefix>[^:]*):(?P<hh>[0-9]{2}):(?P<key>[A-Za-z0-9+/=]+):')
 
 
 class BadSecret(ValueError):

@@ -38,12 +38,12 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 import stat
 import subprocess
 from typing import Callable, Optional, Sequence, Tuple
 
 from ..files import write_atomic
+from ..lazy_pattern import LazyPattern
 from ..record import record
 from ..supervisor.cli_args import DEFAULT_REGISTRY_DIR
 from ..workers.ownership import OWNER
@@ -72,7 +72,7 @@ GUARDED_EVENTS = ('ENV{NVME_AEN}=="?*"', 'ENV{NVME_EVENT}=="rediscover"')
 END_LABEL = 'nvme_stas_autoconnect_end'
 
 HEADER = '# nvme-stas stafd: shadows nvme-cli'
-_OWNER = re.compile(r'^# nvme-stas stafd: shadows nvme-cli.*\(pid (\d+), started (\d+)\)$')
+_OWNER = LazyPattern(r'^# nvme-stas stafd: shadows nvme-cli.*\(pid (\d+), started (\d+)\)$')
 
 # nvme-cli's Fibre Channel rule, when its installed file cannot be read (nvme-cli 2.x wording)
 FC_RULE = (

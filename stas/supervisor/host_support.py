@@ -33,11 +33,12 @@ import os
 import re
 from typing import Dict, List, Optional, Sequence, Tuple
 
+from ..lazy_pattern import LazyPattern
 from ..record import record
 
 AVAHI_NAME = 'org.freedesktop.Avahi'
-_AUTH_SYMBOL = re.compile(rb'\snvme_auth_negotiate(?:\s|$)', re.M)
-_NVME_CORE_SYMBOL = re.compile(rb'\snvme_init_ctrl(?:\s|$)', re.M)
+_AUTH_SYMBOL = LazyPattern(rb'\snvme_auth_negotiate(?:\s|$)', re.M)
+_NVME_CORE_SYMBOL = LazyPattern(rb'\snvme_init_ctrl(?:\s|$)', re.M)
 
 
 @record

@@ -176,3 +176,37 @@ def test_stacds_forkserver_and_workers_leave_libnvme_unloaded(tmp_path):
     modules = set(_run(code)['modules'])
     assert 'stas.workers.nvme_io' in modules
     assert not [m for m in modules if m == 'libnvme.nvme' or m.startswith('libnvme._')]
+
+
+# Patterns matched on a hot path (log page entries, transport ids, stacd's JSON items, the
+# configuration's lines) are compiled as their module is imported; every other module's
+# patterns are LazyPattern, compiled where they are first used.
+COMPILED_AT_IMPORT = {
+    'stas.conf.ini',
+    'stas.fabric.addr',
+    'stas.fabric.dlpe',
+    'stas.fabric.tid',
+    'stas.stacd.json_items',
+}
+
+
+def test_a_supervisor_compiles_only_hot_patterns_as_it_imports():
+    code = (
+        'import re, sys\n'
+        'compiled = set()\n'
+        'plain = re._compile\n'
+        'def spy(pattern, flags):\n'
+        '    caller = sys._getframe(1)\n'
+        '    while caller.f_globals.get("__name__", "") in ("re", "enum"):\n'
+        '        caller = caller.f_back\n'
+        '    name = caller.f_globals.get("__name__", "")\n'
+        '    if name.startswith("stas") and caller.f_code.co_name == "<module>":\n'
+        '        compiled.add(name)\n'
+        '    return plain(pattern, flags)\n'
+        're._compile = spy\n'
+    )
+    code += SUPERVISOR_IMPORTS.replace(
+        'print(json.dumps({', 'print(json.dumps({"compiled": sorted(compiled), '
+    )
+    loaded = _run(code)
+    assert set(loaded['compiled']) <= COMPILED_AT_IMPORT, loaded['compiled']
