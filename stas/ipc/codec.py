@@ -16,10 +16,11 @@ and every value must have the declared type. Anything else raises ``ProtocolErro
 was wrong. A decoder that failed stays failed: the stream is not trusted again ("never resync");
 the owner of the channel kills the peer.
 
-Conversion plans (one encoder and one decoder per type) are built from ``typing.get_type_hints``
-the first time a type is used and cached, so steady-state encoding is a few attribute reads and
-one ``msgpack.packb`` call. Encoding trusts the sender's own types (a wrong type there is a bug
-that the receiving side reports); decoding trusts nothing.
+Conversion plans (one encoder and one decoder per type) are built from the field types (as
+``typing.get_type_hints`` reads them, see ``_field_types``) the first time a type is used and
+cached, so steady-state encoding is a few attribute reads and one ``msgpack.packb`` call.
+Encoding trusts the sender's own types (a wrong type there is a bug that the receiving side
+reports); decoding trusts nothing.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from __future__ import annotations
 import dataclasses
 import enum
 import struct
+import sys
 import typing
 from typing import Any, Callable, Collection, Dict, Iterable, List, Optional, Tuple, Type, Union
 
@@ -312,8 +314,36 @@ def _exact_scalar(tp: Any) -> Tuple[Optional[type], bool]:
     return None, False
 
 
+# (module name, annotation text) -> the type it names: the same few dozen annotations recur
+# across all message types
+_ANNOTATIONS: Dict[Tuple[str, str], Any] = {}
+
+
+def _field_types(cls: type) -> Dict[str, Any]:
+    """The field types of dataclass ``cls``, as ``typing.get_type_hints`` reads them: each
+    annotation is evaluated in the module of the class that declares it (the project's modules
+    write annotations as text, ``from __future__ import annotations``), a subclass's over its
+    bases'. ``get_type_hints`` also compiles each annotation anew (a ``ForwardRef`` per field),
+    which made it most of what building a process's plans cost at its start."""
+    hints: Dict[str, Any] = {}
+    for klass in reversed(cls.__mro__):
+        annotations = klass.__dict__.get('__annotations__', {})
+        if not annotations:
+            continue
+        namespace = sys.modules[klass.__module__].__dict__
+        for name, annotation in annotations.items():
+            if not isinstance(annotation, str):
+                hints[name] = annotation
+                continue
+            key = (klass.__module__, annotation)
+            if key not in _ANNOTATIONS:
+                _ANNOTATIONS[key] = eval(annotation, namespace)  # noqa: S307 - the class's own source
+            hints[name] = _ANNOTATIONS[key]
+    return hints
+
+
 def _build_dataclass(cls: type) -> Tuple[Encoder, Decoder]:
-    hints = typing.get_type_hints(cls)
+    hints = _field_types(cls)
     fields = dataclasses.fields(cls)
     for f in fields:
         if not f.init:

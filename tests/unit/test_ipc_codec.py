@@ -3,7 +3,9 @@ ProtocolError naming what was wrong, and a failed decoder stays failed."""
 
 from __future__ import annotations
 
+import dataclasses
 import struct
+import typing
 
 import msgpack
 import pytest
@@ -530,3 +532,24 @@ def test_one_corrupted_value_raises_only_protocol_error(msg, data, replacement):
         assert str(exc).startswith(f'message {msg.TAG!r}: ')
         return
     assert type(result) is type(msg)
+
+
+def _dataclasses_within(tp, seen):
+    if isinstance(tp, type) and dataclasses.is_dataclass(tp):
+        if tp in seen:
+            return
+        seen.add(tp)
+        for field_type in typing.get_type_hints(tp).values():
+            _dataclasses_within(field_type, seen)
+        return
+    for arg in typing.get_args(tp):
+        _dataclasses_within(arg, seen)
+
+
+def test_field_types_are_what_get_type_hints_reads_for_every_type_a_message_carries():
+    seen: set = set()
+    for cls in m.registered().values():
+        _dataclasses_within(cls, seen)
+    assert len(seen) > len(m.registered())  # nested records too (log entries, statuses...)
+    for cls in seen:
+        assert codec._field_types(cls) == typing.get_type_hints(cls), cls
