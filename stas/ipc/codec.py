@@ -153,6 +153,12 @@ def _plans(tp: Any) -> Tuple[Optional[Encoder], Decoder]:
     return enc, dec
 
 
+def prepare_plans() -> None:
+    """Build the plans of every message type now (each is otherwise built on its first use)."""
+    for cls in registered().values():
+        _plans(cls)
+
+
 def _build(tp: Any) -> Tuple[Optional[Encoder], Decoder]:
     if tp in _SCALARS:
         return None, _SCALARS[tp]

@@ -357,6 +357,11 @@ class Spawner:
 
         for name in SHARED[self._daemon]:
             importlib.import_module(name)
+        from ..ipc.codec import prepare_plans  # imported just now, with stas.ipc.channel
+
+        # every process of the daemon encodes and decodes the same messages: their plans are
+        # built once, here, and shared with the forkserver and each worker forked from it
+        prepare_plans()
         with _listener() as (listener, address):
             # every client (this process, each worker) holds the write end: the forkserver
             # exits when the last of them is gone

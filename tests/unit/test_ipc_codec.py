@@ -553,3 +553,10 @@ def test_field_types_are_what_get_type_hints_reads_for_every_type_a_message_carr
     assert len(seen) > len(m.registered())  # nested records too (log entries, statuses...)
     for cls in seen:
         assert codec._field_types(cls) == typing.get_type_hints(cls), cls
+
+
+def test_prepare_plans_builds_every_message_types_plans(monkeypatch):
+    monkeypatch.setattr(codec, '_ENCODERS', {})
+    monkeypatch.setattr(codec, '_DECODERS', {})
+    codec.prepare_plans()
+    assert set(m.registered().values()) <= set(codec._DECODERS) & set(codec._ENCODERS)
