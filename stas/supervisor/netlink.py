@@ -143,6 +143,7 @@ def _load_codecs() -> _Codecs:
             # A pyroute2 whose submodules need its __init__: drop what we did, import it whole.
             for mod in [m for m in sys.modules if m == 'pyroute2' or m.startswith('pyroute2.')]:
                 del sys.modules[mod]
+            # LinkMessage must derive from the pyroute2 imported next, not from the one dropped
             sys.modules.pop(f'{__package__}.link_codec', None)
             from pyroute2.netlink.rtnl.ifaddrmsg import ifaddrmsg
             from pyroute2.netlink.rtnl.rtmsg import rtmsg
