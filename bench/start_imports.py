@@ -6,11 +6,12 @@
 like this one (``python -m compileall -q stas`` with PYTHONDONTWRITEBYTECODE unset) so that
 neither side compiles while it is timed. Each run is a fresh interpreter of the venv that imports
 what a supervisor imports before its event loop starts (the modules it shares with its
-forkserver, its own, its rtnetlink codecs), with the checkout as its working directory so that
-``stas`` is that checkout's. Runs alternate between the two checkouts, after one untimed run of
-each. For each side it prints the median wall time and CPU time (user + system of the child)
-and the number of modules loaded; then the ratio of this checkout to the other, and the same
-for a bare interpreter start, the floor both sides share.
+forkserver, its own, its rtnetlink codecs, as ``stas.testing.start_imports`` lists them), with
+the checkout as its working directory so that ``stas`` is that checkout's. Runs alternate
+between the two checkouts, after one untimed run of each. For each side it prints the median
+wall time and CPU time (user + system of the child) and the number of modules loaded; then the
+ratio of this checkout to the other, and the same for a bare interpreter start, the floor both
+sides share.
 
 Runs anywhere; in the guest (under emulation) the differences are twenty to forty times what they
 are on a real host. A benchmark prints figures and asserts nothing.
@@ -28,18 +29,10 @@ from pathlib import Path
 from typing import Dict, List, Tuple
 
 ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
 
-SUPERVISOR_START = """
-import importlib, sys
-import stas.supervisor.main, stas.supervisor.cli_args
-from stas.supervisor import spawner
-for name in spawner.SHARED[{daemon!r}]:
-    importlib.import_module(name)
-import stas.supervisor.daemon, stas.dbus.objects, stas.{daemon}.role
-from stas.supervisor import netlink
-netlink._load_codecs()
-print(len(sys.modules))
-"""
+from stas.testing import start_imports  # noqa: E402 (after the checkout is on the path)
 
 
 def one_run(cwd: Path, code: str) -> Tuple[float, float, int]:
@@ -96,7 +89,7 @@ def main() -> int:
     )
     report(
         f"{args.daemon}'s supervisor start imports",
-        measure(sides, SUPERVISOR_START.format(daemon=args.daemon), args.runs),
+        measure(sides, start_imports.supervisor_start(args.daemon) + 'print(len(sys.modules))\n', args.runs),
     )
     return 0
 

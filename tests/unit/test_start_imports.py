@@ -11,23 +11,20 @@ from pathlib import Path
 import pytest
 
 from stas.supervisor import spawner
+from stas.testing import start_imports
 
 ROOT = Path(__file__).resolve().parents[2]
 
-# what main() imports, in its order: the modules shared with the forkserver, then the daemon
-SUPERVISOR_IMPORTS = """
-import importlib, json, sys
-import stas.supervisor.main, stas.supervisor.cli_args
-from stas.supervisor import spawner
-for name in spawner.SHARED['stafd']:
-    importlib.import_module(name)
-import stas.supervisor.daemon, stas.stafd.role, stas.stafd.udev_rule, stas.stacd.role, stas.dbus.objects
-from stas.supervisor import netlink
-netlink._load_codecs()
-with open('/proc/self/maps') as maps:
+# what both supervisors import as they start (the union of stafd's and stacd's), and what of
+# it ends up in the process
+SUPERVISOR_IMPORTS = (
+    start_imports.supervisor_start('stafd')
+    + start_imports.supervisor_side('stacd')
+    + """with open('/proc/self/maps') as maps:
     libraries = sorted({line.split()[-1].rsplit('/', 1)[-1] for line in maps if '.so' in line})
 print(json.dumps({'modules': sorted(sys.modules), 'libraries': libraries}))
 """
+)
 
 
 def _run(code: str) -> dict:
@@ -112,39 +109,11 @@ def test_a_library_imported_already_is_left_as_it_is():
     assert loaded == {'ssl': True, 'tls': True}
 
 
-# Each side of a fork, from the same start: what main() imports before the forkserver is forked
-# (``shared`` says whether the modules of SHARED are among them), then the supervisor's own
-# modules (with what it imports as it starts: the netlink codecs, stafd's firmware tables) or
-# what the forkserver preloads for its workers. ``engine`` is the workers' engine, ``daemon``
-# the supervisor's.
-_BEFORE_FORK = """
-import importlib, json, sys
-import stas.supervisor.main, stas.supervisor.cli_args
-from stas.supervisor import spawner
-if {shared}:
-    for name in spawner.SHARED[{engine!r}]:
-        importlib.import_module(name)
-"""
-_SIDES = {
-    'before': '',
-    'supervisor': """
-import stas.supervisor.daemon, stas.dbus.objects, stas.{daemon}.role
-from stas.supervisor import netlink
-netlink._load_codecs()
-if {daemon!r} == 'stafd':
-    import stas.stafd.nbft_source
-""",
-    'forkserver': """
-spawner._preload([n for n in spawner.PRELOAD[{engine!r}] if n != '__main__'])
-""",
-}
+REPORT_MODULES = 'print(json.dumps({"modules": sorted(sys.modules), "libraries": []}))\n'
 
 
-def _side(engine: str, daemon: str, side: str, shared: bool) -> set:
-    code = _BEFORE_FORK.format(engine=engine, shared=shared)
-    code += _SIDES[side].format(daemon=daemon, engine=engine)
-    code += 'print(json.dumps({"modules": sorted(sys.modules), "libraries": []}))\n'
-    return set(_run(code)['modules'])
+def _modules(code: str) -> set:
+    return set(_run(code + REPORT_MODULES)['modules'])
 
 
 @pytest.mark.parametrize(
@@ -155,9 +124,10 @@ def test_what_supervisor_and_workers_both_import_is_imported_once_before_the_for
     private copies: SHARED lists every one of them. And only those: a module that one side
     does without would just hold the fork back."""
     shared = spawner.SHARED[engine]
-    before = _side(engine, daemon, 'before', shared=True)
-    supervisor = _side(engine, daemon, 'supervisor', shared=False)
-    forkserver = _side(engine, daemon, 'forkserver', shared=False)
+    before = _modules(start_imports.before_fork(engine))
+    after = start_imports.before_fork(engine, shared=False)
+    supervisor = _modules(after + start_imports.supervisor_side(daemon))
+    forkserver = _modules(after + start_imports.forkserver_side(engine))
     twice = sorted((supervisor & forkserver) - before)
     assert twice == [], twice
     assert [name for name in shared if name not in supervisor] == []
@@ -169,11 +139,9 @@ def test_stacds_forkserver_and_workers_leave_libnvme_unloaded(tmp_path):
     stacd's forkserver does not preload libnvme and a worker's kernel access does not import
     it (stafd's forkserver preloads it, for its discovery controllers)."""
     assert 'libnvme.nvme' in spawner.PRELOAD['stafd']
-    code = _BEFORE_FORK.format(engine='stacd', shared=True)
-    code += _SIDES['forkserver'].format(engine='stacd', daemon='stacd')
+    code = start_imports.before_fork('stacd') + start_imports.forkserver_side('stacd')
     code += f'from stas.workers.nvme_io import NvmeIo\nNvmeIo(sysfs_root={str(tmp_path)!r}).kernel_caps()\n'
-    code += 'print(json.dumps({"modules": sorted(sys.modules), "libraries": []}))\n'
-    modules = set(_run(code)['modules'])
+    modules = _modules(code)
     assert 'stas.workers.nvme_io' in modules
     assert not [m for m in modules if m == 'libnvme.nvme' or m.startswith('libnvme._')]
 
