@@ -258,6 +258,20 @@ def listed(conn, nqns: Set[str]) -> Tuple[Optional[int], Optional[int]]:
     return count, len({r['subsysnqn'] for r in ours if r['connected'] == 'True'})
 
 
+FAILURE_LOG_LINES = 60
+
+
+def print_log_tail(path: Path) -> None:
+    try:
+        lines = path.read_text(errors='replace').splitlines()
+    except OSError as e:
+        print(f'    {path}: {e}')
+        return
+    print(f'    the last {min(len(lines), FAILURE_LOG_LINES)} of {len(lines)} lines of {path}:')
+    for line in lines[-FAILURE_LOG_LINES:]:
+        print(f'      {line[:200]}')
+
+
 def log_span(path: Path, since: float) -> str:
     """From one of our daemon's logs: when its first line came, and how many controllers it
     adopted and connected anew and over which span (seconds after ``since``, a time.time())."""
@@ -330,6 +344,8 @@ def one_side(scale: Scale, view: KernelView, conn, impl: Impl, timeout: float) -
         if impl.up is None:
             print(f'    stacd: {log_span(work / "stacd" / "stacd.log", wall)}')
         if progress.all_live is None:
+            for daemon in ('stafd', 'stacd'):  # why: what each daemon said last
+                print_log_tail(work / daemon / f'{daemon}.log')
             return figs
         wait_exactly(view, names, time.monotonic(), min(timeout, 120.0))  # duplicates gone first
         view.quiet(1.0, 60.0)
