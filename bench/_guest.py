@@ -1,6 +1,6 @@
 """What the benchmarks that run in the e2e test guest share: the guest check, starting and
-stopping a daemon from its console script, asking a daemon for its workers over D-Bus, and
-reading a process tree's CPU time and memory from /proc.
+stopping a daemon from its console script, reading its log, asking a daemon for its workers over
+D-Bus, and reading a process tree's CPU time and memory from /proc.
 
 The scripts next to this module run as ``bench/run-in-guest -- bench/SCRIPT.py``; Python puts
 bench/ first on sys.path, so they ``import _guest``. Importing it also puts the project root on
@@ -9,13 +9,14 @@ sys.path, for ``stas`` and ``tests.e2e``.
 
 from __future__ import annotations
 
+import datetime
 import os
 import signal
 import statistics
 import subprocess
 import sys
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
@@ -72,6 +73,41 @@ def spawn_daemon(name: str, workdir: Path, conf: str) -> Tuple[subprocess.Popen,
     )
     log.close()
     return proc, log_path
+
+
+# our daemons stamp each log line to the millisecond: ``2026-01-02 03:04:05,678 stafd ...``
+LOG_STAMP_LEN = 23
+FAILURE_LOG_LINES = 60
+
+
+def log_line_time(line: str) -> Optional[float]:
+    """When (a time.time()) one of our daemons logged ``line``; None for an unstamped line (a
+    traceback's)."""
+    try:
+        return datetime.datetime.strptime(line[:LOG_STAMP_LEN], '%Y-%m-%d %H:%M:%S,%f').timestamp()
+    except ValueError:
+        return None
+
+
+def timed_log_lines(path: Path, since: float) -> Iterator[Tuple[float, str]]:
+    """(seconds after ``since``, a time.time(), and the rest of the line) of each stamped line of
+    the log at ``path``."""
+    for line in path.read_text(errors='replace').splitlines():
+        at = log_line_time(line)
+        if at is not None:
+            yield at - since, line[LOG_STAMP_LEN + 1 :]
+
+
+def print_log_tail(path: Path, count: int = FAILURE_LOG_LINES) -> None:
+    """The last ``count`` lines of a daemon's log, to say why a step failed."""
+    try:
+        lines = path.read_text(errors='replace').splitlines()
+    except OSError as e:
+        print(f'    {path}: {e}')
+        return
+    print(f'    the last {min(len(lines), count)} of {len(lines)} lines of {path}:')
+    for line in lines[-count:]:
+        print(f'      {line[:200]}')
 
 
 def stop_processes(procs: Sequence[subprocess.Popen], timeout: float = 120) -> List[Optional[int]]:

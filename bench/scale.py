@@ -44,11 +44,19 @@ import subprocess
 import sys
 import tempfile
 import time
-from datetime import datetime
 from pathlib import Path
 from typing import Dict, List, Optional, Set, Tuple
 
-from _guest import CLK_TCK, dbus_call, descendants, guest_problem, stop_process, stop_processes
+from _guest import (
+    CLK_TCK,
+    dbus_call,
+    descendants,
+    guest_problem,
+    log_line_time,
+    print_log_tail,
+    stop_process,
+    stop_processes,
+)
 from cpu_window import CpuWindow, Share
 from side_by_side import (
     FLOOR,
@@ -258,20 +266,6 @@ def listed(conn, nqns: Set[str]) -> Tuple[Optional[int], Optional[int]]:
     return count, len({r['subsysnqn'] for r in ours if r['connected'] == 'True'})
 
 
-FAILURE_LOG_LINES = 60
-
-
-def print_log_tail(path: Path) -> None:
-    try:
-        lines = path.read_text(errors='replace').splitlines()
-    except OSError as e:
-        print(f'    {path}: {e}')
-        return
-    print(f'    the last {min(len(lines), FAILURE_LOG_LINES)} of {len(lines)} lines of {path}:')
-    for line in lines[-FAILURE_LOG_LINES:]:
-        print(f'      {line[:200]}')
-
-
 def log_span(path: Path, since: float) -> str:
     """From one of our daemon's logs: when its first line came, and how many controllers it
     adopted and connected anew and over which span (seconds after ``since``, a time.time())."""
@@ -281,10 +275,8 @@ def log_span(path: Path, since: float) -> str:
         return ''
 
     def at(line: str) -> Optional[float]:
-        try:
-            return datetime.strptime(line[:23], '%Y-%m-%d %H:%M:%S,%f').timestamp() - since
-        except ValueError:
-            return None
+        stamp = log_line_time(line)
+        return None if stamp is None else stamp - since
 
     parts = []
     first = next((t for t in map(at, lines) if t is not None), None)

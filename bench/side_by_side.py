@@ -74,6 +74,7 @@ from _guest import (
     dbus_call,
     descendants,
     guest_problem,
+    print_log_tail,
     pss_kib,
     spawn_daemon,
     stop_processes,
@@ -311,7 +312,7 @@ def one_session(bench: Bench, view: KernelView, impl: Impl, args) -> None:
         print(
             f'  {side}: stafd did not serve every subsystem (exit {stafd.poll()}); see {work}/stafd/stafd.log'
         )
-        print('    ' + (work / 'stafd' / 'stafd.log').read_text()[-1500:].replace('\n', '\n    '))
+        print_log_tail(work / 'stafd' / 'stafd.log')
         bench.stop()
         return
     bench.record('stafd start -> all log pages on D-Bus (s)', side, took)

@@ -45,6 +45,7 @@ from _guest import (
     spawn_daemon,
     spread,
     stop_process,
+    timed_log_lines,
 )
 
 from stas.testing.bus import start_system_bus, stop_system_bus
@@ -188,18 +189,10 @@ def measure_start(bench: Bench, conf: str, run: int, timeout: float) -> Tuple[fl
 
 
 def print_timeline(log_path: Path, started_at: float, until_s: float) -> None:
-    """The daemon's log lines up to ``until_s`` after its start, each with its offset (the log
-    stamps lines to the millisecond: ``2026-01-02 03:04:05,678 stafd ...``)."""
-    import datetime
-
-    for line in log_path.read_text().splitlines():
-        try:
-            stamp = datetime.datetime.strptime(line[:23], '%Y-%m-%d %H:%M:%S,%f').timestamp()
-        except ValueError:
-            continue
-        offset = stamp - started_at
+    """The daemon's log lines up to ``until_s`` after its start, each with its offset."""
+    for offset, text in timed_log_lines(log_path, started_at):
         if offset <= until_s + 0.5:
-            print(f'    {offset * 1000:7.0f} ms  {line[24:][:150]}')
+            print(f'    {offset * 1000:7.0f} ms  {text[:150]}')
 
 
 def measure_links(bench: Bench, count: int, timeout: float) -> List[float]:

@@ -16,28 +16,15 @@ asserts nothing.
 from __future__ import annotations
 
 import argparse
-import datetime
-import re
 import sys
 import time
 
-from _guest import CLK_TCK, guest_problem, spawn_daemon, user_system
+from _guest import CLK_TCK, guest_problem, spawn_daemon, timed_log_lines, user_system
 from side_by_side import bench_fabric
 from stacd_connect import STACD_CONF, STAFD_CONF, watch_connects
 
 from stas.testing.processes import daemon_processes
 from tests.e2e.initiator import delete_all_controllers
-
-LOG_LINE = re.compile(r'(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}) (.*)')
-
-
-def log_times(path, started: float):
-    """(seconds after ``started``, text) of each timestamped line of the log at ``path``."""
-    for line in path.read_text().splitlines():
-        m = LOG_LINE.match(line)
-        if m:
-            at = datetime.datetime.strptime(m[1], '%Y-%m-%d %H:%M:%S,%f').timestamp()
-            yield at - started, m[2]
 
 
 def main() -> int:
@@ -78,7 +65,7 @@ def main() -> int:
                     user, system = user_system(pid)
                     print(f'  CPU {kind} {pid}: user {user / CLK_TCK:.2f} s, system {system / CLK_TCK:.2f} s')
             if n > 0:
-                for at, text in log_times(log, started):
+                for at, text in timed_log_lines(log, started):
                     print(f'  {at:6.2f} {text[:140]}')
             bench.stop()
     return 0
