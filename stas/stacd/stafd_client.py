@@ -80,6 +80,7 @@ class StafFollower:
         self._call_timeout_s = call_timeout_s
         self._slots: List[Any] = []
         self._owner = ''
+        self._owner_changes = 0  # NameOwnerChanged signals for stafd's name seen so far
         self._timer: Optional[asyncio.TimerHandle] = None
         self._timer_at = 0.0
         self._fetching = False
@@ -99,12 +100,17 @@ class StafFollower:
         while not self._closed:
             try:
                 await self._subscribe()
+                changes_before = self._owner_changes
                 owner = await self._name_owner()
             except Exception as exc:  # noqa: BLE001 - no bus (yet): keep what we know, retry
                 log.warning('cannot follow stafd on the system bus: %s; retrying in %g s', exc, REOPEN_S)
                 self._drop_bus()
                 await asyncio.sleep(REOPEN_S)
                 continue
+            if self._owner_changes != changes_before:
+                # stafd took or left its name while GetNameOwner was on its way: the signal was
+                # handled at once and is newer than this reply, which the bus wrote before it.
+                owner = self._owner
             if owner:
                 self._appeared(owner)
             else:
@@ -167,6 +173,7 @@ class StafFollower:
             return
         if name != STAF_NAME:
             return
+        self._owner_changes += 1
         if old and old == self._owner:
             self._vanished()
         if new:
