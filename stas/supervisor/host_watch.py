@@ -9,7 +9,8 @@ build configuration is read once (it does not change while the kernel runs); an 
 answer is asked again at a reload. Files are read on a thread, off the event loop.
 
 Avahi (stafd with zeroconf): ``org.freedesktop.Avahi`` is looked up on the system bus once
-(``NameHasOwner``, ``ListActivatableNames``), then followed through ``NameOwnerChanged``.
+(``NameHasOwner``, ``ListActivatableNames``), then followed through ``NameOwnerChanged``; a signal
+that comes while those are asked is newer than their answers, and wins.
 """
 
 from __future__ import annotations
@@ -54,6 +55,7 @@ class HostWatch:
         self._recheck: Optional[asyncio.TimerHandle] = None
         self._rechecking: Optional[asyncio.Task] = None  # held: the loop keeps only a weak one
         self._avahi_activatable = False
+        self._avahi_changes = 0  # NameOwnerChanged signals for Avahi's name seen so far
         self._config = None
         self._host = None
 
@@ -97,12 +99,17 @@ class HostWatch:
         self._bus = bus
         try:
             self._slot = await bus.match_signal_async(*_DBUS, 'NameOwnerChanged', self._on_owner_changed)
+            changes_before = self._avahi_changes
             owned = await self._call('NameHasOwner', AVAHI_NAME)
             activatable = AVAHI_NAME in (await self._call('ListActivatableNames') or ())
         except Exception as exc:  # noqa: BLE001 - a bus that does not answer: unknown, not fatal
             log.debug('cannot ask the system bus about %s: %s', AVAHI_NAME, exc)
             return
         self._avahi_activatable = bool(activatable)
+        if self._avahi_changes != changes_before:
+            # Avahi came or went while we asked (both start at boot): the signal, handled at
+            # once, is newer than the answer, which the bus wrote before it
+            owned = self.avahi == 'running'
         self.avahi = 'running' if owned else ('activatable' if activatable else 'missing')
         self._take()
 
@@ -120,6 +127,7 @@ class HostWatch:
             return
         if name != AVAHI_NAME:
             return
+        self._avahi_changes += 1
         if new:
             self.avahi = 'running'
         else:  # gone; whether D-Bus can start it again was asked at the start
