@@ -79,7 +79,7 @@ class StacdRole(DaemonRole):
     ``bind(supervisor)`` (to ask for a replan when stafd says something), ``worker_options_for``
     (disconnect-scope differs by transport), ``extra_worker_keys`` (workers that still have
     controllers to let go of, or an audit to run), ``on_worker_gone`` and ``process_info_extra``.
-    It follows stafd once its D-Bus object is published (``publisher`` is set).
+    It follows stafd once its D-Bus object is published (``published``), on the same bus.
 
     The log page entries of record survive a stacd restart in ``STATE_FILE`` of the runtime
     directory (JSON, written atomically after every change), so a stacd restarted while stafd
@@ -105,7 +105,7 @@ class StacdRole(DaemonRole):
         self._clock = clock
         self._follower_factory = follower_factory
         self.follower: Any = None
-        self._publisher: Any = None
+        self.publisher: Any = None  # the D-Bus object's (set by the supervisor)
         self._request_replan: Optional[Callable[[], None]] = None
         self._background = Background()  # the follower's start, held until it is done
         self.config: Optional[StacdConfig] = None
@@ -129,22 +129,20 @@ class StacdRole(DaemonRole):
     def bind(self, supervisor: Any) -> None:
         self._request_replan = supervisor.request_replan
 
-    @property
-    def publisher(self) -> Any:
-        return self._publisher
-
-    @publisher.setter
-    def publisher(self, value: Any) -> None:
-        """Set once the D-Bus object is published: the time to start following stafd."""
-        self._publisher = value
-        if value is not None and self.follower is None:
+    async def published(self, bus: Any, host_watch: Any) -> None:
+        """stacd's object is on ``bus``: follow stafd there too (one connection for both)."""
+        if self.follower is None:
             factory = self._follower_factory
             if factory is None:
                 from .stafd_client import StafFollower
 
                 factory = StafFollower
-            self.follower = factory(self)
+            self.follower = factory(self, bus=bus)
             self._background.start(self.follower.start())
+
+    async def stopped(self) -> None:
+        if self.follower is not None:
+            self.follower.close()  # no fetch or retry planned past the end
 
     def _replan(self) -> None:
         if self._request_replan is not None:

@@ -475,3 +475,32 @@ def test_log_page_iocs_without_an_interface_are_routed(role):
     assert role.addresses_to_route() == ['192.0.2.1', '198.51.100.1']  # a DC without interface for B
     role.stafd_answered(':1.4', answer(('198.51.100.1', '', ['s3'])))  # A removed
     assert role.addresses_to_route() == ['198.51.100.1']
+
+
+def test_stafd_is_followed_on_the_bus_of_stacds_object_until_stacd_stops(tmp_path):
+    import asyncio
+
+    class Follower:
+        def __init__(self, listener, *, bus):
+            self.listener, self.bus = listener, bus
+            self.started = self.closed = False
+
+        async def start(self):
+            self.started = True
+
+        def close(self):
+            self.closed = True
+
+    async def scenario():
+        role = StacdRole(str(tmp_path), follower_factory=Follower)
+        bus = object()
+        await role.published(bus, host_watch=None)
+        await asyncio.sleep(0)
+        follower = role.follower
+        assert (follower.listener, follower.bus, follower.started) == (role, bus, True)
+        await role.published(bus, host_watch=None)  # once only
+        assert role.follower is follower and not follower.closed
+        await role.stopped()
+        assert follower.closed
+
+    asyncio.run(scenario())
