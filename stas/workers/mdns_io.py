@@ -219,6 +219,7 @@ class AvahiBrowser:
         self._proxy_classes: Any = None
         self._slots: List[Any] = []
         self._avahi_present: Optional[bool] = None  # None: not asked yet
+        self._avahi_changes = 0  # NameOwnerChanged signals for Avahi's name seen so far
         self._warned_missing = False
         self._ifindex = -1
         self._wanted: Set[BrowserKey] = set()
@@ -328,7 +329,15 @@ class AvahiBrowser:
         if self._bus is None:
             await self._connect()
         if not self._avahi_present:
-            self._avahi_present = await self._ask_avahi()
+            changes_before = self._avahi_changes
+            present = await self._ask_avahi()
+            if self._avahi_changes != changes_before:
+                # Avahi came or went while it was asked about: the answer may be older than
+                # that, so ask again (an Avahi started by that very question comes this way too)
+                self._avahi_present = None
+                self._wake.set()
+                return
+            self._avahi_present = present
             self._publish()  # say whether Avahi is there, services or not
             if not self._avahi_present:
                 if not self._warned_missing:
@@ -572,6 +581,7 @@ class AvahiBrowser:
         name, old, new = msg.get_contents()
         if name != AVAHI_NAME:
             return
+        self._avahi_changes += 1
         if old and self._avahi_present:
             # its objects died with it: nothing to free
             log.warning(
