@@ -105,7 +105,6 @@ class StacdRole(DaemonRole):
         self._clock = clock
         self._follower_factory = follower_factory
         self.follower: Any = None
-        self.publisher: Any = None  # the D-Bus object's (set by the supervisor)
         self._request_replan: Optional[Callable[[], None]] = None
         self._background = Background()  # the follower's start, held until it is done
         self.config: Optional[StacdConfig] = None

@@ -95,7 +95,6 @@ class StafdRole(DaemonRole):
         self._udev_lock: Optional[asyncio.Lock] = None  # one change of the rule file at a time
         self.state_file = StateFile(runtime_dir, cache.FILE_NAME)
         self.view = StafView()
-        self.publisher = None
         # the keys of each configured DC's controller= entry beyond its TID, as written: 2.x
         # shows them in the DC's dict (the [Global] defaults are not shown)
         self._extras: Dict[TransportId, Tuple[Tuple[str, str], ...]] = {}

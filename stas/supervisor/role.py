@@ -69,6 +69,9 @@ class DaemonRole:
     reload_ops: Tuple[str, ...] = ()
     # whether its controllers carry discovery log pages (stafd's DCs), for the metrics
     has_log_pages = False
+    # the daemon's D-Bus object (``stas.dbus.api.Publisher``), set by the supervisor once it is
+    # published (stafd emits its signals through it)
+    publisher: Any = None
 
     def bind(self, supervisor: Any) -> None:
         """Called once with the supervisor: a role that learns of changes by itself (stacd, from

@@ -3,6 +3,7 @@ with workers' reports, the options and extra workers it asks for, and its D-Bus 
 
 from __future__ import annotations
 
+import asyncio
 import errno
 import json
 import logging
@@ -478,8 +479,6 @@ def test_log_page_iocs_without_an_interface_are_routed(role):
 
 
 def test_stafd_is_followed_on_the_bus_of_stacds_object_until_stacd_stops(tmp_path):
-    import asyncio
-
     class Follower:
         def __init__(self, listener, *, bus):
             self.listener, self.bus = listener, bus
