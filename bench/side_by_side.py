@@ -9,11 +9,13 @@ trixie's nvme-stas 2.4.1 through a private apt configuration, unpacks it under
 ~/.cache/nvme-stas-upstream, installs the bookworm Python packages upstream imports
 (python3-dasbus, -gi, -pyudev, -systemd, -lxml), copies the libnvme 1.16 module of the project
 venv next to it and byte-compiles it all, then writes the ``env`` file this script reads
-(``--upstream-env``). Upstream runs with /usr/bin/python3 and that PYTHONPATH; what its systemd
-units would give it is emulated: RUNTIME_DIRECTORY (fresh for each start), /run/stafd and
-/run/stacd, /etc/stas/sys.conf with the test host identity. Its configuration files are passed
-with ``-f``. Byte-compile this project's ``stas`` on the host too (the guest root is read-only
-and PYTHONDONTWRITEBYTECODE is set)::
+(``--upstream-env``). Upstream runs with /usr/bin/python3 and that PYTHONPATH, ours with the
+venv's interpreter: ``tools/setup`` makes the venv from /usr/bin/python3 too, and the report
+says when the two differ. What upstream's systemd units would give it is emulated:
+RUNTIME_DIRECTORY (fresh for each start), /run/stafd and /run/stacd, /etc/stas/sys.conf with
+the test host identity. Its configuration files are passed with ``-f``. Byte-compile this
+project's ``stas`` on the host too (the guest root is read-only and PYTHONDONTWRITEBYTECODE is
+set)::
 
     env -u PYTHONDONTWRITEBYTECODE $STAS_VENV/bin/python -m compileall -q stas
 
@@ -575,6 +577,14 @@ def main() -> int:
             f'ours with {sys.executable}'
         )
         print('nvme-cli udev rules left installed: ' + (', '.join(rules) or 'none'))
+        ours_python, up_python = os.path.realpath(sys.executable), os.path.realpath(upstream['UPSTREAM_PYTHON'])
+        if ours_python != up_python:
+            # one build of CPython can cost a third more CPU than another on the same code
+            # (with or without profile-guided optimisation): the ratios would compare the builds
+            bench.notes.append(
+                f'the two sides ran different interpreters ({ours_python}, {up_python}): '
+                'every ratio compares the interpreters too'
+            )
         up_trees = [Path(p) for p in upstream['UPSTREAM_PYTHONPATH'].split(':')]
         print(f'ours: {pyc_state([ROOT / "stas"])}; upstream: {pyc_state(up_trees)}')
         if args.warmup:
