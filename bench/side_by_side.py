@@ -577,7 +577,8 @@ def main() -> int:
             f'ours with {sys.executable}'
         )
         print('nvme-cli udev rules left installed: ' + (', '.join(rules) or 'none'))
-        ours_python, up_python = os.path.realpath(sys.executable), os.path.realpath(upstream['UPSTREAM_PYTHON'])
+        ours_python = os.path.realpath(sys.executable)
+        up_python = os.path.realpath(upstream['UPSTREAM_PYTHON'])
         if ours_python != up_python:
             # one build of CPython can cost a third more CPU than another on the same code
             # (with or without profile-guided optimisation): the ratios would compare the builds
