@@ -580,8 +580,8 @@ def main() -> int:
         ours_python = os.path.realpath(sys.executable)
         up_python = os.path.realpath(upstream['UPSTREAM_PYTHON'])
         if ours_python != up_python:
-            # one build of CPython can cost a third more CPU than another on the same code
-            # (with or without profile-guided optimisation): the ratios would compare the builds
+            # one build of CPython can cost 1.4 times the CPU of another on the same code (with
+            # or without profile-guided optimisation): the ratios would compare the builds
             bench.notes.append(
                 f'the two sides ran different interpreters ({ours_python}, {up_python}): '
                 'every ratio compares the interpreters too'
