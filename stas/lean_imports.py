@@ -6,11 +6,10 @@ not load:
 - ``asyncio`` imports ``ssl`` for its TLS transports, and ``ssl`` loads libssl and libcrypto:
   about 8 ms and 4.5 MiB per process on a real host. Nothing here speaks TLS from Python
   (NVMe/TCP TLS is the kernel's; D-Bus is a local socket).
-- ``multiprocess`` pickles with ``dill`` when it can import it, and ``dill`` imports about forty
+- ``multiprocess`` imports ``dill`` to pickle with when it can, and ``dill`` imports about forty
   modules (ctypes, inspect, dataclasses, pathlib, tempfile, bz2, lzma...): about 40 ms and
-  5 MiB. What the supervisor hands its forkserver (a module-level function, a plain
-  ``WorkerSpec``, a socket) is what the standard ``pickle`` handles, with its pickler written
-  in C (``dill`` uses the pure-Python one).
+  5 MiB. Nothing here is pickled: only ``multiprocess``'s forkserver protocol serves, and a
+  worker's ``WorkerSpec`` travels as the IPC messages do (``stas.supervisor.spawner``).
 
 Each library then sees what it sees on a Python without the optional module (both fall back
 by design: ``asyncio`` refuses its TLS arguments, ``multiprocess`` uses ``pickle``), and only

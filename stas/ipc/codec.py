@@ -48,6 +48,7 @@ _HEADER = struct.Struct('>I')
 _NONE_TYPE = type(None)
 
 Encoder = Callable[[Any], Any]
+T = typing.TypeVar('T')
 Decoder = Callable[[Any], Any]
 
 
@@ -153,9 +154,11 @@ def _plans(tp: Any) -> Tuple[Optional[Encoder], Decoder]:
     return enc, dec
 
 
-def prepare_plans() -> None:
-    """Build the plans of every message type now (each is otherwise built on its first use)."""
-    for cls in registered().values():
+def prepare_plans(*records: type) -> None:
+    """Build the plans of every message type and of ``records`` now (each is otherwise built on
+    its first use, which reads the type hints: costly, and in a forked process a private copy
+    of every page the typing machinery writes to)."""
+    for cls in (*registered().values(), *records):
         _plans(cls)
 
 
@@ -507,6 +510,21 @@ def decode(frame: bytes, peer: Optional[Sender] = None, max_frame: int = DEFAULT
     if len(messages) != 1:
         raise ProtocolError(f'expected exactly one message, got {len(messages)}')
     return messages[0]
+
+
+def encode_record(obj: Any) -> bytes:
+    """A record (a frozen dataclass of the types messages carry) as one msgpack value, outside
+    any frame: what a worker is handed as it is forked (its ``WorkerSpec``)."""
+    return msgpack.packb(_plans(type(obj))[0](obj))
+
+
+def decode_record(cls: Type[T], data: bytes) -> T:
+    """The ``cls`` record in ``data`` (from ``encode_record``), checked as strictly as a
+    message; ProtocolError names what is wrong."""
+    try:
+        return _plans(cls)[1](_unpack(data))
+    except _Invalid as err:
+        raise ProtocolError(f'{cls.__name__}: {err.where()}: {err.problem}') from None
 
 
 class FrameDecoder:

@@ -19,7 +19,9 @@ Never the ``fork`` start method for workers: forking the running supervisor woul
 event loop, D-Bus connection and netlink sockets into every worker.
 
 Each worker gets one end of an AF_UNIX socketpair (passed over the forkserver's socket with
-SCM_RIGHTS) and a ``WorkerSpec``: plain data.
+SCM_RIGHTS) and a ``WorkerSpec``: plain data, encoded as the IPC messages are. Of ``multiprocess``
+only the forkserver's protocol and loop serve: what a forked child runs is ours
+(``_worker_child``), not its generic ``Process`` bootstrap, and nothing is pickled.
 
 The forkserver can die (an admin's stray kill, the OOM killer) while its workers run on: they
 are its children, and the only news of a child's end reaches us through the forkserver (the
@@ -60,7 +62,7 @@ from ..proctitle import forkserver_names, set_process_title
 # Both before anything else imports them (see lean_imports), here, where every process of a
 # daemon passes first: the supervisor, the forkserver forked from it and its workers, and a
 # forkserver started anew (serve_replacement, in this module) all load them without ssl or dill.
-multiprocess = multiprocess_without_dill()
+multiprocess_without_dill()
 asyncio_without_ssl()
 
 if TYPE_CHECKING:
@@ -134,12 +136,13 @@ def pidfd_exited(pidfd: int) -> bool:
 
 
 class WorkerProcess:
-    """A started worker: its process handle and our end of its socketpair."""
+    """A started worker: its pid, the forkserver's status pipe for it and our end of its
+    socketpair."""
 
-    def __init__(self, process, sock: socket.socket, forkserver_pid: Optional[int] = None):
-        self._process = process
+    def __init__(self, pid: int, sentinel: int, sock: socket.socket, forkserver_pid: Optional[int] = None):
+        self.pid = pid
+        self._sentinel = sentinel
         self.sock = sock
-        self.pid: int = process.pid
         self.forkserver_pid = forkserver_pid
         # opened at once, so it names this process even if the pid is reused later
         self.pidfd: Optional[int] = open_pidfd(self.pid)
@@ -147,7 +150,7 @@ class WorkerProcess:
     @property
     def sentinel(self) -> int:
         """An fd that becomes readable when the process has exited, or its forkserver has."""
-        return self._process.sentinel
+        return self._sentinel
 
     def alive(self) -> bool:
         """Whether the process still runs (its forkserver's news aside)."""
@@ -178,9 +181,11 @@ class WorkerProcess:
             return None
 
     def close(self) -> None:
-        if self.pidfd is not None:
-            os.close(self.pidfd)
-            self.pidfd = None
+        for fd in (self.pidfd, self._sentinel):
+            if fd is not None and fd >= 0:
+                os.close(fd)
+        self.pidfd = None
+        self._sentinel = -1
 
 
 class _NullResourceTracker:
@@ -216,8 +221,8 @@ def _without_resource_tracker() -> None:
 
 def _titled_forkserver_starts(preload: Sequence[str], names: tuple[str, str]) -> None:
     """Make ``multiprocess`` start each new forkserver through ``_start_forkserver``. Both its
-    module function (``Spawner.warm_up``) and the method its ``Process.start()`` calls are
-    replaced."""
+    module function (``Spawner.warm_up``) and the method ``connect_to_new_process`` calls
+    (``Spawner.spawn``) are replaced."""
     from multiprocess import forkserver
 
     server = forkserver._forkserver
@@ -244,19 +249,16 @@ def _start_forkserver(server, preload: Sequence[str], names: tuple[str, str]) ->
             server._forkserver_address = None
             server._forkserver_alive_fd = None
             server._forkserver_pid = None
-        data = spawn.get_preparation_data('ignore')
-        data = {k: v for k, v in data.items() if k in ('main_path', 'sys_path')}
         with _listener() as (listener, address):
             # every client holds the write end of the "alive" pipe (see fork_forkserver)
             alive_r, alive_w = os.pipe()
             try:
                 # sys.path first: the daemon's own may differ from a bare interpreter's
                 cmd = (
-                    f'import sys; sys.path[:] = {data.get("sys_path", sys.path)!r}; '
+                    f'import sys; sys.path[:] = {sys.path!r}; '
                     'from stas.supervisor.spawner import serve_replacement; '
                     f'serve_replacement({names!r}, {listener.fileno()}, {alive_r}, '
-                    f'{list(preload)!r}, '
-                    f'**{data!r})'
+                    f'{list(preload)!r})'
                 )
                 exe = spawn.get_executable()
                 args = [exe, *util._args_from_interpreter_flags(), '-c', cmd]
@@ -288,7 +290,7 @@ def _listener():
 
 
 def _note_forkserver(address: str, alive_w: int, pid: int) -> None:
-    """What multiprocess notes of a forkserver it started itself: Process.start() then finds
+    """What multiprocess notes of a forkserver it started itself: Spawner.spawn then finds
     this one running, and ensure_running() replaces it once it dies."""
     from multiprocess import forkserver
 
@@ -298,25 +300,74 @@ def _note_forkserver(address: str, alive_w: int, pid: int) -> None:
     server._forkserver_pid = pid
 
 
-def serve_replacement(names: tuple[str, str], listener_fd: int, alive_r: int, preload, **data) -> None:
+def serve_replacement(names: tuple[str, str], listener_fd: int, alive_r: int, preload) -> None:
     """The life of a forkserver started as a new interpreter (``_start_forkserver``)."""
     from ..proctitle import set_process_title
 
     set_process_title(*names)
+    _preload(preload)
+    _serve(listener_fd, alive_r)
+
+
+def _serve(listener_fd: int, alive_r: int) -> None:
+    """``multiprocess``'s forkserver loop (it returns or raises SystemExit once its last client
+    is gone), whose children run ``_worker_child``."""
     from multiprocess import forkserver
 
-    _preload(preload)  # what forkserver.main would import, and the workers' preparation
+    forkserver._serve_one = _worker_child
+    forkserver.main(listener_fd, alive_r, ())  # nothing to import: _preload did
 
-    forkserver.main(listener_fd, alive_r, preload, **data)
+
+def _worker_child(child_r: int, fds: Sequence[int], unused_fds: Sequence[int], handlers) -> int:
+    """What a process the forkserver has just forked runs, in place of ``multiprocess``'s own
+    ``_serve_one``: the same clean-up of what it inherited, then the worker whose
+    ``WorkerSpec`` ``Spawner.spawn`` writes to ``child_r``. Returns its exit status.
+
+    ``multiprocess``'s child would unpickle its preparation data and a ``Process`` object,
+    prepare a process in its image and bootstrap it: generic machinery a worker needs none of,
+    whose run writes into pages the child shares with the forkserver and so makes them its own
+    (about 0.4 MiB per worker, measured on the development host)."""
+    signal.set_wakeup_fd(-1)
+    for signum, handler in handlers.items():
+        signal.signal(signum, handler)
+    for fd in unused_fds:
+        os.close(fd)
+    # the forkserver's "alive" pipe stays open in every worker (see fork_forkserver); the
+    # resource tracker's fd is /dev/null (see _NullResourceTracker)
+    _alive_w, tracker_fd, sock_fd = fds
+    os.close(tracker_fd)
+    code = 1
+    try:
+        from ..ipc.codec import decode_record
+        from ..workers.main import worker_process_main
+        from ..workers.spec import WorkerSpec
+
+        with open(child_r, 'rb', closefd=True) as pipe:
+            spec = decode_record(WorkerSpec, pipe.read())
+
+        worker_process_main(spec, socket.socket(fileno=sock_fd))
+        code = 0
+    except SystemExit as exc:  # as an interpreter ends on one
+        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+        if not isinstance(exc.code, (int, type(None))):
+            print(exc.code, file=sys.stderr)
+    except BaseException:  # noqa: BLE001 (reported, and the exit status says it failed)
+        traceback.print_exc()
+    _join_threads()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+    return code
 
 
-def _run_worker(spec: WorkerSpec, sock: socket.socket) -> None:
-    """A worker process's target. The supervisor hands the forkserver a reference to this
-    function, which it pickles by name: the worker's own modules (``stas.workers.main`` and the
-    engine's) are the forkserver's, never imported by the supervisor."""
-    from ..workers.main import worker_process_main
+def _join_threads() -> None:
+    """Wait for the threads a worker left running (blocking kernel calls in flight), as an
+    interpreter does before it exits: the forkserver ends the child with ``os._exit``."""
+    import threading
 
-    worker_process_main(spec, sock)
+    for thread in threading.enumerate():
+        if thread is not threading.current_thread() and not thread.daemon:
+            thread.join()
 
 
 class Spawner:
@@ -326,27 +377,36 @@ class Spawner:
         _without_resource_tracker()
         self._daemon = daemon
         self.service = service or daemon
-        self._ctx = multiprocess.get_context('forkserver')
-        # '__main__' too: each child otherwise re-runs the parent's main script (runpy, no
-        # bytecode cache) to rebuild __mp_main__; loaded once in the forkserver, the forked
-        # children already have it and skip that (about 15 ms of every worker start)
-        self._preload = [*(preload or PRELOAD.get(daemon, ())), '__main__']
-        self._ctx.set_forkserver_preload(self._preload)
+        self._preload = list(preload or PRELOAD.get(daemon, ()))
         _titled_forkserver_starts(self._preload, forkserver_names(self.service))
         # one thread: starts are serialised (the forkserver serves one request at a time anyway)
         self.executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix='spawner')
 
     def spawn(self, spec: WorkerSpec) -> WorkerProcess:
+        """Have the forkserver fork a worker for ``spec`` (``_worker_child`` runs it)."""
+        from multiprocess import forkserver
+
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
-            process = self._ctx.Process(
-                target=_run_worker, args=(spec, theirs), name=spec.title, daemon=False
-            )
-            process.start()
+            # starts a forkserver first if there is none (our ensure_running)
+            status_r, data_w = forkserver._forkserver.connect_to_new_process([theirs.fileno()])
+        except BaseException:
+            ours.close()
+            raise
         finally:
             theirs.close()
+        try:
+            from ..ipc.codec import encode_record
+
+            with open(data_w, 'wb', closefd=True) as pipe:
+                pipe.write(encode_record(spec))
+            pid = forkserver.read_signed(status_r)
+        except BaseException:
+            os.close(status_r)
+            ours.close()
+            raise
         ours.setblocking(False)
-        return WorkerProcess(process, ours, forkserver_pid())
+        return WorkerProcess(pid, status_r, ours, forkserver_pid())
 
     def fork_forkserver(self, in_child: Callable[[], None] = lambda: None) -> int:
         """Start the forkserver as a fork of this process (see the module's docstring); it
@@ -358,10 +418,12 @@ class Spawner:
         for name in SHARED[self._daemon]:
             importlib.import_module(name)
         from ..ipc.codec import prepare_plans  # imported just now, with stas.ipc.channel
+        from ..workers.spec import WorkerSpec
 
-        # every process of the daemon encodes and decodes the same messages: their plans are
-        # built once, here, and shared with the forkserver and each worker forked from it
-        prepare_plans()
+        # every process of the daemon encodes and decodes the same messages (and the spec
+        # each worker is forked with): their plans are built once, here, and shared with the
+        # forkserver and each worker forked from it
+        prepare_plans(WorkerSpec)
         with _listener() as (listener, address):
             # every client (this process, each worker) holds the write end: the forkserver
             # exits when the last of them is gone
@@ -396,9 +458,8 @@ class Spawner:
 def _preload(preload: Sequence[str]) -> None:
     """What a forkserver loads and prepares once for all the workers it forks."""
     for name in preload:
-        if name != '__main__':
-            with contextlib.suppress(ImportError):  # the worker that needs it says why
-                importlib.import_module(name)
+        with contextlib.suppress(ImportError):  # the worker that needs it says why
+            importlib.import_module(name)
     from ..workers.main import prepare_forkserver
 
     try:
@@ -416,18 +477,13 @@ def _serve_forked(
         in_child()
         signal.pthread_sigmask(signal.SIG_SETMASK, [])
         set_process_title(*names)
-        from multiprocess import forkserver
-
-        # the daemon's main module is already loaded here, under its own name: the children
-        # multiprocess forks look for it as __mp_main__
-        sys.modules.setdefault('__mp_main__', sys.modules['__main__'])
         _preload(preload)
         # Out of the cyclic collector's reach from now on, here and in every worker: a
         # collection writes into the header of each object it visits, which would copy into
         # each worker every page of the modules it shares with this process.
         gc.freeze()
         gc.enable()  # off since before the fork (the daemon's main() imports without it)
-        forkserver.main(listener_fd, alive_r, ())
+        _serve(listener_fd, alive_r)
         code = 0
     except SystemExit as exc:  # how forkserver.main ends once its last client is gone
         code = exc.code if isinstance(exc.code, int) else 0

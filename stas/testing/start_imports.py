@@ -42,7 +42,7 @@ def supervisor_side(daemon: str) -> str:
 
 def forkserver_side(engine: str) -> str:
     """What the forkserver of ``engine``'s workers imports after the fork."""
-    return f"spawner._preload([n for n in spawner.PRELOAD[{engine!r}] if n != '__main__'])\n"
+    return f'spawner._preload(spawner.PRELOAD[{engine!r}])\n'
 
 
 def supervisor_start(daemon: str) -> str:

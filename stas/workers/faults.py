@@ -6,6 +6,8 @@ an interface to that interface's workers in ``WorkerSpec.fault``. Production nev
 
 Faults:
 - ``crash-at-start``: the worker exits with status 3 before saying hello (a broken install).
+- ``raise-at-start``: the worker's code raises before it says hello (a bug): status 1, and the
+  traceback on its standard error.
 - ``segfault-at-start``: the worker dies of SIGSEGV before saying hello (a native crash).
 - ``hang-after-hello``: the worker says hello, then its loop blocks for good (a stuck call).
 - ``stuck-op``: the worker's loop turns, but one kernel operation never ends (a write blocked in
@@ -21,7 +23,7 @@ from typing import Any, Dict, Tuple
 
 from ..errors import ConfigError
 
-KNOWN = ('crash-at-start', 'segfault-at-start', 'hang-after-hello', 'stuck-op')
+KNOWN = ('crash-at-start', 'raise-at-start', 'segfault-at-start', 'hang-after-hello', 'stuck-op')
 
 
 def parse(text: str) -> Dict[str, str]:
@@ -40,6 +42,8 @@ def parse(text: str) -> Dict[str, str]:
 def before_hello(fault: str) -> None:
     if fault == 'crash-at-start':
         os._exit(3)
+    if fault == 'raise-at-start':
+        raise RuntimeError('fault injected before hello (raise-at-start)')
     if fault == 'segfault-at-start':
         os.kill(os.getpid(), signal.SIGSEGV)
 

@@ -38,7 +38,12 @@ def prepare_forkserver() -> None:
     memory it touches. In a worker forked from here it is already done, and shared."""
     import concurrent.futures.thread  # noqa: F401 (imported by name on a loop's first executor call)
 
+    from ..ipc.codec import prepare_plans
+
     asyncio.new_event_loop().close()  # what a first loop imports and builds
+    # the decoders of the spec each worker is forked with and of the messages it exchanges
+    # (built already where the forkserver is a fork of the daemon's process)
+    prepare_plans(WorkerSpec)
 
 
 # The cyclic collector's first generation runs every 700 allocations by default, and each run

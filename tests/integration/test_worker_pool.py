@@ -9,12 +9,14 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import socket
 import time
 
 import pytest
 
 from stas.ipc.messages import Configure
 from stas.model import HostIdentity, WorkerKey
+from stas.supervisor import spawner
 from stas.supervisor.pool import WorkerPool
 from stas.supervisor.spawner import Spawner
 from stas.supervisor.worker_slot import RestartPolicy, SlotState
@@ -147,6 +149,48 @@ def test_a_worker_crashing_at_start_backs_off_then_goes_fatal_until_restarted():
         await h.pool.stop_all(5)
 
     run(body())
+
+
+def test_a_worker_whose_code_raises_exits_with_status_1():
+    async def body():
+        policy = RestartPolicy(
+            fast_failure_s=5.0, max_fast_failures=1, backoff_s=(0.05,), hello_timeout_s=20.0
+        )
+        h = Harness(policy, faults={'tbA': 'raise-at-start'})
+        h.pool.ensure([A])
+        await until(lambda: h.state(A) == SlotState.FATAL, 20, 'worker A fatal')
+        assert h.pool.drivers[A].slot.last_exit == 'exited with status 1'
+        await h.pool.stop_all(5)
+
+    # (its traceback goes to the forkserver's standard error, which may be an earlier test's:
+    # the next test reads what a worker child prints)
+    run(body())
+
+
+def test_a_worker_child_that_cannot_read_its_spec_exits_with_status_1_saying_why(capfd):
+    """What the forkserver's child runs (``_worker_child``), handed a spec that is not one."""
+    spec_r, spec_w = os.pipe()
+    os.write(spec_w, b'\xc1')  # never valid msgpack
+    os.close(spec_w)
+    ours, theirs = socket.socketpair()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover (the child)
+        code = 1
+        try:
+            null = [os.open(os.devnull, os.O_WRONLY) for _ in range(2)]
+            code = spawner._worker_child(spec_r, [*null, theirs.fileno()], [], {})
+        finally:
+            os._exit(code)
+    os.close(spec_r)
+    theirs.close()
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 1
+    err = capfd.readouterr().err
+    assert 'Traceback (most recent call last)' in err
+    assert 'ProtocolError: frame body of 1 bytes is not one valid msgpack value' in err
+    ours.settimeout(5)
+    assert ours.recv(1) == b''  # the worker's end of its socketpair went with it
+    ours.close()
 
 
 def test_a_worker_can_be_restarted_on_request_and_answers_requests():

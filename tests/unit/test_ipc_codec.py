@@ -28,6 +28,7 @@ from stas.model import (
     WorkerKey,
 )
 from stas.testing.log_entries import log_entry
+from stas.workers.spec import WorkerSpec
 
 TID = TransportId('tcp', '10.0.0.5', '8009', 'nqn.2014-08.org.nvmexpress.discovery', '', 'eth0', '')
 HELLO = m.Hello(proto=m.PROTOCOL_VERSION, key=WorkerKey('tcp', 'eth0'), pid=100, libnvme_version='1.11')
@@ -560,3 +561,37 @@ def test_prepare_plans_builds_every_message_types_plans(monkeypatch):
     monkeypatch.setattr(codec, '_DECODERS', {})
     codec.prepare_plans()
     assert set(m.registered().values()) <= set(codec._DECODERS) & set(codec._ENCODERS)
+    assert WorkerSpec not in codec._DECODERS
+    codec.prepare_plans(WorkerSpec)
+    assert WorkerSpec in codec._DECODERS and WorkerSpec in codec._ENCODERS
+
+
+# ---------------------------------------------------------------------------------------------
+# A record outside any frame (a worker's spec, as it is forked)
+
+SPEC = WorkerSpec(key=WorkerKey('tcp', 'eth0'), daemon='stafd', heartbeat_s=0.5, fault='stuck-op')
+
+
+def test_a_record_travels_whole():
+    assert codec.decode_record(WorkerSpec, codec.encode_record(SPEC)) == SPEC
+
+
+@pytest.mark.parametrize(
+    'data, says',
+    [
+        (b'', 'frame body of 0 bytes is not one valid msgpack value'),
+        (b'\xc1', 'frame body of 1 bytes is not one valid msgpack value'),
+        (msgpack.packb([1, 2]), 'WorkerSpec: fields: expected map (WorkerSpec), got tuple (1, 2)'),
+    ],
+)
+def test_a_record_that_does_not_decode_is_refused_saying_why(data, says):
+    with pytest.raises(ProtocolError) as err:
+        codec.decode_record(WorkerSpec, data)
+    assert says in str(err.value)
+
+
+def test_a_record_with_a_value_of_the_wrong_type_is_refused_naming_the_field():
+    fields = msgpack.unpackb(codec.encode_record(SPEC))
+    fields['key']['transport'] = 7
+    with pytest.raises(ProtocolError, match=r'WorkerSpec: key\.transport: expected str, got int 7'):
+        codec.decode_record(WorkerSpec, msgpack.packb(fields))
