@@ -1,4 +1,5 @@
-"""What a worker process is told when it is started: plain data, pickled once at spawn.
+"""What a worker process is told when it is started: plain data, encoded once at spawn (as the IPC
+messages are: ``stas.ipc.codec.encode_record``).
 
 Everything else (host identity, options, controllers) arrives later over IPC in ``Configure``,
 so a configuration reload never needs a new process.

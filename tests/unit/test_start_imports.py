@@ -43,7 +43,7 @@ def test_a_supervisor_loads_no_tls_or_hash_library():
     assert not [lib for lib in loaded['libraries'] if lib.startswith(('libssl', 'libcrypto'))]
 
 
-def test_a_supervisor_pickles_for_its_forkserver_without_dill():
+def test_a_supervisor_loads_multiprocess_without_dill():
     loaded = _run(SUPERVISOR_IMPORTS)
     assert not [m for m in loaded['modules'] if m == 'dill' or m.startswith('dill.')]
 
