@@ -48,8 +48,8 @@ _HEADER = struct.Struct('>I')
 _NONE_TYPE = type(None)
 
 Encoder = Callable[[Any], Any]
-T = typing.TypeVar('T')
 Decoder = Callable[[Any], Any]
+T = typing.TypeVar('T')
 
 
 class _Invalid(Exception):
@@ -469,7 +469,7 @@ def encode(msg: Message, max_frame: int = DEFAULT_MAX_FRAME, max_message: int = 
     return b''.join(frames)
 
 
-def _unpack(body: Any) -> Any:
+def _unpack(body: Any, what: str = 'frame body') -> Any:
     # use_list=False: arrays arrive as tuples, which is what the dataclasses hold.
     # strict_map_key: only str/bytes keys. timestamp/ext types come back as objects no
     # field accepts. Any failure of the C unpacker on hostile input is a protocol error.
@@ -478,7 +478,7 @@ def _unpack(body: Any) -> Any:
     except Exception as exc:
         reason = f'{type(exc).__name__}: {exc}' if str(exc) else type(exc).__name__
         raise ProtocolError(
-            f'frame body of {len(body)} bytes is not one valid msgpack value ({reason})'
+            f'{what} of {len(body)} bytes is not one valid msgpack value ({reason})'
         ) from None
 
 
@@ -522,7 +522,7 @@ def decode_record(cls: Type[T], data: bytes) -> T:
     """The ``cls`` record in ``data`` (from ``encode_record``), checked as strictly as a
     message; ProtocolError names what is wrong."""
     try:
-        return _plans(cls)[1](_unpack(data))
+        return _plans(cls)[1](_unpack(data, f'{cls.__name__} data'))
     except _Invalid as err:
         raise ProtocolError(f'{cls.__name__}: {err.where()}: {err.problem}') from None
 

@@ -187,7 +187,7 @@ def test_a_worker_child_that_cannot_read_its_spec_exits_with_status_1_saying_why
     assert os.waitstatus_to_exitcode(status) == 1
     err = capfd.readouterr().err
     assert 'Traceback (most recent call last)' in err
-    assert 'ProtocolError: frame body of 1 bytes is not one valid msgpack value' in err
+    assert 'ProtocolError: WorkerSpec data of 1 bytes is not one valid msgpack value' in err
     ours.settimeout(5)
     assert ours.recv(1) == b''  # the worker's end of its socketpair went with it
     ours.close()

@@ -579,8 +579,8 @@ def test_a_record_travels_whole():
 @pytest.mark.parametrize(
     'data, says',
     [
-        (b'', 'frame body of 0 bytes is not one valid msgpack value'),
-        (b'\xc1', 'frame body of 1 bytes is not one valid msgpack value'),
+        (b'', 'WorkerSpec data of 0 bytes is not one valid msgpack value'),
+        (b'\xc1', 'WorkerSpec data of 1 bytes is not one valid msgpack value'),
         (msgpack.packb([1, 2]), 'WorkerSpec: fields: expected map (WorkerSpec), got tuple (1, 2)'),
     ],
 )
