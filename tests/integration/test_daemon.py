@@ -115,6 +115,10 @@ def test_the_firmware_nbft_adds_configured_dcs_and_status_says_what_was_read(wor
 
 
 def test_a_hung_worker_is_detected_and_replaced(workdir, module_system_bus):
+    # tbB reports an operation in flight for good (stuck-op), so it keeps the busy pace: a worker
+    # of the idle engine goes to the idle pace 0.4 s after its last message, and a hang is then
+    # found only after two and a half idle intervals (150 s here), however quickly the test
+    # stops it after it is seen running
     with running(
         'stacd',
         workdir,
@@ -122,6 +126,7 @@ def test_a_hung_worker_is_detected_and_replaced(workdir, module_system_bus):
         TWO_IFACES.replace(
             'controller=transport=tcp;', 'controller=transport=tcp;nqn=nqn.2024-01.com.example:s1;'
         ),
+        env_extra={'STAS_WORKER_FAULTS': 'tbB=stuck-op'},
     ) as d:
         before = wait_until(
             lambda: (w := d.workers()) and all(x['state'] == 'running' for x in w.values()) and w,
