@@ -39,6 +39,9 @@ def test_stafd_without_nvme_fabrics_says_what_to_load_and_sees_it_loaded(
     try:
         assert not os.path.exists('/dev/nvme-fabrics')
         d = RunningDaemon('stafd', tmp_path, CONF, host_identity)
+        # the host is checked once the daemon holds its bus name, and before it says it is ready
+        # (systemd's start ends there): its status is complete from then on
+        wait_for(lambda: 'stafd ' in d.logs() and ' ready: ' in d.logs(), scaled(3), 'stafd ready')
         problems = d.ctl_json('status')['host problems']
         assert problems[0] == (
             '/dev/nvme-fabrics does not exist: the nvme-fabrics kernel module is not loaded, so stafd '
