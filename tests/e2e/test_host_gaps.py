@@ -11,6 +11,7 @@ nvme-fabrics too); no controller may exist meanwhile, so every kernel controller
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 from pathlib import Path
 
@@ -41,7 +42,7 @@ def test_stafd_without_nvme_fabrics_says_what_to_load_and_sees_it_loaded(
         d = RunningDaemon('stafd', tmp_path, CONF, host_identity)
         # the host is checked once the daemon holds its bus name, and before it says it is ready
         # (systemd's start ends there): its status is complete from then on
-        wait_for(lambda: 'stafd ' in d.logs() and ' ready: ' in d.logs(), scaled(3), 'stafd ready')
+        wait_for(lambda: re.search(r'stafd \S+ ready: \d+ workers', d.logs()), scaled(3), 'stafd ready')
         problems = d.ctl_json('status')['host problems']
         assert problems[0] == (
             '/dev/nvme-fabrics does not exist: the nvme-fabrics kernel module is not loaded, so stafd '
