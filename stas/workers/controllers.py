@@ -130,6 +130,11 @@ class ControllerEngine:
         self._emit: Any = None
         self._loop: Optional[asyncio.AbstractEventLoop] = None
         self._released = asyncio.Event()
+        # set once shutdown has let go of what it had to: from then on the engine is frozen, so an
+        # operation that completes late (the executor is not waited for) neither starts more work
+        # nor reports on a channel that is closing; the kernel keeps its result, and the next
+        # worker adopts it
+        self._stopped = False
         # zeroconf: the worker's interface and its Avahi browser (stas.workers.mdns_io), if any
         self._host_iface = host_iface
         self._mdns_factory = mdns_factory
@@ -221,9 +226,13 @@ class ControllerEngine:
             self._mdns = None
         if self._udev is not None:
             self._udev.stop()
+        self._stopped = True
         for handle in self._timers.values():
             handle.cancel()
         self._timers.clear()
+        if self._audit_timer is not None:
+            self._audit_timer.cancel()
+            self._audit_timer = None
         busy = any(m.op_in_flight for m in self._machines.values())
         self._executor.shutdown(wait=False)
         if not busy:
@@ -239,8 +248,8 @@ class ControllerEngine:
         return self._options.pleo if spec.pleo is None else spec.pleo
 
     def _feed(self, machine: ControllerMachine, event) -> None:
-        if self._machines.get(machine.spec.tid) is not machine:
-            return  # released meanwhile: a late timer or uevent
+        if self._stopped or self._machines.get(machine.spec.tid) is not machine:
+            return  # shut down, or released meanwhile: a late completion, timer or uevent
         for effect in machine.handle(event, self._clock()):
             self._execute(machine, effect)
 
@@ -392,7 +401,7 @@ class ControllerEngine:
         return dataclasses.replace(m.status(), attrs=pairs)
 
     def _send(self, msg) -> None:
-        if self._emit is None:
+        if self._emit is None or self._stopped:
             return
         task = asyncio.ensure_future(self._emit(msg))
         task.add_done_callback(_log_send_failure)
@@ -468,7 +477,7 @@ class ControllerEngine:
             )
 
     def _audit_soon(self, delay_s: float) -> None:
-        if self._loop is None:
+        if self._loop is None or self._stopped:
             return
         if self._audit_timer is not None:
             self._audit_timer.cancel()

@@ -8,6 +8,7 @@ kernel operations run inline (``InlineExecutor``), so nothing here waits on a cl
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import os
 from pathlib import Path
 from typing import Dict, List
@@ -191,6 +192,52 @@ def test_no_disconnect_forgets_and_lets_libnvme_go_of_the_device(tmp_path):
         await h.configure(a, disconnect_unwanted=False)
         await h.configure(disconnect_unwanted=False)
         assert h.io.calls == [('connect', 'a'), ('forget', 'nvme1')]
+
+    run(scenario())
+
+
+class HeldExecutor(concurrent.futures.Executor):
+    """Holds each call until ``finish_all``: an operation that completes when the test says."""
+
+    def __init__(self) -> None:
+        self.held: list = []
+
+    def submit(self, fn, /, *args, **kwargs):
+        future: concurrent.futures.Future = concurrent.futures.Future()
+        self.held.append((future, lambda: fn(*args, **kwargs)))
+        return future
+
+    def finish_all(self) -> None:
+        held, self.held = self.held, []
+        for future, call in held:
+            future.set_result(call())
+
+    def shutdown(self, wait=True, **kwargs):
+        return None  # as the engine asks: what is in flight is not waited for
+
+
+@pytest.mark.parametrize('daemon', ['stafd', 'stacd'])
+def test_a_connect_completing_after_shutdown_stays_in_the_kernel_and_is_reported_by_nobody(tmp_path, daemon):
+    """The supervisor went away during a connect: the worker shuts down keeping connections and
+    does not wait for the connect. When it completes, the engine is frozen: no report on the
+    closing channel, no retry timer, no new work; the connection stays for the next worker."""
+
+    async def scenario():
+        h = Harness(tmp_path, daemon)
+        h.engine._executor = executor = HeldExecutor()  # noqa: SLF001
+        await h.start()
+        a = spec('a')
+        h.io.devices = {a.tid: 'nvme1'}
+        await h.configure(a)
+        assert len(executor.held) == 1 and h.machine('a').op_in_flight
+        sent_before = list(h.sent)
+        await h.engine.shutdown(keep_connections=True)
+        executor.finish_all()
+        await settle()
+        assert h.io.calls == [('connect', 'a')] and h.machine('a').device == ''
+        assert h.sent == sent_before
+        assert executor.held == [] and h.engine._timers == {}  # noqa: SLF001
+        assert asyncio.all_tasks() == {asyncio.current_task()}
 
     run(scenario())
 
