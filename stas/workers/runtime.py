@@ -126,12 +126,14 @@ class WorkerRuntime:
         quiet_s = min(self.spec.quiet_s or busy_s, busy_s)
         interval = busy_s  # what Hello implied
         while True:
-            self._idle_interval = interval > busy_s
             at = await self._until_beat(interval, 0.0 if self._idle_interval else quiet_s)
             self._beat_now.clear()
             ops, age = self.engine.load()
             idle = ops == 0 and self._quiet_for(quiet_s, at)
             interval = max(self.spec.idle_heartbeat_s, busy_s) if idle else busy_s
+            # before the beat is sent: a message that arrives while it is on its way must end
+            # the idle interval it announces (the supervisor then expects the busy pace)
+            self._idle_interval = interval > busy_s
             self._seq += 1
             beat = Heartbeat(seq=self._seq, ops_in_flight=ops, oldest_op_age_s=age, next_s=interval)
             try:

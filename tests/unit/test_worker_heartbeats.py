@@ -100,3 +100,57 @@ def test_a_worker_with_a_kernel_operation_in_flight_keeps_the_busy_pace_however_
     # the operation over, the next look (within QUIET_S) finds the worker quiet
     assert isinstance(after, Heartbeat) and after.next_s == IDLE_S and after.ops_in_flight == 0
     assert after_s < busy_s * 0.8
+
+
+class IdleBeatHeld(WorkerRuntime):
+    """A runtime whose first beat at the idle pace waits on its way out until the test says."""
+
+    def __init__(self, *args) -> None:
+        super().__init__(*args)
+        self.holding = asyncio.Event()
+        self.release = asyncio.Event()
+
+    async def send(self, msg) -> None:
+        if isinstance(msg, Heartbeat) and msg.next_s == IDLE_S and not self.holding.is_set():
+            self.holding.set()
+            await self.release.wait()
+        await super().send(msg)
+
+
+def test_a_message_that_arrives_while_the_idle_beat_is_on_its_way_brings_a_beat_at_once():
+    """The supervisor allows only the busy pace's silence once it has sent something; a message
+    that crosses the beat announcing the idle pace must still be answered with a beat."""
+    busy_s = 10.0
+
+    async def scenario():
+        ours, theirs = socket.socketpair()
+        ours.setblocking(False)
+        theirs.setblocking(False)
+        spec = WorkerSpec(
+            key=WorkerKey('tcp', 'eth0'),
+            daemon='idle',
+            heartbeat_s=busy_s,
+            idle_heartbeat_s=IDLE_S,
+            quiet_s=QUIET_S,
+        )
+        runtime = IdleBeatHeld(spec, theirs, IdleEngine())
+        worker = asyncio.ensure_future(runtime.run())
+        supervisor = await Channel.open(ours, peer=Sender.WORKER)
+
+        async def next_message():
+            return await asyncio.wait_for(supervisor.recv(), busy_s / 10)
+
+        assert isinstance(await next_message(), Hello)
+        await asyncio.wait_for(runtime.holding.wait(), 5.0)
+        await supervisor.send(Request(req_id=1, op=OP_DUMP, args={}, timeout_s=5.0))
+        assert isinstance(await next_message(), Reply)  # received and answered meanwhile
+        runtime.release.set()
+        held = await next_message()
+        after = await next_message()  # times out if the crossing message was missed
+        supervisor.close()
+        await asyncio.wait_for(worker, 5.0)
+        return held, after
+
+    held, after = asyncio.run(scenario())
+    assert isinstance(held, Heartbeat) and held.next_s == IDLE_S
+    assert isinstance(after, Heartbeat) and after.seq == held.seq + 1
