@@ -39,6 +39,7 @@ from .worker_slot import (
     HeartbeatReceived,
     HelloReceived,
     LogEvent,
+    MessageSent,
     RestartPolicy,
     RestartRequested,
     SendShutdown,
@@ -249,6 +250,8 @@ class SlotDriver:
         channel = self._channel
         if channel is None or self.hello is None:
             return False
+        # before the write, which waits while a worker that does not read has a full socket
+        self.handle(MessageSent())
         try:
             await channel.send(msg)
             return True

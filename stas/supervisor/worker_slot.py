@@ -15,6 +15,10 @@ Restart rules:
   a reload, a link change or an explicit restart resets it.
 - A worker that stops sending heartbeats (hung, or SIGSTOPped) is sent SIGTERM, then SIGKILL
   after ``kill_grace_s``; its exit is then handled like any other.
+- A worker at the idle pace may be silent for a long time, but not once the supervisor has sent
+  it something: a live worker answers any message with a beat at the busy pace at once, so
+  from then on only the busy pace's silence is allowed. A worker that hung while idle is found
+  when it is first needed (a new configuration, a request), not minutes later.
 - A deadline that is found passed long after it fell due (more than ``stall_tolerance_s``)
   means the supervisor itself did not run (SIGSTOP, a frozen cgroup, a blocked loop): the
   heartbeats its workers sent meanwhile are still unread in their sockets. Such a slot is given
@@ -145,6 +149,11 @@ class HeartbeatReceived:
 
 
 @record
+class MessageSent:
+    """The supervisor sent the worker a message (a configuration, a request, a shutdown)."""
+
+
+@record
 class Faulted:
     """The worker broke the protocol (malformed frame, wrong version, bad reply)."""
 
@@ -178,6 +187,7 @@ Event = Union[
     Spawned,
     HelloReceived,
     HeartbeatReceived,
+    MessageSent,
     Faulted,
     Exited,
     DeadlineReached,
@@ -221,6 +231,7 @@ class WorkerSlot:
         self.pid: Optional[int] = None
         self.deadline: Optional[float] = None
         self.silence_allowed_s = policy.heartbeat_timeout_s  # from the last beat to the deadline
+        self.answer_due = False  # the deadline is a message's: a beat must answer it (idle pace)
         self.started_at: Optional[float] = None  # when the current process was spawned
         self.running_since: Optional[float] = None  # when it said hello
         self.restarts = 0
@@ -328,6 +339,7 @@ def _hello(slot: WorkerSlot, event: HelloReceived, now: float) -> List[Effect]:
     slot.pid = event.pid
     slot.state = SlotState.RUNNING
     slot.running_since = now
+    slot.answer_due = False
     slot.silence_allowed_s = slot.policy.heartbeat_timeout_s
     slot.deadline = now + slot.silence_allowed_s
     return []
@@ -343,8 +355,19 @@ def _hello_while_stopping(slot: WorkerSlot, event: HelloReceived, now: float) ->
 
 
 def _heartbeat(slot: WorkerSlot, event: HeartbeatReceived, now: float) -> List[Effect]:
+    slot.answer_due = False
     slot.silence_allowed_s = slot._silence_allowed(event.next_s)
     slot.deadline = now + slot.silence_allowed_s
+    return []
+
+
+def _message_sent(slot: WorkerSlot, event: MessageSent, now: float) -> List[Effect]:
+    # its answer (a beat at the busy pace) is due within the busy pace's allowance
+    answer_by = now + slot.policy.heartbeat_timeout_s
+    assert slot.deadline is not None  # a running slot always has one
+    if answer_by < slot.deadline:
+        slot.deadline = answer_by
+        slot.answer_due = True
     return []
 
 
@@ -361,9 +384,12 @@ def _no_hello(slot: WorkerSlot, event: DeadlineReached, now: float) -> List[Effe
 def _no_heartbeat(slot: WorkerSlot, event: DeadlineReached, now: float) -> List[Effect]:
     if not slot._due(now):
         return []
-    return slot._stalled(now) or slot._terminate(
-        f'no heartbeat for {slot.silence_allowed_s:g} s (hung?)', now
-    )
+    if slot.answer_due:
+        allowed_s = slot.policy.heartbeat_timeout_s
+        why = f'no heartbeat within {allowed_s:g} s of a message from the supervisor (hung?)'
+    else:
+        why = f'no heartbeat for {slot.silence_allowed_s:g} s (hung?)'
+    return slot._stalled(now) or slot._terminate(why, now)
 
 
 def _no_exit(slot: WorkerSlot, event: DeadlineReached, now: float) -> List[Effect]:
@@ -511,6 +537,8 @@ _ROWS: Dict[type, Dict[SlotState, Step]] = {
     },
     # late heartbeats from a process being stopped or killed are harmless
     HeartbeatReceived: {S.RUNNING: _heartbeat, **{s: _ignored for s in SlotState if s != S.RUNNING}},
+    # before its hello the hello deadline holds; a worker being stopped or killed has its own
+    MessageSent: {S.RUNNING: _message_sent, **{s: _ignored for s in SlotState if s != S.RUNNING}},
     Faulted: {
         S.STARTING: _faulted,
         S.RUNNING: _faulted,

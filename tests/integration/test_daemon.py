@@ -141,6 +141,26 @@ def test_a_hung_worker_is_detected_and_replaced(workdir, module_system_bus):
         assert after['tbA']['pid'] == before['tbA']['pid']
 
 
+def test_a_worker_that_hung_while_idle_is_found_once_the_supervisor_sends_it_something(
+    workdir, module_system_bus
+):
+    # an idle worker may be silent for 150 s here (two and a half idle intervals, scaled), but
+    # once it is sent a message (tron: the new log level) it must answer within the busy pace's
+    # 15 s, or it is replaced
+    with running('stafd', workdir, module_system_bus, STAFD_NO_ZEROCONF + TWO_IFACES) as d:
+        before = wait_until(
+            lambda: (w := d.workers()) and all(x['state'] == 'running' for x in w.values()) and w,
+            10,
+            'workers running',
+        )
+        time.sleep(5)  # quiet for 0.4 s, a worker announces the idle pace
+        os.kill(before['tbB']['pid'], signal.SIGSTOP)
+        d.ctl('tron')
+        after = worker_replaced(d, 'tbB', before['tbB']['pid'], 30, 'tbB replaced after the message')
+        assert 'no heartbeat within 15 s of a message from the supervisor' in after['tbB']['last_exit']
+        assert after['tbA']['pid'] == before['tbA']['pid']
+
+
 def test_a_worker_crashing_at_start_goes_fatal_and_restart_clears_it(workdir, module_system_bus):
     env = {'STAS_WORKER_FAULTS': 'tbA=crash-at-start'}
     with running('stafd', workdir, module_system_bus, STAFD_NO_ZEROCONF + TWO_IFACES, env_extra=env) as d:

@@ -21,6 +21,7 @@ from stas.supervisor.worker_slot import (
     HeartbeatReceived,
     HelloReceived,
     LogEvent,
+    MessageSent,
     RestartPolicy,
     RestartRequested,
     SendShutdown,
@@ -84,6 +85,33 @@ def test_the_busy_pace_comes_back_with_the_next_beat():
     slot.handle(HeartbeatReceived(next_s=POLICY.idle_heartbeat_interval_s), 7.0)
     slot.handle(HeartbeatReceived(next_s=POLICY.heartbeat_interval_s), 8.0)
     assert slot.deadline == 8.0 + POLICY.heartbeat_timeout_s
+
+
+def test_once_sent_a_message_an_idle_worker_has_the_busy_paces_allowance_to_answer():
+    slot = running_slot()
+    slot.handle(HeartbeatReceived(next_s=POLICY.idle_heartbeat_interval_s), 7.0)
+    assert slot.handle(MessageSent(), 20.0) == []
+    assert slot.deadline == 20.0 + POLICY.heartbeat_timeout_s
+    effects = slot.handle(DeadlineReached(), slot.deadline)
+    assert orders(effects) == [SendSignal(signal.SIGTERM)]
+    assert (
+        f'no heartbeat within {POLICY.heartbeat_timeout_s:g} s of a message from the supervisor (hung?)'
+        in effects[0].message
+    )
+
+
+def test_a_message_never_pushes_a_deadline_back():
+    busy = running_slot()
+    busy.handle(HeartbeatReceived(), 7.0)
+    busy.handle(MessageSent(), 20.0)  # busy: its answer is due as any beat
+    assert busy.deadline == 7.0 + POLICY.heartbeat_timeout_s
+    idle = running_slot()
+    idle.handle(HeartbeatReceived(next_s=POLICY.idle_heartbeat_interval_s), 7.0)
+    late = 7.0 + 2.5 * POLICY.idle_heartbeat_interval_s - 1.0  # its idle allowance ends sooner
+    idle.handle(MessageSent(), late)
+    assert idle.deadline == 7.0 + 2.5 * POLICY.idle_heartbeat_interval_s
+    idle.handle(HeartbeatReceived(next_s=POLICY.idle_heartbeat_interval_s), late + 0.5)
+    assert idle.deadline == late + 0.5 + 2.5 * POLICY.idle_heartbeat_interval_s  # it answered
 
 
 def test_a_worker_cannot_announce_more_silence_than_the_idle_pace():
@@ -316,6 +344,8 @@ EVENTS = st.sampled_from(
         Spawned(7),
         HelloReceived(7),
         HeartbeatReceived(),
+        HeartbeatReceived(next_s=POLICY.idle_heartbeat_interval_s),
+        MessageSent(),
         Faulted('x'),
         Exited(ExitInfo(1)),
         Exited(ExitInfo(-9)),
@@ -364,6 +394,7 @@ def _slot_probes(slot: WorkerSlot, now: float) -> list:
         (HelloReceived(8), now),
         (HeartbeatReceived(), now),
         (HeartbeatReceived(next_s=POLICY.idle_heartbeat_interval_s), now),
+        (MessageSent(), now),
         (Faulted('bad frame'), now),
         (Exited(ExitInfo(0)), now),
         (Exited(ExitInfo(-signal.SIGKILL)), now + POLICY.fast_failure_s),
