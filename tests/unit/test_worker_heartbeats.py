@@ -28,9 +28,9 @@ class EngineWithOps(IdleEngine):
         return (self.ops, 0.0)
 
 
-async def _run_worker(busy_s: float, engine: IdleEngine, steps) -> list:
-    """Start a worker on ``engine``, read its Hello, then run ``steps(supervisor, next_message,
-    clock)``; returns what the steps return."""
+async def _start_worker(busy_s: float, engine: IdleEngine, runtime_type=WorkerRuntime):
+    """A worker on ``engine`` whose Hello has been read: (its runtime, its task, the
+    supervisor's end of its channel, a reader of the next message that waits up to 5 s)."""
     ours, theirs = socket.socketpair()
     ours.setblocking(False)
     theirs.setblocking(False)
@@ -41,13 +41,21 @@ async def _run_worker(busy_s: float, engine: IdleEngine, steps) -> list:
         idle_heartbeat_s=IDLE_S,
         quiet_s=QUIET_S,
     )
-    worker = asyncio.ensure_future(WorkerRuntime(spec, theirs, engine).run())
+    runtime = runtime_type(spec, theirs, engine)
+    worker = asyncio.ensure_future(runtime.run())
     supervisor = await Channel.open(ours, peer=Sender.WORKER)
 
     async def next_message():
         return await asyncio.wait_for(supervisor.recv(), 5.0)
 
     assert isinstance(await next_message(), Hello)
+    return runtime, worker, supervisor, next_message
+
+
+async def _run_worker(busy_s: float, engine: IdleEngine, steps) -> list:
+    """Start a worker on ``engine``, then run ``steps(supervisor, next_message, clock)``;
+    returns what the steps return."""
+    _, worker, supervisor, next_message = await _start_worker(busy_s, engine)
     seen = await steps(supervisor, next_message, asyncio.get_running_loop().time)
     supervisor.close()
     await asyncio.wait_for(worker, 5.0)
@@ -123,34 +131,20 @@ def test_a_message_that_arrives_while_the_idle_beat_is_on_its_way_brings_a_beat_
     busy_s = 10.0
 
     async def scenario():
-        ours, theirs = socket.socketpair()
-        ours.setblocking(False)
-        theirs.setblocking(False)
-        spec = WorkerSpec(
-            key=WorkerKey('tcp', 'eth0'),
-            daemon='idle',
-            heartbeat_s=busy_s,
-            idle_heartbeat_s=IDLE_S,
-            quiet_s=QUIET_S,
-        )
-        runtime = IdleBeatHeld(spec, theirs, IdleEngine())
-        worker = asyncio.ensure_future(runtime.run())
-        supervisor = await Channel.open(ours, peer=Sender.WORKER)
-
-        async def next_message():
-            return await asyncio.wait_for(supervisor.recv(), busy_s / 10)
-
-        assert isinstance(await next_message(), Hello)
+        runtime, worker, supervisor, next_message = await _start_worker(busy_s, IdleEngine(), IdleBeatHeld)
         await asyncio.wait_for(runtime.holding.wait(), 5.0)
         await supervisor.send(Request(req_id=1, op=OP_DUMP, args={}, timeout_s=5.0))
         assert isinstance(await next_message(), Reply)  # received and answered meanwhile
         runtime.release.set()
         held = await next_message()
+        started = asyncio.get_running_loop().time()
         after = await next_message()  # times out if the crossing message was missed
+        after_s = asyncio.get_running_loop().time() - started
         supervisor.close()
         await asyncio.wait_for(worker, 5.0)
-        return held, after
+        return held, after, after_s
 
-    held, after = asyncio.run(scenario())
+    held, after, after_s = asyncio.run(scenario())
     assert isinstance(held, Heartbeat) and held.next_s == IDLE_S
     assert isinstance(after, Heartbeat) and after.seq == held.seq + 1
+    assert after_s < busy_s / 10
