@@ -49,10 +49,13 @@ def guest_problem(script: str) -> Optional[int]:
 # ---- daemons -------------------------------------------------------------------------------------
 
 
-def spawn_daemon(name: str, workdir: Path, conf: str) -> Tuple[subprocess.Popen, Path]:
+def spawn_daemon(
+    name: str, workdir: Path, conf: str, env: Optional[Dict[str, str]] = None
+) -> Tuple[subprocess.Popen, Path]:
     """Start ``name`` (stafd or stacd) as an admin would, with its own configuration file, the
-    test host identity and a runtime directory, all in ``workdir`` (created). Returns the
-    process and its log file (stdout and stderr). It does not wait for anything."""
+    test host identity and a runtime directory, all in ``workdir`` (created), in ``env`` (None:
+    this process's). Returns the process and its log file (stdout and stderr). It does not wait
+    for anything."""
     workdir.mkdir(parents=True, exist_ok=True)
     (workdir / f'{name}.conf').write_text(conf)
     (workdir / 'sys.conf').write_text(f'[Host]\nnqn={HOSTNQN}\nid={HOSTID}\n')
@@ -70,6 +73,7 @@ def spawn_daemon(name: str, workdir: Path, conf: str) -> Tuple[subprocess.Popen,
         ],
         stdout=log,
         stderr=subprocess.STDOUT,
+        env=env,
     )
     log.close()
     return proc, log_path

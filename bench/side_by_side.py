@@ -2,7 +2,7 @@
 
     bench/upstream-peer                        # on the host, once (idempotent): fetch upstream
     STAS_VENV=/path/to/venv bench/run-in-guest -- bench/side_by_side.py \\
-        [--runs N] [--idle S] [--subsystems N] [--interfaces N] [--timeout S]
+        [--runs N] [--idle S] [--subsystems N] [--interfaces N] [--timeout S] [--against TREE]
 
 What it needs: ``bench/upstream-peer`` run on the host first. It downloads (never installs) Debian
 trixie's nvme-stas 2.4.1 through a private apt configuration, unpacks it under
@@ -52,6 +52,12 @@ interface" figure against the 2-interface PSS.
 It prints min/median/max of each side and the ratio of the medians (ours/upstream, and
 ours/connect-all where that means something). It asserts nothing. Under TCG emulation only the
 ratios of one boot mean much.
+
+``--against TREE`` puts another version of this project in upstream's place: ``TREE`` holds its
+``stas`` package (a checkout, or ``git archive REV stas | tar -x -C TREE``, byte-compiled as
+above). Both sides then run with the same venv, each with its tree first on PYTHONPATH (this
+checkout for ours), so that a change is measured against the code before it in one boot rather
+than against figures of another day.
 """
 
 from __future__ import annotations
@@ -113,11 +119,27 @@ def read_env(path: Path) -> Dict[str, str]:
 
 
 class Impl:
-    """How to start one implementation's daemons and its stafctl."""
+    """How to start one implementation's daemons and its stafctl. ``name`` is its column (ours
+    or upstream's); ``label`` what the progress lines call it; ``tree``, for a version of this
+    project, the directory put first on its PYTHONPATH."""
 
-    def __init__(self, name: str, upstream: Optional[Dict[str, str]] = None) -> None:
+    def __init__(
+        self,
+        name: str,
+        upstream: Optional[Dict[str, str]] = None,
+        tree: Optional[str] = None,
+        label: Optional[str] = None,
+    ) -> None:
         self.name = name
         self.up = upstream
+        self.tree = tree
+        self.label = label or name
+
+    def _our_env(self) -> Dict[str, str]:
+        env = dict(os.environ)
+        if self.tree is not None:
+            env['PYTHONPATH'] = self.tree
+        return env
 
     def _upstream_env(self, runtime: Path) -> Dict[str, str]:
         env = dict(os.environ)
@@ -128,7 +150,7 @@ class Impl:
 
     def spawn(self, daemon: str, workdir: Path, conf: str) -> subprocess.Popen:
         if self.up is None:
-            return spawn_daemon(daemon, workdir, conf)[0]
+            return spawn_daemon(daemon, workdir, conf, env=self._our_env())[0]
         workdir.mkdir(parents=True, exist_ok=True)
         runtime = workdir / 'run'
         runtime.mkdir(exist_ok=True)
@@ -155,7 +177,7 @@ class Impl:
 
     def stafctl_env(self) -> Dict[str, str]:
         if self.up is None:
-            return dict(os.environ)
+            return self._our_env()
         env = dict(os.environ)
         env['PYTHONPATH'] = self.up['UPSTREAM_PYTHONPATH']
         return env
@@ -303,6 +325,7 @@ def prepare_upstream_host() -> None:
 def one_session(bench: Bench, view: KernelView, impl: Impl, args) -> None:
     """stafd alone, then stacd, idle, PSS, stafctl, a link; then both together."""
     side = impl.name
+    label = impl.label
     delete_all_controllers(120)
     view.forget()
     work = bench.fresh(side)
@@ -312,15 +335,16 @@ def one_session(bench: Bench, view: KernelView, impl: Impl, args) -> None:
     spent = tree_ticks(stafd.pid)
     if took is None:
         print(
-            f'  {side}: stafd did not serve every subsystem (exit {stafd.poll()}); see {work}/stafd/stafd.log'
+            f'  {label}: stafd did not serve every subsystem (exit {stafd.poll()}); '
+            f'see {work}/stafd/stafd.log'
         )
         print_log_tail(work / 'stafd' / 'stafd.log')
         bench.stop()
         return
     bench.record('stafd start -> all log pages on D-Bus (s)', side, took)
     bench.record('  CPU of stafd processes until then (s)', side, spent / CLK_TCK)
-    split = f' ({cpu_split(stafd.pid)})' if impl.name == 'ours' else ''
-    print(f'  {side}: stafd start -> all log pages {took:.1f} s, CPU {spent / CLK_TCK:.1f} s{split}')
+    split = f' ({cpu_split(stafd.pid)})' if impl.up is None else ''
+    print(f'  {label}: stafd start -> all log pages {took:.1f} s, CPU {spent / CLK_TCK:.1f} s{split}')
 
     t0 = time.monotonic()
     stacd = bench.daemons['stacd'] = impl.spawn('stacd', work / 'stacd', STACD_CONF)
@@ -329,9 +353,9 @@ def one_session(bench: Bench, view: KernelView, impl: Impl, args) -> None:
     bench.record('stacd start (stafd converged) -> all IOCs live (s)', side, progress.all_live)
     if progress.all_live is not None:
         bench.record('  CPU of stacd processes until then (s)', side, spent / CLK_TCK)
-    split = f' ({cpu_split(stacd.pid)})' if impl.name == 'ours' else ''
+    split = f' ({cpu_split(stacd.pid)})' if impl.up is None else ''
     live = secs(progress.all_live)
-    print(f'  {side}: stacd start -> all IOCs live {live}, CPU {spent / CLK_TCK:.1f} s{split}')
+    print(f'  {label}: stacd start -> all IOCs live {live}, CPU {spent / CLK_TCK:.1f} s{split}')
 
     view.quiet(2.0, 60.0)
     pss = {name: tree_pss_kib(p.pid) / 1024 for name, p in bench.daemons.items()}
@@ -352,7 +376,7 @@ def one_session(bench: Bench, view: KernelView, impl: Impl, args) -> None:
             impl.stafctl(), capture_output=True, text=True, env=impl.stafctl_env(), check=False
         )
         if r.returncode != 0:
-            print(f'  {side}: stafctl ls exit {r.returncode}: {(r.stderr or r.stdout)[-300:]}')
+            print(f'  {label}: stafctl ls exit {r.returncode}: {(r.stderr or r.stdout)[-300:]}')
             break
         bench.record('stafctl ls wall time (s)', side, time.monotonic() - t)
 
@@ -375,7 +399,7 @@ def one_session(bench: Bench, view: KernelView, impl: Impl, args) -> None:
     bench.daemons['stacd'] = impl.spawn('stacd', work / 'stacd', STACD_CONF)
     progress = watch_connects(view, bench.nqns, t0, args.timeout)
     bench.record('stafd+stacd started together -> all IOCs live (s)', side, progress.all_live)
-    print(f'  {side}: both together -> all IOCs live {secs(progress.all_live)}')
+    print(f'  {label}: both together -> all IOCs live {secs(progress.all_live)}')
     bench.stop()
 
 
@@ -403,7 +427,7 @@ def warm_up(bench: Bench, impl: Impl, timeout: float) -> None:
         'stafd', bench.fresh(impl.name + '-warm') / 'stafd', STAFD_CONF
     )
     took = bench.wait_served(bench.nqns, t0, timeout, stafd)
-    print(f'  {impl.name}: warm-up stafd start (not counted) -> all log pages {secs(took)}')
+    print(f'  {impl.label}: warm-up stafd start (not counted) -> all log pages {secs(took)}')
     bench.stop()
 
 
@@ -434,7 +458,7 @@ def per_interface(bench: Bench, view: KernelView, impls: List[Impl], total: int,
             per = (pss - statistics.median(base)) * 1024 / extra
             bench.record('  PSS + per interface (KiB)', impl.name, per)
         print(
-            f'  {impl.name}: {total} interfaces: all IOCs live {secs(progress.all_live)}, PSS {pss:.1f} MiB'
+            f'  {impl.label}: {total} interfaces: all IOCs live {secs(progress.all_live)}, PSS {pss:.1f} MiB'
         )
         bench.stop()
 
@@ -514,10 +538,12 @@ def fmt(values: Optional[List[float]]) -> str:
     return f'{min(values):.{d}f}/{statistics.median(values):.{d}f}/{max(values):.{d}f} (n={len(values)})'
 
 
-def report(bench: Bench) -> None:
+def report(bench: Bench, peer: str = 'upstream', peer_title: str = 'upstream 2.4.1') -> None:
+    """Each figure of both columns: ours and the peer's (upstream's, or another version of
+    ours), called ``peer`` on each line and ``peer_title`` in the heading."""
     floor = bench.results.get('connect-all -> all IOCs live (s)', {}).get(FLOOR)
     print()
-    print('figure: min/median/max for ours | upstream 2.4.1; ratio of medians')
+    print(f'figure: min/median/max for ours | {peer_title}; ratio of medians')
     rest = [f for f in bench.results if f not in ORDER and f != ORDER_TAIL]
     for figure in ORDER + rest + [ORDER_TAIL]:
         sides = bench.results.get(figure, {})
@@ -525,16 +551,53 @@ def report(bench: Bench) -> None:
         if figure.startswith('connect-all'):
             print(f'{figure}: {fmt(sides.get(FLOOR))}')
             continue
-        line = f'{figure}: ours {fmt(ours)} | upstream {fmt(up)}'
+        line = f'{figure}: ours {fmt(ours)} | {peer} {fmt(up)}'
         if ours and up and statistics.median(up) > 0 and statistics.median(ours) >= 0:
-            line += f' | ours/upstream {statistics.median(ours) / statistics.median(up):.2f}'
+            line += f' | ours/{peer} {statistics.median(ours) / statistics.median(up):.2f}'
         if figure in FLOOR_OF and ours and floor:
             line += f' | ours/connect-all {statistics.median(ours) / statistics.median(floor):.2f}'
             if up:
-                line += f' (upstream/connect-all {statistics.median(up) / statistics.median(floor):.2f})'
+                line += f' ({peer}/connect-all {statistics.median(up) / statistics.median(floor):.2f})'
         print(line)
     for note in bench.notes:
         print(note)
+
+
+def against_tree(tree: str) -> Tuple[Impl, Impl, str]:
+    """``--against TREE``: ours from this checkout and the peer from ``TREE``, each first on its
+    PYTHONPATH (the same lookups on both sides), the same venv; and what the header says."""
+    if not (Path(tree) / 'stas' / '__init__.py').is_file():
+        raise SystemExit(f'--against {tree}: no stas package there (want a directory holding stas/)')
+    ours, peer = Impl(OURS, tree=str(ROOT), label='ours'), Impl(UPSTREAM, tree=tree, label='against')
+    state = f'ours: {pyc_state([ROOT / "stas"])}; against: {pyc_state([Path(tree) / "stas"])}'
+    return ours, peer, state
+
+
+def against_upstream(args) -> Tuple[Impl, Impl, str, List[str]]:
+    """Upstream 2.4.1 as bench/upstream-peer unpacked it: the two sides, what the header says,
+    and the notes for the report."""
+    try:
+        upstream = read_env(Path(args.upstream_env))
+    except OSError as e:
+        raise SystemExit(f'no upstream: {e}; run bench/upstream-peer on the host first') from None
+    prepare_upstream_host()
+    notes = []
+    ours_python = os.path.realpath(sys.executable)
+    up_python = os.path.realpath(upstream['UPSTREAM_PYTHON'])
+    if ours_python != up_python:
+        # one build of CPython can cost 1.4 times the CPU of another on the same code (with
+        # or without profile-guided optimisation): the ratios would compare the builds
+        notes.append(
+            f'the two sides ran different interpreters ({ours_python}, {up_python}): '
+            'every ratio compares the interpreters too'
+        )
+    up_trees = [Path(p) for p in upstream['UPSTREAM_PYTHONPATH'].split(':')]
+    header = (
+        f'upstream from {upstream.get("UPSTREAM_DEB", "?")} with {upstream["UPSTREAM_PYTHON"]}; '
+        f'ours with {sys.executable}\n'
+        f'ours: {pyc_state([ROOT / "stas"])}; upstream: {pyc_state(up_trees)}'
+    )
+    return Impl(OURS), Impl(UPSTREAM, upstream), header, notes
 
 
 def main() -> int:
@@ -554,46 +617,43 @@ def main() -> int:
         default=UPSTREAM_ENV,
         help='the env file bench/upstream-peer wrote',
     )
+    ap.add_argument(
+        '--against',
+        metavar='TREE',
+        help="another version of this project in upstream's place: a directory holding its stas/",
+    )
     args = ap.parse_args()
     problem = guest_problem('bench/side_by_side.py')
     if problem is not None:
         return problem
     try:
-        upstream = read_env(Path(args.upstream_env))
-    except OSError as e:
-        print(f'no upstream: {e}; run bench/upstream-peer on the host first')
+        if args.against:
+            ours, peer, header = against_tree(args.against)
+            notes: List[str] = []
+            peer_title = f'this project from {args.against}'
+        else:
+            ours, peer, header, notes = against_upstream(args)
+            peer_title = 'upstream 2.4.1'
+    except SystemExit as e:
+        print(e)
         return 2
-    prepare_upstream_host()
-    impls = [Impl(OURS), Impl(UPSTREAM, upstream)]
+    impls = [ours, peer]
 
     with bench_fabric('side-by-side.', args.subsystems) as (bench, view):
+        bench.notes.extend(notes)
         rules = sorted(
             str(p) for d in ('/lib/udev/rules.d', '/etc/udev/rules.d') for p in Path(d).glob('*nvm*')
         )
         print(f'kernel {os.uname().release}, {os.cpu_count()} vCPUs (qemu TCG)')
-        print(
-            f'fabric: 2 interfaces, 2 ports (one DC each), {len(bench.nqns)} subsystems; '
-            f'upstream from {upstream.get("UPSTREAM_DEB", "?")} with {upstream["UPSTREAM_PYTHON"]}; '
-            f'ours with {sys.executable}'
-        )
+        print(f'fabric: 2 interfaces, 2 ports (one DC each), {len(bench.nqns)} subsystems')
+        print(header)
         print('nvme-cli udev rules left installed: ' + (', '.join(rules) or 'none'))
-        ours_python = os.path.realpath(sys.executable)
-        up_python = os.path.realpath(upstream['UPSTREAM_PYTHON'])
-        if ours_python != up_python:
-            # one build of CPython can cost 1.4 times the CPU of another on the same code (with
-            # or without profile-guided optimisation): the ratios would compare the builds
-            bench.notes.append(
-                f'the two sides ran different interpreters ({ours_python}, {up_python}): '
-                'every ratio compares the interpreters too'
-            )
-        up_trees = [Path(p) for p in upstream['UPSTREAM_PYTHONPATH'].split(':')]
-        print(f'ours: {pyc_state([ROOT / "stas"])}; upstream: {pyc_state(up_trees)}')
         if args.warmup:
             for impl in impls:
                 warm_up(bench, impl, args.timeout)
         for run in range(args.runs):
             order = impls if run % 2 == 0 else impls[::-1]
-            print(f'round {run + 1}: ' + ', '.join(i.name for i in order) + ', connect-all')
+            print(f'round {run + 1}: ' + ', '.join(i.label for i in order) + ', connect-all')
             for impl in order:
                 one_session(bench, view, impl, args)
             connect_all(bench, view, args.timeout)
@@ -602,7 +662,7 @@ def main() -> int:
             per_interface(bench, view, impls, args.interfaces, args.timeout)
         else:
             bench.notes.append('PSS + per interface: not measured (give --interfaces N, N > 2)')
-        report(bench)
+        report(bench, peer.label, peer_title)
     return 0
 
 
