@@ -56,6 +56,12 @@ def main(daemon: str, argv: Sequence[str] | None = None) -> int:
     # of the collector's reach for good (module-level objects that live as long as the
     # process), then collection resumes. See also Spawner.fork_forkserver.
     gc.disable()
+    from ..huge_pages import decline
+
+    # before anything is forked: the forkserver and the workers inherit it
+    why_not = decline()
+    if why_not is not None:
+        print(f'{daemon}: transparent huge pages not declined: {why_not}', file=sys.stderr)
     # Start the workers' forkserver first, as a fork of this process while it is still a
     # single thread with nothing open: it spends seconds importing the workers' modules
     # (libnvme, pyudev, asyncio...) on another CPU while this one imports its own.

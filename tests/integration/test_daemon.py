@@ -22,6 +22,7 @@ from pathlib import Path
 import pytest
 
 from stas.testing.nbft_table import DiscoverySpec, HfiSpec, build_nbft
+from stas.testing.processes import daemon_processes
 
 from .daemons import (
     HOSTID,
@@ -159,6 +160,26 @@ def test_a_worker_that_hung_while_idle_is_found_once_the_supervisor_sends_it_som
         after = worker_replaced(d, 'tbB', before['tbB']['pid'], 30, 'tbB replaced after the message')
         assert 'no heartbeat within 15 s of a message from the supervisor' in after['tbB']['last_exit']
         assert after['tbA']['pid'] == before['tbA']['pid']
+
+
+def test_every_process_of_a_daemon_declines_transparent_huge_pages(workdir, module_system_bus):
+    def thp_enabled(pid: int) -> str:
+        status = Path(f'/proc/{pid}/status').read_text().splitlines()
+        return next(line.split()[1] for line in status if line.startswith('THP_enabled:'))
+
+    with running('stafd', workdir, module_system_bus, STAFD_NO_ZEROCONF + TWO_IFACES) as d:
+        wait_until(
+            lambda: (w := d.workers()) and all(x['state'] == 'running' for x in w.values()),
+            10,
+            'workers running',
+        )
+        kinds = daemon_processes(d.proc.pid)
+        assert [len(kinds[k]) for k in ('supervisor', 'forkserver', 'worker')] == [1, 1, 2]
+        assert {kind: [thp_enabled(p) for p in pids] for kind, pids in kinds.items()} == {
+            'supervisor': ['0'],
+            'forkserver': ['0'],
+            'worker': ['0', '0'],
+        }
 
 
 def test_a_worker_crashing_at_start_goes_fatal_and_restart_clears_it(workdir, module_system_bus):
