@@ -35,7 +35,9 @@ round), then connect-all, it measures:
 - PSS summed over all processes of each daemon; idle CPU over two windows of ``--idle`` s
   each (default 60): the first starts as soon as the controllers are quiet, the second right
   after it (a daemon may still be winding down in the first: our workers' heartbeats slow from
-  every 30 s to every 300 s once a beat finds nothing to do);
+  every 30 s to every 300 s once a beat finds nothing to do); the PSS of both daemons again
+  after the windows (by then the kernel's khugepaged may have turned ranges of their memory
+  into huge pages);
 - ``stafctl ls`` wall time (the implementation's own stafctl);
 - a subsystem link on port A -> the ``log_pages_changed`` signal after which
   ``get_all_log_pages`` lists it;
@@ -99,6 +101,7 @@ from tests.e2e.nvmet import Nvmet
 POLL_S = 0.25
 LINK_FIGURE = 'subsystem link -> log_pages_changed with its entry in get_all_log_pages (s)'
 IDLE_WINDOWS = ('first window after quiet', 'second window')
+PSS_AFTER_IDLE = 'PSS stafd + stacd after the idle windows (MiB)'
 OURS, UPSTREAM, FLOOR = 'ours', 'upstream', 'connect-all'
 # what bench/upstream-peer writes
 UPSTREAM_ENV = os.path.join(
@@ -369,6 +372,9 @@ def one_session(bench: Bench, view: KernelView, impl: Impl, args) -> None:
         for name, p in bench.daemons.items():
             per_min = (tree_ticks(p.pid) - before[name]) / CLK_TCK * 60 / args.idle
             bench.record(f'idle CPU {name}, {window} (s per minute)', side, per_min)
+    if args.idle > 0:  # what the memory becomes once the kernel has had time (khugepaged)
+        idle_pss = sum(tree_pss_kib(p.pid) for p in bench.daemons.values()) / 1024
+        bench.record(PSS_AFTER_IDLE, side, idle_pss)
 
     for _ in range(args.ls):
         t = time.monotonic()
@@ -526,6 +532,7 @@ ORDER = [
     'PSS stafd, all processes (MiB)',
     'PSS stacd, all processes (MiB)',
     'PSS stafd + stacd (MiB)',
+    PSS_AFTER_IDLE,
     'stafctl ls wall time (s)',
 ]
 ORDER_TAIL = '  PSS + per interface (KiB)'
