@@ -1,6 +1,6 @@
 """The daemons' processes decline transparent huge pages (THP).
 
-Where THP is enabled "always" (Debian's kernels ship so), the kernel's khugepaged thread
+Where THP is enabled "always" (Debian's 6.1 kernel ships so), the kernel's khugepaged thread
 replaces any 2 MiB-aligned range of a process's anonymous memory that has even one page in use
 with a huge page: its default ``max_ptes_none`` (511) lets it fill in the 511 others. A range
 touched once then costs 2 MiB: a thread's stack, a stretch of the malloc heap, an arena of the
