@@ -5,9 +5,9 @@ replaces any 2 MiB-aligned range of a process's anonymous memory that has even o
 with a huge page: its default ``max_ptes_none`` (511) lets it fill in the 511 others. A range
 touched once then costs 2 MiB: a thread's stack, a stretch of the malloc heap, an arena of the
 interpreter's objects. In the test guest a supervisor or a worker of ours took 2 to 6 MiB more,
-at random moments after its start, and so did upstream's single process; left running, every
-such range of every process would go the same way. The daemons are small and mostly idle, and
-their work is system calls and small objects: huge pages gain them nothing.
+at random moments after its start (whenever khugepaged came by), and so did upstream's single
+process. The daemons are small and mostly idle, and their work is system calls and small
+objects: huge pages gain them nothing.
 
 ``decline()`` asks the kernel (``PR_SET_THP_DISABLE``) to give this process normal pages only.
 Processes it forks inherit that (the forkserver, the workers), and it survives ``execve`` (a
