@@ -19,7 +19,6 @@ from __future__ import annotations
 import os
 
 PR_SET_THP_DISABLE = 41
-PR_GET_THP_DISABLE = 42
 
 
 def decline() -> str | None:
@@ -34,13 +33,3 @@ def decline() -> str | None:
         return f'prctl(PR_SET_THP_DISABLE): {os.strerror(ctypes.get_errno())}'
     except (OSError, AttributeError) as exc:
         return f'prctl(PR_SET_THP_DISABLE): {exc}'
-
-
-def declined() -> bool:
-    """Whether this process is opted out of THP."""
-    import ctypes
-
-    try:
-        return ctypes.CDLL(None).prctl(PR_GET_THP_DISABLE, 0, 0, 0, 0) == 1
-    except (OSError, AttributeError):
-        return False
