@@ -75,7 +75,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Dict, Iterator, List, Optional, Set, Tuple
+from typing import Dict, Iterator, List, NamedTuple, Optional, Set, Tuple, Union
 
 from _guest import (
     BIN,
@@ -570,23 +570,33 @@ def report(bench: Bench, peer: str = 'upstream', peer_title: str = 'upstream 2.4
         print(note)
 
 
-def against_tree(tree: str) -> Tuple[Impl, Impl, str]:
+class Sides(NamedTuple):
+    """The two implementations compared, what the header says of them, the notes for the report
+    and the heading of the peer's column."""
+
+    ours: Impl
+    peer: Impl
+    header: str
+    notes: List[str]
+    peer_title: str
+
+
+def against_tree(tree: str) -> Union[Sides, str]:
     """``--against TREE``: ours from this checkout and the peer from ``TREE``, each first on its
-    PYTHONPATH (the same lookups on both sides), the same venv; and what the header says."""
+    PYTHONPATH (the same lookups on both sides), the same venv. A str: why not."""
     if not (Path(tree) / 'stas' / '__init__.py').is_file():
-        raise SystemExit(f'--against {tree}: no stas package there (want a directory holding stas/)')
+        return f'--against {tree}: no stas package there (want a directory holding stas/)'
     ours, peer = Impl(OURS, tree=str(ROOT), label='ours'), Impl(UPSTREAM, tree=tree, label='against')
     state = f'ours: {pyc_state([ROOT / "stas"])}; against: {pyc_state([Path(tree) / "stas"])}'
-    return ours, peer, state
+    return Sides(ours, peer, state, [], f'this project from {tree}')
 
 
-def against_upstream(args) -> Tuple[Impl, Impl, str, List[str]]:
-    """Upstream 2.4.1 as bench/upstream-peer unpacked it: the two sides, what the header says,
-    and the notes for the report."""
+def against_upstream(args) -> Union[Sides, str]:
+    """Upstream 2.4.1 as bench/upstream-peer unpacked it. A str: why not."""
     try:
         upstream = read_env(Path(args.upstream_env))
     except OSError as e:
-        raise SystemExit(f'no upstream: {e}; run bench/upstream-peer on the host first') from None
+        return f'no upstream: {e}; run bench/upstream-peer on the host first'
     prepare_upstream_host()
     notes = []
     ours_python = os.path.realpath(sys.executable)
@@ -604,7 +614,7 @@ def against_upstream(args) -> Tuple[Impl, Impl, str, List[str]]:
         f'ours with {sys.executable}\n'
         f'ours: {pyc_state([ROOT / "stas"])}; upstream: {pyc_state(up_trees)}'
     )
-    return Impl(OURS), Impl(UPSTREAM, upstream), header, notes
+    return Sides(Impl(OURS), Impl(UPSTREAM, upstream), header, notes, 'upstream 2.4.1')
 
 
 def main() -> int:
@@ -633,27 +643,20 @@ def main() -> int:
     problem = guest_problem('bench/side_by_side.py')
     if problem is not None:
         return problem
-    try:
-        if args.against:
-            ours, peer, header = against_tree(args.against)
-            notes: List[str] = []
-            peer_title = f'this project from {args.against}'
-        else:
-            ours, peer, header, notes = against_upstream(args)
-            peer_title = 'upstream 2.4.1'
-    except SystemExit as e:
-        print(e)
+    sides = against_tree(args.against) if args.against else against_upstream(args)
+    if isinstance(sides, str):
+        print(sides)
         return 2
-    impls = [ours, peer]
+    impls = [sides.ours, sides.peer]
 
     with bench_fabric('side-by-side.', args.subsystems) as (bench, view):
-        bench.notes.extend(notes)
+        bench.notes.extend(sides.notes)
         rules = sorted(
             str(p) for d in ('/lib/udev/rules.d', '/etc/udev/rules.d') for p in Path(d).glob('*nvm*')
         )
         print(f'kernel {os.uname().release}, {os.cpu_count()} vCPUs (qemu TCG)')
         print(f'fabric: 2 interfaces, 2 ports (one DC each), {len(bench.nqns)} subsystems')
-        print(header)
+        print(sides.header)
         print('nvme-cli udev rules left installed: ' + (', '.join(rules) or 'none'))
         if args.warmup:
             for impl in impls:
@@ -669,7 +672,7 @@ def main() -> int:
             per_interface(bench, view, impls, args.interfaces, args.timeout)
         else:
             bench.notes.append('PSS + per interface: not measured (give --interfaces N, N > 2)')
-        report(bench, peer.label, peer_title)
+        report(bench, sides.peer.label, sides.peer_title)
     return 0
 
 
