@@ -56,6 +56,8 @@ class Interface:
     carrier: bool = False  # lower layer up (IFF_LOWER_UP): the link can pass traffic
     mac: str = ''  # link-layer address, lower case 'aa:bb:cc:dd:ee:ff' ('' when it has none)
     vlan: int = 0  # the 802.1Q id when this is a VLAN interface, else 0
+    loopback: bool = False  # IFF_LOOPBACK
+    multicast: bool = True  # IFF_MULTICAST: mDNS (Avahi) can browse here
 
 
 Inventory = Dict[str, Interface]
@@ -76,6 +78,8 @@ _RTNLGRP_LINK, _RTNLGRP_IPV4_IFADDR, _RTNLGRP_IPV6_IFADDR = 1, 5, 9
 _SOL_NETLINK = 270
 _NETLINK_ADD_MEMBERSHIP = 1
 _IFF_UP = 0x1
+_IFF_LOOPBACK = 0x8
+_IFF_MULTICAST = 0x1000
 _IFF_LOWER_UP = 0x10000
 _IFA_F_SECONDARY = 0x01  # IPv4 secondary; for IPv6 the same bit means temporary (privacy) address
 _RT_SCOPE_LINK = 253
@@ -248,12 +252,14 @@ def _vlan_id(msg: Any) -> int:
 
 
 class _Link:
-    __slots__ = ('carrier', 'mac', 'name', 'up', 'vlan')
+    __slots__ = ('carrier', 'loopback', 'mac', 'multicast', 'name', 'up', 'vlan')
 
-    def __init__(self, name: str, up: bool, carrier: bool, mac: str = '', vlan: int = 0):
+    def __init__(self, name: str, flags: int, mac: str = '', vlan: int = 0):
         self.name = name
-        self.up = up
-        self.carrier = carrier
+        self.up = bool(flags & _IFF_UP)
+        self.carrier = bool(flags & _IFF_LOWER_UP)
+        self.loopback = bool(flags & _IFF_LOOPBACK)
+        self.multicast = bool(flags & _IFF_MULTICAST)
         self.mac = mac
         self.vlan = vlan
 
@@ -302,10 +308,7 @@ class _State:
                 name = known.name
             mac = msg.get_attr('IFLA_ADDRESS')
             mac = str(mac).lower() if mac else (known.mac if known is not None else '')
-            flags = msg['flags']
-            self.links[index] = _Link(
-                name, bool(flags & _IFF_UP), bool(flags & _IFF_LOWER_UP), mac, _vlan_id(msg)
-            )
+            self.links[index] = _Link(name, msg['flags'], mac, _vlan_id(msg))
         elif msg_type in (_RTM_NEWADDR, _RTM_DELADDR):
             msg = self._codecs.ifaddrmsg(message)
             msg.decode()
@@ -359,7 +362,15 @@ class _State:
                 if addr.address not in addrs:
                     addrs.append(addr.address)
             inv[link.name] = Interface(
-                link.name, index, link.up, tuple(addrs), link.carrier, link.mac, link.vlan
+                link.name,
+                index,
+                link.up,
+                tuple(addrs),
+                link.carrier,
+                link.mac,
+                link.vlan,
+                link.loopback,
+                link.multicast,
             )
         return inv
 

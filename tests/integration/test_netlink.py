@@ -71,7 +71,7 @@ def run_in(netns: str, scenario: str) -> Any:
 MACS = {'lo': '00:00:00:00:00:00', 'veth0': '02:00:5e:00:53:a0', 'veth1': '02:00:5e:00:53:a1'}
 
 
-def iface(name, index, up, addrs, carrier, mac=None):
+def iface(name, index, up, addrs, carrier, mac=None, multicast=None):
     return {
         'name': name,
         'index': index,
@@ -80,6 +80,8 @@ def iface(name, index, up, addrs, carrier, mac=None):
         'carrier': carrier,
         'mac': MACS[name] if mac is None else mac,
         'vlan': 0,
+        'loopback': name == 'lo',
+        'multicast': name != 'lo' if multicast is None else multicast,  # a veth has it, lo not
     }
 
 
@@ -130,6 +132,9 @@ def test_monitor_follows_a_veth_pair_through_its_life(netns):
     renamed = steps['rename veth0 to stas0']['inventory']
     assert 'veth0' not in renamed
     assert renamed['stas0'] == iface('stas0', v0, False, ('192.0.2.1', '2001:db8::1'), False, MACS['veth0'])
+    no_multicast = steps['veth1 multicast off']['inventory']
+    assert no_multicast['veth1'] == iface('veth1', v1, True, (), False, multicast=False)
+    assert no_multicast['stas0'] == renamed['stas0']
 
     assert steps['delete the pair']['inventory'] == {'lo': lo}
     assert rec['resyncs'] == 0
@@ -246,6 +251,8 @@ async def _lifecycle() -> Dict[str, Any]:
             ('veth0 down', ['link', 'set', 'veth0', 'down'],
              lambda inv: not inv['veth0'].up and not inv['veth1'].carrier),
             ('rename veth0 to stas0', ['link', 'set', 'veth0', 'name', 'stas0'], lambda inv: 'stas0' in inv),
+            ('veth1 multicast off', ['link', 'set', 'veth1', 'multicast', 'off'],
+             lambda inv: not inv['veth1'].multicast),
             ('delete the pair', ['link', 'del', 'stas0'],
              lambda inv: 'stas0' not in inv and 'veth1' not in inv),
         ]  # fmt: skip
