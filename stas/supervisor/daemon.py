@@ -770,6 +770,7 @@ def _interface_state(iface) -> InterfaceState:
         loopback=iface.name == 'lo' or getattr(iface, 'loopback', False),
         mac=getattr(iface, 'mac', ''),
         vlan=getattr(iface, 'vlan', 0),
+        multicast=getattr(iface, 'multicast', True),
     )
 
 

@@ -12,7 +12,9 @@ Rules:
   transport, which connects unpinned.
 - fc and loop controllers have their own interface-less workers.
 - stafd with ``zeroconf`` enabled runs a worker (for mDNS browsing) on every interface that is
-  up, has an address and is not loopback.
+  up, has an address, is not loopback and can multicast: the interfaces avahi-daemon browses
+  (it leaves out those without IFF_MULTICAST, such as dummy, WireGuard or IPIP interfaces, so a
+  worker there would never hear of a service, and would only cost a process).
 
 Configured controllers and ``ip-family`` (nvme-stas 2.x's rules): a tcp/rdma
 ``traddr`` given as a host name is resolved by the supervisor before each planning pass
@@ -48,6 +50,7 @@ class InterfaceState:
     loopback: bool = False
     mac: str = ''  # lower case 'aa:bb:cc:dd:ee:ff'; boot firmware tables name interfaces by it
     vlan: int = 0  # 802.1Q id of a VLAN interface, else 0
+    multicast: bool = True  # IFF_MULTICAST, as an Ethernet or VLAN interface has
 
 
 @record
@@ -206,7 +209,7 @@ def plan_workers(
 ) -> Dict[WorkerKey, WorkerPlan]:
     """Every worker the daemon needs, with its controllers.
 
-    ``zeroconf``: also one worker (for mDNS browsing) per up, addressed, non-loopback interface.
+    ``zeroconf``: also one worker (for mDNS browsing) per interface mDNS can run on.
     """
     # grouped by (transport, interface) strings first: a WorkerKey per spec (made and hashed in
     # Python) was most of what planning thousands of controllers cost
@@ -217,7 +220,7 @@ def plan_workers(
     mdns_keys = set()
     if zeroconf:
         for iface in interfaces.values():
-            if iface.up and iface.addrs and not iface.loopback:
+            if iface.up and iface.addrs and not iface.loopback and iface.multicast:
                 mdns_keys.add(WorkerKey('tcp', iface.name))
     return {
         key: WorkerPlan(key=key, controllers=tuple(by_key.get(key, ())), mdns=key in mdns_keys)
