@@ -9,8 +9,9 @@ each N of ``--sizes`` it builds a fabric with ``tests/e2e/fabric.py``: N subsyst
 namespace, split over two nvmet ports on tb0 (192.0.2.1 and 192.0.2.2). Only the first port's
 discovery controller is configured in stafd.conf; the second one is reached through a referral
 in the first one's log page (followed through tb0, the interface it was reported on).
-``--interfaces K`` (1-16, default 1) adds K-1 dummy interfaces with an address and no port, so
-the daemons run on a host with K interfaces. Then, in this order:
+``--interfaces K`` (1-16, default 1) adds K-1 dummy interfaces with an address, multicast on (as an
+Ethernet or VLAN interface has it: stafd browses mDNS there) and no port, so the daemons run on a
+host with K interfaces. Then, in this order:
 
 1. the floor: ``nvme connect-all`` on the configured port (it follows the referral) -> all N
    I/O controllers live; then every controller is deleted;
@@ -103,7 +104,7 @@ class Scale:
         self.fabric = Fabric(Nvmet())
         self.fabric.interface('tb0', '192.0.2.1/24', '192.0.2.2/24')
         for i in range(extra_interfaces):
-            self.fabric.interface(f'tbx{i}', f'10.{100 + i}.0.1/24')
+            self.fabric.interface(f'tbx{i}', f'10.{100 + i}.0.1/24', multicast=True)
         self.configured, self.referred = self.fabric.port('192.0.2.1'), self.fabric.port('192.0.2.2')
         self.configured.add_referral(self.referred)
         self.subs: Dict[str, Subsystem] = {}

@@ -46,10 +46,11 @@ round), then connect-all, it measures:
 
 Before the rounds, each side's stafd starts once untimed (``--no-warmup`` skips it) so that
 neither pays for the first reads of its files over the guest's 9p root. After them, with
-``--interfaces N`` (N > 2), dummy interfaces with an address (no port) are added up to N in all,
-both daemons of each side start together once more, with zeroconf enabled in stafd.conf (so that
-stafd uses every interface: ours runs a worker on each), and their PSS gives the "+ per
-interface" figure against the 2-interface PSS.
+``--interfaces N`` (N > 2), dummy interfaces with an address (no port) and multicast on are added
+up to N in all, both daemons of each side start together once more, with zeroconf enabled in
+stafd.conf (so that stafd browses every interface, as it would Ethernet or VLAN ones: ours runs a
+worker on each; a dummy without multicast gets none, Avahi cannot browse there), and their PSS
+gives the "+ per interface" figure against the 2-interface PSS.
 
 It prints min/median/max of each side and the ratio of the medians (ours/upstream, and
 ours/connect-all where that means something). It asserts nothing. Under TCG emulation only the
@@ -441,11 +442,11 @@ STAFD_ZEROCONF_CONF = STAFD_CONF.replace('zeroconf=disabled', 'zeroconf=enabled'
 
 
 def per_interface(bench: Bench, view: KernelView, impls: List[Impl], total: int, timeout: float) -> None:
-    """With ``total`` interfaces (the extra ones dummies with an address and no port): both
+    """With ``total`` interfaces (the extra ones dummies with an address, multicast and no port): both
     daemons started together until all I/O controllers are live, then their PSS."""
     extra = total - len(INTERFACES)
     for i in range(extra):
-        bench.fabric.interface(f'tbx{i}', f'10.{100 + i // 250}.{i % 250}.1/24')
+        bench.fabric.interface(f'tbx{i}', f'10.{100 + i // 250}.{i % 250}.1/24', multicast=True)
     for impl in impls:
         delete_all_controllers(120)
         view.forget()

@@ -277,12 +277,15 @@ class Fabric:
         kind: str = 'dummy',
         peer: Optional[str] = None,
         mac: Optional[str] = None,
+        multicast: bool = False,
     ) -> Interface:
         """Create an interface, give it ``addresses`` (CIDR) and bring it up.
 
         ``kind='dummy'`` (the default) or ``kind='veth'`` with ``peer`` naming the other end,
         which is brought up without an address (use ``fabric.adopt(peer)`` to address it).
         ``mac``: its link-layer address (else the kernel picks a random one).
+        ``multicast``: turn IFF_MULTICAST on, which a dummy lacks (a veth has it), so that mDNS
+        can use the interface as it would an Ethernet or VLAN one.
         """
         for ifname in (name, peer):
             if ifname is not None and not _IFNAME.fullmatch(ifname):
@@ -300,6 +303,8 @@ class Fabric:
         iface = Interface(name, kind, peer)
         if mac is not None:
             run('ip', 'link', 'set', name, 'address', mac)
+        if multicast:
+            run('ip', 'link', 'set', name, 'multicast', 'on')
         self.interfaces[name] = iface
         for cidr in addresses:
             iface.add_address(cidr)
