@@ -58,6 +58,7 @@ class Interface:
     vlan: int = 0  # the 802.1Q id when this is a VLAN interface, else 0
     loopback: bool = False  # IFF_LOOPBACK
     multicast: bool = True  # IFF_MULTICAST: mDNS (Avahi) can browse here
+    pointopoint: bool = False  # IFF_POINTOPOINT (Avahi leaves it out unless told otherwise)
 
 
 Inventory = Dict[str, Interface]
@@ -79,6 +80,7 @@ _SOL_NETLINK = 270
 _NETLINK_ADD_MEMBERSHIP = 1
 _IFF_UP = 0x1
 _IFF_LOOPBACK = 0x8
+_IFF_POINTOPOINT = 0x10
 _IFF_MULTICAST = 0x1000
 _IFF_LOWER_UP = 0x10000
 _IFA_F_SECONDARY = 0x01  # IPv4 secondary; for IPv6 the same bit means temporary (privacy) address
@@ -252,7 +254,7 @@ def _vlan_id(msg: Any) -> int:
 
 
 class _Link:
-    __slots__ = ('carrier', 'loopback', 'mac', 'multicast', 'name', 'up', 'vlan')
+    __slots__ = ('carrier', 'loopback', 'mac', 'multicast', 'name', 'pointopoint', 'up', 'vlan')
 
     def __init__(self, name: str, flags: int, mac: str = '', vlan: int = 0):
         self.name = name
@@ -260,6 +262,7 @@ class _Link:
         self.carrier = bool(flags & _IFF_LOWER_UP)
         self.loopback = bool(flags & _IFF_LOOPBACK)
         self.multicast = bool(flags & _IFF_MULTICAST)
+        self.pointopoint = bool(flags & _IFF_POINTOPOINT)
         self.mac = mac
         self.vlan = vlan
 
@@ -371,6 +374,7 @@ class _State:
                 link.vlan,
                 link.loopback,
                 link.multicast,
+                link.pointopoint,
             )
         return inv
 

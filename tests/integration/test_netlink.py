@@ -82,6 +82,7 @@ def iface(name, index, up, addrs, carrier, mac=None, multicast=None):
         'vlan': 0,
         'loopback': name == 'lo',
         'multicast': name != 'lo' if multicast is None else multicast,  # a veth has it, lo not
+        'pointopoint': False,
     }
 
 
