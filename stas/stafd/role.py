@@ -38,7 +38,7 @@ from ..supervisor.cli_args import DEFAULT_NBFT_DIR, DEFAULT_REGISTRY_DIR
 from ..supervisor.policy import configured_specs
 from ..supervisor.role import DaemonRole, Plan
 from ..supervisor.state_files import StateFile
-from . import cache
+from . import avahi_scope, cache
 from .mdns import MdnsDcs
 from .udev_rule import RULES_DIR, AutoconnectShadow
 from .view import DcRecord, StafView
@@ -65,6 +65,16 @@ class _DcPlanEffects:
     removed: Tuple[Tuple[TransportId, str], ...]
 
 
+def _scope_text(scope: avahi_scope.AvahiScope) -> str:
+    parts = ['up, addressed, multicast, not loopback']
+    parts.append('point-to-point too' if scope.point_to_point else 'not point-to-point')
+    if scope.allow:
+        parts.append('allow-interfaces=' + ','.join(scope.allow))
+    if scope.deny:
+        parts.append('deny-interfaces=' + ','.join(scope.deny))
+    return '; '.join(parts)
+
+
 def _removal_reason(tid: TransportId, config: StafdConfig) -> str:
     entry = is_excluded(tid, config.excluded)
     return describe(entry) if entry else ''
@@ -85,6 +95,7 @@ class StafdRole(DaemonRole):
         nbft_dir: str = DEFAULT_NBFT_DIR,
         udev_rules_dir: str = RULES_DIR,
         registry_dir: str = DEFAULT_REGISTRY_DIR,
+        avahi_conf: str = avahi_scope.DEFAULT_PATH,
     ):
         self.runtime_dir = runtime_dir
         self._supervisor: Any = None
@@ -100,12 +111,20 @@ class StafdRole(DaemonRole):
         self._extras: Dict[TransportId, Tuple[Tuple[str, str], ...]] = {}
         # zero-touch discovery: the DCs mDNS found, their aging (stas.stafd.mdns)
         self.mdns = MdnsDcs()
+        # the interfaces avahi-daemon browses, from its configuration (stas.stafd.avahi_scope)
+        self._avahi_conf = avahi_conf
+        self.avahi_scope = avahi_scope.AvahiScope()
+        self._avahi_scope_problem = ''
 
     def bind(self, supervisor: Any) -> None:
         self._supervisor = supervisor
 
     # ---- the host: firmware, udev, Avahi --------------------------------------------------------
-    def read_boot_tables(self) -> None:
+    def read_host_files(self) -> None:
+        self._read_boot_tables()
+        self._take_avahi_scope(*avahi_scope.read_scope(self._avahi_conf))
+
+    def _read_boot_tables(self) -> None:
         from .nbft_source import read_boot_tables  # most hosts have no NBFT: parse only if needed
 
         self._boot = read_boot_tables(self._nbft_dir)
@@ -123,17 +142,44 @@ class StafdRole(DaemonRole):
         ctrls, problems = discovery_controllers(self._boot, interfaces)
         return replace(config, controllers=tuple(config.controllers) + tuple(ctrls)), problems
 
-    def browses_mdns(self, config: Any) -> bool:
-        return isinstance(config, StafdConfig) and config.zeroconf
+    def mdns_interfaces(self, config: Any) -> Optional[Callable[[Any], bool]]:
+        if isinstance(config, StafdConfig) and config.zeroconf:
+            return self.avahi_scope.browses
+        return None
+
+    def _take_avahi_scope(self, scope: avahi_scope.AvahiScope, problem: str) -> bool:
+        """Make ``scope`` the interfaces browsed; say what changed. Whether it did."""
+        if problem and problem != self._avahi_scope_problem:
+            log.warning('%s: browsing every interface that can multicast, as Avahi by default', problem)
+        self._avahi_scope_problem = problem
+        if scope == self.avahi_scope:
+            return False
+        self.avahi_scope = scope
+        log.info('zeroconf: interfaces as avahi-daemon browses them: %s', _scope_text(scope))
+        return True
+
+    async def _reread_avahi_scope(self) -> None:
+        """Read avahi-daemon's configuration again (off the loop); plan again if it changed."""
+        found = await asyncio.get_running_loop().run_in_executor(
+            None, avahi_scope.read_scope, self._avahi_conf
+        )
+        if self._take_avahi_scope(*found) and self._supervisor is not None:
+            self._supervisor.request_replan()
 
     async def configured(self, config: Any) -> None:
         """Shadow nvme-cli's udev autoconnect rule, or stop doing so, as configured (off the
-        loop: it writes a file and waits for udevadm)."""
+        loop: it writes a file and waits for udevadm); and read Avahi's interface rules again
+        (an admin who changed them reloads stafd, or restarts avahi-daemon)."""
         if isinstance(config, StafdConfig):
             await self._udev(self._udev_shadow.apply, not config.nvme_cli_autoconnect)
+            await self._reread_avahi_scope()
 
     async def published(self, bus: Any, host_watch: Any) -> None:
-        await host_watch.follow_avahi(bus)
+        # avahi-daemon reads its configuration as it starts: so does stafd, each time it appears
+        await host_watch.follow_avahi(bus, on_started=self._on_avahi_started)
+
+    def _on_avahi_started(self) -> None:
+        self._supervisor.start_background(self._reread_avahi_scope())
 
     async def stopped(self) -> None:
         await self._udev(self._udev_shadow.release)
@@ -287,6 +333,11 @@ class StafdRole(DaemonRole):
                 'problems': self._supervisor.bounded_problems(self._boot.problems, DBUS_PROBLEM_LIMIT),
             }
         info['avahi'] = self.mdns.process_info()
+        info['avahi']['interfaces'] = {
+            'from': self._avahi_conf,
+            **self.avahi_scope.describe(),
+            'problem': self._avahi_scope_problem,
+        }
         return info
 
     def next_wakeup_s(self):

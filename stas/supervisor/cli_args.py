@@ -16,6 +16,8 @@ The options of nvme-stas 2.x are kept (``-f/--conf-file``, ``-s/--syslog``, ``--
   ``exclusions.conf.d/`` are read from (default /etc/nvme; ``stas.conf.exclusions``).
 * ``--registry-dir DIR``: nvme-cli's controller ownership registry (default /run/nvme/registry;
   ``stas.workers.ownership``).
+* ``--avahi-conf FILE`` (stafd): avahi-daemon's configuration, whose interface rules say where
+  zeroconf browses (default /etc/avahi/avahi-daemon.conf; ``stas.stafd.avahi_scope``).
 
 Unlike 2.x, the arguments are parsed in ``main()``, never at import time, and parsing imports
 only the standard library: ``--help`` and ``--version`` do not load asyncio, sdbus, libnvme,
@@ -38,6 +40,8 @@ DEFAULT_NBFT_DIR = '/sys/firmware/acpi/tables'
 DEFAULT_EXCLUSIONS_DIR = '/etc/nvme'
 # nvme-cli's controller ownership registry (stas.workers.ownership.REGISTRY_DIR)
 DEFAULT_REGISTRY_DIR = '/run/nvme/registry'
+# avahi-daemon's configuration: its interface rules say where stafd's zeroconf browses
+DEFAULT_AVAHI_CONF = '/etc/avahi/avahi-daemon.conf'
 
 _DESCRIPTIONS = {
     'stafd': 'STorage Appliance Finder (STAF): finds discovery controllers and caches their log pages',
@@ -115,6 +119,14 @@ def build_daemon_parser(prog: str, environ: Optional[Mapping[str, str]] = None) 
         # stafd with a directory of their own, so that the host's udev never sees it).
         parser.add_argument(
             '--udev-rules-dir', default='/run/udev/rules.d', metavar='DIR', help=argparse.SUPPRESS
+        )
+    if prog == 'stafd':
+        parser.add_argument(
+            '--avahi-conf',
+            default=DEFAULT_AVAHI_CONF,
+            metavar='FILE',
+            help="avahi-daemon's configuration (default: %(default)s); with zeroconf, stafd browses "
+            'the interfaces its allow-interfaces, deny-interfaces and allow-point-to-point leave',
         )
     parser.add_argument(
         '--registry-dir',

@@ -366,6 +366,10 @@ class Supervisor:
         if self.role.on_report(key, msg):
             self._schedule_replan()
 
+    def start_background(self, coro) -> None:
+        """Run ``coro`` without waiting for it (the role's work on events of its own)."""
+        self._background.start(coro)
+
     def request_replan(self) -> None:
         """Plan again soon: for a role that learns of changes other than by worker reports."""
         if self.pool is not None:
@@ -415,8 +419,8 @@ class Supervisor:
             log.warning('%s', p)
         if len(self.counters) > len(specs):  # controllers went away: forget their counts
             self.counters.retain({s.tid for s in specs})
-        zeroconf = self.role.browses_mdns(self.config)
-        self._plans = plan_workers(specs, self._interfaces, self._routes, zeroconf=zeroconf)
+        mdns_on = self.role.mdns_interfaces(self.config)
+        self._plans = plan_workers(specs, self._interfaces, self._routes, mdns_on=mdns_on)
         for key in self.role.extra_worker_keys(self._interfaces):  # workers with nothing to connect
             self._plans.setdefault(key, WorkerPlan(key))
         self._plans = with_releases(self._plans, self.role.release_specs(), self._routes)
@@ -645,7 +649,7 @@ class Supervisor:
         # need not wait for it.
         self._background.start(self.role.configured(self.config))
         self.role.restore()  # makes the runtime directory; one that cannot be used is logged
-        self.role.read_boot_tables()
+        self.role.read_host_files()
         loop = asyncio.get_running_loop()
         loop.add_signal_handler(signal.SIGTERM, self.request_stop)
         loop.add_signal_handler(signal.SIGINT, self.request_stop)
@@ -771,6 +775,7 @@ def _interface_state(iface) -> InterfaceState:
         mac=getattr(iface, 'mac', ''),
         vlan=getattr(iface, 'vlan', 0),
         multicast=getattr(iface, 'multicast', True),
+        pointopoint=getattr(iface, 'pointopoint', False),
     )
 
 

@@ -56,6 +56,7 @@ class HostWatch:
         self._rechecking: Optional[asyncio.Task] = None  # held: the loop keeps only a weak one
         self._avahi_activatable = False
         self._avahi_changes = 0  # NameOwnerChanged signals for Avahi's name seen so far
+        self._on_avahi_started: Callable[[], None] = lambda: None
         self._config = None
         self._host = None
 
@@ -94,9 +95,11 @@ class HostWatch:
         self._rechecking = asyncio.get_running_loop().create_task(self.check())
 
     # ---- avahi -----------------------------------------------------------------------------------
-    async def follow_avahi(self, bus) -> None:
-        """Look Avahi up on ``bus`` and follow it (stafd). Errors leave it unknown."""
+    async def follow_avahi(self, bus, on_started: Callable[[], None] = lambda: None) -> None:
+        """Look Avahi up on ``bus`` and follow it (stafd); ``on_started`` runs each time it
+        takes its name from then on. Errors leave it unknown."""
         self._bus = bus
+        self._on_avahi_started = on_started
         try:
             self._slot = await bus.match_signal_async(*_DBUS, 'NameOwnerChanged', self._on_owner_changed)
             changes_before = self._avahi_changes
@@ -130,6 +133,7 @@ class HostWatch:
         self._avahi_changes += 1
         if new:
             self.avahi = 'running'
+            self._on_avahi_started()
         else:  # gone; whether D-Bus can start it again was asked at the start
             self.avahi = 'activatable' if self._avahi_activatable else 'missing'
         self._take()

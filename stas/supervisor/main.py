@@ -91,7 +91,7 @@ def stacd_main(argv: Sequence[str] | None = None) -> int:
 def make_role(daemon: str, args):
     """The role of ``daemon``, with the host paths of its command line ``args``: the one place
     that knows both daemons."""
-    from .cli_args import DEFAULT_NBFT_DIR, DEFAULT_REGISTRY_DIR
+    from .cli_args import DEFAULT_AVAHI_CONF, DEFAULT_NBFT_DIR, DEFAULT_REGISTRY_DIR
 
     runtime_dir = args.runtime_dir
     if daemon == 'stafd':
@@ -103,6 +103,7 @@ def make_role(daemon: str, args):
             nbft_dir=getattr(args, 'nbft_path', DEFAULT_NBFT_DIR),
             udev_rules_dir=getattr(args, 'udev_rules_dir', RULES_DIR),
             registry_dir=getattr(args, 'registry_dir', DEFAULT_REGISTRY_DIR),
+            avahi_conf=getattr(args, 'avahi_conf', DEFAULT_AVAHI_CONF),
         )
     from ..stacd.role import StacdRole
 

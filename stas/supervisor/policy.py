@@ -11,10 +11,9 @@ Rules:
   (``pin_iface=False``). Without a route it goes to the interface-less worker of its
   transport, which connects unpinned.
 - fc and loop controllers have their own interface-less workers.
-- stafd with ``zeroconf`` enabled runs a worker (for mDNS browsing) on every interface that is
-  up, has an address, is not loopback and can multicast: the interfaces avahi-daemon browses
-  (it leaves out those without IFF_MULTICAST, such as dummy, WireGuard or IPIP interfaces, so a
-  worker there would never hear of a service, and would only cost a process).
+- stafd with ``zeroconf`` enabled runs a worker (for mDNS browsing) on every interface that
+  avahi-daemon browses (``stas.stafd.avahi_scope``): a worker elsewhere would never hear of a
+  service, and would only cost a process.
 
 Configured controllers and ``ip-family`` (nvme-stas 2.x's rules): a tcp/rdma
 ``traddr`` given as a host name is resolved by the supervisor before each planning pass
@@ -29,7 +28,7 @@ a family ip-family does not enable is dropped too. fc and loop pass through.
 from __future__ import annotations
 
 import dataclasses
-from typing import Dict, List, Mapping, Sequence, Tuple
+from typing import Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from ..conf import ConfiguredController
 from ..errors import StasError
@@ -51,6 +50,7 @@ class InterfaceState:
     mac: str = ''  # lower case 'aa:bb:cc:dd:ee:ff'; boot firmware tables name interfaces by it
     vlan: int = 0  # 802.1Q id of a VLAN interface, else 0
     multicast: bool = True  # IFF_MULTICAST, as an Ethernet or VLAN interface has
+    pointopoint: bool = False  # IFF_POINTOPOINT
 
 
 @record
@@ -205,11 +205,11 @@ def plan_workers(
     interfaces: Mapping[str, InterfaceState],
     routes: Mapping[str, str],
     *,
-    zeroconf: bool = False,
+    mdns_on: Optional[Callable[[InterfaceState], bool]] = None,
 ) -> Dict[WorkerKey, WorkerPlan]:
     """Every worker the daemon needs, with its controllers.
 
-    ``zeroconf``: also one worker (for mDNS browsing) per interface mDNS can run on.
+    ``mdns_on``: with zeroconf, which interfaces are browsed; each gets a worker (for mDNS).
     """
     # grouped by (transport, interface) strings first: a WorkerKey per spec (made and hashed in
     # Python) was most of what planning thousands of controllers cost
@@ -218,9 +218,9 @@ def plan_workers(
         by_pair.setdefault(_worker_of(spec.tid, routes), []).append(spec)
     by_key = {WorkerKey(*pair): group for pair, group in by_pair.items()}
     mdns_keys = set()
-    if zeroconf:
+    if mdns_on is not None:
         for iface in interfaces.values():
-            if iface.up and iface.addrs and not iface.loopback and iface.multicast:
+            if mdns_on(iface):
                 mdns_keys.add(WorkerKey('tcp', iface.name))
     return {
         key: WorkerPlan(key=key, controllers=tuple(by_key.get(key, ())), mdns=key in mdns_keys)

@@ -20,7 +20,7 @@ Every role has:
 from __future__ import annotations
 
 import logging
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from ..ipc.messages import (
     WorkerOptions,
@@ -120,17 +120,19 @@ class DaemonRole:
         """The role's own part of ``process_info``."""
         return {}
 
-    def read_boot_tables(self) -> None:
-        """Once at start: read what the host's firmware says of the fabric (stafd: the NBFT)."""
+    def read_host_files(self) -> None:
+        """Once at start, before the first plan: read what the host says of the fabric (stafd:
+        the firmware's NBFT, and the interfaces avahi-daemon browses)."""
 
     def with_boot_controllers(self, config: Any, interfaces: Dict[str, Any]) -> Tuple[Any, List[str]]:
         """``config`` with the controllers the firmware names added (stafd: the NBFT's DCs), and
         what could not be used of them. Pure: the daemon says the problems."""
         return config, []
 
-    def browses_mdns(self, config: Any) -> bool:
-        """Whether workers browse mDNS for controllers (stafd's zeroconf)."""
-        return False
+    def mdns_interfaces(self, config: Any) -> Optional[Callable[[Any], bool]]:
+        """Which interfaces workers browse mDNS on for controllers (stafd's zeroconf), given
+        an ``InterfaceState``; None when none are."""
+        return None
 
     async def configured(self, config: Any) -> None:
         """A configuration took effect: at start (in the background) and after each reload

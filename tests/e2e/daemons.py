@@ -28,7 +28,9 @@ class RunningDaemon:
     ):
         """``nbft_path``: where the daemon reads the firmware's NBFT from. The test guest's
         firmware has one (tests/e2e/boot_table.py); by default the daemon is pointed at an empty
-        directory so that only the tests about boot tables see it."""
+        directory so that only the tests about boot tables see it. stafd reads avahi-daemon's
+        interface rules from ``workdir/avahi-daemon.conf`` (none unless a test writes it: Avahi's
+        defaults), never from the host's /etc/avahi."""
         self.name = name
         self.workdir = workdir
         self.conf = workdir / f'{name}.conf'
@@ -59,6 +61,7 @@ class RunningDaemon:
                 str(self.runtime_dir),
                 '--nbft-path',
                 self.nbft_path,
+                *(['--avahi-conf', str(self.workdir / 'avahi-daemon.conf')] if self.name == 'stafd' else []),
             ],
             env=self.env,
             stdout=log,

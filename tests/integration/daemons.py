@@ -112,10 +112,13 @@ class Daemon:
         runtime_dir: Optional[Path] = None,
         just_started: Optional[Callable[[subprocess.Popen], None]] = None,
         exclusions_dir: Optional[str] = None,
+        avahi_conf: Optional[str] = None,
     ):
         """``just_started(proc)`` runs right after the process is created, before it is ready
         (to send it signals while it starts). ``exclusions_dir``: where nvme-cli's exclusion
-        files are read from (default: ``workdir/nvme``, never the host's /etc/nvme)."""
+        files are read from (default: ``workdir/nvme``, never the host's /etc/nvme).
+        ``avahi_conf``: stafd's avahi-daemon.conf (default: ``workdir/avahi-daemon.conf``, none
+        unless the test writes it; never the host's)."""
         self.name = name
         self.workdir = workdir
         self.conf = workdir / f'{name}.conf'
@@ -149,8 +152,9 @@ class Daemon:
             '--exclusions-dir',
             exclusions_dir or str(workdir / 'nvme'),
         ]
-        if name == 'stafd':  # never the host's /run/udev/rules.d
+        if name == 'stafd':  # never the host's /run/udev/rules.d or /etc/avahi
             argv += ['--udev-rules-dir', str(workdir / 'udev-rules.d')]
+            argv += ['--avahi-conf', avahi_conf or str(workdir / 'avahi-daemon.conf')]
         if netns:
             argv = ['ip', 'netns', 'exec', netns] + argv
         self.log = open(workdir / 'daemon.log', 'w')  # noqa: SIM115 - closed in close()

@@ -258,6 +258,62 @@ def test_an_interface_appearing_and_going_gets_and_loses_its_worker(workdir, mod
         subprocess.run(['ip', 'netns', 'del', ns], check=False)
 
 
+@pytest.mark.skipif(os.geteuid() != 0 or shutil.which('ip') is None, reason='needs root and iproute2')
+def test_zeroconf_workers_go_where_avahi_daemon_browses(workdir, module_system_bus):
+    import sdbus
+
+    ns = f'stas-av-{os.getpid()}'
+
+    def ip(*args):
+        subprocess.run(['ip', '-n', ns, *args], check=True)
+
+    def workers_of(d):
+        return sorted(n for n, w in d.workers().items() if w['state'] == 'running')
+
+    avahi_conf = workdir / 'avahi-daemon.conf'
+    avahi_conf.write_text('[server]\nuse-ipv4=yes\ndeny-interfaces=tbd1\n')
+    subprocess.run(['ip', 'netns', 'add', ns], check=True)
+    try:
+        ip('link', 'set', 'lo', 'up')
+        for i, name in enumerate(('tbm0', 'tbd0', 'tbd1'), start=1):
+            ip('link', 'add', name, 'type', 'veth', 'peer', 'name', f'peer{i}')  # a veth can multicast
+            ip('addr', 'add', f'198.51.100.{i}/24', 'dev', name)
+            ip('link', 'set', name, 'up')
+        ip('link', 'set', 'tbd0', 'multicast', 'off')  # as a dummy or WireGuard interface
+        with running('stafd', workdir, module_system_bus, '[Global]\n', netns=ns) as d:
+            # tbd0 cannot multicast, tbd1 is denied: Avahi browses neither, nor lo
+            wait_until(lambda: workers_of(d) == ['tbm0'], 10, 'a worker for tbm0 alone')
+            assert d.status()['avahi']['interfaces'] == {
+                'from': str(avahi_conf),
+                'allow-interfaces': [],
+                'deny-interfaces': ['tbd1'],
+                'allow-point-to-point': False,
+                'problem': '',
+            }
+            # an admin restricts Avahi to tbd1 and reloads stafd
+            avahi_conf.write_text('[server]\nallow-interfaces=TBD1\n')
+            d.signal(signal.SIGHUP)
+            wait_until(lambda: workers_of(d) == ['tbd1'], 10, 'the worker moved to tbd1')
+            assert 'zeroconf: interfaces as avahi-daemon browses them: ' in d.logs()
+            ip('link', 'set', 'tbd0', 'multicast', 'on')
+            time.sleep(1)
+            assert workers_of(d) == ['tbd1']  # multicast now, but not allowed
+            # a file Avahi would refuse restricts nothing; read again when Avahi (re)starts
+            avahi_conf.write_text('[server]\nallow-interfaces tbd1\n')
+            bus = sdbus.sd_bus_open_system()
+            try:
+                bus.request_name('org.freedesktop.Avahi', 0)
+                wait_until(lambda: workers_of(d) == ['tbd0', 'tbd1', 'tbm0'], 10, 'every interface browsed')
+            finally:
+                bus.close()
+            problem = f"{avahi_conf}:2: 'allow-interfaces tbd1': not a key=value line"
+            assert d.status()['avahi']['interfaces']['problem'] == problem
+            assert f'{problem}: browsing every interface that can multicast, as Avahi by default' in d.logs()
+            assert 'Traceback' not in d.logs()
+    finally:
+        subprocess.run(['ip', 'netns', 'del', ns], check=False)
+
+
 def test_no_daemon_means_exit_69(workdir, module_system_bus):
     env = dict(os.environ, DBUS_SYSTEM_BUS_ADDRESS=module_system_bus, PYTHONPATH=str(ROOT))
     done = subprocess.run(

@@ -323,7 +323,11 @@ def test_restart_needs_a_target(capsys):
 @pytest.mark.parametrize('prog', ['stafd', 'stacd'])
 def test_daemon_defaults(prog):
     args = build_daemon_parser(prog, environ={}).parse_args([])
-    stafd_only = {'udev_rules_dir': '/run/udev/rules.d'} if prog == 'stafd' else {}
+    stafd_only = (
+        {'udev_rules_dir': '/run/udev/rules.d', 'avahi_conf': '/etc/avahi/avahi-daemon.conf'}
+        if prog == 'stafd'
+        else {}
+    )
     assert vars(args) == {
         'conf_file': f'/etc/stas/{prog}.conf',
         'syslog': False,
@@ -343,7 +347,7 @@ def test_daemon_options():
     argv = ['-f', '/tmp/f.conf', '-s', '--tron', '--check-config', '--sys-conf', '/tmp/sys.conf']
     argv += ['--runtime-dir', '/tmp/run', '--nbft-path', '/tmp/tables', '--exclusions-dir', '/tmp/nvme']
     argv += ['--udev-rules-dir', '/tmp/rules.d']
-    argv += ['--registry-dir', '/tmp/registry']
+    argv += ['--registry-dir', '/tmp/registry', '--avahi-conf', '/tmp/avahi.conf']
     args = parse_daemon_args('stafd', argv, environ={})
     assert vars(args) == {
         'conf_file': '/tmp/f.conf',
@@ -357,6 +361,7 @@ def test_daemon_options():
         'registry_dir': '/tmp/registry',
         'worker_engine': '',
         'udev_rules_dir': '/tmp/rules.d',
+        'avahi_conf': '/tmp/avahi.conf',
     }
     args = parse_daemon_args('stacd', ['--conf-file=/x.conf', '--syslog'], environ={})
     assert (args.conf_file, args.syslog) == ('/x.conf', True)
