@@ -119,13 +119,20 @@ class Side:
             prefix.append(f'--net=/run/netns/{self.netns}')
         return [*prefix, '--', 'env', f'DBUS_SYSTEM_BUS_ADDRESS={self.bus}', *argv]
 
-    def start_avahi(self, use_ipv6: bool = False) -> None:
+    @property
+    def avahi_conf(self) -> Path:
+        return self.dir / 'avahi-daemon.conf'
+
+    def start_avahi(self, use_ipv6: bool = False, allow: Optional[str] = None) -> None:
+        """``allow``: its allow-interfaces= (default: this side's interface)."""
         if self.avahi is not None and self.avahi.poll() is None:
             return
-        conf = self.dir / 'avahi-daemon.conf'
+        conf = self.avahi_conf
         conf.write_text(
             AVAHI_CONFIG.format(
-                host_name=f'stas-{self.name}', iface=self.iface, use_ipv6='yes' if use_ipv6 else 'no'
+                host_name=f'stas-{self.name}',
+                iface=self.iface if allow is None else allow,
+                use_ipv6='yes' if use_ipv6 else 'no',
             )
         )
         log = open(self.dir / 'avahi.log', 'a')  # noqa: SIM115 - the child owns it

@@ -25,12 +25,13 @@ class RunningDaemon:
         host_identity,
         env: Optional[Dict[str, str]] = None,
         nbft_path: Optional[str] = None,
+        avahi_conf: Optional[Path] = None,
     ):
         """``nbft_path``: where the daemon reads the firmware's NBFT from. The test guest's
         firmware has one (tests/e2e/boot_table.py); by default the daemon is pointed at an empty
         directory so that only the tests about boot tables see it. stafd reads avahi-daemon's
-        interface rules from ``workdir/avahi-daemon.conf`` (none unless a test writes it: Avahi's
-        defaults), never from the host's /etc/avahi."""
+        interface rules from ``avahi_conf`` (default ``workdir/avahi-daemon.conf``: none unless a
+        test writes it, Avahi's defaults), never from the host's /etc/avahi."""
         self.name = name
         self.workdir = workdir
         self.conf = workdir / f'{name}.conf'
@@ -42,6 +43,7 @@ class RunningDaemon:
             nbft_path = str(workdir / 'no-nbft')
             os.makedirs(nbft_path, exist_ok=True)
         self.nbft_path = nbft_path
+        self.avahi_conf = avahi_conf or workdir / 'avahi-daemon.conf'
         self.env = dict(os.environ)
         self.env.update(env or {})
         self.log_path = workdir / f'{name}.log'
@@ -61,7 +63,7 @@ class RunningDaemon:
                 str(self.runtime_dir),
                 '--nbft-path',
                 self.nbft_path,
-                *(['--avahi-conf', str(self.workdir / 'avahi-daemon.conf')] if self.name == 'stafd' else []),
+                *(['--avahi-conf', str(self.avahi_conf)] if self.name == 'stafd' else []),
             ],
             env=self.env,
             stdout=log,

@@ -99,7 +99,9 @@ def test_discovered_dc_connects_survives_outages_and_ages_out(fabric, lab, udevd
     lab.dc.publish_address('dc.local', DC_ADDR)
     lab.dc.publish('stas cdc', 8009, ['p=tcp', f'NQN={WKDN}'], host='dc.local')
     lab.dc.publish('junk', 8009, ['p=carrier-pigeon'], host='dc.local')
-    d = RunningDaemon('stafd', tmp_path, CONF.format(zeroconf='enabled'), host_identity)
+    # stafd reads the configuration of the avahi-daemon it talks to: allow-interfaces=zc0
+    conf = CONF.format(zeroconf='enabled')
+    d = RunningDaemon('stafd', tmp_path, conf, host_identity, avahi_conf=lab.stafd.avahi_conf)
     try:
         wait_for(
             lambda: 'cannot reach 198.51.100.1 port 8009 through zc0' in d.logs(), scaled(3), 'a failed check'
@@ -139,15 +141,32 @@ def test_discovered_dc_connects_survives_outages_and_ages_out(fabric, lab, udevd
         }
         assert info['avahi']['service types'] == ['_nvme-disc._tcp', '_nvme-disc._udp']
         assert info['avahi']['avahi-daemon']['zc0'] == 'running'
-        # zcd0 (a dummy) cannot multicast, so Avahi does not browse there: no worker of its own
-        # until it can (its DC is zc0's: mDNS resolved it there)
-        assert [w['interface'] for w in d.ctl_json('workers')] == ['zc0']
+        # Avahi browses zc0 alone (allow-interfaces=zc0): no worker for zcd0 (its DC is zc0's,
+        # mDNS resolved it there), even once zcd0 (a dummy) can multicast
+        assert workers_of(d) == ['zc0']
+        assert info['avahi']['interfaces']['allow-interfaces'] == ['zc0']
         lab.ip(None, 'link', 'set', 'zcd0', 'multicast', 'on')
+        # avahi-daemon restarted with zcd0 allowed too: stafd reads its configuration again
+        lab.stafd.stop_avahi()
+        lab.stafd.start_avahi(allow='zc0,zcd0')
         wait_for(
-            lambda: workers_of(d) == ['zc0', 'zcd0'], scaled(2), 'a worker for zcd0 once it can multicast'
+            lambda: workers_of(d) == ['zc0', 'zcd0'], scaled(2), 'a worker for zcd0 once Avahi browses it'
         )
+        # zcd0 can no longer multicast: Avahi leaves it out whatever its configuration says
         lab.ip(None, 'link', 'set', 'zcd0', 'multicast', 'off')
-        wait_for(lambda: workers_of(d) == ['zc0'], scaled(2), "zcd0's worker stopped once it cannot")
+        wait_for(
+            lambda: workers_of(d) == ['zc0'], scaled(2), "zcd0's worker stopped once it cannot multicast"
+        )
+        lab.stafd.stop_avahi()
+        lab.stafd.start_avahi()
+        wait_for(
+            lambda: (
+                avahi_services(d).get('(zc0, IPv4, stas cdc.local, _nvme-disc._tcp)', {}).get('reachable')
+                == 'True'
+            ),
+            scaled(2),
+            'browsing resumed after the restarts',
+        )
 
         # Avahi goes away and comes back: the DC stays connected, browsing resumes
         lab.stafd.stop_avahi()
