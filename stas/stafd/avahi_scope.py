@@ -50,6 +50,16 @@ class AvahiScope:
             return False
         return not self.allow or name in self.allow
 
+    def text(self) -> str:
+        """For the log: the rules in one line."""
+        parts = ['up, addressed, multicast, not loopback']
+        parts.append('point-to-point too' if self.point_to_point else 'not point-to-point')
+        if self.allow:
+            parts.append('allow-interfaces=' + ','.join(self.allow))
+        if self.deny:
+            parts.append('deny-interfaces=' + ','.join(self.deny))
+        return '; '.join(parts)
+
     def describe(self) -> dict:
         """For ``stafctl status``: what restricts the interfaces browsed."""
         return {

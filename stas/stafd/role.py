@@ -65,16 +65,6 @@ class _DcPlanEffects:
     removed: Tuple[Tuple[TransportId, str], ...]
 
 
-def _scope_text(scope: avahi_scope.AvahiScope) -> str:
-    parts = ['up, addressed, multicast, not loopback']
-    parts.append('point-to-point too' if scope.point_to_point else 'not point-to-point')
-    if scope.allow:
-        parts.append('allow-interfaces=' + ','.join(scope.allow))
-    if scope.deny:
-        parts.append('deny-interfaces=' + ','.join(scope.deny))
-    return '; '.join(parts)
-
-
 def _removal_reason(tid: TransportId, config: StafdConfig) -> str:
     entry = is_excluded(tid, config.excluded)
     return describe(entry) if entry else ''
@@ -155,7 +145,7 @@ class StafdRole(DaemonRole):
         if scope == self.avahi_scope:
             return False
         self.avahi_scope = scope
-        log.info('zeroconf: interfaces as avahi-daemon browses them: %s', _scope_text(scope))
+        log.info('zeroconf: interfaces as avahi-daemon browses them: %s', scope.text())
         return True
 
     async def _reread_avahi_scope(self) -> None:

@@ -95,3 +95,11 @@ def test_an_unreadable_file_restricts_nothing_and_says_why(tmp_path):
     (tmp_path / 'avahi-daemon.conf').mkdir()
     scope, problem = read_scope(str(tmp_path / 'avahi-daemon.conf'))
     assert scope == AvahiScope() and problem.startswith(f'{tmp_path}/avahi-daemon.conf: cannot be read (')
+
+
+def test_the_log_line_says_every_rule_in_force():
+    assert AvahiScope().text() == 'up, addressed, multicast, not loopback; not point-to-point'
+    assert AvahiScope(('eth0', 'eth1'), ('eth2',), True).text() == (
+        'up, addressed, multicast, not loopback; point-to-point too; '
+        'allow-interfaces=eth0,eth1; deny-interfaces=eth2'
+    )
